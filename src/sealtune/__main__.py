@@ -1,0 +1,5 @@
+"""``python -m sealtune``."""
+
+from sealtune.cli import main
+
+main()

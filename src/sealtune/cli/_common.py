@@ -1,0 +1,42 @@
+"""Helpers shared by the CLI command modules."""
+
+from __future__ import annotations
+
+import getpass
+import re
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from rich.console import Console
+
+from sealtune.errors import UsageError
+from sealtune.workspace import Workspace, default_home
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def prompt_passphrase() -> str:
+    """Ask for the keyring passphrase on the terminal (never echoed)."""
+    if not sys.stdin.isatty():
+        raise UsageError("the keyring passphrase is needed and there is no terminal",
+                         hint="set SEALTUNE_PASSPHRASE")
+    return getpass.getpass("keyring passphrase: ")
+
+
+def open_workspace(home: Path | None = None) -> Workspace:
+    """Open the workspace at ``home`` or ``$SEALTUNE_HOME`` / ``./.sealtune``."""
+    return Workspace.open(home or default_home(), prompt=prompt_passphrase)
+
+
+def parse_duration(text: str, *, option: str) -> timedelta:
+    """Parse ``30s``, ``15m``, ``12h``, ``180d``, ``2w``."""
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise UsageError(f"{option}: cannot read duration {text!r}",
+                         hint="use a number and a unit, e.g. 180d, 12h, 30m")
+    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})

@@ -1,0 +1,151 @@
+"""Typed workspace configuration (``$SEALTUNE_HOME/config.toml``).
+
+Fails closed: a missing file, an unknown section or key, or a value of the
+wrong type is a :class:`~sealtune.errors.ConfigError` naming the file and the
+field, never a silent default. Secrets (PINs, tokens) are never stored here:
+the config names the environment variable that carries them.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import tomli_w
+
+from sealtune.errors import ConfigError
+
+CONFIG_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Pkcs11Config:
+    """Where the HSM token is. The PIN comes from the environment variable ``pin_env``."""
+
+    module: str
+    token_label: str
+    pin_env: str = "SEALTUNE_PKCS11_PIN"
+
+
+@dataclass(frozen=True)
+class OpenBaoConfig:
+    """Where the OpenBao / Vault transit engine is. The token comes from ``token_env``."""
+
+    addr: str
+    mount: str = "transit"
+    token_env: str = "SEALTUNE_OPENBAO_TOKEN"
+    namespace: str = ""
+    key_prefix: str = "sealtune-"
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    """Audit ledger settings."""
+
+    checkpoint_every: int = 1000
+    segment_max_entries: int = 100_000
+    segment_max_age_hours: int = 24
+    retention_days: int = 180
+
+
+@dataclass(frozen=True)
+class WorkspaceConfig:
+    """The whole workspace config."""
+
+    workspace_id: str
+    created: str
+    default_key: str = "platform"
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    pkcs11: Pkcs11Config | None = None
+    openbao: OpenBaoConfig | None = None
+
+    def to_toml(self) -> str:
+        doc: dict[str, Any] = {
+            "format": CONFIG_FORMAT,
+            "workspace": {"id": self.workspace_id, "created": self.created,
+                          "default_key": self.default_key},
+            "ledger": asdict(self.ledger),
+        }
+        keyring: dict[str, Any] = {}
+        if self.pkcs11:
+            keyring["pkcs11"] = asdict(self.pkcs11)
+        if self.openbao:
+            keyring["openbao"] = asdict(self.openbao)
+        if keyring:
+            doc["keyring"] = keyring
+        return tomli_w.dumps(doc)
+
+
+T = TypeVar("T")
+
+
+def _section(cls: type[T], data: Any, where: str) -> T:
+    """Build dataclass ``cls`` from a TOML table, rejecting unknown keys and bad types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a table")
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{where}.{key} is not a known setting",
+                              hint=f"known settings: {', '.join(sorted(known))}")
+    kwargs: dict[str, Any] = {}
+    for name, f in known.items():
+        if name not in data:
+            continue
+        value = data[name]
+        expected = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        if expected == "int" and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            raise ConfigError(f"{where}.{name} must be a positive integer")
+        if expected == "str" and not isinstance(value, str):
+            raise ConfigError(f"{where}.{name} must be a string")
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except TypeError:
+        missing = [n for n, f in known.items() if n not in data and f.default is f.default_factory]
+        raise ConfigError(f"{where} is missing required settings: {', '.join(missing)}") from None
+
+
+def load_config(path: Path) -> WorkspaceConfig:
+    """Load and validate ``config.toml``.
+
+    Raises:
+        ConfigError: missing, unparsable, or invalid (the message names the field).
+    """
+    try:
+        raw = tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path} not found", hint="run 'sealtune init' to create a workspace") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    where = str(path)
+    allowed = {"format", "workspace", "ledger", "keyring"}
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"{where}: unknown section {key!r}",
+                              hint=f"known sections: {', '.join(sorted(allowed))}")
+    if raw.get("format") != CONFIG_FORMAT:
+        raise ConfigError(f"{where}: 'format' must be {CONFIG_FORMAT}")
+    ws = raw.get("workspace")
+    if not isinstance(ws, dict) or not isinstance(ws.get("id"), str) or not isinstance(ws.get("created"), str):
+        raise ConfigError(f"{where}: [workspace] needs string 'id' and 'created'")
+    for key in ws:
+        if key not in {"id", "created", "default_key"}:
+            raise ConfigError(f"{where}: workspace.{key} is not a known setting")
+    default_key = ws.get("default_key", "platform")
+    if not isinstance(default_key, str) or not default_key:
+        raise ConfigError(f"{where}: workspace.default_key must be a non-empty string")
+    ledger = _section(LedgerConfig, raw.get("ledger", {}), f"{where}: ledger")
+    keyring = raw.get("keyring", {})
+    if not isinstance(keyring, dict):
+        raise ConfigError(f"{where}: [keyring] must be a table")
+    for key in keyring:
+        if key not in {"pkcs11", "openbao"}:
+            raise ConfigError(f"{where}: keyring.{key} is not a configurable backend",
+                              hint="configurable backends: pkcs11, openbao (local needs no config)")
+    pkcs11 = _section(Pkcs11Config, keyring["pkcs11"], f"{where}: keyring.pkcs11") if "pkcs11" in keyring else None
+    openbao = _section(OpenBaoConfig, keyring["openbao"], f"{where}: keyring.openbao") if "openbao" in keyring else None
+    return WorkspaceConfig(workspace_id=ws["id"], created=ws["created"], default_key=default_key,
+                           ledger=ledger, pkcs11=pkcs11, openbao=openbao)

@@ -1,0 +1,100 @@
+"""The sealtune error tree.
+
+Every error sealtune raises on purpose is a :class:`SealtuneError`. Messages
+name the file, field or key involved and say what to do; they never carry
+payload text, plaintext, passphrases or key material. The CLI maps each class
+to an exit status (0 ok, 1 other error, 2 usage, 3 integrity/attestation) and
+prints only ``str(error)`` and ``error.hint``, never a raw traceback of a
+foreign exception that could carry data.
+"""
+
+from __future__ import annotations
+
+
+class SealtuneError(Exception):
+    """Base class of every error sealtune raises deliberately.
+
+    Args:
+        message: what went wrong, naming the file, field or key (never data).
+        hint: what the user can do about it.
+    """
+
+    exit_code: int = 1
+    prefix: str = "error"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def diagnostics(self) -> str:
+        """Return the one- or two-line text the CLI shows for this error."""
+        text = f"{self.prefix}: {self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+class UsageError(SealtuneError):
+    """The command line or API was used wrongly (bad option combination)."""
+
+    exit_code = 2
+    prefix = "usage"
+
+
+class ConfigError(SealtuneError):
+    """A configuration or policy file is missing, malformed or invalid.
+
+    sealtune fails closed: a missing or invalid config is never replaced by a
+    silent default.
+    """
+
+    prefix = "config"
+
+
+class WorkspaceError(SealtuneError):
+    """The workspace is missing, not initialised, or already initialised."""
+
+    prefix = "workspace"
+
+
+class KeyringError(SealtuneError):
+    """A keyring backend failed or refused an operation (not tampering)."""
+
+    prefix = "keyring"
+
+
+class KeyNotFoundError(KeyringError):
+    """The named key, or the requested version of it, does not exist."""
+
+
+class KeyDestroyedError(KeyringError):
+    """The key (or key version) was destroyed; data under it is unrecoverable."""
+
+
+class BackendUnavailableError(KeyringError):
+    """A keyring backend is not configured, not installed or not reachable."""
+
+
+class IntegrityError(SealtuneError):
+    """Tampering, a wrong key or passphrase, or a bad signature was detected.
+
+    Deliberately opaque, like ``cryptography``'s ``InvalidTag``: the message
+    says which file or entry failed, never why at byte level.
+    """
+
+    exit_code = 3
+    prefix = "integrity"
+
+
+class AttestationError(SealtuneError):
+    """An attestation report failed verification."""
+
+    exit_code = 3
+    prefix = "attestation"
+
+
+class PolicyViolation(SealtuneError):
+    """A policy forbids the requested action."""
+
+    prefix = "policy"

@@ -1,0 +1,1 @@
+"""Key management: the Keyring port, its backends, and sealed files."""

@@ -1,0 +1,266 @@
+"""The passphrase-sealed keyring file (``keyring.sealed`` in the workspace).
+
+Holds the ``local`` backend's KEKs, the workspace key catalogue (which
+backend holds which key name) and the ledger's Ed25519 signing key, as one
+JSON document encrypted with AES-256-GCM under a master key derived from the
+passphrase with Argon2id. The clear header (KDF parameters, salt, format
+version) is the GCM associated data, so editing it fails authentication.
+
+Protects against: reading or editing the keyring file without the
+passphrase (a wrong passphrase and a tampered file both fail closed with an
+``IntegrityError``, never garbage). Does not protect against: a weak
+passphrase (Argon2id only slows guessing), or a process that holds the
+unlocked keyring in memory.
+
+Writes are atomic (temp name in the same directory, fsync, rename) and
+serialised across processes by an advisory lock, re-reading the file under
+the lock so concurrent writers never lose each other's changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
+from sealtune.errors import ConfigError, IntegrityError, WorkspaceError
+
+FORMAT = "sealtune-keyring/v1"
+
+
+@dataclass(frozen=True)
+class KdfParams:
+    """Argon2id cost parameters (RFC 9106).
+
+    The default follows RFC 9106's second recommended option (64 MiB, t=3,
+    p=4). ``unsafe_fast`` is for tests only and is refused below its floor.
+    """
+
+    memory_kib: int = 65536
+    iterations: int = 3
+    lanes: int = 4
+
+    @classmethod
+    def unsafe_fast(cls) -> KdfParams:
+        """Cheap parameters for test suites; never for real keyrings."""
+        return cls(memory_kib=8192, iterations=1, lanes=1)
+
+    def validate(self) -> None:
+        if self.memory_kib < 8192 or self.iterations < 1 or not 1 <= self.lanes <= 16:
+            raise ConfigError(
+                "keyring KDF parameters are below the floor (memory >= 8192 KiB, "
+                "iterations >= 1, 1 <= lanes <= 16)"
+            )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def _derive(passphrase: str, salt: bytes, kdf: KdfParams) -> bytes:
+    kdf.validate()
+    return Argon2id(
+        salt=salt,
+        length=32,
+        iterations=kdf.iterations,
+        lanes=kdf.lanes,
+        memory_cost=kdf.memory_kib,
+    ).derive(passphrase.encode("utf-8"))
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync dir."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class KeyFile:
+    """An unlocked keyring file: sections of named JSON records.
+
+    Sections used by sealtune: ``catalogue`` (key name -> backend, algorithm),
+    ``local`` (local KEKs and their versions), ``ledger`` (signing key).
+    Values must be JSON-serialisable; binary secrets are stored base64.
+    """
+
+    def __init__(self, path: Path, master_key: bytes, header: dict[str, Any],
+                 doc: dict[str, dict[str, Any]]) -> None:
+        self._path = path
+        self._key = master_key
+        self._header = header
+        self._doc = doc
+
+    # -- creation and opening -------------------------------------------------
+
+    @classmethod
+    def create(cls, path: Path, passphrase: str, *, kdf: KdfParams | None = None) -> KeyFile:
+        """Create a new, empty keyring file; refuses to overwrite one."""
+        if not passphrase:
+            raise ConfigError("the keyring passphrase is empty", hint="set SEALTUNE_PASSPHRASE")
+        if path.exists():
+            raise WorkspaceError(f"{path} already exists; refusing to overwrite a keyring")
+        kdf = kdf or KdfParams()
+        salt = secrets.token_bytes(16)
+        header = {
+            "format": FORMAT,
+            "kdf": {"name": "argon2id", "salt": _b64(salt), "memory_kib": kdf.memory_kib,
+                    "iterations": kdf.iterations, "lanes": kdf.lanes},
+        }
+        kf = cls(path, _derive(passphrase, salt, kdf), header, {})
+        kf._save()
+        return kf
+
+    @classmethod
+    def open(cls, path: Path, passphrase: str) -> KeyFile:
+        """Unlock an existing keyring file.
+
+        Raises:
+            WorkspaceError: the file does not exist.
+            ConfigError: the file is not a sealtune keyring.
+            IntegrityError: wrong passphrase or tampered file.
+        """
+        header, nonce, ct = cls._read(path)
+        kdf = header["kdf"]
+        params = KdfParams(kdf["memory_kib"], kdf["iterations"], kdf["lanes"])
+        key = _derive(passphrase, _unb64(kdf["salt"]), params)
+        doc = cls._decrypt(path, key, header, nonce, ct)
+        return cls(path, key, header, doc)
+
+    @staticmethod
+    def _read(path: Path) -> tuple[dict[str, Any], bytes, bytes]:
+        try:
+            raw = json.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            raise WorkspaceError(
+                f"keyring file {path} not found", hint="run 'sealtune init' first"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path} is not a readable sealtune keyring ({type(exc).__name__})") from None
+        try:
+            header = raw["header"]
+            if header["format"] != FORMAT or header["kdf"]["name"] != "argon2id":
+                raise ConfigError(f"{path}: unsupported keyring format")
+            return header, _unb64(raw["nonce"]), _unb64(raw["ciphertext"])
+        except (KeyError, TypeError, ValueError):
+            raise IntegrityError(f"keyring file {path} is malformed or was tampered with") from None
+
+    @staticmethod
+    def _aad(header: dict[str, Any]) -> bytes:
+        return json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def _decrypt(cls, path: Path, key: bytes, header: dict[str, Any], nonce: bytes,
+                 ct: bytes) -> dict[str, dict[str, Any]]:
+        try:
+            plain = AESGCM(key).decrypt(nonce, ct, cls._aad(header))
+        except InvalidTag:
+            raise IntegrityError(
+                f"cannot unlock keyring {path}: wrong passphrase or the file was tampered with",
+                hint="check SEALTUNE_PASSPHRASE",
+            ) from None
+        doc: dict[str, dict[str, Any]] = json.loads(plain)
+        return doc
+
+    def _save(self) -> None:
+        nonce = secrets.token_bytes(12)
+        plain = json.dumps(self._doc, sort_keys=True).encode("utf-8")
+        ct = AESGCM(self._key).encrypt(nonce, plain, self._aad(self._header))
+        body = {"header": self._header, "nonce": _b64(nonce), "ciphertext": _b64(ct)}
+        atomic_write(self._path, json.dumps(body, indent=1).encode("utf-8"))
+
+    # -- locking ------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        lock_path = self._path.with_name(self._path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            header, nonce, ct = self._read(self._path)
+            if header != self._header:
+                raise IntegrityError(f"keyring file {self._path} header changed while open")
+            self._doc = self._decrypt(self._path, self._key, header, nonce, ct)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    # -- records ---------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Re-read the file (picks up other processes' changes)."""
+        with self._locked():
+            pass
+
+    def get(self, section: str, name: str) -> dict[str, Any] | None:
+        """Return the record ``name`` in ``section``, or None."""
+        rec = self._doc.get(section, {}).get(name)
+        return None if rec is None else dict(rec)
+
+    def items(self, section: str) -> dict[str, dict[str, Any]]:
+        """Return a copy of every record in ``section``."""
+        return {k: dict(v) for k, v in self._doc.get(section, {}).items()}
+
+    @contextmanager
+    def transaction(self) -> Iterator[dict[str, dict[str, Any]]]:
+        """Lock, re-read, let the caller edit the document, then save atomically.
+
+        The caller mutates the yielded dict of sections; nothing is written if
+        the body raises.
+        """
+        with self._locked():
+            work = json.loads(json.dumps(self._doc))
+            yield work
+            self._doc = work
+            self._save()
+
+    def put(self, section: str, name: str, record: dict[str, Any]) -> None:
+        """Insert or replace one record (atomic, under the lock)."""
+        with self.transaction() as doc:
+            doc.setdefault(section, {})[name] = record
+
+    def delete(self, section: str, name: str) -> None:
+        """Remove one record if present (atomic, under the lock)."""
+        with self.transaction() as doc:
+            doc.get(section, {}).pop(name, None)
+
+
+def b64encode(data: bytes) -> str:
+    """Base64 for secrets stored in keyring records."""
+    return _b64(data)
+
+
+def b64decode(text: str) -> bytes:
+    """Inverse of :func:`b64encode`; raises ``IntegrityError`` on garbage."""
+    try:
+        return _unb64(text)
+    except ValueError:
+        raise IntegrityError("keyring record holds malformed base64") from None
