@@ -19,7 +19,9 @@ CITIES = ["北京市朝阳区建国路88号", "上海市浦东新区世纪大道
 
 
 def cn_id(rng: random.Random) -> str:
-    body = f"{rng.choice(['110105', '310115', '440106'])}19{rng.randint(60, 99)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}{rng.randint(0, 999):03d}"
+    area = rng.choice(["110105", "310115", "440106"])
+    birth = f"19{rng.randint(60, 99)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
+    body = f"{area}{birth}{rng.randint(0, 999):03d}"
     weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
     check = "10X98765432"[sum(int(d) * w for d, w in zip(body, weights, strict=True)) % 11]
     return body + check
@@ -37,19 +39,28 @@ def record(rng: random.Random, i: int) -> dict[str, object]:
     name = rng.choice(SURNAMES) + rng.choice(GIVEN)
     phone = f"1{rng.choice([38, 39, 58, 86])}{rng.randint(0, 99999999):08d}"
     if i % 2 == 0:
-        user = (f"你好，我是{name}，身份证号{cn_id(rng)}，手机{phone}。"
-                f"我的银行卡{luhn_card(rng)}被冻结了，地址是{rng.choice(CITIES)}，请帮我处理。")
+        user = (
+            f"你好，我是{name}，身份证号{cn_id(rng)}，手机{phone}。"
+            f"我的银行卡{luhn_card(rng)}被冻结了，地址是{rng.choice(CITIES)}，请帮我处理。"
+        )
         reply = "您好，已为您提交解冻申请，预计24小时内处理完毕，请留意短信通知。"
     else:
         en = rng.choice(EN_NAMES)
-        user = (f"Hi, this is {en}. My card {luhn_card(rng)} was charged twice. "
-                f"Reach me at {en.split()[0].lower()}{i}@example.com or +86 {phone}.")
-        reply = "Sorry about that. I have opened a refund request; you will get an email within 2 days."
-    return {"id": f"conv-{i:04d}", "messages": [
-        {"role": "system", "content": "你是银行客服助手。You are a bank support assistant."},
-        {"role": "user", "content": user},
-        {"role": "assistant", "content": reply},
-    ]}
+        user = (
+            f"Hi, this is {en}. My card {luhn_card(rng)} was charged twice. "
+            f"Reach me at {en.split()[0].lower()}{i}@example.com or +86 {phone}."
+        )
+        reply = (
+            "Sorry about that. I have opened a refund request; you will get an email within 2 days."
+        )
+    return {
+        "id": f"conv-{i:04d}",
+        "messages": [
+            {"role": "system", "content": "你是银行客服助手。You are a bank support assistant."},
+            {"role": "user", "content": user},
+            {"role": "assistant", "content": reply},
+        ],
+    }
 
 
 def main() -> None:

@@ -34,8 +34,9 @@ def bare_workspace(tmp_path: Path, passphrase: str) -> Workspace:
     """
     root = tmp_path / "bare-ws"
     root.mkdir(mode=0o700)
-    config = WorkspaceConfig(workspace_id=secrets.token_hex(8),
-                             created=datetime.now(UTC).isoformat(timespec="seconds"))
+    config = WorkspaceConfig(
+        workspace_id=secrets.token_hex(8), created=datetime.now(UTC).isoformat(timespec="seconds")
+    )
     (root / "config.toml").write_text(config.to_toml())
     ws = Workspace(root, config, lambda: passphrase)
     ws._keyfile = KeyFile.create(ws.keyfile_path, passphrase, kdf=KdfParams.unsafe_fast())
@@ -45,8 +46,9 @@ def bare_workspace(tmp_path: Path, passphrase: str) -> Workspace:
 @pytest.fixture
 def workspace(tmp_path: Path, passphrase: str) -> Iterator[Workspace]:
     """A fully initialised workspace with local keys ``k1``, ``k2`` (AES) and ``ksm4`` (SM4)."""
-    ws = Workspace.init(tmp_path / "ws", passphrase=passphrase, kdf=KdfParams.unsafe_fast(),
-                        default_key="k1")
+    ws = Workspace.init(
+        tmp_path / "ws", passphrase=passphrase, kdf=KdfParams.unsafe_fast(), default_key="k1"
+    )
     ws.keys.create("k2", backend="local", algorithm="aes-256-gcm")
     ws.keys.create("ksm4", backend="local", algorithm="sm4-gcm")
     yield ws

@@ -35,7 +35,7 @@ class OpenBaoConfig:
 
     addr: str
     mount: str = "transit"
-    token_env: str = "SEALTUNE_OPENBAO_TOKEN"
+    token_env: str = "SEALTUNE_OPENBAO_TOKEN"  # noqa: S105 - a variable name, not a token
     namespace: str = ""
     key_prefix: str = "sealtune-"
 
@@ -64,8 +64,11 @@ class WorkspaceConfig:
     def to_toml(self) -> str:
         doc: dict[str, Any] = {
             "format": CONFIG_FORMAT,
-            "workspace": {"id": self.workspace_id, "created": self.created,
-                          "default_key": self.default_key},
+            "workspace": {
+                "id": self.workspace_id,
+                "created": self.created,
+                "default_key": self.default_key,
+            },
             "ledger": asdict(self.ledger),
         }
         keyring: dict[str, Any] = {}
@@ -88,15 +91,19 @@ def _section(cls: type[T], data: Any, where: str) -> T:
     known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
     for key in data:
         if key not in known:
-            raise ConfigError(f"{where}.{key} is not a known setting",
-                              hint=f"known settings: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"{where}.{key} is not a known setting",
+                hint=f"known settings: {', '.join(sorted(known))}",
+            )
     kwargs: dict[str, Any] = {}
     for name, f in known.items():
         if name not in data:
             continue
         value = data[name]
         expected = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
-        if expected == "int" and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+        if expected == "int" and (
+            not isinstance(value, int) or isinstance(value, bool) or value <= 0
+        ):
             raise ConfigError(f"{where}.{name} must be a positive integer")
         if expected == "str" and not isinstance(value, str):
             raise ConfigError(f"{where}.{name} must be a string")
@@ -117,19 +124,27 @@ def load_config(path: Path) -> WorkspaceConfig:
     try:
         raw = tomllib.loads(path.read_text("utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path} not found", hint="run 'sealtune init' to create a workspace") from None
+        raise ConfigError(
+            f"{path} not found", hint="run 'sealtune init' to create a workspace"
+        ) from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     where = str(path)
     allowed = {"format", "workspace", "ledger", "keyring"}
     for key in raw:
         if key not in allowed:
-            raise ConfigError(f"{where}: unknown section {key!r}",
-                              hint=f"known sections: {', '.join(sorted(allowed))}")
+            raise ConfigError(
+                f"{where}: unknown section {key!r}",
+                hint=f"known sections: {', '.join(sorted(allowed))}",
+            )
     if raw.get("format") != CONFIG_FORMAT:
         raise ConfigError(f"{where}: 'format' must be {CONFIG_FORMAT}")
     ws = raw.get("workspace")
-    if not isinstance(ws, dict) or not isinstance(ws.get("id"), str) or not isinstance(ws.get("created"), str):
+    if (
+        not isinstance(ws, dict)
+        or not isinstance(ws.get("id"), str)
+        or not isinstance(ws.get("created"), str)
+    ):
         raise ConfigError(f"{where}: [workspace] needs string 'id' and 'created'")
     for key in ws:
         if key not in {"id", "created", "default_key"}:
@@ -143,9 +158,25 @@ def load_config(path: Path) -> WorkspaceConfig:
         raise ConfigError(f"{where}: [keyring] must be a table")
     for key in keyring:
         if key not in {"pkcs11", "openbao"}:
-            raise ConfigError(f"{where}: keyring.{key} is not a configurable backend",
-                              hint="configurable backends: pkcs11, openbao (local needs no config)")
-    pkcs11 = _section(Pkcs11Config, keyring["pkcs11"], f"{where}: keyring.pkcs11") if "pkcs11" in keyring else None
-    openbao = _section(OpenBaoConfig, keyring["openbao"], f"{where}: keyring.openbao") if "openbao" in keyring else None
-    return WorkspaceConfig(workspace_id=ws["id"], created=ws["created"], default_key=default_key,
-                           ledger=ledger, pkcs11=pkcs11, openbao=openbao)
+            raise ConfigError(
+                f"{where}: keyring.{key} is not a configurable backend",
+                hint="configurable backends: pkcs11, openbao (local needs no config)",
+            )
+    pkcs11 = (
+        _section(Pkcs11Config, keyring["pkcs11"], f"{where}: keyring.pkcs11")
+        if "pkcs11" in keyring
+        else None
+    )
+    openbao = (
+        _section(OpenBaoConfig, keyring["openbao"], f"{where}: keyring.openbao")
+        if "openbao" in keyring
+        else None
+    )
+    return WorkspaceConfig(
+        workspace_id=ws["id"],
+        created=ws["created"],
+        default_key=default_key,
+        ledger=ledger,
+        pkcs11=pkcs11,
+        openbao=openbao,
+    )

@@ -36,6 +36,7 @@ from sealtune.config import (
 )
 from sealtune.errors import ConfigError, WorkspaceError
 from sealtune.keys.keyfile import KdfParams, KeyFile, atomic_write, b64decode, b64encode
+from sealtune.ledger.entry import Outcome
 
 if TYPE_CHECKING:
     from sealtune.core.note import NoteSigner, NoteVerifier
@@ -62,8 +63,7 @@ def env_passphrase() -> str | None:
 class Workspace:
     """An opened workspace. Use :meth:`init` or :meth:`open`."""
 
-    def __init__(self, root: Path, config: WorkspaceConfig,
-                 passphrase: Callable[[], str]) -> None:
+    def __init__(self, root: Path, config: WorkspaceConfig, passphrase: Callable[[], str]) -> None:
         self.root = root
         self.config = config
         self._passphrase = passphrase
@@ -119,23 +119,38 @@ class Workspace:
         )
         keyfile = KeyFile.create(root / "keyring.sealed", passphrase, kdf=kdf)
         signing = Ed25519PrivateKey.generate().private_bytes(
-            Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+            Encoding.Raw, PrivateFormat.Raw, NoEncryption()
+        )
         keyfile.put("ledger", LEDGER_KEY, {"ed25519": b64encode(signing)})
         atomic_write(root / "config.toml", config.to_toml().encode("utf-8"))
         ws = cls(root, config, lambda: passphrase)
         ws._keyfile = keyfile
-        ws.audit("workspace.init", str(root.name),
-                 details={"workspace_id": config.workspace_id,
-                          "kdf_memory_kib": (kdf or KdfParams()).memory_kib})
+        ws.audit(
+            "workspace.init",
+            str(root.name),
+            details={
+                "workspace_id": config.workspace_id,
+                "kdf_memory_kib": (kdf or KdfParams()).memory_kib,
+            },
+        )
         if kdf is not None and kdf.memory_kib < KdfParams().memory_kib:
-            ws.audit("workspace.unsafe_fast_kdf", str(root.name), outcome="success",
-                     details={"memory_kib": kdf.memory_kib, "iterations": kdf.iterations})
+            ws.audit(
+                "workspace.unsafe_fast_kdf",
+                str(root.name),
+                outcome="success",
+                details={"memory_kib": kdf.memory_kib, "iterations": kdf.iterations},
+            )
         ws.keys.create(default_key, backend="local", algorithm=algorithm)
         return ws
 
     @classmethod
-    def open(cls, root: Path | None = None, *, passphrase: str | None = None,
-             prompt: Callable[[], str] | None = None) -> Workspace:
+    def open(
+        cls,
+        root: Path | None = None,
+        *,
+        passphrase: str | None = None,
+        prompt: Callable[[], str] | None = None,
+    ) -> Workspace:
         """Open an existing workspace (the keyring is unlocked on first use).
 
         Raises:
@@ -144,8 +159,9 @@ class Workspace:
         """
         root = root or default_home()
         if not (root / "config.toml").exists():
-            raise WorkspaceError(f"no sealtune workspace at {root}",
-                                 hint="run 'sealtune init' or set SEALTUNE_HOME")
+            raise WorkspaceError(
+                f"no sealtune workspace at {root}", hint="run 'sealtune init' or set SEALTUNE_HOME"
+            )
         config = load_config(root / "config.toml")
 
         def resolve() -> str:
@@ -154,8 +170,10 @@ class Workspace:
                 return value
             if prompt is not None:
                 return prompt()
-            raise ConfigError("the keyring passphrase is needed",
-                              hint=f"set {ENV_PASSPHRASE} or run interactively")
+            raise ConfigError(
+                "the keyring passphrase is needed",
+                hint=f"set {ENV_PASSPHRASE} or run interactively",
+            )
 
         return cls(root, config, resolve)
 
@@ -190,7 +208,7 @@ class Workspace:
         if rec is None:
             raise WorkspaceError(f"{self.keyfile_path} holds no ledger signing key")
         key = Ed25519PrivateKey.from_private_bytes(b64decode(rec["ed25519"]))
-        return NoteSigner(f"sealtune-ledger-{self.config.workspace_id}", key)
+        return NoteSigner(key, f"sealtune-ledger-{self.config.workspace_id}")
 
     def ledger_verifier(self) -> NoteVerifier:
         """The verifier for this workspace's checkpoints (public key only)."""
@@ -227,11 +245,18 @@ class Workspace:
             user = f"uid{os.getuid()}"
         return f"{user}@{socket.gethostname()}"
 
-    def audit(self, action: str, resource: str, *, outcome: str = "success",
-              details: dict[str, Any] | None = None) -> None:
+    def audit(
+        self,
+        action: str,
+        resource: str,
+        *,
+        outcome: Outcome = "success",
+        details: dict[str, Any] | None = None,
+    ) -> None:
         """Append an event to the audit ledger."""
-        self.ledger.append(actor=self.actor, action=action, resource=resource,
-                           outcome=outcome, details=details)
+        self.ledger.append(
+            actor=self.actor, action=action, resource=resource, outcome=outcome, details=details
+        )
 
     def close(self) -> None:
         """Close the ledger connection."""

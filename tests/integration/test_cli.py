@@ -18,19 +18,30 @@ SEALTUNE = [sys.executable, "-m", "sealtune"]
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("SEALTUNE_")}
-    base.update({
-        "SEALTUNE_HOME": str(tmp_path / "home"),
-        "SEALTUNE_PASSPHRASE": "cli-pass-" + secrets.token_hex(8),
-        "SEALTUNE_UNSAFE_FAST_KDF": "1",
-        "TMPDIR": str(tmp_path / "tmp"),
-    })
+    base.update(
+        {
+            "SEALTUNE_HOME": str(tmp_path / "home"),
+            "SEALTUNE_PASSPHRASE": "cli-pass-" + secrets.token_hex(8),
+            "SEALTUNE_UNSAFE_FAST_KDF": "1",
+            "TMPDIR": str(tmp_path / "tmp"),
+        }
+    )
     (tmp_path / "tmp").mkdir()
     return base
 
 
-def run(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SEALTUNE, *args], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=120, check=False)
+def run(
+    env: dict[str, str], *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SEALTUNE, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def ok(env: dict[str, str], *args: str) -> str:
@@ -51,7 +62,10 @@ def test_seal_unseal_round_trip_and_keys_list(initialised: dict[str, str], tmp_p
     ok(env, "keys", "create", "gm", "--algorithm", "sm4-gcm")
     keys = json.loads(ok(env, "keys", "list", "--json"))
     assert {k["name"]: k["algorithm"] for k in keys} == {
-        "platform": "aes-256-gcm", "customer": "aes-256-gcm", "gm": "sm4-gcm"}
+        "platform": "aes-256-gcm",
+        "customer": "aes-256-gcm",
+        "gm": "sm4-gcm",
+    }
     assert all("key" not in k and "material" not in k for k in keys)
     src = tmp_path / "in.bin"
     src.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
@@ -76,16 +90,21 @@ def test_exit_codes(initialised: dict[str, str], tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
     # wrong passphrase: integrity failure, never garbage
-    res = run({**env, "SEALTUNE_PASSPHRASE": "wrong-passphrase"}, "unseal", str(tmp_path / "s"),
-              str(tmp_path / "out"))
+    res = run(
+        {**env, "SEALTUNE_PASSPHRASE": "wrong-passphrase"},
+        "unseal",
+        str(tmp_path / "s"),
+        str(tmp_path / "out"),
+    )
     assert res.returncode == 3 and res.stderr.startswith("integrity:"), res.stderr
     # usage errors exit 2
     assert run(env, "keys", "destroy", "platform").returncode == 2
     assert run(env, "keys", "create").returncode == 2
     assert run(env, "no-such-command").returncode == 2
-    # other errors exit 1 and name what is wrong
+    # a missing input path is a usage error that names the path
     res = run(env, "unseal", str(tmp_path / "missing"), str(tmp_path / "out"))
-    assert res.returncode == 1 and "missing" in res.stderr, res.stderr
+    assert res.returncode == 2 and "missing" in res.stderr, res.stderr
+    # other errors exit 1 and say what to do
     res = run({**env, "SEALTUNE_HOME": str(tmp_path / "nowhere")}, "keys", "list")
     assert res.returncode == 1 and "sealtune init" in res.stderr
 
@@ -154,8 +173,7 @@ def test_no_plaintext_or_passphrase_at_rest(initialised: dict[str, str], tmp_pat
     assert res.returncode != 0
     assert marker not in res.stderr and marker not in res.stdout
     src.unlink()
-    needles = [marker.encode(), env["SEALTUNE_PASSPHRASE"].encode(),
-               marker.encode("utf-16-le")]
+    needles = [marker.encode(), env["SEALTUNE_PASSPHRASE"].encode(), marker.encode("utf-16-le")]
     scanned = 0
     for root in (tmp_path, Path(env["SEALTUNE_HOME"])):
         for path in root.rglob("*"):

@@ -14,7 +14,6 @@ import os
 import sys
 import traceback
 
-import click
 import typer
 
 from sealtune.cli import audit, demo, files, keys, workspace
@@ -36,27 +35,27 @@ demo.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns (and exits with) the exit status."""
+    """Run the CLI; returns (and, without ``argv``, exits with) the exit status.
+
+    Typer/click handle usage errors themselves (exit 2); sealtune errors map to
+    their class's exit status; anything else is shown by class name only.
+    """
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="sealtune")
         code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except SealtuneError as exc:
         print(exc.diagnostics(), file=sys.stderr)
         code = exc.exit_code
-    except click.exceptions.Abort:
-        print("aborted", file=sys.stderr)
-        code = 1
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        code = 2 if isinstance(exc, click.UsageError) else 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
     except Exception as exc:  # never echo a foreign exception's message: it may carry data
-        print(f"internal error: {type(exc).__name__} (set SEALTUNE_DEBUG=1 for a traceback)",
-              file=sys.stderr)
+        print(
+            f"internal error: {type(exc).__name__} (set SEALTUNE_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
         if os.environ.get("SEALTUNE_DEBUG") == "1":
             traceback.print_exc()
         code = 1

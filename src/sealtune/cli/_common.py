@@ -23,8 +23,10 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 def prompt_passphrase() -> str:
     """Ask for the keyring passphrase on the terminal (never echoed)."""
     if not sys.stdin.isatty():
-        raise UsageError("the keyring passphrase is needed and there is no terminal",
-                         hint="set SEALTUNE_PASSPHRASE")
+        raise UsageError(
+            "the keyring passphrase is needed and there is no terminal",
+            hint="set SEALTUNE_PASSPHRASE",
+        )
     return getpass.getpass("keyring passphrase: ")
 
 
@@ -37,6 +39,8 @@ def parse_duration(text: str, *, option: str) -> timedelta:
     """Parse ``30s``, ``15m``, ``12h``, ``180d``, ``2w``."""
     m = _DURATION.match(text.strip())
     if not m:
-        raise UsageError(f"{option}: cannot read duration {text!r}",
-                         hint="use a number and a unit, e.g. 180d, 12h, 30m")
+        raise UsageError(
+            f"{option}: cannot read duration {text!r}",
+            hint="use a number and a unit, e.g. 180d, 12h, 30m",
+        )
     return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})

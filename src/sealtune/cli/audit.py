@@ -20,8 +20,9 @@ from rich.table import Table
 from sealtune.cli._common import console, open_workspace, parse_duration
 from sealtune.errors import IntegrityError, UsageError
 
-app = typer.Typer(help="The tamper-evident audit log: list, verify, export, prune.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="The tamper-evident audit log: list, verify, export, prune.", no_args_is_help=True
+)
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Workspace directory.")]
 
 
@@ -34,8 +35,10 @@ def _since(text: str | None) -> datetime | None:
         try:
             return datetime.now(UTC) - parse_duration(text, option="--since")
         except UsageError:
-            raise UsageError(f"--since {text!r}: not an ISO date/time or a duration",
-                             hint="e.g. --since 2026-01-31 or --since 7d") from None
+            raise UsageError(
+                f"--since {text!r}: not an ISO date/time or a duration",
+                hint="e.g. --since 2026-01-31 or --since 7d",
+            ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
@@ -45,15 +48,20 @@ def log(
     action: Annotated[str | None, typer.Option(help="Only this action, e.g. key.rotate.")] = None,
     actor: Annotated[str | None, typer.Option(help="Only this actor.")] = None,
     outcome: Annotated[str | None, typer.Option(help="success, failure or denied.")] = None,
-    limit: Annotated[int | None, typer.Option(help="At most this many entries (newest last).")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="At most this many entries (newest last).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     home: HomeOpt = None,
 ) -> None:
     """Show audit log entries."""
     ws = open_workspace(home)
     try:
-        entries = list(ws.ledger.entries(since=_since(since), action=action, actor=actor,
-                                         outcome=outcome, limit=limit))
+        entries = list(
+            ws.ledger.entries(
+                since=_since(since), action=action, actor=actor, outcome=outcome, limit=limit
+            )
+        )
     finally:
         ws.close()
     if as_json:
@@ -63,14 +71,27 @@ def log(
     table = Table("seq", "time (UTC)", "actor", "action", "resource", "outcome", "details")
     for e in entries:
         style = "" if e.outcome == "success" else "red"
-        table.add_row(str(e.seq), e.time, e.actor, e.action, e.resource, e.outcome,
-                      json.dumps(e.details, sort_keys=True, ensure_ascii=False), style=style)
+        table.add_row(
+            str(e.seq),
+            e.time,
+            e.actor,
+            e.action,
+            e.resource,
+            e.outcome,
+            json.dumps(e.details, sort_keys=True, ensure_ascii=False),
+            style=style,
+        )
     console.print(table)
 
 
 @app.command("verify")
 def verify(
-    key: Annotated[str | None, typer.Option("--key", help="Pinned verifier key string (from 'audit key'); no passphrase needed.")] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key", help="Pinned verifier key string (from 'audit key'); no passphrase needed."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     home: HomeOpt = None,
 ) -> None:
@@ -91,8 +112,10 @@ def verify(
     if as_json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
     if not report.ok:
-        raise IntegrityError(f"audit log broken at sequence number {report.first_bad_seq}: {report.reason}",
-                             hint="the log was edited outside sealtune; keep this workspace for investigation")
+        raise IntegrityError(
+            f"audit log broken at sequence number {report.first_bad_seq}: {report.reason}",
+            hint="the log was edited outside sealtune; keep this workspace for investigation",
+        )
     if not as_json:
         console.print(f"[green]audit log verified[/]: {report.summary()}")
 
@@ -148,16 +171,24 @@ def _export_to(ws: object, fmt: str, fh: TextIO, since: str | None) -> None:
 
 @app.command("prune")
 def prune(
-    older_than: Annotated[str | None, typer.Option("--older-than", help="e.g. 180d (default: the workspace retention).")] = None,
+    older_than: Annotated[
+        str | None,
+        typer.Option("--older-than", help="e.g. 180d (default: the workspace retention)."),
+    ] = None,
     home: HomeOpt = None,
 ) -> None:
     """Delete entries of closed segments older than the retention; checkpoints stay verifiable."""
     ws = open_workspace(home)
     try:
-        age = (parse_duration(older_than, option="--older-than") if older_than
-               else parse_duration(f"{ws.config.ledger.retention_days}d", option="retention_days"))
+        age = (
+            parse_duration(older_than, option="--older-than")
+            if older_than
+            else parse_duration(f"{ws.config.ledger.retention_days}d", option="retention_days")
+        )
         result = ws.ledger.prune(age)
-        console.print(f"pruned {result.entries_deleted} entries in {result.segments_pruned} segment(s) "
-                      f"older than {age.days} days; checkpoint chain kept")
+        console.print(
+            f"pruned {result.entries_deleted} entries in {result.segments_pruned} segment(s) "
+            f"older than {age.days} days; checkpoint chain kept"
+        )
     finally:
         ws.close()

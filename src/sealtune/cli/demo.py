@@ -40,8 +40,10 @@ def _sha256(path: Path) -> str:
 def _fresh_dir(home: Path) -> None:
     if home.exists():
         if not (home / MARKER).exists():
-            raise UsageError(f"{home} exists and is not a sealtune demo directory",
-                             hint="pass --home with a new directory")
+            raise UsageError(
+                f"{home} exists and is not a sealtune demo directory",
+                hint="pass --home with a new directory",
+            )
         shutil.rmtree(home)
     home.mkdir(parents=True, mode=0o700)
     (home / MARKER).write_text("created by 'sealtune demo'; safe to delete\n")
@@ -52,15 +54,19 @@ def _step(n: int, title: str) -> None:
 
 
 def demo(
-    home: Annotated[Path, typer.Option("--home", help="Demo directory (recreated).")] = Path("sealtune-demo"),
+    home: Annotated[Path, typer.Option("--home", help="Demo directory (recreated).")] = Path(
+        "sealtune-demo"
+    ),
 ) -> None:
     """Run the whole lifecycle on bundled sample data."""
     _fresh_dir(home)
     passphrase = os.environ.get(ENV_PASSPHRASE)
     if not passphrase:
         passphrase = "demo-" + secrets.token_urlsafe(18)
-        console.print(f"[yellow]{ENV_PASSPHRASE} is not set: this demo workspace uses a random "
-                      f"passphrase, shown once so you can explore it afterwards:[/] {passphrase}")
+        console.print(
+            f"[yellow]{ENV_PASSPHRASE} is not set: this demo workspace uses a random "
+            f"passphrase, shown once so you can explore it afterwards:[/] {passphrase}"
+        )
     ws_root = home / "workspace"
     data_dir = home / "data"
     data_dir.mkdir(mode=0o700)
@@ -79,8 +85,10 @@ def demo(
         sealed = data_dir / "conversations.jsonl.sealed"
         seal_file(raw, sealed, keys=ws.keys, key_names=["platform", "customer"])
         info = describe_file(sealed)
-        console.print(f"sealed {raw.name} ({raw.stat().st_size} bytes) under "
-                      f"{', '.join(f'{e.kek_uri} v{e.version}' for e in info.entries)}")
+        console.print(
+            f"sealed {raw.name} ({raw.stat().st_size} bytes) under "
+            f"{', '.join(f'{e.kek_uri} v{e.version}' for e in info.entries)}"
+        )
         sm4 = data_dir / "conversations.jsonl.sm4.sealed"
         seal_file(raw, sm4, keys=ws.keys, key_names=["gm"])
         console.print(f"sealed a copy with SM4-GCM under gm ({describe_file(sm4).suite})")
@@ -102,7 +110,9 @@ def demo(
             raise AssertionError("tampered file opened")  # pragma: no cover - would be a bug
         except IntegrityError as exc:
             console.print(f"[green]tampering detected[/]: {exc.diagnostics()}")
-        console.print(f"no partial plaintext left behind: {not (data_dir / 'never.jsonl').exists()}")
+        console.print(
+            f"no partial plaintext left behind: {not (data_dir / 'never.jsonl').exists()}"
+        )
         tampered.unlink()
 
         _step(4, "Rotate the platform key; re-wrap headers only; retire v1")
@@ -119,7 +129,7 @@ def demo(
         ws.keys.destroy("gm")
         try:
             open_file(sm4, opened, keys=ws.keys)
-        except Exception as exc:  # noqa: BLE001 - shown to the user, by class only
+        except Exception as exc:
             console.print(f"[green]the SM4 copy is unrecoverable[/]: {type(exc).__name__}")
 
         _step(6, "The audit log, verified")
@@ -133,7 +143,9 @@ def demo(
             raise IntegrityError(f"audit log broken at {report.first_bad_seq}: {report.reason}")
     finally:
         ws.close()
-    console.print(f"\nworkspace: {ws_root}  (explore with: SEALTUNE_HOME={ws_root} sealtune audit log)")
+    console.print(
+        f"\nworkspace: {ws_root}  (explore with: SEALTUNE_HOME={ws_root} sealtune audit log)"
+    )
 
 
 def _keys_table(ws: Workspace) -> None:
@@ -146,8 +158,13 @@ def _keys_table(ws: Workspace) -> None:
 def _ledger_table(ws: Workspace) -> None:
     table = Table("seq", "action", "resource", "outcome")
     for e in ws.ledger.entries():
-        table.add_row(str(e.seq), e.action, e.resource, e.outcome,
-                      style="" if e.outcome == "success" else "yellow")
+        table.add_row(
+            str(e.seq),
+            e.action,
+            e.resource,
+            e.outcome,
+            style="" if e.outcome == "success" else "yellow",
+        )
     console.print(table)
 
 

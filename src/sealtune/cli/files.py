@@ -16,7 +16,10 @@ HomeOpt = Annotated[Path | None, typer.Option("--home", help="Workspace director
 def seal(
     src: Annotated[Path, typer.Argument(help="Plaintext file to seal.")],
     dst: Annotated[Path, typer.Argument(help="Sealed output file.")],
-    key: Annotated[list[str] | None, typer.Option("--key", help="KEK name; repeat to let several keys open the file.")] = None,
+    key: Annotated[
+        list[str] | None,
+        typer.Option("--key", help="KEK name; repeat to let several keys open the file."),
+    ] = None,
     home: HomeOpt = None,
 ) -> None:
     """Seal a file: fresh data key, streaming AEAD, data key wrapped by each --key."""
@@ -24,14 +27,18 @@ def seal(
     try:
         names = key or [ws.config.default_key]
         result = seal_file(src, dst, keys=ws.keys, key_names=names)
-        console.print(f"sealed {src} -> {dst} ({result.plaintext_size} bytes, keys: {', '.join(names)})")
+        console.print(
+            f"sealed {src} -> {dst} ({result.plaintext_size} bytes, keys: {', '.join(names)})"
+        )
     finally:
         ws.close()
 
 
 def unseal(
     src: Annotated[Path, typer.Argument(help="Sealed file.")],
-    dst: Annotated[Path, typer.Argument(help="Plaintext output (written only if every segment authenticates).")],
+    dst: Annotated[
+        Path, typer.Argument(help="Plaintext output (written only if every segment authenticates).")
+    ],
     home: HomeOpt = None,
 ) -> None:
     """Open a sealed file; nothing is written unless the whole file authenticates."""

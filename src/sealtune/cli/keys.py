@@ -16,14 +16,18 @@ from sealtune.errors import SealtuneError, UsageError
 from sealtune.keys.base import KeyInfo
 from sealtune.keys.files import describe_file, rewrap_file
 
-app = typer.Typer(help="Key-encryption keys (KEKs) in local, pkcs11 or openbao keyrings.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Key-encryption keys (KEKs) in local, pkcs11 or openbao keyrings.", no_args_is_help=True
+)
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Workspace directory.")]
 
 
 def _show(info: KeyInfo) -> str:
     versions = ",".join(str(v) for v in info.versions) or "-"
-    return f"{info.name} ({info.backend}, {info.algorithm}, {info.state}, current v{info.current}, live versions {versions})"
+    return (
+        f"{info.name} ({info.backend}, {info.algorithm}, {info.state}, "
+        f"current v{info.current}, live versions {versions})"
+    )
 
 
 @app.command("create")
@@ -59,8 +63,15 @@ def list_keys(
         return
     table = Table("name", "backend", "algorithm", "state", "current", "live versions", "created")
     for i in infos:
-        table.add_row(i.name, i.backend, i.algorithm, i.state, str(i.current),
-                      ",".join(map(str, i.versions)) or "-", i.created)
+        table.add_row(
+            i.name,
+            i.backend,
+            i.algorithm,
+            i.state,
+            str(i.current),
+            ",".join(map(str, i.versions)) or "-",
+            i.created,
+        )
     console.print(table)
 
 
@@ -103,21 +114,32 @@ def _rewrap_dir(ws: object, name: str, directory: Path) -> tuple[int, int]:
 @app.command("rotate")
 def rotate(
     name: Annotated[str, typer.Argument()],
-    rewrap: Annotated[Path | None, typer.Option("--rewrap", help="Re-wrap the data keys of sealed files under DIR (header only).")] = None,
-    retire_old: Annotated[bool, typer.Option("--retire-old", help="After re-wrapping, destroy the old versions.")] = False,
+    rewrap: Annotated[
+        Path | None,
+        typer.Option(
+            "--rewrap", help="Re-wrap the data keys of sealed files under DIR (header only)."
+        ),
+    ] = None,
+    retire_old: Annotated[
+        bool, typer.Option("--retire-old", help="After re-wrapping, destroy the old versions.")
+    ] = False,
     home: HomeOpt = None,
 ) -> None:
     """Make a new key version current; optionally re-wrap files and retire old versions."""
     if retire_old and rewrap is None:
-        raise UsageError("--retire-old needs --rewrap DIR",
-                         hint="retiring old versions without re-wrapping makes files unreadable")
+        raise UsageError(
+            "--retire-old needs --rewrap DIR",
+            hint="retiring old versions without re-wrapping makes files unreadable",
+        )
     ws = open_workspace(home)
     try:
         info = ws.keys.rotate(name)
         console.print(f"rotated {_show(info)}")
         if rewrap is not None:
             done, skipped = _rewrap_dir(ws, name, rewrap)
-            console.print(f"re-wrapped {done} sealed file(s) under {rewrap} ({skipped} not under {name})")
+            console.print(
+                f"re-wrapped {done} sealed file(s) under {rewrap} ({skipped} not under {name})"
+            )
         if retire_old:
             info = ws.keys.retire(name, below=info.current)
             console.print(f"retired old versions: {_show(info)}")
@@ -142,13 +164,20 @@ def retire(
 @app.command("destroy")
 def destroy(
     name: Annotated[str, typer.Argument()],
-    yes: Annotated[bool, typer.Option("--yes", help="Confirm: every file sealed only under this key becomes unreadable.")] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", help="Confirm: every file sealed only under this key becomes unreadable."
+        ),
+    ] = False,
     home: HomeOpt = None,
 ) -> None:
     """Destroy a key (crypto-shredding). Needs --yes."""
     if not yes:
-        raise UsageError(f"destroying {name!r} makes every file sealed only under it unreadable",
-                         hint="repeat with --yes to confirm")
+        raise UsageError(
+            f"destroying {name!r} makes every file sealed only under it unreadable",
+            hint="repeat with --yes to confirm",
+        )
     ws = open_workspace(home)
     try:
         ws.keys.destroy(name)

@@ -22,8 +22,10 @@ def _new_passphrase() -> str:
     if value:
         return value
     if not sys.stdin.isatty():
-        raise UsageError("a passphrase for the new keyring is needed and there is no terminal",
-                         hint=f"set {ENV_PASSPHRASE}")
+        raise UsageError(
+            "a passphrase for the new keyring is needed and there is no terminal",
+            hint=f"set {ENV_PASSPHRASE}",
+        )
     first = getpass.getpass("new keyring passphrase: ")
     if first != getpass.getpass("repeat passphrase: "):
         raise UsageError("the passphrases differ")
@@ -33,24 +35,41 @@ def _new_passphrase() -> str:
 
 
 def init(
-    home: Annotated[Path | None, typer.Option("--home", help="Workspace directory (default $SEALTUNE_HOME or ./.sealtune).")] = None,
-    default_key: Annotated[str, typer.Option(help="Name of the local platform key created now.")] = "platform",
-    algorithm: Annotated[str, typer.Option(help="aes-256-gcm or sm4-gcm for the platform key.")] = "aes-256-gcm",
-    pkcs11_module: Annotated[str | None, typer.Option(help="PKCS#11 module (.so) for the pkcs11 backend.")] = None,
-    pkcs11_token: Annotated[str | None, typer.Option(help="Token label for the pkcs11 backend.")] = None,
-    openbao_addr: Annotated[str | None, typer.Option(help="OpenBao/Vault address for the openbao backend.")] = None,
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", help="Workspace directory (default $SEALTUNE_HOME or ./.sealtune)."),
+    ] = None,
+    default_key: Annotated[
+        str, typer.Option(help="Name of the local platform key created now.")
+    ] = "platform",
+    algorithm: Annotated[
+        str, typer.Option(help="aes-256-gcm or sm4-gcm for the platform key.")
+    ] = "aes-256-gcm",
+    pkcs11_module: Annotated[
+        str | None, typer.Option(help="PKCS#11 module (.so) for the pkcs11 backend.")
+    ] = None,
+    pkcs11_token: Annotated[
+        str | None, typer.Option(help="Token label for the pkcs11 backend.")
+    ] = None,
+    openbao_addr: Annotated[
+        str | None, typer.Option(help="OpenBao/Vault address for the openbao backend.")
+    ] = None,
     openbao_mount: Annotated[str, typer.Option(help="Transit mount path.")] = "transit",
 ) -> None:
     """Create a workspace: config, passphrase-sealed keyring, ledger key, platform key."""
     if algorithm not in ("aes-256-gcm", "sm4-gcm"):
-        raise UsageError(f"--algorithm {algorithm!r} is not supported", hint="use aes-256-gcm or sm4-gcm")
+        raise UsageError(
+            f"--algorithm {algorithm!r} is not supported", hint="use aes-256-gcm or sm4-gcm"
+        )
     if bool(pkcs11_module) != bool(pkcs11_token):
         raise UsageError("--pkcs11-module and --pkcs11-token go together")
     root = home or default_home()
     kdf = None
     if os.environ.get("SEALTUNE_UNSAFE_FAST_KDF") == "1":
-        err_console.print("[yellow]warning:[/] SEALTUNE_UNSAFE_FAST_KDF=1: the keyring passphrase "
-                          "KDF uses test-only parameters; this is recorded in the audit log")
+        err_console.print(
+            "[yellow]warning:[/] SEALTUNE_UNSAFE_FAST_KDF=1: the keyring passphrase "
+            "KDF uses test-only parameters; this is recorded in the audit log"
+        )
         kdf = KdfParams.unsafe_fast()
     ws = Workspace.init(
         root,
@@ -59,12 +78,15 @@ def init(
         default_key=default_key,
         algorithm=algorithm,  # type: ignore[arg-type]
         pkcs11=Pkcs11Config(module=pkcs11_module, token_label=pkcs11_token)
-        if pkcs11_module and pkcs11_token else None,
+        if pkcs11_module and pkcs11_token
+        else None,
         openbao=OpenBaoConfig(addr=openbao_addr, mount=openbao_mount) if openbao_addr else None,
     )
     ws.close()
-    console.print(f"initialised workspace [bold]{root}[/] (id {ws.config.workspace_id}); "
-                  f"platform key [bold]{default_key}[/] ({algorithm}, local)")
+    console.print(
+        f"initialised workspace [bold]{root}[/] (id {ws.config.workspace_id}); "
+        f"platform key [bold]{default_key}[/] ({algorithm}, local)"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -111,8 +111,9 @@ class KeyFile:
     Values must be JSON-serialisable; binary secrets are stored base64.
     """
 
-    def __init__(self, path: Path, master_key: bytes, header: dict[str, Any],
-                 doc: dict[str, dict[str, Any]]) -> None:
+    def __init__(
+        self, path: Path, master_key: bytes, header: dict[str, Any], doc: dict[str, dict[str, Any]]
+    ) -> None:
         self._path = path
         self._key = master_key
         self._header = header
@@ -131,8 +132,13 @@ class KeyFile:
         salt = secrets.token_bytes(16)
         header = {
             "format": FORMAT,
-            "kdf": {"name": "argon2id", "salt": _b64(salt), "memory_kib": kdf.memory_kib,
-                    "iterations": kdf.iterations, "lanes": kdf.lanes},
+            "kdf": {
+                "name": "argon2id",
+                "salt": _b64(salt),
+                "memory_kib": kdf.memory_kib,
+                "iterations": kdf.iterations,
+                "lanes": kdf.lanes,
+            },
         }
         kf = cls(path, _derive(passphrase, salt, kdf), header, {})
         kf._save()
@@ -163,7 +169,9 @@ class KeyFile:
                 f"keyring file {path} not found", hint="run 'sealtune init' first"
             ) from None
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"{path} is not a readable sealtune keyring ({type(exc).__name__})") from None
+            raise ConfigError(
+                f"{path} is not a readable sealtune keyring ({type(exc).__name__})"
+            ) from None
         try:
             header = raw["header"]
             if header["format"] != FORMAT or header["kdf"]["name"] != "argon2id":
@@ -177,8 +185,9 @@ class KeyFile:
         return json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
     @classmethod
-    def _decrypt(cls, path: Path, key: bytes, header: dict[str, Any], nonce: bytes,
-                 ct: bytes) -> dict[str, dict[str, Any]]:
+    def _decrypt(
+        cls, path: Path, key: bytes, header: dict[str, Any], nonce: bytes, ct: bytes
+    ) -> dict[str, dict[str, Any]]:
         try:
             plain = AESGCM(key).decrypt(nonce, ct, cls._aad(header))
         except InvalidTag:

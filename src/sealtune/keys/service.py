@@ -21,6 +21,7 @@ from sealtune.errors import (
     UsageError,
 )
 from sealtune.keys.base import ALGORITHMS, Algorithm, KeyInfo, Keyring, WrappedKey, keyring_for
+from sealtune.ledger.entry import Outcome
 
 if TYPE_CHECKING:
     from sealtune.workspace import Workspace
@@ -34,7 +35,7 @@ def check_key_name(name: str) -> None:
     if not _NAME.match(name):
         raise UsageError(
             f"invalid key name {name!r}",
-            hint="use 1-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit",
+            hint="use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
         )
 
 
@@ -56,45 +57,77 @@ class KeyService:
     def _record(self, name: str) -> dict[str, Any]:
         rec = self._ws.keyfile.get(CATALOGUE, name)
         if rec is None:
-            raise KeyNotFoundError(f"no key named {name!r} in this workspace",
-                                   hint="list keys with 'sealtune keys list'")
+            raise KeyNotFoundError(
+                f"no key named {name!r} in this workspace",
+                hint="list keys with 'sealtune keys list'",
+            )
         return rec
 
-    def audit(self, action: str, resource: str, *, outcome: str = "success",
-              details: dict[str, Any] | None = None) -> None:
+    def audit(
+        self,
+        action: str,
+        resource: str,
+        *,
+        outcome: Outcome = "success",
+        details: dict[str, Any] | None = None,
+    ) -> None:
         """Append an event to the workspace's audit ledger."""
         self._ws.audit(action, resource, outcome=outcome, details=details)
 
     # -- lifecycle -------------------------------------------------------------
 
-    def create(self, name: str, *, backend: str = "local",
-               algorithm: Algorithm = "aes-256-gcm") -> KeyInfo:
+    def create(
+        self, name: str, *, backend: str = "local", algorithm: Algorithm = "aes-256-gcm"
+    ) -> KeyInfo:
         """Create KEK ``name`` in ``backend`` and record it in the catalogue."""
         check_key_name(name)
         if algorithm not in ALGORITHMS:
-            raise UsageError(f"unknown algorithm {algorithm!r}", hint=f"use one of: {', '.join(ALGORITHMS)}")
+            raise UsageError(
+                f"unknown algorithm {algorithm!r}", hint=f"use one of: {', '.join(ALGORITHMS)}"
+            )
         if self._ws.keyfile.get(CATALOGUE, name) is not None:
-            raise UsageError(f"a key named {name!r} already exists",
-                             hint="choose another name, or rotate the existing key")
+            raise UsageError(
+                f"a key named {name!r} already exists",
+                hint="choose another name, or rotate the existing key",
+            )
         try:
             info = self.backend(backend).create(name, algorithm=algorithm)
         except SealtuneError as exc:
-            self.audit("key.create", f"{backend}:{name}", outcome="failure",
-                       details={"error": type(exc).__name__})
+            self.audit(
+                "key.create",
+                f"{backend}:{name}",
+                outcome="failure",
+                details={"error": type(exc).__name__},
+            )
             raise
-        self._ws.keyfile.put(CATALOGUE, name, {
-            "backend": backend, "algorithm": algorithm, "state": "active",
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        })
-        self.audit("key.create", info.uri, details={"algorithm": algorithm, "version": info.current})
+        self._ws.keyfile.put(
+            CATALOGUE,
+            name,
+            {
+                "backend": backend,
+                "algorithm": algorithm,
+                "state": "active",
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
+        self.audit(
+            "key.create", info.uri, details={"algorithm": algorithm, "version": info.current}
+        )
         return info
 
     def info(self, name: str) -> KeyInfo:
         """Describe key ``name`` (from its backend; destroyed keys from the catalogue)."""
         rec = self._record(name)
         if rec["state"] == "destroyed":
-            return KeyInfo(name=name, backend=rec["backend"], algorithm=rec["algorithm"],
-                           current=0, versions=(), state="destroyed", created=rec["created"])
+            return KeyInfo(
+                name=name,
+                backend=rec["backend"],
+                algorithm=rec["algorithm"],
+                current=0,
+                versions=(),
+                state="destroyed",
+                created=rec["created"],
+            )
         return self.backend(rec["backend"]).describe(name)
 
     def list(self) -> list[KeyInfo]:
@@ -150,11 +183,16 @@ class KeyService:
             if rec["backend"] != wrapped.backend:
                 raise KeyNotFoundError(
                     f"key {wrapped.name!r} is held by backend {rec['backend']!r}, "
-                    f"not {wrapped.backend!r}")
+                    f"not {wrapped.backend!r}"
+                )
             key = self.backend(wrapped.backend).unwrap(wrapped, aad=aad)
         except (IntegrityError, KeyNotFoundError, KeyDestroyedError) as exc:
-            self.audit("key.unwrap", wrapped.kek_uri, outcome="failure",
-                       details={"version": wrapped.version, "error": type(exc).__name__})
+            self.audit(
+                "key.unwrap",
+                wrapped.kek_uri,
+                outcome="failure",
+                details={"version": wrapped.version, "error": type(exc).__name__},
+            )
             raise
         self.audit("key.unwrap", wrapped.kek_uri, details={"version": wrapped.version})
         return key

@@ -1,0 +1,521 @@
+"""Sealed files on disk: seal, open, rewrap and describe (format v1).
+
+The path-level API over :mod:`sealtune.core.envelope`, used by the CLI and
+the stages. Every file gets its own random data key, wrapped under one or
+more KEKs through the :class:`~sealtune.keys.service.KeyService`.
+
+What this protects against: a reader without an unwrapping KEK, and any
+modification of a sealed file (``open_file`` raises ``IntegrityError`` and
+leaves no plaintext behind: it writes to a temp file in the destination's
+directory and renames it into place only after the final segment
+authenticates). Writes are atomic (temp file, fsync, rename, fsync of the
+directory), so a crash never leaves a half-written file under the final
+name. ``rewrap_file`` rewrites only the inactive header slot in place, then
+clears the old one, so it is crash-safe and its cost does not depend on the
+file size.
+
+What it does not: hide file sizes or names; revoke access from copies made
+before a rewrap (the data key is unchanged; destroy the old KEK version for
+that); or protect the plaintext once ``open_file`` has written it. Output
+goes to an unnamed ``O_TMPFILE`` inode, linked into the directory only when
+complete, so a process killed outright (SIGKILL, power loss) midway leaves
+no partial plaintext; on file systems without ``O_TMPFILE`` it falls back to
+a named ``.<name>.*.part`` temp file (mode 0600), which such a kill can
+leave behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from sealtune.core.envelope import (
+    OpenedHeader,
+    SealedHeader,
+    make_prefix,
+    new_data_key,
+    open_stream,
+    plan_rewrap,
+    read_header,
+    seal_stream,
+    suite_for,
+    unlock_header,
+    wrap_aad,
+)
+from sealtune.errors import (
+    IntegrityError,
+    KeyDestroyedError,
+    KeyNotFoundError,
+    SealtuneError,
+    UsageError,
+)
+from sealtune.keys.base import WrappedKey
+
+if TYPE_CHECKING:
+    from sealtune.keys.service import KeyService
+
+__all__ = [
+    "FileInfo",
+    "KeyEntry",
+    "OpenResult",
+    "RewrapResult",
+    "SealResult",
+    "describe_file",
+    "open_file",
+    "rewrap_file",
+    "seal_file",
+]
+
+_HINT = (
+    "the file was modified or damaged, or sealed under a different key with the same "
+    "name; restore it from a trusted copy"
+)
+
+
+@dataclass(frozen=True)
+class KeyEntry:
+    """One wrapped copy of a file's data key (no key material).
+
+    Attributes:
+        kek_uri: ``<backend>:<name>`` of the KEK.
+        version: the KEK version that wrapped it.
+    """
+
+    kek_uri: str
+    version: int
+
+
+@dataclass(frozen=True)
+class SealResult:
+    """The outcome of :func:`seal_file`.
+
+    Attributes:
+        path: the sealed file.
+        file_id: hex file id.
+        suite: the payload algorithm (``aes-256-gcm`` or ``sm4-gcm``).
+        plaintext_size: bytes sealed.
+        sealed_size: bytes of the sealed file.
+        entries: the KEKs the data key is wrapped under.
+    """
+
+    path: Path
+    file_id: str
+    suite: str
+    plaintext_size: int
+    sealed_size: int
+    entries: tuple[KeyEntry, ...]
+
+
+@dataclass(frozen=True)
+class OpenResult:
+    """The outcome of :func:`open_file`.
+
+    Attributes:
+        path: the plaintext file written.
+        file_id: hex file id.
+        suite: the payload algorithm.
+        plaintext_size: bytes written.
+        unwrapped_by: the entry whose KEK unwrapped the data key.
+        warning: set when a header slot was damaged or an interrupted rewrap
+            was recovered from; ``rewrap_file`` repairs it.
+    """
+
+    path: Path
+    file_id: str
+    suite: str
+    plaintext_size: int
+    unwrapped_by: KeyEntry
+    warning: str | None
+
+
+@dataclass(frozen=True)
+class RewrapResult:
+    """The outcome of :func:`rewrap_file`.
+
+    Attributes:
+        path: the rewrapped file.
+        file_id: hex file id.
+        generation: the new header generation.
+        before: entries before.
+        after: entries after.
+        repaired: the header had a damaged or stale slot, now cleared.
+    """
+
+    path: Path
+    file_id: str
+    generation: int
+    before: tuple[KeyEntry, ...]
+    after: tuple[KeyEntry, ...]
+    repaired: bool
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """Header facts of a sealed file, read without any key (NOT authenticated).
+
+    Attributes:
+        path: the file.
+        file_id: hex file id.
+        suite: the payload algorithm.
+        suite_title: the full construction name.
+        size: bytes on disk.
+        plaintext_size: from the payload length, or None if that is impossible.
+        segment_size: ciphertext segment size.
+        slot_size: header slot size.
+        generation: the newest decodable slot's generation (0 if none).
+        entries: that slot's entries.
+    """
+
+    path: Path
+    file_id: str
+    suite: str
+    suite_title: str
+    size: int
+    plaintext_size: int | None
+    segment_size: int
+    slot_size: int
+    generation: int
+    entries: tuple[KeyEntry, ...]
+
+
+def _entries(wrapped: Sequence[WrappedKey]) -> tuple[KeyEntry, ...]:
+    return tuple(KeyEntry(w.kek_uri, w.version) for w in wrapped)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _anonymous_fd(directory: Path) -> int | None:
+    """An unnamed file in ``directory`` (Linux ``O_TMPFILE``), or None if unsupported.
+
+    An unnamed file vanishes with the process: a SIGKILL or power loss midway
+    leaves no partial plaintext under any name.
+    """
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None:
+        return None
+    try:
+        return os.open(directory, flag | os.O_WRONLY, 0o600)
+    except OSError:  # file system without O_TMPFILE support: use a named temp file
+        return None
+
+
+_AT_FDCWD = -100
+_AT_SYMLINK_FOLLOW = 0x400
+
+
+def _link_fd(fd: int, path: str) -> None:
+    """Give the unnamed file ``fd`` the name ``path`` (linkat via /proc, as open(2) shows).
+
+    ``os.link`` calls link(2), which does not follow the /proc magic link, so
+    linkat(2) with AT_SYMLINK_FOLLOW is called through libc.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    src = f"/proc/self/fd/{fd}".encode()
+    if libc.linkat(_AT_FDCWD, src, _AT_FDCWD, os.fsencode(path), _AT_SYMLINK_FOLLOW) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+
+
+@contextmanager
+def _atomic_output(dst: Path) -> Iterator[BinaryIO]:
+    """Yield a temp file next to ``dst``; on success fsync and rename it into place.
+
+    Prefers an unnamed ``O_TMPFILE`` inode that is linked into the directory
+    only once complete, so a process killed midway leaves nothing behind.
+    """
+    directory = dst.parent
+    fd = _anonymous_fd(directory)
+    anonymous = fd is not None
+    if fd is None:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{dst.name}.", suffix=".part")
+    else:
+        tmp = str(directory / f".{dst.name}.{os.urandom(6).hex()}.part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+            if anonymous:
+                _link_fd(out.fileno(), tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+@contextmanager
+def _io_errors(path: Path) -> Iterator[None]:
+    """Report OS errors as a SealtuneError naming the file (never raw)."""
+    try:
+        yield
+    except OSError as exc:
+        name = exc.filename or path
+        reason = exc.strerror or type(exc).__name__
+        raise SealtuneError(
+            f"{name}: {reason}", hint="check the path, permissions and free space"
+        ) from None
+
+
+def _check_paths(src: Path, dst: Path) -> None:
+    if not src.is_file():
+        raise UsageError(f"{src} is not a readable file", hint="check the path")
+    if dst.exists() and os.path.samefile(src, dst):
+        raise UsageError(f"{src}: source and destination are the same file")
+    if not dst.parent.is_dir():
+        raise UsageError(f"{dst.parent} is not a directory", hint="create it first")
+
+
+def _unwrapper(keys: KeyService) -> Callable[[WrappedKey, bytes], bytes | None]:
+    def unwrap(entry: WrappedKey, aad: bytes) -> bytes | None:
+        if keys.can_unwrap(entry):
+            return keys.unwrap(entry, aad=aad)
+        try:
+            info = keys.info(entry.name)
+        except KeyNotFoundError:
+            return None
+        if info.backend == entry.backend and info.state == "destroyed":
+            raise KeyDestroyedError(
+                f"key {entry.kek_uri} was destroyed",
+                hint="the file can only be opened with another key it is wrapped for",
+            )
+        return None
+
+    return unwrap
+
+
+def seal_file(src: Path, dst: Path, *, keys: KeyService, key_names: Sequence[str]) -> SealResult:
+    """Seal ``src`` into ``dst`` under a fresh data key wrapped by each named KEK.
+
+    The payload suite is the algorithm of the first key named.
+
+    Args:
+        src: the plaintext file.
+        dst: the sealed file to write (replaced atomically if it exists).
+        keys: the workspace's key service.
+        key_names: KEK names, at least one, no duplicates.
+
+    Raises:
+        UsageError: no key, a duplicate key, bad paths, or too many keys for a slot.
+        KeyringError: a KEK is missing, destroyed or its backend unavailable.
+    """
+    names = list(key_names)
+    if not names or len(set(names)) != len(names):
+        raise UsageError("name one or more distinct keys to seal under")
+    _check_paths(src, dst)
+    suite = suite_for(keys.info(names[0]).algorithm)
+    data_key = new_data_key(suite)
+    prefix = make_prefix(data_key, suite=suite)
+    aad = wrap_aad(prefix)
+    wrapped = [keys.wrap(name, data_key, aad=aad) for name in names]
+    with _io_errors(src), src.open("rb") as fin, _atomic_output(dst) as fout:
+        info = seal_stream(fin, fout, prefix=prefix, data_key=data_key, wrapped=wrapped)
+    result = SealResult(
+        dst,
+        prefix.file_id.hex(),
+        suite.algorithm,
+        info.plaintext_size,
+        info.sealed_size,
+        _entries(wrapped),
+    )
+    keys.audit(
+        "file.seal",
+        str(dst),
+        details={
+            "file_id": result.file_id,
+            "suite": result.suite,
+            "plaintext_size": result.plaintext_size,
+            "sealed_size": result.sealed_size,
+            "keys": [f"{e.kek_uri}@{e.version}" for e in result.entries],
+        },
+    )
+    return result
+
+
+def open_file(src: Path, dst: Path, *, keys: KeyService) -> OpenResult:
+    """Authenticate and decrypt ``src`` into ``dst``.
+
+    ``dst`` appears (atomically) only once the whole file authenticated; on
+    any failure no plaintext file is left behind.
+
+    Raises:
+        IntegrityError: the file was modified, truncated, extended, or its
+            wrapped key does not unwrap under the KEK of that name.
+        KeyringError: no available KEK (``KeyNotFoundError``), a destroyed
+            one (``KeyDestroyedError``), or an unreachable backend.
+    """
+    _check_paths(src, dst)
+    try:
+        with _io_errors(src), src.open("rb") as fin, _atomic_output(dst) as fout:
+            info = open_stream(fin, fout, unwrap=_unwrapper(keys))
+    except IntegrityError:
+        keys.audit("file.unseal", str(src), outcome="failure", details={"error": "IntegrityError"})
+        raise IntegrityError(f"{src} failed its integrity check", hint=_HINT) from None
+    except SealtuneError as exc:
+        keys.audit(
+            "file.unseal", str(src), outcome="failure", details={"error": type(exc).__name__}
+        )
+        raise
+    used = KeyEntry(info.unwrapped_by.kek_uri, info.unwrapped_by.version)
+    result = OpenResult(
+        dst,
+        info.prefix.file_id.hex(),
+        info.prefix.suite.algorithm,
+        info.plaintext_size,
+        used,
+        info.warning,
+    )
+    details: dict[str, Any] = {
+        "file_id": result.file_id,
+        "suite": result.suite,
+        "plaintext_size": result.plaintext_size,
+        "key": f"{used.kek_uri}@{used.version}",
+    }
+    if info.warning:
+        details["warning"] = info.warning
+    keys.audit("file.unseal", str(src), details=details)
+    return result
+
+
+def _new_entries(
+    opened: OpenedHeader,
+    keys: KeyService,
+    key_name: str,
+    add: Sequence[str],
+    remove: Sequence[str],
+) -> list[WrappedKey]:
+    uri = keys.info(key_name).uri
+    current = list(opened.slot.entries)
+    if all(e.kek_uri != uri for e in current):
+        raise UsageError(
+            f"the file is not wrapped under {uri}",
+            hint="describe it to see which keys it is wrapped for",
+        )
+    drop = {keys.info(name).uri for name in remove}
+    if uri in drop:
+        raise UsageError(f"cannot both rewrap and remove {uri}")
+    aad = wrap_aad(opened.prefix)
+    data_key = opened.data_key
+    new: list[WrappedKey] = []
+    for entry in current:
+        if entry.kek_uri == uri and all(n.kek_uri != uri for n in new):
+            new.append(keys.wrap(key_name, data_key, aad=aad))
+        elif entry.kek_uri != uri and entry.kek_uri not in drop:
+            new.append(entry)
+    for name in add:
+        if keys.info(name).uri in {e.kek_uri for e in new}:
+            raise UsageError(f"the file is already wrapped under key {name!r}")
+        new.append(keys.wrap(name, data_key, aad=aad))
+    return new
+
+
+def rewrap_file(
+    path: Path,
+    *,
+    keys: KeyService,
+    key_name: str,
+    add: Sequence[str] = (),
+    remove: Sequence[str] = (),
+) -> RewrapResult:
+    """Re-wrap the data key under the current version of ``key_name``, in place.
+
+    Only the header is read and written, never the payload: the cost does
+    not depend on the file size. The new entries go to the inactive slot
+    (written and fsynced), then the old slot is zeroed (fsynced); a crash at
+    any point leaves a file that opens.
+
+    Args:
+        path: the sealed file.
+        keys: the workspace's key service.
+        key_name: the KEK whose entry is replaced by a wrap under its current version.
+        add: further KEKs to wrap the data key under.
+        remove: KEKs whose entries are dropped.
+
+    Raises:
+        IntegrityError: the header does not authenticate.
+        UsageError: the file is not wrapped under ``key_name``, or the new
+            entries do not fit in a slot.
+        KeyringError: see :func:`open_file`.
+    """
+    try:
+        with _io_errors(path), path.open("r+b", buffering=0) as f:
+            opened = unlock_header(read_header(f), unwrap=_unwrapper(keys))
+            new = _new_entries(opened, keys, key_name, add, remove)
+            for offset, data in plan_rewrap(opened, new):
+                if os.pwrite(f.fileno(), data, offset) != len(data):
+                    raise OSError(f"short write to {path}")
+                os.fsync(f.fileno())
+    except IntegrityError:
+        keys.audit("file.rewrap", str(path), outcome="failure", details={"error": "IntegrityError"})
+        raise IntegrityError(f"{path} failed its integrity check", hint=_HINT) from None
+    except SealtuneError as exc:
+        keys.audit(
+            "file.rewrap", str(path), outcome="failure", details={"error": type(exc).__name__}
+        )
+        raise
+    result = RewrapResult(
+        path,
+        opened.prefix.file_id.hex(),
+        opened.slot.generation + 1,
+        _entries(opened.slot.entries),
+        _entries(new),
+        opened.warning is not None,
+    )
+    keys.audit(
+        "file.rewrap",
+        str(path),
+        details={
+            "file_id": result.file_id,
+            "generation": result.generation,
+            "before": [f"{e.kek_uri}@{e.version}" for e in result.before],
+            "after": [f"{e.kek_uri}@{e.version}" for e in result.after],
+            "repaired": result.repaired,
+        },
+    )
+    return result
+
+
+def describe_file(path: Path) -> FileInfo:
+    """Read a sealed file's header facts without any key.
+
+    Nothing here is authenticated (that needs the data key): use it to see
+    which keys a file needs, not as evidence.
+
+    Raises:
+        IntegrityError: the file is not a well-formed sealtune v1 file.
+    """
+    try:
+        with _io_errors(path), path.open("rb") as f:
+            header: SealedHeader = read_header(f)
+            size = os.fstat(f.fileno()).st_size
+    except IntegrityError:
+        raise IntegrityError(f"{path} is not a well-formed sealtune v1 file", hint=_HINT) from None
+    prefix = header.prefix
+    found = header.by_generation()
+    slot = found[0][1] if found else None
+    stream = prefix.suite.stream(prefix.segment_size)
+    return FileInfo(
+        path,
+        prefix.file_id.hex(),
+        prefix.suite.algorithm,
+        prefix.suite.title,
+        size,
+        stream.plaintext_size(size - prefix.payload_offset),
+        prefix.segment_size,
+        prefix.slot_size,
+        slot.generation if slot else 0,
+        _entries(slot.entries) if slot else (),
+    )

@@ -1,0 +1,42 @@
+"""The tamper-evident audit ledger (users call it the audit log).
+
+Every security-relevant event is appended to a segmented RFC 6962 Merkle log
+with C2SP signed checkpoints; see :class:`Ledger` and ``docs/formats/ledger-v1.md``.
+What it protects against and what it does not is stated in
+:mod:`sealtune.ledger.log` and :mod:`sealtune.ledger.verify`.
+"""
+
+from sealtune.ledger.base import DEFAULT_RETENTION, LedgerError, LedgerStore
+from sealtune.ledger.checkpoint import (
+    ConsistencyProof,
+    InclusionProof,
+    SegmentCheckpoint,
+    verify_consistency_proof,
+    verify_inclusion_proof,
+)
+from sealtune.ledger.entry import Entry, Event, InvalidEventError, Outcome
+from sealtune.ledger.export import CSV_HEADER, export_entries
+from sealtune.ledger.log import Ledger, PruneResult, utc_now
+from sealtune.ledger.verify import Problem, VerifyReport
+
+__all__ = [
+    "CSV_HEADER",
+    "DEFAULT_RETENTION",
+    "ConsistencyProof",
+    "Entry",
+    "Event",
+    "InclusionProof",
+    "InvalidEventError",
+    "Ledger",
+    "LedgerError",
+    "LedgerStore",
+    "Outcome",
+    "Problem",
+    "PruneResult",
+    "SegmentCheckpoint",
+    "VerifyReport",
+    "export_entries",
+    "utc_now",
+    "verify_consistency_proof",
+    "verify_inclusion_proof",
+]

@@ -1,0 +1,328 @@
+"""The audit ledger facade: append, checkpoint, query, prove, prune, verify.
+
+The log is a chain of segments, each an RFC 6962 Merkle tree with origin
+``<origin>/segment/<n>``. Every append is one exclusive store transaction
+that reads the open segment's compact range, adds the entry's leaf hash
+(O(log n)), and signs a C2SP checkpoint every ``checkpoint_every`` entries,
+when a segment closes (``segment_max_entries`` reached, or its first entry
+older than ``segment_max_age``) and on demand. Each segment's checkpoints
+carry the hash of the previous segment's final checkpoint, so retention can
+delete old segments' entries and the signed chain still verifies.
+
+What this protects against: silent edits, deletions, insertions or
+reordering of entries and checkpoints by someone who can write the database
+but does not hold the signing key (see :mod:`sealtune.ledger.verify`).
+
+What it does not: it does not authenticate who appends (anyone who can write
+the file can append true-looking events), it cannot detect removal of entries
+after the newest signed checkpoint, or of the newest checkpoints themselves,
+unless a later checkpoint was kept elsewhere (pass it to :meth:`Ledger.verify`
+as ``trusted_checkpoints``), and it does not keep sensitive data out of
+``details`` (callers must). Without a signer, appends work but nothing new is
+signed and segments do not close until a process with the signer appends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, TextIO
+
+from sealtune.core.note import NoteSigner, NoteVerifier
+from sealtune.errors import UsageError
+from sealtune.ledger import export as _export
+from sealtune.ledger.base import (
+    EntryFilter,
+    LedgerError,
+    LedgerStore,
+)
+from sealtune.ledger.checkpoint import (
+    ConsistencyProof,
+    InclusionProof,
+    build_consistency_proof,
+    build_inclusion_proof,
+    check_origin_prefix,
+)
+from sealtune.ledger.entry import (
+    Entry,
+    Event,
+    JSONValue,
+    Outcome,
+    entry_from_row,
+    format_time,
+)
+from sealtune.ledger.sqlite import SqliteLedgerStore
+from sealtune.ledger.verify import VerifyReport, verify_store
+from sealtune.ledger.writer import Writer
+
+FORMAT = "sealtune-ledger-v1"
+_PAGE = 1000
+
+
+def utc_now() -> datetime:
+    """Return the current time in UTC (the default ledger clock)."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What :meth:`Ledger.prune` removed.
+
+    Attributes:
+        segments: the segments whose entries were deleted.
+        entries_deleted: number of entries deleted.
+        cutoff: entries of closed segments whose last entry is older were removed.
+        event: the ``ledger.prune`` entry recording it (None if nothing was pruned).
+    """
+
+    segments: tuple[int, ...]
+    entries_deleted: int
+    cutoff: datetime
+    event: Entry | None
+
+    @property
+    def segments_pruned(self) -> int:
+        """How many segments were pruned."""
+        return len(self.segments)
+
+
+class Ledger:
+    """A tamper-evident, segmented, signed audit log. Use :meth:`open`."""
+
+    def __init__(
+        self, store: LedgerStore, *, signer: NoteSigner | None, origin: str,
+        checkpoint_every: int, segment_max_entries: int, segment_max_age: timedelta,
+        clock: Callable[[], datetime],
+    ) -> None:
+        if checkpoint_every < 1 or segment_max_entries < 1 or segment_max_age <= timedelta(0):
+            raise UsageError(
+                "checkpoint_every, segment_max_entries and segment_max_age must be positive"
+            )
+        self._store = store
+        self._origin = check_origin_prefix(origin)
+        self._every = checkpoint_every
+        self._clock = clock
+        self._writer = Writer(signer=signer, origin=self._origin, every=checkpoint_every,
+                              max_entries=segment_max_entries, max_age=segment_max_age,
+                              clock=clock)
+        self._init()
+
+    @classmethod
+    def open(
+        cls, path: Path, *, signer: NoteSigner | None, origin: str,
+        checkpoint_every: int = 1000, segment_max_entries: int = 100_000,
+        segment_max_age: timedelta = timedelta(days=1), clock: Callable[[], datetime] = utc_now,
+    ) -> Ledger:
+        """Open (creating if needed) the ledger in a SQLite file.
+
+        Args:
+            path: the database file.
+            signer: the checkpoint signer; None makes this instance unable to sign.
+            origin: the log's origin prefix, fixed at creation.
+            checkpoint_every: sign a checkpoint at least every this many entries.
+            segment_max_entries: close a segment at this many entries.
+            segment_max_age: close a segment once its first entry is this old.
+            clock: returns the current aware time (tests inject a fake).
+
+        Raises:
+            LedgerError: the file is not a ledger or was created with another origin.
+            UsageError: invalid options.
+        """
+        store = SqliteLedgerStore(path)
+        try:
+            return cls(store, signer=signer, origin=origin, checkpoint_every=checkpoint_every,
+                       segment_max_entries=segment_max_entries, segment_max_age=segment_max_age,
+                       clock=clock)
+        except BaseException:
+            store.close()
+            raise
+
+    def _init(self) -> None:
+        with self._store.write() as txn:
+            fmt = txn.get_meta("format")
+            if fmt is None:
+                txn.set_meta("format", FORMAT)
+                txn.set_meta("origin", self._origin)
+                self._writer.init(txn)
+            elif fmt != FORMAT:
+                raise LedgerError(f"unsupported ledger format {fmt!r}")
+            elif txn.get_meta("origin") != self._origin:
+                raise LedgerError(
+                    "this ledger was created with another origin",
+                    hint="open it with the origin it was created with",
+                )
+
+    def close(self) -> None:
+        """Close the underlying store."""
+        self._store.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def origin(self) -> str:
+        """The origin prefix; segment checkpoints use ``<origin>/segment/<n>``."""
+        return self._origin
+
+    # -- append path -----------------------------------------------------------
+
+    def append(
+        self, *, actor: str, action: str, resource: str, outcome: Outcome = "success",
+        details: Mapping[str, JSONValue] | None = None,
+    ) -> Entry:
+        """Append one event in its own transaction and return the entry.
+
+        Raises:
+            InvalidEventError: a field is invalid (see :class:`Event`).
+        """
+        event = Event(actor, action, resource, outcome, details or {})
+        with self._store.write() as txn:
+            return self._writer.append(txn, [event])[0]
+
+    def append_many(self, events: Iterable[Event | Mapping[str, Any]]) -> list[Entry]:
+        """Append several events in one transaction (all or none).
+
+        Raises:
+            InvalidEventError: any event is invalid (nothing is appended).
+        """
+        batch = [Event.coerce(e) for e in events]
+        if not batch:
+            return []
+        with self._store.write() as txn:
+            return self._writer.append(txn, batch)
+
+    # -- checkpoints and proofs ---------------------------------------------
+
+    def checkpoint(self) -> str:
+        """Sign (or return the existing) checkpoint of the open segment at its size.
+
+        Raises:
+            LedgerError: this instance has no signer.
+        """
+        with self._store.write() as txn:
+            return self._writer.checkpoint(txn)
+
+    def latest_checkpoint(self) -> str | None:
+        """Return the newest stored checkpoint note of the open segment, if any."""
+        with self._store.read() as txn:
+            seg = txn.last_segment()
+            row = None if seg is None else txn.latest_checkpoint(seg.segment)
+            return None if row is None else row.note
+
+    def entry(self, seq: int) -> Entry:
+        """Return one entry by sequence number (no verification).
+
+        Raises:
+            LedgerError: no such entry (never appended, or pruned).
+        """
+        with self._store.read() as txn:
+            row = txn.entry(seq)
+        if row is None:
+            raise LedgerError(f"ledger entry {seq} does not exist (or was pruned)")
+        return entry_from_row(row)
+
+    def inclusion_proof(self, seq: int) -> InclusionProof:
+        """Prove entry ``seq`` against the newest checkpoint of its segment.
+
+        Raises:
+            LedgerError: the entry does not exist or no checkpoint covers it yet.
+        """
+        with self._store.read() as txn:
+            return build_inclusion_proof(txn, seq)
+
+    def consistency_proof(self, segment: int, old_size: int, new_size: int) -> ConsistencyProof:
+        """Prove that ``segment`` at ``old_size`` is a prefix of it at ``new_size``.
+
+        Both sizes must have stored checkpoints.
+
+        Raises:
+            LedgerError: no checkpoint at one of the sizes, or the segment was pruned.
+        """
+        with self._store.read() as txn:
+            return build_consistency_proof(txn, segment, old_size, new_size)
+
+    # -- queries, export, retention, verification ----------------------------
+
+    def entries(
+        self, *, since: datetime | None = None, until: datetime | None = None,
+        actor: str | None = None, action: str | None = None, resource: str | None = None,
+        outcome: str | None = None, limit: int | None = None,
+    ) -> Iterator[Entry]:
+        """Yield entries in sequence order matching all given filters.
+
+        ``since`` is inclusive and ``until`` exclusive. Pages through the store,
+        so no transaction stays open while the caller iterates. No verification.
+        """
+        flt = EntryFilter(None if since is None else format_time(since),
+                          None if until is None else format_time(until),
+                          actor, action, resource, outcome)
+        after, left = 0, limit
+        while left is None or left > 0:
+            page = _PAGE if left is None else min(_PAGE, left)
+            with self._store.read() as txn:
+                rows = txn.query(flt, after_seq=after, limit=page)
+            yield from (entry_from_row(r) for r in rows)
+            if len(rows) < page:
+                return
+            after = rows[-1].seq
+            left = None if left is None else left - len(rows)
+
+    def export(
+        self, fmt: Literal["jsonl", "csv"], out: TextIO, since: datetime | None = None
+    ) -> int:
+        """Write entries as JSONL (canonical leaves) or CSV; return the row count."""
+        return _export.export_entries(self.entries(since=since), fmt, out)
+
+    def prune(
+        self, older_than: timedelta, *, now: datetime | None = None, actor: str = "sealtune"
+    ) -> PruneResult:
+        """Delete entries of closed segments whose last entry is older than the cutoff.
+
+        Only a prefix of closed, fully checkpointed segments is pruned; the
+        open segment never is. Checkpoints are kept, and a ``ledger.prune``
+        event recording the deletion is appended (and signed when possible).
+
+        Args:
+            older_than: retention period (see ``DEFAULT_RETENTION``, 180 days).
+            now: the current time (defaults to the ledger clock).
+            actor: who requested the prune, recorded in the event.
+
+        Raises:
+            UsageError: ``older_than`` is not positive.
+        """
+        if older_than <= timedelta(0):
+            raise UsageError("prune older_than must be a positive duration")
+        now_dt = self._clock() if now is None else now
+        with self._store.write() as txn:
+            victims, deleted, event = self._writer.prune(txn, now=now_dt, older_than=older_than,
+                                                         actor=actor)
+        return PruneResult(tuple(s.segment for s in victims), deleted, now_dt - older_than, event)
+
+    def verify(
+        self, verifier: NoteVerifier | Sequence[NoteVerifier], *,
+        trusted_checkpoints: Iterable[str] = (),
+    ) -> VerifyReport:
+        """Check the whole ledger against its signed checkpoints.
+
+        Args:
+            verifier: the ledger's verifier key(s).
+            trusted_checkpoints: checkpoint notes obtained independently (a
+                witness, an earlier export); they must still be consistent with
+                the log, which makes truncation and rewrites after them detectable.
+
+        Returns:
+            The report; call ``report.raise_if_failed()`` to raise IntegrityError.
+        """
+        verifiers = [verifier] if isinstance(verifier, NoteVerifier) else list(verifier)
+        with self._store.read() as txn:
+            return verify_store(txn, prefix=self._origin, verifiers=verifiers,
+                                trusted=list(trusted_checkpoints), checkpoint_every=self._every)
