@@ -203,6 +203,10 @@ class SandboxSpec:
                     raise ConfigError(f"sandbox {label} {path} would expose hidden path {h}",
                                       hint="bind a directory that does not contain the workspace")
         for path in ro:
+            # A tree strictly inside the work dir (a venv or checkout under /tmp) is
+            # bound after the tmpfs is mounted, so it stays visible and read-only.
+            if _within(path, Path(WORK)) and path != Path(WORK):
+                continue
             if path == Path("/") or any(_within(path, r) or _within(r, path) for r in RESERVED):
                 raise ConfigError(f"sandbox runtime/code dir {path} overlaps a reserved path",
                                   hint="move the virtual environment or code out of /tmp")
