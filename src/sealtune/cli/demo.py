@@ -13,6 +13,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import subprocess
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -22,11 +23,52 @@ from rich.panel import Panel
 from rich.table import Table
 
 from sealtune.cli._common import console
+from sealtune.config import Pkcs11Config
 from sealtune.errors import IntegrityError, UsageError
 from sealtune.keys.files import describe_file, open_file, rewrap_file, seal_file
 from sealtune.workspace import ENV_PASSPHRASE, Workspace
 
 MARKER = ".sealtune-demo"
+SOFTHSM_MODULES = (
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+)
+
+
+def _demo_token(home: Path) -> Pkcs11Config | None:
+    """A SoftHSM2 token in the demo directory, standing in for the customer's HSM.
+
+    Returns None (and the demo uses a local key instead) where SoftHSM2 is not
+    installed. The PIN is random and lives only in this process's environment.
+    """
+    module = next((m for m in SOFTHSM_MODULES if Path(m).exists()), None)
+    util = shutil.which("softhsm2-util")
+    if module is None or util is None:
+        return None
+    tokens = home / "hsm-tokens"
+    tokens.mkdir(mode=0o700)
+    conf = home / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\n")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    pin = secrets.token_hex(8)
+    os.environ["SEALTUNE_PKCS11_PIN"] = pin
+    subprocess.run(
+        [
+            util,
+            "--init-token",
+            "--free",
+            "--label",
+            "customer-hsm",
+            "--pin",
+            pin,
+            "--so-pin",
+            secrets.token_hex(8),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return Pkcs11Config(module=module, token_label="customer-hsm")  # noqa: S106 - a label
 
 
 def _sha256(path: Path) -> str:
@@ -72,9 +114,18 @@ def demo(
     data_dir.mkdir(mode=0o700)
 
     _step(1, "Workspace and keys")
-    ws = Workspace.init(ws_root, passphrase=passphrase)
+    token = _demo_token(home)
+    ws = Workspace.init(ws_root, passphrase=passphrase, pkcs11=token)
     try:
-        ws.keys.create("customer", backend="local")
+        if token is not None:
+            ws.keys.create("customer", backend="pkcs11")
+            console.print(
+                "customer key: generated inside a SoftHSM2 token (PKCS#11), "
+                "non-extractable; wrapping happens on the token"
+            )
+        else:
+            ws.keys.create("customer", backend="local")
+            console.print("[yellow]SoftHSM2 is not installed: the customer key is local[/]")
         ws.keys.create("gm", backend="local", algorithm="sm4-gcm")
         _keys_table(ws)
 
