@@ -152,8 +152,9 @@ def keyring_for(workspace: Workspace, backend: str) -> Keyring:
         ConfigError: the backend name is unknown.
         BackendUnavailableError: it is not configured or its package is missing.
     """
-    if not KEYRINGS:
-        _load_builtin_backends()
+    # Always import the built-ins (cheap after the first time): checking for an
+    # empty registry instead would miss them once any one adapter was imported.
+    _load_builtin_backends()
     try:
         factory = KEYRINGS[backend]
     except KeyError:
