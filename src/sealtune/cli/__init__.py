@@ -16,7 +16,7 @@ import traceback
 
 import typer
 
-from sealtune.cli import audit, demo, files, keys, workspace
+from sealtune.cli import attest, audit, demo, files, keys, workspace
 from sealtune.errors import SealtuneError
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ workspace.register(app)
 files.register(app)
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
+app.add_typer(attest.app, name="attest")
 demo.register(app)
 
 
