@@ -1,0 +1,202 @@
+"""Helpers shared by the recognizers: number runs, context words, overlaps.
+
+Number runs are found once per text and shared by the CN_ID, BANK_CARD and
+PHONE recognizers (an LRU cache keyed by the text itself). A run is a
+maximal sequence of digit groups separated by single spaces or dashes, so a
+number split as ``6222 0202 0000 1234 567`` or ``138-0013-8000`` is one
+run; a recognizer that rejects the whole run may try contiguous sub-runs
+that start and end on group boundaries (never inside an unseparated group:
+``202312011380013800012`` holds no phone number).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import pairwise
+
+from sealtune.data.pii.base import Entity
+
+# ASCII-only word boundaries: in mixed text a Chinese character next to a
+# digit is a boundary (``手机13800138000``), a Latin letter is not.
+# Starts with a plain \d so that re scans fast; a "+" or "(" in front is
+# picked up in code.
+_RUN = re.compile(r"\d[\d \-()]{5,}\d(?:[Xx](?![0-9A-Za-z]))?")
+_GROUP = re.compile(r"\d+[Xx]?")
+_ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+#: A candidate inside a run: (start, end, digits), digits without separators.
+Span = tuple[int, int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A run of digit groups.
+
+    Attributes:
+        start: start of the run, including a leading ``+`` or ``(``.
+        end: end of the last digit group.
+        first: start of the first digit group.
+        digits: all digits of the run, separators removed.
+        spans: contiguous ranges of up to six groups, longest first (for a run
+            of one group, just that group): the candidates recognizers try.
+    """
+
+    start: int
+    end: int
+    first: int
+    digits: str
+    spans: tuple[Span, ...]
+
+
+def _spans(groups: list[Span], max_groups: int = 6) -> tuple[Span, ...]:
+    spans: list[tuple[int, int, Span]] = []
+    for i in range(len(groups)):
+        digits = ""
+        for j in range(i, min(len(groups), i + max_groups)):
+            digits += groups[j][2]
+            if len(digits) >= 7:
+                spans.append((-len(digits), i, (groups[i][0], groups[j][1], digits)))
+    spans.sort(key=lambda s: (s[0], s[1]))
+    return tuple(s[2] for s in spans)
+
+
+@lru_cache(maxsize=16)
+def number_runs(text: str) -> tuple[Run, ...]:
+    """Runs of at least 7 digits in ``text`` with alphanumeric-free borders."""
+    runs: list[Run] = []
+    n = len(text)
+    for m in _RUN.finditer(text):
+        start, end = m.span()
+        if (start > 0 and text[start - 1] in _ALNUM) or (end < n and text[end] in _ALNUM):
+            continue
+        # Part of a dotted number (an IP address, a version, a decimal amount).
+        if (start > 1 and text[start - 1] == "." and text[start - 2].isdigit()) or \
+                (end + 1 < n and text[end] == "." and text[end + 1].isdigit()):
+            continue
+        raw = m.group()
+        lead = start  # a "+" or "(" in front belongs to the number (and is its border)
+        if start and text[start - 1] in "+(":
+            lead = start - 2 if text[max(0, start - 2):start] == "(+" else start - 1
+        if raw.isdigit():  # the common case: one unseparated group
+            runs.append(Run(lead, end, start, raw, ((start, end, raw),)))
+            continue
+        groups = [(g.start() + start, g.end() + start, g.group()) for g in _GROUP.finditer(raw)]
+        digits = "".join(g[2] for g in groups)
+        if len(digits) >= 7:
+            runs.append(Run(lead, groups[-1][1], start, digits, _spans(groups)))
+    return tuple(runs)
+
+
+def sub_runs(run: Run, *, min_digits: int, max_digits: int) -> Iterator[Span]:
+    """The run's candidate spans with ``min_digits``..``max_digits`` digits, longest first."""
+    for span in run.spans:
+        if min_digits <= len(span[2]) <= max_digits:
+            yield span
+
+
+def pick_non_overlapping(found: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+    """Keep the best-scoring, then longest, of overlapping (start, end, score)."""
+    if len(found) < 2:
+        return found
+    kept: list[tuple[int, int, float]] = []
+    for start, end, score in sorted(found, key=lambda f: (-f[2], f[0] - f[1], f[0])):
+        if all(end <= s or start >= e for s, e, _ in kept):
+            kept.append((start, end, score))
+    return kept
+
+
+_CLAUSE_END = re.compile(r"[。，,；;！？!?\n]|\.\s")
+
+
+def has_context(text: str, start: int, end: int, words: Sequence[str], *,
+                before: int = 24, after: int = 8) -> bool:
+    """True if a context word (lower-case) occurs near ``text[start:end]``.
+
+    The window stays inside the clause: it stops at a comma, full stop or
+    line break, so "卡号6222…，订单号2023…" gives the order number no card context.
+    """
+    head = text[max(0, start - before):start]
+    ends = [m.end() for m in _CLAUSE_END.finditer(head)]
+    if ends:
+        head = head[ends[-1]:]
+    tail = text[end:end + after]
+    stop = _CLAUSE_END.search(tail)
+    if stop:
+        tail = tail[:stop.start()]
+    window = (head + " " + tail).lower()
+    return any(w in window for w in words)
+
+
+def resolve_overlaps(entities: list[Entity]) -> list[Entity]:
+    """Drop entities overlapping a better one (higher score, then longer).
+
+    The result is sorted by start. Identical spans of different types keep
+    only the best, so a redactor never sees two claims on one character.
+    """
+    ordered = sorted(entities, key=lambda e: (e.start, e.end))
+    if all(a.end <= b.start for a, b in pairwise(ordered)):
+        return ordered  # the common case: nothing overlaps
+    kept: list[Entity] = []
+    taken: list[tuple[int, int]] = []
+    for e in sorted(ordered, key=lambda e: (-e.score, e.start - e.end, e.start)):
+        if all(e.end <= s or e.start >= t for s, t in taken):
+            kept.append(e)
+            taken.append((e.start, e.end))
+    kept.sort(key=lambda e: (e.start, e.end))
+    return kept
+
+
+@lru_cache(maxsize=16)
+def lowered(text: str) -> str:
+    """``text.lower()``, computed once per text for all recognizers."""
+    return text.lower()
+
+
+# Keywords (lower case) that recognizers look for: context words, cues,
+# credential names. All are found in one pass over the lower-cased text by a
+# trie-shaped regex (a flat alternation of 60 literals costs twice as much).
+_KEYWORDS: set[str] = set()
+
+
+def register_keywords(words: Iterable[str]) -> None:
+    """Add keywords to the shared one-pass scan (see :func:`keyword_hits`)."""
+    _KEYWORDS.update(w.lower() for w in words)
+    _keyword_regex.cache_clear()
+    keyword_hits.cache_clear()
+
+
+def trie_regex(words: Iterable[str]) -> str:
+    """A regex matching any of ``words``, with common prefixes factored out."""
+    by_first: dict[str, list[str]] = {}
+    for word in words:
+        by_first.setdefault(word[0], []).append(word[1:])
+    parts = []
+    for first, rests in sorted(by_first.items()):
+        optional = "" in rests
+        rests = [r for r in rests if r]
+        if not rests:
+            parts.append(re.escape(first))
+            continue
+        parts.append(re.escape(first) + "(?:" + trie_regex(rests) + ")" + ("?" if optional else ""))
+    return "|".join(parts)
+
+
+@lru_cache(maxsize=1)
+def _keyword_regex() -> re.Pattern[str]:
+    return re.compile(trie_regex(sorted(_KEYWORDS)))
+
+
+@lru_cache(maxsize=16)
+def keyword_hits(text: str) -> dict[str, list[int]]:
+    """Registered keywords found in ``text`` (case-insensitive) -> start offsets."""
+    low = lowered(text)
+    if len(low) != len(text):  # lower() changed lengths: offsets would not map
+        low = text
+    hits: dict[str, list[int]] = {}
+    for m in _keyword_regex().finditer(low):
+        hits.setdefault(m.group(), []).append(m.start())
+    return hits

@@ -1,0 +1,120 @@
+"""ADDRESS (pattern tier): Chinese postal addresses and English street addresses.
+
+Chinese: an address is anchored on its most regular part, a road or lane
+with a door number (``...路88号``, ``...大街1号``, ``...弄3号``, ``...胡同5号``),
+optionally followed by a building, estate or room part (``海龙大厦5层501室``,
+``3号楼2单元1202室``), or on an estate with a building number
+(``阳光花园3栋2单元501``). From the anchor the span extends left over the
+road name and the administrative divisions (省, 市, 区, 县, 镇 ...) up to a
+cue or punctuation (住在, 地址：, 寄到, 位于, a comma); when a province or
+major city name occurs in that stretch, the span starts there.
+
+English: a house number, a street name of capitalised words and a street
+type (``1600 Amphitheatre Parkway``, ``221B Baker Street``, ``350 Fifth
+Ave``), with an optional unit (``Apt 4B``, ``Suite 200``), city, and state
+with ZIP code (``, Mountain View, CA 94043``).
+
+Honest limits: addresses with no door number (``北京市海淀区中关村``), rural
+addresses (``XX村3组``), PO boxes, and free-form directions are not found;
+the left edge of a Chinese address without a cue or a known city is a
+guess, so exact-span scores are lower than overlap scores (the benchmark
+reports both). The optional NER tier does not help here: jieba only tags
+place names, which are not addresses.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sealtune.data.pii.base import Entity, register_recognizer
+
+NAME = "address"
+# Two anchors, each a regex that starts with a literal or a class (an
+# alternation of groups would lose re's fast scan).
+_ROAD_NUMBER = re.compile(r"[路街道巷弄里同]\s?\d{1,5}(?:[-之]\d{1,4})?号")
+_ESTATE_NUMBER = re.compile(r"(?:小区|花园|公寓|家园|新村|苑|府|城)\d{1,3}(?:号楼|栋|幢|座)")
+_AFTER = re.compile(
+    r"(?:院|[\u4e00-\u9fff]{2,10}?(?:小区|花园|大厦|公寓|广场|中心|大楼|家园|新村|苑|府|城|园))?"
+    r"(?:[A-Za-z0-9]{1,5}(?:号楼|栋|幢|座|单元|楼|层|室|号|F))*"
+    r"(?:(?<=[元栋幢座层])\d{2,5}(?:室|房)?)?"  # 2单元501: a bare room number
+)
+# Words that end right before an address (its left edge). Single characters
+# such as 和 or 从 are not enough: they occur in place names (和平街, 从江县).
+_LEFT_CUE = re.compile(
+    "住在|位于|地址是|地址为|地址|住址|寄到|送到|发到|寄往|搬到|来自|家住|收货|送货|我|你|他|她|您|的|在|到|是|为|往"
+)
+PLACES = (
+    "北京", "天津", "上海", "重庆", "河北", "山西", "辽宁", "吉林", "黑龙江", "江苏", "浙江",
+    "安徽", "福建", "江西", "山东", "河南", "湖北", "湖南", "广东", "海南", "四川", "贵州",
+    "云南", "陕西", "甘肃", "青海", "台湾", "内蒙古", "广西", "西藏", "宁夏", "新疆", "香港",
+    "澳门", "深圳", "广州", "杭州", "南京", "苏州", "成都", "武汉", "西安", "长沙", "郑州",
+    "济南", "青岛", "沈阳", "大连", "厦门", "福州", "宁波", "无锡", "合肥", "昆明", "南昌",
+    "哈尔滨", "长春", "石家庄", "太原", "南宁", "贵阳", "兰州", "海口", "三亚", "珠海", "东莞",
+    "佛山", "温州", "烟台", "潍坊", "徐州", "常州", "嘉兴", "绍兴", "台州", "金华", "泉州",
+)
+_PLACE = re.compile("|".join(PLACES))
+_STREET_TYPES = (
+    "Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|"
+    "Terrace|Ter|Parkway|Pkwy|Circle|Cir|Highway|Hwy|Square|Sq|Plaza|Trail|Crescent|Close|Row"
+)
+_ASCII_ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_EN_TYPE = re.compile(_STREET_TYPES)
+_EN_ADDRESS = re.compile(
+    r"\d{1,6}[A-Z]?\s(?:[NSEW]\.?\s|North\s|South\s|East\s|West\s)?"
+    r"(?:[A-Z][a-z]+|\d{1,3}(?:st|nd|rd|th))(?:\s[A-Z][a-z]+){0,3}\s"
+    rf"(?:{_STREET_TYPES})\b(?:(?<=St|Rd|Ln|Dr|Ct|Pl|Sq)\.|(?<=Ave|Ter|Cir|Hwy)\.|(?<=Blvd|Pkwy)\.)?"
+    r"(?:,?\s(?:Apt|Apartment|Suite|Ste|Unit|Floor|Fl|Room|#)\.?\s?#?[A-Za-z0-9-]{1,6})?"
+    r"(?:,\s[A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2}(?:,\s[A-Z]{2}(?:\s\d{5}(?:-\d{4})?)?)?)?"
+)
+
+
+def _left_edge(text: str, anchor: int) -> int:
+    """Where a Chinese address ending in the road at ``anchor`` starts."""
+    start = anchor
+    limit = max(0, anchor - 30)
+    while start > limit and ("\u4e00" <= text[start - 1] <= "\u9fff" or text[start - 1].isdigit()):
+        start -= 1
+    cues = [m.end() for m in _LEFT_CUE.finditer(text, start, anchor)]
+    if cues:
+        start = cues[-1]
+    place = _PLACE.search(text, start, anchor)
+    return place.start() if place else start
+
+
+def _chinese(text: str) -> list[Entity]:
+    found: list[Entity] = []
+    for m in (*_ROAD_NUMBER.finditer(text), *_ESTATE_NUMBER.finditer(text)):
+        start = _left_edge(text, m.start())
+        if m.start() - start < 2:  # a road needs a name before 路/街
+            continue
+        end = _AFTER.match(text, m.end())
+        stop = end.end() if end else m.end()
+        found.append(Entity("ADDRESS", start, stop, 0.8, NAME))
+    return found
+
+
+def _english(text: str) -> list[Entity]:
+    if not _EN_TYPE.search(text):
+        return []
+    found: list[Entity] = []
+    for m in _EN_ADDRESS.finditer(text):
+        if m.start() and text[m.start() - 1] in _ASCII_ALNUM:
+            continue
+        found.append(Entity("ADDRESS", m.start(), m.end(), 0.8, NAME))
+    return found
+
+
+class AddressRecognizer:
+    """Recognizer for ``ADDRESS`` in the pattern tier (see the module docstring)."""
+
+    name = NAME
+    entity_types = frozenset({"ADDRESS"})
+
+    def analyze(self, text: str) -> list[Entity]:
+        found = _english(text)
+        if not text.isascii():
+            found.extend(_chinese(text))
+        return found
+
+
+register_recognizer(NAME, AddressRecognizer, entity_types=AddressRecognizer.entity_types)

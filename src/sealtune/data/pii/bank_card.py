@@ -1,0 +1,79 @@
+"""BANK_CARD: payment card numbers (13-19 digits, Luhn-valid).
+
+Catches card numbers that pass the Luhn check (python-stdnum's
+``stdnum.luhn``) written together, in groups separated by spaces or dashes
+(``6222 0202 0000 1234 567``), in full-width digits, or glued to Chinese
+text. A number whose prefix and length fit a major network (UnionPay 62,
+Visa, Mastercard, Amex, JCB, Discover, Diners, Maestro) is reported on its
+own, unless the words just before it say it is something else (订单号,
+流水号, order, tracking ...); any other Luhn-valid number only next to a
+context word (卡号, 银行卡, card, account) and only as a whole run of digits,
+since one random number in ten passes Luhn.
+
+Does not catch: numbers failing Luhn (by design), card numbers written with
+other separators or in words, a masked number (``6222 **** **** 1234``,
+which is no longer the full number), or bank account numbers that are not
+card numbers (they carry no checksum we could verify).
+"""
+
+from __future__ import annotations
+
+from stdnum import luhn
+
+from sealtune.data.pii._text import has_context, number_runs, pick_non_overlapping, sub_runs
+from sealtune.data.pii.base import Entity, register_recognizer
+
+NAME = "bank_card"
+CONTEXT = ("卡号", "银行卡", "信用卡", "储蓄卡", "借记卡", "账号", "帐号", "card", "account",
+           "acct", "visa", "mastercard", "unionpay", "银联")
+# Words that say the number is something else; they veto a card without
+# card context (an 18-digit order number that happens to pass Luhn).
+NOT_CONTEXT = ("订单", "单号", "流水", "编号", "时间", "order", "tracking", "invoice", "timestamp",
+               "ref", "id:")
+
+
+def known_network(digits: str) -> bool:
+    """True if prefix and length fit a major card network's usual IIN ranges and lengths."""
+    n = len(digits)
+    p2, p4 = int(digits[:2]), int(digits[:4])
+    return (
+        (digits[0] == "4" and n in (13, 16, 19))                       # Visa
+        or ((51 <= p2 <= 55 or 2221 <= p4 <= 2720) and n == 16)        # Mastercard
+        or (p2 in (34, 37) and n == 15)                                # Amex
+        or (p2 == 62 and 16 <= n <= 19)                                # UnionPay
+        or (3528 <= p4 <= 3589 and n in (16, 19))                      # JCB
+        or ((p4 == 6011 or 644 <= p4 // 10 <= 649 or p2 == 65) and n in (16, 19))  # Discover
+        or ((300 <= p4 // 10 <= 305 or p2 == 36) and n == 14)          # Diners
+        or ((p2 == 50 or 56 <= p2 <= 69) and n in (16, 19))            # Maestro and others
+    )
+
+
+class BankCardRecognizer:
+    """Recognizer for ``BANK_CARD`` (see the module docstring)."""
+
+    name = NAME
+    entity_types = frozenset({"BANK_CARD"})
+
+    def analyze(self, text: str) -> list[Entity]:
+        found: list[tuple[int, int, float]] = []
+        for run in number_runs(text):
+            if len(run.digits) < 13:
+                continue
+            for start, end, digits in sub_runs(run, min_digits=13, max_digits=19):
+                if not digits.isdigit() or digits.count(digits[0]) == len(digits):
+                    continue
+                network = known_network(digits)
+                whole = start == run.first and end == run.end
+                if not (network or whole) or not luhn.is_valid(digits):
+                    continue
+                context = has_context(text, start, end, CONTEXT, after=0)
+                if not context and has_context(text, start, end, NOT_CONTEXT, after=0):
+                    continue
+                if network:
+                    found.append((start, end, 0.95 if context else 0.85))
+                elif context:
+                    found.append((start, end, 0.7))
+        return [Entity("BANK_CARD", s, e, sc, NAME) for s, e, sc in pick_non_overlapping(found)]
+
+
+register_recognizer(NAME, BankCardRecognizer, entity_types=BankCardRecognizer.entity_types)

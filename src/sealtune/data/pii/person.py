@@ -1,0 +1,299 @@
+"""PERSON (pattern tier): personal names anchored on cues, titles and name lists.
+
+This is the fast tier: no model, no segmentation. It reports a name only
+where the text itself says "a name is here":
+
+* Chinese: a surname (about 260 single and 25 compound surnames, which cover
+  the great majority of Chinese people) with one or two given-name characters,
+  right after a cue (我叫, 姓名：, 联系人, 客户, 患者, 收件人 ...), right before a
+  title (先生, 女士, 老师, 医生, 经理 ...), or before 的 + a personal-data word
+  (张伟的手机号);
+* English: capitalised words after a title (Mr., Mrs., Dr. ...) or a cue
+  ("my name is", "Name:", "Dear", "Regards,"), or a capitalised pair whose
+  first word is a common given name (about 300) or whose words are pinyin
+  with a Chinese surname (``Zhang Wei``, ``Wei Zhang``).
+
+Honest limits: recall on names with no cue, title or known given name is
+low by design ("张伟明天到", "Forwarded to Kowalczyk"); the given-name length
+after a cue is a guess (two characters unless the next one is a function
+word), so "我叫张伟明天来" yields 张伟明. Names of organisations that look
+like names are not told apart. The optional NER tier (``ner.py``: spaCy for
+English, jieba's ``nr`` tags for Chinese) adds names without cues at a large
+cost in speed; the benchmark reports both.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sealtune.data.pii._text import keyword_hits, register_keywords
+from sealtune.data.pii.base import Entity, register_recognizer
+
+NAME = "person"
+SURNAMES = frozenset(
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁"
+    "任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付傅方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武"
+    "戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚符舒阮柯"
+    "纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳穆农司卓古吉缪简"
+    "车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧闵苟邬边卞姬师仇栾隋商刁沙荣巫寇桑郎甄丛"
+    "仲虞敖巩明佘池查麻苑迟邝官封谈匡鞠惠荆乐冀郁胥南班储芮羊阎丘"
+)
+COMPOUND_SURNAMES = (
+    "欧阳", "司马", "上官", "诸葛", "东方", "皇甫", "尉迟", "公孙", "慕容", "长孙", "宇文",
+    "司徒", "夏侯", "轩辕", "令狐", "端木", "独孤", "南宫", "西门", "百里", "呼延", "澹台",
+    "太史", "申屠", "钟离",
+)
+# What ends a given name: function characters, and common words that follow
+# a name in service dialogue (明 and 天 are given-name characters too, so
+# 明天 is a word-level stop).
+_STOP = frozenset(
+    "的了是在和与及或说也就都还很被把给对向从到为于着过地得吗呢吧啊呀哦嗯您你我他她它们这那有没不个"
+    "请帮查问想要会能可让叫等说将再又已"
+)
+_STOP_WORDS = frozenset(
+    [
+        "明天", "今天", "昨天", "后天", "前天", "电话", "手机", "身份", "先生", "女士", "小姐",
+        "老师", "医生", "大夫", "经理", "主任", "教授", "律师", "同学", "师傅", "阿姨", "住在",
+        "家住", "号码", "来自", "已经", "刚才", "现在", "一直", "之前", "以后", "预约", "联系",
+        "告诉", "反映", "投诉", "表示", "要求", "需要", "希望", "办理", "申请", "咨询", "来电",
+        "致电", "打来", "女儿", "儿子", "妻子", "丈夫", "父亲", "母亲", "今年", "去年", "明年",
+        "上午", "下午", "晚上", "早上", "关系", "服务", "信息", "资料", "满意", "体验", "关怀",
+    ]
+)
+# Two-character words whose second character is also a surname: in
+# "感谢孙德经理" the 谢 belongs to 感谢, not to the name.
+_VERBS_BEFORE = frozenset(
+    [
+        "感谢", "谢谢", "通知", "转告", "告诉", "联系", "询问", "拜访", "请教", "邀请", "提醒",
+        "麻烦", "辛苦", "见到", "找到", "交给", "发给", "打给", "还给", "问候", "尊敬", "亲爱",
+        "致电", "来自",
+    ]
+)
+# Everyday words that start with a surname character (麻烦 is not Mr Ma).
+_COMMON_WORDS = frozenset(
+    [
+        "麻烦", "高兴", "方便", "安排", "安全", "安装", "明白", "明天", "关于", "关系", "关注",
+        "关闭", "于是", "时间", "时候", "钱包", "金额", "文件", "程序", "毛病", "任何", "常常",
+        "马上", "包括", "包裹", "全部", "齐全", "宁可", "司机", "江湖", "黄金", "白天", "万一",
+        "严重", "严格", "石头", "林业", "陆续", "龙头", "史上", "成功", "成本", "华为", "谢谢",
+        "温度", "温馨", "易于", "应该", "应用", "向来", "平时", "平安", "甘心", "路上", "游戏",
+        "管理", "简单", "计划", "商品", "商家", "沙发", "边上", "师傅", "何时", "何况", "连续",
+        "连接", "车辆", "项目", "柏油", "宫殿", "康复", "施工", "尚未", "祝贺", "祝您", "包装",
+        "邮件", "邮箱", "刘海", "欧洲", "东方", "上官", "支付", "付款", "费用", "程度", "余额",
+        "杜绝", "江苏", "汪洋", "蓝色", "梅花", "童年", "凌晨", "苗条", "牛奶", "葛根", "焦点",
+        "魏晋", "贾府", "郑重",
+    ]
+)
+_NOT_NAMES = frozenset(
+    [
+        "Customer", "Customers", "Sir", "Madam", "Team", "All", "Support", "Service", "Valued",
+        "Friend", "Friends", "User", "Client", "Clients", "Colleagues", "Hi", "Hello", "Sirs",
+        "Manager", "Admin", "Team", "The", "Thank", "Thanks", "Best", "Kind", "Warm", "Regards",
+        "Sincerely", "Dear", "Yours", "Member", "Guest", "Patient", "Doctor",
+        # sentence starters that follow a "Name:"-style label in dialogue logs
+        "We", "I", "You", "Your", "Our", "My", "It", "This", "That", "Let", "Can", "Could",
+        "Please", "Is", "Are", "Sorry", "Okay", "Ok", "Yes", "No", "Address", "Phone", "Email",
+        "Mr", "Mrs", "Ms", "Miss", "Dr", "Prof", "Mx", "Name", "Office", "Ship", "Approved",
+        "Forwarded", "Spoke", "Tel", "Fax", "Mobile", "Card", "Passport", "Server", "Order",
+    ]
+)
+_HAN = re.compile(r"[\u4e00-\u9fff]")
+_ASCII_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_SURNAME = "(?:" + "|".join(COMPOUND_SURNAMES) + "|[" + "".join(sorted(SURNAMES)) + "])"
+# Anchors: a cue (the name follows) or a title (the name precedes). A flat
+# alternation of literals keeps re's fast first-character scan; which kind
+# of anchor matched is looked up afterwards.
+ZH_CUES = frozenset(
+    [
+        "我叫", "我是", "名叫", "叫做", "姓名", "名字", "联系人", "收件人", "收货人", "寄件人",
+        "客户", "患者", "病人", "用户", "经办人", "负责人", "签名", "持卡人", "户名", "申请人",
+        "投保人", "被保险人", "乘客", "员工", "业主", "租客", "法定代表人", "法人", "紧急联系人",
+        "开户人", "借款人", "担保人", "家属", "同事", "朋友",
+    ]
+)
+ZH_TITLES = frozenset(
+    [
+        "先生", "女士", "小姐", "老师", "医生", "大夫", "经理", "主任", "教授", "律师", "同学",
+        "师傅", "阿姨", "院长", "处长", "局长", "科长", "护士",
+    ]
+)
+_ZH_ANCHOR = re.compile("|".join(sorted(ZH_CUES | ZH_TITLES, key=len, reverse=True)))
+# "张伟的手机号": the name precedes 的 + a personal-data word.
+_ZH_POSSESSIVE = re.compile("的(?:手机|电话|身份证|地址|邮箱|银行卡|护照|账号|卡号|住址)")
+_CUE_TAIL = re.compile(r"[是叫为]?[：:\s]{0,2}")
+_EN_TITLE = re.compile(r"(?:Mr|Mrs|Ms|Miss|Dr|Prof|Mx)\.?\s([A-Z][a-z]+(?:[ -][A-Z][a-z]+){0,2})")
+# Cues are searched in the lower-cased text (a flat alternation of literals),
+# then a capitalised name must follow in the original text.
+EN_CUES = ("my name is", "name is", "name:", "name :", "i am", "i'm", "this is", "dear",
+           "regards,", "sincerely,", "signed,", "contact:", "customer:", "patient:", "attn",
+           "from:", "cardholder:")
+_EN_CUE_SET = frozenset(EN_CUES)
+register_keywords(EN_CUES)
+_EN_PAIR = re.compile(r"[A-Z][a-z]{1,14} [A-Z][a-z]{1,19}")
+_SPACES = re.compile(r"[ :]*")
+_CONTINUES = re.compile(r" [a-z]")
+_EN_NAME = re.compile(r"[A-Z][a-z]+(?:'[A-Z][a-z]+)?(?:[ -][A-Z][a-z]+(?:'[A-Z][a-z]+)?){0,2}")
+_PINYIN = re.compile(
+    r"(?:(?:[bpmfdtnlgkhjqxrzcsyw]|zh|ch|sh)?(?:iang|iong|uang|ang|eng|ing|ong|ian|iao|uai|uan|"
+    r"ai|ei|ao|ou|an|en|in|un|ia|ie|iu|ua|uo|ue|ui|er|a|o|e|i|u|v)){1,2}"
+)
+FIRST_NAMES = frozenset([
+    "James", "John", "Robert", "Michael", "William", "David", "Richard", "Joseph", "Thomas",
+    "Charles", "Christopher", "Daniel", "Matthew", "Anthony", "Donald", "Steven", "Paul", "Andrew",
+    "Joshua", "Kenneth", "Kevin", "Brian", "George", "Timothy", "Ronald", "Edward", "Jason",
+    "Jeffrey", "Ryan", "Jacob", "Gary", "Nicholas", "Eric", "Jonathan", "Stephen", "Larry",
+    "Justin", "Scott", "Brandon", "Benjamin", "Samuel", "Gregory", "Alexander", "Frank", "Patrick",
+    "Raymond", "Jack", "Dennis", "Jerry", "Tyler", "Aaron", "Jose", "Adam", "Nathan", "Henry",
+    "Douglas", "Zachary", "Peter", "Kyle", "Ethan", "Walter", "Noah", "Jeremy", "Christian",
+    "Keith", "Roger", "Terry", "Gerald", "Harold", "Sean", "Austin", "Carl", "Arthur", "Lawrence",
+    "Dylan", "Jesse", "Jordan", "Bryan", "Billy", "Joe", "Bruce", "Gabriel", "Logan", "Albert",
+    "Willie", "Alan", "Juan", "Wayne", "Elijah", "Randy", "Roy", "Vincent", "Ralph", "Eugene",
+    "Russell", "Bobby", "Mason", "Philip", "Louis", "Mary", "Patricia", "Jennifer", "Linda",
+    "Elizabeth", "Barbara", "Susan", "Jessica", "Sarah", "Karen", "Lisa", "Nancy", "Betty",
+    "Margaret", "Sandra", "Ashley", "Kimberly", "Emily", "Donna", "Michelle", "Carol", "Amanda",
+    "Dorothy", "Melissa", "Deborah", "Stephanie", "Rebecca", "Sharon", "Laura", "Cynthia",
+    "Kathleen", "Amy", "Angela", "Shirley", "Anna", "Brenda", "Pamela", "Emma", "Nicole", "Helen",
+    "Samantha", "Katherine", "Christine", "Debra", "Rachel", "Carolyn", "Janet", "Catherine",
+    "Maria", "Heather", "Diane", "Ruth", "Julie", "Olivia", "Joyce", "Virginia", "Victoria",
+    "Kelly", "Lauren", "Christina", "Joan", "Evelyn", "Judith", "Megan", "Andrea", "Cheryl",
+    "Hannah", "Jacqueline", "Martha", "Gloria", "Teresa", "Ann", "Sara", "Madison", "Frances",
+    "Kathryn", "Janice", "Jean", "Abigail", "Alice", "Julia", "Judy", "Sophia", "Denise", "Amber",
+    "Doris", "Marilyn", "Danielle", "Beverly", "Isabella", "Theresa", "Diana", "Natalie",
+    "Brittany", "Charlotte", "Marie", "Kayla", "Alexis", "Lori", "Oliver", "Liam", "Lucas", "Mia",
+    "Harper", "Amelia", "Ella", "Chloe", "Grace", "Zoe", "Lily", "Leo", "Max", "Oscar", "Hugo",
+    "Felix", "Emil", "Anton", "Lukas", "Jonas", "Elias", "Paula", "Clara", "Lena", "Laura",
+    "Sofia", "Lucia", "Elena", "Carlos", "Luis", "Miguel", "Pedro", "Jorge", "Diego", "Pablo",
+    "Javier", "Alejandro", "Fernando", "Ahmed", "Mohammed", "Omar", "Ali", "Fatima", "Aisha",
+    "Priya", "Rahul", "Amit", "Anil", "Sunil", "Ravi", "Deepak", "Sanjay", "Arjun", "Hiroshi",
+    "Takashi", "Kenji", "Yuki", "Haruto", "Sakura", "Minjun", "Jiwoo", "Seojun", "Olga", "Ivan",
+    "Dmitri", "Sergei", "Natasha", "Tatiana", "Kevin", "Tony", "Jenny", "Vivian", "Cindy", "Eric",
+])
+
+
+def _given_ok(text: str, start: int, end: int) -> bool:
+    return all("\u4e00" <= text[i] <= "\u9fff" and text[i] not in _STOP
+               and text[i:i + 2] not in _STOP_WORDS for i in range(start, end))
+
+
+def _name_after(text: str, start: int) -> int:
+    """End of a Chinese name starting at ``start`` (``start`` if there is none)."""
+    if text[start:start + 2] in _COMMON_WORDS:
+        return start
+    if text[start:start + 2] in COMPOUND_SURNAMES:
+        cut = start + 2
+    elif start < len(text) and text[start] in SURNAMES:
+        cut = start + 1
+    else:
+        return start
+    given = cut
+    while given < cut + 2 and given < len(text) and _given_ok(text, given, given + 1):
+        given += 1
+    return given if given > cut else start
+
+
+def _name_before(text: str, end: int) -> int:
+    """Start of a Chinese name ending at ``end`` (``end`` if there is none)."""
+    for size in (4, 3):
+        if text[end - size:end - size + 2] in COMPOUND_SURNAMES and \
+                _given_ok(text, end - size + 2, end):
+            return end - size
+    # Most Chinese names have three characters: prefer them, unless the
+    # character in front is a function word that is also a surname (向, 于).
+    if end >= 3 and text[end - 3] in SURNAMES and text[end - 3] not in _STOP and \
+            text[end - 4:end - 2] not in _VERBS_BEFORE and _given_ok(text, end - 2, end) and \
+            text[end - 3:end - 1] not in _COMMON_WORDS:
+        return end - 3
+    if end >= 2 and text[end - 2] in SURNAMES and _given_ok(text, end - 1, end) and \
+            text[end - 2:end] not in _COMMON_WORDS:
+        return end - 2
+    return end
+
+
+def _zh(text: str) -> list[Entity]:
+    found: list[Entity] = []
+    for m in _ZH_ANCHOR.finditer(text):
+        if m.group() in ZH_CUES:
+            tail = _CUE_TAIL.match(text, m.end())
+            start = tail.end() if tail else m.end()
+            end = _name_after(text, start)
+            # "用户：麻烦核实一下" is a speaker label, "联系人：张伟，" a field:
+            # after a colon the name must end the clause.
+            if end > start and tail and tail.group() and tail.group()[-1] in "：:" and \
+                    end < len(text) and "\u4e00" <= text[end] <= "\u9fff":
+                continue
+        else:
+            end = m.start()
+            start = _name_before(text, end)
+        if end > start:
+            found.append(Entity("PERSON", start, end, 0.85, NAME))
+    for m in _ZH_POSSESSIVE.finditer(text):
+        start = _name_before(text, m.start())
+        if start < m.start():
+            found.append(Entity("PERSON", start, m.start(), 0.85, NAME))
+    return found
+
+
+def _is_pinyin_name(first: str, last: str) -> bool:
+    low1, low2 = first.lower(), last.lower()
+    return bool(_PINYIN.fullmatch(low1) and _PINYIN.fullmatch(low2)) and (
+        low1 in _PINYIN_SURNAMES or low2 in _PINYIN_SURNAMES)
+
+
+_PINYIN_SURNAMES = frozenset(
+    [
+        "wang", "li", "zhang", "liu", "chen", "yang", "huang", "zhao", "wu", "zhou", "xu", "sun",
+        "ma", "zhu", "hu", "guo", "he", "gao", "lin", "luo", "zheng", "liang", "xie", "song",
+        "tang", "han", "feng", "deng", "cao", "peng", "zeng", "xiao", "tian", "dong", "yuan",
+        "pan", "yu", "jiang", "cai", "du", "ye", "cheng", "su", "wei", "lv", "ding", "ren", "shen",
+        "yao", "lu", "cui", "zhong", "tan", "qin", "qiu", "fan", "jin", "shi", "jia", "xia", "fu",
+        "fang", "bai", "zou", "meng", "xiong",
+    ]
+)
+
+
+def _en(text: str) -> list[Entity]:
+    found: list[Entity] = []
+    for m in _EN_TITLE.finditer(text):
+        found.append(Entity("PERSON", m.start(1), m.end(1), 0.85, NAME))
+    for cue, positions in keyword_hits(text).items():
+        if cue not in _EN_CUE_SET:
+            continue
+        for at in positions:
+            if at and text[at - 1] in _ASCII_LETTERS:
+                continue
+            after = _SPACES.match(text, at + len(cue))
+            name = _EN_NAME.match(text, after.end() if after else at + len(cue))
+            if name is None or name.group().split(" ")[0] in _NOT_NAMES:
+                continue
+            # "Customer: We will follow up" is a speaker label, not a name.
+            if cue.endswith(":") and _CONTINUES.match(text, name.end()):
+                continue
+            if text.startswith(":", name.end()):  # "Authorization:" is a label too
+                continue
+            if " " in name.group() or cue[0] not in "it":
+                found.append(Entity("PERSON", name.start(), name.end(), 0.8, NAME))
+    for m in _EN_PAIR.finditer(text):
+        if m.start() and text[m.start() - 1] in _ASCII_LETTERS:
+            continue
+        first, last = m.group().split(" ")
+        if first in FIRST_NAMES:
+            found.append(Entity("PERSON", m.start(), m.end(), 0.7, NAME))
+        elif _is_pinyin_name(first, last):
+            found.append(Entity("PERSON", m.start(), m.end(), 0.65, NAME))
+    return found
+
+
+class PersonRecognizer:
+    """Recognizer for ``PERSON`` in the pattern tier (see the module docstring)."""
+
+    name = NAME
+    entity_types = frozenset({"PERSON"})
+
+    def analyze(self, text: str) -> list[Entity]:
+        found = _en(text)
+        if not text.isascii() and _HAN.search(text):
+            found.extend(_zh(text))
+        return found
+
+
+register_recognizer(NAME, PersonRecognizer, entity_types=PersonRecognizer.entity_types)

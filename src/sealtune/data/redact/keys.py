@@ -1,0 +1,147 @@
+"""Per-dataset redaction keys: one random secret, HKDF-derived keys for pseudonyms and tokens.
+
+Each dataset gets a fresh 32-byte secret (:meth:`DatasetKeys.generate`).
+From it HKDF-SHA-256 derives, under distinct labels, the pseudonym key
+(HMAC-SHA-256 over the entity type and value) and the token key (AES-256-GCM
+with the entity type as associated data); the token nonce key is derived
+from the token key, so the token key alone is enough to restore tokens. The
+caller (ingest) seals the secret with the KeyService; it never leaves this
+object otherwise and ``repr`` hides it.
+
+This module is the data stage's one door to the crypto primitives of
+``sealtune.core.hazmat`` (HKDF, HMAC, GCM): operators ask it for a keyed
+digest or a sealed token and never touch a key or a primitive themselves.
+
+What this protects against: surrogates and tokens that can be computed or
+reversed without the dataset secret (a dictionary attack on a pseudonymised
+phone number needs the key), pseudonyms linkable across datasets (each
+dataset has its own secret), a token moved to another entity type (the type
+is authenticated). What it does not: anyone holding the secret can compute
+pseudonyms for guessed values and restore every token; destroying the
+sealed secret is what makes tokens permanently irreversible.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets as _secrets
+from functools import cached_property
+
+from cryptography.exceptions import InvalidTag
+
+from sealtune.core.hazmat.aead import NONCE_BYTES, TAG_BYTES, gcm_decrypt, gcm_encrypt
+from sealtune.core.hazmat.kdf import hkdf, hmac_sha256
+from sealtune.errors import IntegrityError, UsageError
+
+SECRET_BYTES = 32
+_PSEUDONYM_INFO = b"sealtune/v1/dataset/pseudonym"
+_TOKEN_INFO = b"sealtune/v1/dataset/token"
+_NONCE_INFO = b"sealtune/v1/dataset/token-nonce"
+_TOKEN_AAD = b"sealtune/v1/token\x00"
+_OPAQUE = "a token failed authentication (wrong dataset key, or the token was altered)"
+
+
+def _derive(ikm: bytes, info: bytes) -> bytes:
+    return hkdf(hash="sha256", ikm=ikm, salt=b"", info=info, length=32)
+
+
+def b64url(raw: bytes) -> str:
+    """Unpadded base64url."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def unb64url(text: str) -> bytes:
+    """Inverse of :func:`b64url`; a malformed string is an :class:`IntegrityError`."""
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        raise IntegrityError(_OPAQUE) from None
+
+
+class TokenKey:
+    """The AES-256-GCM key that seals and opens reversible tokens."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise UsageError("a token key is 32 bytes")
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "TokenKey(<hidden>)"
+
+    @cached_property
+    def _nonce_key(self) -> bytes:
+        return _derive(self._key, _NONCE_INFO)
+
+    def seal(self, entity_type: str, value: str, *, deterministic: bool) -> bytes:
+        """``nonce | ciphertext | tag`` of ``value``, bound to ``entity_type``.
+
+        Deterministic tokens take the nonce from HMAC(nonce key, type, value)
+        (a synthetic IV): the same value gives the same token, and distinct
+        values get distinct nonces except with negligible probability.
+        """
+        aad = _TOKEN_AAD + entity_type.encode()
+        data = value.encode("utf-8")
+        if deterministic:
+            nonce = hmac_sha256(self._nonce_key, (aad, b"\x00", data))[:NONCE_BYTES]
+        else:
+            nonce = _secrets.token_bytes(NONCE_BYTES)
+        return nonce + gcm_encrypt("aes", self._key, nonce, data, aad)
+
+    def open(self, entity_type: str, blob: bytes) -> str:
+        """The value sealed in ``blob``.
+
+        Raises:
+            IntegrityError: wrong key, wrong type, or an altered token (opaque).
+        """
+        if len(blob) < NONCE_BYTES + TAG_BYTES:
+            raise IntegrityError(_OPAQUE)
+        aad = _TOKEN_AAD + entity_type.encode()
+        try:
+            data = gcm_decrypt("aes", self._key, blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
+            return data.decode("utf-8")
+        except (InvalidTag, UnicodeDecodeError):
+            raise IntegrityError(_OPAQUE) from None
+
+
+class DatasetKeys:
+    """The keys of one dataset's redaction, derived from a 32-byte secret.
+
+    Args:
+        secret: the dataset secret (from :meth:`generate`, or unwrapped from its seal).
+
+    Raises:
+        UsageError: the secret is not 32 bytes.
+    """
+
+    def __init__(self, secret: bytes) -> None:
+        if not isinstance(secret, bytes) or len(secret) != SECRET_BYTES:
+            raise UsageError(f"a dataset secret is {SECRET_BYTES} bytes")
+        self._secret = secret
+
+    @classmethod
+    def generate(cls) -> DatasetKeys:
+        """Fresh keys from a random secret (the caller seals :attr:`secret`)."""
+        return cls(_secrets.token_bytes(SECRET_BYTES))
+
+    @property
+    def secret(self) -> bytes:
+        """The dataset secret, for the caller to seal with the KeyService; never log it."""
+        return self._secret
+
+    def __repr__(self) -> str:
+        return "DatasetKeys(<hidden>)"
+
+    @cached_property
+    def _pseudonym_key(self) -> bytes:
+        return _derive(self._secret, _PSEUDONYM_INFO)
+
+    @cached_property
+    def token_key(self) -> TokenKey:
+        """The token key (enough to restore tokens; it cannot compute pseudonyms)."""
+        return TokenKey(_derive(self._secret, _TOKEN_INFO))
+
+    def pseudonym_seed(self, entity_type: str, canonical: str) -> bytes:
+        """HMAC-SHA-256 of the type and the canonical value under the pseudonym key."""
+        return hmac_sha256(self._pseudonym_key,
+                           (entity_type.encode(), b"\x00", canonical.encode("utf-8")))
