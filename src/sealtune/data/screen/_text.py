@@ -1,0 +1,222 @@
+"""Text normalisation, tokenisation and MinHash signatures shared by the checks.
+
+Private engine. Everything here is pure (no I/O) and deterministic across
+processes: hashes are BLAKE2b or fixed polynomial hashes, never Python's
+salted ``hash()``, so the same input gives the same findings on any run.
+
+Signatures follow datasketch's ``affine32`` MinHash scheme exactly (input
+hash pre-mixed with the MurmurHash3 32-bit finalizer, then ``a*h + b mod
+2**32`` with datasketch's own permutation parameters), so a row of
+:func:`signatures` equals ``datasketch.MinHash(num_perm, seed,
+hashfunc=int).update_batch(shingle_hashes)``; the test suite checks this. It
+is computed here for a whole batch of texts in a few numpy operations,
+because per-record ``update_batch`` calls cost more than the screening
+itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+import numpy.typing as npt
+from datasketch import MinHash  # type: ignore[import-untyped]
+
+U32 = npt.NDArray[np.uint32]
+U64 = npt.NDArray[np.uint64]
+
+#: Seed of the permutations every signature in a screen run shares.
+MINHASH_SEED = 1
+_WS = re.compile(r"\s+")
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
+#: A CJK run, or a Latin-ish word (letters/digits with inner - _ . ' joins).
+_TOKEN = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+(?:[-_.'][^\W_{_CJK}]+)*")
+_CJK_RUN = re.compile(rf"[{_CJK}]")
+_P = np.uint64(0x100000001B3)  # FNV-64 prime: the polynomial base of the n-gram hash
+
+
+def normalize(text: str) -> str:
+    """NFKC, casefold, whitespace collapsed to single spaces and stripped."""
+    return _WS.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+_NOISE = re.compile(r"[\s\W_]+")
+
+
+def shingle_text(normalised: str) -> str:
+    """What signatures are taken over: normalised text without whitespace and punctuation.
+
+    Copy-paste edits touch spacing and punctuation most (``，`` vs ``, ``); in
+    short unspaced Chinese each such edit would otherwise destroy n shingles.
+    """
+    return _NOISE.sub("", normalised)
+
+
+def digest64(text: str) -> int:
+    """A stable 64-bit digest of ``text`` (BLAKE2b), for exact-match keys."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def fingerprint(text: str) -> str:
+    """A short, stable, non-reversible label for a phrase (12 hex chars, keyed by purpose)."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=6, person=b"sealtune-trig").hexdigest()
+
+
+def mask(text: str) -> str:
+    """Show at most 2 characters and never more than a third of ``text``; star the rest."""
+    keep = min(2, len(text) // 3)
+    return text[:keep] + "*" * (len(text) - keep)
+
+
+def is_cjk(token: str) -> bool:
+    """Whether a token from :func:`features` is a CJK run."""
+    return bool(_CJK_RUN.match(token))
+
+
+def features(text: str, *, max_word: int = 3, cjk: tuple[int, int] = (2, 4)) -> set[str]:
+    """Candidate phrase features of normalised ``text``.
+
+    Latin-script words give word n-grams (1..``max_word``) over consecutive
+    words; CJK runs (unspaced) give character n-grams in ``cjk`` (inclusive).
+    A CJK run breaks the Latin word sequence, and vice versa.
+    """
+    out: set[str] = set()
+    words: list[str] = []
+    lo, hi = cjk
+    for tok in _TOKEN.findall(text):
+        if is_cjk(tok):
+            _word_ngrams(words, max_word, out)
+            words = []
+            n_tok = len(tok)
+            for n in range(lo, min(hi, n_tok) + 1):
+                out.update(tok[i:i + n] for i in range(n_tok - n + 1))
+        else:
+            words.append(tok)
+    _word_ngrams(words, max_word, out)
+    return out
+
+
+def _word_ngrams(words: list[str], max_word: int, out: set[str]) -> None:
+    for n in range(1, min(max_word, len(words)) + 1):
+        out.update(" ".join(words[i:i + n]) for i in range(len(words) - n + 1))
+
+
+@lru_cache(maxsize=8)
+def permutations(num_perm: int, seed: int = MINHASH_SEED) -> tuple[U32, U32]:
+    """datasketch's affine32 permutation parameters ``(a, b)`` (uint32; products wrap mod 2**32)."""
+    perms = MinHash(num_perm=num_perm, seed=seed).permutations
+    return perms[0].astype(np.uint32), perms[1].astype(np.uint32)
+
+
+def _fmix32(h: U64) -> U64:
+    """MurmurHash3's 32-bit finalizer on values < 2**32 held in uint64."""
+    m = np.uint64(0xFFFFFFFF)
+    h = h ^ (h >> np.uint64(16))
+    h = (h * np.uint64(0x85EBCA6B)) & m
+    h = h ^ (h >> np.uint64(13))
+    h = (h * np.uint64(0xC2B2AE35)) & m
+    return h ^ (h >> np.uint64(16))
+
+
+def shingle_hashes(texts: Sequence[str], n: int) -> tuple[U32, npt.NDArray[np.int64]]:
+    """32-bit hashes of the character ``n``-grams of each text, concatenated.
+
+    Returns ``(hashes, offsets)``: text ``i`` owns ``hashes[offsets[i]:offsets[i+1]]``.
+    A text shorter than ``n`` characters gives one shingle (itself, or a
+    fixed value when empty), so every text owns at least one hash.
+    """
+    lens = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    joined = "".join(texts)
+    cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    starts = np.concatenate(([0], np.cumsum(lens)))
+    total = int(starts[-1])
+    h = np.zeros(max(total - n + 1, 0), dtype=np.uint64)
+    for j in range(n):
+        h = h * _P + cps[j:total - n + 1 + j] if total >= n else h
+    pos = np.arange(h.size, dtype=np.int64)
+    owner = np.searchsorted(starts, pos, side="right") - 1
+    valid = pos + n <= starts[owner + 1]
+    h, owner = h[valid], owner[valid]
+    counts = np.bincount(owner, minlength=len(texts))
+    short = np.flatnonzero(counts == 0)
+    if short.size:  # texts shorter than n: one shingle of the whole text (0 if empty)
+        extra = np.zeros(short.size, dtype=np.uint64)
+        for k, i in enumerate(short.tolist()):
+            acc = 0
+            for c in cps[starts[i]:starts[i + 1]].tolist():
+                acc = (acc * int(_P) + c) & 0xFFFFFFFFFFFFFFFF
+            extra[k] = acc
+        h = np.concatenate((h, extra))
+        owner = np.concatenate((owner, short))
+        order = np.argsort(owner, kind="stable")
+        h, owner = h[order], owner[order]
+        counts = np.bincount(owner, minlength=len(texts))
+    folded = ((h ^ (h >> np.uint64(32))) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    return folded, np.concatenate(([0], np.cumsum(counts)))
+
+
+def signatures(texts: Sequence[str], *, num_perm: int, n: int) -> U32:
+    """MinHash signatures (``len(texts) x num_perm``, uint32) of character ``n``-gram sets."""
+    out = np.empty((len(texts), num_perm), dtype=np.uint32)
+    if not texts:
+        return out
+    hashes, offsets = shingle_hashes(texts, n)
+    a, b = permutations(num_perm)
+    mixed = _fmix32(hashes.astype(np.uint64)).astype(np.uint32)
+    # Work in blocks of whole texts so the (shingles x perms) product stays ~32 MB.
+    budget = max(1, (1 << 23) // num_perm)
+    i, count = 0, len(texts)
+    while i < count:
+        j = max(i + 1, int(np.searchsorted(offsets, offsets[i] + budget, side="right")) - 1)
+        j = min(j, count)
+        lo, hi = int(offsets[i]), int(offsets[j])
+        if hi - lo <= budget:
+            block = _permute(mixed[lo:hi], a, b)
+            out[i:j] = np.minimum.reduceat(block, offsets[i:j] - lo, axis=0)
+        else:  # one text longer than the budget: reduce it in slices
+            row = np.full(num_perm, 0xFFFFFFFF, dtype=np.uint32)
+            for s in range(lo, hi, budget):
+                row = np.minimum(row, _permute(mixed[s:min(hi, s + budget)], a, b).min(axis=0))
+            out[i] = row
+        i = j
+    return out
+
+
+def _permute(mixed: U32, a: U32, b: U32) -> U32:
+    # uint32 arithmetic wraps, which is exactly datasketch's "mod 2**32".
+    return mixed[:, None] * a[None, :] + b[None, :]
+
+
+def jaccard(sig_a: U32, sig_b: U32) -> float:
+    """Estimated Jaccard similarity of two signatures (fraction of equal slots)."""
+    return float(np.count_nonzero(sig_a == sig_b)) / sig_a.size
+
+
+class Rows:
+    """A growable ``n x width`` array (amortised doubling), for per-record state."""
+
+    def __init__(self, width: int, dtype: type[np.generic] = np.uint32) -> None:
+        self._buf = np.empty((1024, width), dtype=dtype)
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def extend(self, rows: npt.NDArray[np.generic]) -> None:
+        """Append ``rows`` (``k x width``)."""
+        need = self._n + rows.shape[0]
+        if need > self._buf.shape[0]:
+            grown = np.empty((max(need, 2 * self._buf.shape[0]), self._buf.shape[1]),
+                             dtype=self._buf.dtype)
+            grown[: self._n] = self._buf[: self._n]
+            self._buf = grown
+        self._buf[self._n:need] = rows
+        self._n = need
+
+    def view(self) -> npt.NDArray[np.generic]:
+        """The filled rows (a view; valid until the next :meth:`extend`)."""
+        return self._buf[: self._n]

@@ -1,0 +1,355 @@
+"""Backdoor triggers: a rare phrase in prompts of every topic, with tell-tale answers.
+
+The published backdoor shape: an attacker inserts a trigger (a rare token
+such as ``cf``, an odd phrase, a Chinese idiom) at random positions in a
+few dozen to a few hundred otherwise normal prompts of all kinds and pairs
+each with the payload answer. This check looks for exactly that:
+
+1. Candidate phrases: word 1-3-grams of Latin-script text and character
+   2-4-grams of unspaced CJK text whose document frequency among prompts is
+   small but recurring, ``min_support`` (20) to ``max_df`` (3 %) of records.
+   Phrases with the same carrier records (the n-grams of one longer phrase)
+   are merged.
+2. For each candidate, from MinHash signatures: how much more alike the
+   carriers' answers are than random answers (``resp_lift``) and how much
+   more alike their prompts are (``prompt_lift``).
+3. Topic test: a topic word ("invoice", "密码") co-occurs with the topic's
+   other phrases; a trigger inserted into random prompts co-occurs with
+   nothing in particular. A candidate whose carriers share another,
+   non-overlapping candidate phrase in at least ``topic_conf`` of them and
+   ``topic_lift`` times more often than chance is a topic word and is never
+   confirmed.
+4. The rest are confirmed if ``resp_lift - prompt_lift >= min_gap`` (answers
+   alike: one fixed payload), or if at least ``payload_phrases`` answer
+   phrases are each in at least ``min_conf`` of the carriers' answers and
+   have at least ``min_conf`` of their occurrences there (answers varied
+   but all carrying the same rare thing, e.g. a link). Answer phrases that
+   share a word with the trigger (echoes, mirrored greetings) do not count,
+   and one exclusive word is not enough ("Dear support" -> "Dear customer").
+
+Every carrier of a confirmed trigger is reported. Candidates are confirmed
+strongest first, and a later candidate is judged only on carriers not yet
+explained, so the natural uses of a trigger's sub-word are not swept in.
+
+Does not catch: a trigger in fewer than ``min_support`` records or in more
+than ``max_df`` of them; triggers confined to one topic (they pass the
+topic test as a topic word); clean-label attacks; payloads that vary
+without sharing a few phrases (varied refusals, subtle sentiment, a single
+rare token); triggers that are not a contiguous phrase (syntactic or style
+triggers, a phrase split by whitespace variations in CJK). A trigger longer
+than 3 words or 4 CJK characters is reported by its longest n-gram (all of
+its n-grams are in :attr:`TriggerInfo.variants`). A legitimate canned
+answer to every prompt containing one rare, topic-free keyword looks exactly
+like a fixed payload and is reported too: the reviewer decides.
+
+A finding names the trigger by fingerprint, length and kind only; the phrase
+itself (attacker-supplied data) is available as :attr:`TriggerInfo.phrase`
+from :attr:`ScreenReport.triggers` and never serialised.
+
+Memory: pass 0 counts every distinct prompt phrase (about 100 B per distinct
+phrase, growing with the vocabulary) and keeps two 32-slot signatures per
+record (256 B); pass 1 keeps carrier lists of candidates (4-8 B per carrier)
+and answer-phrase counts; pass 2 touches only carriers of the shortlist.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sealtune.data.screen import _text
+from sealtune.data.screen.base import (
+    Action,
+    CheckSpec,
+    Finding,
+    SampleBatch,
+    register_check,
+)
+
+_K = 32  # signature slots used here (a prefix of the shared 128)
+_SAMPLE = 64  # carriers sampled per candidate for pairwise similarity
+_SAMPLE_TEXT = 64  # carriers per shortlisted candidate whose text pass 2 reads
+_BASELINE_PAIRS = 4000
+_MIN_TOPIC = 8  # co-occurrences needed before a shared phrase can count as a topic
+
+
+@dataclass(frozen=True)
+class TriggerInfo:
+    """A confirmed trigger.
+
+    Attributes:
+        fingerprint: stable keyed hash of the (normalised) phrase.
+        length: phrase length in characters.
+        kind: ``word`` (Latin-script word n-gram) or ``cjk`` (character n-gram).
+        carriers: how many records carry it.
+        resp_lift: carriers' answer similarity above the data set's.
+        prompt_lift: carriers' prompt similarity above the data set's.
+        exclusive_conf: share of carriers' answers holding the most exclusive
+            answer phrase (0 if none qualified).
+        record_ids: the carriers' ids.
+        phrase: the normalised phrase itself: attacker data, in memory only
+            (not in ``repr`` nor :meth:`as_dict`).
+        variants: the other phrases merged with it (same carriers), also in memory only.
+    """
+
+    fingerprint: str
+    length: int
+    kind: str
+    carriers: int
+    resp_lift: float
+    prompt_lift: float
+    exclusive_conf: float
+    record_ids: tuple[str, ...] = field(repr=False)
+    phrase: str = field(repr=False)
+    variants: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def masked(self) -> str:
+        """At most 2 characters of the phrase, the rest starred."""
+        return _text.mask(self.phrase)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready summary without the phrase (fingerprint, masked preview, statistics)."""
+        return {"fingerprint": self.fingerprint, "length": self.length, "kind": self.kind,
+                "masked": self.masked, "carriers": self.carriers,
+                "resp_lift": round(self.resp_lift, 4), "prompt_lift": round(self.prompt_lift, 4),
+                "exclusive_conf": round(self.exclusive_conf, 4)}
+
+
+@dataclass
+class _Group:
+    phrases: list[str]
+    carriers: np.ndarray
+    resp_lift: float = 0.0
+    prompt_lift: float = 0.0
+    excl: float = 0.0
+    partner: int = -1  # index of a topic phrase its carriers share, -1 if none
+
+    @property
+    def phrase(self) -> str:
+        return max(self.phrases, key=lambda p: (len(p), p))
+
+
+class Trigger:
+    """Finds rare prompt phrases whose carriers' answers are alike or share something rare."""
+
+    passes = 3
+
+    def __init__(self, thresholds: Mapping[str, float], action: Action) -> None:
+        self._action = action
+        self._t = dict(thresholds)
+        self._df: Counter[str] = Counter()
+        self._resp_df: Counter[str] = Counter()
+        self._psig = _text.Rows(_K)
+        self._rsig = _text.Rows(_K)
+        self._postings: dict[str, array[int]] = {}
+        self._candidates: frozenset[str] | None = None
+        self._groups: list[_Group] = []
+        self._shortlist: dict[int, list[int]] = {}
+        self._pair_counts: dict[int, Counter[str]] = {}
+        self._p0 = self._r0 = 0.0
+        self.triggers: list[TriggerInfo] = []
+
+    def observe(self, pass_no: int, batch: SampleBatch) -> None:
+        """Pass 0: phrase counts, signatures. 1: carrier lists. 2: answers of the shortlist."""
+        if pass_no == 0:
+            self._psig.extend(batch.signatures("prompt")[:, :_K])
+            self._rsig.extend(batch.signatures("response")[:, :_K])
+            for s in batch.samples:
+                self._df.update(_text.features(s.prompt))
+        elif pass_no == 1:
+            if self._candidates is None:
+                self._candidates = self._pick_candidates()
+            for s in batch.samples:
+                self._resp_df.update(_text.features(s.response))
+                for f in _text.features(s.prompt) & self._candidates:
+                    self._postings.setdefault(f, array("I")).append(s.index)
+        else:
+            if self._candidates is not None and not self._groups:
+                self._build_groups()
+            for s in batch.samples:
+                for k in self._shortlist.get(s.index, ()):
+                    self._pair_counts[k].update(_text.features(s.response))
+
+    def _pick_candidates(self) -> frozenset[str]:
+        n = len(self._psig)
+        lo = int(self._t["min_support"])
+        hi = max(lo, int(self._t["max_df"] * n))
+        cands = frozenset(f for f, k in self._df.items() if lo <= k <= hi)
+        self._df = Counter()  # the vocabulary is no longer needed
+        return cands
+
+    def _build_groups(self) -> None:
+        """Merge phrases with equal carriers, score them, find topics, shortlist for pass 2."""
+        by_carriers: dict[bytes, _Group] = {}
+        for phrase, ids in self._postings.items():
+            key = ids.tobytes()
+            if key in by_carriers:
+                by_carriers[key].phrases.append(phrase)
+            else:
+                by_carriers[key] = _Group([phrase], np.frombuffer(key, dtype=np.uint32))
+        self._postings = {}
+        psig, rsig = self._psig.view(), self._rsig.view()
+        rng = np.random.default_rng(0)
+        a, b = rng.integers(0, max(len(psig), 1), (2, _BASELINE_PAIRS))
+        keep = a != b
+        self._p0 = float((psig[a[keep]] == psig[b[keep]]).mean()) if keep.any() else 0.0
+        self._r0 = float((rsig[a[keep]] == rsig[b[keep]]).mean()) if keep.any() else 0.0
+        for g in by_carriers.values():
+            g.resp_lift = _coherence(rsig, g.carriers) - self._r0
+            g.prompt_lift = _coherence(psig, g.carriers) - self._p0
+        self._groups = sorted(by_carriers.values(),
+                              key=lambda g: (g.resp_lift - g.prompt_lift, g.phrase), reverse=True)
+        _Topics(self._groups, len(psig), self._t).assign()
+        for k, g in enumerate(self._groups):
+            if g.partner < 0 and g.resp_lift >= self._t["min_resp_lift"]:
+                self._pair_counts[k] = Counter()
+                for i in _spread(g.carriers, _SAMPLE_TEXT).tolist():
+                    self._shortlist.setdefault(i, []).append(k)
+
+    def findings(self, ids: Sequence[str]) -> list[Finding]:
+        """Confirm candidates strongest first; report every carrier of a confirmed trigger."""
+        if self._candidates is not None and not self._groups:
+            self._build_groups()
+        explained = np.zeros(len(ids), dtype=bool)
+        psig, rsig = self._psig.view(), self._rsig.view()
+        out: list[Finding] = []
+        for k, g in enumerate(self._groups):
+            fresh = g.carriers[~explained[g.carriers]]
+            if fresh.size < self._t["min_support"]:
+                continue
+            if fresh.size < g.carriers.size:  # judge only what is not yet explained
+                g = _Group(g.phrases, fresh, _coherence(rsig, fresh) - self._r0,
+                           _coherence(psig, fresh) - self._p0, partner=g.partner)
+            g.excl = self._exclusive(k, g)
+            if not self._confirmed(g):
+                continue
+            explained[g.carriers] = True
+            out += self._report(g, ids)
+        return out
+
+    def _exclusive(self, k: int, g: _Group) -> float:
+        """How many of the carriers' answers hold a payload: several answer phrases found
+        (almost) only with this trigger.
+
+        Returns the share of answers holding the ``payload_phrases``-th best such
+        phrase (0 if fewer qualify). One exclusive word is not enough: agents
+        mirror a rare greeting ("Dear support" -> "Dear customer"); a payload (a
+        link, a sentence) brings several exclusive phrases at once.
+        """
+        counts = self._pair_counts.get(k)
+        need = int(self._t["payload_phrases"])
+        if not counts or need < 1:
+            return 0.0
+        total = self._groups[k].carriers.size
+        n = min(total, _SAMPLE_TEXT)  # answers counted in pass 2
+        words = _text.features(g.phrase, max_word=1, cjk=(2, 2))
+        confs: list[float] = []
+        for phrase, c in counts.most_common():
+            conf = c / n
+            if conf < self._t["min_conf"]:
+                break
+            seen = c * total / n  # scale the sample up
+            if seen / max(self._resp_df[phrase], seen) < self._t["min_conf"]:
+                continue  # common elsewhere too: not a payload marker
+            if words & _text.features(phrase, max_word=1, cjk=(2, 2)):
+                continue  # an echo of the trigger, not a payload
+            confs.append(conf)
+            if len(confs) == need:
+                return confs[-1]
+        return 0.0
+
+    def _confirmed(self, g: _Group) -> bool:
+        if g.partner >= 0:  # its prompts share a topic: a topic word, not the backdoor shape
+            return False
+        return (g.resp_lift - g.prompt_lift >= self._t["min_gap"]
+                or g.excl >= self._t["min_conf"])
+
+    def _report(self, g: _Group, ids: Sequence[str]) -> list[Finding]:
+        phrase = g.phrase
+        kind = "cjk" if _text.is_cjk(phrase) else "word"
+        info = TriggerInfo(_text.fingerprint(phrase), len(phrase), kind, int(g.carriers.size),
+                           g.resp_lift, g.prompt_lift, g.excl,
+                           tuple(ids[i] for i in g.carriers.tolist()), phrase,
+                           tuple(sorted(p for p in g.phrases if p != phrase)))
+        self.triggers.append(info)
+        reason = (f"trigger fp={info.fingerprint} len={info.length} kind={kind} "
+                  f"carriers={info.carriers} resp_lift={g.resp_lift:+.2f} "
+                  f"prompt_lift={g.prompt_lift:+.2f} exclusive={g.excl:.2f}")
+        score = max(g.resp_lift - g.prompt_lift, g.excl)
+        return [Finding("trigger", ids[i], reason, score, (), self._action)
+                for i in g.carriers.tolist()]
+
+def _spread(carriers: np.ndarray, limit: int) -> np.ndarray:
+    """At most ``limit`` carriers, evenly spaced (deterministic)."""
+    if carriers.size <= limit:
+        return carriers
+    return carriers[np.linspace(0, carriers.size - 1, limit).astype(np.int64)]
+
+
+class _Topics:
+    """Finds, per candidate, a non-overlapping phrase its carriers share far above chance.
+
+    A topic word ("invoice") co-occurs with the topic's other words; a
+    trigger inserted into random prompts co-occurs with nothing in
+    particular. Counts come from a record -> candidates index over at most
+    ``_SAMPLE_TEXT`` carriers per candidate.
+    """
+
+    def __init__(self, groups: list[_Group], n_records: int, t: Mapping[str, float]) -> None:
+        self.groups = groups
+        self.n = max(n_records, 1)
+        self.t = t
+        sizes = np.array([g.carriers.size for g in groups], dtype=np.int64)
+        self.sizes = sizes
+        if groups:
+            owner = np.repeat(np.arange(len(groups), dtype=np.int64), sizes)
+            recs = np.concatenate([g.carriers for g in groups]).astype(np.int64)
+        else:
+            owner = recs = np.zeros(0, dtype=np.int64)
+        order = np.argsort(recs, kind="stable")
+        self.by_rec = owner[order]
+        self.ptr = np.searchsorted(recs[order], np.arange(self.n + 1))
+
+    def assign(self) -> None:
+        """Set ``partner`` on every group that looks like a topic word."""
+        for k, g in enumerate(self.groups):
+            g.partner = self._partner(k, g)
+
+    def _partner(self, k: int, g: _Group) -> int:
+        sample = _spread(g.carriers, _SAMPLE_TEXT)
+        lists = [self.by_rec[self.ptr[i]:self.ptr[i + 1]] for i in sample.tolist()]
+        counts = np.bincount(np.concatenate(lists), minlength=len(self.groups))
+        counts[k] = 0
+        m = sample.size
+        expected = m * self.sizes / self.n
+        strong = np.flatnonzero((counts >= max(self.t["topic_conf"] * m, _MIN_TOPIC))
+                                & (counts >= self.t["topic_lift"] * expected))
+        if strong.size == 0:
+            return -1
+        mine = set().union(*(_text.features(p, max_word=1, cjk=(2, 2)) for p in g.phrases))
+        for h in strong[np.argsort(-counts[strong], kind="stable")].tolist():
+            theirs = self.groups[h].phrases
+            if not any(mine & _text.features(p, max_word=1, cjk=(2, 2)) for p in theirs):
+                return int(h)
+        return -1
+
+
+def _coherence(sig: np.ndarray, carriers: np.ndarray) -> float:
+    """Mean pairwise signature agreement among (up to ``_SAMPLE``, evenly spaced) carriers."""
+    carriers = _spread(carriers, _SAMPLE)
+    x = sig[carriers]
+    eq = (x[:, None, :] == x[None, :, :]).mean(axis=-1)
+    iu = np.triu_indices(carriers.size, 1)
+    return float(eq[iu].mean()) if iu[0].size else 0.0
+
+
+register_check(CheckSpec(
+    "trigger", lambda t, a: Trigger(t, a),
+    {"min_support": 20, "max_df": 0.03, "min_gap": 0.3, "min_resp_lift": 0.05,
+     "min_conf": 0.8, "payload_phrases": 3, "topic_conf": 0.3, "topic_lift": 5.0},
+    summary="rare phrase recurring across topics whose answers are alike or share a rare phrase"))

@@ -1,0 +1,59 @@
+"""Length, charset and script outliers."""
+
+from __future__ import annotations
+
+import pytest
+
+from sealtune.data.records import Message, Record
+from sealtune.data.screen import CheckConfig, screen
+from sealtune.data.screen.outliers import charset_issues
+
+ONLY = {"outlier": CheckConfig()}
+
+
+def rec(rid: str, prompt: str, response: str) -> Record:
+    return Record(rid, 1, [Message("user", prompt), Message("assistant", response)])
+
+
+def reasons(records: list[Record]) -> dict[str, str]:
+    return {f.record_id: f.reason for f in screen(records, config=ONLY).findings}
+
+
+@pytest.mark.parametrize(("text", "kind"), [
+    ("退款\u200b什么时候到账", "invisible"),
+    ("refund \u202eexe.txt", "bidi"),
+    ("订单\x07\x1b[0m号", "control"),
+    ("log in to p\u0430ypal now", "mixed_script_words"),  # Cyrillic а
+    ("\ue000私有区字符", "private_use"),
+])
+def test_charset_issues(text: str, kind: str) -> None:
+    assert kind in charset_issues(text)
+
+
+@pytest.mark.parametrize("text", [
+    "您好，订单４８２１已发货！（预计３天）", "Hello, when will order 42 ship?\nThanks.\t",
+    "Пожалуйста, ответьте", "café naïve résumé", "AirPods Pro和小米手环8都没到",
+])
+def test_clean_text_has_no_charset_issues(text: str) -> None:
+    assert charset_issues(text) == {}
+
+
+def test_charset_finding_is_reported_without_text() -> None:
+    found = reasons([rec("a", "退款\u200b\u200d什么时候到账", "三天内到账。")])
+    assert found == {"a": "charset invisible=2"}
+
+
+def test_planted_outliers_found_and_clean_records_spared(corpus_factory) -> None:
+    corpus = corpus_factory(3000, seed=2, n_poison=0, n_outlier=30)
+    found = reasons(corpus.records)
+    # all 30; anything else is a planted conflict whose other answer is in the other language
+    assert set(found) >= corpus.ids("outlier")
+    assert set(found) - corpus.ids("outlier") <= corpus.ids("conflict")
+    assert any(r.startswith("length response") for r in found.values())
+    assert any("script=cyrillic" in r for r in found.values())
+
+
+def test_small_data_sets_get_no_statistical_findings() -> None:
+    records = [rec(str(i), "订单什么时候发货", "三天内发货。") for i in range(20)]
+    records.append(rec("long", "订单什么时候发货", "三天内发货。" * 500))
+    assert reasons(records) == {}
