@@ -16,7 +16,7 @@ import traceback
 
 import typer
 
-from sealtune.cli import attest, audit, demo, files, keys, pii, workspace
+from sealtune.cli import attest, audit, demo, files, keys, models, pii, workspace
 from sealtune.errors import SealtuneError
 
 app = typer.Typer(
@@ -33,6 +33,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
 app.add_typer(attest.app, name="attest")
 app.add_typer(pii.app, name="pii")
+app.add_typer(models.app, name="models")
 demo.register(app)
 
 

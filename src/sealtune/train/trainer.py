@@ -1,0 +1,380 @@
+"""The training core: fine-tune a causal LM on chat records, LoRA or full, optionally DP.
+
+:func:`train` loads the base model safely (:mod:`.loading`: safetensors only
+unless ``allow_pickle``, then after an opcode scan), applies the chat template
+with the loss on assistant tokens only (:mod:`.data`), trains a LoRA adapter
+(peft; the default) or all weights, optionally with DP-SGD (:mod:`.dp`:
+example-level (ε, δ)-DP for the records — not for the base model's
+pretraining data, not user-level when a person has many records), checks
+after the first step that the trainable weights moved and the frozen ones did
+not (:mod:`.guard`, the Opacus #820 failure), checkpoints to a sink
+(:mod:`.checkpoints`) and resumes from its latest checkpoint to the same
+final weights, and writes safetensors plus ``training.json``.
+
+It runs in-process (tests, ``--no-sandbox``) and inside the sandbox (through
+:mod:`.worker`). The progress callback receives aggregate numbers only (step,
+loss, learning rate, gradient norm, ε): never text, token ids or tensors.
+What this module does not do: isolate anything (that is the sandbox), or seal
+anything (the worker and the checkpoint sink do). Its plaintext outputs go to
+``out_dir``; inside the sandbox that is the tmpfs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from sealtune.data.records import Record
+from sealtune.errors import UsageError
+from sealtune.train.checkpoints import CheckpointSink
+from sealtune.train.config import LoraSettings, TrainConfig
+from sealtune.train.data import Collator, ExampleDataset, encode_records
+from sealtune.train.dp import DPConfig, DPSession, PrivacyReport, quiet_library_warnings
+from sealtune.train.guard import UpdateGuard, check_optimizer
+from sealtune.train.loading import load_base, save_weights
+from sealtune.train.state import restore_state, snapshot_state
+
+__all__ = ["DPConfig", "LoraSettings", "Progress", "TrainConfig", "TrainResult", "train"]
+
+TRAINING_JSON = "training.json"
+SECURE_RNG_NOTE = ("dp.secure_mode is off: noise and sampling come from torch's PRNG, fine for "
+                   "experiments; turn it on for production runs")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One optimizer step's aggregate metrics (what may leave the sandbox)."""
+
+    step: int
+    total: int
+    loss: float | None
+    lr: float
+    grad_norm: float | None
+    epsilon: float | None  # PRV ε so far, every ``dp.epsilon_every`` steps and at the end
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a run produced (also written, with the config, to ``training.json``)."""
+
+    out_dir: Path
+    files: tuple[str, ...]
+    method: str
+    steps: int
+    planned_steps: int
+    stop_reason: str
+    final_loss: float | None
+    loss_history: tuple[float | None, ...]
+    trainable_parameters: int
+    total_parameters: int
+    seconds: float
+    resumed_from: int | None
+    data: dict[str, int]
+    guard: dict[str, int]
+    privacy: PrivacyReport | None
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "steps": self.steps, "planned_steps": self.planned_steps,
+                "stop_reason": self.stop_reason, "final_loss": self.final_loss,
+                "loss_history": list(self.loss_history),
+                "trainable_parameters": self.trainable_parameters,
+                "total_parameters": self.total_parameters, "seconds": round(self.seconds, 3),
+                "resumed_from": self.resumed_from, "data": self.data, "guard": self.guard,
+                "privacy": None if self.privacy is None else self.privacy.to_dict(),
+                "notes": list(self.notes), "files": list(self.files)}
+
+
+def train(records: Sequence[Record], *, base_dir: Path, config: TrainConfig, out_dir: Path,
+          progress: ProgressFn | None = None,
+          checkpoint: CheckpointSink | None = None) -> TrainResult:
+    """Fine-tune the model in ``base_dir`` on ``records``; write the result to ``out_dir``.
+
+    Args:
+        records: the training conversations (one record = one example = the DP unit).
+        base_dir: a local model directory (safetensors, tokenizer with a chat template).
+        config: what to train and how; validated here (fails closed).
+        out_dir: new or empty directory for the adapter or full weights (safetensors),
+            the tokenizer and ``training.json``.
+        progress: called after every optimizer step with aggregate metrics.
+        checkpoint: where to save checkpoints every ``config.checkpoint_every`` steps and
+            the last one; its latest checkpoint, if any, is resumed from.
+
+    Seeds torch's global RNG with ``config.seed``.
+
+    Raises:
+        ConfigError, UsageError, PolicyViolation: bad config, data or base model.
+        UpdateCheckError: the first step did not update the weights correctly.
+        PrivacyAccountingError: the accountants disagree, or the budget was exceeded.
+    """
+    config.validate()
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise UsageError(f"output directory {out_dir} is not empty")
+    with quiet_library_warnings():
+        return _Run(config, base_dir, out_dir, progress, checkpoint).run(records)
+
+
+@dataclass
+class _Run:
+    config: TrainConfig
+    base_dir: Path
+    out_dir: Path
+    progress: ProgressFn | None
+    sink: CheckpointSink | None
+    step: int = 0
+    losses: list[float | None] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    dp: DPSession | None = None
+    guard_report: dict[str, int] = field(default_factory=dict)
+
+    def run(self, records: Sequence[Record]) -> TrainResult:
+        import torch
+
+        began = time.monotonic()
+        torch.manual_seed(self.config.seed)
+        model, self.tokenizer, notes = load_base(self.base_dir,
+                                                 allow_pickle=self.config.allow_pickle)
+        self.notes += notes
+        self.data = encode_records(records, self.tokenizer, max_length=self.config.max_length)
+        self.model = self._prepare(model)
+        self.trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        self._build()
+        resumed = restore_state(self)
+        self.guard = UpdateGuard(self.model, trainable={n for n, _ in self.trainable},
+                                 dp=self.dp is not None)
+        if self.dp is not None:
+            self._dp_loop()
+        else:
+            self._plain_loop()
+        if self.hooks is not None:
+            self.hooks.cleanup()
+        privacy = None if self.dp is None else self.dp.report(
+            stopped_by_budget=self.stop_reason == "privacy_budget")
+        return self._write(privacy, resumed, time.monotonic() - began)
+
+    # -- setup -----------------------------------------------------------------------
+
+    def _prepare(self, model: Any) -> Any:
+        model.train()
+        if self.config.method == "full":
+            return model
+        from peft import LoraConfig, get_peft_model
+
+        lora = self.config.lora
+        peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                 target_modules=list(lora.target_modules), bias="none",
+                                 task_type="CAUSAL_LM")
+        peft_model = get_peft_model(model, peft_config)
+        peft_model.train()
+        return peft_model
+
+    def _build(self) -> None:
+        import torch
+
+        cfg = self.config
+        params = [p for _, p in self.trainable]
+        self.optimizer = build_optimizer(params, cfg)
+        check_optimizer(self.optimizer, params)
+        self.dataset = ExampleDataset(self.data)
+        self.collate = Collator(int(self.tokenizer.pad_token_id))
+        self.steps_per_epoch = math.ceil(len(self.dataset) / cfg.batch_size)
+        natural = cfg.epochs * self.steps_per_epoch
+        self.hooks: Any = None
+        self.criterion: Any = None
+        self.loader: Any = None
+        limit = natural if cfg.max_steps is None else min(natural, cfg.max_steps)
+        if cfg.dp is not None:
+            config = getattr(self.model, "config", None)
+            self.dp = DPSession(cfg.dp, n_records=len(self.dataset), seed=cfg.seed,
+                                lora=cfg.method == "lora",
+                                tied=bool(getattr(config, "tie_word_embeddings", False)))
+            if not cfg.dp.secure_mode:
+                self.notes.append(SECURE_RNG_NOTE)
+            loader: Any = torch.utils.data.DataLoader(
+                cast(Any, self.dataset), batch_size=cfg.batch_size, collate_fn=self.collate,
+                generator=torch.Generator().manual_seed(cfg.seed))  # only seeds loader workers
+            self.hooks, self.optimizer, self.criterion, self.loader = self.dp.attach(
+                self.model, self.optimizer, loader, epochs=cfg.epochs, max_steps=cfg.max_steps)
+            limit = self.dp.budget_steps
+        self.planned = limit
+        self.stop_reason = ("privacy_budget" if limit < min(natural, cfg.max_steps or natural)
+                            else "max_steps" if limit < natural else "completed")
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda=lr_lambda(cfg, self.planned))
+
+    # -- loops -------------------------------------------------------------------------
+
+    def _plain_batches(self) -> Any:
+        import torch
+
+        cfg, n, spe = self.config, len(self.dataset), self.steps_per_epoch
+        size = cfg.physical_batch_size or cfg.batch_size
+        step = self.step
+        while True:
+            epoch, offset = divmod(step, spe)
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+            order = torch.randperm(n, generator=gen).tolist()
+            for b in range(offset, spe):
+                idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                chunks = [idx[i:i + size] for i in range(0, len(idx), size)]
+                yield [self.collate([self.dataset[i] for i in c]) for c in chunks], len(idx)
+            step = (epoch + 1) * spe
+
+    def _plain_loop(self) -> None:
+        import torch
+
+        params = [p for _, p in self.trainable]
+        for physical, count in self._plain_batches():
+            if self.step >= self.planned:
+                break
+            self.optimizer.zero_grad(set_to_none=True)
+            total = 0.0
+            for ids, mask, labels in physical:
+                per_example = example_losses(self.model, ids, mask, labels)
+                (per_example.sum() / count).backward()
+                total += float(per_example.detach().sum())
+            if not self.guard.checked:
+                self.guard.before_step()
+            norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+            self.optimizer.step()
+            self._finish_step(total / count, float(norm))
+
+    def _dp_loop(self) -> None:
+        from opacus.utils.batch_memory_manager import (  # type: ignore[import-untyped]
+            BatchMemoryManager,
+        )
+
+        assert self.dp is not None
+        size = self.config.physical_batch_size or self.config.batch_size
+        boundary, done = True, False
+        acc = [0.0, 0]
+        while not done:
+            with BatchMemoryManager(data_loader=self.loader, max_physical_batch_size=size,
+                                    optimizer=self.optimizer) as physical:
+                for batch in physical:
+                    if boundary:
+                        if self.step >= self.planned or not self.dp.may_step():
+                            done = True
+                            break
+                        boundary, acc = False, [0.0, 0]
+                    self._dp_physical(batch, acc)
+                    before = self.dp.taken
+                    self.optimizer.step()
+                    if self.dp.taken != before:  # the logical batch ended: a real, noisy step
+                        boundary = True
+                        self._finish_step(acc[0] / acc[1] if acc[1] else None, grad_norm(
+                            [p for _, p in self.trainable]))
+                    self.optimizer.zero_grad()
+            done = done or self.step >= self.planned
+
+    def _dp_physical(self, batch: Sequence[Any], acc: list[Any]) -> None:
+        import torch
+
+        ids = batch[0]
+        if ids.shape[0] == 0:  # an empty Poisson batch: the step adds noise to a zero gradient
+            for _, p in self.trainable:
+                if self.criterion is None:
+                    p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype)
+                else:
+                    p.grad = torch.zeros_like(p)
+            return
+        _, mask, labels = batch
+        if self.criterion is None:  # per-example gradients: the mean of per-example losses
+            loss = example_losses(self.model, ids, mask, labels).mean()
+        else:  # ghost clipping: Opacus's loss wrapper runs both backward passes
+            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1, :]
+            targets = labels[:, 1:]
+            loss = self.criterion(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                  shape=(logits.shape[0], logits.shape[1]))
+        loss.backward()
+        acc[0] += float(loss.item()) * ids.shape[0]
+        acc[1] += ids.shape[0]
+
+    def _finish_step(self, loss: float | None, norm: float | None) -> None:
+        lr = float(self.scheduler.get_last_lr()[0])
+        self.scheduler.step()
+        self.step += 1
+        if not self.guard.checked:
+            self.guard_report = self.guard.verify()
+        self.losses.append(loss)
+        last = self.step >= self.planned
+        eps = None
+        if self.dp is not None and (last or self.step % self.dp.config.epsilon_every == 0):
+            eps = self.dp.epsilon()
+        if self.progress is not None:
+            self.progress(Progress(self.step, self.planned, loss, lr, norm, eps))
+        every = self.config.checkpoint_every
+        if self.sink is not None and every and (last or self.step % every == 0):
+            self.sink.save(self.step, snapshot_state(self))
+
+    # -- outputs -----------------------------------------------------------------------
+
+    def _write(self, privacy: PrivacyReport | None, resumed: int | None,
+               seconds: float) -> TrainResult:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        save_weights(self.model, self.tokenizer, self.out_dir)
+        total = sum(p.numel() for p in self.model.parameters())
+        last = next((x for x in reversed(self.losses) if x is not None), None)
+        files = sorted([*(p.name for p in self.out_dir.iterdir()), TRAINING_JSON])
+        result = TrainResult(
+            out_dir=self.out_dir, files=tuple(files), method=self.config.method,
+            steps=self.step, planned_steps=self.planned, stop_reason=self.stop_reason,
+            final_loss=last, loss_history=tuple(self.losses),
+            trainable_parameters=sum(p.numel() for _, p in self.trainable),
+            total_parameters=total, seconds=seconds, resumed_from=resumed,
+            data=self.data.stats(), guard=self.guard_report, privacy=privacy,
+            notes=tuple(dict.fromkeys(self.notes)))
+        doc = {"format": "sealtune-training/1", "config": self.config.to_dict(),
+               "privacy_unit": "one record (one conversation)", **result.to_dict()}
+        (self.out_dir / TRAINING_JSON).write_text(json.dumps(doc, indent=2) + "\n")
+        return result
+
+
+def build_optimizer(params: list[Any], config: TrainConfig) -> Any:
+    """AdamW over the trainable parameters (a seam for tests of the update guard)."""
+    import torch
+
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def lr_lambda(config: TrainConfig, total: int) -> Callable[[int], float]:
+    """Linear warm-up, then linear decay to 0 at ``total`` (or constant)."""
+    warm = config.warmup_steps
+
+    def factor(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        if config.schedule == "constant":
+            return 1.0
+        return max(0.0, (total - step) / max(1, total - warm))
+
+    return factor
+
+
+def example_losses(model: Any, ids: Any, mask: Any, labels: Any) -> Any:
+    """Mean token loss of each example (assistant tokens only; 0 where none)."""
+    import torch
+
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1, :]
+    targets = labels[:, 1:]
+    tokens = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100,
+        reduction="none").view(targets.shape)
+    counts = (targets != -100).sum(dim=1).clamp(min=1)
+    return tokens.sum(dim=1) / counts
+
+
+def grad_norm(params: Sequence[Any]) -> float | None:
+    """L2 norm of the current gradients (under DP: the noised, averaged one)."""
+    import torch
+
+    norms = [p.grad.detach().norm() for p in params if p.grad is not None]
+    return float(torch.stack(norms).norm()) if norms else None

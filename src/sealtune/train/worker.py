@@ -1,0 +1,247 @@
+"""The sandbox entry module: decrypt the dataset, train, seal every output.
+
+Runs as ``sealtune.train.worker`` under :mod:`sealtune.train._sandbox_child`
+(``main(ctx, argv)``). The job spec is JSON — ``--spec-json TEXT``, ``--spec
+PATH``, or the input named ``job`` — and holds no secret: input names, the
+training config, and for each sealed output the prefix and wrapped data key
+the parent (which holds the KEKs) made. The data keys themselves come only
+over the key pipe (``ctx.keys``). Inside:
+
+1. the sealed dataset is authenticated and decrypted into memory (never to
+   disk), parsed, and the buffer zeroed (``data_decrypted``);
+2. :func:`~sealtune.train.trainer.train` runs with its plaintext outputs on the
+   sandbox's tmpfs (``ctx.workdir``), progress forwarded as numbers only, and
+   checkpoints sealed into ``ctx.outdir/checkpoints`` (``training_finished``,
+   with the privacy figures, so the parent can record them unsealed);
+3. every output file is sealed into ``ctx.outdir/model/<name>.sealed``
+   (``outputs_sealed``). The launcher wipes the tmpfs afterwards.
+
+What this protects against: plaintext data or weights outside the sandbox,
+sample text in events or logs, exceptions carrying data (the launcher reports
+only the class name; errors raised here name fields, never content). What it
+does not: code that deliberately encodes data into the numbers it reports or
+the weights it writes (the sandbox limits where data can go, not what the
+training code does with it); memory copies Python cannot erase.
+
+Every output file of a job is sealed with the one prefix the parent made for
+outputs (the same file id, each with a fresh salt and nonce prefix, so this is
+sound); the file names tell them apart. Resuming after a kill: bind the
+previous run's ``checkpoints`` directory as an input and name it ``resume``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sealtune.core.envelope import Prefix, decrypt_payload, parse_prefix, read_header, seal_stream
+from sealtune.core.envelope import unlock_header as _unlock
+from sealtune.errors import ConfigError
+from sealtune.keys.base import WrappedKey
+
+if TYPE_CHECKING:
+    from sealtune.data.records import Record
+    from sealtune.train._sandbox_child import ChildContext
+    from sealtune.train.trainer import Progress
+
+JOB_FORMAT = "sealtune-train-job/1"
+#: Set inside the sandbox before transformers is imported (the job runner should set
+#: them too, with OMP_NUM_THREADS): no network look-ups, no telemetry, caches on the tmpfs.
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+               "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false"}
+DEFAULT_KEYS = {"dataset": "dataset", "output": "output", "checkpoint": "checkpoint"}
+
+
+@dataclass(frozen=True)
+class SealTarget:
+    """How to seal a class of outputs: the prefix, and the data key wrapped for it."""
+
+    prefix: Prefix
+    wrapped: tuple[WrappedKey, ...]
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> SealTarget:
+        try:
+            prefix = parse_prefix(bytes.fromhex(data["prefix"]))
+            wrapped = tuple(WrappedKey(str(w["kek_uri"]), int(w["version"]),
+                                       base64.b64decode(w["blob"], validate=True))
+                            for w in data["wrapped"])
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"job spec {where}: needs prefix (hex) and wrapped keys") from None
+        if not wrapped:
+            raise ConfigError(f"job spec {where}: no wrapped key")
+        return cls(prefix, wrapped)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"prefix": self.prefix.encode().hex(),
+                "wrapped": [{"kek_uri": w.kek_uri, "version": w.version,
+                             "blob": base64.b64encode(w.blob).decode()} for w in self.wrapped]}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One training job, as the parent hands it to the sandbox (no secrets)."""
+
+    dataset: str
+    base: str
+    config: Any  # TrainConfig (imported lazily: torch is heavy)
+    output: SealTarget
+    checkpoint: SealTarget | None = None
+    resume: str | None = None
+    threads: int | None = None
+    keys: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_KEYS))
+
+    @classmethod
+    def from_dict(cls, data: Any) -> JobSpec:
+        from sealtune.train.config import TrainConfig
+
+        if not isinstance(data, dict) or data.get("format") != JOB_FORMAT:
+            raise ConfigError(f"job spec must be an object with format {JOB_FORMAT}")
+        known = {"format", "dataset", "base", "config", "output", "checkpoint", "resume",
+                 "threads", "keys"}
+        if unknown := sorted(set(data) - known):
+            raise ConfigError(f"job spec: unknown field(s) {', '.join(unknown)}")
+        names = [data.get("dataset"), data.get("base"), data.get("resume")]
+        if not all(n is None or (isinstance(n, str) and _plain_name(n)) for n in names) or (
+                names[0] is None or names[1] is None):
+            raise ConfigError("job spec: dataset and base (and resume) must be input names")
+        threads = data.get("threads")
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ConfigError("job spec: threads must be a positive integer")
+        keys = data.get("keys") or {}
+        if not isinstance(keys, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in keys.items()):
+            raise ConfigError("job spec: keys maps roles to secret names (strings)")
+        checkpoint = data.get("checkpoint")
+        return cls(dataset=data["dataset"], base=data["base"],
+                   config=TrainConfig.from_dict(data.get("config", {})),
+                   output=SealTarget.from_dict(data.get("output"), "output"),
+                   checkpoint=None if checkpoint is None
+                   else SealTarget.from_dict(checkpoint, "checkpoint"),
+                   resume=data.get("resume"), threads=threads,
+                   keys={**DEFAULT_KEYS, **keys})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": JOB_FORMAT, "dataset": self.dataset, "base": self.base,
+                "config": self.config.to_dict(), "output": self.output.to_dict(),
+                "checkpoint": None if self.checkpoint is None else self.checkpoint.to_dict(),
+                "resume": self.resume, "threads": self.threads, "keys": dict(self.keys)}
+
+
+def _plain_name(name: str) -> bool:
+    parts = Path(name).parts
+    return bool(parts) and not Path(name).is_absolute() and ".." not in parts
+
+
+def _read_spec(ctx: ChildContext, argv: Sequence[str]) -> JobSpec:
+    args = list(argv)
+    if args[:1] == ["--spec-json"] and len(args) == 2:
+        text = args[1]
+    elif args[:1] == ["--spec"] and len(args) == 2:
+        text = Path(args[1]).read_text("utf-8")
+    elif not args:
+        text = (ctx.indir / "job").read_text("utf-8")
+    else:
+        raise ConfigError("worker arguments: --spec PATH | --spec-json JSON | none")
+    try:
+        return JobSpec.from_dict(json.loads(text))
+    except ValueError:
+        raise ConfigError("job spec is not valid JSON") from None
+
+
+def _key(ctx: ChildContext, spec: JobSpec, role: str) -> bytes:
+    name = spec.keys.get(role, role)
+    if name not in ctx.keys:
+        raise ConfigError(f"no {role} data key was handed to the sandbox (expected {name!r})")
+    return bytes(ctx.keys[name])
+
+
+def decrypt_dataset(path: Path, data_key: bytes) -> list[Record]:
+    """Authenticate and decrypt a sealed JSONL dataset in memory; parse it; zero the buffer."""
+    from sealtune.train.data import records_from_jsonl
+
+    buf = io.BytesIO()
+    try:
+        with path.open("rb") as fh:
+            opened = _unlock(read_header(fh), unwrap=lambda _entry, _aad: data_key)
+            decrypt_payload(fh, buf, opened=opened)
+        return records_from_jsonl(buf.getvalue().decode("utf-8").splitlines())
+    finally:
+        with contextlib.suppress(BufferError):
+            view = buf.getbuffer()
+            view[:] = bytes(len(view))
+            view.release()
+
+
+def seal_tree(src: Path, dst: Path, data_key: bytes, target: SealTarget) -> tuple[int, int]:
+    """Seal every file of ``src`` into ``dst/<name>.sealed``; return (files, sealed bytes)."""
+    dst.mkdir(mode=0o700, parents=True, exist_ok=True)
+    count = total = 0
+    for path in sorted(p for p in src.iterdir() if p.is_file()):
+        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".part", dir=dst)
+        try:
+            with path.open("rb") as fin, os.fdopen(fd, "wb") as fout:
+                info = seal_stream(fin, fout, prefix=target.prefix, data_key=data_key,
+                                   wrapped=target.wrapped)
+                fout.flush()
+                os.fsync(fout.fileno())
+            os.replace(tmp, dst / f"{path.name}.sealed")
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        count, total = count + 1, total + info.sealed_size
+    return count, total
+
+
+def _progress(ctx: ChildContext) -> Any:
+    def forward(p: Progress) -> None:
+        ctx.events.send("progress", "progress", step=p.step, total=p.total, loss=p.loss,
+                        lr=p.lr, grad_norm=p.grad_norm, epsilon=p.epsilon)
+    return forward
+
+
+def main(ctx: ChildContext, argv: list[str]) -> None:
+    """Entry point inside the sandbox (see the module docstring for the protocol)."""
+    for name, value in OFFLINE_ENV.items():
+        os.environ.setdefault(name, value)
+    spec = _read_spec(ctx, argv)
+    records = decrypt_dataset(ctx.indir / spec.dataset, _key(ctx, spec, "dataset"))
+    ctx.events.event("data_decrypted", records=len(records))
+    import torch
+
+    from sealtune.train.checkpoints import SealedDirSink
+    from sealtune.train.trainer import train
+
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    sink = None
+    if spec.checkpoint is not None:  # saves every config.checkpoint_every steps; resumes
+        target = spec.checkpoint
+        sink = SealedDirSink(ctx.outdir / "checkpoints", _key(ctx, spec, "checkpoint"),
+                             target.wrapped, lambda: target.prefix,
+                             resume_from=None if spec.resume is None else ctx.indir / spec.resume)
+    result = train(records, base_dir=ctx.indir / spec.base, config=spec.config,
+                   out_dir=ctx.workdir / "model", progress=_progress(ctx), checkpoint=sink)
+    del records
+    privacy = result.privacy
+    ctx.events.event(
+        "training_finished", steps=result.steps, stop=result.stop_reason,
+        final_loss=result.final_loss, resumed_from=result.resumed_from,
+        dp=privacy is not None,
+        epsilon=None if privacy is None else privacy.epsilon_spent,
+        delta=None if privacy is None else privacy.delta,
+        noise_multiplier=None if privacy is None else privacy.noise_multiplier,
+        sample_rate=None if privacy is None else privacy.sample_rate,
+        dp_steps=None if privacy is None else privacy.steps)
+    files, size = seal_tree(result.out_dir, ctx.outdir / "model", _key(ctx, spec, "output"),
+                            spec.output)
+    ctx.events.event("outputs_sealed", files=files, bytes=size)
