@@ -16,7 +16,7 @@ import traceback
 
 import typer
 
-from sealtune.cli import attest, audit, demo, files, keys, models, pii, workspace
+from sealtune.cli import attest, audit, demo, files, keys, models, pii, serve, workspace
 from sealtune.errors import SealtuneError
 
 app = typer.Typer(
@@ -34,6 +34,8 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(attest.app, name="attest")
 app.add_typer(pii.app, name="pii")
 app.add_typer(models.app, name="models")
+app.command("serve")(serve.serve)
+app.add_typer(serve.auth_app, name="auth")
 demo.register(app)
 
 
