@@ -85,14 +85,25 @@ class KeyService:
             raise UsageError(
                 f"unknown algorithm {algorithm!r}", hint=f"use one of: {', '.join(ALGORITHMS)}"
             )
-        if self._ws.keyfile.get(CATALOGUE, name) is not None:
-            raise UsageError(
-                f"a key named {name!r} already exists",
-                hint="choose another name, or rotate the existing key",
-            )
+        record = {
+            "backend": backend,
+            "algorithm": algorithm,
+            "state": "creating",
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        # Reserve the name atomically (check and insert under the keyring lock), so
+        # two processes creating the same name cannot both succeed.
+        with self._ws.keyfile.transaction() as doc:
+            if name in doc.get(CATALOGUE, {}):
+                raise UsageError(
+                    f"a key named {name!r} already exists",
+                    hint="choose another name, or rotate the existing key",
+                )
+            doc.setdefault(CATALOGUE, {})[name] = record
         try:
             info = self.backend(backend).create(name, algorithm=algorithm)
         except SealtuneError as exc:
+            self._ws.keyfile.delete(CATALOGUE, name)
             self.audit(
                 "key.create",
                 f"{backend}:{name}",
@@ -100,16 +111,7 @@ class KeyService:
                 details={"error": type(exc).__name__},
             )
             raise
-        self._ws.keyfile.put(
-            CATALOGUE,
-            name,
-            {
-                "backend": backend,
-                "algorithm": algorithm,
-                "state": "active",
-                "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            },
-        )
+        self._ws.keyfile.put(CATALOGUE, name, {**record, "state": "active"})
         self.audit(
             "key.create", info.uri, details={"algorithm": algorithm, "version": info.current}
         )
