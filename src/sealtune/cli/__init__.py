@@ -16,7 +16,18 @@ import traceback
 
 import typer
 
-from sealtune.cli import attest, audit, demo, files, keys, models, pii, serve, workspace
+from sealtune.cli import (
+    attest,
+    audit,
+    data,
+    demo,
+    files,
+    keys,
+    models,
+    pii,
+    serve,
+    workspace,
+)
 from sealtune.errors import SealtuneError
 
 app = typer.Typer(
@@ -36,6 +47,7 @@ app.add_typer(pii.app, name="pii")
 app.add_typer(models.app, name="models")
 app.command("serve")(serve.serve)
 app.add_typer(serve.auth_app, name="auth")
+app.add_typer(data.app, name="data")
 demo.register(app)
 
 

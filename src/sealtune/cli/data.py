@@ -1,0 +1,277 @@
+"""``sealtune data``: scan, ingest, list, show, export-bom, and ``policy init``.
+
+Every command calls the public API of :mod:`sealtune.data.ingest` and
+:mod:`sealtune.data.store`. Output is counts, ids, digests and masked
+examples only: no record text, no raw value, so the terminal and its
+scrollback are not one more place where the data leaks. Progress goes to
+stderr (records per second), results to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from sealtune.cli._common import console, err_console, open_workspace
+from sealtune.data.policy import Policy, default_policy, load_policy, write_default_policy
+from sealtune.data.store import export_bom, list_datasets, show_dataset
+from sealtune.errors import IntegrityError, UsageError
+
+if TYPE_CHECKING:  # the stage itself (numpy, datasketch, cyclonedx) loads only when used
+    from sealtune.data.ingest import IngestResult
+
+app = typer.Typer(help="The data stage: redact PII, screen for poisoning, seal datasets.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+policy_app = typer.Typer(help="Data policy files.", no_args_is_help=True,
+                         pretty_exceptions_enable=False)
+app.add_typer(policy_app, name="policy")
+
+HomeOpt = Annotated[Path | None, typer.Option("--home", help="Workspace directory.")]
+PolicyOpt = Annotated[Path | None, typer.Option(
+    "--policy", help="Data policy (YAML). Default: the built-in safe default policy.")]
+FormatOpt = Annotated[str | None, typer.Option(
+    "--format", help="alpaca, sharegpt, openai, jsonl or csv (default: detected).")]
+TextFieldOpt = Annotated[str | None, typer.Option(
+    "--text-field", help="Plain JSONL / CSV: the field that holds the text.")]
+OnErrorOpt = Annotated[str | None, typer.Option(
+    "--on-error", help="A malformed line: fail or skip (default: the policy's, fail).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+InArg = Annotated[Path, typer.Argument(metavar="IN", help="The raw input file.")]
+
+
+class _Rate(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} records/s" if speed else "", style="progress.data.speed")
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str, int, int | None], None]]:
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   _Rate(), TimeElapsedColumn(), console=err_console)
+    tasks: dict[str, Any] = {}
+
+    def update(phase: str, done: int, total: int | None) -> None:
+        if phase not in tasks:
+            tasks[phase] = bar.add_task(phase, total=total)
+        bar.update(tasks[phase], completed=done, total=total)
+
+    with bar:
+        yield update
+
+
+def _policy(path: Path | None) -> Policy:
+    if path is None:
+        err_console.print("no --policy given: the default policy applies (consistent "
+                          "pseudonyms, addresses and secrets tagged, duplicates dropped, "
+                          "trigger patterns quarantined); 'sealtune data policy init' writes it "
+                          "to a file to start from")
+        return default_policy()
+    return load_policy(path)
+
+
+def _on_error(value: str | None) -> str | None:
+    if value not in (None, "fail", "skip"):
+        raise UsageError(f"--on-error {value!r}", hint="use fail or skip")
+    return value
+
+
+def _counts_table(title: str, rows: dict[str, Any]) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    for key, value in rows.items():
+        table.add_row(str(key).replace("_", " "), str(value))
+    return table
+
+
+def _pii_table(pii: dict[str, Any]) -> Table:
+    table = Table("entity type", "found", "action", "masked examples", title="PII and secrets",
+                  title_justify="left")
+    for etype, actions in pii["by_type"].items():
+        table.add_row(etype, str(pii["entities"][etype]),
+                      ", ".join(f"{a} {n}" for a, n in actions.items()),
+                      "  ".join(pii["examples_masked"].get(etype, [])))
+    return table
+
+
+def _screen_table(screening: dict[str, Any]) -> Table:
+    table = Table("check", "action", "records", title="Poisoning screening", title_justify="left")
+    for check, actions in screening["counts"].items():
+        for action, n in actions.items():
+            table.add_row(check, action, str(n))
+    if not screening["counts"]:
+        table.add_row("(no findings)", "", "")
+    return table
+
+
+@app.command("scan")
+def scan_cmd(input_path: InArg, policy: PolicyOpt = None, fmt: FormatOpt = None,
+             text_field: TextFieldOpt = None, on_error: OnErrorOpt = None,
+             as_json: JsonOpt = False, home: HomeOpt = None) -> None:
+    """Findings and statistics for IN; changes nothing (records one audit event)."""
+    from sealtune.data.ingest import scan
+
+    chosen = _policy(policy)
+    ws = open_workspace(home)
+    try:
+        with _progress() as progress:
+            report = scan(input_path, policy=chosen, format=fmt,
+                                      text_field=text_field, on_error=_on_error(on_error),
+                                      audit=ws.audit, progress=progress)
+    finally:
+        ws.close()
+    data = report.to_json()
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    inp = data["input"]
+    console.print(_counts_table(f"{input_path} ({inp['format']})", {
+        "records": inp["records"], "skipped lines": inp["skipped_lines"],
+        "records with PII": data["pii"]["records_with_pii"],
+        "records the policy drops": data["pii"]["records_dropped"]}))
+    console.print(_pii_table(data["pii"]))
+    console.print(_screen_table(data["screening"]))
+
+
+@app.command("ingest")
+def ingest_cmd(
+    input_path: InArg,
+    name: Annotated[str, typer.Option("--name", help="Dataset name (new).")],
+    policy: PolicyOpt = None, fmt: FormatOpt = None, text_field: TextFieldOpt = None,
+    on_error: OnErrorOpt = None,
+    shred_original: Annotated[bool, typer.Option(
+        "--shred-original", help="Overwrite and remove IN afterwards (best effort: see the "
+        "docs for copy-on-write file systems and SSDs).")] = False,
+    key: Annotated[list[str] | None, typer.Option(
+        "--key", help="KEK to seal under; repeat for several (default: the workspace's).")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Redact, minimise, screen and seal IN as dataset NAME, with findings and an ML-BOM."""
+    from sealtune.data.ingest import ingest
+
+    chosen = _policy(policy)
+    ws = open_workspace(home)
+    try:
+        with _progress() as progress:
+            result = ingest(ws, input_path, name=name, policy=chosen, format=fmt,
+                            text_field=text_field, on_error=_on_error(on_error),
+                            shred_original=shred_original, key_names=key, progress=progress)
+    finally:
+        ws.close()
+    _print_result(result)
+
+
+def _print_result(result: IngestResult) -> None:
+    counts = result.counts
+    console.print(_counts_table(f"dataset {result.name}", {
+        k: counts.get(k, 0) for k in ("records_read", "skipped_lines", "records_out",
+                                      "quarantined", "dropped_screening", "dropped_redaction",
+                                      "flagged", "entities")}))
+    console.print(_pii_table(result.findings["pii"]))
+    console.print(_screen_table(result.findings["screening"]))
+    console.print(f"sealed dataset: {result.path}")
+    console.print(f"ML-BOM (CycloneDX 1.6): {result.bom_path}")
+    if result.shredded:
+        err_console.print("[yellow]the raw input was overwritten and removed; this is best "
+                          "effort (copy-on-write file systems, SSDs, snapshots and backups can "
+                          "keep old copies): keep raw data sealed from the start[/]")
+
+
+@app.command("list")
+def list_cmd(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
+    """List datasets."""
+    ws = open_workspace(home)
+    try:
+        infos = list_datasets(ws)
+    finally:
+        ws.close()
+    if as_json:
+        print(json.dumps([{"name": i.name, "created": i.created, "counts": i.counts}
+                          for i in infos], indent=2))
+        return
+    table = Table("name", "created", "records", "quarantined", "entities redacted")
+    for i in infos:
+        c = i.counts
+        table.add_row(i.name, i.created, str(c.get("records_out", 0)),
+                      str(c.get("quarantined", 0)), str(c.get("entities", 0)))
+    console.print(table)
+
+
+@app.command("show")
+def show_cmd(name: Annotated[str, typer.Argument(help="Dataset name.")],
+             as_json: JsonOpt = False, home: HomeOpt = None) -> None:
+    """Show a dataset's manifest and check its sealed files against it (exit 3 if not)."""
+    ws = open_workspace(home)
+    try:
+        info = show_dataset(ws, name)
+    finally:
+        ws.close()
+    if as_json:
+        print(json.dumps({"manifest": info.manifest, "intact": info.intact}, indent=2,
+                         ensure_ascii=False))
+    else:
+        m = info.manifest
+        console.print(f"[bold]{info.name}[/] created {info.created} by sealtune "
+                      f"{m.get('sealtune_version')}")
+        console.print(f"input: {m['input']['name']} ({m['input']['format']}), sha256 "
+                      f"{m['input']['sha256']}")
+        console.print(f"policy: {m['policy']['source']}; redaction digest "
+                      f"{m['policy']['redaction_digest'][:16]}…, screening digest "
+                      f"{m['policy']['screening_digest'][:16]}…")
+        console.print(f"keys: {', '.join(m['keys']['kek'])}")
+        table = Table("file", "records", "sha256", "intact")
+        for role in ("data", "quarantine", "keys"):
+            f = m["files"][role]
+            table.add_row(f["name"], str(f["records"]) if role != "keys" else "-",
+                          f["sha256"][:16] + "…", "yes" if info.intact.get(f["name"]) else "NO")
+        console.print(table)
+        console.print(_counts_table("counts", info.counts))
+    broken = sorted(f for f, ok in info.intact.items() if not ok)
+    if broken:
+        raise IntegrityError(f"dataset {name}: {', '.join(broken)} do not match the manifest",
+                             hint="restore the dataset from a trusted copy")
+
+
+@app.command("export-bom")
+def export_bom_cmd(name: Annotated[str, typer.Argument(help="Dataset name.")],
+                   out: Annotated[Path | None, typer.Option(
+                       "--out", help="Write to this file (default: stdout).")] = None,
+                   home: HomeOpt = None) -> None:
+    """Print (or write) the dataset's CycloneDX 1.6 ML-BOM."""
+    ws = open_workspace(home)
+    try:
+        text = export_bom(ws, name)
+    finally:
+        ws.close()
+    if out is None:
+        print(text)
+    else:
+        out.write_text(text, "utf-8")
+        err_console.print(f"wrote {out}")
+
+
+@policy_app.command("init")
+def policy_init(path: Annotated[Path, typer.Argument(help="Where to write it.")] = Path(
+                    "policy.yaml"),
+                force: Annotated[bool, typer.Option("--force", help="Overwrite.")] = False
+                ) -> None:
+    """Write the default data policy as a commented YAML file to start from."""
+    write_default_policy(path, overwrite=force)
+    console.print(f"wrote the default data policy to {path}")

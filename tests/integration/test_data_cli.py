@@ -1,0 +1,133 @@
+"""The ``sealtune data`` CLI contract, end to end (real subprocesses, a real workspace)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SEALTUNE = [sys.executable, "-m", "sealtune"]
+ROWS = [
+    ("你好，我是欧阳震霆，手机13912345678，退款什么时候到账？", "退款将在3个工作日内到账。"),
+    ("Hi, this is Quentin Rasmussen, email q.rasmussen@example.org. Where is my order?",
+     "Your order ships tomorrow."),
+    ("我的银行卡6228480402564890018被冻结了", "请携带身份证到网点办理解冻。"),
+    ("How do I reset my password?", "Tap Forgot password on the login page."),
+]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SEALTUNE_")}
+    base.update({"SEALTUNE_HOME": str(tmp_path / "home"),
+                 "SEALTUNE_PASSPHRASE": "data-cli-" + secrets.token_hex(8),
+                 "SEALTUNE_UNSAFE_FAST_KDF": "1", "TMPDIR": str(tmp_path / "tmp"),
+                 "COLUMNS": "200"})
+    (tmp_path / "tmp").mkdir()
+    return base
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SEALTUNE, *args], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def ok(env: dict[str, str], *args: str) -> str:
+    res = run(env, *args)
+    assert res.returncode == 0, (args, res.stdout, res.stderr)
+    return res.stdout
+
+
+@pytest.fixture
+def raw(tmp_path: Path) -> Path:
+    path = tmp_path / "raw.jsonl"
+    rows = [*ROWS, ROWS[3]]  # one exact duplicate
+    lines = [json.dumps({"id": f"c{i}", "messages": [{"role": "user", "content": u},
+                                                     {"role": "assistant", "content": a}]},
+                        ensure_ascii=False) for i, (u, a) in enumerate(rows)]
+    lines.insert(2, "{not json")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_scan_ingest_list_show_export(env: dict[str, str], raw: Path, tmp_path: Path) -> None:
+    ok(env, "init")
+    res = run(env, "data", "scan", str(raw), "--on-error", "skip", "--json")
+    assert res.returncode == 0, res.stderr
+    assert "default policy" in res.stderr
+    report = json.loads(res.stdout)
+    assert report["input"]["records"] == 5 and report["input"]["skipped_lines"] == 1
+    assert report["pii"]["entities"]["PHONE"] == 1
+    assert report["screening"]["counts"]["exact_duplicate"] == {"drop": 1}
+    assert run(env, "data", "scan", str(raw)).returncode == 1  # fail mode: the bad line
+
+    res = run(env, "data", "ingest", str(raw), "--name", "support", "--on-error", "skip")
+    assert res.returncode == 0, res.stderr
+    assert "records/s" in res.stderr or "redacting and sealing" in res.stderr
+    assert "records out" in res.stdout and "bom.cdx.json" in res.stdout
+    assert raw.exists()
+
+    listed = json.loads(ok(env, "data", "list", "--json"))
+    assert [(d["name"], d["counts"]["records_out"]) for d in listed] == [("support", 4)]
+    shown = json.loads(ok(env, "data", "show", "support", "--json"))
+    assert all(shown["intact"].values()) and len(shown["intact"]) == 3
+    assert shown["manifest"]["counts"]["skipped_lines"] == 1
+    assert "support" in ok(env, "data", "show", "support")
+
+    bom = json.loads(ok(env, "data", "export-bom", "support"))
+    assert bom["bomFormat"] == "CycloneDX" and bom["specVersion"] == "1.6"
+    ok(env, "data", "export-bom", "support", "--out", str(tmp_path / "bom.json"))
+    assert json.loads((tmp_path / "bom.json").read_text()) == bom
+
+    again = run(env, "data", "ingest", str(raw), "--name", "support", "--on-error", "skip")
+    assert again.returncode == 2 and "already exists" in again.stderr
+    missing = run(env, "data", "show", "nope")
+    assert missing.returncode == 2
+
+
+def test_policy_init_then_ingest_with_it(env: dict[str, str], raw: Path, tmp_path: Path) -> None:
+    ok(env, "init")
+    policy = tmp_path / "policy.yaml"
+    ok(env, "data", "policy", "init", str(policy))
+    text = policy.read_text()
+    assert text.startswith("# sealtune data policy") and "redaction:" in text
+    assert run(env, "data", "policy", "init", str(policy)).returncode == 2  # no overwrite
+    ok(env, "data", "policy", "init", str(policy), "--force")
+    policy.write_text(text.replace("on_error: fail", "on_error: skip")
+                      .replace("  PHONE: {operator: pseudonym}", "  PHONE: {operator: tag}"))
+    res = run(env, "data", "ingest", str(raw), "--name", "custom", "--policy", str(policy))
+    assert res.returncode == 0, res.stderr
+    assert "default policy" not in res.stderr
+    shown = json.loads(ok(env, "data", "show", "custom", "--json"))["manifest"]
+    assert shown["policy"]["source"] == str(policy)
+    assert shown["counts"]["skipped_lines"] == 1
+
+
+def test_bad_policy_names_file_and_yaml_path(env: dict[str, str], raw: Path,
+                                             tmp_path: Path) -> None:
+    ok(env, "init")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nredaction:\n  PHONE: {operator: maskk}\n")
+    for command in ("scan", "ingest"):
+        extra = ["--name", "x"] if command == "ingest" else []
+        res = run(env, "data", command, str(raw), "--policy", str(bad), *extra)
+        assert res.returncode == 1
+        assert str(bad) in res.stderr and "redaction.PHONE.operator" in res.stderr
+        assert "maskk" in res.stderr
+    assert not (Path(env["SEALTUNE_HOME"]) / "datasets" / "x").exists()
+
+
+def test_tampered_dataset_shows_exit_3(env: dict[str, str], raw: Path) -> None:
+    ok(env, "init")
+    ok(env, "data", "ingest", str(raw), "--name", "t", "--on-error", "skip")
+    sealed = Path(env["SEALTUNE_HOME"]) / "datasets" / "t" / "data.jsonl.sealed"
+    blob = bytearray(sealed.read_bytes())
+    blob[-20] ^= 1
+    sealed.write_bytes(bytes(blob))
+    res = run(env, "data", "show", "t")
+    assert res.returncode == 3 and "data.jsonl.sealed" in res.stderr
