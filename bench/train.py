@@ -27,8 +27,23 @@ Anchors: DP-LoRA on GPT-2 costs 1.12x non-DP step time (published); ghost
 clipping's memory anchor is "equal to non-DP". The sandboxed-vs-unsandboxed
 ratio is added by the job runner's benchmark.
 
-Usage: ``python bench/train.py [--steps 80] [--warmup 5] [--threads 1] [--rounds 3]``;
-writes ``bench/results/train.json``.
+The ``sandbox`` part runs whole training jobs through
+:func:`sealtune.train.jobs.run_job` (non-DP LoRA, same data and config), in
+the bubblewrap sandbox and with ``sandbox=False``, each in a fresh child
+process, interleaved over ``--rounds``:
+
+* step time: wall time between consecutive progress events as the parent
+  receives them (the sandbox's CPU time is not visible from outside), after
+  ``--warmup`` steps; the ratio sandboxed / unsandboxed (aim <= 1.05);
+* fixed cost of the sandbox for a job: the pre-flight ``probe()``, create
+  (``run_job`` called -> data decrypted inside, minus the same span without
+  the sandbox: probe, bwrap, launcher, key handover, decryption), teardown
+  (outputs sealed -> sandbox destroyed: launcher tmpfs wipe, exit, destroy
+  with verification) and the whole-job wall-time difference minus the
+  step-time difference.
+
+Usage: ``python bench/train.py [--part all|dp|sandbox] [--steps 80] [--warmup 5]
+[--threads 1] [--rounds 3]``; writes (merges into) ``bench/results/train.json``.
 """
 
 from __future__ import annotations
@@ -44,6 +59,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -135,12 +151,28 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--part", choices=("all", "dp", "sandbox"), default="all")
     parser.add_argument("--child")
     parser.add_argument("--base", type=Path)
     opts = parser.parse_args()
+    if opts.child in JOB_MODES:
+        print(json.dumps(job_child(opts.child, opts.base, opts.steps, opts.threads)))
+        return
     if opts.child:
         print(json.dumps(child(opts.child, opts.base, opts.steps, opts.threads)))
         return
+    report = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if opts.part in ("all", "sandbox"):
+        report["sandbox"] = sandbox_part(opts)
+    if opts.part in ("all", "dp"):
+        report.update(dp_part(opts))
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+def dp_part(opts: argparse.Namespace) -> dict[str, Any]:
+    """DP vs non-DP step time and peak memory (in-process training, no sandbox)."""
     from sealtune.train.tiny import make_tiny
 
     pooled: dict[str, dict[str, list[float]]] = {
@@ -193,9 +225,101 @@ def main() -> None:
                        memory["dp"]["over_baseline_mb"]
                        / max(memory["non_dp"]["over_baseline_mb"], 1e-9), 3)},
     }
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    return report
+
+
+JOB_MODES = ("job_sandbox", "job_no_sandbox")
+
+
+def job_child(mode: str, base: Path, steps: int, threads: int) -> dict[str, Any]:
+    """Run one whole training job through ``run_job`` in a fresh workspace; time it."""
+    import warnings
+
+    from sealtune.data.store import sha256_file
+    from sealtune.keys.files import seal_file
+    from sealtune.keys.keyfile import KdfParams
+    from sealtune.train.config import TrainConfig
+    from sealtune.train.jobs import run_job
+    from sealtune.train.sandbox import SandboxEvent, probe
+    from sealtune.workspace import Workspace
+
+    probe_s = None
+    if mode == "job_sandbox":
+        began = time.perf_counter()
+        probe()
+        probe_s = time.perf_counter() - began
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Workspace.init(Path(tmp) / "ws", passphrase="bench", kdf=KdfParams.unsafe_fast())
+        data = ws.root / "datasets" / "bench"
+        data.mkdir(parents=True)
+        plain = data / "data.jsonl"
+        plain.write_text("".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n"
+                                 for r in _records(64)), encoding="utf-8")
+        seal_file(plain, data / "data.jsonl.sealed", keys=ws.keys, key_names=["platform"])
+        plain.unlink()
+        digest, size = sha256_file(data / "data.jsonl.sealed")
+        (data / "dataset.json").write_text(json.dumps({
+            "format": "sealtune.dataset/v1", "name": "bench",
+            "files": {"data": {"name": "data.jsonl.sealed", "sha256": digest, "size": size}}}))
+        stamps: list[float] = []
+
+        def on_step(ev: SandboxEvent) -> None:
+            stamps.append(time.perf_counter())
+
+        config = TrainConfig(lr=1e-3, epochs=100, max_steps=steps, batch_size=8,
+                             physical_batch_size=8, max_length=256, seed=0)
+        began = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = run_job(ws, dataset="bench", base=base, config=config, out_name="m",
+                             sandbox=mode == "job_sandbox", threads=threads, progress=on_step)
+        wall = time.perf_counter() - began
+        ws.close()
+    at = {e["event"]: datetime.fromisoformat(e["at"]).timestamp() for e in result.timeline}
+    first = at["sandbox.data_decrypted"]
+    return {"step_s": [b - a for a, b in itertools.pairwise(stamps)], "wall_s": wall,
+            "probe_s": probe_s, "steps": result.steps,
+            "start_to_decrypted_s": first - (time.time() - (time.perf_counter() - began)),
+            "sealed_to_destroyed_s": at["sandbox.destroyed"] - at["sandbox.outputs_sealed"],
+            "destroy_s": (result.teardown or {}).get("seconds")}
+
+
+def sandbox_part(opts: argparse.Namespace) -> dict[str, Any]:
+    """Sandboxed vs unsandboxed training jobs: step-time ratio and the fixed cost."""
+    from sealtune.train.tiny import make_tiny
+
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in JOB_MODES}
+    with tempfile.TemporaryDirectory() as tmp:
+        base = make_tiny(Path(tmp) / "tiny", seed=0)
+        for _ in range(opts.rounds):
+            for mode in JOB_MODES:
+                runs[mode].append(_spawn(mode, base, opts.steps, opts.threads))
+    steps = {m: _summary([s for r in runs[m] for s in r["step_s"][opts.warmup:]])
+             for m in JOB_MODES}
+    med = {m: {k: statistics.median(r[k] for r in runs[m]) for k in
+               ("wall_s", "start_to_decrypted_s", "sealed_to_destroyed_s")} for m in JOB_MODES}
+    sb, ns = "job_sandbox", "job_no_sandbox"
+    step_gap_s = (steps[sb]["mean_ms"] - steps[ns]["mean_ms"]) / 1000 * opts.steps
+    per_round = [round(statistics.median(a["step_s"][opts.warmup:])
+                       / statistics.median(b["step_s"][opts.warmup:]), 3)
+                 for a, b in zip(runs[sb], runs[ns], strict=True)]
+    return {
+        "workload": "run_job, LoRA, no DP, 64 records, batch 8, max_length 256, "
+                    f"{opts.steps} steps, {opts.threads} thread(s), {opts.rounds} rounds",
+        "step_time": steps,
+        "sandboxed_over_unsandboxed": {
+            "wall_median": round(steps[sb]["median_ms"] / steps[ns]["median_ms"], 3),
+            "wall_mean": round(steps[sb]["mean_ms"] / steps[ns]["mean_ms"], 3),
+            "per_round_median": per_round, "aim": 1.05},
+        "fixed_cost_s": {
+            "probe": round(statistics.median(r["probe_s"] for r in runs[sb]), 3),
+            "create": round(med[sb]["start_to_decrypted_s"] - med[ns]["start_to_decrypted_s"], 3),
+            "teardown": round(med[sb]["sealed_to_destroyed_s"], 3),
+            "teardown_without_sandbox": round(med[ns]["sealed_to_destroyed_s"], 3),
+            "destroy_call": round(statistics.median(r["destroy_s"] for r in runs[sb]), 4),
+            "whole_job": round(med[sb]["wall_s"] - med[ns]["wall_s"] - step_gap_s, 3)},
+        "job_wall_s": {m: round(med[m]["wall_s"], 2) for m in JOB_MODES},
+    }
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from sealtune.cli import (
     models,
     pii,
     serve,
+    train,
     workspace,
 )
 from sealtune.errors import SealtuneError
@@ -48,6 +49,8 @@ app.add_typer(models.app, name="models")
 app.command("serve")(serve.serve)
 app.add_typer(serve.auth_app, name="auth")
 app.add_typer(data.app, name="data")
+app.command("train")(train.train)
+app.add_typer(train.jobs_app, name="jobs")
 demo.register(app)
 
 

@@ -313,4 +313,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown (seconds with torch loaded): the outputs are
+    # fsynced, the keys wiped and the tmpfs emptied before "finished" is sent.
+    os._exit(code)

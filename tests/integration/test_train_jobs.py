@@ -1,0 +1,228 @@
+"""Training jobs end to end: the real sandbox, the ledger timeline, kill -9 and resume.
+
+Nothing is mocked: bubblewrap creates the sandbox (or, pointed at a missing
+executable, really cannot), the workspace's keyring unwraps the dataset key,
+the CLI runs as a subprocess and is killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from sealtune.cli import main as cli_main
+from sealtune.data.records import Message, Record
+from sealtune.data.store import sha256_file
+from sealtune.keys.files import seal_file
+from sealtune.train.config import TrainConfig
+from sealtune.train.jobs import list_jobs, run_job, show_job
+from sealtune.train.sandbox import SandboxUnavailableError, probe
+from sealtune.train.tiny import make_tiny
+from sealtune.workspace import Workspace
+
+TIMELINE = ("sandbox.created", "sandbox.data_decrypted", "train.finished",
+            "sandbox.outputs_sealed", "sandbox.destroyed", "train.model_installed")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    torch.set_num_threads(1)
+    yield
+
+
+@pytest.fixture(scope="module")
+def bwrap_ok() -> None:
+    try:
+        probe()
+    except SandboxUnavailableError as exc:
+        pytest.fail(f"no working bubblewrap here (scripts/install installs it): {exc.message}")
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny(tmp_path_factory.mktemp("tiny") / "base", seed=0)
+
+
+@pytest.fixture
+def marker() -> str:
+    return "PLANTED-" + secrets.token_hex(8)
+
+
+def _dataset(ws: Workspace, name: str, marker: str, n: int = 24) -> None:
+    """A catalogue dataset (sealed JSONL of records + manifest), as the data stage lays out."""
+    root = ws.root / "datasets" / name
+    root.mkdir(parents=True, mode=0o700)
+    plain = root / "data.jsonl"
+    plain.write_text("".join(json.dumps(Record(id=f"r{i}", line=i + 1, messages=[
+        Message("user", f"我的卡号是多少？ ticket {i} {marker}"),
+        Message("assistant", f"您的编号是 {marker}-{i}，请妥善保管。")]).to_json(),
+        ensure_ascii=False) + "\n" for i in range(n)), encoding="utf-8")
+    seal_file(plain, root / "data.jsonl.sealed", keys=ws.keys, key_names=["k1"])
+    plain.unlink()
+    digest, size = sha256_file(root / "data.jsonl.sealed")
+    (root / "dataset.json").write_text(json.dumps({
+        "format": "sealtune.dataset/v1", "name": name,
+        "files": {"data": {"name": "data.jsonl.sealed", "sha256": digest, "size": size}}}))
+
+
+def _config(**extra: object) -> TrainConfig:
+    return TrainConfig.from_dict({"epochs": 1, "batch_size": 4, "lr": 0.01, "seed": 1,
+                                  "max_length": 48, **extra})
+
+
+def _files_containing(roots: list[Path], needle: bytes, since: float) -> list[Path]:
+    hits = []
+    for root in roots:
+        for dirpath, _dirs, files in os.walk(root):
+            for name in files:
+                path = Path(dirpath, name)
+                try:
+                    if path.stat().st_mtime >= since and needle in path.read_bytes():
+                        hits.append(path)
+                except OSError:
+                    continue
+    return hits
+
+
+@pytest.mark.usefixtures("bwrap_ok")
+def test_a_sandboxed_job_records_its_timeline_and_leaves_only_sealed_files(
+        workspace: Workspace, base: Path, marker: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, passphrase: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    began = time.time() - 1
+    _dataset(workspace, "support", marker)
+    seen: list[int] = []
+    result = run_job(workspace, dataset="support", base=base, out_name="m1", threads=1,
+                     config=_config(dp={"epsilon": 8.0, "noise_multiplier": 1.0}),
+                     progress=lambda ev: seen.append(int(ev.fields["step"] or 0)))
+    assert result.sandboxed and result.steps > 0 and seen[-1] == result.steps
+    assert result.privacy is not None and 0 < result.privacy["epsilon_spent"] <= 8.0
+    assert result.teardown is not None and result.teardown["processes_left"] == 0
+    assert result.teardown["namespaces_released"] is True
+
+    actions = [e.action for e in workspace.ledger.entries()
+               if e.resource == f"job/{result.job_id}"]
+    assert [a for a in actions if a in TIMELINE] == list(TIMELINE)
+    finished = next(e for e in workspace.ledger.entries() if e.action == "train.finished")
+    assert finished.details["epsilon"] == result.privacy["epsilon_spent"]
+    created = next(e for e in workspace.ledger.entries() if e.action == "sandbox.created")
+    assert created.details["measurement"]["inputs"]["dataset"].startswith("sha256:")
+    assert "--unshare-net" in created.details["flags"]["isolation"]
+
+    model = workspace.root / "models" / "m1"
+    names = sorted(p.name for p in model.iterdir())
+    assert "model.json" in names and "adapter_model.safetensors.sealed" in names
+    assert all(n == "model.json" or n.endswith(".sealed") for n in names)
+    manifest = json.loads((model / "model.json").read_text())
+    assert manifest["job"] == result.job_id and manifest["dataset"]["name"] == "support"
+    assert manifest["privacy"]["epsilon_spent"] == result.privacy["epsilon_spent"]
+    assert manifest["base"]["digest"] == result.measurement["base_model"]
+    for path in (workspace.root / "jobs").rglob("*"):
+        if path.is_file() and path.suffix != ".json":
+            assert path.read_bytes()[:8] == b"SEALTUNE"
+    roots = [workspace.root, tmp_path, Path(tempfile.gettempdir())]
+    assert _files_containing(roots, marker.encode(), began) == []
+
+    assert [j["id"] for j in list_jobs(workspace)] == [result.job_id]
+    assert show_job(workspace, result.job_id)["status"] == "finished"
+    monkeypatch.setenv("SEALTUNE_PASSPHRASE", passphrase)
+    monkeypatch.setenv("COLUMNS", "200")
+    capsys.readouterr()
+    assert cli_main(["jobs", "list", "--home", str(workspace.root)]) == 0
+    assert result.job_id in capsys.readouterr().out
+    assert cli_main(["jobs", "show", result.job_id, "--home", str(workspace.root)]) == 0
+    shown = capsys.readouterr().out
+    assert "sandbox.destroyed" in shown and "epsilon_spent" in shown
+    assert marker not in shown
+
+
+def test_training_without_the_sandbox_warns_and_is_recorded(
+        workspace: Workspace, base: Path, marker: str) -> None:
+    _dataset(workspace, "support", marker, n=8)
+    with pytest.warns(UserWarning, match="WITHOUT the sandbox"):
+        result = run_job(workspace, dataset="support", base=base, out_name="unsafe",
+                         sandbox=False, threads=1, config=_config(max_steps=2))
+    assert not result.sandboxed and result.steps == 2
+    actions = [e.action for e in workspace.ledger.entries()]
+    assert "train.unsafe_no_sandbox" in actions
+    assert actions.index("train.unsafe_no_sandbox") < actions.index("train.finished")
+    assert show_job(workspace, result.job_id)["sandboxed"] is False
+
+
+def test_training_refuses_when_the_sandbox_cannot_be_created(
+        workspace: Workspace, base: Path, marker: str, tmp_path: Path) -> None:
+    _dataset(workspace, "support", marker, n=8)
+    with pytest.raises(SandboxUnavailableError) as info:
+        run_job(workspace, dataset="support", base=base, out_name="m", threads=1,
+                config=_config(max_steps=2), bwrap=str(tmp_path / "no-such-bwrap"))
+    assert "--no-sandbox" in (info.value.hint or "")
+    refused = [e for e in workspace.ledger.entries() if e.action == "train.refused"]
+    assert len(refused) == 1 and refused[0].outcome == "failure"
+    assert not (workspace.root / "models" / "m").exists() and list_jobs(workspace) == []
+
+
+def _processes_mentioning(text: str, settle: float = 5.0) -> list[int]:
+    deadline = time.monotonic() + settle
+    while True:
+        found = []
+        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                state = Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[0]
+            except (OSError, IndexError):
+                continue
+            if text.encode() in cmdline and state != b"Z":
+                found.append(int(pid))
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+@pytest.mark.usefixtures("bwrap_ok")
+def test_kill_9_leaves_no_plaintext_and_the_next_run_resumes(
+        workspace: Workspace, base: Path, marker: str, tmp_path: Path,
+        passphrase: str) -> None:
+    began = time.time() - 1
+    _dataset(workspace, "support", marker, n=48)
+    env = {**os.environ, "SEALTUNE_PASSPHRASE": passphrase,
+           "SEALTUNE_HOME": str(workspace.root)}
+    argv = [sys.executable, "-m", "sealtune", "train", "--dataset", "support", "--base",
+            str(base), "--out-name", "killed", "--epochs", "3", "--max-steps", "30",
+            "--batch-size", "4",
+            "--max-length", "48", "--lr", "0.01", "--checkpoint-every", "2", "--threads", "1"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    jobs = workspace.root / "jobs"
+    deadline = time.monotonic() + 120
+    while not list(jobs.glob("*/checkpoints/ckpt-*.sealed")):
+        assert proc.poll() is None, "the job ended before its first checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert _processes_mentioning(str(jobs)) == []  # --die-with-parent: the sandbox went too
+    [killed] = list_jobs(workspace)
+    assert killed["status"] == "killed"
+    assert not (workspace.root / "models" / "killed").exists()
+    roots = [workspace.root, tmp_path, Path(tempfile.gettempdir())]
+    assert _files_containing(roots, marker.encode(), began) == []
+
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resumed from step" in done.stdout
+    latest = list_jobs(workspace)[-1]
+    assert latest["status"] == "finished" and latest["resumed_job"] == killed["id"]
+    assert latest["metrics"]["resumed_from"] > 0 and latest["metrics"]["steps"] == 30
+    assert show_job(workspace, killed["id"])["resumed_by"] == latest["id"]
+    assert _files_containing(roots, marker.encode(), began) == []
