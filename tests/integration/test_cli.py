@@ -191,6 +191,11 @@ def test_demo_runs(env: dict[str, str], tmp_path: Path) -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     assert "tampering detected" in res.stdout
     assert "audit log verified" in res.stdout
+    said = " ".join(res.stdout.split())  # rich wraps long lines
+    assert "950 records read: 14 duplicates dropped" in said
+    assert "26 records carrying a backdoor trigger quarantined" in said
+    assert "ML-BOM (CycloneDX 1.6):" in said and "raw input shredded: True" in said
+    assert (home / "workspace" / "datasets" / "support-demo" / "bom.cdx.json").is_file()
     # a second run recreates its own directory, but refuses a foreign one
     assert run(env, "demo", "--home", str(home)).returncode == 0
     foreign = tmp_path / "foreign"

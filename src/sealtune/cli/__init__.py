@@ -25,6 +25,7 @@ from sealtune.cli import (
     keys,
     models,
     pii,
+    proxy,
     serve,
     train,
     workspace,
@@ -47,6 +48,7 @@ app.add_typer(attest.app, name="attest")
 app.add_typer(pii.app, name="pii")
 app.add_typer(models.app, name="models")
 app.command("serve")(serve.serve)
+app.command("proxy")(proxy.proxy)
 app.add_typer(serve.auth_app, name="auth")
 app.add_typer(data.app, name="data")
 app.command("train")(train.train)
