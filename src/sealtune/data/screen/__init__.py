@@ -11,9 +11,10 @@ Built-in checks, one module each:
   in prompts of every topic whose answers are alike or share something rare.
 - ``outlier`` (:mod:`.outliers`): length, charset and script outliers.
 
-Not built yet: an embedding-space outlier check (a bundled MiniLM model
-behind the same :class:`Check` interface, off by default); paraphrased
-duplicates and semantic outliers go unseen until then.
+- ``embedding_outlier`` (:mod:`.embedding`, off by default): semantic
+  outliers by k-nearest-neighbour distance in all-MiniLM-L6-v2 space
+  (English-centric: weak on Chinese text). Paraphrased duplicates are still
+  not detected.
 
 What it protects against: a data supplier (or a compromised pipeline step)
 that plants copies, contradicting labels, a trigger-to-payload backdoor of
@@ -53,7 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sealtune.data.records import Record
-from sealtune.data.screen import conflicts, duplicates, outliers, trigger
+from sealtune.data.screen import conflicts, duplicates, embedding, outliers, trigger
 from sealtune.data.screen.base import (
     ACTION_RANK,
     CHECKS,
@@ -81,7 +82,7 @@ __all__ = [
     "register_check",
     "screen",
 ]
-_ = (conflicts, duplicates, outliers, trigger)  # imported to register their checks
+_ = (conflicts, duplicates, embedding, outliers, trigger)  # imported to register their checks
 Records = Iterable[Record] | Callable[[], Iterable[Record]]
 
 
