@@ -70,7 +70,9 @@ def train(
     checkpoint_every: Annotated[int, typer.Option(
         "--checkpoint-every", help="Seal a checkpoint every N steps (0: at the end).")] = 0,
     threads: Annotated[int | None, typer.Option("--threads", help="Torch threads.")] = None,
-    nproc: Annotated[int, typer.Option("--nproc", help="Processes (only 1 today).")] = 1,
+    nproc: Annotated[int, typer.Option(
+        "--nproc", help="Training processes in the sandbox (data parallel, gloo; not "
+                        "with DP).")] = 1,
     no_sandbox: Annotated[bool, typer.Option(
         "--no-sandbox", help="UNSAFE: train without OS isolation (recorded).")] = False,
     resume: Annotated[str | None, typer.Option(

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sealtune.data.records import Record
@@ -55,6 +55,27 @@ class EncodedData:
     without_loss: int
     tokens: int
     loss_tokens: int
+    dropped_no_assistant_tokens: int = 0
+
+    def with_loss_only(self) -> EncodedData:
+        """The examples that carry loss; the others are dropped and counted.
+
+        An example whose assistant tokens ``max_length`` cut entirely would train on
+        nothing (and a batch of only such examples reports loss 0). Whether one is
+        dropped depends on that record alone, so example-level DP still holds for the
+        records; the number kept sets the sample rate, as the number of records did.
+
+        Raises:
+            UsageError: no example keeps an assistant token.
+        """
+        kept = tuple(ex for ex in self.examples if ex.loss_tokens)
+        if not kept:
+            raise UsageError(f"all {len(self.examples)} examples lost every assistant token "
+                             f"to truncation at max_length",
+                             hint="raise --max-length (or shorten the system and user turns)")
+        dropped = len(self.examples) - len(kept)
+        return replace(self, examples=kept, without_loss=0,
+                       dropped_no_assistant_tokens=self.dropped_no_assistant_tokens + dropped)
 
     def digest(self) -> str:
         """sha256 over the token ids and labels: identifies the data a checkpoint belongs to."""
@@ -67,7 +88,8 @@ class EncodedData:
         """Aggregate counts for reports."""
         return {"examples": len(self.examples), "truncated": self.truncated,
                 "examples_without_loss": self.without_loss, "tokens": self.tokens,
-                "loss_tokens": self.loss_tokens}
+                "loss_tokens": self.loss_tokens,
+                "dropped_no_assistant_tokens": self.dropped_no_assistant_tokens}
 
 
 def records_from_jsonl(lines: Iterable[str | bytes]) -> list[Record]:
@@ -141,8 +163,8 @@ def encode_records(records: Sequence[Record], tokenizer: Any, *, max_length: int
 
     Sequences longer than ``max_length`` are cut at the end (counted in
     ``truncated``); an example whose assistant tokens were all cut stays in
-    the dataset with no loss (counted in ``without_loss``), so that the
-    number of examples, which DP accounting uses, never depends on content.
+    the dataset with no loss (counted in ``without_loss``); the trainer drops
+    such examples with :meth:`EncodedData.with_loss_only` (counted).
 
     Raises:
         ConfigError: the tokenizer has no chat template, or an unusable one.

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 from sealtune.core.envelope import make_prefix, new_data_key, read_header, suite_for, unlock_header
 from sealtune.core.envelope import wrap_aad as _wrap_aad
 from sealtune.errors import ConfigError, IntegrityError, SealtuneError, UsageError
+from sealtune.train.distributed import MAX_NPROC
 from sealtune.train.sandbox import Sandbox, SandboxEvent, SandboxSpec, build_argv, measure, probe
 from sealtune.train.worker import OFFLINE_ENV, JobSpec, SealTarget
 
@@ -235,7 +236,7 @@ def _resume_from(ws: Workspace, *, out_name: str, dataset: str, fingerprint: str
 # -- the run ----------------------------------------------------------------------------
 
 
-def _check_names(ws: Workspace, out_name: str, base: Path, nproc: int) -> None:
+def _check_names(ws: Workspace, out_name: str, base: Path) -> None:
     if not _NAME.match(out_name):
         raise UsageError(f"model name {out_name!r} is not allowed",
                          hint="use 1-64 letters, digits, '.', '_' or '-'")
@@ -244,9 +245,20 @@ def _check_names(ws: Workspace, out_name: str, base: Path, nproc: int) -> None:
                          hint="choose another --out-name")
     if not base.is_dir():
         raise UsageError(f"base model directory {base} does not exist")
-    if nproc != 1:
-        raise ConfigError("--nproc > 1 is not available yet: multi-process training inside "
-                          "the sandbox is not implemented", hint="run with --nproc 1")
+
+
+def _check_nproc(nproc: int, *, config: TrainConfig, sandbox: bool) -> None:
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or not 1 <= nproc <= MAX_NPROC:
+        raise ConfigError(f"--nproc must be an integer from 1 to {MAX_NPROC}")
+    if nproc == 1:
+        return
+    if config.dp is not None:
+        raise ConfigError("--nproc > 1 with differential privacy is not available: "
+                          "distributed Poisson sampling and its accounting are not wired in",
+                          hint="train with --dp-epsilon at --nproc 1")
+    if not sandbox:
+        raise ConfigError("--nproc > 1 runs only inside the sandbox",
+                          hint="drop --no-sandbox, or use --nproc 1")
 
 
 def _sandbox_flags(spec: SandboxSpec) -> dict[str, Any]:
@@ -272,11 +284,12 @@ def run_job(ws: Workspace, *, dataset: str, base: Path, config: TrainConfig, out
         out_name: the model name: outputs go to ``<workspace>/models/<out_name>/``.
         sandbox: ``False`` trains in this process without isolation (unsafe: warns,
             and is recorded in the ledger as ``train.unsafe_no_sandbox``).
-        nproc: processes per node; only 1 is available today.
+        nproc: training processes inside the sandbox (data parallel, gloo over loopback;
+            rank 0 alone reports and seals). Not with DP, not with ``sandbox=False``.
         progress: called with every progress event (aggregate numbers only).
         resume: a killed or failed job to resume; by default the newest killed job with
             the same ``out_name``, dataset and config is resumed if it left a checkpoint.
-        threads: torch threads inside (default: all cores).
+        threads: torch threads inside, in all (default: all cores), split over the ranks.
         bwrap: the bubblewrap executable.
         tmpfs_size: bytes of the sandbox's private tmpfs workspace.
         timeout: seconds after which the sandbox is destroyed and the job fails.
@@ -290,7 +303,8 @@ def run_job(ws: Workspace, *, dataset: str, base: Path, config: TrainConfig, out
 
     config.validate()
     base = base.resolve()
-    _check_names(ws, out_name, base, nproc)
+    _check_names(ws, out_name, base)
+    _check_nproc(nproc, config=config, sandbox=sandbox)
     info = show_dataset(ws, dataset, verify=True)
     data_path = info.file("data")
     if info.intact.get(data_path.name) is False:
@@ -304,7 +318,8 @@ def run_job(ws: Workspace, *, dataset: str, base: Path, config: TrainConfig, out
     spec = SandboxSpec(output_dir=run_dir, inputs={"dataset": data_path, "base": base},
                        hidden=(ws.keyfile_path, ws.ledger_path, ws.config_path,
                                ws.root / MODELS),
-                       env={**OFFLINE_ENV, "OMP_NUM_THREADS": str(threads or os.cpu_count())},
+                       env={**OFFLINE_ENV, "OMP_NUM_THREADS": str(
+                           max(1, (threads or os.cpu_count() or 1) // nproc))},
                        tmpfs_size=tmpfs_size, bwrap=bwrap)
     if sandbox:
         try:
@@ -326,7 +341,10 @@ def run_job(ws: Workspace, *, dataset: str, base: Path, config: TrainConfig, out
                     "status": "running", "created": _now(), "timeline": [], "metrics": {},
                     "resumed_job": None if previous is None else previous["id"],
                     "runner": {"pid": os.getpid(), "start": _proc_start(os.getpid())}})
-    return _Run(ws, job, spec, config, previous, progress, threads, timeout).execute()
+    if nproc > 1:
+        job.rec["nproc"] = nproc
+    return _Run(ws, job, spec, config, previous, progress, threads, timeout,
+                nproc).execute()
 
 
 class _Run:
@@ -334,10 +352,11 @@ class _Run:
 
     def __init__(self, ws: Workspace, job: _Job, spec: SandboxSpec, config: TrainConfig,
                  previous: dict[str, Any] | None, progress: ProgressFn | None,
-                 threads: int | None, timeout: float | None) -> None:
+                 threads: int | None, timeout: float | None, nproc: int = 1) -> None:
         self.ws, self.job, self.spec, self.config = ws, job, spec, config
         self.previous, self.progress, self.threads, self.timeout = (previous, progress,
                                                                      threads, timeout)
+        self.nproc = nproc
         self.keys: dict[str, bytearray] = {}
         self.fields: dict[str, dict[str, Any]] = {}
         self.errors: list[str] = []
@@ -382,9 +401,9 @@ class _Run:
             self.keys["checkpoint"], checkpoint = _new_target(self.ws)
         rec["checkpoint"] = checkpoint.to_dict()
         rec["output_key"] = output.wrapped[0].kek_uri
-        threads = self.threads or os.cpu_count() or 1
+        threads = max(1, (self.threads or os.cpu_count() or 1) // self.nproc)
         job_spec = JobSpec(dataset="dataset", base="base", config=self.config, output=output,
-                           checkpoint=checkpoint, threads=threads,
+                           checkpoint=checkpoint, threads=threads, nproc=self.nproc,
                            resume=None if self.previous is None else "resume")
         return ["--spec-json", json.dumps(job_spec.to_dict())]
 
@@ -502,8 +521,9 @@ class _Run:
     def _finish(self, model_dir: Path, teardown: dict[str, Any]) -> JobResult:
         rec = self.job.rec
         finished = self.fields.get("training_finished", {})
-        rec["metrics"] = {k: finished.get(k) for k in ("steps", "final_loss", "resumed_from",
-                                                       "stop")}
+        rec["metrics"] = {k: finished.get(k) for k in (
+            "steps", "final_loss", "resumed_from", "stop", "world_size", "seconds",
+            "dropped_no_assistant_tokens")}
         rec["privacy"], rec["model"], rec["status"] = _privacy(finished), str(model_dir), \
             "finished"
         self.job.event("train.model_installed", {"model": rec["out_name"]})

@@ -27,10 +27,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sealtune.data.records import Record
-from sealtune.errors import UsageError
+from sealtune.errors import ConfigError, UsageError
 from sealtune.train.checkpoints import CheckpointSink
 from sealtune.train.config import LoraSettings, TrainConfig
 from sealtune.train.data import Collator, ExampleDataset, encode_records
@@ -38,6 +38,9 @@ from sealtune.train.dp import DPConfig, DPSession, PrivacyReport, quiet_library_
 from sealtune.train.guard import UpdateGuard, check_optimizer
 from sealtune.train.loading import load_base, save_weights
 from sealtune.train.state import restore_state, snapshot_state
+
+if TYPE_CHECKING:
+    from sealtune.train.distributed import DistContext
 
 __all__ = ["DPConfig", "LoraSettings", "Progress", "TrainConfig", "TrainResult", "train"]
 
@@ -81,6 +84,8 @@ class TrainResult:
     guard: dict[str, int]
     privacy: PrivacyReport | None
     notes: tuple[str, ...] = ()
+    dropped_no_assistant_tokens: int = 0
+    world_size: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "steps": self.steps, "planned_steps": self.planned_steps,
@@ -90,12 +95,15 @@ class TrainResult:
                 "total_parameters": self.total_parameters, "seconds": round(self.seconds, 3),
                 "resumed_from": self.resumed_from, "data": self.data, "guard": self.guard,
                 "privacy": None if self.privacy is None else self.privacy.to_dict(),
-                "notes": list(self.notes), "files": list(self.files)}
+                "notes": list(self.notes), "files": list(self.files),
+                "dropped_no_assistant_tokens": self.dropped_no_assistant_tokens,
+                "world_size": self.world_size}
 
 
 def train(records: Sequence[Record], *, base_dir: Path, config: TrainConfig, out_dir: Path,
           progress: ProgressFn | None = None,
-          checkpoint: CheckpointSink | None = None) -> TrainResult:
+          checkpoint: CheckpointSink | None = None,
+          dist: DistContext | None = None) -> TrainResult:
     """Fine-tune the model in ``base_dir`` on ``records``; write the result to ``out_dir``.
 
     Args:
@@ -107,19 +115,32 @@ def train(records: Sequence[Record], *, base_dir: Path, config: TrainConfig, out
         progress: called after every optimizer step with aggregate metrics.
         checkpoint: where to save checkpoints every ``config.checkpoint_every`` steps and
             the last one; its latest checkpoint, if any, is resumed from.
+        dist: this process's rank in a data-parallel group (:mod:`.distributed`); each
+            rank trains on its shard of every logical batch, the gradients are summed
+            over the group, and only rank 0 checkpoints and writes ``out_dir``.
+
+    Examples whose assistant tokens were all cut by ``max_length`` carry no loss: they
+    are dropped before training (a per-record decision) and counted in
+    ``dropped_no_assistant_tokens``; if none remain, training refuses.
 
     Seeds torch's global RNG with ``config.seed``.
 
     Raises:
-        ConfigError, UsageError, PolicyViolation: bad config, data or base model.
+        ConfigError, UsageError, PolicyViolation: bad config, data or base model (also:
+            every example lost its assistant tokens to truncation; DP with ``dist``).
         UpdateCheckError: the first step did not update the weights correctly.
         PrivacyAccountingError: the accountants disagree, or the budget was exceeded.
     """
     config.validate()
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+    if dist is not None and dist.world_size > 1 and config.dp is not None:
+        raise ConfigError("differential privacy with more than one process is not available",
+                          hint="train with DP at --nproc 1")
+    main = dist is None or dist.is_main
+    if main and out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise UsageError(f"output directory {out_dir} is not empty")
     with quiet_library_warnings():
-        return _Run(config, base_dir, out_dir, progress, checkpoint).run(records)
+        return _Run(config, base_dir, out_dir, progress if main else None,
+                    checkpoint, dist).run(records)
 
 
 @dataclass
@@ -129,6 +150,7 @@ class _Run:
     out_dir: Path
     progress: ProgressFn | None
     sink: CheckpointSink | None
+    dist: DistContext | None = None
     step: int = 0
     losses: list[float | None] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -143,11 +165,17 @@ class _Run:
         model, self.tokenizer, notes = load_base(self.base_dir,
                                                  allow_pickle=self.config.allow_pickle)
         self.notes += notes
-        self.data = encode_records(records, self.tokenizer, max_length=self.config.max_length)
+        encoded = encode_records(records, self.tokenizer, max_length=self.config.max_length)
+        self.data = encoded.with_loss_only()
+        if self.data.dropped_no_assistant_tokens:
+            self.notes.append(f"{self.data.dropped_no_assistant_tokens} example(s) dropped: "
+                              "max_length cut all their assistant tokens")
         self.model = self._prepare(model)
         self.trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self._build()
         resumed = restore_state(self)
+        if self.dist is not None:
+            self.dist.broadcast_params([p for _, p in self.trainable])
         self.guard = UpdateGuard(self.model, trainable={n for n, _ in self.trainable},
                                  dp=self.dp is not None)
         if self.dp is not None:
@@ -224,7 +252,8 @@ class _Run:
             order = torch.randperm(n, generator=gen).tolist()
             for b in range(offset, spe):
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-                chunks = [idx[i:i + size] for i in range(0, len(idx), size)]
+                mine = idx if self.dist is None else self.dist.shard(idx)
+                chunks = [mine[i:i + size] for i in range(0, len(mine), size)]
                 yield [self.collate([self.dataset[i] for i in c]) for c in chunks], len(idx)
             step = (epoch + 1) * spe
 
@@ -241,6 +270,9 @@ class _Run:
                 per_example = example_losses(self.model, ids, mask, labels)
                 (per_example.sum() / count).backward()
                 total += float(per_example.detach().sum())
+            if self.dist is not None:  # every rank now holds the global batch's gradient
+                self.dist.all_reduce_grads(params)
+                total = self.dist.sum(total)
             if not self.guard.checked:
                 self.guard.before_step()
             norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
@@ -312,18 +344,22 @@ class _Run:
         if self.progress is not None:
             self.progress(Progress(self.step, self.planned, loss, lr, norm, eps))
         every = self.config.checkpoint_every
-        if self.sink is not None and every and (last or self.step % every == 0):
+        main = self.dist is None or self.dist.is_main
+        if self.sink is not None and main and every and (last or self.step % every == 0):
             self.sink.save(self.step, snapshot_state(self))
 
     # -- outputs -----------------------------------------------------------------------
 
     def _write(self, privacy: PrivacyReport | None, resumed: int | None,
                seconds: float) -> TrainResult:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        save_weights(self.model, self.tokenizer, self.out_dir)
+        main = self.dist is None or self.dist.is_main
+        if main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            save_weights(self.model, self.tokenizer, self.out_dir)
         total = sum(p.numel() for p in self.model.parameters())
         last = next((x for x in reversed(self.losses) if x is not None), None)
-        files = sorted([*(p.name for p in self.out_dir.iterdir()), TRAINING_JSON])
+        files = sorted([*(p.name for p in self.out_dir.iterdir()), TRAINING_JSON]) if main \
+            else []
         result = TrainResult(
             out_dir=self.out_dir, files=tuple(files), method=self.config.method,
             steps=self.step, planned_steps=self.planned, stop_reason=self.stop_reason,
@@ -331,7 +367,11 @@ class _Run:
             trainable_parameters=sum(p.numel() for _, p in self.trainable),
             total_parameters=total, seconds=seconds, resumed_from=resumed,
             data=self.data.stats(), guard=self.guard_report, privacy=privacy,
-            notes=tuple(dict.fromkeys(self.notes)))
+            notes=tuple(dict.fromkeys(self.notes)),
+            dropped_no_assistant_tokens=self.data.dropped_no_assistant_tokens,
+            world_size=1 if self.dist is None else self.dist.world_size)
+        if not main:
+            return result
         doc = {"format": "sealtune-training/1", "config": self.config.to_dict(),
                "privacy_unit": "one record (one conversation)", **result.to_dict()}
         (self.out_dir / TRAINING_JSON).write_text(json.dumps(doc, indent=2) + "\n")

@@ -27,6 +27,11 @@ Every output file of a job is sealed with the one prefix the parent made for
 outputs (the same file id, each with a fresh salt and nonce prefix, so this is
 sound); the file names tell them apart. Resuming after a kill: bind the
 previous run's ``checkpoints`` directory as an input and name it ``resume``.
+
+With ``nproc`` > 1 this process is rank 0 of a data-parallel group
+(:mod:`sealtune.train.distributed`): it starts the other ranks inside the same
+sandbox, hands them the keys over pipes, and alone sends events, checkpoints
+and seals; the other ranks run :func:`run_rank` and report by exit status.
 """
 
 from __future__ import annotations
@@ -50,7 +55,8 @@ from sealtune.keys.base import WrappedKey
 if TYPE_CHECKING:
     from sealtune.data.records import Record
     from sealtune.train._sandbox_child import ChildContext
-    from sealtune.train.trainer import Progress
+    from sealtune.train.distributed import DistContext
+    from sealtune.train.trainer import Progress, TrainResult
 
 JOB_FORMAT = "sealtune-train-job/1"
 #: Set inside the sandbox before transformers is imported (the job runner should set
@@ -98,6 +104,7 @@ class JobSpec:
     resume: str | None = None
     threads: int | None = None
     keys: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_KEYS))
+    nproc: int = 1
 
     @classmethod
     def from_dict(cls, data: Any) -> JobSpec:
@@ -106,7 +113,7 @@ class JobSpec:
         if not isinstance(data, dict) or data.get("format") != JOB_FORMAT:
             raise ConfigError(f"job spec must be an object with format {JOB_FORMAT}")
         known = {"format", "dataset", "base", "config", "output", "checkpoint", "resume",
-                 "threads", "keys"}
+                 "threads", "keys", "nproc"}
         if unknown := sorted(set(data) - known):
             raise ConfigError(f"job spec: unknown field(s) {', '.join(unknown)}")
         names = [data.get("dataset"), data.get("base"), data.get("resume")]
@@ -116,6 +123,9 @@ class JobSpec:
         threads = data.get("threads")
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ConfigError("job spec: threads must be a positive integer")
+        nproc = data.get("nproc", 1)
+        if not isinstance(nproc, int) or isinstance(nproc, bool) or not 1 <= nproc <= 64:
+            raise ConfigError("job spec: nproc must be an integer from 1 to 64")
         keys = data.get("keys") or {}
         if not isinstance(keys, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in keys.items()):
@@ -127,13 +137,14 @@ class JobSpec:
                    checkpoint=None if checkpoint is None
                    else SealTarget.from_dict(checkpoint, "checkpoint"),
                    resume=data.get("resume"), threads=threads,
-                   keys={**DEFAULT_KEYS, **keys})
+                   keys={**DEFAULT_KEYS, **keys}, nproc=nproc)
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": JOB_FORMAT, "dataset": self.dataset, "base": self.base,
                 "config": self.config.to_dict(), "output": self.output.to_dict(),
                 "checkpoint": None if self.checkpoint is None else self.checkpoint.to_dict(),
-                "resume": self.resume, "threads": self.threads, "keys": dict(self.keys)}
+                "resume": self.resume, "threads": self.threads, "keys": dict(self.keys),
+                "nproc": self.nproc}
 
 
 def _plain_name(name: str) -> bool:
@@ -214,8 +225,61 @@ def main(ctx: ChildContext, argv: list[str]) -> None:
     for name, value in OFFLINE_ENV.items():
         os.environ.setdefault(name, value)
     spec = _read_spec(ctx, argv)
+    if spec.nproc == 1:
+        _finish(ctx, spec, _train(ctx, spec, None), 1)
+        return
+    if spec.config.dp is not None:
+        raise ConfigError("differential privacy with nproc > 1 is not available",
+                          hint="train with DP at --nproc 1")
+    from sealtune.train.distributed import start_ranks
+
+    needed = {spec.keys.get(role, role) for role in ("dataset", "checkpoint")}
+    dist, group = start_ranks(spec.nproc, {k: v for k, v in ctx.keys.items() if k in needed},
+                              argv)  # the other ranks never seal outputs: no output key
+    group.watch(lambda rank: _abort(ctx))
+    try:
+        dist.init()
+        ctx.events.event("distributed_started", world_size=spec.nproc, backend="gloo")
+        result = _train(ctx, spec, dist)
+        dist.close()
+        group.wait()
+    except BaseException:
+        group.kill()
+        raise
+    finally:
+        dist.close()
+    _finish(ctx, spec, result, spec.nproc)
+
+
+def run_rank(ctx: ChildContext, argv: list[str], dist: DistContext) -> None:
+    """Entry of ranks 1..N-1 (:func:`sealtune.train.distributed.child_main`): train only."""
+    for name, value in OFFLINE_ENV.items():
+        os.environ.setdefault(name, value)
+    spec = _read_spec(ctx, argv)
+    dist.init()
+    try:
+        _train(ctx, spec, dist)
+    finally:
+        dist.close()
+
+
+def _abort(ctx: ChildContext) -> None:
+    """A rank failed: the others may block in a collective, so end rank 0 now (wiped)."""
+    from sealtune.train._sandbox_child import wipe_tree
+    from sealtune.train.distributed import RankFailedError
+
+    with contextlib.suppress(Exception):
+        ctx.events.error(RankFailedError("a training rank failed"))
+        ctx.wipe_keys()
+        ctx.events.event("workspace_wiped", files=wipe_tree(ctx.workdir))
+    os._exit(1)
+
+
+def _train(ctx: ChildContext, spec: JobSpec, dist: DistContext | None) -> TrainResult:
+    main = dist is None or dist.is_main
     records = decrypt_dataset(ctx.indir / spec.dataset, _key(ctx, spec, "dataset"))
-    ctx.events.event("data_decrypted", records=len(records))
+    if main:
+        ctx.events.event("data_decrypted", records=len(records), world_size=spec.nproc)
     import torch
 
     from sealtune.train.checkpoints import SealedDirSink
@@ -225,17 +289,23 @@ def main(ctx: ChildContext, argv: list[str]) -> None:
         torch.set_num_threads(spec.threads)
     sink = None
     if spec.checkpoint is not None:  # saves every config.checkpoint_every steps; resumes
-        target = spec.checkpoint
+        target = spec.checkpoint  # (every rank restores from it; only rank 0 saves)
         sink = SealedDirSink(ctx.outdir / "checkpoints", _key(ctx, spec, "checkpoint"),
                              target.wrapped, lambda: target.prefix,
                              resume_from=None if spec.resume is None else ctx.indir / spec.resume)
-    result = train(records, base_dir=ctx.indir / spec.base, config=spec.config,
-                   out_dir=ctx.workdir / "model", progress=_progress(ctx), checkpoint=sink)
-    del records
+    out_dir = ctx.workdir / "model"
+    return train(records, base_dir=ctx.indir / spec.base, config=spec.config,
+                 out_dir=out_dir, progress=_progress(ctx) if main else None,
+                 checkpoint=sink, dist=dist)
+
+
+def _finish(ctx: ChildContext, spec: JobSpec, result: TrainResult, world_size: int) -> None:
     privacy = result.privacy
     ctx.events.event(
         "training_finished", steps=result.steps, stop=result.stop_reason,
         final_loss=result.final_loss, resumed_from=result.resumed_from,
+        world_size=world_size, seconds=round(result.seconds, 3),
+        dropped_no_assistant_tokens=result.dropped_no_assistant_tokens,
         dp=privacy is not None,
         epsilon=None if privacy is None else privacy.epsilon_spent,
         delta=None if privacy is None else privacy.delta,
