@@ -70,6 +70,10 @@ def _cn_landline_ok(national: str) -> bool:
 
 def _international_ok(digits: str) -> bool:
     """Valid as country code + national number (what ``parse("+...")`` does, minus its cost)."""
+    if len(digits) == 13 and digits.startswith("861"):
+        # +86 mobile: the same prefix table as the national form (same metadata
+        # answer, checked on every five-digit prefix), not a full metadata walk.
+        return _cn_mobile_prefix_ok(digits[2:7])
     for size in (1, 2, 3):
         code = int(digits[:size])
         if code not in COUNTRY_CODE_TO_REGION_CODE or size >= len(digits):
@@ -98,6 +102,8 @@ _DATE = re.compile(r"(?:19|20)\d\d[-/ ](?:0?[1-9]|1[0-2])[-/ ](?:0?[1-9]|[12]\d|
 def score(raw: str, digits: str, *, plus: bool) -> float:
     """Score one candidate: ``raw`` as written, ``digits`` without separators."""
     n = len(digits)
+    if not digits.isdigit():
+        return 0.0  # a run ending in the CN_ID check letter "X"
     if not plus and "-" in raw and _DATE.search(raw):
         return 0.0  # "2024-09-13" inside: a date, not a phone group
     if plus:
