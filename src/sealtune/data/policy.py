@@ -165,6 +165,18 @@ def _checks() -> dict[str, Mapping[str, float] | None]:
     return {name: spec.defaults for name, spec in CHECKS.items()}
 
 
+def _default_checks() -> list[str]:
+    """The checks the default policy runs: every registered check that is on by default
+    (optional ones such as ``embedding_outlier`` need extra packages and are opt-in)."""
+    try:
+        from sealtune.data.screen import CHECKS
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("sealtune.data.screen", "sealtune.data"):
+            raise
+        return list(STATIC_CHECKS)
+    return [name for name, spec in CHECKS.items() if spec.default_on]
+
+
 def _default_action(check: str) -> ScreenAction:
     if "duplicate" in check:
         return "drop"
@@ -177,7 +189,7 @@ def default_policy() -> Policy:
     redaction = {"default": _rule("pseudonym")}
     for etype in ENTITY_TYPES:
         redaction[etype] = _rule("tag") if etype in ("ADDRESS", "SECRET") else _rule("pseudonym")
-    screening = {name: ScreeningRule(_default_action(name)) for name in _checks()}
+    screening = {name: ScreeningRule(_default_action(name)) for name in _default_checks()}
     return Policy(redaction=redaction, screening=screening)
 
 

@@ -226,3 +226,12 @@ def test_digest_is_stable_and_canonical(tmp_path: Path) -> None:
     assert c.digest(sections=("screening",)) == a.digest(sections=("screening",))
     assert c.digest(sections=redaction_only) != a.digest(sections=redaction_only)
     assert "version" in render_default_policy()
+
+
+def test_default_policy_runs_only_checks_that_are_on_by_default() -> None:
+    """Optional checks (extra packages, e.g. the embedding model) stay opt-in."""
+    from sealtune.data.screen import CHECKS
+
+    screening = default_policy().screening
+    assert "embedding_outlier" in CHECKS and "embedding_outlier" not in screening
+    assert set(screening) == {n for n, spec in CHECKS.items() if spec.default_on}
