@@ -64,7 +64,7 @@ class Workspace:
     """An opened workspace. Use :meth:`init` or :meth:`open`."""
 
     def __init__(self, root: Path, config: WorkspaceConfig, passphrase: Callable[[], str]) -> None:
-        self.root = root
+        self.root = root.absolute()  # stages hand paths to the sandbox, which needs them absolute
         self.config = config
         self._passphrase = passphrase
         self._keyfile: KeyFile | None = None

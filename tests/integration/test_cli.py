@@ -196,8 +196,14 @@ def test_demo_runs(env: dict[str, str], tmp_path: Path) -> None:
     assert "26 records carrying a backdoor trigger quarantined" in said
     assert "ML-BOM (CycloneDX 1.6):" in said and "raw input shredded: True" in said
     assert (home / "workspace" / "datasets" / "support-demo" / "bom.cdx.json").is_file()
+    # the training step ran in the sandbox with DP, and the serving step answered encrypted
+    assert "inside a bubblewrap sandbox" in said and "ε spent" in said
+    assert "sandbox.destroyed" in said
+    assert "answer (opened and authenticated)" in said
     # a second run recreates its own directory, but refuses a foreign one
-    assert run(env, "demo", "--home", str(home)).returncode == 0
+    # ... also from a relative --home (the workspace paths reach the sandbox absolute)
+    res = run(env, "demo", "--home", home.name, cwd=home.parent)
+    assert res.returncode == 0, res.stdout + res.stderr
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "precious.txt").write_text("keep me")

@@ -104,6 +104,7 @@ def demo(
     ),
 ) -> None:
     """Run the whole lifecycle on bundled sample data."""
+    home = home.absolute()
     _fresh_dir(home)
     passphrase = os.environ.get(ENV_PASSPHRASE)
     if not passphrase:
