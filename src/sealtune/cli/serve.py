@@ -3,6 +3,17 @@
 Wire into the main CLI with ``app.command("serve")(serve.serve)`` and
 ``app.add_typer(serve.auth_app, name="auth")``.
 
+Token signing keys live in the keyring's ``serve`` section, one record per
+key, ``jwt-hs256:<kid>`` (the layout is in :mod:`sealtune.serve.auth`).
+``rotate-token-key`` adds a signing key and makes the old one verify-only;
+``retire-token-key`` deletes a verify-only key's record (crypto-shredding:
+tokens it signed can never verify again; copies of the keyring file in
+backups still hold it), refusing the signing key and, without ``--force``,
+a key that stopped signing less than 24 hours ago. Every change is one
+keyring transaction, so concurrent processes never make two signing keys,
+and a ledger event (kids only, never key material). A running server picks
+the changes up within 30 seconds.
+
 What this protects against: API keys are printed once and stored only as
 salted hashes; tokens are short-lived; every key and token operation is a
 ledger event. What it does not: a key printed to a terminal is in that
@@ -14,9 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import secrets
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -25,17 +37,17 @@ import typer
 from rich.table import Table
 
 from sealtune.cli._common import console, err_console, open_workspace, parse_duration
-from sealtune.errors import UsageError
-from sealtune.keys.keyfile import b64decode, b64encode
+from sealtune.errors import KeyringError, UsageError
+from sealtune.keys.keyfile import b64decode
 
 if TYPE_CHECKING:
-    from sealtune.serve.auth import TokenService
+    from sealtune.serve.auth import TokenKeySet, TokenService
     from sealtune.workspace import Workspace
 
 auth_app = typer.Typer(help="API keys and bearer tokens of the inference server.",
                        no_args_is_help=True)
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Workspace directory.")]
-_JWT_SECTION, _JWT_NAME = "serve", "jwt-hs256"
+_JWT_SECTION, _LEGACY_JWT = "serve", "jwt-hs256"
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
@@ -45,23 +57,110 @@ def _key_store(ws: Workspace) -> Any:
     return KeyStore(ws.root / FILE_NAME)
 
 
-def token_service(ws: Workspace) -> TokenService:
-    """The workspace's JWT service; its HS256 key is created in the keyring on first use."""
+def _key_resource(kid: str) -> str:
+    return f"keyring:{_JWT_SECTION}/{_LEGACY_JWT}:{kid}"  # the record jwt-hs256:<kid>
+
+
+def _token_keys(ws: Workspace) -> TokenKeySet:
+    """Re-read the keyring and return its token keys (a running server's loader)."""
+    from sealtune.serve.auth import TokenKeySet
+
+    ws.keyfile.reload()
+    return TokenKeySet.from_records(ws.keyfile.items(_JWT_SECTION))
+
+
+def _migrate(section: dict[str, Any], *, now: datetime) -> list[tuple[str, str]]:
+    """Turn a legacy ``jwt-hs256`` record into a keyed one; create the first key if none.
+
+    Returns the ledger events to write, as (action, kid).
+    """
+    from sealtune.serve.auth import JWT_RECORD_PREFIX, TokenKey
+
+    ours = [r for n, r in section.items() if n.startswith(JWT_RECORD_PREFIX)]
+    signing = any(r.get("superseded") is None for r in ours)
+    events = []
+    legacy = section.pop(_LEGACY_JWT, None)
+    if legacy is not None:  # kept as the signing key, or verify-only if one already signs
+        try:
+            secret = b64decode(legacy["key"])
+        except (KeyError, TypeError):
+            raise KeyringError(f"keyring record {_JWT_SECTION}/{_LEGACY_JWT} is malformed") \
+                from None
+        key = TokenKey(secrets.token_hex(8), secret, now, now if signing else None)
+        section[JWT_RECORD_PREFIX + key.kid] = key.record()
+        events.append(("serve.jwt_key_migrated", key.kid))
+    elif not ours:
+        key = TokenKey.generate(now=now)
+        section[JWT_RECORD_PREFIX + key.kid] = key.record()
+        events.append(("serve.jwt_key_created", key.kid))
+    return events
+
+
+def _edit_token_keys(
+    ws: Workspace, change: Callable[[TokenKeySet], TokenKeySet] | None = None,
+) -> tuple[TokenKeySet, TokenKeySet]:
+    """Migrate, then apply ``change`` to the token keys, in ONE keyring transaction.
+
+    Under the keyring's lock, so concurrent processes never make two signing
+    keys. Returns the key sets before and after ``change``.
+    """
+    from sealtune.serve.auth import JWT_RECORD_PREFIX, TokenKeySet
+
+    ws.keyfile.reload()
+    section = ws.keyfile.items(_JWT_SECTION)
+    if change is None and _LEGACY_JWT not in section \
+            and any(n.startswith(JWT_RECORD_PREFIX) for n in section):
+        keys = TokenKeySet.from_records(section)  # nothing to migrate: no write, no lock
+        return keys, keys
+    with ws.keyfile.transaction() as doc:  # re-read under the lock
+        section = doc.setdefault(_JWT_SECTION, {})
+        events = _migrate(section, now=datetime.now(UTC))
+        before = TokenKeySet.from_records(section)
+        after = before if change is None else change(before)
+        for name in [n for n in section if n.startswith(JWT_RECORD_PREFIX)]:
+            del section[name]  # a retired key's record goes: crypto-shredding
+        section.update(after.records())
+    for action, kid in events:
+        ws.audit(action, _key_resource(kid), details={"kid": kid})
+    return before, after
+
+
+def token_service(
+    ws: Workspace, *, clock: Callable[[], float] = time.monotonic,
+) -> TokenService:
+    """The workspace's JWT service, following the token keys in the keyring.
+
+    The first call creates the signing key, or migrates the single
+    ``jwt-hs256`` record of earlier versions (it keeps signing, under a new
+    kid). The service re-reads the keyring to pick up keys rotated or
+    retired by other processes (see :class:`~sealtune.serve.auth.TokenService`;
+    ``clock`` is its monotonic clock, for tests).
+    """
     from sealtune.serve.auth import TokenService
 
-    rec = ws.keyfile.get(_JWT_SECTION, _JWT_NAME)
-    if rec is None:
-        created = False
-        with ws.keyfile.transaction() as doc:  # re-read under the lock: never replace a key
-            section = doc.setdefault(_JWT_SECTION, {})
-            if _JWT_NAME not in section:
-                section[_JWT_NAME] = {"key": b64encode(os.urandom(32))}
-                created = True
-        if created:
-            ws.audit("serve.jwt_key_created", f"keyring:{_JWT_SECTION}/{_JWT_NAME}")
-        rec = ws.keyfile.get(_JWT_SECTION, _JWT_NAME)
-        assert rec is not None
-    return TokenService(b64decode(rec["key"]), issuer=f"sealtune/{ws.config.workspace_id}")
+    _, keys = _edit_token_keys(ws)
+    return TokenService(keys, issuer=f"sealtune/{ws.config.workspace_id}",
+                        loader=lambda: _token_keys(ws), clock=clock)
+
+
+def rotate_token_key(ws: Workspace, *, now: datetime) -> tuple[str, str]:
+    """Make a new signing key; the old one becomes verify-only. Returns (old kid, new kid)."""
+    before, after = _edit_token_keys(ws, lambda keys: keys.rotated(now=now))
+    old, new = before.signing.kid, after.signing.kid
+    ws.audit("serve.jwt_key_rotated", _key_resource(new),
+             details={"old_kid": old, "new_kid": new})
+    return old, new
+
+
+def retire_token_key(ws: Workspace, kid: str, *, now: datetime, force: bool = False) -> None:
+    """Delete the verify-only key ``kid``: tokens it signed are refused from then on.
+
+    Raises:
+        UsageError: see :meth:`~sealtune.serve.auth.TokenKeySet.retired`.
+    """
+    _edit_token_keys(ws, lambda keys: keys.retired(kid, now=now, force=force))
+    ws.audit("serve.jwt_key_retired", _key_resource(kid),
+             details={"kid": kid, "forced": force})
 
 
 def _provider(name: str, dev_key: Path | None) -> Any:
@@ -239,3 +338,69 @@ def issue_token(
     err_console.print(f"token {issued.jti} for key {key_id}, expires {expires}:")
     print(issued.token)
     sys.stdout.flush()
+
+
+@auth_app.command("rotate-token-key")
+def rotate_token_key_cmd(home: HomeOpt = None) -> None:
+    """Make a new token signing key; the current one keeps verifying until retired."""
+    from sealtune.serve.auth import MAX_TTL
+
+    now = datetime.now(UTC)
+    ws = open_workspace(home)
+    try:
+        old, new = rotate_token_key(ws, now=now)
+    finally:
+        ws.close()
+    safe = (now + MAX_TTL).isoformat(timespec="seconds")
+    err_console.print(f"new token signing key {new}; {old} is verify-only (running servers "
+                      f"follow within 30 s); retire it after {safe} with 'sealtune auth "
+                      f"retire-token-key {old}'")
+    print(new)
+
+
+@auth_app.command("retire-token-key")
+def retire_token_key_cmd(
+    kid: Annotated[str, typer.Argument(help="The kid of a verify-only token key.")],
+    force: Annotated[bool, typer.Option(
+        "--force", help="Retire it even if tokens it signed may not have expired.")] = False,
+    home: HomeOpt = None,
+) -> None:
+    """Delete a verify-only token key: tokens it signed are refused from then on."""
+    ws = open_workspace(home)
+    try:
+        retire_token_key(ws, kid, now=datetime.now(UTC), force=force)
+    finally:
+        ws.close()
+    if force:
+        err_console.print("[yellow]warning:[/] --force: tokens this key signed are refused "
+                          "even if they have not expired (recorded)")
+    console.print(f"retired token key {kid}: deleted from the keyring; running servers refuse "
+                  "its tokens within 30 s")
+
+
+@auth_app.command("token-keys")
+def token_keys_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    home: HomeOpt = None,
+) -> None:
+    """List token keys (kid, created, state; never the key material).
+
+    Like every token command, it first creates the signing key, or migrates
+    the single key of earlier versions, if needed.
+    """
+    ws = open_workspace(home)
+    try:
+        _, keys = _edit_token_keys(ws)
+    finally:
+        ws.close()
+    rows = [{"kid": k.kid, "created": k.created.isoformat(timespec="seconds"), "state": k.state,
+             "superseded": None if k.superseded is None
+             else k.superseded.isoformat(timespec="seconds")}
+            for k in sorted(keys.keys, key=lambda k: (k.superseded is None, k.created))]
+    if as_json:
+        print(json.dumps(rows, indent=2, sort_keys=True))
+        return
+    table = Table("kid", "created", "state", "stopped signing")
+    for row in rows:
+        table.add_row(row["kid"], row["created"], row["state"], row["superseded"] or "-")
+    console.print(table)

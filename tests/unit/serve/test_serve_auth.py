@@ -137,34 +137,37 @@ def _claims(key_id: str, **over: Any) -> dict[str, Any]:
 def test_jwt_forgery_and_algorithm_confusion(store: KeyStore, tokens: TokenService) -> None:
     _, info = store.create(role="admin", now=NOW)
     auth = _auth(store, tokens)
-    secret = tokens._secret
+    secret, kid = tokens.keys.signing.secret, {"kid": tokens.keys.signing.kid}
     claims = _claims(info.key_id)
-    none_header = _b64(b'{"alg":"none","typ":"JWT"}')
+    none_header = _b64(json.dumps({"alg": "none", "typ": "JWT", **kid}).encode())
     with warnings.catch_warnings():  # PyJWT warns that 32 bytes are short for SHA-512
         warnings.simplefilter("ignore")
-        hs512 = jwt.encode(claims, secret, algorithm="HS512")
+        hs512 = jwt.encode(claims, secret, algorithm="HS512", headers=kid)
+
+    def hs256(body: dict[str, Any], **headers: Any) -> str:
+        return jwt.encode(body, secret, algorithm="HS256", headers={**kid, **headers})
+
     bad = {
-        "other key": jwt.encode(claims, secrets.token_bytes(32), algorithm="HS256"),
+        "other key": jwt.encode(claims, secrets.token_bytes(32), algorithm="HS256", headers=kid),
         "alg none": f"{none_header}.{_b64(json.dumps(claims).encode())}.",
         "HS512": hs512,
-        "EdDSA": jwt.encode(claims, Ed25519PrivateKey.generate(), algorithm="EdDSA"),
-        "embedded jwk": jwt.encode(claims, secret, algorithm="HS256",
-                                   headers={"jwk": {"kty": "oct", "k": _b64(secret)}}),
-        "wrong aud": jwt.encode({**claims, "aud": "someone-else"}, secret, algorithm="HS256"),
-        "wrong iss": jwt.encode({**claims, "iss": "sealtune/other"}, secret, algorithm="HS256"),
-        "no jti": jwt.encode({k: v for k, v in claims.items() if k != "jti"}, secret,
-                             algorithm="HS256"),
-        "no exp": jwt.encode({k: v for k, v in claims.items() if k != "exp"}, secret,
-                             algorithm="HS256"),
-        "unknown role": jwt.encode({**claims, "role": "root"}, secret, algorithm="HS256"),
+        "EdDSA": jwt.encode(claims, Ed25519PrivateKey.generate(), algorithm="EdDSA",
+                            headers=kid),
+        "embedded jwk": hs256(claims, jwk={"kty": "oct", "k": _b64(secret)}),
+        "jku": hs256(claims, jku="https://attacker.example/keys"),
+        "x5u": hs256(claims, x5u="https://attacker.example/cert"),
+        "wrong aud": hs256({**claims, "aud": "someone-else"}),
+        "wrong iss": hs256({**claims, "iss": "sealtune/other"}),
+        "no jti": hs256({k: v for k, v in claims.items() if k != "jti"}),
+        "no exp": hs256({k: v for k, v in claims.items() if k != "exp"}),
+        "unknown role": hs256({**claims, "role": "root"}),
         "garbage": "a.b.c",
     }
     for name, token in bad.items():
         assert _reason(auth, token) == "invalid_token", name
     # a valid signature for a role the key does not have
-    elevated = jwt.encode(_claims(info.key_id, role="consumer"), secret, algorithm="HS256")
-    assert _reason(auth, elevated) == "revoked_key"
-    assert auth.authenticate(f"Bearer {jwt.encode(claims, secret, algorithm='HS256')}")
+    assert _reason(auth, hs256(_claims(info.key_id, role="consumer"))) == "revoked_key"
+    assert auth.authenticate(f"Bearer {hs256(claims)}")
 
 
 def test_api_key_only_server_refuses_tokens(store: KeyStore, tokens: TokenService) -> None:
