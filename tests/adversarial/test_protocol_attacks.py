@@ -104,6 +104,12 @@ def test_truncated_chunked_request_never_completes(keys: p.ServerKeys) -> None:
         with pytest.raises(IntegrityError):
             opener.feed(wire[:cut])
             opener.finish()
+    # The cuts above authenticated its first chunk: the server remembers the request.
+    opener = keys.open_chunked_request(now=NOW, max_chunk_size=8)
+    with pytest.raises(p.ReplayError):
+        opener.feed(wire)
+    sealer = p.ChunkedRequestSealer(keys.current, max_chunk_size=8)
+    wire = sealer.seal(PROMPT) + sealer.seal_final(b"!")
     opener = keys.open_chunked_request(now=NOW, max_chunk_size=8)
     got = opener.feed(wire)
     assert got + opener.finish()[0] == PROMPT + b"!"
@@ -174,20 +180,81 @@ def test_request_to_an_old_key_after_the_grace_window(keys: p.ServerKeys) -> Non
         keys.open_request(sealed, now=NOW + p.DEFAULT_GRACE_SECONDS)
 
 
-def test_replayed_request_is_not_detected_but_its_answer_is_useless(keys: p.ServerKeys) -> None:
-    """A documented limitation (as in OHTTP): the server answers a replay again.
-
-    The replayed answer is sealed under a key derived from the victim's HPKE
-    context, which the attacker does not have; only the victim could open
-    it. Replay protection, if wanted, belongs to the server (a cache of
-    ``enc`` values per key lifetime).
-    """
+def test_replayed_request_is_refused_for_the_life_of_its_key(keys: p.ServerKeys) -> None:
+    """A captured request sent again is refused, also after a rotation (grace window)."""
     sealed, victim = p.seal_request(keys.current, PROMPT)
-    _, first = keys.open_request(sealed, now=NOW)
-    replayed, second = keys.open_request(sealed, now=NOW)
-    assert replayed == PROMPT
-    attacker_sealed, attacker = p.seal_request(keys.current, b"attacker's own request")
-    with pytest.raises(IntegrityError):
-        attacker.open_response(second.seal_response(b"answer to the replay"))
+    plaintext, first = keys.open_request(sealed, now=NOW)
+    assert plaintext == PROMPT
+    with pytest.raises(p.ReplayError) as info:
+        keys.open_request(sealed, now=NOW + 1)
+    assert isinstance(info.value, IntegrityError)
+    assert PROMPT.decode() not in str(info.value) + str(info.value.hint)
+    keys.rotate(now=NOW + 2)  # the old key is still live in its grace window: still refused
+    with pytest.raises(p.ReplayError):
+        keys.open_request(sealed, now=NOW + 3)
+    with pytest.raises(p.StaleKeyError):  # and once the key is gone, it is stale
+        keys.open_request(sealed, now=NOW + 3 + p.DEFAULT_GRACE_SECONDS)
     assert victim.open_response(first.seal_response(b"answer")) == b"answer"
-    assert attacker_sealed
+
+
+def test_a_replay_with_a_flipped_ciphertext_byte_is_an_integrity_error_not_remembered(
+        keys: p.ServerKeys) -> None:
+    """Only requests that authenticate are remembered: forgeries cannot poison the cache."""
+    sealed, _ = p.seal_request(keys.current, PROMPT)
+    forged = bytearray(sealed)
+    forged[-1] ^= 1
+    with pytest.raises(IntegrityError) as info:
+        keys.open_request(bytes(forged), now=NOW)
+    assert not isinstance(info.value, p.ReplayError)
+    assert keys.open_request(sealed, now=NOW)[0] == PROMPT  # the real one still opens once
+    with pytest.raises(p.ReplayError):
+        keys.open_request(sealed, now=NOW)
+
+
+def test_replayed_chunked_request_is_refused(keys: p.ServerKeys) -> None:
+    sealer = p.ChunkedRequestSealer(keys.current, max_chunk_size=8)
+    wire = sealer.seal(PROMPT) + sealer.seal_final(b"!")
+    opener = keys.open_chunked_request(now=NOW, max_chunk_size=8)
+    assert opener.feed(wire) + opener.finish()[0] == PROMPT + b"!"
+    again = keys.open_chunked_request(now=NOW, max_chunk_size=8)
+    with pytest.raises(p.ReplayError):
+        again.feed(wire)
+
+
+def test_the_replay_cache_is_bounded_and_forces_rotation() -> None:
+    keys = p.ServerKeys(now=NOW, replay_capacity=3)
+    for _ in range(3):
+        keys.open_request(p.seal_request(keys.current, PROMPT)[0], now=NOW)
+    assert keys.rotation_due(now=NOW)
+    full = keys.current
+    with pytest.raises(p.StaleKeyError):  # a full key opens nothing more: re-attest
+        keys.open_request(p.seal_request(full, PROMPT)[0], now=NOW)
+    keys.rotate(now=NOW)
+    assert not keys.rotation_due(now=NOW)
+    assert keys.open_request(p.seal_request(keys.current, PROMPT)[0], now=NOW)[0] == PROMPT
+    with pytest.raises(p.UsageError):
+        p.ServerKeys(now=NOW, replay_capacity=0)
+
+
+def test_concurrent_replays_open_exactly_once(keys: p.ServerKeys) -> None:
+    """Eight threads race the same sealed request: exactly one opens it."""
+    import threading
+
+    sealed, _ = p.seal_request(keys.current, PROMPT)
+    results: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def attempt() -> None:
+        barrier.wait()
+        try:
+            keys.open_request(sealed, now=NOW)
+            results.append("opened")
+        except p.ReplayError:
+            results.append("replay")
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["opened"] + ["replay"] * 7

@@ -281,6 +281,24 @@ def test_e2e_tampered_and_truncated_are_rejected(start: Callable[..., Server]) -
     assert [e.details["reason"] for e in rejected] == ["integrity_error"] * 3
 
 
+def test_replayed_request_is_refused_and_audited(start: Callable[..., Server]) -> None:
+    """A proxy that captured an encrypted request cannot make the server run it again."""
+    srv = start()
+    sealed, ctx = seal_request(_config(srv), json.dumps(_chat("replay me please")).encode())
+    headers = {**_bearer(srv.consumer), "Content-Type": E2E_REQ}
+    first = httpx.post(f"{srv.url}/v1/chat/completions", content=sealed, headers=headers)
+    assert first.status_code == 200
+    assert b"replay me" in ctx.open_response(first.content)
+    again = httpx.post(f"{srv.url}/v1/chat/completions", content=sealed, headers=headers)
+    assert again.status_code == 400
+    error = again.json()["error"]
+    assert (error["type"], error["code"]) == ("integrity_error", "replayed_request")
+    assert b"replay me" not in again.content
+    assert [e.details["reason"] for e in srv.ledger("serve.e2e_rejected")] == \
+        ["replayed_request"]
+    assert _e2e(srv, _chat("a fresh seal of the same prompt"))[0] == 200
+
+
 def test_stale_key_says_reattest(start: Callable[..., Server]) -> None:
     srv = start(grace=0.0)
     old = _config(srv)

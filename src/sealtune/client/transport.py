@@ -10,7 +10,8 @@
    :class:`~sealtune.attest.policy.VerificationPolicy` **before** anything is
    sealed or sent;
 2. seal the JSON body unchanged with a fresh HPKE context
-   (:func:`sealtune.core.protocol.seal_request`) and send it as
+   (:class:`sealtune.core.protocol.RequestSealer`, which sets up the next
+   request's context once this one's answer is in) and send it as
    ``application/sealtune-e2e-request``;
 3. open the sealed answer, whole or streamed; a stream is decrypted
    progressively and raises :class:`~sealtune.errors.IntegrityError` at its
@@ -41,6 +42,7 @@ stream delivered before an error is not known to be complete.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import threading
@@ -56,8 +58,9 @@ from sealtune.attest.verify import VerificationResult, verify_report
 from sealtune.core.protocol import (
     ClientContext,
     KeyConfig,
+    KeyConfigError,
+    RequestSealer,
     ResponseStreamOpener,
-    seal_request,
     select_key_config,
 )
 from sealtune.errors import AttestationError, IntegrityError, UsageError
@@ -85,6 +88,7 @@ class DevAttestationWarning(UserWarning):
 class _Verified:
     result: VerificationResult
     config: KeyConfig
+    sealer: RequestSealer
 
 
 def _media(headers: httpx.Headers) -> str:
@@ -171,7 +175,7 @@ class _Core:
                           "is set: it is NOT a TEE and proves no hardware isolation; the "
                           "server's operator and host can read prompts", DevAttestationWarning,
                           stacklevel=4)
-        verified = _Verified(result, config)
+        verified = _Verified(result, config, RequestSealer(config))
         self.cache[str(_base(url))] = verified
         self.last = result
         return verified
@@ -191,7 +195,7 @@ class _Core:
         if encoding != "identity":
             raise UsageError("compressed request bodies are not supported by e2e-http-v1",
                              hint="send the chat completion body uncompressed")
-        sealed, ctx = seal_request(verified.config, body)
+        sealed, ctx = verified.sealer.seal(body)
         headers = httpx.Headers({k: v for k, v in request.headers.multi_items()
                                  if k.lower() not in _DROP})
         headers["content-type"] = E2E_REQUEST
@@ -217,9 +221,9 @@ class _Core:
 
 class _OpenedStream(httpx.SyncByteStream):
     def __init__(self, first: bytes, rest: Iterator[bytes], opener: ResponseStreamOpener,
-                 upstream: httpx.Response, finished: bool) -> None:
+                 upstream: httpx.Response, finished: bool, sealer: RequestSealer) -> None:
         self._first, self._rest, self._opener = first, rest, opener
-        self._upstream, self._finished = upstream, finished
+        self._upstream, self._finished, self._sealer = upstream, finished, sealer
 
     def __iter__(self) -> Iterator[bytes]:
         # Stateful: a second iteration (a client draining the body) resumes, never repeats.
@@ -239,13 +243,14 @@ class _OpenedStream(httpx.SyncByteStream):
 
     def close(self) -> None:
         self._upstream.close()
+        _prepare(self._sealer)
 
 
 class _AsyncOpenedStream(httpx.AsyncByteStream):
     def __init__(self, first: bytes, rest: AsyncIterator[bytes], opener: ResponseStreamOpener,
-                 upstream: httpx.Response, finished: bool) -> None:
+                 upstream: httpx.Response, finished: bool, sealer: RequestSealer) -> None:
         self._first, self._rest, self._opener = first, rest, opener
-        self._upstream, self._finished = upstream, finished
+        self._upstream, self._finished, self._sealer = upstream, finished, sealer
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         # Stateful: a second iteration (a client draining the body) resumes, never repeats.
@@ -265,6 +270,13 @@ class _AsyncOpenedStream(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self._upstream.aclose()
+        _prepare(self._sealer)
+
+
+def _prepare(sealer: RequestSealer) -> None:
+    """Set up the next request's HPKE context now that this answer is in (off its path)."""
+    with contextlib.suppress(KeyConfigError):  # raised again, with its hint, by the next seal
+        sealer.prepare()
 
 
 def _head_done(head: bytes) -> bool:
@@ -339,9 +351,11 @@ class E2ETransport(httpx.BaseTransport):
             try:
                 self._core.refuse_plaintext(response.status_code, media)
                 if media == E2E_RESPONSE:
-                    return self._core.whole(ctx, b"".join(_raw(response)))
+                    answer = self._core.whole(ctx, b"".join(_raw(response)))
+                    _prepare(verified.sealer)
+                    return answer
                 if media == E2E_CHUNKED_RESPONSE:
-                    return self._stream(ctx, response)
+                    return self._stream(ctx, response, verified.sealer)
             except BaseException:
                 response.close()
                 raise
@@ -349,7 +363,8 @@ class E2ETransport(httpx.BaseTransport):
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
-    def _stream(ctx: ClientContext, response: httpx.Response) -> httpx.Response:
+    def _stream(ctx: ClientContext, response: httpx.Response,
+                sealer: RequestSealer) -> httpx.Response:
         opener, head, finished = ctx.response_stream(), b"", False
         pieces = _raw(response)
         for piece in pieces:
@@ -360,7 +375,7 @@ class E2ETransport(httpx.BaseTransport):
             head += opener.finish()
             finished = True
         status, media, rest = _inner_head(head)
-        stream = _OpenedStream(rest, pieces, opener, response, finished)
+        stream = _OpenedStream(rest, pieces, opener, response, finished, sealer)
         return httpx.Response(status, headers=_inner_headers(media), stream=stream)
 
     def close(self) -> None:
@@ -413,9 +428,11 @@ class AsyncE2ETransport(httpx.AsyncBaseTransport):
                 self._core.refuse_plaintext(response.status_code, media)
                 if media == E2E_RESPONSE:
                     raw = b"".join([piece async for piece in _araw(response)])
-                    return self._core.whole(ctx, raw)
+                    answer = self._core.whole(ctx, raw)
+                    _prepare(verified.sealer)
+                    return answer
                 if media == E2E_CHUNKED_RESPONSE:
-                    return await self._stream(ctx, response)
+                    return await self._stream(ctx, response, verified.sealer)
             except BaseException:
                 await response.aclose()
                 raise
@@ -423,7 +440,8 @@ class AsyncE2ETransport(httpx.AsyncBaseTransport):
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
-    async def _stream(ctx: ClientContext, response: httpx.Response) -> httpx.Response:
+    async def _stream(ctx: ClientContext, response: httpx.Response,
+                      sealer: RequestSealer) -> httpx.Response:
         opener, head, finished = ctx.response_stream(), b"", True
         pieces = _araw(response)
         async for piece in pieces:
@@ -434,7 +452,7 @@ class AsyncE2ETransport(httpx.AsyncBaseTransport):
         if finished:
             head += opener.finish()
         status, media, rest = _inner_head(head)
-        stream = _AsyncOpenedStream(rest, pieces, opener, response, finished)
+        stream = _AsyncOpenedStream(rest, pieces, opener, response, finished, sealer)
         return httpx.Response(status, headers=_inner_headers(media), stream=stream)
 
     async def aclose(self) -> None:

@@ -25,12 +25,12 @@ from ever being accepted as an OHTTP one, or the reverse.
 What this protects against: reading or altering prompts and responses in
 transit; truncating, reordering, duplicating, dropping or appending chunks of
 a stream; splicing chunks or responses between requests (every request has
-its own keys); a client using a retired server key (:class:`StaleKeyError`
-tells it to re-attest). Failures are :class:`~sealtune.errors.IntegrityError`
-with no detail. What it does not: the server process sees plaintext (that is
-what attestation is for); sizes and timing of messages and chunks are
-visible; a captured request can be replayed to the server (it cannot read the
-answer, but the server does the work again); plaintext of chunks opened
+its own keys); a captured request replayed to the server (each key remembers
+the requests it opened: :class:`ReplayError`); a client using a retired
+server key (:class:`StaleKeyError` tells it to re-attest). Failures are
+:class:`~sealtune.errors.IntegrityError` with no detail. What it does not:
+the server process sees plaintext (that is what attestation is for); sizes
+and timing of messages and chunks are visible; plaintext of chunks opened
 before a stream fails has already been returned, so a caller must treat a
 stream as incomplete until ``finish()`` returns.
 
@@ -43,7 +43,8 @@ from __future__ import annotations
 import os
 import secrets
 import struct
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -63,6 +64,8 @@ MAX_CHUNK_SIZE = 16384
 HEADER_SIZE = 7
 #: How long a rotated-out key is still accepted by default, in seconds.
 DEFAULT_GRACE_SECONDS = 600.0
+#: Requests one server key opens (and remembers, against replay) before it must rotate.
+DEFAULT_REPLAY_CAPACITY = 250_000
 # Per-stream ceilings well inside AES-GCM's margins (2^36 bytes, 2^32 chunks).
 _MAX_STREAM_BYTES = 1 << 36
 _MAX_STREAM_CHUNKS = 1 << 32
@@ -76,6 +79,10 @@ _RESPONSE_HINT = "discard any partial output and retry the request"
 
 class StaleKeyError(AttestationError):
     """The request names a server key that the server does not (or no longer) hold."""
+
+
+class ReplayError(IntegrityError):
+    """A request whose encapsulated key this server has already opened (a replay)."""
 
 
 class KeyConfigError(AttestationError):
@@ -508,6 +515,54 @@ def _seal_request(config: KeyConfig, request: bytes, *, profile: _Profile = _V1,
     return head + ctx.seal(b"", request), ClientContext(ctx, enc, profile)
 
 
+class RequestSealer:
+    """Seals requests to one key configuration, with the next HPKE context set up ahead.
+
+    Setting up a sender context (a fresh X25519 key pair, one Diffie-Hellman,
+    the key schedule) is most of a request's client-side cost, and right
+    after an idle wait it runs from cold caches. :meth:`prepare` does it off
+    the critical path (a client calls it while it waits for a response);
+    :meth:`seal` takes the prepared context, or sets one up if none is ready.
+    The result is byte-for-byte what :func:`seal_request` produces.
+
+    What this protects against: reuse. A prepared context is handed to
+    exactly one request (taken under a lock, so concurrent callers never
+    share one) and at most one waits at a time. What it does not: a prepared
+    ephemeral private key lives in this process's memory until the next
+    request, like the context of a request in flight.
+
+    Args:
+        config: the server key configuration (from a verified attestation report).
+
+    Raises:
+        KeyConfigError: the configuration does not offer sealtune's suite.
+    """
+
+    def __init__(self, config: KeyConfig) -> None:
+        if not config._offers(_V1):
+            raise KeyConfigError("the server key configuration does not offer "
+                                 "X25519 / HKDF-SHA256 / AES-256-GCM", hint=_REATTEST)
+        self.config = config
+        self._ready: tuple[bytes, hpke.SenderContext] | None = None
+        self._lock = threading.Lock()
+
+    def prepare(self) -> None:
+        """Set up the next request's context now, unless one is ready already."""
+        if self._ready is not None:
+            return
+        ready = _setup_sender(self.config, _V1.request, _V1, None)
+        with self._lock:
+            if self._ready is None:
+                self._ready = ready
+
+    def seal(self, request: bytes) -> tuple[bytes, ClientContext]:
+        """Encapsulate ``request`` (as :func:`seal_request`), using the prepared context once."""
+        with self._lock:
+            ready, self._ready = self._ready, None
+        head, ctx = ready or _setup_sender(self.config, _V1.request, _V1, None)
+        return head + ctx.seal(b"", request), ClientContext(ctx, head[HEADER_SIZE:], _V1)
+
+
 class ChunkedRequestSealer(_ChunkWriter):
     """Client side of a streamed request: chunks sealed in order by one HPKE context.
 
@@ -576,6 +631,8 @@ class _ServerKey:
     config: KeyConfig
     private_key: X25519PrivateKey
     created: float
+    #: Every ``enc`` this key has opened (the replay cache; dropped with the key).
+    seen: set[bytes] = field(default_factory=set, repr=False, compare=False)
 
 
 class ServerKeys:
@@ -587,20 +644,39 @@ class ServerKeys:
     request under one raises :class:`StaleKeyError`. Opening requests may run
     concurrently; :meth:`rotate` should be serialised by the caller.
 
+    **Replay cache.** Each key remembers the encapsulated key (``enc``) of
+    every request it opened; a request that authenticates but whose ``enc``
+    was seen raises :class:`ReplayError`. A legitimate client never repeats
+    an ``enc`` (it is a fresh ephemeral public key), so this refuses a
+    captured request replayed to the server, for as long as the key lives:
+    the cache is dropped with the key, and a request under a dropped key is
+    stale anyway, so there is no window in which a replay is accepted. Memory
+    is bounded: a key that has opened ``replay_capacity`` requests opens no
+    more (:class:`StaleKeyError`, so the client re-attests) and
+    :meth:`rotation_due` turns true. Only requests that authenticate are
+    remembered, so garbage cannot fill the cache.
+
     Args:
         now: the current time.
         grace_seconds: how long a rotated-out key still opens requests.
         rotate_after_seconds: key lifetime for :meth:`rotation_due`; None
-            means one key for the whole boot.
+            means one key for the whole boot (or until the replay cache fills).
+        replay_capacity: requests one key opens before it must be rotated
+            (about 100 bytes of memory each).
     """
 
     def __init__(self, *, now: float, grace_seconds: float = DEFAULT_GRACE_SECONDS,
-                 rotate_after_seconds: float | None = None) -> None:
+                 rotate_after_seconds: float | None = None,
+                 replay_capacity: int = DEFAULT_REPLAY_CAPACITY) -> None:
         if grace_seconds < 0 or (rotate_after_seconds is not None and rotate_after_seconds <= 0):
             raise UsageError("grace_seconds must be >= 0 and rotate_after_seconds > 0")
+        if replay_capacity < 1:
+            raise UsageError("replay_capacity must be at least 1")
         self._profile = _V1
         self._grace = grace_seconds
         self._rotate_after = rotate_after_seconds
+        self._replay_capacity = replay_capacity
+        self._seen_lock = threading.Lock()
         self._current = self._make(secrets.randbelow(256), hpke.generate_private_key(), now)
         self._previous: _ServerKey | None = None
         self._retired_at = 0.0
@@ -634,9 +710,24 @@ class ServerKeys:
         return (self.current,) if previous is None else (self.current, previous.config)
 
     def rotation_due(self, *, now: float) -> bool:
-        """Whether the current key has outlived ``rotate_after_seconds``."""
-        return (self._rotate_after is not None
-                and now - self._current.created >= self._rotate_after)
+        """Whether the current key outlived ``rotate_after_seconds`` or filled its replay cache."""
+        return ((self._rotate_after is not None
+                 and now - self._current.created >= self._rotate_after)
+                or len(self._current.seen) >= self._replay_capacity)
+
+    def _remember(self, key: _ServerKey, enc: bytes) -> None:
+        """Record an authenticated request's ``enc``; refuse a replay or a full key."""
+        with self._seen_lock:
+            if enc in key.seen:
+                raise ReplayError("this encrypted request was already received (a replay)",
+                                  hint="a client seals every request afresh; if this was "
+                                       "not a retry of yours, something on the path "
+                                       "replays traffic")
+            if len(key.seen) >= self._replay_capacity:
+                raise StaleKeyError(f"server key id {key.config.key_id} has opened as many "
+                                    "requests as it may and is being rotated",
+                                    hint=_REATTEST)
+            key.seen.add(enc)
 
     def rotate(self, *, now: float) -> KeyConfig:
         """Make a new current key; the old one is accepted for the grace window.
@@ -667,7 +758,8 @@ class ServerKeys:
                             "server does not hold (it restarted or rotated its key)",
                             hint=_REATTEST)
 
-    def _recipient(self, head: bytes, label: bytes, now: float) -> ServerContext:
+    def _recipient(self, head: bytes, label: bytes, now: float
+                   ) -> tuple[_ServerKey, ServerContext]:
         key = self._key_for(head[:HEADER_SIZE], now)
         enc = head[HEADER_SIZE:]
         try:
@@ -676,7 +768,7 @@ class ServerKeys:
                                             suite=self._profile.suite)
         except ValueError:
             raise IntegrityError("the encrypted request is malformed", hint=_REATTEST) from None
-        return ServerContext(ctx, enc, self._profile)
+        return key, ServerContext(ctx, enc, self._profile)
 
     def open_request(self, data: bytes, *, now: float) -> tuple[bytes, ServerContext]:
         """Decapsulate a whole (non-streamed) request.
@@ -685,19 +777,23 @@ class ServerKeys:
             ``(plaintext request, context)``; answer with the context.
 
         Raises:
-            StaleKeyError: the request uses a key this server no longer holds.
+            StaleKeyError: the request uses a key this server no longer holds
+                (or one that has opened its ``replay_capacity`` of requests).
+            ReplayError: the request authenticates but was opened before.
             IntegrityError: the request is malformed or does not authenticate.
         """
         head_size = HEADER_SIZE + hpke.N_ENC
         if len(data) < head_size + hpke.N_T:
             raise IntegrityError("the encrypted request is malformed", hint=_REATTEST)
-        server = self._recipient(data[:head_size], self._profile.request, now)
+        key, server = self._recipient(data[:head_size], self._profile.request, now)
         try:
-            return server._ctx.open(b"", data[head_size:]), server
+            plaintext = server._ctx.open(b"", data[head_size:])
         except InvalidTag:
             raise IntegrityError("the encrypted request did not authenticate",
                                  hint="it was altered in transit, or sealed to a server key "
                                       "that changed; " + _REATTEST) from None
+        self._remember(key, server._enc)
+        return plaintext, server
 
     def open_chunked_request(self, *, now: float,
                              max_chunk_size: int = MAX_CHUNK_SIZE) -> ChunkedRequestOpener:
@@ -714,15 +810,19 @@ class ChunkedRequestOpener(_ChunkReader):
     def __init__(self, keys: ServerKeys, now: float, max_chunk_size: int) -> None:
         super().__init__(HEADER_SIZE + hpke.N_ENC, max_chunk_size)
         self._keys, self._now = keys, now
+        self._key: _ServerKey | None = None
         self._server: ServerContext | None = None
 
     def _on_prefix(self, prefix: bytes) -> None:
-        self._server = self._keys._recipient(prefix, self._keys._profile.chunked_request,
-                                             self._now)
+        self._key, self._server = self._keys._recipient(
+            prefix, self._keys._profile.chunked_request, self._now)
 
     def _open_one(self, aad: bytes, sealed: bytes) -> bytes:
-        assert self._server is not None
-        return self._server._ctx.open(aad, sealed)
+        assert self._server is not None and self._key is not None
+        plaintext = self._server._ctx.open(aad, sealed)
+        if self._server._ctx.seq == 1:  # the first chunk authenticated: remember the request
+            self._keys._remember(self._key, self._server._enc)
+        return plaintext
 
     def finish(self) -> tuple[bytes, ServerContext]:
         """End of the stream: open the final chunk.

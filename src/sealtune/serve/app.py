@@ -19,8 +19,10 @@ error messages or disk (request logs hold time, route, status, caller,
 latency and token counts). What it does not: the server process and its host
 see plaintext unless the process runs in a real TEE, and ``dev-software``
 attestation proves nothing about hardware (see ``docs/threat-model.md``);
-request metadata (sizes, timing, caller) is visible; a captured encrypted
-request can be replayed (the attacker cannot read the answer).
+request metadata (sizes, timing, caller) is visible. A captured encrypted
+request replayed to the server is refused (``replayed_request``: each
+server key remembers the requests it opened, see
+:class:`~sealtune.core.protocol.ServerKeys`).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from sealtune.attest.report import (
     measure_bytes,
     measure_code,
 )
-from sealtune.core.protocol import ServerKeys, StaleKeyError, encode_key_configs
+from sealtune.core.protocol import ReplayError, ServerKeys, StaleKeyError, encode_key_configs
 from sealtune.errors import AttestationError, IntegrityError
 from sealtune.serve import e2e
 from sealtune.serve.audit import AuditSink
@@ -230,12 +232,15 @@ class _Server:
         try:
             plaintext, ctx = self.keys.open_request(body, now=now)
         except (StaleKeyError, IntegrityError) as exc:
-            stale = isinstance(exc, StaleKeyError)
-            rec.error = "stale_key" if stale else "integrity_error"
+            if isinstance(exc, StaleKeyError):
+                rec.error, out = "stale_key", e2e.stale_key_body(body[0] if body else None)
+            elif isinstance(exc, ReplayError):
+                rec.error, out = "replayed_request", e2e.replay_body()
+            else:
+                rec.error, out = "integrity_error", e2e.integrity_body()
             self.audit.record("serve.e2e_rejected", actor=principal.caller,
                               resource="POST /v1/chat/completions", outcome="failure",
                               details={"reason": rec.error})
-            out = e2e.stale_key_body(body[0] if body else None) if stale else e2e.integrity_body()
             return _json_response(400, out)
         answer = await self.completions.answer(plaintext, rec)
         del plaintext

@@ -8,8 +8,8 @@ with a sealed body, ``application/sealtune-e2e-response`` (whole) or
 starts with an inner status line ``"<status> <media type>\\n"`` followed by
 the OpenAI body (JSON, or server-sent events ending in ``data: [DONE]``).
 A request that does not open gets a plaintext 400 JSON error:
-``stale_key`` (re-attest) or ``integrity_error``; neither echoes any byte
-of the request.
+``stale_key`` (re-attest), ``integrity_error``, or ``replayed_request`` (the
+same sealed request arrived before); none echoes any byte of the request.
 
 What this protects against: proxies and logs between client and server see
 the request line, headers, sizes and timing, never prompts, responses or
@@ -51,6 +51,18 @@ def stale_key_body(key_id: int | None) -> bytes:
     error = {"message": STALE_KEY_MESSAGE, "type": "stale_key", "param": None,
              "code": "stale_key", "key_id": key_id}
     return json.dumps({"error": error}, separators=(",", ":")).encode()
+
+
+REPLAY_MESSAGE = (
+    "this encrypted request was already received: the server answers each sealed request "
+    "once. A client never sends the same sealed bytes twice (seal the request again); if "
+    "you did not, something on the path replays traffic")
+
+
+def replay_body() -> bytes:
+    """The plaintext 400 body for a replayed request (type ``integrity_error``, code
+    ``replayed_request``)."""
+    return error_body(REPLAY_MESSAGE, "integrity_error", code="replayed_request")
 
 
 def integrity_body() -> bytes:

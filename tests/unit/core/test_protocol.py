@@ -559,3 +559,56 @@ def test_no_key_nonce_pair_ever_repeats(monkeypatch: pytest.MonkeyPatch) -> None
     assert len(log) == expected  # the recorder saw every encryption...
     assert len(set(log)) == len(log)  # ...and no (key, nonce) pair twice
     assert len({key for key, _ in log}) == 150 * 4  # a fresh key per request and direction
+
+
+# -- RequestSealer: the next request's context set up ahead -------------------------------------
+
+
+def test_request_sealer_round_trips_with_and_without_a_prepared_context(
+        keys: p.ServerKeys) -> None:
+    sealer = p.RequestSealer(keys.current)
+    cold, cold_ctx = sealer.seal(b"first")  # nothing prepared: set up on the spot
+    sealer.prepare()
+    sealer.prepare()  # idempotent: one context waits at most
+    warm, warm_ctx = sealer.seal(b"second")
+    for data, ctx, text in ((cold, cold_ctx, b"first"), (warm, warm_ctx, b"second")):
+        plaintext, server = keys.open_request(data, now=1000.0)
+        assert plaintext == text
+        assert ctx.open_response(server.seal_response(b"re: " + text)) == b"re: " + text
+    # The same wire format as seal_request: header, enc, ciphertext of the same size.
+    reference, _ = p.seal_request(keys.current, b"second")
+    assert warm[:p.HEADER_SIZE] == reference[:p.HEADER_SIZE]
+    assert len(warm) == len(reference)
+
+
+def test_request_sealer_never_hands_one_context_to_two_requests(keys: p.ServerKeys) -> None:
+    """Threads sealing while others prepare: every request has its own enc and opens once."""
+    import threading
+
+    sealer = p.RequestSealer(keys.current)
+    sealed: list[bytes] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(50):
+            sealer.prepare()
+            data, _ = sealer.seal(b"x")
+            with lock:
+                sealed.append(data)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    encs = {data[p.HEADER_SIZE:p.HEADER_SIZE + hpke.N_ENC] for data in sealed}
+    assert len(sealed) == len(encs) == 400
+    for data in sealed:  # the server's replay cache would refuse any repeat
+        assert keys.open_request(data, now=1000.0)[0] == b"x"
+
+
+def test_request_sealer_refuses_a_config_without_the_suite(keys: p.ServerKeys) -> None:
+    other = p.KeyConfig(keys.current.key_id, keys.current.kem_id, keys.current.public_key,
+                        ((0x0001, 0x0001),))
+    with pytest.raises(p.KeyConfigError):
+        p.RequestSealer(other)
