@@ -50,6 +50,7 @@ import platform
 import secrets
 import socket
 import statistics
+import string
 import subprocess
 import sys
 import tempfile
@@ -306,7 +307,10 @@ async def _load_client(url: str, key: str, config: KeyConfig, stop: float,
     async with httpx.AsyncClient(headers=headers, timeout=60) as http:
         i = 0
         while time.monotonic() < stop:
-            prompt = f"load {secrets.token_hex(6)} words"
+            # Letters only: a random hex nonce is now and then a valid phone number,
+            # which the output filter rightly redacts (a mismatch, not a protocol error).
+            nonce = "".join(secrets.choice(string.ascii_lowercase) for _ in range(12))
+            prompt = f"load {nonce} words"
             stream = i % 2 == 1
             i += 1
             body = {"model": "echo", "messages": [{"role": "user", "content": prompt}],
@@ -332,12 +336,13 @@ async def _load_client(url: str, key: str, config: KeyConfig, stop: float,
                     sealer.prepare()
                     ok = head == b"200 application/json" and \
                         json.loads(inner)["choices"][0]["message"]["content"] == prompt
+                failure = None if ok else "content_mismatch"
             except Exception as exc:  # counted, by class
-                ok = False
-                stats["error_types"][type(exc).__name__] = \
-                    stats["error_types"].get(type(exc).__name__, 0) + 1
+                ok, failure = False, type(exc).__name__
             stats["latency"].append(time.perf_counter() - start)
             stats["ok" if ok else "errors"] += 1
+            if failure is not None:
+                stats["error_types"][failure] = stats["error_types"].get(failure, 0) + 1
 
 
 def load(url: str, key: str, *, clients: int, seconds: float) -> dict[str, Any]:
@@ -416,7 +421,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     targets = {"added_p50_ms_le_1": results["echo"]["latency"]["added_p50_ms"] <= 1.0,
                "load_errors_zero": results["load"]["errors"] == 0}
     if "tiny" in results:
-        targets["tiny_ttft_ratio_le_1.02"] = results["tiny"]["ttft"]["ttft_ratio_p50"] <= 1.02
+        ttft_tiny = results["tiny"]["ttft"]
+        targets["tiny_ttft_ratio_le_1.02"] = ttft_tiny["ttft_ratio_p50"] <= 1.02
+        targets["tiny_ttft_paired_ratio_le_1.02"] = ttft_tiny["ttft_ratio_paired_median"] <= 1.02
     results["targets_met"] = targets
     return results
 
@@ -429,7 +436,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="load test duration")
     ap.add_argument("--clients", type=int, default=50, help="concurrent encrypted clients")
     ap.add_argument("--requests", type=int, default=1000, help="sequential requests per mode")
-    ap.add_argument("--ttft-requests", type=int, default=200, help="streams per mode")
+    ap.add_argument("--ttft-requests", type=int, default=500, help="streams per mode")
     ap.add_argument("--throughput-seconds", type=float, default=10.0)
     ap.add_argument("--throughput-clients", type=int, default=8)
     ap.add_argument("--tiny-max-tokens", type=int, default=64)
