@@ -482,7 +482,8 @@ def test_chunk_size_bounds() -> None:
 
 
 def test_stream_length_ceiling(keys: p.ServerKeys, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(p, "_MAX_STREAM_CHUNKS", 3)
+    # The ceiling lives in (and is read from) the framing module, not the package facade.
+    monkeypatch.setattr("sealtune.core.protocol._framing._MAX_STREAM_CHUNKS", 3)
     sealer = p.ChunkedRequestSealer(keys.current)
     sealer.seal(b"1" * 10)
     sealer.seal(b"2" * 10)
