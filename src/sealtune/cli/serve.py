@@ -4,7 +4,7 @@ Wire into the main CLI with ``app.command("serve")(serve.serve)`` and
 ``app.add_typer(serve.auth_app, name="auth")``.
 
 Token signing keys live in the keyring's ``serve`` section, one record per
-key, ``jwt-hs256:<kid>`` (the layout is in :mod:`sealtune.serve.auth`).
+key, ``jwt-hs256:<kid>`` (the layout is in :mod:`sealtune.serve.tokens`).
 ``rotate-token-key`` adds a signing key and makes the old one verify-only;
 ``retire-token-key`` deletes a verify-only key's record (crypto-shredding:
 tokens it signed can never verify again; copies of the keyring file in
@@ -41,7 +41,7 @@ from sealtune.errors import KeyringError, UsageError
 from sealtune.keys.keyfile import b64decode
 
 if TYPE_CHECKING:
-    from sealtune.serve.auth import TokenKeySet, TokenService
+    from sealtune.serve.tokens import TokenKeySet, TokenService
     from sealtune.workspace import Workspace
 
 auth_app = typer.Typer(help="API keys and bearer tokens of the inference server.",
@@ -63,7 +63,7 @@ def _key_resource(kid: str) -> str:
 
 def _token_keys(ws: Workspace) -> TokenKeySet:
     """Re-read the keyring and return its token keys (a running server's loader)."""
-    from sealtune.serve.auth import TokenKeySet
+    from sealtune.serve.tokens import TokenKeySet
 
     ws.keyfile.reload()
     return TokenKeySet.from_records(ws.keyfile.items(_JWT_SECTION))
@@ -74,7 +74,7 @@ def _migrate(section: dict[str, Any], *, now: datetime) -> list[tuple[str, str]]
 
     Returns the ledger events to write, as (action, kid).
     """
-    from sealtune.serve.auth import JWT_RECORD_PREFIX, TokenKey
+    from sealtune.serve.tokens import JWT_RECORD_PREFIX, TokenKey
 
     ours = [r for n, r in section.items() if n.startswith(JWT_RECORD_PREFIX)]
     signing = any(r.get("superseded") is None for r in ours)
@@ -104,7 +104,7 @@ def _edit_token_keys(
     Under the keyring's lock, so concurrent processes never make two signing
     keys. Returns the key sets before and after ``change``.
     """
-    from sealtune.serve.auth import JWT_RECORD_PREFIX, TokenKeySet
+    from sealtune.serve.tokens import JWT_RECORD_PREFIX, TokenKeySet
 
     ws.keyfile.reload()
     section = ws.keyfile.items(_JWT_SECTION)
@@ -133,10 +133,10 @@ def token_service(
     The first call creates the signing key, or migrates the single
     ``jwt-hs256`` record of earlier versions (it keeps signing, under a new
     kid). The service re-reads the keyring to pick up keys rotated or
-    retired by other processes (see :class:`~sealtune.serve.auth.TokenService`;
+    retired by other processes (see :class:`~sealtune.serve.tokens.TokenService`;
     ``clock`` is its monotonic clock, for tests).
     """
-    from sealtune.serve.auth import TokenService
+    from sealtune.serve.tokens import TokenService
 
     _, keys = _edit_token_keys(ws)
     return TokenService(keys, issuer=f"sealtune/{ws.config.workspace_id}",
@@ -156,7 +156,7 @@ def retire_token_key(ws: Workspace, kid: str, *, now: datetime, force: bool = Fa
     """Delete the verify-only key ``kid``: tokens it signed are refused from then on.
 
     Raises:
-        UsageError: see :meth:`~sealtune.serve.auth.TokenKeySet.retired`.
+        UsageError: see :meth:`~sealtune.serve.tokens.TokenKeySet.retired`.
     """
     _edit_token_keys(ws, lambda keys: keys.retired(kid, now=now, force=force))
     ws.audit("serve.jwt_key_retired", _key_resource(kid),
@@ -343,7 +343,7 @@ def issue_token(
 @auth_app.command("rotate-token-key")
 def rotate_token_key_cmd(home: HomeOpt = None) -> None:
     """Make a new token signing key; the current one keeps verifying until retired."""
-    from sealtune.serve.auth import MAX_TTL
+    from sealtune.serve.tokens import MAX_TTL
 
     now = datetime.now(UTC)
     ws = open_workspace(home)
