@@ -21,351 +21,106 @@ different keys (the data key is committed). What it does not: rollback of the
 whole file to an older copy, hiding the file's length, or revoking access from
 copies made before a rewrap (rewrap does not change the data key).
 
+Layout: this module is the public API (unlock a header, seal, open, plan a
+rewrap) and re-exports the rest, so import every name from here. The header
+encoding and key commitment live in :mod:`sealtune.core.envelope_header`,
+the payload suites in :mod:`sealtune.core.envelope_payload`, and the
+segment cipher itself in :mod:`sealtune.core.hazmat.aead`.
+
 This module is pure: it works on binary streams and bytes, never on paths,
 and wrapping/unwrapping is done by the caller's callbacks.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 
-from sealtune.core.hazmat.aead import (
-    NONCE_PREFIX_BYTES,
-    TAG_BYTES,
-    CipherName,
-    GcmHkdfStreaming,
-    write_all,
+from sealtune.core.envelope_header import (
+    COMMITMENT_BYTES,
+    FILE_ID_BYTES,
+    FORMAT_VERSION,
+    MAGIC,
+    MAX_SLOT_BYTES,
+    MIN_SLOT_BYTES,
+    PREFIX_BYTES,
+    SLOT_BYTES,
+    Prefix,
+    SealedHeader,
+    Slot,
+    encode_slot,
+    key_is_committed,
+    make_prefix,
+    opaque_error,
+    parse_prefix,
+    parse_slot,
+    read_header,
+    slot_is_empty,
+    verify_slot,
+    wrap_aad,
 )
-from sealtune.core.hazmat.kdf import (
-    HMAC_SHA256_BYTES,
-    HashName,
-    constant_time_equal,
-    hkdf,
-    hmac_sha256,
-    hmac_sha256_verify,
+from sealtune.core.envelope_payload import (
+    AES_256_GCM,
+    MAX_SEGMENT_BYTES,
+    SEGMENT_BYTES,
+    SM4_GCM,
+    SUITES,
+    Suite,
+    new_data_key,
+    suite_for,
 )
+from sealtune.core.hazmat.aead import write_all
 from sealtune.errors import IntegrityError, KeyNotFoundError, KeyringError, UsageError
 from sealtune.keys.base import WrappedKey
 
-MAGIC = b"SEALTUNE"
-FORMAT_VERSION = 1
-PREFIX_BYTES = 68
-FILE_ID_BYTES = 16
-COMMITMENT_BYTES = 32
-#: Default (and recommended) ciphertext segment size, tag included.
-SEGMENT_BYTES = 1 << 20
-#: Default slot size.
-SLOT_BYTES = 2048
-#: Bounds a reader accepts before anything is authenticated, so a forged
-#: prefix cannot make it allocate without limit.
-MIN_SLOT_BYTES = 64
-MAX_SLOT_BYTES = 1 << 16
-MAX_SEGMENT_BYTES = 1 << 24
-
-_PREFIX = struct.Struct(">8sBBHII16s32s")
-_COMMITTED_PART = 36  # prefix bytes before the commitment
-_SLOT_HEAD = struct.Struct(">QH")
-_U16 = struct.Struct(">H")
-_U32 = struct.Struct(">I")
-_COMMIT_INFO = b"sealtune/v1/commit"
-_SLOT_MAC_INFO = b"sealtune/v1/slot-mac"
-_WRAP_AAD = b"sealtune/v1/wrap"
-_OPAQUE = "sealed data failed authentication"
-_OPAQUE_HINT = (
-    "the file was modified or damaged, was sealed under a different key, or is not "
-    "a sealtune v1 file; restore it from a trusted copy"
-)
-
-
-def _opaque() -> IntegrityError:
-    return IntegrityError(_OPAQUE, hint=_OPAQUE_HINT)
+__all__ = [
+    "AES_256_GCM",
+    "COMMITMENT_BYTES",
+    "FILE_ID_BYTES",
+    "FORMAT_VERSION",
+    "MAGIC",
+    "MAX_SEGMENT_BYTES",
+    "MAX_SLOT_BYTES",
+    "MIN_SLOT_BYTES",
+    "PREFIX_BYTES",
+    "SEGMENT_BYTES",
+    "SLOT_BYTES",
+    "SM4_GCM",
+    "SUITES",
+    "OpenInfo",
+    "OpenedHeader",
+    "Prefix",
+    "SealInfo",
+    "SealedHeader",
+    "Slot",
+    "Suite",
+    "Unwrap",
+    "decrypt_payload",
+    "encode_slot",
+    "key_is_committed",
+    "make_prefix",
+    "new_data_key",
+    "open_stream",
+    "parse_prefix",
+    "parse_slot",
+    "plan_rewrap",
+    "read_header",
+    "seal_stream",
+    "slot_is_empty",
+    "suite_for",
+    "unlock_header",
+    "verify_slot",
+    "wrap_aad",
+]
 
 
 #: ``unwrap(wrapped, aad)`` returns the data key, or None when the caller has
 #: no such KEK. It may raise IntegrityError or a KeyringError; the reader
 #: then tries the next entry.
 Unwrap = Callable[[WrappedKey, bytes], "bytes | None"]
-
-
-@dataclass(frozen=True)
-class Suite:
-    """A payload algorithm suite.
-
-    Attributes:
-        id: the suite byte in the prefix.
-        algorithm: the key algorithm name (``aes-256-gcm`` or ``sm4-gcm``).
-        title: the full name of the construction.
-        cipher: block cipher of the segments.
-        key_bytes: data key, derived key and salt length.
-        hkdf_hash: hash of the payload key derivation.
-    """
-
-    id: int
-    algorithm: str
-    title: str
-    cipher: CipherName
-    key_bytes: int
-    hkdf_hash: HashName
-
-    @property
-    def min_segment_size(self) -> int:
-        """Smallest segment size whose first segment carries a plaintext byte."""
-        return 1 + self.key_bytes + NONCE_PREFIX_BYTES + TAG_BYTES + 1
-
-    def stream(self, segment_size: int = SEGMENT_BYTES) -> GcmHkdfStreaming:
-        """Return the payload streaming AEAD for ``segment_size``."""
-        return GcmHkdfStreaming(self.cipher, self.key_bytes, self.hkdf_hash, segment_size)
-
-
-AES_256_GCM = Suite(1, "aes-256-gcm", "AES-256-GCM-HKDF-SHA256", "aes", 32, "sha256")
-SM4_GCM = Suite(2, "sm4-gcm", "SM4-GCM-HKDF-SM3", "sm4", 16, "sm3")
-SUITES: dict[int, Suite] = {s.id: s for s in (AES_256_GCM, SM4_GCM)}
-
-
-def suite_for(algorithm: str) -> Suite:
-    """Return the suite for a key algorithm name.
-
-    Raises:
-        UsageError: the algorithm has no sealed-file suite.
-    """
-    for suite in SUITES.values():
-        if suite.algorithm == algorithm:
-            return suite
-    names = ", ".join(s.algorithm for s in SUITES.values())
-    raise UsageError(f"no sealed-file suite for algorithm {algorithm!r}", hint=f"use {names}")
-
-
-def new_data_key(suite: Suite) -> bytes:
-    """Return a fresh random data key for ``suite``."""
-    return os.urandom(suite.key_bytes)
-
-
-@dataclass(frozen=True)
-class Prefix:
-    """The immutable 68-byte prefix of a sealed file.
-
-    Attributes:
-        suite: the payload suite.
-        segment_size: ciphertext segment size of the payload.
-        slot_size: size of each of the two header slots.
-        file_id: 16 random bytes naming this file.
-        commitment: HKDF-SHA256 commitment to the data key.
-        flags: reserved, 0 in v1.
-    """
-
-    suite: Suite
-    segment_size: int
-    slot_size: int
-    file_id: bytes
-    commitment: bytes
-    flags: int = 0
-
-    @property
-    def payload_offset(self) -> int:
-        """Byte offset of the payload in the file."""
-        return PREFIX_BYTES + 2 * self.slot_size
-
-    def slot_offset(self, index: int) -> int:
-        """Byte offset of slot ``index`` (0 = A, 1 = B) in the file."""
-        return PREFIX_BYTES + index * self.slot_size
-
-    def encode(self) -> bytes:
-        """Return the 68 prefix bytes."""
-        return _PREFIX.pack(
-            MAGIC,
-            FORMAT_VERSION,
-            self.suite.id,
-            self.flags,
-            self.segment_size,
-            self.slot_size,
-            self.file_id,
-            self.commitment,
-        )
-
-
-def _commitment(data_key: bytes, head: bytes, file_id: bytes) -> bytes:
-    return hkdf(hash="sha256", ikm=data_key, salt=file_id, info=_COMMIT_INFO + head, length=32)
-
-
-def _slot_mac_key(data_key: bytes, file_id: bytes) -> bytes:
-    return hkdf(hash="sha256", ikm=data_key, salt=file_id, info=_SLOT_MAC_INFO, length=32)
-
-
-def make_prefix(
-    data_key: bytes,
-    *,
-    suite: Suite,
-    file_id: bytes | None = None,
-    segment_size: int = SEGMENT_BYTES,
-    slot_size: int = SLOT_BYTES,
-) -> Prefix:
-    """Build the prefix for a new file, committing to ``data_key``.
-
-    Args:
-        data_key: the file's data key (``suite.key_bytes`` long).
-        suite: the payload suite.
-        file_id: 16 bytes; random when omitted.
-        segment_size: ciphertext segment size; keep the default except in tests.
-        slot_size: header slot size.
-
-    Raises:
-        UsageError: a size or the key length is out of range.
-    """
-    if len(data_key) != suite.key_bytes:
-        raise UsageError(f"a {suite.algorithm} data key is {suite.key_bytes} bytes")
-    if not MIN_SLOT_BYTES <= slot_size <= MAX_SLOT_BYTES:
-        raise UsageError(f"slot size must be {MIN_SLOT_BYTES}..{MAX_SLOT_BYTES} bytes")
-    if not suite.min_segment_size <= segment_size <= MAX_SEGMENT_BYTES:
-        raise UsageError(f"segment size {segment_size} is out of range")
-    file_id = os.urandom(FILE_ID_BYTES) if file_id is None else file_id
-    if len(file_id) != FILE_ID_BYTES:
-        raise UsageError(f"a file id is {FILE_ID_BYTES} bytes")
-    draft = Prefix(suite, segment_size, slot_size, file_id, bytes(COMMITMENT_BYTES))
-    head = draft.encode()[:_COMMITTED_PART]
-    return Prefix(suite, segment_size, slot_size, file_id, _commitment(data_key, head, file_id))
-
-
-def parse_prefix(raw: bytes) -> Prefix:
-    """Parse and range-check 68 prefix bytes (nothing is authenticated yet).
-
-    Raises:
-        IntegrityError: not a well-formed v1 prefix.
-    """
-    if len(raw) != PREFIX_BYTES:
-        raise _opaque()
-    magic, version, suite_id, flags, segment, slot, file_id, commitment = _PREFIX.unpack(raw)
-    suite = SUITES.get(suite_id)
-    if magic != MAGIC or version != FORMAT_VERSION or suite is None or flags != 0:
-        raise _opaque()
-    if not (
-        MIN_SLOT_BYTES <= slot <= MAX_SLOT_BYTES
-        and suite.min_segment_size <= segment <= MAX_SEGMENT_BYTES
-    ):
-        raise _opaque()
-    return Prefix(suite, segment, slot, file_id, commitment)
-
-
-def wrap_aad(prefix: Prefix) -> bytes:
-    """Associated data for wrapping this file's data key: binds it to the file."""
-    return _WRAP_AAD + hashlib.sha256(prefix.encode()).digest()
-
-
-def key_is_committed(prefix: Prefix, data_key: bytes) -> bool:
-    """Check in constant time that ``data_key`` is the one ``prefix`` commits to."""
-    if len(data_key) != prefix.suite.key_bytes:
-        return False
-    head = prefix.encode()[:_COMMITTED_PART]
-    return constant_time_equal(_commitment(data_key, head, prefix.file_id), prefix.commitment)
-
-
-@dataclass(frozen=True)
-class Slot:
-    """The decoded content of a header slot.
-
-    Attributes:
-        generation: increases by one at every rewrap; the newest valid slot wins.
-        entries: the data key wrapped under each KEK.
-    """
-
-    generation: int
-    entries: tuple[WrappedKey, ...]
-
-
-def encode_slot(slot: Slot, *, prefix: Prefix, data_key: bytes) -> bytes:
-    """Encode and authenticate a slot (exactly ``prefix.slot_size`` bytes).
-
-    Raises:
-        UsageError: no entries, a field out of range, or the entries do not fit.
-    """
-    if not slot.entries:
-        raise UsageError("a sealed file needs at least one wrapped key")
-    if not 1 <= slot.generation < 2**64:
-        raise UsageError("slot generation out of range")
-    body = bytearray(_SLOT_HEAD.pack(slot.generation, len(slot.entries)))
-    for entry in slot.entries:
-        uri = entry.kek_uri.encode()
-        if len(uri) > 0xFFFF or len(entry.blob) > 0xFFFF or not 0 <= entry.version < 2**32:
-            raise UsageError(f"wrapped key for {entry.kek_uri!r} has a field out of range")
-        body += _U16.pack(len(uri)) + uri + _U32.pack(entry.version)
-        body += _U16.pack(len(entry.blob)) + entry.blob
-    room = prefix.slot_size - HMAC_SHA256_BYTES
-    if len(body) > room:
-        raise UsageError(
-            f"{len(slot.entries)} wrapped keys need {len(body) + HMAC_SHA256_BYTES} bytes "
-            f"but a header slot holds {prefix.slot_size}",
-            hint="seal under fewer keys",
-        )
-    body += bytes(room - len(body))
-    mac_key = _slot_mac_key(data_key, prefix.file_id)
-    return bytes(body) + hmac_sha256(mac_key, (prefix.encode(), bytes(body)))
-
-
-def slot_is_empty(raw: bytes) -> bool:
-    """An all-zero slot is empty."""
-    return raw == bytes(len(raw))
-
-
-def parse_slot(raw: bytes) -> Slot | None:
-    """Decode a slot without authenticating it.
-
-    Returns:
-        The slot, or None if it is empty or malformed.
-    """
-    end = len(raw) - HMAC_SHA256_BYTES
-    if end < _SLOT_HEAD.size or slot_is_empty(raw):
-        return None
-    generation, count = _SLOT_HEAD.unpack_from(raw)
-    pos, entries = _SLOT_HEAD.size, []
-    try:
-        for _ in range(count):
-            (uri_len,) = _U16.unpack_from(raw, pos)
-            uri = raw[pos + 2 : pos + 2 + uri_len].decode("utf-8", "strict")
-            pos += 2 + uri_len
-            version, blob_len = _U32.unpack_from(raw, pos)[0], _U16.unpack_from(raw, pos + 4)[0]
-            blob = raw[pos + 6 : pos + 6 + blob_len]
-            pos += 6 + blob_len
-            if pos > end or ":" not in uri:
-                return None
-            entries.append(WrappedKey(uri, version, blob))
-    except (struct.error, UnicodeDecodeError):
-        return None
-    if generation == 0 or count == 0 or not slot_is_empty(raw[pos:end]):
-        return None
-    return Slot(generation, tuple(entries))
-
-
-def verify_slot(raw: bytes, *, prefix: Prefix, data_key: bytes) -> bool:
-    """Check a slot's HMAC tag under the data key, in constant time."""
-    mac_key = _slot_mac_key(data_key, prefix.file_id)
-    body, tag = raw[:-HMAC_SHA256_BYTES], raw[-HMAC_SHA256_BYTES:]
-    return hmac_sha256_verify(mac_key, (prefix.encode(), body), tag)
-
-
-@dataclass(frozen=True)
-class SealedHeader:
-    """The header of a sealed file as read, before any key is used.
-
-    Attributes:
-        prefix: the parsed prefix (range-checked, not yet authenticated).
-        raw_slots: the bytes of slot A and slot B.
-        slots: each slot decoded, or None if empty or malformed (unverified).
-    """
-
-    prefix: Prefix
-    raw_slots: tuple[bytes, bytes]
-    slots: tuple[Slot | None, Slot | None]
-
-    def by_generation(self) -> list[tuple[int, Slot]]:
-        """The decodable slots as ``(index, slot)``, highest generation first (A on a tie)."""
-        found = [(i, s) for i, s in enumerate(self.slots) if s is not None]
-        return sorted(found, key=lambda item: -item[1].generation)
 
 
 @dataclass(frozen=True)
@@ -400,27 +155,6 @@ class OpenedHeader:
         return slot
 
 
-def _read_exact(src: BinaryIO, size: int) -> bytes:
-    data = src.read(size)
-    while len(data) < size:
-        more = src.read(size - len(data))
-        if not more:
-            raise _opaque()
-        data += more
-    return data
-
-
-def read_header(src: BinaryIO) -> SealedHeader:
-    """Read the prefix and both slots; leaves ``src`` at the payload.
-
-    Raises:
-        IntegrityError: the prefix is malformed or the file is too short.
-    """
-    prefix = parse_prefix(_read_exact(src, PREFIX_BYTES))
-    raw = (_read_exact(src, prefix.slot_size), _read_exact(src, prefix.slot_size))
-    return SealedHeader(prefix, raw, (parse_slot(raw[0]), parse_slot(raw[1])))
-
-
 def _unwrap_committed(header: SealedHeader, unwrap: Unwrap) -> tuple[bytes, WrappedKey]:
     """Return the first data key, newest slot first, that the prefix commits to."""
     aad = wrap_aad(header.prefix)
@@ -440,7 +174,7 @@ def _unwrap_committed(header: SealedHeader, unwrap: Unwrap) -> tuple[bytes, Wrap
                 return key, entry
             tampered = tampered or key is not None
     if tampered:
-        raise _opaque()
+        raise opaque_error()
     if backend_error is not None:
         raise backend_error
     uris = sorted({e.kek_uri for _, s in header.by_generation() for e in s.entries})
@@ -469,7 +203,7 @@ def unlock_header(header: SealedHeader, *, unwrap: Unwrap) -> OpenedHeader:
     prefix, raw = header.prefix, header.raw_slots
     valid = [i for i in order if verify_slot(raw[i], prefix=prefix, data_key=key)]
     if not valid:
-        raise _opaque()
+        raise opaque_error()
     chosen = valid[0]
     other = 1 - chosen
     warning = None
@@ -563,7 +297,7 @@ def decrypt_payload(src: BinaryIO, dst: BinaryIO, *, opened: OpenedHeader) -> in
     try:
         return stream.decrypt(src, dst, key=opened.data_key, aad=prefix.encode())
     except InvalidTag:
-        raise _opaque() from None
+        raise opaque_error() from None
 
 
 def open_stream(src: BinaryIO, dst: BinaryIO, *, unwrap: Unwrap) -> OpenInfo:

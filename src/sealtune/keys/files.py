@@ -22,18 +22,19 @@ complete, so a process killed outright (SIGKILL, power loss) midway leaves
 no partial plaintext; on file systems without ``O_TMPFILE`` it falls back to
 a named ``.<name>.*.part`` temp file (mode 0600), which such a kill can
 leave behind.
+
+Layout: this module holds the four operations; the result records live in
+:mod:`sealtune.keys.file_results` and the atomic output in
+:mod:`sealtune.keys.atomic`; all public names are importable from here.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from sealtune.core.envelope import (
     OpenedHeader,
@@ -55,7 +56,16 @@ from sealtune.errors import (
     SealtuneError,
     UsageError,
 )
+from sealtune.keys.atomic import atomic_output
 from sealtune.keys.base import WrappedKey
+from sealtune.keys.file_results import (
+    FileInfo,
+    KeyEntry,
+    OpenResult,
+    RewrapResult,
+    SealResult,
+    key_entries,
+)
 
 if TYPE_CHECKING:
     from sealtune.keys.service import KeyService
@@ -76,185 +86,6 @@ _HINT = (
     "the file was modified or damaged, or sealed under a different key with the same "
     "name; restore it from a trusted copy"
 )
-
-
-@dataclass(frozen=True)
-class KeyEntry:
-    """One wrapped copy of a file's data key (no key material).
-
-    Attributes:
-        kek_uri: ``<backend>:<name>`` of the KEK.
-        version: the KEK version that wrapped it.
-    """
-
-    kek_uri: str
-    version: int
-
-
-@dataclass(frozen=True)
-class SealResult:
-    """The outcome of :func:`seal_file`.
-
-    Attributes:
-        path: the sealed file.
-        file_id: hex file id.
-        suite: the payload algorithm (``aes-256-gcm`` or ``sm4-gcm``).
-        plaintext_size: bytes sealed.
-        sealed_size: bytes of the sealed file.
-        entries: the KEKs the data key is wrapped under.
-    """
-
-    path: Path
-    file_id: str
-    suite: str
-    plaintext_size: int
-    sealed_size: int
-    entries: tuple[KeyEntry, ...]
-
-
-@dataclass(frozen=True)
-class OpenResult:
-    """The outcome of :func:`open_file`.
-
-    Attributes:
-        path: the plaintext file written.
-        file_id: hex file id.
-        suite: the payload algorithm.
-        plaintext_size: bytes written.
-        unwrapped_by: the entry whose KEK unwrapped the data key.
-        warning: set when a header slot was damaged or an interrupted rewrap
-            was recovered from; ``rewrap_file`` repairs it.
-    """
-
-    path: Path
-    file_id: str
-    suite: str
-    plaintext_size: int
-    unwrapped_by: KeyEntry
-    warning: str | None
-
-
-@dataclass(frozen=True)
-class RewrapResult:
-    """The outcome of :func:`rewrap_file`.
-
-    Attributes:
-        path: the rewrapped file.
-        file_id: hex file id.
-        generation: the new header generation.
-        before: entries before.
-        after: entries after.
-        repaired: the header had a damaged or stale slot, now cleared.
-    """
-
-    path: Path
-    file_id: str
-    generation: int
-    before: tuple[KeyEntry, ...]
-    after: tuple[KeyEntry, ...]
-    repaired: bool
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """Header facts of a sealed file, read without any key (NOT authenticated).
-
-    Attributes:
-        path: the file.
-        file_id: hex file id.
-        suite: the payload algorithm.
-        suite_title: the full construction name.
-        size: bytes on disk.
-        plaintext_size: from the payload length, or None if that is impossible.
-        segment_size: ciphertext segment size.
-        slot_size: header slot size.
-        generation: the newest decodable slot's generation (0 if none).
-        entries: that slot's entries.
-    """
-
-    path: Path
-    file_id: str
-    suite: str
-    suite_title: str
-    size: int
-    plaintext_size: int | None
-    segment_size: int
-    slot_size: int
-    generation: int
-    entries: tuple[KeyEntry, ...]
-
-
-def _entries(wrapped: Sequence[WrappedKey]) -> tuple[KeyEntry, ...]:
-    return tuple(KeyEntry(w.kek_uri, w.version) for w in wrapped)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _anonymous_fd(directory: Path) -> int | None:
-    """An unnamed file in ``directory`` (Linux ``O_TMPFILE``), or None if unsupported.
-
-    An unnamed file vanishes with the process: a SIGKILL or power loss midway
-    leaves no partial plaintext under any name.
-    """
-    flag = getattr(os, "O_TMPFILE", None)
-    if flag is None:
-        return None
-    try:
-        return os.open(directory, flag | os.O_WRONLY, 0o600)
-    except OSError:  # file system without O_TMPFILE support: use a named temp file
-        return None
-
-
-_AT_FDCWD = -100
-_AT_SYMLINK_FOLLOW = 0x400
-
-
-def _link_fd(fd: int, path: str) -> None:
-    """Give the unnamed file ``fd`` the name ``path`` (linkat via /proc, as open(2) shows).
-
-    ``os.link`` calls link(2), which does not follow the /proc magic link, so
-    linkat(2) with AT_SYMLINK_FOLLOW is called through libc.
-    """
-    libc = ctypes.CDLL(None, use_errno=True)
-    src = f"/proc/self/fd/{fd}".encode()
-    if libc.linkat(_AT_FDCWD, src, _AT_FDCWD, os.fsencode(path), _AT_SYMLINK_FOLLOW) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), path)
-
-
-@contextmanager
-def _atomic_output(dst: Path) -> Iterator[BinaryIO]:
-    """Yield a temp file next to ``dst``; on success fsync and rename it into place.
-
-    Prefers an unnamed ``O_TMPFILE`` inode that is linked into the directory
-    only once complete, so a process killed midway leaves nothing behind.
-    """
-    directory = dst.parent
-    fd = _anonymous_fd(directory)
-    anonymous = fd is not None
-    if fd is None:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{dst.name}.", suffix=".part")
-    else:
-        tmp = str(directory / f".{dst.name}.{os.urandom(6).hex()}.part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-            if anonymous:
-                _link_fd(out.fileno(), tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
 
 
 @contextmanager
@@ -297,6 +128,23 @@ def _unwrapper(keys: KeyService) -> Callable[[WrappedKey, bytes], bytes | None]:
     return unwrap
 
 
+@contextmanager
+def _audit_failures(keys: KeyService, action: str, path: Path) -> Iterator[None]:
+    """Record a failed ``action`` on ``path``; an integrity failure names only the file."""
+    try:
+        yield
+    except IntegrityError:
+        keys.audit(action, str(path), outcome="failure", details={"error": "IntegrityError"})
+        raise IntegrityError(f"{path} failed its integrity check", hint=_HINT) from None
+    except SealtuneError as exc:
+        keys.audit(action, str(path), outcome="failure", details={"error": type(exc).__name__})
+        raise
+
+
+def _labels(entries: Sequence[KeyEntry]) -> list[str]:
+    return [f"{e.kek_uri}@{e.version}" for e in entries]
+
+
 def seal_file(src: Path, dst: Path, *, keys: KeyService, key_names: Sequence[str]) -> SealResult:
     """Seal ``src`` into ``dst`` under a fresh data key wrapped by each named KEK.
 
@@ -321,7 +169,7 @@ def seal_file(src: Path, dst: Path, *, keys: KeyService, key_names: Sequence[str
     prefix = make_prefix(data_key, suite=suite)
     aad = wrap_aad(prefix)
     wrapped = [keys.wrap(name, data_key, aad=aad) for name in names]
-    with _io_errors(src), src.open("rb") as fin, _atomic_output(dst) as fout:
+    with _io_errors(src), src.open("rb") as fin, atomic_output(dst) as fout:
         info = seal_stream(fin, fout, prefix=prefix, data_key=data_key, wrapped=wrapped)
     result = SealResult(
         dst,
@@ -329,7 +177,7 @@ def seal_file(src: Path, dst: Path, *, keys: KeyService, key_names: Sequence[str
         suite.algorithm,
         info.plaintext_size,
         info.sealed_size,
-        _entries(wrapped),
+        key_entries(wrapped),
     )
     keys.audit(
         "file.seal",
@@ -339,7 +187,7 @@ def seal_file(src: Path, dst: Path, *, keys: KeyService, key_names: Sequence[str
             "suite": result.suite,
             "plaintext_size": result.plaintext_size,
             "sealed_size": result.sealed_size,
-            "keys": [f"{e.kek_uri}@{e.version}" for e in result.entries],
+            "keys": _labels(result.entries),
         },
     )
     return result
@@ -358,17 +206,13 @@ def open_file(src: Path, dst: Path, *, keys: KeyService) -> OpenResult:
             one (``KeyDestroyedError``), or an unreachable backend.
     """
     _check_paths(src, dst)
-    try:
-        with _io_errors(src), src.open("rb") as fin, _atomic_output(dst) as fout:
-            info = open_stream(fin, fout, unwrap=_unwrapper(keys))
-    except IntegrityError:
-        keys.audit("file.unseal", str(src), outcome="failure", details={"error": "IntegrityError"})
-        raise IntegrityError(f"{src} failed its integrity check", hint=_HINT) from None
-    except SealtuneError as exc:
-        keys.audit(
-            "file.unseal", str(src), outcome="failure", details={"error": type(exc).__name__}
-        )
-        raise
+    with (
+        _audit_failures(keys, "file.unseal", src),
+        _io_errors(src),
+        src.open("rb") as fin,
+        atomic_output(dst) as fout,
+    ):
+        info = open_stream(fin, fout, unwrap=_unwrapper(keys))
     used = KeyEntry(info.unwrapped_by.kek_uri, info.unwrapped_by.version)
     result = OpenResult(
         dst,
@@ -422,6 +266,24 @@ def _new_entries(
     return new
 
 
+def _rewrite_header(
+    path: Path,
+    keys: KeyService,
+    key_name: str,
+    add: Sequence[str],
+    remove: Sequence[str],
+) -> tuple[OpenedHeader, list[WrappedKey]]:
+    """Write the new entries to the inactive slot, then zero the old one, fsyncing each."""
+    with _io_errors(path), path.open("r+b", buffering=0) as f:
+        opened = unlock_header(read_header(f), unwrap=_unwrapper(keys))
+        new = _new_entries(opened, keys, key_name, add, remove)
+        for offset, data in plan_rewrap(opened, new):
+            if os.pwrite(f.fileno(), data, offset) != len(data):
+                raise OSError(f"short write to {path}")
+            os.fsync(f.fileno())
+    return opened, new
+
+
 def rewrap_file(
     path: Path,
     *,
@@ -450,28 +312,14 @@ def rewrap_file(
             entries do not fit in a slot.
         KeyringError: see :func:`open_file`.
     """
-    try:
-        with _io_errors(path), path.open("r+b", buffering=0) as f:
-            opened = unlock_header(read_header(f), unwrap=_unwrapper(keys))
-            new = _new_entries(opened, keys, key_name, add, remove)
-            for offset, data in plan_rewrap(opened, new):
-                if os.pwrite(f.fileno(), data, offset) != len(data):
-                    raise OSError(f"short write to {path}")
-                os.fsync(f.fileno())
-    except IntegrityError:
-        keys.audit("file.rewrap", str(path), outcome="failure", details={"error": "IntegrityError"})
-        raise IntegrityError(f"{path} failed its integrity check", hint=_HINT) from None
-    except SealtuneError as exc:
-        keys.audit(
-            "file.rewrap", str(path), outcome="failure", details={"error": type(exc).__name__}
-        )
-        raise
+    with _audit_failures(keys, "file.rewrap", path):
+        opened, new = _rewrite_header(path, keys, key_name, add, remove)
     result = RewrapResult(
         path,
         opened.prefix.file_id.hex(),
         opened.slot.generation + 1,
-        _entries(opened.slot.entries),
-        _entries(new),
+        key_entries(opened.slot.entries),
+        key_entries(new),
         opened.warning is not None,
     )
     keys.audit(
@@ -480,8 +328,8 @@ def rewrap_file(
         details={
             "file_id": result.file_id,
             "generation": result.generation,
-            "before": [f"{e.kek_uri}@{e.version}" for e in result.before],
-            "after": [f"{e.kek_uri}@{e.version}" for e in result.after],
+            "before": _labels(result.before),
+            "after": _labels(result.after),
             "repaired": result.repaired,
         },
     )
@@ -517,5 +365,5 @@ def describe_file(path: Path) -> FileInfo:
         prefix.segment_size,
         prefix.slot_size,
         slot.generation if slot else 0,
-        _entries(slot.entries) if slot else (),
+        key_entries(slot.entries) if slot else (),
     )
