@@ -78,7 +78,7 @@ def _child(engine: str, model: str, port: int, home: str) -> None:
     """Run ``sealtune serve`` in this process (the benchmark's server)."""
     from sealtune.cli.serve import serve
 
-    serve(model=model, host="127.0.0.1", port=port, attestation="dev-software",
+    serve(model=model, base=None, host="127.0.0.1", port=port, attestation="dev-software",
           encrypted_only=False, engine=engine, blocked_term=None, no_pii_filter=False,
           rate=1e6, rotate_key_after=None, dev_attestation_key=None,
           log_file=Path(home) / "serve.log", ssl_certfile=None, ssl_keyfile=None,

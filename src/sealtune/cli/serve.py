@@ -179,9 +179,41 @@ def _provider(name: str, dev_key: Path | None) -> Any:
     return get_provider(name)
 
 
+def _engine(ws: Workspace, engine: str, model: str, base: Path | None
+            ) -> tuple[Any, str, str]:
+    """Build the engine; return it, the served model id and the measured model digest."""
+    from sealtune.serve.engines import make_engine
+    from sealtune.serve.model import (
+        adapter_digest,
+        is_adapter,
+        model_digest,
+        resolve_base,
+        resolve_model,
+    )
+
+    model_id = Path(model).name or model
+    if engine == "echo":
+        if base is not None:
+            raise UsageError("--base applies to the transformers engine only")
+        return (make_engine("echo", model_id=model_id), model_id,
+                hashlib.sha256(b"sealtune echo engine").hexdigest())
+    files = resolve_model(model, keys=ws.keys, workspace_root=ws.root)
+    if not is_adapter(files):
+        if base is not None:
+            raise UsageError(f"--base applies to LoRA adapters; {files.label} is a whole model")
+        return make_engine(engine, files=files, model_id=model_id), model_id, \
+            model_digest(files)
+    base_files = resolve_base(Path(files.label), base=base)
+    gen = make_engine(engine, files=files, model_id=model_id, base=base_files)
+    return gen, model_id, adapter_digest(files, base_files)
+
+
 def serve(
     model: Annotated[str, typer.Option("--model", help="Model directory (plain or sealed), or "
                                                         "the name of a workspace model.")],
+    base: Annotated[Path | None, typer.Option(
+        "--base", help="Base model directory under a LoRA adapter (default: the base "
+                       "recorded at training, checked against its digest).")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8443,
     attestation: Annotated[str, typer.Option(help="dev-software, sev-snp or tdx.")]
@@ -210,10 +242,8 @@ def serve(
     from sealtune.core.protocol import ServerKeys
     from sealtune.serve import ServeSettings, create_app
     from sealtune.serve.auth import Authenticator, RateLimit
-    from sealtune.serve.engines import make_engine
     from sealtune.serve.filter import FilterPolicy
     from sealtune.serve.logs import configure_logging
-    from sealtune.serve.model import model_digest, resolve_model
 
     if not 0 < rate <= 1e6:
         raise UsageError("--rate must be a positive number of requests per second")
@@ -224,15 +254,7 @@ def serve(
         if no_pii_filter:
             err_console.print("[yellow]warning:[/] --no-pii-filter: outputs are not redacted")
             ws.audit("serve.unsafe_no_pii_filter", model)
-        if engine == "echo":
-            model_id = Path(model).name or model
-            gen = make_engine("echo", model_id=model_id)
-            digest = hashlib.sha256(b"sealtune echo engine").hexdigest()
-        else:
-            files = resolve_model(model, keys=ws.keys, workspace_root=ws.root)
-            model_id = Path(model).name or model
-            gen = make_engine(engine, files=files, model_id=model_id)
-            digest = model_digest(files)
+        gen, model_id, digest = _engine(ws, engine, model, base)
         settings = ServeSettings(model_id=model_id, model_digest=digest, engine=engine,
                                  encrypted_only=encrypted_only, filter=policy)
         rotate = (parse_duration(rotate_key_after, option="--rotate-key-after").total_seconds()

@@ -11,7 +11,12 @@ weights never touch the disk. A model *name* resolves to
 
 Every source computes a **model digest** for the attestation measurement:
 SHA-256 over the sorted lines ``<sha256 of the plaintext> <file name>\\n``,
-so a sealed and a plain copy of the same model measure the same.
+so a sealed and a plain copy of the same model measure the same. A **LoRA
+adapter** (the training stage's default output) is served over its base
+model: :func:`resolve_base` takes the base from ``--base`` or from the
+training record ``model.json``, and refuses a base whose digest differs from
+the one recorded at training; the measurement then covers both
+(:func:`adapter_digest`).
 
 What this protects against: reading weights from disk without a KEK (they
 stay sealed at rest), a modified sealed file (``IntegrityError``, nothing is
@@ -20,14 +25,18 @@ the server process holds the plaintext weights in memory (swap included,
 unless the host disables it); Python cannot wipe them; and the clear
 ``config.json`` / tokenizer of a sealed directory are not authenticated by
 sealing (the measurement covers them, so a verifier pinning the model digest
-still notices a change). Registry checks (verified, non-revoked versions)
-come with the registry stage.
+still notices a change). A LoRA adapter's base is a plain directory: its
+digest is checked when the server starts and its files are read after, so
+whoever can write it in between is not stopped by the check (the measured
+digest is taken over the bytes loaded, so a verifier pinning it still is).
+Registry checks (verified, non-revoked versions) come with the registry stage.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -39,6 +48,10 @@ if TYPE_CHECKING:
     from sealtune.keys.service import KeyService
 
 SEALED_SUFFIX = ".sealed"
+#: A LoRA adapter's configuration (peft); a directory holding it without a
+#: ``config.json`` is an adapter, served over its base model.
+ADAPTER_CONFIG = "adapter_config.json"
+MANIFEST = "model.json"
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 _MAX_FILES = 4096
 
@@ -183,6 +196,61 @@ def resolve_model(spec: str, *, keys: KeyService | None, workspace_root: Path | 
         raise UsageError(f"{path} is sealed and no workspace is open to unseal it",
                          hint="set SEALTUNE_HOME to the workspace that holds its keys")
     return SealedModelDir(path, keys=keys)
+
+
+def is_adapter(files: ModelFiles) -> bool:
+    """Whether ``files`` are a LoRA adapter (no ``config.json`` of a whole model)."""
+    names = files.names()
+    return ADAPTER_CONFIG in names and "config.json" not in names
+
+
+def resolve_base(root: Path, *, base: Path | None) -> PlainModelDir:
+    """The base model under the adapter in ``root``, checked against the training record.
+
+    The base is ``base`` if given, else the path in the training stage's
+    ``model.json``; when ``model.json`` records the base's digest, the base
+    must still match it (a changed base would silently serve another model).
+
+    Raises:
+        ConfigError: no base given or recorded, or it is not a directory.
+        IntegrityError: the base differs from the one the adapter was trained on.
+    """
+    from sealtune.train.sandbox import digest_tree
+
+    recorded = _recorded_base(root)
+    chosen = base or (Path(recorded["path"]) if recorded.get("path") else None)
+    if chosen is None:
+        raise ConfigError(f"{root} is a LoRA adapter and names no base model",
+                          hint="pass --base DIR: the base model it was trained on")
+    if not chosen.is_dir():
+        raise ConfigError(f"the base model {chosen} of {root} is not a directory",
+                          hint="pass --base DIR: the base model it was trained on")
+    expected = recorded.get("digest")
+    if expected is not None and digest_tree(chosen) != expected:
+        raise IntegrityError(f"the base model at {chosen} is not the one {root.name} was "
+                             "trained on (its digest differs from model.json)",
+                             hint="pass --base with the exact base model used in training")
+    return PlainModelDir(chosen)
+
+
+def _recorded_base(root: Path) -> dict[str, str]:
+    path = root / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        base = json.loads(path.read_text(encoding="utf-8")).get("base") or {}
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        raise ConfigError(f"{path} is not valid JSON",
+                          hint="restore the model directory from a trusted copy") from None
+    if not isinstance(base, dict):
+        raise ConfigError(f"{path}: 'base' must be an object")
+    return {k: str(v) for k, v in base.items() if k in ("path", "digest") and v is not None}
+
+
+def adapter_digest(adapter: ModelFiles, base: ModelFiles) -> str:
+    """The measured model of an adapter served over a base (both parts, labelled)."""
+    both = f"adapter {model_digest(adapter)}\nbase {model_digest(base)}\n"
+    return hashlib.sha256(both.encode()).hexdigest()
 
 
 def model_digest(files: ModelFiles) -> str:

@@ -4,7 +4,10 @@ The model is built **from bytes**: ``config.json``, the tokenizer files and
 the safetensors weights are read through a :class:`~sealtune.serve.model.ModelFiles`
 source (a plain directory, or a sealed one decrypted in memory) and handed to
 ``from_pretrained(None, config=..., state_dict=...)``, so sealed weights are
-never written to disk in plaintext. Only safetensors are accepted.
+never written to disk in plaintext. Only safetensors are accepted. A LoRA
+adapter (the training stage's default output) is served over its base
+model: the adapter is applied with peft and merged into the base weights in
+memory, and refused unless every LoRA tensor fits.
 
 Generation runs on one dedicated worker thread: requests queue and run one
 at a time, so concurrent requests never share generation state. Streams use
@@ -25,6 +28,7 @@ from __future__ import annotations
 import importlib
 import json
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -41,7 +45,7 @@ from sealtune.serve.engines.base import (
     TokenStream,
     register_engine,
 )
-from sealtune.serve.model import ModelFiles
+from sealtune.serve.model import ADAPTER_CONFIG, ModelFiles
 
 _INSTALL = "install the serving extras: pip install 'sealtune[serve,train]'"
 _TOKENIZER_KEYS = ("bos_token", "eos_token", "unk_token", "pad_token", "model_max_length",
@@ -91,7 +95,6 @@ def _load_tokenizer(files: ModelFiles) -> Any:
 
 
 def _load_model(files: ModelFiles) -> Any:
-    load_safetensors = _mod("safetensors.torch").load
     auto = _mod("transformers.models.auto.modeling_auto")
     config_dict = _json(files, "config.json")
     model_type = config_dict.pop("model_type", None)
@@ -103,15 +106,57 @@ def _load_model(files: ModelFiles) -> Any:
     except KeyError:
         raise ConfigError(f"{files.label}: model type {model_type!r} is not a causal LM "
                           "that transformers knows") from None
+    model = model_class.from_pretrained(None, config=config, state_dict=_weights(files))
+    model.eval()
+    return model
+
+
+def _weights(files: ModelFiles) -> dict[str, Any]:
+    """Every ``*.safetensors`` file's tensors, loaded from bytes."""
+    load_safetensors = _mod("safetensors.torch").load
     weights = [n for n in files.names() if n.endswith(".safetensors")]
     if not weights:
         raise ConfigError(f"{files.label} holds no .safetensors weights")
     state: dict[str, Any] = {}
     for name in weights:
         state.update(load_safetensors(files.read(name)))
-    model = model_class.from_pretrained(None, config=config, state_dict=state)
-    model.eval()
-    return model
+    return state
+
+
+def _merge_adapter(base: Any, files: ModelFiles) -> Any:
+    """Apply the LoRA adapter in ``files`` to ``base`` and merge it into plain weights.
+
+    Every LoRA tensor the adapter's configuration implies must be present,
+    and nothing else (a truncated or foreign adapter is refused, not served
+    half-applied).
+    """
+    peft = _mod("peft")
+    config_dict = _json(files, ADAPTER_CONFIG)
+    if config_dict.get("peft_type") != "LORA":
+        raise ConfigError(f"{files.label}: {ADAPTER_CONFIG} is not a LoRA adapter",
+                          hint="only LoRA adapters (sealtune train --method lora) are served")
+    try:
+        config = peft.PeftConfig.from_peft_type(**config_dict)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{files.label}: {ADAPTER_CONFIG} is not a valid LoRA "
+                          f"configuration ({type(exc).__name__})") from None
+    config.inference_mode = True
+    # The path recorded at training (inside the sandbox) means nothing here; the
+    # base was chosen and checked by the caller (serve.model.resolve_base).
+    config.base_model_name_or_path = getattr(base, "name_or_path", None)
+    state = _weights(files)
+    with warnings.catch_warnings():  # peft asks a deprecated transformers property: noise
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing",
+                                category=FutureWarning)
+        model = peft.get_peft_model(base, config)
+    loaded = peft.set_peft_model_state_dict(model, state)
+    missing = [k for k in loaded.missing_keys if "lora_" in k]
+    if missing or loaded.unexpected_keys:
+        raise ConfigError(f"{files.label}: the adapter does not fit the base model "
+                          f"({len(missing)} LoRA tensors missing, "
+                          f"{len(loaded.unexpected_keys)} unexpected)",
+                          hint="serve it with the base model it was trained on (--base)")
+    return model.merge_and_unload()
 
 
 def _make_streamer(tokenizer: Any) -> Any:
@@ -137,14 +182,19 @@ class TransformersEngine:
     """Generation with a transformers causal LM on one worker thread.
 
     Args:
-        files: the model's files (plain or sealed directory).
+        files: the model's files (plain or sealed directory): a whole model,
+            or a LoRA adapter (``adapter_config.json``) when ``base`` is given.
         model_id: the name served in ``GET /v1/models``.
         device: ``cpu`` (default) or e.g. ``cuda``.
+        base: the base model under a LoRA adapter; the adapter is merged
+            into it in memory (the tokenizer comes from the adapter's files
+            when they hold one, else from the base).
     """
 
     blocking = True
 
-    def __init__(self, *, files: ModelFiles, model_id: str, device: str = "cpu") -> None:
+    def __init__(self, *, files: ModelFiles, model_id: str, device: str = "cpu",
+                 base: ModelFiles | None = None) -> None:
         try:
             _mod("torch")
             hf_logging = _mod("transformers.utils.logging")
@@ -153,8 +203,14 @@ class TransformersEngine:
                               hint=_INSTALL) from exc
         hf_logging.disable_progress_bar()
         self.model_id = model_id
-        self._tokenizer = _load_tokenizer(files)
-        self._model = _load_model(files).to(device)
+        if base is None:
+            self._tokenizer, model = _load_tokenizer(files), _load_model(files)
+        else:
+            with_tokenizer = files if "tokenizer.json" in files.names() else base
+            self._tokenizer = _load_tokenizer(with_tokenizer)
+            model = _merge_adapter(_load_model(base), files)
+            model.eval()
+        self._model = model.to(device)
         self._device = device
         self._eos = self._model.generation_config.eos_token_id
         self._context = int(getattr(self._model.config, "max_position_embeddings", 0) or 0)
