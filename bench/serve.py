@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python bench/serve.py [--seconds 60] [--clients 50] [--requests 1000]
-                                    [--ttft-requests 100] [--throughput-seconds 10]
+                                    [--ttft-requests 500] [--throughput-seconds 10]
 
 The server runs in its own process through ``sealtune serve`` (the CLI
 function, uvicorn, the real auth, ledger, output filter and request log to a
