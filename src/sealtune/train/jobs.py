@@ -26,214 +26,72 @@ isolation silently (``sandbox=False`` warns and is recorded as
 docstring (OS isolation, not a TEE); the data keys sit in this process's
 memory while the job runs; the job record and ``model.json`` are unsigned
 plain JSON (the registry signs what links to them).
+
+This module holds :func:`run_job` and its checks, and re-exports the rest
+(import from here): ``job_records`` (the job catalogue: records, status,
+resume selection), ``job_keys`` (the job's data keys) and ``job_run`` (one
+job's execution, from keys in to the installed model).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import os
-import re
 import secrets
 import shutil
-import tempfile
-import threading
-import time
-import warnings
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sealtune.core.envelope import make_prefix, new_data_key, read_header, suite_for, unlock_header
-from sealtune.core.envelope import wrap_aad as _wrap_aad
+from sealtune.core.envelope import make_prefix as make_prefix
+from sealtune.core.envelope import new_data_key as new_data_key
+from sealtune.core.envelope import read_header as read_header
+from sealtune.core.envelope import suite_for as suite_for
+from sealtune.core.envelope import unlock_header as unlock_header
+from sealtune.core.envelope import wrap_aad as _wrap_aad  # noqa: F401 - re-exported, as before
 from sealtune.errors import ConfigError, IntegrityError, SealtuneError, UsageError
 from sealtune.train.distributed import MAX_NPROC
-from sealtune.train.sandbox import Sandbox, SandboxEvent, SandboxSpec, build_argv, measure, probe
-from sealtune.train.worker import OFFLINE_ENV, JobSpec, SealTarget
+from sealtune.train.job_keys import _file_key as _file_key
+from sealtune.train.job_keys import _new_target as _new_target
+from sealtune.train.job_keys import _old_target as _old_target
+from sealtune.train.job_records import (
+    _NAME,
+    JOB_FORMAT,
+    JOBS,
+    MODELS,
+    _checkpoints,
+    _Job,
+    _now,
+    _proc_start,
+    _resume_from,
+)
+from sealtune.train.job_records import MODEL_FORMAT as MODEL_FORMAT
+from sealtune.train.job_records import _status as _status
+from sealtune.train.job_records import _write_json as _write_json
+from sealtune.train.job_records import list_jobs as list_jobs
+from sealtune.train.job_records import show_job as show_job
+from sealtune.train.job_run import _LEDGER as _LEDGER
+from sealtune.train.job_run import SEALED_MAGIC as SEALED_MAGIC
+from sealtune.train.job_run import UNSAFE_WARNING as UNSAFE_WARNING
+from sealtune.train.job_run import JobResult, _Run
+from sealtune.train.job_run import ProgressFn as ProgressFn
+from sealtune.train.job_run import TrainingError as TrainingError
+from sealtune.train.job_run import _privacy as _privacy
+from sealtune.train.job_run import _sandbox_flags as _sandbox_flags
+from sealtune.train.sandbox import Sandbox as Sandbox
+from sealtune.train.sandbox import SandboxEvent as SandboxEvent
+from sealtune.train.sandbox import SandboxSpec, probe
+from sealtune.train.sandbox import build_argv as build_argv
+from sealtune.train.sandbox import measure as measure
+from sealtune.train.worker import OFFLINE_ENV
+from sealtune.train.worker import JobSpec as JobSpec
+from sealtune.train.worker import SealTarget as SealTarget
 
 if TYPE_CHECKING:
     from sealtune.train.config import TrainConfig
     from sealtune.workspace import Workspace
 
 __all__ = ["JobResult", "TrainingError", "list_jobs", "run_job", "show_job"]
-
-JOBS, MODELS = "jobs", "models"
-JOB_FORMAT, MODEL_FORMAT = "sealtune.job/v1", "sealtune.model/v1"
-SEALED_MAGIC = b"SEALTUNE"
-UNSAFE_WARNING = ("training WITHOUT the sandbox (--no-sandbox): plaintext data and weights "
-                  "will exist in this process and on the host's temp dir; recorded in the "
-                  "audit ledger as train.unsafe_no_sandbox")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_LEDGER = {"data_decrypted": "sandbox.data_decrypted", "training_finished": "train.finished",
-           "outputs_sealed": "sandbox.outputs_sealed"}
-ProgressFn = Callable[[SandboxEvent], None]
-
-
-class TrainingError(SealtuneError):
-    """The training job failed inside the sandbox (reported by error class only)."""
-
-    prefix = "train"
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """A finished job: where the model went and the figures that may leave the sandbox."""
-
-    job_id: str
-    model_dir: Path
-    sandboxed: bool
-    steps: int
-    final_loss: float | None
-    resumed_from: int | None
-    resumed_job: str | None
-    privacy: dict[str, Any] | None
-    measurement: dict[str, Any]
-    teardown: dict[str, Any] | None
-    timeline: list[dict[str, Any]] = field(default_factory=list)
-
-
-# -- the job catalogue ------------------------------------------------------------------
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def _proc_start(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rpartition(b")")[2].split()[19].decode()
-    except (OSError, IndexError):
-        return None
-
-
-def _status(rec: dict[str, Any]) -> str:
-    """``running`` only while the recorded runner process still exists; else ``killed``."""
-    runner = rec.get("runner") or {}
-    if rec.get("status") == "running" and _proc_start(int(runner.get("pid", 0))) != runner.get(
-            "start"):
-        return "killed"
-    return str(rec.get("status"))
-
-
-def _write_json(path: Path, data: object) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def list_jobs(ws: Workspace) -> list[dict[str, Any]]:
-    """Every job record, oldest first, with its effective status (killed runners shown so)."""
-    root = ws.root / JOBS
-    out = []
-    for path in sorted(root.glob("*.json")) if root.is_dir() else []:
-        with contextlib.suppress(OSError, ValueError):
-            rec = json.loads(path.read_text("utf-8"))
-            if isinstance(rec, dict) and rec.get("format") == JOB_FORMAT:
-                out.append({**rec, "status": _status(rec)})
-    return sorted(out, key=lambda r: str(r.get("created")))
-
-
-def show_job(ws: Workspace, job_id: str) -> dict[str, Any]:
-    """One job record (with its effective status).
-
-    Raises:
-        UsageError: no job with that id.
-    """
-    if not _NAME.match(job_id) or not (ws.root / JOBS / f"{job_id}.json").is_file():
-        raise UsageError(f"no job {job_id!r}", hint="list them with 'sealtune jobs list'")
-    rec = json.loads((ws.root / JOBS / f"{job_id}.json").read_text("utf-8"))
-    return {**rec, "status": _status(rec)}
-
-
-class _Job:
-    """A job record that appends to its timeline, rewrites itself and audits each event."""
-
-    def __init__(self, ws: Workspace, rec: dict[str, Any]) -> None:
-        self.ws, self.rec = ws, rec
-        self.path = ws.root / JOBS / f"{rec['id']}.json"
-
-    def save(self) -> None:
-        self.rec["updated"] = _now()
-        _write_json(self.path, self.rec)
-
-    def event(self, action: str, details: Mapping[str, Any], *, at: float | None = None,
-              outcome: str = "success") -> None:
-        when = datetime.fromtimestamp(at if at is not None else time.time(), UTC)
-        self.rec["timeline"].append({"at": when.isoformat(timespec="milliseconds"),
-                                     "event": action, "outcome": outcome, **details})
-        self.save()
-        self.ws.audit(action, f"job/{self.rec['id']}", outcome=outcome,  # type: ignore[arg-type]
-                      details=dict(details))
-
-
-# -- keys ------------------------------------------------------------------------------
-
-
-def _file_key(ws: Workspace, path: Path) -> bytearray:
-    """Unwrap a sealed file's data key through the workspace's key service (audited)."""
-    with path.open("rb") as fh:
-        opened = unlock_header(read_header(fh), unwrap=lambda entry, aad: ws.keys.unwrap(
-            entry, aad=aad) if ws.keys.can_unwrap(entry) else None)
-    return bytearray(opened.data_key)
-
-
-def _new_target(ws: Workspace) -> tuple[bytearray, SealTarget]:
-    key_name = ws.config.default_key
-    suite = suite_for(ws.keys.info(key_name).algorithm)
-    key = new_data_key(suite)
-    prefix = make_prefix(key, suite=suite)
-    wrapped = ws.keys.wrap(key_name, key, aad=_wrap_aad(prefix))
-    return bytearray(key), SealTarget(prefix, (wrapped,))
-
-
-def _old_target(ws: Workspace, rec: dict[str, Any]) -> tuple[bytearray, SealTarget]:
-    """The checkpoint key of the job being resumed, unwrapped again."""
-    target = SealTarget.from_dict(rec["checkpoint"], f"job {rec['id']} checkpoint")
-    key = ws.keys.unwrap(target.wrapped[0], aad=_wrap_aad(target.prefix))
-    return bytearray(key), target
-
-
-# -- resume ----------------------------------------------------------------------------
-
-
-def _checkpoints(ws: Workspace, rec: dict[str, Any]) -> Path | None:
-    path = ws.root / JOBS / str(rec["id"]) / "checkpoints"
-    return path if path.is_dir() and any(path.glob("ckpt-*.sealed")) else None
-
-
-def _resume_from(ws: Workspace, *, out_name: str, dataset: str, fingerprint: str,
-                 resume: str | None) -> dict[str, Any] | None:
-    """The job to resume: ``resume`` if given, else the newest killed one of ``out_name``."""
-    if resume is not None:
-        rec = show_job(ws, resume)
-        if rec["status"] not in ("killed", "failed") or _checkpoints(ws, rec) is None:
-            raise UsageError(f"job {resume} cannot be resumed: it is {rec['status']} and "
-                             "must be killed or failed with a sealed checkpoint")
-        if rec["dataset"] != dataset:
-            raise UsageError(f"job {resume} trained on dataset {rec['dataset']!r}, not "
-                             f"{dataset!r}")
-        return rec
-    found = [r for r in list_jobs(ws) if r.get("out_name") == out_name
-             and r["status"] in ("killed", "failed") and not r.get("resumed_by")
-             and r.get("dataset") == dataset and r.get("fingerprint") == fingerprint
-             and _checkpoints(ws, r) is not None]
-    return found[-1] if found else None
-
-
-# -- the run ----------------------------------------------------------------------------
 
 
 def _check_names(ws: Workspace, out_name: str, base: Path) -> None:
@@ -259,15 +117,6 @@ def _check_nproc(nproc: int, *, config: TrainConfig, sandbox: bool) -> None:
     if not sandbox:
         raise ConfigError("--nproc > 1 runs only inside the sandbox",
                           hint="drop --no-sandbox, or use --nproc 1")
-
-
-def _sandbox_flags(spec: SandboxSpec) -> dict[str, Any]:
-    argv = build_argv(spec, ["entry"], bwrap="bwrap")
-    isolation = {"--die-with-parent", "--new-session", "--clearenv", "--disable-userns"}
-    return {"isolation": [a for a in argv if a.startswith("--unshare") or a in isolation],
-            "cap_drop": "ALL", "network": "loopback only", "tmpfs_bytes": spec.tmpfs_size,
-            "limits": spec.limits.as_args(), "inputs": sorted(spec.inputs),
-            "hidden": [str(h) for h in spec.hidden]}
 
 
 def run_job(ws: Workspace, *, dataset: str, base: Path, config: TrainConfig, out_name: str,
@@ -299,254 +148,83 @@ def run_job(ws: Workspace, *, dataset: str, base: Path, config: TrainConfig, out
         UsageError, ConfigError: a bad name, config, base directory or resume target.
         TrainingError: training failed inside (by error class only).
     """
-    from sealtune.data.store import show_dataset
-
     config.validate()
     base = base.resolve()
     _check_names(ws, out_name, base)
     _check_nproc(nproc, config=config, sandbox=sandbox)
-    info = show_dataset(ws, dataset, verify=True)
-    data_path = info.file("data")
-    if info.intact.get(data_path.name) is False:
-        raise IntegrityError(f"dataset {dataset!r}: {data_path.name} does not match its "
-                             "manifest digest", hint="restore the dataset from a trusted copy")
-    jobs_dir = ws.root / JOBS
-    jobs_dir.mkdir(mode=0o700, exist_ok=True)
-    job_id = datetime.now(UTC).strftime("job-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-    run_dir = jobs_dir / job_id
-    run_dir.mkdir(mode=0o700)
-    spec = SandboxSpec(output_dir=run_dir, inputs={"dataset": data_path, "base": base},
-                       hidden=(ws.keyfile_path, ws.ledger_path, ws.config_path,
-                               ws.root / MODELS),
-                       env={**OFFLINE_ENV, "OMP_NUM_THREADS": str(
-                           max(1, (threads or os.cpu_count() or 1) // nproc))},
-                       tmpfs_size=tmpfs_size, bwrap=bwrap)
+    data_path = _dataset_file(ws, dataset)
+    job_id, run_dir = _new_run_dir(ws)
+    spec = _job_spec(ws, run_dir=run_dir, data_path=data_path, base=base, threads=threads,
+                     nproc=nproc, tmpfs_size=tmpfs_size, bwrap=bwrap)
     if sandbox:
-        try:
-            probe(spec)
-        except SealtuneError as exc:
-            shutil.rmtree(run_dir, ignore_errors=True)
-            ws.audit("train.refused", f"job/{job_id}", outcome="failure",
-                     details={"reason": "sandbox unavailable", "error": type(exc).__name__})
-            raise
+        _probe_or_refuse(ws, spec, job_id=job_id, run_dir=run_dir)
     previous = _resume_from(ws, out_name=out_name, dataset=dataset,
                             fingerprint=config.fingerprint(), resume=resume)
     if previous is not None:
         resume_dir = _checkpoints(ws, previous)
         assert resume_dir is not None
         spec = replace(spec, inputs={**spec.inputs, "resume": resume_dir})
-    job = _Job(ws, {"format": JOB_FORMAT, "id": job_id, "out_name": out_name,
-                    "dataset": dataset, "base": str(base), "config": config.to_dict(),
-                    "fingerprint": config.fingerprint(), "sandboxed": sandbox,
-                    "status": "running", "created": _now(), "timeline": [], "metrics": {},
-                    "resumed_job": None if previous is None else previous["id"],
-                    "runner": {"pid": os.getpid(), "start": _proc_start(os.getpid())}})
-    if nproc > 1:
-        job.rec["nproc"] = nproc
+    job = _Job(ws, _new_record(job_id, out_name=out_name, dataset=dataset, base=base,
+                               config=config, sandbox=sandbox, previous=previous, nproc=nproc))
+    # Called from here, so that the no-sandbox warning's stacklevel names our caller.
     return _Run(ws, job, spec, config, previous, progress, threads, timeout,
                 nproc).execute()
 
 
-class _Run:
-    """One job's execution (split from :func:`run_job` to keep each step small)."""
+def _dataset_file(ws: Workspace, dataset: str) -> Path:
+    """The dataset's sealed data file, refused if it does not match its manifest digest."""
+    from sealtune.data.store import show_dataset
 
-    def __init__(self, ws: Workspace, job: _Job, spec: SandboxSpec, config: TrainConfig,
-                 previous: dict[str, Any] | None, progress: ProgressFn | None,
-                 threads: int | None, timeout: float | None, nproc: int = 1) -> None:
-        self.ws, self.job, self.spec, self.config = ws, job, spec, config
-        self.previous, self.progress, self.threads, self.timeout = (previous, progress,
-                                                                     threads, timeout)
-        self.nproc = nproc
-        self.keys: dict[str, bytearray] = {}
-        self.fields: dict[str, dict[str, Any]] = {}
-        self.errors: list[str] = []
-
-    def execute(self) -> JobResult:
-        rec = self.job.rec
-        try:
-            args = self._prepare()
-            measurement = measure(code=[Path(__file__).resolve().parents[1]],
-                                  config=json.dumps(rec["config"], sort_keys=True).encode(),
-                                  base_model=self.spec.inputs["base"],
-                                  inputs={"dataset": self.spec.inputs["dataset"]})
-            rec["measurement"] = {**measurement.to_dict(), "digest": measurement.digest}
-            self.job.save()
-            teardown = self._sandboxed(args) if rec["sandboxed"] else self._unsandboxed(args)
-            if self.errors or "outputs_sealed" not in self.fields:
-                raise TrainingError(
-                    "training failed inside the sandbox: "
-                    + (", ".join(self.errors) or "it exited without sealing its outputs"),
-                    hint="rerun to resume from the last sealed checkpoint; set "
-                         "SEALTUNE_DEBUG=1 and use --no-sandbox on non-sensitive data to debug")
-            model_dir = self._install()
-        except BaseException as exc:
-            rec["status"], rec["error"] = "failed", type(exc).__name__
-            self.job.event("train.failed", {"error": type(exc).__name__}, outcome="failure")
-            raise
-        finally:
-            for key in self.keys.values():
-                key[:] = bytes(len(key))
-        return self._finish(model_dir, teardown)
-
-    def _prepare(self) -> list[str]:
-        rec = self.job.rec
-        if not rec["sandboxed"]:
-            warnings.warn(UNSAFE_WARNING, UserWarning, stacklevel=4)
-            self.job.event("train.unsafe_no_sandbox", {"out_name": rec["out_name"]})
-        self.keys["dataset"] = _file_key(self.ws, self.spec.inputs["dataset"])
-        self.keys["output"], output = _new_target(self.ws)
-        if self.previous is not None:
-            self.keys["checkpoint"], checkpoint = _old_target(self.ws, self.previous)
-        else:
-            self.keys["checkpoint"], checkpoint = _new_target(self.ws)
-        rec["checkpoint"] = checkpoint.to_dict()
-        rec["output_key"] = output.wrapped[0].kek_uri
-        threads = max(1, (self.threads or os.cpu_count() or 1) // self.nproc)
-        job_spec = JobSpec(dataset="dataset", base="base", config=self.config, output=output,
-                           checkpoint=checkpoint, threads=threads, nproc=self.nproc,
-                           resume=None if self.previous is None else "resume")
-        return ["--spec-json", json.dumps(job_spec.to_dict())]
-
-    def _handle(self, ev: SandboxEvent) -> None:
-        if ev.type == "progress":
-            if self.progress is not None:
-                self.progress(ev)
-            return
-        if ev.type == "error":
-            self.errors.append(str(ev.fields.get("kind")))
-            return
-        self.fields[ev.name] = dict(ev.fields)
-        if ev.type == "lifecycle" and ev.name == "created":
-            self.job.event("sandbox.created", {
-                "pid": ev.fields.get("pid"), "measurement": self.job.rec["measurement"],
-                "flags": _sandbox_flags(self.spec)}, at=ev.at)
-        elif ev.type == "event" and ev.name in _LEDGER:
-            self.job.event(_LEDGER[ev.name], dict(ev.fields), at=ev.at)
-
-    def _sandboxed(self, args: list[str]) -> dict[str, Any]:
-        with Sandbox(self.spec) as box:
-            box.start("sealtune.train.worker", args, secrets=self.keys)
-            try:
-                for ev in box.events(timeout=self.timeout):
-                    self._handle(ev)
-            finally:
-                td = box.destroy()
-                wiped = self.fields.get("workspace_wiped", {}).get("files")
-                teardown = {"processes_left": td.processes_left,
-                            "namespaces_released": td.namespaces_released,
-                            "outputs_removed": td.outputs_removed, "seconds": td.seconds,
-                            "tmpfs_files_wiped": wiped, "exit_code": box.exit_code}
-                self.job.event("sandbox.destroyed", teardown)
-        return teardown
-
-    def _unsandboxed(self, args: list[str]) -> dict[str, Any]:
-        """Run the worker in this process (``--no-sandbox``): same protocol, no isolation."""
-        from sealtune.train import worker
-        from sealtune.train._sandbox_child import (
-            ChildContext,
-            EventWriter,
-            decode_event,
-            wipe_tree,
-        )
-
-        work = Path(tempfile.mkdtemp(prefix="sealtune-unsafe-"))
-        (work / "in").mkdir()
-        (work / "tmp").mkdir()
-        for name, path in self.spec.inputs.items():
-            (work / "in" / name).symlink_to(path)
-        read_fd, write_fd = os.pipe()
-        queued: list[SandboxEvent] = []
-
-        def reader() -> None:  # the ledger is written from the main thread only
-            with os.fdopen(read_fd, "rb") as fh:
-                for line in fh:
-                    fields = decode_event(line)
-                    ev = SandboxEvent(fields.pop("type"), str(fields.pop("name")),  # type: ignore[arg-type]
-                                      fields, time.time())
-                    if ev.type == "progress" and self.progress is not None:
-                        self.progress(ev)
-                    queued.append(ev)
-
-        thread = threading.Thread(target=reader, daemon=True)
-        thread.start()
-        ctx = ChildContext(events=EventWriter(write_fd), keys=dict(self.keys),
-                           workdir=work / "tmp", outdir=self.spec.output_dir, indir=work / "in")
-        try:
-            worker.main(ctx, args)
-        except Exception as exc:  # reported by class only, as inside the sandbox
-            self.errors.append(type(exc).__name__)
-        finally:
-            wiped = wipe_tree(work / "tmp")
-            shutil.rmtree(work, ignore_errors=True)
-            os.close(write_fd)
-            thread.join()
-        for ev in queued:
-            if ev.type != "progress":
-                self._handle(ev)
-        teardown = {"tmpfs_files_wiped": wiped, "unsandboxed": True}
-        self.job.event("sandbox.destroyed", teardown)
-        return teardown
-
-    def _install(self) -> Path:
-        """Move the sealed outputs into ``models/<out_name>/`` with ``model.json``, atomically."""
-        rec = self.job.rec
-        models = self.ws.root / MODELS
-        models.mkdir(mode=0o700, exist_ok=True)
-        build = models / f".build-{rec['id']}"
-        build.mkdir(mode=0o700)
-        files: dict[str, str] = {}
-        for path in sorted((self.spec.output_dir / "model").iterdir()):
-            with path.open("rb") as fh:
-                if not path.name.endswith(".sealed") or fh.read(8) != SEALED_MAGIC:
-                    raise IntegrityError(f"sandbox output {path.name} is not a sealed file")
-                fh.seek(0)
-                files[path.name] = "sha256:" + hashlib.file_digest(fh, "sha256").hexdigest()
-            os.replace(path, build / path.name)
-        finished = self.fields.get("training_finished", {})
-        measurement = rec["measurement"]
-        _write_json(build / "model.json", {
-            "format": MODEL_FORMAT, "name": rec["out_name"], "job": rec["id"],
-            "created": _now(), "sandboxed": rec["sandboxed"],
-            "dataset": {"name": rec["dataset"], "digest": measurement["inputs"]["dataset"]},
-            "base": {"path": rec["base"], "digest": measurement["base_model"]},
-            "config": rec["config"], "privacy": _privacy(finished),
-            "measurement": measurement, "files": files,
-            "key": rec["output_key"]})
-        final: Path = models / str(rec["out_name"])
-        os.rename(build, final)
-        with contextlib.suppress(OSError):
-            (self.spec.output_dir / "model").rmdir()
-        return final
-
-    def _finish(self, model_dir: Path, teardown: dict[str, Any]) -> JobResult:
-        rec = self.job.rec
-        finished = self.fields.get("training_finished", {})
-        rec["metrics"] = {k: finished.get(k) for k in (
-            "steps", "final_loss", "resumed_from", "stop", "world_size", "seconds",
-            "dropped_no_assistant_tokens")}
-        rec["privacy"], rec["model"], rec["status"] = _privacy(finished), str(model_dir), \
-            "finished"
-        self.job.event("train.model_installed", {"model": rec["out_name"]})
-        for empty in (self.spec.output_dir / "checkpoints", self.spec.output_dir):
-            with contextlib.suppress(OSError):  # kept when it holds the sealed final checkpoint
-                empty.rmdir()
-        if self.previous is not None:
-            old = _Job(self.ws, {**self.previous, "resumed_by": rec["id"]})
-            old.save()
-        return JobResult(job_id=rec["id"], model_dir=model_dir, sandboxed=rec["sandboxed"],
-                         steps=int(finished.get("steps") or 0),
-                         final_loss=finished.get("final_loss"),
-                         resumed_from=finished.get("resumed_from"),
-                         resumed_job=rec["resumed_job"], privacy=rec["privacy"],
-                         measurement=rec["measurement"], teardown=teardown,
-                         timeline=list(rec["timeline"]))
+    info = show_dataset(ws, dataset, verify=True)
+    data_path = info.file("data")
+    if info.intact.get(data_path.name) is False:
+        raise IntegrityError(f"dataset {dataset!r}: {data_path.name} does not match its "
+                             "manifest digest", hint="restore the dataset from a trusted copy")
+    return data_path
 
 
-def _privacy(finished: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The privacy figures (numbers only) from the ``training_finished`` event."""
-    if not finished.get("dp"):
-        return None
-    return {"epsilon_spent": finished.get("epsilon"), "delta": finished.get("delta"),
-            "noise_multiplier": finished.get("noise_multiplier"),
-            "sample_rate": finished.get("sample_rate"), "steps": finished.get("dp_steps"),
-            "unit": "example-level (one record)"}
+def _new_run_dir(ws: Workspace) -> tuple[str, Path]:
+    """A fresh job id and its private output directory ``<workspace>/jobs/<job-id>/``."""
+    jobs_dir = ws.root / JOBS
+    jobs_dir.mkdir(mode=0o700, exist_ok=True)
+    job_id = datetime.now(UTC).strftime("job-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+    run_dir = jobs_dir / job_id
+    run_dir.mkdir(mode=0o700)
+    return job_id, run_dir
+
+
+def _job_spec(ws: Workspace, *, run_dir: Path, data_path: Path, base: Path,
+              threads: int | None, nproc: int, tmpfs_size: int, bwrap: str) -> SandboxSpec:
+    """The sandbox for a job: dataset and base in, the run dir out, the keyring hidden."""
+    return SandboxSpec(output_dir=run_dir, inputs={"dataset": data_path, "base": base},
+                       hidden=(ws.keyfile_path, ws.ledger_path, ws.config_path,
+                               ws.root / MODELS),
+                       env={**OFFLINE_ENV, "OMP_NUM_THREADS": str(
+                           max(1, (threads or os.cpu_count() or 1) // nproc))},
+                       tmpfs_size=tmpfs_size, bwrap=bwrap)
+
+
+def _probe_or_refuse(ws: Workspace, spec: SandboxSpec, *, job_id: str, run_dir: Path) -> None:
+    """Self-check the sandbox; if it fails, remove the run dir and audit the refusal."""
+    try:
+        probe(spec)
+    except SealtuneError as exc:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        ws.audit("train.refused", f"job/{job_id}", outcome="failure",
+                 details={"reason": "sandbox unavailable", "error": type(exc).__name__})
+        raise
+
+
+def _new_record(job_id: str, *, out_name: str, dataset: str, base: Path, config: TrainConfig,
+                sandbox: bool, previous: dict[str, Any] | None, nproc: int) -> dict[str, Any]:
+    """A new job record, ``running`` under this process (pid and start time)."""
+    rec: dict[str, Any] = {
+        "format": JOB_FORMAT, "id": job_id, "out_name": out_name,
+        "dataset": dataset, "base": str(base), "config": config.to_dict(),
+        "fingerprint": config.fingerprint(), "sandboxed": sandbox,
+        "status": "running", "created": _now(), "timeline": [], "metrics": {},
+        "resumed_job": None if previous is None else previous["id"],
+        "runner": {"pid": os.getpid(), "start": _proc_start(os.getpid())}}
+    if nproc > 1:
+        rec["nproc"] = nproc
+    return rec

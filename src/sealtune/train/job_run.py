@@ -1,0 +1,297 @@
+"""One training job's execution: keys in, the sandboxed worker, events to the ledger, model out.
+
+:class:`_Run` unwraps and makes the job's data keys (:mod:`job_keys`),
+measures what will run, starts :mod:`sealtune.train.worker` in a
+:class:`~sealtune.train.sandbox.Sandbox` with the keys over the key pipe,
+relays progress, records the security timeline (``sandbox.created`` with the
+measurement and the isolation flags, ``sandbox.data_decrypted``,
+``train.finished``, ``sandbox.outputs_sealed``, ``sandbox.destroyed`` with
+the teardown result), accepts only sealed files as outputs and installs them
+into ``<workspace>/models/<out-name>/`` with a ``model.json`` manifest,
+atomically (built aside, then renamed). The data keys are zeroed when the
+run ends, however it ends. With ``sandbox=False`` the worker runs in this
+process over the same event protocol, with a warning and a
+``train.unsafe_no_sandbox`` ledger entry.
+
+What this protects against: plaintext outputs installed as a model (each file
+must carry the sealed-file magic), a failure inside reported with sample text
+(errors travel by exception class only), a no-sandbox run that goes unrecorded.
+What it does not: this is OS isolation, not a TEE (see
+:mod:`sealtune.train.sandbox`); the keys sit in this process's memory while the
+job runs; ``--no-sandbox`` offers no isolation at all (plaintext reaches this
+process and the host's temp dir); ``model.json`` is unsigned plain JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sealtune.errors import IntegrityError, SealtuneError
+from sealtune.train.job_keys import _file_key, _new_target, _old_target
+from sealtune.train.job_records import MODEL_FORMAT, MODELS, _Job, _now, _write_json
+from sealtune.train.sandbox import Sandbox, SandboxEvent, SandboxSpec, build_argv, measure
+from sealtune.train.worker import JobSpec
+
+if TYPE_CHECKING:
+    from sealtune.train.config import TrainConfig
+    from sealtune.workspace import Workspace
+
+SEALED_MAGIC = b"SEALTUNE"
+UNSAFE_WARNING = ("training WITHOUT the sandbox (--no-sandbox): plaintext data and weights "
+                  "will exist in this process and on the host's temp dir; recorded in the "
+                  "audit ledger as train.unsafe_no_sandbox")
+_LEDGER = {"data_decrypted": "sandbox.data_decrypted", "training_finished": "train.finished",
+           "outputs_sealed": "sandbox.outputs_sealed"}
+ProgressFn = Callable[[SandboxEvent], None]
+
+
+class TrainingError(SealtuneError):
+    """The training job failed inside the sandbox (reported by error class only)."""
+
+    prefix = "train"
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A finished job: where the model went and the figures that may leave the sandbox."""
+
+    job_id: str
+    model_dir: Path
+    sandboxed: bool
+    steps: int
+    final_loss: float | None
+    resumed_from: int | None
+    resumed_job: str | None
+    privacy: dict[str, Any] | None
+    measurement: dict[str, Any]
+    teardown: dict[str, Any] | None
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _sandbox_flags(spec: SandboxSpec) -> dict[str, Any]:
+    """The isolation settings for the ledger, taken from the argv the sandbox runs with."""
+    argv = build_argv(spec, ["entry"], bwrap="bwrap")
+    isolation = {"--die-with-parent", "--new-session", "--clearenv", "--disable-userns"}
+    return {"isolation": [a for a in argv if a.startswith("--unshare") or a in isolation],
+            "cap_drop": "ALL", "network": "loopback only", "tmpfs_bytes": spec.tmpfs_size,
+            "limits": spec.limits.as_args(), "inputs": sorted(spec.inputs),
+            "hidden": [str(h) for h in spec.hidden]}
+
+
+class _Run:
+    """One job's execution (split from :func:`run_job` to keep each step small)."""
+
+    def __init__(self, ws: Workspace, job: _Job, spec: SandboxSpec, config: TrainConfig,
+                 previous: dict[str, Any] | None, progress: ProgressFn | None,
+                 threads: int | None, timeout: float | None, nproc: int = 1) -> None:
+        self.ws, self.job, self.spec, self.config = ws, job, spec, config
+        self.previous, self.progress, self.threads, self.timeout = (previous, progress,
+                                                                     threads, timeout)
+        self.nproc = nproc
+        self.keys: dict[str, bytearray] = {}
+        self.fields: dict[str, dict[str, Any]] = {}
+        self.errors: list[str] = []
+
+    def execute(self) -> JobResult:
+        rec = self.job.rec
+        try:
+            args = self._prepare()
+            measurement = measure(code=[Path(__file__).resolve().parents[1]],
+                                  config=json.dumps(rec["config"], sort_keys=True).encode(),
+                                  base_model=self.spec.inputs["base"],
+                                  inputs={"dataset": self.spec.inputs["dataset"]})
+            rec["measurement"] = {**measurement.to_dict(), "digest": measurement.digest}
+            self.job.save()
+            teardown = self._sandboxed(args) if rec["sandboxed"] else self._unsandboxed(args)
+            if self.errors or "outputs_sealed" not in self.fields:
+                raise TrainingError(
+                    "training failed inside the sandbox: "
+                    + (", ".join(self.errors) or "it exited without sealing its outputs"),
+                    hint="rerun to resume from the last sealed checkpoint; set "
+                         "SEALTUNE_DEBUG=1 and use --no-sandbox on non-sensitive data to debug")
+            model_dir = self._install()
+        except BaseException as exc:
+            rec["status"], rec["error"] = "failed", type(exc).__name__
+            self.job.event("train.failed", {"error": type(exc).__name__}, outcome="failure")
+            raise
+        finally:
+            for key in self.keys.values():
+                key[:] = bytes(len(key))
+        return self._finish(model_dir, teardown)
+
+    def _prepare(self) -> list[str]:
+        rec = self.job.rec
+        if not rec["sandboxed"]:
+            warnings.warn(UNSAFE_WARNING, UserWarning, stacklevel=4)
+            self.job.event("train.unsafe_no_sandbox", {"out_name": rec["out_name"]})
+        self.keys["dataset"] = _file_key(self.ws, self.spec.inputs["dataset"])
+        self.keys["output"], output = _new_target(self.ws)
+        if self.previous is not None:
+            self.keys["checkpoint"], checkpoint = _old_target(self.ws, self.previous)
+        else:
+            self.keys["checkpoint"], checkpoint = _new_target(self.ws)
+        rec["checkpoint"] = checkpoint.to_dict()
+        rec["output_key"] = output.wrapped[0].kek_uri
+        threads = max(1, (self.threads or os.cpu_count() or 1) // self.nproc)
+        job_spec = JobSpec(dataset="dataset", base="base", config=self.config, output=output,
+                           checkpoint=checkpoint, threads=threads, nproc=self.nproc,
+                           resume=None if self.previous is None else "resume")
+        return ["--spec-json", json.dumps(job_spec.to_dict())]
+
+    def _handle(self, ev: SandboxEvent) -> None:
+        if ev.type == "progress":
+            if self.progress is not None:
+                self.progress(ev)
+            return
+        if ev.type == "error":
+            self.errors.append(str(ev.fields.get("kind")))
+            return
+        self.fields[ev.name] = dict(ev.fields)
+        if ev.type == "lifecycle" and ev.name == "created":
+            self.job.event("sandbox.created", {
+                "pid": ev.fields.get("pid"), "measurement": self.job.rec["measurement"],
+                "flags": _sandbox_flags(self.spec)}, at=ev.at)
+        elif ev.type == "event" and ev.name in _LEDGER:
+            self.job.event(_LEDGER[ev.name], dict(ev.fields), at=ev.at)
+
+    def _sandboxed(self, args: list[str]) -> dict[str, Any]:
+        with Sandbox(self.spec) as box:
+            box.start("sealtune.train.worker", args, secrets=self.keys)
+            try:
+                for ev in box.events(timeout=self.timeout):
+                    self._handle(ev)
+            finally:
+                td = box.destroy()
+                wiped = self.fields.get("workspace_wiped", {}).get("files")
+                teardown = {"processes_left": td.processes_left,
+                            "namespaces_released": td.namespaces_released,
+                            "outputs_removed": td.outputs_removed, "seconds": td.seconds,
+                            "tmpfs_files_wiped": wiped, "exit_code": box.exit_code}
+                self.job.event("sandbox.destroyed", teardown)
+        return teardown
+
+    def _unsandboxed(self, args: list[str]) -> dict[str, Any]:
+        """Run the worker in this process (``--no-sandbox``): same protocol, no isolation."""
+        from sealtune.train import worker
+        from sealtune.train._sandbox_child import ChildContext, EventWriter, wipe_tree
+
+        work = Path(tempfile.mkdtemp(prefix="sealtune-unsafe-"))
+        (work / "in").mkdir()
+        (work / "tmp").mkdir()
+        for name, path in self.spec.inputs.items():
+            (work / "in" / name).symlink_to(path)
+        read_fd, write_fd = os.pipe()
+        queued: list[SandboxEvent] = []
+        thread = threading.Thread(target=_relay, args=(read_fd, self.progress, queued),
+                                  daemon=True)
+        thread.start()
+        ctx = ChildContext(events=EventWriter(write_fd), keys=dict(self.keys),
+                           workdir=work / "tmp", outdir=self.spec.output_dir, indir=work / "in")
+        try:
+            worker.main(ctx, args)
+        except Exception as exc:  # reported by class only, as inside the sandbox
+            self.errors.append(type(exc).__name__)
+        finally:
+            wiped = wipe_tree(work / "tmp")
+            shutil.rmtree(work, ignore_errors=True)
+            os.close(write_fd)
+            thread.join()
+        for ev in queued:
+            if ev.type != "progress":
+                self._handle(ev)
+        teardown = {"tmpfs_files_wiped": wiped, "unsandboxed": True}
+        self.job.event("sandbox.destroyed", teardown)
+        return teardown
+
+    def _install(self) -> Path:
+        """Move the sealed outputs into ``models/<out_name>/`` with ``model.json``, atomically."""
+        rec = self.job.rec
+        models = self.ws.root / MODELS
+        models.mkdir(mode=0o700, exist_ok=True)
+        build = models / f".build-{rec['id']}"
+        build.mkdir(mode=0o700)
+        files: dict[str, str] = {}
+        for path in sorted((self.spec.output_dir / "model").iterdir()):
+            with path.open("rb") as fh:
+                if not path.name.endswith(".sealed") or fh.read(8) != SEALED_MAGIC:
+                    raise IntegrityError(f"sandbox output {path.name} is not a sealed file")
+                fh.seek(0)
+                files[path.name] = "sha256:" + hashlib.file_digest(fh, "sha256").hexdigest()
+            os.replace(path, build / path.name)
+        finished = self.fields.get("training_finished", {})
+        measurement = rec["measurement"]
+        _write_json(build / "model.json", {
+            "format": MODEL_FORMAT, "name": rec["out_name"], "job": rec["id"],
+            "created": _now(), "sandboxed": rec["sandboxed"],
+            "dataset": {"name": rec["dataset"], "digest": measurement["inputs"]["dataset"]},
+            "base": {"path": rec["base"], "digest": measurement["base_model"]},
+            "config": rec["config"], "privacy": _privacy(finished),
+            "measurement": measurement, "files": files,
+            "key": rec["output_key"]})
+        final: Path = models / str(rec["out_name"])
+        os.rename(build, final)
+        with contextlib.suppress(OSError):
+            (self.spec.output_dir / "model").rmdir()
+        return final
+
+    def _finish(self, model_dir: Path, teardown: dict[str, Any]) -> JobResult:
+        rec = self.job.rec
+        finished = self.fields.get("training_finished", {})
+        rec["metrics"] = {k: finished.get(k) for k in (
+            "steps", "final_loss", "resumed_from", "stop", "world_size", "seconds",
+            "dropped_no_assistant_tokens")}
+        rec["privacy"], rec["model"], rec["status"] = _privacy(finished), str(model_dir), \
+            "finished"
+        self.job.event("train.model_installed", {"model": rec["out_name"]})
+        for empty in (self.spec.output_dir / "checkpoints", self.spec.output_dir):
+            with contextlib.suppress(OSError):  # kept when it holds the sealed final checkpoint
+                empty.rmdir()
+        if self.previous is not None:
+            old = _Job(self.ws, {**self.previous, "resumed_by": rec["id"]})
+            old.save()
+        return JobResult(job_id=rec["id"], model_dir=model_dir, sandboxed=rec["sandboxed"],
+                         steps=int(finished.get("steps") or 0),
+                         final_loss=finished.get("final_loss"),
+                         resumed_from=finished.get("resumed_from"),
+                         resumed_job=rec["resumed_job"], privacy=rec["privacy"],
+                         measurement=rec["measurement"], teardown=teardown,
+                         timeline=list(rec["timeline"]))
+
+
+def _relay(read_fd: int, progress: ProgressFn | None, queued: list[SandboxEvent]) -> None:
+    """Read the in-process worker's events (``--no-sandbox``): progress at once, all queued.
+
+    Runs in a thread; the ledger is written from the main thread only.
+    """
+    from sealtune.train._sandbox_child import decode_event
+
+    with os.fdopen(read_fd, "rb") as fh:
+        for line in fh:
+            fields = decode_event(line)
+            ev = SandboxEvent(fields.pop("type"), str(fields.pop("name")),  # type: ignore[arg-type]
+                              fields, time.time())
+            if ev.type == "progress" and progress is not None:
+                progress(ev)
+            queued.append(ev)
+
+
+def _privacy(finished: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The privacy figures (numbers only) from the ``training_finished`` event."""
+    if not finished.get("dp"):
+        return None
+    return {"epsilon_spent": finished.get("epsilon"), "delta": finished.get("delta"),
+            "noise_multiplier": finished.get("noise_multiplier"),
+            "sample_rate": finished.get("sample_rate"), "steps": finished.get("dp_steps"),
+            "unit": "example-level (one record)"}
