@@ -25,6 +25,9 @@ from sealtune.cli import main as cli_main
 from sealtune.data.records import Message, Record
 from sealtune.data.store import sha256_file
 from sealtune.keys.files import seal_file
+from sealtune.serve.engines import Message as ChatMessage
+from sealtune.serve.engines import Sampling, make_engine
+from sealtune.serve.model import resolve_base, resolve_model
 from sealtune.train.config import TrainConfig
 from sealtune.train.jobs import list_jobs, run_job, show_job
 from sealtune.train.sandbox import SandboxUnavailableError, probe
@@ -131,6 +134,14 @@ def test_a_sandboxed_job_records_its_timeline_and_leaves_only_sealed_files(
     for path in (workspace.root / "jobs").rglob("*"):
         if path.is_file() and path.suffix != ".json":
             assert path.read_bytes()[:8] == b"SEALTUNE"
+    # The adapter (LoRA is train's default) serves by name over its recorded base,
+    # decrypted in memory only (the scan below covers this too).
+    files = resolve_model("m1", keys=workspace.keys, workspace_root=workspace.root)
+    engine = make_engine("transformers", files=files, model_id="m1",
+                         base=resolve_base(model, base=None))
+    answer = engine.generate((ChatMessage("user", f"ticket 3 {marker}"),),
+                             sampling=Sampling(max_tokens=6, temperature=0.0))
+    assert answer.completion_tokens > 0
     roots = [workspace.root, tmp_path, Path(tempfile.gettempdir())]
     assert _files_containing(roots, marker.encode(), began) == []
 

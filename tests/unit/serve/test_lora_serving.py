@@ -137,3 +137,18 @@ def test_an_adapter_without_a_base_or_with_missing_tensors_is_refused(
     with pytest.raises(ConfigError, match="not a LoRA adapter"):
         make_engine("transformers", files=PlainModelDir(cut), model_id="cut",
                     base=PlainModelDir(base))
+
+
+def test_the_serve_command_builds_adapters_and_refuses_a_misplaced_base(
+        trained: tuple[Path, Path, list[int]], workspace: Workspace) -> None:
+    from sealtune.cli.serve import _engine
+    from sealtune.errors import UsageError
+
+    base, adapter, _ = trained
+    engine, model_id, digest = _engine(workspace, "transformers", str(adapter), base)
+    assert model_id == "adapter" and _text(engine)
+    assert digest == adapter_digest(PlainModelDir(adapter), PlainModelDir(base))
+    with pytest.raises(UsageError, match="whole model"):
+        _engine(workspace, "transformers", str(base), base)
+    with pytest.raises(UsageError, match="transformers engine only"):
+        _engine(workspace, "echo", "echo", base)
