@@ -65,7 +65,8 @@ class KeyInfo:
         algorithm: payload algorithm for files sealed under this key.
         current: the version new wraps use.
         versions: versions that can still unwrap (not retired or destroyed).
-        state: ``active`` or ``destroyed``.
+        state: ``active``, ``destroyed``, or ``creating`` (a create that was
+            interrupted before it finished: unusable until destroyed).
         created: ISO-8601 UTC time of creation.
         details: backend-specific, non-secret facts (token label, mount ...).
     """
@@ -75,7 +76,7 @@ class KeyInfo:
     algorithm: str
     current: int
     versions: tuple[int, ...]
-    state: Literal["active", "destroyed"] = "active"
+    state: Literal["active", "destroyed", "creating"] = "active"
     created: str = ""
     details: dict[str, str] = field(default_factory=dict)
 

@@ -94,7 +94,15 @@ class KeyService:
         # Reserve the name atomically (check and insert under the keyring lock), so
         # two processes creating the same name cannot both succeed.
         with self._ws.keyfile.transaction() as doc:
-            if name in doc.get(CATALOGUE, {}):
+            existing = doc.get(CATALOGUE, {}).get(name)
+            if existing is not None and existing.get("state") == "creating":
+                raise UsageError(
+                    f"an earlier create of key {name!r} was interrupted before it finished",
+                    hint=f"clear it with 'sealtune keys destroy {name} --yes' (this also "
+                    "destroys whatever the backend made), then create it again (under "
+                    "another name if the backend had made it: destroyed names stay used)",
+                )
+            if existing is not None:
                 raise UsageError(
                     f"a key named {name!r} already exists",
                     hint="choose another name, or rotate the existing key",
@@ -120,14 +128,14 @@ class KeyService:
     def info(self, name: str) -> KeyInfo:
         """Describe key ``name`` (from its backend; destroyed keys from the catalogue)."""
         rec = self._record(name)
-        if rec["state"] == "destroyed":
+        if rec["state"] in ("destroyed", "creating"):
             return KeyInfo(
                 name=name,
                 backend=rec["backend"],
                 algorithm=rec["algorithm"],
                 current=0,
                 versions=(),
-                state="destroyed",
+                state=rec["state"],
                 created=rec["created"],
             )
         return self.backend(rec["backend"]).describe(name)
@@ -151,17 +159,49 @@ class KeyService:
         return info
 
     def destroy(self, name: str) -> None:
-        """Destroy every version of ``name``: files sealed only under it become unreadable."""
+        """Destroy every version of ``name``: files sealed only under it become unreadable.
+
+        A key whose create was interrupted (state ``creating``; nothing can have
+        been sealed under it: it is refused for use) is destroyed in its backend
+        if it got that far (the name then stays used, like every destroyed
+        name); if it did not, the catalogue entry is removed and the name is free.
+        """
+        rec = self._record(name)
+        if rec["state"] == "creating":
+            self._clear_interrupted(name, rec)
+            return
         rec = self._live(name)
         self.backend(rec["backend"]).destroy(name)
         with self._ws.keyfile.transaction() as doc:
             doc[CATALOGUE][name]["state"] = "destroyed"
         self.audit("key.destroy", f"{rec['backend']}:{name}")
 
+    def _clear_interrupted(self, name: str, rec: dict[str, Any]) -> None:
+        """Finish an interrupted create: destroy what the backend made, free or bury the name."""
+        try:
+            self.backend(rec["backend"]).destroy(name)
+            made = True  # the backend keeps a tombstone: the name stays used
+        except KeyNotFoundError:
+            made = False  # the backend never made it: the name is free again
+        with self._ws.keyfile.transaction() as doc:
+            entry = doc.get(CATALOGUE, {}).get(name)
+            if entry is not None and entry.get("state") == "creating":
+                if made:
+                    entry["state"] = "destroyed"
+                else:
+                    del doc[CATALOGUE][name]
+        self.audit("key.destroy", f"{rec['backend']}:{name}",
+                   details={"interrupted_create": True, "backend_had_it": made})
+
     def _live(self, name: str) -> dict[str, Any]:
         rec = self._record(name)
         if rec["state"] == "destroyed":
             raise KeyDestroyedError(f"key {name!r} was destroyed")
+        if rec["state"] == "creating":
+            raise KeyNotFoundError(
+                f"key {name!r} was never finished (its create was interrupted)",
+                hint=f"clear it with 'sealtune keys destroy {name} --yes' and create it again",
+            )
         return rec
 
     # -- use ---------------------------------------------------------------------

@@ -159,3 +159,48 @@ def test_reopened_workspace_unwraps_and_ledger_verifies(
         assert report.ok, report.reason
     finally:
         again.close()
+
+
+_KILL_DURING_CREATE = """
+import os, signal, sys
+from pathlib import Path
+from sealtune.keys.local import LocalKeyring
+from sealtune.workspace import Workspace
+
+real = LocalKeyring.create
+def create(self, name, *, algorithm):
+    if sys.argv[3] == "after":
+        real(self, name, algorithm=algorithm)
+    os.kill(os.getpid(), signal.SIGKILL)
+LocalKeyring.create = create
+ws = Workspace.open(Path(sys.argv[1]), passphrase=sys.argv[2])
+ws.keys.create("half", backend="local")
+"""
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_create_killed_midway_is_refused_then_cleared(
+        workspace: Workspace, passphrase: str, when: str) -> None:
+    """SIGKILL between reserving the name and finishing: the key is unusable until cleared."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _KILL_DURING_CREATE, str(workspace.root),
+                           passphrase, when], capture_output=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    workspace.keyfile.reload()
+    assert workspace.keys.info("half").state == "creating"
+    with pytest.raises(UsageError, match="interrupted") as info:
+        workspace.keys.create("half", backend="local")
+    assert "keys destroy half --yes" in str(info.value.hint)
+    with pytest.raises(KeyNotFoundError, match="never finished"):
+        workspace.keys.wrap("half", secrets.token_bytes(32), aad=b"x")
+    workspace.keys.destroy("half")
+    event = [e for e in workspace.ledger.entries() if e.action == "key.destroy"][-1]
+    assert event.details == {"interrupted_create": True, "backend_had_it": when == "after"}
+    if when == "before":  # the backend never made it: the name is free again
+        assert workspace.keys.create("half", backend="local").current == 1
+    else:  # the backend made and destroyed it: like every destroyed name, it stays used
+        assert workspace.keys.info("half").state == "destroyed"
+        with pytest.raises(UsageError, match="already exists"):
+            workspace.keys.create("half", backend="local")
