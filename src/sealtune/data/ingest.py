@@ -73,6 +73,7 @@ from sealtune.data.redact import AuditSink, DatasetKeys, Redactor
 from sealtune.data.screen import ScreenReport
 from sealtune.data.sealed import SealedFile, SealedWriter, seal_bytes
 from sealtune.errors import SealtuneError, UsageError
+from sealtune.keys.atomic import fsync_dir
 
 if TYPE_CHECKING:
     from sealtune.workspace import Workspace
@@ -293,7 +294,7 @@ def _write_build(b: _Build, report: ScreenReport) -> tuple[dict[str, Any], dict[
     store.write_json(b.dir / store.FINDINGS_FILE, findings)
     (b.dir / store.BOM_FILE).write_text(_bom(b, created, (data, held)), "utf-8")
     store.write_json(b.dir / store.MANIFEST_FILE, manifest)
-    store.fsync_dir(b.dir)
+    fsync_dir(b.dir)
     return manifest, findings
 
 
@@ -316,7 +317,7 @@ def _run(ws: Workspace, src: Path, name: str, policy: Policy, source: RecordPass
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
-    store.fsync_dir(root)
+    fsync_dir(root)
     return b, manifest, findings
 
 
@@ -389,5 +390,5 @@ def shred(path: Path) -> int:
     finally:
         os.close(fd)
     os.unlink(path)
-    store.fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return size

@@ -131,15 +131,6 @@ def write_json(path: Path, data: object) -> None:
         os.fsync(fh.fileno())
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a directory's entries (a rename, a new file) durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _load(path: Path, *, verify: bool) -> DatasetInfo:
     manifest_path = path / MANIFEST_FILE
     try:

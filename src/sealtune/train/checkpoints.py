@@ -43,6 +43,7 @@ from sealtune.core.envelope import (
     unlock_header,
 )
 from sealtune.errors import IntegrityError
+from sealtune.keys.atomic import fsync_dir
 from sealtune.keys.base import WrappedKey
 
 if TYPE_CHECKING:
@@ -113,14 +114,6 @@ class MemorySink:
         self.saved = [(s, d) for s, d in self.saved if s <= step]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class SealedDirSink:
     """Seals checkpoints into ``directory``, keeping only the newest.
 
@@ -169,11 +162,11 @@ class SealedDirSink:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         for _, old in self._found(self.directory):
             if old != final:
                 old.unlink(missing_ok=True)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     def latest(self) -> tuple[int, BinaryIO] | None:
         found = self._found(self.directory) + self._found(self.resume_from)
