@@ -300,17 +300,25 @@ def test_errors_carry_no_plaintext(keys: p.ServerKeys) -> None:
 
 
 def test_unknown_key_id_tells_the_client_to_reattest(keys: p.ServerKeys) -> None:
-    other = p.ServerKeys(now=0.0)  # e.g. the server restarted
+    other = p.ServerKeys._from_private_key(  # e.g. the server restarted
+        hpke.generate_private_key(), key_id=(keys.current.key_id + 1) % 256, now=0.0)
     sealed, _ = p.seal_request(other.current, PROMPT)
-    if other.current.key_id == keys.current.key_id:  # 1 in 256: same id, different key
-        with pytest.raises(IntegrityError, match="attestation"):
-            keys.open_request(sealed, now=1000.0)
-        return
     with pytest.raises(p.StaleKeyError) as caught:
         keys.open_request(sealed, now=1000.0)
     assert isinstance(caught.value, AttestationError)
     assert caught.value.hint is not None and "/v1/attestation" in caught.value.hint
     assert f"key id {other.current.key_id}" in str(caught.value)
+
+
+def test_a_reused_key_id_under_another_key_fails_and_says_reattest(keys: p.ServerKeys) -> None:
+    """A restart can draw the same 8-bit key id (1 in 256): the request fails, never opens."""
+    other = p.ServerKeys._from_private_key(hpke.generate_private_key(),
+                                           key_id=keys.current.key_id, now=0.0)
+    sealed, _ = p.seal_request(other.current, PROMPT)
+    with pytest.raises(IntegrityError) as caught:
+        keys.open_request(sealed, now=1000.0)
+    assert not isinstance(caught.value, p.ReplayError)
+    assert caught.value.hint is not None and "/v1/attestation" in caught.value.hint
 
 
 def test_rotation_keeps_the_previous_key_for_the_grace_window(keys: p.ServerKeys) -> None:
