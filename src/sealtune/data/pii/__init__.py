@@ -43,7 +43,7 @@ from sealtune.data.pii.base import (
     register_recognizer,
 )
 from sealtune.data.pii.custom import VALIDATORS, PatternRecognizer, register_validator
-from sealtune.data.pii.normalize import normalize as _nfkc
+from sealtune.data.pii.normalize import Normalized, normalize_with_starts
 from sealtune.errors import ConfigError, UsageError
 
 __all__ = [
@@ -145,13 +145,14 @@ class Analyzer:
         else:
             wanted = self._check_types(types)
             active = tuple(r for r in self._active if r.entity_types & wanted)
-        norm = _nfkc(text)
+        seen, starts = normalize_with_starts(text)
         found: list[Entity] = []
         for recognizer in active:
-            found += recognizer.analyze(norm.text)
+            found += recognizer.analyze(seen)
         if self.min_score > 0 or types is not None or self._filtered:
             found = [e for e in found if e.type in wanted and e.score >= self.min_score]
-        if norm.starts is not None:
+        if starts is not None:
+            norm = Normalized(seen, len(text), starts)
             found = [Entity(e.type, *norm.to_original(e.start, e.end), e.score, e.recognizer)
                      for e in found]
         return resolve_overlaps(found)

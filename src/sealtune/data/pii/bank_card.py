@@ -18,7 +18,7 @@ card numbers (they carry no checksum we could verify).
 
 from __future__ import annotations
 
-from sealtune.data.pii._text import context_window, number_runs, pick_non_overlapping, sub_runs
+from sealtune.data.pii._text import any_word, context_window, number_runs, pick_non_overlapping
 from sealtune.data.pii.base import Entity, register_recognizer
 
 NAME = "bank_card"
@@ -32,24 +32,26 @@ NOT_CONTEXT = ("订单", "单号", "流水", "编号", "时间", "order", "track
 
 # Luhn: digit d in an even position from the right counts as 2d with its
 # digits summed. Same answer as ``stdnum.luhn.is_valid`` on digit strings (the
-# unit tests check both on random numbers), at a tenth of the cost: this runs
-# on every 13-19 digit candidate.
-_DOUBLED = {str(d): (2 * d) // 10 + (2 * d) % 10 for d in range(10)}
+# unit tests check both on random numbers), at an eighth of the cost: this
+# runs on every 13-19 digit candidate. The digits' ASCII bytes are mapped to
+# their values (or doubled values) by a translate table and summed in C.
+_VALUE = bytes.maketrans(b"0123456789", bytes(range(10)))
+_DOUBLED = bytes.maketrans(b"0123456789", bytes((2 * d) // 10 + (2 * d) % 10 for d in range(10)))
 
 
 def luhn_valid(digits: str) -> bool:
     """True if ``digits`` passes the Luhn check (False unless non-empty ASCII digits)."""
     if not (digits.isascii() and digits.isdigit()):
         return False
-    odd = sum(map(int, digits[-1::-2]))
-    even = sum(map(_DOUBLED.__getitem__, digits[-2::-2]))
-    return (odd + even) % 10 == 0
+    raw = digits.encode("ascii")
+    return (sum(raw[-1::-2].translate(_VALUE)) + sum(raw[-2::-2].translate(_DOUBLED))) % 10 == 0
 
 
 def known_network(digits: str) -> bool:
     """True if prefix and length fit a major card network's usual IIN ranges and lengths."""
     n = len(digits)
-    p2, p4 = int(digits[:2]), int(digits[:4])
+    p4 = int(digits[:4])
+    p2 = p4 // 100
     return (
         (digits[0] == "4" and n in (13, 16, 19))                       # Visa
         or ((51 <= p2 <= 55 or 2221 <= p4 <= 2720) and n == 16)        # Mastercard
@@ -73,22 +75,31 @@ class BankCardRecognizer:
         for run in number_runs(text):
             if len(run.digits) < 13:
                 continue
-            for start, end, digits in sub_runs(run, min_digits=13, max_digits=19):
-                if not digits.isdigit() or digits.count(digits[0]) == len(digits):
-                    continue
-                network = known_network(digits)
-                whole = start == run.first and end == run.end
-                if not (network or whole) or not luhn_valid(digits):
-                    continue
-                window = context_window(text, start, end, after=0)
-                context = any(w in window for w in CONTEXT)
-                if not context and any(w in window for w in NOT_CONTEXT):
-                    continue
-                if network:
-                    found.append((start, end, 0.95 if context else 0.85))
-                elif context:
-                    found.append((start, end, 0.7))
+            for start, end, digits in run.spans:
+                if 13 <= len(digits) <= 19:
+                    whole = start == run.first and end == run.end
+                    score = _score(text, start, end, digits, whole=whole)
+                    if score:
+                        found.append((start, end, score))
+        if not found:
+            return []
         return [Entity("BANK_CARD", s, e, sc, NAME) for s, e, sc in pick_non_overlapping(found)]
+
+
+def _score(text: str, start: int, end: int, digits: str, *, whole: bool) -> float:
+    """Score of a 13-19 digit candidate (0 if it is no card); ``whole``: the entire run."""
+    if not digits.isdigit() or digits.count(digits[0]) == len(digits):
+        return 0.0
+    network = known_network(digits)
+    if not (network or whole) or not luhn_valid(digits):
+        return 0.0
+    window = context_window(text, start, end, after=0)
+    context = any_word(CONTEXT).search(window) is not None
+    if not context and any_word(NOT_CONTEXT).search(window):
+        return 0.0
+    if network:
+        return 0.95 if context else 0.85
+    return 0.7 if context else 0.0
 
 
 register_recognizer(NAME, BankCardRecognizer, entity_types=BankCardRecognizer.entity_types)

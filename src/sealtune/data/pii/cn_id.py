@@ -27,7 +27,7 @@ from stdnum import numdb
 from stdnum.cn import ric
 from stdnum.exceptions import ValidationError
 
-from sealtune.data.pii._text import has_context, number_runs, pick_non_overlapping, sub_runs
+from sealtune.data.pii._text import has_context, number_runs, pick_non_overlapping
 from sealtune.data.pii.base import Entity, register_recognizer
 
 NAME = "cn_id"
@@ -92,17 +92,21 @@ class CnIdRecognizer:
         for run in number_runs(text):
             if not 15 <= len(run.digits) <= 54:
                 continue
-            for start, end, digits in sub_runs(run, min_digits=15, max_digits=18):
+            for start, end, digits in run.spans:
                 if len(digits) == 18:
                     score = score_18(digits)
+                    context = score > 0 and has_context(text, start, end, CONTEXT)
                 elif len(digits) == 15 and valid_15(digits):
-                    score = 0.85 if has_context(text, start, end, CONTEXT) else 0.0
+                    context = has_context(text, start, end, CONTEXT)
+                    score = 0.85 if context else 0.0
                 else:
                     continue
                 if score:
-                    if score < 1.0 and has_context(text, start, end, CONTEXT):
+                    if score < 1.0 and context:
                         score = round(min(1.0, score + 0.04), 4)
                     found.append((start, end, score))
+        if not found:
+            return []
         return [Entity("CN_ID", s, e, sc, NAME) for s, e, sc in pick_non_overlapping(found)]
 
 

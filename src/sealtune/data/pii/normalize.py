@@ -102,22 +102,35 @@ def needs_normalization(text: str) -> bool:
         return False
     if _TRIGGER.search(text) is not None:
         return True
+    # Astral characters take two UTF-16 code units: encoding tells whether
+    # there are any at a quarter of the cost of scanning for the ranges.
+    if len(text.encode("utf-16-le", "surrogatepass")) == 2 * len(text):
+        return False
     return _ASTRAL.search(text) is not None
 
 
 def normalize(text: str) -> Normalized:
     """NFKC-normalise ``text`` keeping a map to the original offsets."""
+    folded, starts = normalize_with_starts(text)
+    return Normalized(folded, len(text), starts)
+
+
+def normalize_with_starts(text: str) -> tuple[str, tuple[int, ...] | None]:
+    """:func:`normalize` as a pair (text, starts), without the wrapper object.
+
+    For the analyzer, which needs the object only in the rare case that
+    offsets change.
+    """
     if not needs_normalization(text):
-        return Normalized(text, len(text))
+        return text, None
     # Full-width ASCII and the ideographic space map one char to one char.
     folded = _FW_RUN.sub(_fold, text)
     if not needs_normalization(folded):
-        return Normalized(folded, len(text))
+        return folded, None
     pieces = [_nfkc_char(ch) for ch in folded]
     if all(len(p) == 1 for p in pieces):
-        return Normalized("".join(pieces), len(text))
+        return "".join(pieces), None
     starts: list[int] = []
     for index, piece in enumerate(pieces):
         starts.extend([index] * len(piece))
-    return Normalized("".join(pieces), len(text), tuple(starts))
-
+    return "".join(pieces), tuple(starts)

@@ -100,9 +100,11 @@ _NOT_NAMES = frozenset(
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 _ASCII_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _SURNAME = "(?:" + "|".join(COMPOUND_SURNAMES) + "|[" + "".join(sorted(SURNAMES)) + "])"
-# Anchors: a cue (the name follows) or a title (the name precedes). A flat
-# alternation of literals keeps re's fast first-character scan; which kind
-# of anchor matched is looked up afterwards.
+# Anchors: a cue (the name follows), or a title or 的 + a personal-data word
+# (the name precedes: "张伟的手机号"). One flat alternation of literals keeps
+# re's fast first-character scan and finds them all in one pass (no two can
+# overlap: no anchor holds 的 or starts inside a data word); which kind of
+# anchor matched is looked up afterwards.
 ZH_CUES = frozenset(
     [
         "我叫", "我是", "名叫", "叫做", "姓名", "名字", "联系人", "收件人", "收货人", "寄件人",
@@ -117,9 +119,10 @@ ZH_TITLES = frozenset(
         "师傅", "阿姨", "院长", "处长", "局长", "科长", "护士",
     ]
 )
-_ZH_ANCHOR = re.compile("|".join(sorted(ZH_CUES | ZH_TITLES, key=len, reverse=True)))
-# "张伟的手机号": the name precedes 的 + a personal-data word.
-_ZH_POSSESSIVE = re.compile("的(?:手机|电话|身份证|地址|邮箱|银行卡|护照|账号|卡号|住址)")
+_ZH_POSSESSIVE = "的(?:手机|电话|身份证|地址|邮箱|银行卡|护照|账号|卡号|住址)"
+_ZH_ANCHOR = re.compile(
+    "|".join([*sorted(ZH_CUES | ZH_TITLES, key=len, reverse=True), _ZH_POSSESSIVE])
+)
 _CUE_TAIL = re.compile(r"[是叫为]?[：:\s]{0,2}")
 _EN_TITLE = re.compile(r"(?:Mr|Mrs|Ms|Miss|Dr|Prof|Mx)\.?\s([A-Z][a-z]+(?:[ -][A-Z][a-z]+){0,2})")
 # Cues are searched in the lower-cased text (a flat alternation of literals),
@@ -221,15 +224,11 @@ def _zh(text: str) -> list[Entity]:
             if end > start and tail and tail.group() and tail.group()[-1] in "：:" and \
                     end < len(text) and "\u4e00" <= text[end] <= "\u9fff":
                 continue
-        else:
+        else:  # a title or a possessive
             end = m.start()
             start = _name_before(text, end)
         if end > start:
             found.append(Entity("PERSON", start, end, 0.85, NAME))
-    for m in _ZH_POSSESSIVE.finditer(text):
-        start = _name_before(text, m.start())
-        if start < m.start():
-            found.append(Entity("PERSON", start, m.start(), 0.85, NAME))
     return found
 
 

@@ -17,9 +17,10 @@ Does not catch: local landline numbers without an area code (``6552 9988``:
 too easily an amount or an order number), national numbers of other
 countries without their ``+`` prefix, numbers with other separators (dots,
 slashes), numbers in words, and 400/800 service numbers (businesses, not
-people). libphonenumber's CN mobile ranges depend on the first five digits
-and its fixed-line ranges on the first seven, so validity is memoised by
-prefix to keep the tier fast.
+people). libphonenumber's CN mobile ranges depend on the first five digits,
+so their validity is memoised by prefix; other numbers get libphonenumber's
+answer from its patterns compiled into one regex per region and length
+(:mod:`._phone_valid`), to keep the tier fast.
 """
 
 from __future__ import annotations
@@ -28,15 +29,19 @@ import re
 from functools import lru_cache
 
 import phonenumbers
-from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneNumber, PhoneNumberType
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneNumber
 
-from sealtune.data.pii._text import Run, has_context, number_runs, pick_non_overlapping, sub_runs
+from sealtune.data.pii._phone_valid import is_fixed_line, is_valid
+from sealtune.data.pii._text import Run, has_context, number_runs, pick_non_overlapping
 from sealtune.data.pii.base import Entity, register_recognizer
 
 NAME = "phone"
 CONTEXT = ("电话", "手机", "号码", "联系", "致电", "拨打", "tel", "phone", "mobile", "call",
            "contact", "whatsapp", "wechat", "微信", "fax", "传真")
-_FIXED = (PhoneNumberType.FIXED_LINE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
+# Keep phonenumbers' compiled metadata patterns (a bounded set) instead of
+# going through re.compile and re's small module cache on every validation:
+# a quarter of the cost of each is_valid_number call.
+phonenumbers.enable_pattern_cache()
 
 
 @lru_cache(maxsize=65536)
@@ -48,24 +53,12 @@ def _cn_mobile_prefix_ok(prefix5: str) -> bool:
     return bool(phonenumbers.is_valid_number(number))
 
 
-_LANDLINE_MEMO: dict[tuple[str, int], bool] = {}
-
-
 def _cn_landline_ok(national: str) -> bool:
     """Valid CN fixed-line number (``national`` without the trunk 0)."""
-    # Memoised by (first seven digits, length): CN fixed-line ranges are
-    # decided within the area code and the next four digits (checked against
-    # 360,000 numbers with the metadata of phonenumbers 9.0). For +86 (one
-    # region) number_type() is UNKNOWN unless the number is valid, so it
-    # answers both questions with one metadata walk.
-    key = (national[:7], len(national))
-    known = _LANDLINE_MEMO.get(key)
-    if known is None:
-        number = PhoneNumber(country_code=86, national_number=int(national))
-        known = phonenumbers.number_type(number) in _FIXED
-        if len(_LANDLINE_MEMO) < 200_000:
-            _LANDLINE_MEMO[key] = known
-    return known
+    # For +86 (one region) number_type() is UNKNOWN unless the number is
+    # valid, so "typed fixed line" answers both questions; is_fixed_line gives
+    # number_type's answer from one cached regex (see _phone_valid).
+    return is_fixed_line(86, str(int(national)))
 
 
 def _international_ok(digits: str) -> bool:
@@ -83,8 +76,9 @@ def _international_ok(digits: str) -> bool:
                 return bool(phonenumbers.is_valid_number(phonenumbers.parse("+" + digits)))
             except phonenumbers.NumberParseException:
                 return False
-        number = PhoneNumber(country_code=code, national_number=int(digits[size:]))
-        return bool(phonenumbers.is_valid_number(number))
+        # is_valid_number's answer from one cached regex (see _phone_valid); str(int())
+        # is PhoneNumber's national number (ASCII digits, also for other scripts).
+        return is_valid(code, str(int(digits[size:])))
     return False
 
 
@@ -104,17 +98,19 @@ def score(raw: str, digits: str, *, plus: bool) -> float:
     n = len(digits)
     if not digits.isdigit():
         return 0.0  # a run ending in the CN_ID check letter "X"
-    if not plus and "-" in raw and _DATE.search(raw):
-        return 0.0  # "2024-09-13" inside: a date, not a phone group
     if plus:
         return 0.9 if n >= 8 and _international_ok(digits) else 0.0
-    if digits.startswith("00") and n >= 10:
+    if n < 10 or (n > 13 and not digits.startswith("00")):
+        return 0.0  # no national form below has this length (most candidates end here)
+    if "-" in raw and _DATE.search(raw):
+        return 0.0  # "2024-09-13" inside: a date, not a phone group
+    if digits.startswith("00"):
         return 0.85 if _international_ok(digits[2:]) else 0.0
     if n == 11 and digits[0] == "1":
         return 0.85 if _cn_mobile_prefix_ok(digits[:5]) else 0.0
     if n == 13 and digits.startswith("861"):
         return 0.85 if _cn_mobile_prefix_ok(digits[2:7]) else 0.0
-    if digits[0] == "0" and 10 <= n <= 12 and digits[1] not in "04":
+    if digits[0] == "0" and n <= 12 and digits[1] not in "04":
         return 0.8 if _cn_landline_ok(digits[1:]) else 0.0
     if n == 10 and digits[0] in "23456789":
         return 0.7 if _nanp_ok(raw, digits) else 0.0
@@ -123,12 +119,15 @@ def score(raw: str, digits: str, *, plus: bool) -> float:
 
 def _candidates(text: str, run: Run) -> list[tuple[int, int, float]]:
     found: list[tuple[int, int, float]] = []
-    first = run.first
-    for start, end, digits in sub_runs(run, min_digits=7, max_digits=15):
-        lead = start == first and run.start < first
-        s = run.start if lead else start
-        plus = lead and (text[run.start] == "+" or text.startswith("(+", run.start))
-        value = score(text[s:end], digits, plus=plus)
+    first, lead_at = run.first, run.start
+    led = lead_at < first  # a "+" or "(" in front belongs to spans starting at the run
+    plus = led and (text[lead_at] == "+" or text.startswith("(+", lead_at))
+    for start, end, digits in run.spans:
+        if len(digits) > 15:
+            continue
+        lead = led and start == first
+        s = lead_at if lead else start
+        value = score(text[s:end], digits, plus=lead and plus)
         if value:
             if has_context(text, s, end, CONTEXT):
                 value = round(min(1.0, value + 0.05), 4)
@@ -147,6 +146,8 @@ class PhoneRecognizer:
         for run in number_runs(text):
             if len(run.digits) <= 40:
                 found.extend(_candidates(text, run))
+        if not found:
+            return []
         return [Entity("PHONE", s, e, sc, NAME) for s, e, sc in pick_non_overlapping(found)]
 
 

@@ -38,10 +38,10 @@ from sealtune.errors import ConfigError
 
 NAME = "secrets"
 RULES_FILE = "secrets_rules.toml"
-# A long token: where every rule with a ``first`` field can start. Starting
-# with a plain class (not a lookbehind) keeps re's fast scan.
-_TOKEN = re.compile(r"[0-9A-Za-z][0-9A-Za-z_\-]{15,}")
+# A rule with a ``first`` field is tried where a long token starts: at the
+# first letter or digit of a run of these characters, 16 or more from there.
 _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_ALNUM = _TOKEN_CHARS - {"_", "-"}
 
 KEYWORDS = (
     "password", "passwd", "passcode", "pwd", "secret", "token", "api_key", "api-key", "apikey",
@@ -112,16 +112,27 @@ def credential_like(value: str) -> bool:
     """True if an assigned value looks like a credential, not a word or placeholder."""
     if _PLACEHOLDER.match(value):
         return False
-    has_alpha = any(c.isalpha() for c in value)
-    has_digit = any(c.isdigit() for c in value)
+    has_alpha = any(map(str.isalpha, value))
+    has_digit = any(map(str.isdigit, value))
     if has_alpha and has_digit:
         return True
     if not value.isalnum():
-        return any(c.isalnum() for c in value)
-    if has_alpha and len(value) >= 8 and any(c.isupper() for c in value[1:]) and \
-            any(c.islower() for c in value):
+        return any(map(str.isalnum, value))
+    if has_alpha and len(value) >= 8 and any(map(str.isupper, value[1:])) and \
+            any(map(str.islower, value)):
         return True  # mixed case inside the word: "sZvBeKKzzy", not "Tomorrow"
     return (has_digit and len(value) >= 6) or len(value) >= 12
+
+
+def _token_start(text: str, pos: int) -> bool:
+    """True if a long token starts at ``pos`` (a letter or digit with 15+ token chars after).
+
+    It does if only ``_`` and ``-`` come between the start of its run of
+    token characters and ``pos``.
+    """
+    while pos and text[pos - 1] in "_-":
+        pos -= 1
+    return pos == 0 or text[pos - 1] not in _TOKEN_CHARS
 
 
 def _bounded(text: str, start: int, end: int) -> bool:
@@ -147,6 +158,11 @@ class SecretsRecognizer:
         for rule in self.rules:
             for ch in rule.first:
                 self._by_first.setdefault(ch, []).append(rule)
+        # Long tokens that start with one of those characters (a plain class
+        # first keeps re's fast scan; it stops only at those characters, not at
+        # every letter and digit as a scan for all tokens would).
+        firsts = "".join(sorted(ch for ch in self._by_first if ch in _ALNUM))
+        self._starts = re.compile(f"[{firsts}][0-9A-Za-z_\\-]{{15,}}" if firsts else "(?!)")
 
     def analyze(self, text: str) -> list[Entity]:
         found: list[tuple[int, int, float]] = []
@@ -156,13 +172,17 @@ class SecretsRecognizer:
                 continue
             for hit in rule.regex.finditer(text):
                 self._keep(text, rule, hit, found)
-        for token in _TOKEN.finditer(text):
+        for token in self._starts.finditer(text):
             start = token.start()
-            for rule in self._by_first.get(text[start], ()):
+            if not _token_start(text, start):
+                continue  # a letter or digit comes before it in its run: no token start
+            for rule in self._by_first[text[start]]:
                 m = rule.regex.match(text, start)
                 if m:
                     self._keep(text, rule, m, found)
         found.extend(self._assignments(text))
+        if not found:
+            return []
         return [Entity("SECRET", s, e, sc, NAME) for s, e, sc in pick_non_overlapping(found)]
 
     @staticmethod
