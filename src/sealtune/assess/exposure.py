@@ -140,7 +140,7 @@ def secret_log_likelihoods(model: Any, tokenizer: Any, prefix: str, candidates: 
         first = torch.log_softmax(head.logits[0, -1].double(), dim=-1)
         for start in range(0, len(tails), batch_size):
             chunk = tails[start:start + batch_size]
-            out[start:start + len(chunk)] = _score_tails(model, head.past_key_values, first,
+            out[start:start + len(chunk)] = _score_tails(model, head.cache, first,
                                                          chunk, pad=len(prefix_ids))
     return out
 
@@ -160,7 +160,7 @@ def _score_tails(model: Any, cache: Any, first: Any, tails: list[list[int]], *,
         batch_cache = copy.deepcopy(cache)
         batch_cache.batch_repeat_interleave(len(tails))
         attention = torch.ones((len(tails), pad + width - 1), dtype=torch.long)
-        logits = model(input_ids=ids[:, :-1], past_key_values=batch_cache,
+        logits = model(input_ids=ids[:, :-1], cache=batch_cache,
                        attention_mask=attention, use_cache=True).logits.double()
         logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
         total = total + (logp * mask[:, 1:]).sum(dim=1)
