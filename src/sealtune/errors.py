@@ -122,10 +122,12 @@ class DiskFullError(SealtuneError):
     Whatever was being written was removed or never moved into place.
     """
 
-    def __init__(self, path: object, reason: str = "No space left on device") -> None:
+    def __init__(self, path: object, reason: str = "No space left on device", *,
+                 hint: str | None = None) -> None:
         super().__init__(f"{path}: {reason}",
-                         hint="free space on that file system (or write somewhere else) and "
-                              "run the command again; no partial output was kept")
+                         hint=hint or "free space on that file system (or write somewhere "
+                                      "else) and run the command again; no partial output "
+                                      "was kept")
         self.path = str(path)
 
 

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
 from sealtune.core import strict_json
 from sealtune.errors import ConfigError, IntegrityError, MalformedJSON, WorkspaceError
+from sealtune.keys.atomic import writing
 
 FORMAT = "sealtune-keyring/v1"
 
@@ -141,9 +142,10 @@ def _derive(passphrase: str, salt: bytes, kdf: KdfParams) -> bytes:
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync dir."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with writing(path):
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with writing(path), os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
