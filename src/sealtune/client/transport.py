@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import os
 import threading
 import warnings
@@ -55,6 +54,7 @@ import httpx
 
 from sealtune.attest.policy import VerificationPolicy
 from sealtune.attest.verify import VerificationResult, verify_report
+from sealtune.core import strict_json
 from sealtune.core.protocol import (
     ClientContext,
     KeyConfig,
@@ -63,7 +63,13 @@ from sealtune.core.protocol import (
     ResponseStreamOpener,
     select_key_config,
 )
-from sealtune.errors import AttestationError, AttestationUnavailable, IntegrityError, UsageError
+from sealtune.errors import (
+    AttestationError,
+    AttestationUnavailable,
+    IntegrityError,
+    MalformedJSON,
+    UsageError,
+)
 
 __all__ = ["E2E_CHUNKED_RESPONSE", "E2E_REQUEST", "E2E_RESPONSE", "AsyncE2ETransport",
            "DevAttestationWarning", "E2ETransport"]
@@ -118,9 +124,9 @@ def _error_type(status: int, media: str, raw: bytes) -> str | None:
     if status != 400 or media != "application/json":
         return None
     try:
-        error = json.loads(raw).get("error", {})
+        error = strict_json.loads(raw).get("error", {})
         kind: object = error.get("type") if isinstance(error, dict) else None
-    except (ValueError, AttributeError):
+    except (MalformedJSON, AttributeError):
         return None
     return kind if isinstance(kind, str) else None
 

@@ -1,12 +1,13 @@
 """One JSON loader for untrusted input: bounded nesting, strict UTF-8, no lone surrogates.
 
 :func:`loads` is what every parser of untrusted JSON in sealtune calls (request
-bodies, the keyring file's header, attestation reports). Before the standard
-library parses anything, one linear pass (regular expressions, so C speed)
-removes string literals and measures the bracket depth; bytes must be strict
-UTF-8 (which has no surrogates), and after parsing every string, keys
-included, is checked for lone surrogates that ``\\ud800``-style escapes can
-produce. ``NaN`` and ``Infinity`` are refused.
+bodies, JWT headers, the keyring file, attestation reports, error bodies the
+client reads). Before the standard library parses anything, a linear pass of
+bytes operations (C speed; see :func:`check_depth`) removes string literals
+and measures the bracket depth; bytes must be strict UTF-8 (which has no
+surrogates), and after parsing, if the text holds a ``\\ud800``-``\\udfff``
+escape, every string, keys included, is checked for a lone surrogate.
+``NaN`` and ``Infinity`` are refused.
 
 What this protects against: a deeply nested document blowing the
 interpreter's recursion limit (``RecursionError``, a 500 or a crash instead of
