@@ -94,6 +94,43 @@ class AttestationError(SealtuneError):
     prefix = "attestation"
 
 
+class AttestationUnavailable(AttestationError):
+    """The attestation endpoint could not be reached or answered 5xx (retryable).
+
+    Not a verification failure: nothing was verified, nothing was sent.
+    """
+
+
+class MalformedJSON(SealtuneError):
+    """Input that must be JSON is not: bad syntax, too deep, or not valid Unicode.
+
+    Attributes:
+        code: the machine-readable reason: ``invalid_json``, ``json_too_deep``
+            or ``invalid_unicode``.
+    """
+
+    prefix = "input"
+
+    def __init__(self, message: str, *, code: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+
+
+class DiskFullError(SealtuneError):
+    """A write ran out of space (or quota, or the file size limit); names the file written.
+
+    Whatever was being written was removed or never moved into place.
+    """
+
+    def __init__(self, path: object, reason: str = "No space left on device", *,
+                 hint: str | None = None) -> None:
+        super().__init__(f"{path}: {reason}",
+                         hint=hint or "free space on that file system (or write somewhere "
+                                      "else) and run the command again; no partial output "
+                                      "was kept")
+        self.path = str(path)
+
+
 class PolicyViolation(SealtuneError):
     """A policy forbids the requested action."""
 

@@ -209,3 +209,35 @@ def test_demo_runs(env: dict[str, str], tmp_path: Path) -> None:
     (foreign / "precious.txt").write_text("keep me")
     assert run(env, "demo", "--home", str(foreign)).returncode == 2
     assert (foreign / "precious.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("iterations", 1e9), ("iterations", 10**9), ("memory_kib", 2**40), ("lanes", "4"),
+     ("salt", None), ("kdf", "argon2id")],
+)
+def test_an_edited_keyring_header_exits_3_fast(
+    initialised: dict[str, str], field: str, value: object
+) -> None:
+    """An absurd or malformed header is 'integrity:' (exit 3) before any KDF run, never an
+    internal error or a KDF that runs for hours."""
+    import time
+
+    path = Path(initialised["SEALTUNE_HOME"]) / "keyring.sealed"
+    body = json.loads(path.read_text("utf-8"))
+    target = body["header"] if field == "kdf" else body["header"]["kdf"]
+    target[field] = value
+    path.write_text(json.dumps(body), "utf-8")
+    began = time.monotonic()
+    res = run(initialised, "keys", "list")
+    assert res.returncode == 3 and res.stderr.startswith("integrity:"), res.stderr
+    assert str(path) in res.stderr and "internal error" not in res.stderr
+    assert time.monotonic() - began < 30  # the interpreter's start-up; the KDF never ran
+
+
+def test_init_refuses_a_short_passphrase_from_the_environment(env: dict[str, str]) -> None:
+    res = run({**env, "SEALTUNE_PASSPHRASE": "short-11chr"}, "init")
+    assert res.returncode == 2 and "12 characters" in res.stderr, res.stderr
+    assert "short-11chr" not in res.stderr + res.stdout
+    assert not (Path(env["SEALTUNE_HOME"]) / "keyring.sealed").exists()
+    ok({**env, "SEALTUNE_PASSPHRASE": "long-enough-12"}, "init")

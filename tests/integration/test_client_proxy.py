@@ -16,10 +16,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -183,3 +185,74 @@ def test_proxy_refuses_a_public_bind_without_the_unsafe_flag(stack: Stack) -> No
                           "0.0.0.0", "--allow-dev-attestation"], env=stack.env,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "--unsafe-bind-any" in res.stderr
+
+
+def _listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-2000:]
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"nothing listens on {port}: {log.read_text()[-2000:]}")
+
+
+def test_proxy_started_before_the_server_attests_on_first_use(stack: Stack) -> None:
+    """As under systemd or compose: the proxy comes up first; the first request waits
+    (back-off) until the server is up and attested, then goes through sealed."""
+    sport, pport = _free_port(), _free_port()
+    proxy, plog = stack.start("proxy-early", "proxy", "--upstream", f"http://127.0.0.1:{sport}",
+                              "--port", str(pport), "--allow-dev-attestation", "--api-key-env",
+                              "UPSTREAM_KEY", "--attest-timeout", "90")
+    try:
+        _listening(pport, proxy, plog)
+        assert "not up yet" in plog.read_text()
+        answers: list[Any] = []
+
+        def ask() -> None:
+            client = openai.OpenAI(base_url=f"http://127.0.0.1:{pport}/v1", api_key="sk-x",
+                                   max_retries=0, timeout=120)
+            answers.append(client.chat.completions.create(
+                model="echo", messages=[{"role": "user", "content": "early bird"}]))
+            client.close()
+
+        asker = threading.Thread(target=ask)
+        asker.start()
+        time.sleep(1.0)  # the request is waiting in the proxy's back-off now
+        assert asker.is_alive() and not answers
+        server, _ = stack.start("server-late", "serve", "--engine", "echo", "--model", "echo",
+                                "--encrypted-only", "--port", str(sport))
+        try:
+            asker.join(timeout=120)
+            assert answers and answers[0].choices[0].message.content == "early bird"
+        finally:
+            _stop(server)
+        log = plog.read_text()
+        assert "attestation verified: platform dev-software (NOT a TEE)" in log
+        assert "proxy: POST /v1/chat/completions 200" in log
+    finally:
+        _stop(proxy)
+
+
+def test_proxy_without_a_server_answers_503_and_stays_up(stack: Stack) -> None:
+    dead, pport = _free_port(), _free_port()
+    proxy, plog = stack.start("proxy-dead", "proxy", "--upstream", f"http://127.0.0.1:{dead}",
+                              "--port", str(pport), "--allow-dev-attestation",
+                              "--attest-timeout", "2")
+    url = f"http://127.0.0.1:{pport}/v1/chat/completions"
+    try:
+        _listening(pport, proxy, plog)
+        for _ in range(2):  # a later request tries again, and fails the same clean way
+            began = time.monotonic()
+            resp = httpx.post(url, json={"model": "echo", "messages": [
+                {"role": "user", "content": "nobody home"}]}, timeout=60)
+            assert 1.5 < time.monotonic() - began < 30
+            assert resp.status_code == 503 and resp.headers["retry-after"]
+            error = resp.json()["error"]
+            assert error["code"] == "upstream_unavailable" and "nobody" not in resp.text
+            assert proxy.poll() is None
+        assert "internal error" not in plog.read_text()
+    finally:
+        _stop(proxy)

@@ -31,8 +31,9 @@ from typing import Any
 
 from sealtune.attest.base import AttestationProvider, report_data
 from sealtune.attest.software import WARNING as DEV_WARNING
+from sealtune.core import strict_json
 from sealtune.core.protocol import decode_key_configs
-from sealtune.errors import AttestationError, UsageError
+from sealtune.errors import AttestationError, MalformedJSON, UsageError
 
 REPORT_VERSION = 1
 #: Platform name -> whether it is a TEE. The verifier trusts this table, not the report.
@@ -274,16 +275,17 @@ def _b64_field(doc: dict[str, Any], name: str) -> bytes:
 
 
 def loads_report(data: bytes | str | dict[str, Any]) -> dict[str, Any]:
-    """Parse report JSON strictly (no duplicate keys, no NaN, at most 1 MiB)."""
+    """Parse report JSON strictly (no duplicate keys, no NaN or floats, at most 1 MiB, nested
+    at most :data:`~sealtune.core.strict_json.MAX_DEPTH` deep)."""
     if isinstance(data, dict):
         return data
     raw = data.encode("utf-8") if isinstance(data, str) else data
     if len(raw) > MAX_REPORT_BYTES:
         raise _malformed("larger than 1 MiB")
-    try:
-        doc = json.loads(raw, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant,
-                         parse_float=lambda _: _reject_constant("a floating-point number"))
-    except (ValueError, UnicodeDecodeError):
+    try:  # bounded nesting, strict UTF-8, no lone surrogates, no NaN
+        doc = strict_json.loads(raw, object_pairs_hook=_no_duplicates,
+                                parse_float=lambda _: _reject_constant("a floating-point number"))
+    except MalformedJSON:
         raise _malformed("not valid JSON") from None
     if not isinstance(doc, dict):
         raise _malformed("not a JSON object")

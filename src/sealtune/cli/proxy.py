@@ -4,8 +4,11 @@ Wire into the main CLI with ``app.command("proxy")(proxy.proxy)``.
 
 What it protects against: see :mod:`sealtune.client.proxy` — prompts leave
 this machine only sealed to an attested server key; the proxy refuses to
-start (exit 3, ``attestation: ...``) when the first attestation fails, and
-answers 502 when a later one fails. What it does not: the local hop is
+start (exit 3, ``attestation: ...``) when the server answers and its report
+fails verification, and answers 502 when a later one fails. A server that is
+not up yet (unreachable, or 5xx) does not stop it: it starts, and attests on
+the first request (retrying with back-off for ``--attest-timeout`` seconds,
+then 503). What it does not: the local hop is
 plaintext, local callers are not authenticated, and ``--allow-dev-attestation``
 accepts a server that proves no hardware isolation (it warns).
 """
@@ -40,11 +43,15 @@ def proxy(
     unsafe_bind_any: Annotated[bool, typer.Option(
         "--unsafe-bind-any", help="Allow a non-loopback --host: plaintext prompts would "
                                   "cross that network.")] = False,
+    attest_timeout: Annotated[float, typer.Option(
+        help="Seconds a request may wait for the server to come up and attest "
+             "(exponential back-off), before it gets 503.")] = 30.0,
 ) -> None:
     """Proxy plaintext OpenAI calls on loopback to an attested, end-to-end encrypted server."""
     from sealtune.attest.policy import VerificationPolicy, load_policy
     from sealtune.client.proxy import make_proxy, serve
     from sealtune.client.transport import DevAttestationWarning
+    from sealtune.errors import AttestationUnavailable
 
     policy = load_policy(policy_file) if policy_file else VerificationPolicy()
     if allow_dev_attestation:
@@ -58,23 +65,28 @@ def proxy(
         err_console.print(f"[yellow]warning:[/] --unsafe-bind-any: plaintext prompts to "
                           f"{host}:{port} cross the network unencrypted")
     server = make_proxy(upstream, policy=policy, host=host, port=port, api_key=api_key,
-                        unsafe_bind_any=unsafe_bind_any)
+                        unsafe_bind_any=unsafe_bind_any, attest_timeout=attest_timeout)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DevAttestationWarning)
             result = server.attest()  # AttestationError -> exit 3, "attestation: ..."
         for w in caught:
             err_console.print(f"[yellow]warning:[/] {w.message}")
+    except AttestationUnavailable as exc:
+        result = None
+        err_console.print(f"[yellow]warning:[/] the server is not up yet ({exc.message}): "
+                          "attesting on the first request")
     except BaseException:
         server.server_close()
         raise
     # Later re-attestations (after a key rotation) warn once more through warnings.
     warnings.simplefilter("default", DevAttestationWarning)
-    err_console.print(f"attestation verified: platform {result.platform}"
-                      f"{'' if result.is_tee else ' (NOT a TEE)'}, key id(s) "
-                      + ", ".join(str(c.key_id) for c in result.key_configs))
-    for note in result.warnings:
-        err_console.print(f"  note: {note}")
+    if result is not None:
+        err_console.print(f"attestation verified: platform {result.platform}"
+                          f"{'' if result.is_tee else ' (NOT a TEE)'}, key id(s) "
+                          + ", ".join(str(c.key_id) for c in result.key_configs))
+        for note in result.warnings:
+            err_console.print(f"  note: {note}")
     err_console.print(f"proxy listening on {server.url} -> {server.upstream} "
                       "(chat completions end-to-end encrypted)")
     serve(server)

@@ -234,6 +234,15 @@ def serve(
     log_file: Annotated[Path | None, typer.Option(help="JSON request log file.")] = None,
     ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    header_timeout: Annotated[float, typer.Option(
+        help="Seconds a client has to send a request head (idle connections close "
+             "after it).")] = 10.0,
+    body_timeout: Annotated[float, typer.Option(
+        help="Seconds a client has to send a request body once the head is in.")] = 15.0,
+    max_connections_per_client: Annotated[int, typer.Option(
+        help="Open connections one client address may hold (IPv6: one /64).")] = 256,
+    max_connections: Annotated[int, typer.Option(
+        help="Open connections in all (kept below the descriptor limit).")] = 4096,
     home: HomeOpt = None,
 ) -> None:
     """Serve a model: OpenAI-compatible, attested, end-to-end encrypted."""
@@ -242,11 +251,16 @@ def serve(
     from sealtune.core.protocol import ServerKeys
     from sealtune.serve import ServeSettings, create_app
     from sealtune.serve.auth import Authenticator, RateLimit
+    from sealtune.serve.connections import uvicorn_options, within_fd_limit
     from sealtune.serve.filter import FilterPolicy
     from sealtune.serve.logs import configure_logging
+    from sealtune.serve.settings import ConnectionLimits
 
     if not 0 < rate <= 1e6:
         raise UsageError("--rate must be a positive number of requests per second")
+    limits = within_fd_limit(ConnectionLimits(
+        header_timeout=header_timeout, body_timeout=body_timeout,
+        max_per_client=max_connections_per_client, max_connections=max_connections))
     ws = open_workspace(home)
     try:
         policy = FilterPolicy(blocked_terms=tuple(blocked_term or ()),
@@ -274,7 +288,8 @@ def serve(
                           f"{', encrypted only' if encrypted_only else ''})")
         uvicorn.run(app, host=host, port=port, access_log=False, server_header=False,
                     ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
-                    ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
+                    ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+                    **uvicorn_options(limits))
     finally:
         ws.close()
 

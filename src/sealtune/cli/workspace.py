@@ -16,11 +16,21 @@ from sealtune.errors import UsageError
 from sealtune.keys.keyfile import KdfParams
 from sealtune.workspace import ENV_PASSPHRASE, Workspace, default_home, env_passphrase
 
+#: The shortest passphrase ``init`` accepts, prompted or from the environment.
+MIN_PASSPHRASE = 12
+
+
+def _checked(passphrase: str, source: str) -> str:
+    if len(passphrase) < MIN_PASSPHRASE:
+        raise UsageError(f"the passphrase {source} is shorter than {MIN_PASSPHRASE} characters",
+                         hint="choose a longer one: the keyring's KDF only slows guessing")
+    return passphrase
+
 
 def _new_passphrase() -> str:
     value = env_passphrase()
     if value:
-        return value
+        return _checked(value, f"in {ENV_PASSPHRASE}")
     if not sys.stdin.isatty():
         raise UsageError(
             "a passphrase for the new keyring is needed and there is no terminal",
@@ -29,9 +39,7 @@ def _new_passphrase() -> str:
     first = getpass.getpass("new keyring passphrase: ")
     if first != getpass.getpass("repeat passphrase: "):
         raise UsageError("the passphrases differ")
-    if len(first) < 12:
-        raise UsageError("the passphrase is shorter than 12 characters")
-    return first
+    return _checked(first, "entered")
 
 
 def init(

@@ -7,9 +7,18 @@ this machine sealed to the attested server key, and streamed answers come
 back progressively as they are opened. Built on the standard library's
 ``ThreadingHTTPServer`` so the light client needs no web framework.
 
+The proxy may start before the server (systemd, compose): it attests on
+the first chat completion, retrying with exponential back-off for up to
+``attest_timeout`` seconds while the server is unreachable or answers 5xx;
+if it is still not up, that request gets 503 ``upstream_unavailable`` and
+the next one tries again. A report that fails verification is never
+retried: 502 ``attestation_failed``.
+
 What this protects against: the same as the SDK (see
 :mod:`sealtune.client.transport`) from the proxy to the server process;
-attestation failures stop forwarding (502 ``attestation_error``), a stream
+nothing is sent before attestation succeeds (no plaintext fall-back while
+the server is down); attestation failures stop forwarding (502
+``attestation_failed``), a stream
 that fails to authenticate or is truncated ends without its terminating
 chunk (after an SSE error event), so callers see an error, not a short
 answer. It binds to loopback unless ``unsafe_bind_any`` is set, and never
@@ -25,6 +34,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import sys
+import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -33,7 +44,13 @@ import httpx
 from sealtune.attest.policy import VerificationPolicy
 from sealtune.attest.verify import VerificationResult
 from sealtune.client.transport import E2ETransport
-from sealtune.errors import AttestationError, IntegrityError, SealtuneError, UsageError
+from sealtune.errors import (
+    AttestationError,
+    AttestationUnavailable,
+    IntegrityError,
+    SealtuneError,
+    UsageError,
+)
 
 __all__ = ["ProxyServer", "make_proxy"]
 
@@ -41,6 +58,7 @@ MAX_BODY = 8 << 20
 _FORWARD = ("authorization", "content-type", "accept", "user-agent")
 _RETURN = ("content-type", "cache-control", "retry-after", "www-authenticate", "x-request-id")
 _TIMEOUT = httpx.Timeout(600.0, connect=10.0)
+_FIRST_DELAY, _MAX_DELAY = 0.25, 8.0
 
 
 def _error(message: str, kind: str, code: str) -> bytes:
@@ -71,10 +89,15 @@ class ProxyServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], *, upstream: str, client: httpx.Client,
-                 transport: E2ETransport, api_key: str | None) -> None:
+                 transport: E2ETransport, api_key: str | None,
+                 attest_timeout: float = 30.0) -> None:
         super().__init__(address, _Handler)
         self.upstream, self.client, self.transport, self.api_key = (
             upstream, client, transport, api_key)
+        self.attest_timeout = attest_timeout
+        self._attest_lock = threading.Lock()
+        self._tries = 0
+        self._last_failure: AttestationError | None = None
 
     @property
     def url(self) -> str:
@@ -82,17 +105,61 @@ class ProxyServer(ThreadingHTTPServer):
         return f"http://{host!s}:{port}"
 
     def attest(self) -> VerificationResult:
-        """Verify the upstream's attestation now (done at startup).
+        """Verify the upstream's attestation now, once (the CLI tries this at startup).
 
         Raises:
-            AttestationError: the report failed verification or could not be fetched.
+            AttestationUnavailable: the server is unreachable or answered 5xx.
+            AttestationError: the report failed verification.
         """
         try:
             return self.transport.attest(self.upstream + "/v1")
         except httpx.HTTPError as exc:
-            raise AttestationError(f"cannot fetch {self.upstream}/v1/attestation "
-                                   f"({type(exc).__name__})",
-                                   hint="check --upstream and that the server runs") from None
+            raise AttestationUnavailable(f"cannot fetch {self.upstream}/v1/attestation "
+                                         f"({type(exc).__name__})",
+                                         hint="check --upstream and that the server runs") \
+                from None
+
+    def ensure_attested(self) -> None:
+        """Attest the upstream unless a verified key is cached, retrying while it is down.
+
+        Exponential back-off (0.25 s doubling, at most 8 s apart) for up to
+        ``attest_timeout`` seconds. Requests that waited while another thread
+        tried share its outcome instead of starting their own wait.
+
+        Raises:
+            AttestationUnavailable: still unreachable (or 5xx) when time ran out.
+            AttestationError: the report failed verification (not retried).
+        """
+        base = self.upstream + "/v1"
+        if self.transport.attested(base):
+            return
+        seen = self._tries
+        with self._attest_lock:
+            if self.transport.attested(base):
+                return
+            if self._tries != seen and self._last_failure is not None:
+                raise self._last_failure  # it failed while this request waited
+            try:
+                result = self._attest_with_backoff()
+            except AttestationError as exc:
+                self._last_failure = exc
+                raise
+            finally:
+                self._tries += 1
+            self._last_failure = None
+        sys.stderr.write(f"proxy: attestation verified: platform {result.platform}"
+                         f"{'' if result.is_tee else ' (NOT a TEE)'}\n")
+
+    def _attest_with_backoff(self) -> VerificationResult:
+        deadline, delay = time.monotonic() + self.attest_timeout, _FIRST_DELAY
+        while True:
+            try:
+                return self.attest()
+            except AttestationUnavailable:
+                if time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(2 * delay, _MAX_DELAY)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Never the default traceback: an exception's text could carry request data.
@@ -105,7 +172,8 @@ class ProxyServer(ThreadingHTTPServer):
 
 def make_proxy(upstream: str, *, policy: VerificationPolicy, host: str = "127.0.0.1",
                port: int = 0, api_key: str | None = None, unsafe_bind_any: bool = False,
-               transport: httpx.BaseTransport | None = None) -> ProxyServer:
+               transport: httpx.BaseTransport | None = None,
+               attest_timeout: float = 30.0) -> ProxyServer:
     """Build (and bind, but not start) a proxy to ``upstream``.
 
     Args:
@@ -118,10 +186,15 @@ def make_proxy(upstream: str, *, policy: VerificationPolicy, host: str = "127.0.
         unsafe_bind_any: allow a non-loopback ``host`` (plaintext prompts then travel
             on that network).
         transport: the real ``httpx`` transport underneath.
+        attest_timeout: how long a request may wait for the upstream to come up and
+            attest (exponential back-off), in seconds.
 
     Raises:
-        UsageError: a non-loopback ``host`` without ``unsafe_bind_any``, or a bad upstream.
+        UsageError: a non-loopback ``host`` without ``unsafe_bind_any``, a bad upstream,
+            or an ``attest_timeout`` outside 0..3600.
     """
+    if not 0 <= attest_timeout <= 3600:
+        raise UsageError("--attest-timeout must be between 0 and 3600 seconds")
     check_bind(host, unsafe_bind_any=unsafe_bind_any)
     base = upstream.rstrip("/")
     base = base[:-3] if base.endswith("/v1") else base
@@ -130,7 +203,7 @@ def make_proxy(upstream: str, *, policy: VerificationPolicy, host: str = "127.0.
     e2e = E2ETransport(policy, transport=transport)
     client = httpx.Client(transport=e2e, timeout=_TIMEOUT)
     return ProxyServer((host, port), upstream=base, client=client, transport=e2e,
-                       api_key=api_key)
+                       api_key=api_key, attest_timeout=attest_timeout)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -153,8 +226,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         sys.stderr.write(f"proxy: {self.command} {path} {code}\n")
 
-    def _reply(self, status: int, body: bytes, kind: str = "application/json") -> None:
+    def _reply(self, status: int, body: bytes, kind: str = "application/json", *,
+               retry_after: bool = False) -> None:
         self.send_response(status)
+        if retry_after:
+            self.send_header("Retry-After", "5")
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -187,7 +263,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.command, self.server.upstream + self.path, headers=headers,
             content=body or None)
         try:
+            if self.command == "POST" and self.path.split("?", 1)[0].endswith(
+                    "/chat/completions"):
+                self.server.ensure_attested()
             response = self.server.client.send(request, stream=True)
+        except AttestationUnavailable as exc:
+            self._reply(503, _error(exc.diagnostics(), "upstream_error", "upstream_unavailable"),
+                        retry_after=True)
+            return
         except AttestationError as exc:
             self._reply(502, _error(exc.diagnostics(), "attestation_error", "attestation_failed"))
             return

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import os
 import threading
 import warnings
@@ -55,6 +54,7 @@ import httpx
 
 from sealtune.attest.policy import VerificationPolicy
 from sealtune.attest.verify import VerificationResult, verify_report
+from sealtune.core import strict_json
 from sealtune.core.protocol import (
     ClientContext,
     KeyConfig,
@@ -63,7 +63,13 @@ from sealtune.core.protocol import (
     ResponseStreamOpener,
     select_key_config,
 )
-from sealtune.errors import AttestationError, IntegrityError, UsageError
+from sealtune.errors import (
+    AttestationError,
+    AttestationUnavailable,
+    IntegrityError,
+    MalformedJSON,
+    UsageError,
+)
 
 __all__ = ["E2E_CHUNKED_RESPONSE", "E2E_REQUEST", "E2E_RESPONSE", "AsyncE2ETransport",
            "DevAttestationWarning", "E2ETransport"]
@@ -74,6 +80,7 @@ E2E_CHUNKED_RESPONSE = "application/sealtune-e2e-chunked-response"
 _CHAT_SUFFIX = "/chat/completions"
 _PASS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _MAX_REPORT = 1 << 20
+_ATTEST_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 _MAX_HEAD = 1 << 16
 _INNER_MEDIA = frozenset({"application/json", "text/event-stream"})
 _RETRY_TYPES = frozenset({"stale_key", "integrity_error"})
@@ -117,9 +124,9 @@ def _error_type(status: int, media: str, raw: bytes) -> str | None:
     if status != 400 or media != "application/json":
         return None
     try:
-        error = json.loads(raw).get("error", {})
+        error = strict_json.loads(raw).get("error", {})
         kind: object = error.get("type") if isinstance(error, dict) else None
-    except (ValueError, AttributeError):
+    except (MalformedJSON, AttributeError):
         return None
     return kind if isinstance(kind, str) else None
 
@@ -158,10 +165,16 @@ class _Core:
         base = _base(url)
         target = base.copy_with(path=base.path.rstrip("/") + "/attestation",
                                 params={"nonce": base64.urlsafe_b64encode(nonce).decode()})
-        return httpx.Request("GET", target, headers={"accept": "application/json"}), nonce
+        # Bounded: a server that accepts and never answers must not hang the caller.
+        return httpx.Request("GET", target, headers={"accept": "application/json"},
+                             extensions={"timeout": _ATTEST_TIMEOUT.as_dict()}), nonce
 
     def accept(self, url: httpx.URL, status: int, raw: bytes, nonce: bytes) -> _Verified:
         """Verify a fetched report; cache and return its key configuration."""
+        if status >= 500:  # starting, overloaded or behind a proxy that cannot reach it
+            raise AttestationUnavailable(
+                f"GET {_base(url).path.rstrip('/')}/attestation answered HTTP {status}",
+                hint="the server is not ready; try again shortly")
         if status != 200:
             raise AttestationError(f"GET {_base(url).path.rstrip('/')}/attestation answered "
                                    f"HTTP {status}", hint="check the server URL; do not send "
@@ -316,8 +329,13 @@ class E2ETransport(httpx.BaseTransport):
 
         Raises:
             AttestationError: the report failed (``VerificationFailed`` carries every check).
+            AttestationUnavailable: the server answered 5xx (not ready: retry later).
         """
         return self._attest(httpx.URL(base_url), fresh=True).result
+
+    def attested(self, base_url: str | httpx.URL) -> bool:
+        """Whether a verified key of the server at ``base_url`` is cached (no I/O)."""
+        return self._core.cached(httpx.URL(base_url)) is not None
 
     def _attest(self, url: httpx.URL, *, fresh: bool = False) -> _Verified:
         with self._core.lock:

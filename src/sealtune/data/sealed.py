@@ -42,6 +42,7 @@ from sealtune.core.envelope import (
     wrap_aad,
 )
 from sealtune.errors import IntegrityError, SealtuneError, UsageError
+from sealtune.keys.atomic import disk_full, writing
 from sealtune.keys.base import WrappedKey
 
 if TYPE_CHECKING:
@@ -172,7 +173,8 @@ class SealedWriter:
         self._keys = keys
         self._file_id = prefix.file_id.hex()
         self._entries = tuple(f"{w.kek_uri}@{w.version}" for w in wrapped)
-        self._fh = open(path, "xb")  # noqa: SIM115 - closed in close() or abort()
+        with writing(path):
+            self._fh = open(path, "xb")  # noqa: SIM115 - closed in close() or abort()
         os.chmod(path, 0o600)
         self._out = _HashingFile(self._fh)
         self._chunks: queue.Queue[Any] = queue.Queue(maxsize=_DEPTH)
@@ -197,6 +199,9 @@ class SealedWriter:
             error, self._error = self._error, None
             if isinstance(error, SealtuneError):
                 raise error
+            full = disk_full(error, self.path)
+            if full is not None:
+                raise full from None
             raise SealtuneError(f"{self.path}: sealing failed ({type(error).__name__})",
                                 hint="check free space and permissions") from None
 
@@ -223,9 +228,10 @@ class SealedWriter:
         _put(self._chunks, _END, self._thread)
         self._thread.join()
         self._check()
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
+        with writing(self.path):
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
         info = SealedFile(self.path.name, self._out.sha256.hexdigest(), self._out.size,
                           self._plaintext, self.lines, self._file_id, self._entries)
         self._keys.audit("file.seal", str(self.path), details={

@@ -38,6 +38,7 @@ from sealtune.data.records import Record
 from sealtune.data.redact import DatasetKeys
 from sealtune.data.sealed import iter_sealed_chunks, iter_sealed_lines
 from sealtune.errors import IntegrityError, UsageError, WorkspaceError
+from sealtune.keys.atomic import writing
 
 if TYPE_CHECKING:
     from sealtune.workspace import Workspace
@@ -124,7 +125,7 @@ def sha256_file(path: Path) -> tuple[str, int]:
 
 def write_json(path: Path, data: object) -> None:
     """Create ``path`` (must not exist) with ``data`` as indented JSON, fsynced."""
-    with path.open("x", encoding="utf-8") as fh:
+    with writing(path), path.open("x", encoding="utf-8") as fh:
         json.dump(data, fh, ensure_ascii=False, indent=2)
         fh.write("\n")
         fh.flush()

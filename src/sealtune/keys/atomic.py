@@ -6,7 +6,10 @@ rename over the destination, fsync of the directory. On Linux the temp file
 is an unnamed ``O_TMPFILE`` inode, linked into the directory (``linkat``
 through ``/proc/self/fd``) only once complete; elsewhere, or on file systems
 without ``O_TMPFILE``, it is a named ``.<name>.*.part`` file (mode 0600).
-Used by :mod:`sealtune.keys.files`.
+Used by :mod:`sealtune.keys.files`. :func:`writing` turns an out-of-space
+error (``ENOSPC``, ``EDQUOT``, ``EFBIG``) into a
+:class:`~sealtune.errors.DiskFullError` that names the file being written,
+for every writer (a write through a file object carries no file name).
 
 What this protects against: a half-written file under the final name after
 an exception or a crash (the rename is atomic and durable), and, with
@@ -20,6 +23,7 @@ is in place.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -27,8 +31,30 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
+from sealtune.errors import DiskFullError
+
 _AT_FDCWD = -100
 _AT_SYMLINK_FOLLOW = 0x400
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def disk_full(exc: BaseException, path: object) -> DiskFullError | None:
+    """A :class:`DiskFullError` naming ``path`` if ``exc`` means out of space, else None."""
+    if isinstance(exc, OSError) and exc.errno in _FULL:
+        return DiskFullError(path, os.strerror(exc.errno))
+    return None
+
+
+@contextmanager
+def writing(path: object) -> Iterator[None]:
+    """Report running out of space inside the block as ``error: <path>: No space left...``."""
+    try:
+        yield
+    except OSError as exc:
+        full = disk_full(exc, path)
+        if full is None:
+            raise
+        raise full from None
 
 
 def fsync_dir(directory: Path) -> None:
@@ -79,7 +105,8 @@ def atomic_output(dst: Path) -> Iterator[BinaryIO]:
     fd = anonymous_fd(directory)
     anonymous = fd is not None
     if fd is None:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{dst.name}.", suffix=".part")
+        with writing(dst):
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{dst.name}.", suffix=".part")
     else:
         tmp = str(directory / f".{dst.name}.{os.urandom(6).hex()}.part")
     try:
@@ -90,8 +117,11 @@ def atomic_output(dst: Path) -> Iterator[BinaryIO]:
             if anonymous:
                 link_fd(out.fileno(), tmp)
         os.replace(tmp, dst)
-    except BaseException:
+    except BaseException as exc:
         with suppress(FileNotFoundError):
             os.unlink(tmp)
+        full = disk_full(exc, dst)  # name the destination, not the source or the temp name
+        if full is not None:
+            raise full from None
         raise
     fsync_dir(directory)

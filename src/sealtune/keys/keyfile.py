@@ -34,7 +34,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
-from sealtune.errors import ConfigError, IntegrityError, WorkspaceError
+from sealtune.core import strict_json
+from sealtune.errors import ConfigError, IntegrityError, MalformedJSON, WorkspaceError
+from sealtune.keys.atomic import writing
 
 FORMAT = "sealtune-keyring/v1"
 
@@ -56,12 +58,64 @@ class KdfParams:
         """Cheap parameters for test suites; never for real keyrings."""
         return cls(memory_kib=8192, iterations=1, lanes=1)
 
+    def problem(self) -> str | None:
+        """What is out of bounds (see :data:`KDF_BOUNDS`), or None."""
+        for name, (low, high) in KDF_BOUNDS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                return f"{name} must be an integer"
+            if not low <= value <= high:
+                return f"{name} must be in {low}..{high}"
+        return None
+
     def validate(self) -> None:
-        if self.memory_kib < 8192 or self.iterations < 1 or not 1 <= self.lanes <= 16:
+        """Raise ``ConfigError`` unless every parameter is within :data:`KDF_BOUNDS`."""
+        problem = self.problem()
+        if problem is not None:
             raise ConfigError(
-                "keyring KDF parameters are below the floor (memory >= 8192 KiB, "
-                "iterations >= 1, 1 <= lanes <= 16)"
+                f"keyring KDF parameters out of bounds: {problem} (memory 8192..2097152 KiB, "
+                "iterations 1..16, lanes 1..16)"
             )
+
+
+#: Accepted Argon2id parameters, on creation and on every open: the floor keeps
+#: guessing costly; the ceiling (RFC 9106's 2 GiB option, 16 passes) keeps an
+#: edited header from making the KDF run for hours or exhaust memory before the
+#: file's authentication can fail.
+KDF_BOUNDS: dict[str, tuple[int, int]] = {
+    "memory_kib": (8192, 2 * 1024 * 1024),
+    "iterations": (1, 16),
+    "lanes": (1, 16),
+}
+_SALT_BYTES = (8, 64)
+_NONCE_BYTES = 12
+_TAG_BYTES = 16
+_MAX_KEYRING_BYTES = 64 << 20
+
+
+def _kdf_of(path: Path, header: dict[str, Any]) -> tuple[KdfParams, bytes]:
+    """The KDF parameters and salt of a keyring header, checked before any KDF runs.
+
+    Raises:
+        IntegrityError: a field is missing, of the wrong type, out of bounds
+            (e.g. ``iterations: 1e9``), or the salt is not base64 of 8..64 bytes.
+    """
+    kdf = header["kdf"]
+    params = KdfParams(kdf.get("memory_kib"), kdf.get("iterations"), kdf.get("lanes"))
+    problem = params.problem()
+    if problem is not None:
+        raise IntegrityError(f"keyring file {path}: header field kdf.{problem}",
+                             hint="the header was edited or damaged; restore the file from a "
+                                  "backup")
+    try:
+        salt = _unb64(kdf["salt"])
+    except (KeyError, TypeError, ValueError):
+        salt = b""
+    if not _SALT_BYTES[0] <= len(salt) <= _SALT_BYTES[1]:
+        raise IntegrityError(f"keyring file {path}: header field kdf.salt is malformed",
+                             hint="the header was edited or damaged; restore the file from a "
+                                  "backup")
+    return params, salt
 
 
 def _b64(data: bytes) -> str:
@@ -69,6 +123,8 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
+    if not isinstance(text, str):
+        raise TypeError("base64 text expected")
     return base64.b64decode(text.encode("ascii"), validate=True)
 
 
@@ -86,9 +142,10 @@ def _derive(passphrase: str, salt: bytes, kdf: KdfParams) -> bytes:
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync dir."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with writing(path):
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with writing(path), os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -148,37 +205,55 @@ class KeyFile:
     def open(cls, path: Path, passphrase: str) -> KeyFile:
         """Unlock an existing keyring file.
 
+        The header is checked before the KDF runs: its fields, their types and
+        the KDF parameters' bounds (:data:`KDF_BOUNDS`).
+
         Raises:
             WorkspaceError: the file does not exist.
-            ConfigError: the file is not a sealtune keyring.
-            IntegrityError: wrong passphrase or tampered file.
+            ConfigError: the file is a keyring of another format or KDF.
+            IntegrityError: malformed or edited header, wrong passphrase, or
+                tampered file.
         """
         header, nonce, ct = cls._read(path)
-        kdf = header["kdf"]
-        params = KdfParams(kdf["memory_kib"], kdf["iterations"], kdf["lanes"])
-        key = _derive(passphrase, _unb64(kdf["salt"]), params)
+        params, salt = _kdf_of(path, header)
+        key = _derive(passphrase, salt, params)
         doc = cls._decrypt(path, key, header, nonce, ct)
         return cls(path, key, header, doc)
 
     @staticmethod
     def _read(path: Path) -> tuple[dict[str, Any], bytes, bytes]:
+        malformed = IntegrityError(f"keyring file {path} is malformed or was tampered with",
+                                   hint="restore it from a backup")
         try:
-            raw = json.loads(path.read_text("utf-8"))
+            with path.open("rb") as fh:
+                data = fh.read(_MAX_KEYRING_BYTES + 1)
         except FileNotFoundError:
             raise WorkspaceError(
                 f"keyring file {path} not found", hint="run 'sealtune init' first"
             ) from None
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             raise ConfigError(
-                f"{path} is not a readable sealtune keyring ({type(exc).__name__})"
+                f"{path} is not a readable sealtune keyring ({exc.strerror or type(exc).__name__})"
             ) from None
         try:
+            if len(data) > _MAX_KEYRING_BYTES:
+                raise malformed
+            raw = strict_json.loads(data)
             header = raw["header"]
-            if header["format"] != FORMAT or header["kdf"]["name"] != "argon2id":
-                raise ConfigError(f"{path}: unsupported keyring format")
-            return header, _unb64(raw["nonce"]), _unb64(raw["ciphertext"])
-        except (KeyError, TypeError, ValueError):
-            raise IntegrityError(f"keyring file {path} is malformed or was tampered with") from None
+            if not isinstance(header, dict) or not isinstance(header.get("kdf"), dict):
+                raise malformed
+            fmt, name = header.get("format"), header["kdf"].get("name")
+            if not isinstance(fmt, str) or not isinstance(name, str):
+                raise malformed
+            if fmt != FORMAT or name != "argon2id":
+                raise ConfigError(f"{path}: unsupported keyring format or KDF",
+                                  hint=f"this sealtune reads {FORMAT} with argon2id")
+            nonce, ct = _unb64(raw["nonce"]), _unb64(raw["ciphertext"])
+        except (MalformedJSON, KeyError, TypeError, ValueError):
+            raise malformed from None
+        if len(nonce) != _NONCE_BYTES or len(ct) < _TAG_BYTES:
+            raise malformed
+        return header, nonce, ct
 
     @staticmethod
     def _aad(header: dict[str, Any]) -> bytes:

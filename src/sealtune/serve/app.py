@@ -39,6 +39,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 
 from sealtune.attest.base import AttestationProvider
@@ -58,7 +59,7 @@ from sealtune.serve.auth import Authenticator, Denied, Principal, check_route_ma
 from sealtune.serve.completions import Completions, plain_sse
 from sealtune.serve.engines.base import Engine
 from sealtune.serve.logs import SCOPE_KEY, AccessLogMiddleware, RequestLog, RequestRecord
-from sealtune.serve.openai_api import error_body
+from sealtune.serve.openai_api import BadRequest, error_body, load_json
 from sealtune.serve.settings import ServeSettings
 
 _JSON = "application/json"
@@ -118,6 +119,12 @@ class _Server:
         body = error_body(exc.message, _ERROR_TYPES.get(exc.status, "invalid_request_error"),
                           code=exc.reason)
         return _json_response(exc.status, body, headers)
+
+    async def on_gone(self, request: Request, exc: Exception) -> Response:
+        """The client went away mid-body (or its body deadline passed): nobody to answer."""
+        _record(request).error = "client_disconnected"
+        return _json_response(400, error_body("the request body did not arrive",
+                                              "invalid_request_error", code="incomplete_body"))
 
     async def on_invalid(self, request: Request, exc: Exception) -> Response:
         _record(request).error = "validation"
@@ -272,8 +279,8 @@ class _Server:
         """``POST /v1/admin/revoke-token``: ``{"jti": "..."}`` or ``{"token": "..."}``."""
         principal: Principal = request.state.principal
         try:
-            body = json.loads(await self._read(request, _ADMIN_BODY_LIMIT))
-        except (ValueError, UnicodeDecodeError):
+            body = load_json(await self._read(request, _ADMIN_BODY_LIMIT))
+        except BadRequest:
             body = None
         jti, expires = _revocation_target(self.auth, body)
         if jti is None:
@@ -342,6 +349,7 @@ def create_app(settings: ServeSettings, *, engine: Engine, keys: ServerKeys,
     app.add_api_route("/v1/admin/requests", server.requests, methods=["GET"])
     app.add_exception_handler(Denied, server.on_denied)
     app.add_exception_handler(RequestValidationError, server.on_invalid)
+    app.add_exception_handler(ClientDisconnect, server.on_gone)
     app.add_middleware(AccessLogMiddleware, log=server.log)
     check_route_matrix(route_keys(app))
     app.state.sealtune = server

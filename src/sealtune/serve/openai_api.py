@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sealtune.core import strict_json
+from sealtune.errors import MalformedJSON
 from sealtune.serve.engines.base import Message, Sampling
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
@@ -138,17 +140,29 @@ def _check_keys(body: dict[str, Any]) -> None:
                              code="unsupported_value")
 
 
+def load_json(raw: bytes) -> Any:
+    """Parse a request body with :func:`sealtune.core.strict_json.loads`.
+
+    Raises:
+        BadRequest: ``invalid_json``, ``json_too_deep`` (nested deeper than
+            :data:`~sealtune.core.strict_json.MAX_DEPTH`) or ``invalid_unicode``
+            (not UTF-8, or a lone surrogate escape).
+    """
+    try:
+        return strict_json.loads(raw)
+    except MalformedJSON as exc:
+        raise BadRequest(f"the body is not usable JSON: {exc.message}", code=exc.code) from None
+
+
 def parse_chat_request(raw: bytes, *, default_max_tokens: int, max_tokens_limit: int
                        ) -> ChatRequest:
     """Parse and validate a chat completion request body.
 
     Raises:
-        BadRequest: not JSON, or a parameter is missing, unsupported or out of range.
+        BadRequest: not JSON (``invalid_json``, ``json_too_deep``, ``invalid_unicode``),
+            or a parameter is missing, unsupported or out of range.
     """
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the body is not valid JSON", code="invalid_json") from None
+    body = load_json(raw)
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     _check_keys(body)

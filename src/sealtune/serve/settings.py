@@ -4,7 +4,7 @@ What this protects against: a silently different configuration: every field
 below that changes the server's behaviour is part of :meth:`ServeSettings.measured`,
 whose digest is in the attestation measurement, so a client pinning it
 notices. What it does not: settings outside this object (the host, the
-network, the workspace's API keys) are not measured.
+network, the workspace's API keys, :class:`ConnectionLimits`) are not measured.
 """
 
 from __future__ import annotations
@@ -62,3 +62,38 @@ class ServeSettings:
                "max_tokens_limit": self.max_tokens_limit, "max_body_bytes": self.max_body_bytes}
         return json.dumps(doc, sort_keys=True, separators=(",", ":"),
                           ensure_ascii=True).encode("ascii")
+
+
+#: The most any connection deadline may be configured to (seconds).
+MAX_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """How long a client may take to send a request, and how many connections it may hold.
+
+    Enforced per connection by :mod:`sealtune.serve.connections`; not measured
+    (they change no answer, only when a slow or greedy client is cut off).
+
+    Attributes:
+        header_timeout: seconds to receive a complete request head, counted from
+            the connection (or from the end of the previous response on a kept-alive
+            connection): idle and half-sent-header connections close after it.
+        body_timeout: seconds to receive the whole body once the head is in.
+        max_per_client: open connections one client address may hold (IPv6: one
+            /64); the next one gets 429 and is closed.
+        max_connections: open connections in all; the next one gets 503 and is
+            closed (also kept below the process's file-descriptor limit).
+    """
+
+    header_timeout: float = 10.0
+    body_timeout: float = 15.0
+    max_per_client: int = 256
+    max_connections: int = 4096
+
+    def __post_init__(self) -> None:
+        for name in ("header_timeout", "body_timeout"):
+            if not 0 < getattr(self, name) <= MAX_TIMEOUT:
+                raise ConfigError(f"serve: {name} must be in (0, {MAX_TIMEOUT:g}] seconds")
+        if not 1 <= self.max_per_client <= self.max_connections:
+            raise ConfigError("serve: max_per_client must be in 1..max_connections")

@@ -46,6 +46,7 @@ terminates TLS.
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import secrets
@@ -58,7 +59,8 @@ from typing import Any
 
 import jwt
 
-from sealtune.errors import KeyringError, UsageError
+from sealtune.core import strict_json
+from sealtune.errors import KeyringError, MalformedJSON, UsageError
 from sealtune.keys.keyfile import b64decode, b64encode
 from sealtune.serve._denied import Denied
 from sealtune.serve.keystore import ROLES, ApiKeyInfo
@@ -239,6 +241,26 @@ class TokenKeySet:
         return TokenKeySet(tuple(k for k in self.keys if k.kid != kid))
 
 
+_MAX_TOKEN_HEADER = 1024
+
+
+def _header_is_plain_json(token: str) -> bool:
+    """Whether the (unverified) JOSE header is small, shallow, valid JSON.
+
+    PyJWT parses the header before any signature check, with the standard
+    library's recursive parser: a deeply nested header would raise
+    ``RecursionError`` (a 500) instead of a 401.
+    """
+    segment = token.split(".", 1)[0]
+    if len(segment) > _MAX_TOKEN_HEADER:
+        return False
+    try:
+        strict_json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (MalformedJSON, ValueError):
+        return False
+    return True
+
+
 class TokenService:
     """Issues and verifies HS256 JWTs bound to API keys, signed by rotating keys.
 
@@ -331,6 +353,8 @@ class TokenService:
             Denied: 401 ``invalid_token`` or ``expired_token``.
         """
         bad = Denied(401, "invalid_token", "the bearer token is not valid")
+        if not _header_is_plain_json(token):
+            raise bad
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

@@ -43,7 +43,7 @@ from sealtune.core.envelope import (
     unlock_header,
 )
 from sealtune.errors import IntegrityError
-from sealtune.keys.atomic import fsync_dir
+from sealtune.keys.atomic import fsync_dir, writing
 from sealtune.keys.base import WrappedKey
 
 if TYPE_CHECKING:
@@ -150,9 +150,10 @@ class SealedDirSink:
 
     def save(self, step: int, state: BinaryIO) -> None:
         final = self.directory / f"ckpt-{step:010d}.sealed"
-        fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".part", dir=self.directory)
+        with writing(final):
+            fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".part", dir=self.directory)
         try:
-            with os.fdopen(fd, "wb") as fh:
+            with writing(final), os.fdopen(fd, "wb") as fh:
                 seal_stream(state, fh, prefix=self._prefix_maker(), data_key=self._key,
                             wrapped=self._wrapped)
                 fh.flush()

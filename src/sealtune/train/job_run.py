@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sealtune.errors import IntegrityError, SealtuneError
+from sealtune.errors import DiskFullError, IntegrityError, SealtuneError
 from sealtune.train.job_keys import _file_key, _new_target, _old_target
 from sealtune.train.job_records import MODEL_FORMAT, MODELS, _Job, _now, _write_json
 from sealtune.train.sandbox import Sandbox, SandboxEvent, SandboxSpec, build_argv, measure
@@ -115,6 +115,10 @@ class _Run:
             rec["measurement"] = {**measurement.to_dict(), "digest": measurement.digest}
             self.job.save()
             teardown = self._sandboxed(args) if rec["sandboxed"] else self._unsandboxed(args)
+            if "DiskFullError" in self.errors:  # sealing outputs or checkpoints ran out
+                raise DiskFullError(self.spec.output_dir, hint=(
+                    "the job's sealed checkpoints and outputs are written there: free space "
+                    "on that file system and rerun to resume from the last sealed checkpoint"))
             if self.errors or "outputs_sealed" not in self.fields:
                 raise TrainingError(
                     "training failed inside the sandbox: "

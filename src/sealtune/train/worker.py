@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 from sealtune.core.envelope import Prefix, decrypt_payload, parse_prefix, read_header, seal_stream
 from sealtune.core.envelope import unlock_header as _unlock
 from sealtune.errors import ConfigError
+from sealtune.keys.atomic import writing
 from sealtune.keys.base import WrappedKey
 
 if TYPE_CHECKING:
@@ -197,9 +198,11 @@ def seal_tree(src: Path, dst: Path, data_key: bytes, target: SealTarget) -> tupl
     dst.mkdir(mode=0o700, parents=True, exist_ok=True)
     count = total = 0
     for path in sorted(p for p in src.iterdir() if p.is_file()):
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".part", dir=dst)
+        with writing(dst / f"{path.name}.sealed"):
+            fd, tmp = tempfile.mkstemp(prefix=".", suffix=".part", dir=dst)
         try:
-            with path.open("rb") as fin, os.fdopen(fd, "wb") as fout:
+            with writing(dst / f"{path.name}.sealed"), path.open("rb") as fin, \
+                    os.fdopen(fd, "wb") as fout:
                 info = seal_stream(fin, fout, prefix=target.prefix, data_key=data_key,
                                    wrapped=target.wrapped)
                 fout.flush()

@@ -222,6 +222,9 @@ def test_is_tee_lie(make: Callable[..., Report], now: datetime) -> None:
     lambda r: dict(r, measurement={"code": "0" * 64}),
     lambda r: dict(r, evidence=[]),
     lambda r: b"x" * (2 << 20),
+    lambda r: b'{"version": ' + b"[" * 100_000,  # a RecursionError in the stdlib parser
+    lambda r: dumps_report(r).replace(b'"dev-software"', b'"dev-\\ud800"'),
+    lambda r: dumps_report(r).replace(b'"dev-software"', b'"dev-\xff"'),
 ])
 def test_malformed_reports(make: Callable[..., Report], now: datetime,
                            mutate: Callable[[Report], Report | bytes]) -> None:

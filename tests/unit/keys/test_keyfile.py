@@ -218,3 +218,89 @@ def test_passphrase_and_secrets_never_reach_disk(
         data = path.read_bytes()
         for needle in needles:
             assert needle not in data, f"{path.name} leaks a secret"
+
+
+# -- edited headers: integrity errors, refused before the KDF runs ----------------------------
+
+_BAD_VALUES: list[Any] = [None, True, "3", 1e9, 3.0, -1, 0, 10**9, 2**64, [], {}, [3]]
+
+
+def _header_mutations() -> list[tuple[str, Any]]:
+    """Every kdf field set to every bad value, fields removed, and wrong shapes."""
+    out: list[tuple[str, Any]] = []
+    for field in ("memory_kib", "iterations", "lanes"):
+        for value in _BAD_VALUES:
+            out.append((f"kdf.{field}={value!r}",
+                        lambda b, f=field, v=value: b["header"]["kdf"].__setitem__(f, v)))
+        out.append((f"no kdf.{field}", lambda b, f=field: b["header"]["kdf"].pop(f)))
+    for value in (None, 7, "", "not base64!", "QUJD", "A" * 200, ["x"]):
+        out.append((f"kdf.salt={value!r}",
+                    lambda b, v=value: b["header"]["kdf"].__setitem__("salt", v)))
+    out += [
+        ("no kdf.salt", lambda b: b["header"]["kdf"].pop("salt")),
+        ("kdf.name=None", lambda b: b["header"]["kdf"].__setitem__("name", None)),
+        ("no kdf.name", lambda b: b["header"]["kdf"].pop("name")),
+        ("kdf=list", lambda b: b["header"].__setitem__("kdf", [1, 2])),
+        ("kdf=None", lambda b: b["header"].__setitem__("kdf", None)),
+        ("no kdf", lambda b: b["header"].pop("kdf")),
+        ("format=7", lambda b: b["header"].__setitem__("format", 7)),
+        ("no format", lambda b: b["header"].pop("format")),
+        ("header=list", lambda b: b.__setitem__("header", [])),
+        ("header=str", lambda b: b.__setitem__("header", "x")),
+        ("no header", lambda b: b.pop("header")),
+        ("nonce short", lambda b: b.__setitem__("nonce", b64encode(b"\0" * 8))),
+        ("nonce long", lambda b: b.__setitem__("nonce", b64encode(b"\0" * 64))),
+        ("nonce=int", lambda b: b.__setitem__("nonce", 12)),
+        ("no nonce", lambda b: b.pop("nonce")),
+        ("ciphertext short", lambda b: b.__setitem__("ciphertext", b64encode(b"\0" * 4))),
+        ("ciphertext=None", lambda b: b.__setitem__("ciphertext", None)),
+        ("body=list", lambda b: b.clear()),
+    ]
+    return out
+
+
+def test_every_header_mutation_is_an_integrity_error_and_fast(
+    keyfile: KeyFile, kf_path: Path, passphrase: str
+) -> None:
+    """Each field of the clear header, set to wrong types, huge and absurd values, or
+    removed: an IntegrityError naming the file, raised before any costly KDF run."""
+    import time
+
+    original = kf_path.read_text()
+    for label, change in _header_mutations():
+        kf_path.write_text(original)
+        _edit(kf_path, change)
+        began = time.monotonic()
+        with pytest.raises(IntegrityError) as exc:
+            KeyFile.open(kf_path, passphrase)
+        assert time.monotonic() - began < 2.0, label
+        assert str(kf_path) in exc.value.message, label
+    kf_path.write_text(original)
+    assert KeyFile.open(kf_path, passphrase).get("local", "k") is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[" * 100_000, '{"header": ' * 50_000, '{"header": "\\ud800"}', "\ufeff{}", "NaN"],
+    ids=["deep-list", "deep-object", "lone-surrogate", "bom", "nan"],
+)
+def test_unparseable_keyring_json_is_an_integrity_error(
+    kf_path: Path, passphrase: str, text: str
+) -> None:
+    kf_path.write_text(text, "utf-8")
+    with pytest.raises(IntegrityError, match="malformed"):
+        KeyFile.open(kf_path, passphrase)
+    kf_path.write_bytes(b'{"header": "\xff"}')
+    with pytest.raises(IntegrityError, match="malformed"):
+        KeyFile.open(kf_path, passphrase)
+
+
+def test_kdf_bounds_cover_what_init_writes_and_refuse_absurd_costs() -> None:
+    KdfParams().validate()
+    KdfParams.unsafe_fast().validate()
+    KdfParams(memory_kib=2 * 1024 * 1024, iterations=16, lanes=16).validate()
+    for bad in (KdfParams(iterations=17), KdfParams(iterations=10**9),
+                KdfParams(memory_kib=2 * 1024 * 1024 + 1), KdfParams(lanes=17),
+                KdfParams(iterations=True)):
+        with pytest.raises(ConfigError, match="out of bounds"):
+            bad.validate()
