@@ -15,7 +15,8 @@ touched) the launcher:
   program the entry execs relies on the core limit alone, which a
   ``core_pattern`` pipe handler may ignore;
 * joins a fresh anonymous session keyring, dropping possession of the
-  caller's kernel session keyring (which bubblewrap otherwise inherits);
+  caller's kernel session keyring (which bubblewrap otherwise inherits); this
+  is the one ``keyctl`` operation the seccomp filter lets through;
 * reads the secrets (data keys) from the inherited key pipe until EOF.
 
 Then it imports ENTRY.MODULE and calls its ``main(ctx, argv)``; at the end it

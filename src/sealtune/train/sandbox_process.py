@@ -36,6 +36,7 @@ from typing import Literal, NoReturn
 
 from sealtune.errors import ConfigError
 from sealtune.train import _sandbox_child as wire
+from sealtune.train import seccomp
 from sealtune.train.sandbox_spec import (
     LAUNCHER,
     NO_SANDBOX_HINT,
@@ -44,7 +45,14 @@ from sealtune.train.sandbox_spec import (
     SandboxUnavailableError,
     build_argv,
 )
-from sealtune.train.sandbox_teardown import Teardown, _ns_inode, namespace_members, sanitize_outputs
+from sealtune.train.sandbox_teardown import (
+    MAX_REPORTED,
+    Teardown,
+    _ns_inode,
+    namespace_members,
+    reported_name,
+    sanitize_outputs,
+)
 
 Scalar = wire.Scalar
 EventType = Literal["lifecycle", "progress", "event", "error"]
@@ -110,24 +118,28 @@ class Sandbox:
         if any(self.spec.output_dir.iterdir()):
             raise ConfigError(f"sandbox output dir {self.spec.output_dir} is not empty")
         bwrap = self.spec.resolve_bwrap()
+        filter_r = _filter_pipe()
         self._pending = wire.encode_secrets(secrets or {})
         keys_r, keys_w = os.pipe()
         ev_r, ev_w = os.pipe()
         st_r, st_w = os.pipe()
         command = [str(self.spec.python), "-I", "-B", "-m", LAUNCHER, f"--events-fd={ev_w}",
                    f"--keys-fd={keys_r}", *self.spec.limits.as_args(), "--", module, *args]
-        argv = build_argv(self.spec, command, bwrap=bwrap, status_fd=st_w)
+        argv = build_argv(self.spec, command, bwrap=bwrap, seccomp_fd=filter_r, status_fd=st_w)
         try:
+            # bubblewrap gets the allow-listed environment only: its /proc/<pid>/environ
+            # (and a copy of it in its memory) must not hold the caller's secrets.
             self._proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE, pass_fds=(keys_r, ev_w, st_w, *self.spec.pass_fds))
+                stderr=subprocess.PIPE, env=self.spec.environment(),
+                pass_fds=(keys_r, ev_w, st_w, filter_r, *self.spec.pass_fds))
         except OSError as exc:
             for fd in (keys_w, ev_r, st_r):
                 os.close(fd)
             raise SandboxUnavailableError(f"cannot run {bwrap}: {exc.strerror}",
                                           hint=NO_SANDBOX_HINT) from None
         finally:
-            for fd in (keys_r, ev_w, st_w):
+            for fd in (keys_r, ev_w, st_w, filter_r):
                 os.close(fd)
         assert self._proc.stderr is not None
         os.set_blocking(keys_w, False)
@@ -277,10 +289,12 @@ class Sandbox:
         for key in list(self._sel.get_map().values()):
             self._close(key.fd)
         self._pending[:] = bytes(len(self._pending))
-        removed = 0 if self._proc is None else sanitize_outputs(self.spec.output_dir)
-        self._teardown = Teardown(len(left), released and not left, removed,
-                                  round(time.monotonic() - began, 4))
-        self._note("destroyed", processes_left=len(left), outputs_removed=removed,
+        removed = [] if self._proc is None else sanitize_outputs(self.spec.output_dir,
+                                                                   self.spec.outputs)
+        self._teardown = Teardown(len(left), released and not left, len(removed),
+                                  round(time.monotonic() - began, 4),
+                                  tuple(reported_name(r) for r in removed[:MAX_REPORTED]))
+        self._note("destroyed", processes_left=len(left), outputs_removed=len(removed),
                    namespaces_released=self._teardown.namespaces_released)
         if left:
             raise SandboxError(f"{len(left)} sandbox process(es) survived destruction",
@@ -298,3 +312,24 @@ class Sandbox:
             os.close(self._pidfd)
             self._pidfd = None
 
+
+def native_arch() -> str:
+    """This machine's architecture, as :mod:`sealtune.train.seccomp` names it."""
+    return os.uname().machine
+
+
+def _filter_pipe() -> int:
+    """A pipe's read end holding the whole seccomp program (the write end is closed)."""
+    try:
+        blob = seccomp.program(native_arch())
+    except ValueError:
+        raise SandboxUnavailableError(
+            f"the sandbox has no seccomp filter for this architecture ({native_arch()})",
+            hint="train on x86_64 or aarch64, or pass --no-sandbox (recorded in the "
+                 "audit ledger)") from None
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, blob)  # a few hundred bytes: far below the pipe buffer
+    finally:
+        os.close(write_fd)
+    return read_fd
