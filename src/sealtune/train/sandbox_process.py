@@ -118,7 +118,7 @@ class Sandbox:
         if any(self.spec.output_dir.iterdir()):
             raise ConfigError(f"sandbox output dir {self.spec.output_dir} is not empty")
         bwrap = self.spec.resolve_bwrap()
-        filter_r = _filter_pipe()
+        filter_r = filter_fd()
         self._pending = wire.encode_secrets(secrets or {})
         keys_r, keys_w = os.pipe()
         ev_r, ev_w = os.pipe()
@@ -318,8 +318,13 @@ def native_arch() -> str:
     return os.uname().machine
 
 
-def _filter_pipe() -> int:
-    """A pipe's read end holding the whole seccomp program (the write end is closed)."""
+def filter_fd() -> int:
+    """A pipe's read end holding this machine's seccomp program (for ``--seccomp``).
+
+    The write end is already closed; bubblewrap reads to the end, so each
+    sandbox needs a fresh one. Raises :class:`SandboxUnavailableError` on an
+    architecture without a filter table.
+    """
     try:
         blob = seccomp.program(native_arch())
     except ValueError:
