@@ -310,6 +310,7 @@ def test_failure_reports_the_class_only(out: Path) -> None:
 def test_outputs_are_sanitized(out: Path) -> None:
     _, teardown, _ = run(SandboxSpec(output_dir=out), ["escape_out"])
     assert teardown.outputs_removed == 2  # the symlink and the fifo
+    assert sorted(teardown.unexpected) == ["fifo", "link"]
     assert [p.name for p in out.iterdir()] == ["suid"]
     assert stat.S_IMODE((out / "suid").stat().st_mode) == 0o600
 

@@ -51,7 +51,7 @@ import time
 from collections.abc import Callable
 
 from sealtune.train._probe_kernel import KERNEL_ACTIONS
-from sealtune.train._sandbox_child import ChildContext
+from sealtune.train._sandbox_child import ChildContext, environ_names_digest
 
 Action = Callable[[ChildContext, str], None]
 
@@ -122,11 +122,6 @@ def _keyctl(ctx: ChildContext, arg: str) -> None:
         ctx.events.event("check", check="keyctl", ok=False, errno=errno.errorcode.get(code, ""))
     else:
         ctx.events.event("check", check="keyctl", ok=True, errno="")
-
-
-def environ_names_digest(names: set[str] | list[str]) -> str:
-    """What ``selfcheck`` reports of a set of variable names (the probe compares)."""
-    return hashlib.sha256(",".join(sorted(names)).encode()).hexdigest()[:32]
 
 
 def _environs() -> dict[str, bytes]:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import hashlib
 import importlib
 import json
 import math
@@ -190,6 +191,11 @@ class EventWriter:
         """Report an exception by class name only (never its message)."""
         kind = type(exc).__name__
         self.send("error", "error", kind=kind if TOKEN_RE.fullmatch(kind) else "Exception")
+
+
+def environ_names_digest(names: set[str] | list[str]) -> str:
+    """A digest of a set of variable names: the self-check reports it, the parent compares."""
+    return hashlib.sha256(",".join(sorted(names)).encode()).hexdigest()[:32]
 
 
 # -- the child's context ---------------------------------------------------------

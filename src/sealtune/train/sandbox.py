@@ -90,7 +90,7 @@ from pathlib import Path
 
 from sealtune.errors import ConfigError as ConfigError
 from sealtune.errors import SealtuneError as SealtuneError
-from sealtune.train import _sandbox_child as wire  # noqa: F401 - re-exported, as before
+from sealtune.train import _sandbox_child as wire  # re-exported, as before
 from sealtune.train.sandbox_measure import Measurement as Measurement
 from sealtune.train.sandbox_measure import digest_tree as digest_tree
 from sealtune.train.sandbox_measure import measure as measure
@@ -156,13 +156,11 @@ def probe(spec: SandboxSpec | None = None) -> ProbeReport:
             f"the sandbox started but its self-check did not run (exit status {box.exit_code}"
             + (f", error {kinds})" if kinds else "; is sealtune readable inside?)"),
             hint=NO_SANDBOX_HINT)
-    from sealtune.train._probe_child import environ_names_digest
-
     expected = {"interfaces": "lo", "cap_eff": "0" * 16, "no_new_privs": 1,
                 "uid": SANDBOX_UID, "hostname": spec.hostname,
                 "seccomp": 2,  # SECCOMP_MODE_FILTER: the filter is in force
                 "pid": 1,  # the launcher is init: no bubblewrap process inside
-                "environ_names": environ_names_digest(list(spec.environment()))}
+                "environ_names": wire.environ_names_digest(list(spec.environment()))}
     failed = sorted(k for k, v in expected.items() if checks[0].get(k) != v)
     if failed:
         raise SandboxUnavailableError("the sandbox was created but failed isolation checks: "

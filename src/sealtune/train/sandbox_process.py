@@ -1,15 +1,19 @@
 """Running one entry module in a sandbox: start, keys over a pipe, events, destroy.
 
 :class:`Sandbox` launches bubblewrap with the argv from
-:func:`~sealtune.train.sandbox_spec.build_argv`, hands the data keys to the
+:func:`~sealtune.train.sandbox_spec.build_argv`, the spec's allow-listed
+environment (bubblewrap never sees the caller's) and the seccomp program on an
+inherited pipe (:func:`filter_fd`), hands the data keys to the
 launcher over an inherited pipe (written without blocking, zeroed as they go
 and the pipe closed once they are out), reads structured events from the
 sandbox and bubblewrap's JSON status (the child pid and namespace inodes), and
 on :meth:`Sandbox.destroy` kills the namespace's init through a pidfd, checks
-that no process of the sandbox is left and sanitizes the output directory.
+that no process of the sandbox is left and sanitizes the output directory
+(removing, and naming in the teardown, what the spec did not expect).
 Only the last 4 KiB of bubblewrap's stderr is kept, for the start-up error.
 
-What this protects against: keys in files, variables or argv; a sandbox that
+What this protects against: keys in files, variables or argv; the caller's
+secrets in bubblewrap's environment; a sandbox that
 outlives its job, hangs past its timeout or floods the event channel (it is
 destroyed); event lines that break the wire format (the sandbox is destroyed,
 nothing of the line is quoted). What it does not: this is OS isolation, not a
