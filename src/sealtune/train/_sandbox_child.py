@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import errno
 import hashlib
 import importlib
 import json
@@ -276,8 +277,13 @@ def _harden(limits: Mapping[str, int]) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 0
-    # keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): a new anonymous session keyring.
-    libc.syscall(250 if os.uname().machine == "x86_64" else 219, 1, None)
+    # keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): a new anonymous session keyring (the
+    # one keyctl call the seccomp filter allows). Fail closed, unless the kernel has
+    # no keyrings at all (ENOSYS).
+    if libc.syscall(250 if os.uname().machine == "x86_64" else 219, 1, None) < 0:
+        code = ctypes.get_errno()
+        if code != errno.ENOSYS:
+            raise OSError(code, "cannot drop the caller's session keyring")
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
