@@ -122,8 +122,8 @@ class Sandbox:
         if any(self.spec.output_dir.iterdir()):
             raise ConfigError(f"sandbox output dir {self.spec.output_dir} is not empty")
         bwrap = self.spec.resolve_bwrap()
-        filter_r = filter_fd()
         self._pending = wire.encode_secrets(secrets or {})
+        filter_r = filter_fd()
         keys_r, keys_w = os.pipe()
         ev_r, ev_w = os.pipe()
         st_r, st_w = os.pipe()

@@ -100,8 +100,10 @@ def _expected(rel: tuple[str, ...], patterns: Sequence[tuple[str, ...]], *, is_d
 
 def _remove(path: str, mode: int) -> None:
     if stat.S_ISDIR(mode):
-        # rmtree unlinks through directory fds and never follows a symlink in the tree.
-        assert shutil.rmtree.avoids_symlink_attacks
+        # rmtree unlinks through directory fds and never follows a symlink in the tree
+        # (true on Linux; refuse rather than risk following one elsewhere).
+        if not shutil.rmtree.avoids_symlink_attacks:
+            raise OSError(f"cannot remove {path} safely on this platform")
         shutil.rmtree(path)
     else:
         os.unlink(path)
