@@ -4,7 +4,11 @@ Runs each variant N times and reports medians (ms), side by side:
 
 * ``outside``: ``python -I -c pass`` as a plain subprocess;
 * ``bwrap``: the same command inside the sandbox's bubblewrap command line
-  (namespaces, mounts, tmpfs) — the raw create + destroy cost;
+  (namespaces, mounts, tmpfs, the seccomp filter) — the raw create + destroy
+  cost; ``bwrap_unfiltered``: the same without ``--seccomp``;
+* ``syscalls_filtered`` / ``syscalls_unfiltered``: 200,000 ``getppid`` calls
+  timed inside each (the filter's cost on an allowed system call; their ratio
+  is ``filter_ratio``);
 * ``outside_launcher``: importing the launcher and probe modules, outside;
 * ``sandbox``: the full :class:`~sealtune.train.sandbox.Sandbox` round trip —
   start, key handover, launcher hardening, an empty entry, event channel,
@@ -30,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sealtune.train.sandbox import Sandbox, SandboxSpec, build_argv, probe
+from sealtune.train.sandbox_process import filter_fd
 
 RESULTS = Path(__file__).resolve().parent / "results" / "sandbox.json"
 
@@ -51,6 +56,29 @@ def summary(samples: list[float]) -> dict[str, float]:
             "p90_ms": round(ordered[(len(ordered) * 9) // 10], 2)}
 
 
+def run_bwrap(spec: SandboxSpec, command: list[str], *, filtered: bool) -> str:
+    """Run ``command`` under the sandbox's bubblewrap argv; return its stdout."""
+    fd = filter_fd()
+    try:
+        argv = build_argv(spec, command, bwrap=spec.resolve_bwrap(), seccomp_fd=fd)
+        if not filtered:
+            at = argv.index("--seccomp")
+            del argv[at:at + 2]
+        return subprocess.run(argv, check=True, pass_fds=(fd,), env=spec.environment(),
+                              capture_output=True, text=True).stdout
+    finally:
+        os.close(fd)
+
+
+def syscall_loop(spec: SandboxSpec, runs: int, *, filtered: bool) -> list[float]:
+    """Milliseconds for 200,000 getppid() calls inside the sandbox, ``runs`` times."""
+    code = ("import os, time; t = time.perf_counter()\n"
+            "for _ in range(200000): os.getppid()\n"
+            "print((time.perf_counter() - t) * 1000)")
+    return [float(run_bwrap(spec, [sys.executable, "-I", "-c", code], filtered=filtered))
+            for _ in range(runs)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
@@ -60,7 +88,6 @@ def main() -> None:
         out = Path(tmp)
         spec = SandboxSpec(output_dir=out)
         trivial = [sys.executable, "-I", "-c", "pass"]
-        raw = build_argv(spec, trivial, bwrap=spec.resolve_bwrap())
         imports = [sys.executable, "-I", "-B", "-c",
                    "import sealtune.train._sandbox_child, sealtune.train._probe_child"]
         destroys: list[float] = []
@@ -73,7 +100,11 @@ def main() -> None:
 
         results = {
             "outside": summary(timed(lambda: subprocess.run(trivial, check=True), opts.runs)),
-            "bwrap": summary(timed(lambda: subprocess.run(raw, check=True), opts.runs)),
+            "bwrap": summary(timed(lambda: run_bwrap(spec, trivial, filtered=True), opts.runs)),
+            "bwrap_unfiltered": summary(timed(lambda: run_bwrap(spec, trivial, filtered=False),
+                                              opts.runs)),
+            "syscalls_filtered": summary(syscall_loop(spec, opts.runs, filtered=True)),
+            "syscalls_unfiltered": summary(syscall_loop(spec, opts.runs, filtered=False)),
             "outside_launcher": summary(timed(lambda: subprocess.run(imports, check=True),
                                               opts.runs)),
             "sandbox": summary(timed(full, opts.runs)),
@@ -84,6 +115,12 @@ def main() -> None:
                                      - results["outside"]["median_ms"], 2),
         "sandbox_minus_outside_launcher": round(results["sandbox"]["median_ms"]
                                                 - results["outside_launcher"]["median_ms"], 2),
+    }
+    results["filter_ratio"] = {
+        "bwrap": round(results["bwrap"]["median_ms"]
+                       / results["bwrap_unfiltered"]["median_ms"], 3),
+        "syscalls": round(results["syscalls_filtered"]["median_ms"]
+                          / results["syscalls_unfiltered"]["median_ms"], 3),
     }
     payload = {"bench": "sandbox", "runs": opts.runs, "bwrap": report.version,
                "python": platform.python_version(), "kernel": platform.release(),

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ from sealtune.keys.files import seal_file
 from sealtune.serve.engines import Message as ChatMessage
 from sealtune.serve.engines import Sampling, make_engine
 from sealtune.serve.model import resolve_base, resolve_model
+from sealtune.train import job_run, seccomp
 from sealtune.train.config import TrainConfig
 from sealtune.train.jobs import list_jobs, run_job, show_job
 from sealtune.train.sandbox import SandboxUnavailableError, probe
@@ -91,7 +93,9 @@ def _files_containing(roots: list[Path], needle: bytes, since: float) -> list[Pa
             for name in files:
                 path = Path(dirpath, name)
                 try:
-                    if path.stat().st_mtime >= since and needle in path.read_bytes():
+                    st = path.lstat()  # regular files only: a FIFO in /tmp would block
+                    if (stat.S_ISREG(st.st_mode) and st.st_mtime >= since
+                            and needle in path.read_bytes()):
                         hits.append(path)
                 except OSError:
                     continue
@@ -237,3 +241,41 @@ def test_kill_9_leaves_no_plaintext_and_the_next_run_resumes(
     assert latest["metrics"]["resumed_from"] > 0 and latest["metrics"]["steps"] == 30
     assert show_job(workspace, killed["id"])["resumed_by"] == latest["id"]
     assert _files_containing(roots, marker.encode(), began) == []
+
+
+@pytest.mark.usefixtures("bwrap_ok")
+def test_a_job_whose_sandbox_leaves_stray_files_fails_and_the_audit_log_names_them(
+        workspace: Workspace, base: Path, marker: str, tmp_path: Path, passphrase: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    began = time.time() - 1
+    _dataset(workspace, "support", marker, n=8)
+    pin = "pin-" + secrets.token_hex(10)
+    monkeypatch.setenv("SEALTUNE_PASSPHRASE", passphrase)
+    monkeypatch.setenv("SEALTUNE_PKCS11_PIN", pin)
+    # The sandboxed code misbehaves: the real worker trains and seals, then litters.
+    monkeypatch.setattr(job_run, "WORKER", "sealtune.train._probe_child")
+    code = cli_main(["train", "--dataset", "support", "--base", str(base), "--out-name", "m2",
+                     "--max-steps", "2", "--batch-size", "4", "--max-length", "48",
+                     "--threads", "1", "--home", str(workspace.root)])
+    assert code == 3  # IntegrityError
+    [job] = list_jobs(workspace)
+    assert job["status"] == "failed" and job["error"] == "IntegrityError"
+    assert not (workspace.root / "models" / "m2").exists()
+    entries = [e for e in workspace.ledger.entries() if e.resource == f"job/{job['id']}"]
+    [stray] = [e for e in entries if e.action == "sandbox.unexpected_outputs"]
+    assert stray.outcome == "failure" and stray.details["count"] == 5
+    assert sorted(stray.details["names"]) == [
+        "checkpoints/ckpt-0000009999.sealed", "extra", "model/notes.txt", "model/pipe.sealed",
+        "stray.txt"]
+    run_dir = workspace.root / "jobs" / job["id"]
+    for path in run_dir.rglob("*"):  # only the sealed outputs the worker is meant to write
+        assert not path.is_symlink()
+        assert path.is_dir() or path.read_bytes()[:8] == b"SEALTUNE", path
+    created = next(e for e in entries if e.action == "sandbox.created")
+    flags = created.details["flags"]
+    assert "--as-pid-1" in flags["isolation"]
+    assert flags["seccomp"]["program"] == seccomp.digest(os.uname().machine)
+    assert not any(name.startswith("SEALTUNE_") for name in flags["env"])
+    roots = [workspace.root, tmp_path, Path(tempfile.gettempdir())]
+    for planted in (marker, passphrase, pin):
+        assert _files_containing(roots, planted.encode(), began) == []

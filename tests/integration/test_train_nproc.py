@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -80,7 +81,9 @@ def _files_containing(roots: list[Path], needle: bytes, since: float) -> list[Pa
             for name in files:
                 path = Path(dirpath, name)
                 try:
-                    if path.stat().st_mtime >= since and needle in path.read_bytes():
+                    st = path.lstat()  # regular files only: a FIFO in /tmp would block
+                    if (stat.S_ISREG(st.st_mode) and st.st_mtime >= since
+                            and needle in path.read_bytes()):
                         hits.append(path)
                 except OSError:
                     continue

@@ -4,7 +4,8 @@ Run by :func:`sealtune.train.sandbox.probe` (``selfcheck``) and by the
 integration tests. Every argument is ``ACTION`` or ``ACTION=ARG``; each
 action reports one event (numbers, booleans and short tokens only)::
 
-    selfcheck          network interfaces, capabilities, no_new_privs, uid, dumpable
+    selfcheck          network interfaces, capabilities, no_new_privs, uid, pid, seccomp
+                       mode, and a digest of the variable names in every visible environ
     connect=HOST:PORT  TCP connect                 -> check(ok, errno)
     uconnect=NAME      abstract unix socket connect -> check(ok, errno)
     read=PATH          open and read a file         -> check(ok, errno)
@@ -17,11 +18,22 @@ action reports one event (numbers, booleans and short tokens only)::
     tmpfile=TEXT       write TEXT into the tmpfs workspace (stands in for plaintext)
     fill=PATH:BYTES    write BYTES zeros to PATH    -> check(ok, errno)
     escape_out         try to leave a symlink and a setuid file in the output dir
+    litter=HOSTDIR     leave expected and unexpected entries in the output dir,
+                       links to HOSTDIR among them
     rlimits            the resource limits in force
     spawn=N            start N sleeping grandchildren
     progress=N         N progress events
     fail               raise ValueError with a message that must never leave
     hold               report ``holding`` and sleep until killed
+    environ            search every readable /proc/*/environ and cmdline for the
+                       handed-over keys' values -> environ(found=key names)
+    syscalls           each system call the seccomp filter denies, with harmless
+                       arguments -> syscall(name, errno) each
+    ptrace             trace / read a dumpable sibling and, from a child, PID 1
+                       -> trace(target, how, errno) each
+    int80              (x86_64) a child makes an i386 system call -> int80(signal)
+    allowed            threads, fork, exec of python -> check(ok) each
+    torch              import torch, a tiny forward and backward pass -> check(ok)
 
 Not for production use: it deliberately tries to break out.
 """
@@ -38,7 +50,8 @@ import stat
 import time
 from collections.abc import Callable
 
-from sealtune.train._sandbox_child import ChildContext
+from sealtune.train._probe_kernel import KERNEL_ACTIONS
+from sealtune.train._sandbox_child import ChildContext, environ_names_digest
 
 Action = Callable[[ChildContext, str], None]
 
@@ -111,20 +124,53 @@ def _keyctl(ctx: ChildContext, arg: str) -> None:
         ctx.events.event("check", check="keyctl", ok=True, errno="")
 
 
+def _environs() -> dict[str, bytes]:
+    """The initial environment of every process whose environ this one may read."""
+    found = {}
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                found[pid] = fh.read()
+        except OSError:
+            continue
+    return found
+
+
 def _selfcheck(ctx: ChildContext, _: str) -> None:
     with open("/proc/self/status") as fh:
         status = dict(line.split(":", 1) for line in fh.read().splitlines() if ":" in line)
     ifaces = sorted(name for _, name in socket.if_nameindex())
+    environs = _environs()
+    names = {e.split(b"=", 1)[0].decode(errors="replace")
+             for blob in environs.values() for e in blob.split(b"\0") if e}
     ctx.events.event(
         "selfcheck",
         interfaces=",".join(ifaces),
         cap_eff=status["CapEff"].strip(),
         cap_bnd=status["CapBnd"].strip(),
         no_new_privs=int(status["NoNewPrivs"]),
+        seccomp=int(status["Seccomp"]),
+        pid=os.getpid(),
         uid=os.getuid(),
         hostname=socket.gethostname(),
         fds=",".join(sorted(os.listdir("/proc/self/fd"), key=int)),
+        environs=len(environs),
+        environ_names=environ_names_digest(names),
     )
+
+
+def _environ(ctx: ChildContext, _: str) -> None:
+    blobs = _environs()
+    for pid in blobs:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                blobs[pid] += b"\0" + fh.read()
+        except OSError:
+            continue
+    found = sorted(name for name, value in ctx.keys.items()
+                   if any(bytes(value) in blob for blob in blobs.values()))
+    ctx.events.event("environ", processes=len(blobs), found=",".join(found),
+                     pid1="1" in blobs)
 
 
 def _key(ctx: ChildContext, name: str) -> None:
@@ -161,6 +207,22 @@ def _escape_out(ctx: ChildContext, _: str) -> None:
     exe.chmod(0o4755 | stat.S_IFREG)
     os.mkfifo(ctx.outdir / "fifo")
     ctx.events.event("check", check="escape_out", ok=True, errno="")
+
+
+def _litter(ctx: ChildContext, hostdir: str) -> None:
+    model = ctx.outdir / "model"
+    model.mkdir()
+    (model / "a.sealed").write_bytes(b"SEALTUNE")
+    (model / "b.txt").write_text("plaintext")
+    (model / "link.sealed").symlink_to("/etc/hostname")
+    (model / "dirlink.sealed").symlink_to(hostdir)  # must be unlinked, never followed
+    (ctx.outdir / "hostlink").symlink_to(hostdir)
+    (ctx.outdir / "stray.bin").write_bytes(b"x")
+    (ctx.outdir / "extra" / "deep").mkdir(parents=True)
+    (ctx.outdir / "extra" / "deep" / "c.sealed").write_bytes(b"SEALTUNE")
+    os.mkfifo(model / "fifo.sealed")
+    (model / "odd\nname \u5f20.sealed.txt").write_text("x")
+    ctx.events.event("check", check="litter", ok=True, errno="")
 
 
 def _rlimits(ctx: ChildContext, _: str) -> None:
@@ -216,16 +278,35 @@ ACTIONS: dict[str, Action] = {
     "tmpfile": _tmpfile,
     "fill": _fill,
     "escape_out": _escape_out,
+    "litter": _litter,
     "rlimits": _rlimits,
     "spawn": _spawn,
     "progress": _progress,
     "fail": _fail,
     "hold": _hold,
+    "environ": _environ,
+    **KERNEL_ACTIONS,
 }
 
 
+def _hostile_worker(ctx: ChildContext, argv: list[str]) -> None:
+    """The real worker, then stray entries in the output directory (a misbehaving job)."""
+    from sealtune.train import worker
+
+    worker.main(ctx, argv)
+    (ctx.outdir / "stray.txt").write_text("not a sealed output\n")
+    (ctx.outdir / "model" / "notes.txt").write_text("plaintext notes\n")
+    (ctx.outdir / "checkpoints" / "ckpt-0000009999.sealed").symlink_to("/etc/hostname")
+    (ctx.outdir / "extra" / "deeper").mkdir(parents=True)
+    (ctx.outdir / "extra" / "deeper" / "x.sealed").write_bytes(b"SEALTUNE")
+    os.mkfifo(ctx.outdir / "model" / "pipe.sealed")
+
+
 def main(ctx: ChildContext, argv: list[str]) -> None:
-    """Run each action in ``argv`` in order."""
+    """Run each action in ``argv`` in order (a worker's ``--spec-json``: a hostile worker)."""
+    if argv[:1] == ["--spec-json"]:
+        _hostile_worker(ctx, argv)
+        return
     for item in argv:
         action, _, arg = item.partition("=")
         ACTIONS[action](ctx, arg)

@@ -15,7 +15,8 @@ touched) the launcher:
   program the entry execs relies on the core limit alone, which a
   ``core_pattern`` pipe handler may ignore;
 * joins a fresh anonymous session keyring, dropping possession of the
-  caller's kernel session keyring (which bubblewrap otherwise inherits);
+  caller's kernel session keyring (which bubblewrap otherwise inherits); this
+  is the one ``keyctl`` operation the seccomp filter lets through;
 * reads the secrets (data keys) from the inherited key pipe until EOF.
 
 Then it imports ENTRY.MODULE and calls its ``main(ctx, argv)``; at the end it
@@ -36,6 +37,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import errno
+import hashlib
 import importlib
 import json
 import math
@@ -191,6 +194,11 @@ class EventWriter:
         self.send("error", "error", kind=kind if TOKEN_RE.fullmatch(kind) else "Exception")
 
 
+def environ_names_digest(names: set[str] | list[str]) -> str:
+    """A digest of a set of variable names: the self-check reports it, the parent compares."""
+    return hashlib.sha256(",".join(sorted(names)).encode()).hexdigest()[:32]
+
+
 # -- the child's context ---------------------------------------------------------
 
 
@@ -269,8 +277,13 @@ def _harden(limits: Mapping[str, int]) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 0
-    # keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): a new anonymous session keyring.
-    libc.syscall(250 if os.uname().machine == "x86_64" else 219, 1, None)
+    # keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): a new anonymous session keyring (the
+    # one keyctl call the seccomp filter allows). Fail closed, unless the kernel has
+    # no keyrings at all (ENOSYS).
+    if libc.syscall(250 if os.uname().machine == "x86_64" else 219, 1, None) < 0:
+        code = ctypes.get_errno()
+        if code != errno.ENOSYS:
+            raise OSError(code, "cannot drop the caller's session keyring")
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)

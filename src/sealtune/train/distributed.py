@@ -211,7 +211,8 @@ def start_ranks(world_size: int, keys: dict[str, bytearray],
             try:
                 argv = [sys.executable, "-I", "-B", "-m", "sealtune.train.distributed",
                         "--rank", str(rank), "--world-size", str(world_size),
-                        "--port", str(store.port), "--keys-fd", str(read_fd), "--",
+                        "--port", str(store.port), "--keys-fd", str(read_fd),
+                        "--parent", str(os.getpid()), "--",
                         *worker_args]
                 group.procs.append(subprocess.Popen(
                     argv, pass_fds=(read_fd,), env={**env, "RANK": str(rank)},
@@ -235,13 +236,15 @@ def _timedelta(seconds: float) -> Any:
     return datetime.timedelta(seconds=seconds)
 
 
-def _harden_child() -> None:
+def _harden_child(parent: int) -> None:
     """Core size 0, not dumpable (``execve`` reset it), killed when rank 0 dies."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 0
     libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG = SIGKILL
-    if os.getppid() == 1:  # rank 0 died before the line above
+    # Rank 0 died before the line above (we were re-parented). Rank 0 is often the
+    # pid namespace's init (PID 1), so compare with its pid rather than with 1.
+    if os.getppid() != parent:
         os._exit(1)
 
 
@@ -252,10 +255,11 @@ def child_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--world-size", type=int, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--keys-fd", type=int, required=True)
+    parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("args", nargs=argparse.REMAINDER)
     opts = parser.parse_args(sys.argv[1:] if argv is None else argv)
     sys.excepthook = lambda *_: None  # stderr is /dev/null anyway; print nothing, ever
-    _harden_child()
+    _harden_child(opts.parent)
     from sealtune.train._sandbox_child import ChildContext, EventWriter, read_secrets
 
     keys = read_secrets(opts.keys_fd)

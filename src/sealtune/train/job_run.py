@@ -6,7 +6,9 @@ measures what will run, starts :mod:`sealtune.train.worker` in a
 relays progress, records the security timeline (``sandbox.created`` with the
 measurement and the isolation flags, ``sandbox.data_decrypted``,
 ``train.finished``, ``sandbox.outputs_sealed``, ``sandbox.destroyed`` with
-the teardown result), accepts only sealed files as outputs and installs them
+the teardown result, and ``sandbox.unexpected_outputs`` naming anything the
+sandbox left beyond its sealed outputs, which fails the job), accepts only
+sealed files as outputs and installs them
 into ``<workspace>/models/<out-name>/`` with a ``model.json`` manifest,
 atomically (built aside, then renamed). The data keys are zeroed when the
 run ends, however it ends. With ``sandbox=False`` the worker runs in this
@@ -14,7 +16,8 @@ process over the same event protocol, with a warning and a
 ``train.unsafe_no_sandbox`` ledger entry.
 
 What this protects against: plaintext outputs installed as a model (each file
-must carry the sealed-file magic), a failure inside reported with sample text
+must carry the sealed-file magic), a model installed from a sandbox that wrote
+files it should not have, a failure inside reported with sample text
 (errors travel by exception class only), a no-sandbox run that goes unrecorded.
 What it does not: this is OS isolation, not a TEE (see
 :mod:`sealtune.train.sandbox`); the keys sit in this process's memory while the
@@ -39,9 +42,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sealtune.errors import DiskFullError, IntegrityError, SealtuneError
+from sealtune.train import seccomp
 from sealtune.train.job_keys import _file_key, _new_target, _old_target
 from sealtune.train.job_records import MODEL_FORMAT, MODELS, _Job, _now, _write_json
 from sealtune.train.sandbox import Sandbox, SandboxEvent, SandboxSpec, build_argv, measure
+from sealtune.train.sandbox_process import native_arch
 from sealtune.train.worker import JobSpec
 
 if TYPE_CHECKING:
@@ -55,6 +60,10 @@ UNSAFE_WARNING = ("training WITHOUT the sandbox (--no-sandbox): plaintext data a
 _LEDGER = {"data_decrypted": "sandbox.data_decrypted", "training_finished": "train.finished",
            "outputs_sealed": "sandbox.outputs_sealed"}
 ProgressFn = Callable[[SandboxEvent], None]
+#: The entry module the sandbox runs.
+WORKER = "sealtune.train.worker"
+#: What the worker leaves in its output directory; anything else is removed.
+OUTPUTS = ("model/*.sealed", "checkpoints/ckpt-??????????.sealed")
 
 
 class TrainingError(SealtuneError):
@@ -82,12 +91,15 @@ class JobResult:
 
 def _sandbox_flags(spec: SandboxSpec) -> dict[str, Any]:
     """The isolation settings for the ledger, taken from the argv the sandbox runs with."""
-    argv = build_argv(spec, ["entry"], bwrap="bwrap")
-    isolation = {"--die-with-parent", "--new-session", "--clearenv", "--disable-userns"}
+    argv = build_argv(spec, ["entry"], bwrap="bwrap", seccomp_fd=-1)
+    isolation = {"--die-with-parent", "--new-session", "--clearenv", "--disable-userns",
+                 "--as-pid-1"}
     return {"isolation": [a for a in argv if a.startswith("--unshare") or a in isolation],
             "cap_drop": "ALL", "network": "loopback only", "tmpfs_bytes": spec.tmpfs_size,
             "limits": spec.limits.as_args(), "inputs": sorted(spec.inputs),
-            "hidden": [str(h) for h in spec.hidden]}
+            "hidden": [str(h) for h in spec.hidden], "env": sorted(spec.environment()),
+            "seccomp": {"arch": native_arch(), "program": seccomp.digest(native_arch()),
+                        "denied": len(seccomp.DENIED)}}
 
 
 class _Run:
@@ -115,16 +127,7 @@ class _Run:
             rec["measurement"] = {**measurement.to_dict(), "digest": measurement.digest}
             self.job.save()
             teardown = self._sandboxed(args) if rec["sandboxed"] else self._unsandboxed(args)
-            if "DiskFullError" in self.errors:  # sealing outputs or checkpoints ran out
-                raise DiskFullError(self.spec.output_dir, hint=(
-                    "the job's sealed checkpoints and outputs are written there: free space "
-                    "on that file system and rerun to resume from the last sealed checkpoint"))
-            if self.errors or "outputs_sealed" not in self.fields:
-                raise TrainingError(
-                    "training failed inside the sandbox: "
-                    + (", ".join(self.errors) or "it exited without sealing its outputs"),
-                    hint="rerun to resume from the last sealed checkpoint; set "
-                         "SEALTUNE_DEBUG=1 and use --no-sandbox on non-sensitive data to debug")
+            self._check(teardown)
             model_dir = self._install()
         except BaseException as exc:
             rec["status"], rec["error"] = "failed", type(exc).__name__
@@ -134,6 +137,26 @@ class _Run:
             for key in self.keys.values():
                 key[:] = bytes(len(key))
         return self._finish(model_dir, teardown)
+
+    def _check(self, teardown: Mapping[str, Any]) -> None:
+        """Fail unless the worker sealed its outputs and left nothing else behind."""
+        if "DiskFullError" in self.errors:  # sealing outputs or checkpoints ran out
+            raise DiskFullError(self.spec.output_dir, hint=(
+                "the job's sealed checkpoints and outputs are written there: free space "
+                "on that file system and rerun to resume from the last sealed checkpoint"))
+        if self.errors or "outputs_sealed" not in self.fields:
+            raise TrainingError(
+                "training failed inside the sandbox: "
+                + (", ".join(self.errors) or "it exited without sealing its outputs"),
+                hint="rerun to resume from the last sealed checkpoint; set "
+                     "SEALTUNE_DEBUG=1 and use --no-sandbox on non-sensitive data to debug")
+        if teardown.get("outputs_removed"):
+            raise IntegrityError(
+                f"the sandbox left {teardown['outputs_removed']} unexpected file(s) or "
+                "link(s) in its output directory; removed, and named in the audit log "
+                "(sandbox.unexpected_outputs)",
+                hint="the training code, a library or a model file misbehaved; the model "
+                     "was not installed")
 
     def _prepare(self) -> list[str]:
         rec = self.job.rec
@@ -172,7 +195,7 @@ class _Run:
 
     def _sandboxed(self, args: list[str]) -> dict[str, Any]:
         with Sandbox(self.spec) as box:
-            box.start("sealtune.train.worker", args, secrets=self.keys)
+            box.start(WORKER, args, secrets=self.keys)
             try:
                 for ev in box.events(timeout=self.timeout):
                     self._handle(ev)
@@ -184,6 +207,10 @@ class _Run:
                             "outputs_removed": td.outputs_removed, "seconds": td.seconds,
                             "tmpfs_files_wiped": wiped, "exit_code": box.exit_code}
                 self.job.event("sandbox.destroyed", teardown)
+                if td.outputs_removed:
+                    self.job.event("sandbox.unexpected_outputs",
+                                   {"count": td.outputs_removed, "names": list(td.unexpected)},
+                                   outcome="failure")
         return teardown
 
     def _unsandboxed(self, args: list[str]) -> dict[str, Any]:

@@ -71,9 +71,9 @@ from sealtune.train.job_records import _write_json as _write_json
 from sealtune.train.job_records import list_jobs as list_jobs
 from sealtune.train.job_records import show_job as show_job
 from sealtune.train.job_run import _LEDGER as _LEDGER
+from sealtune.train.job_run import OUTPUTS, JobResult, _Run
 from sealtune.train.job_run import SEALED_MAGIC as SEALED_MAGIC
 from sealtune.train.job_run import UNSAFE_WARNING as UNSAFE_WARNING
-from sealtune.train.job_run import JobResult, _Run
 from sealtune.train.job_run import ProgressFn as ProgressFn
 from sealtune.train.job_run import TrainingError as TrainingError
 from sealtune.train.job_run import _privacy as _privacy
@@ -201,7 +201,7 @@ def _job_spec(ws: Workspace, *, run_dir: Path, data_path: Path, base: Path,
                                ws.root / MODELS),
                        env={**OFFLINE_ENV, "OMP_NUM_THREADS": str(
                            max(1, (threads or os.cpu_count() or 1) // nproc))},
-                       tmpfs_size=tmpfs_size, bwrap=bwrap)
+                       tmpfs_size=tmpfs_size, bwrap=bwrap, outputs=OUTPUTS)
 
 
 def _probe_or_refuse(ws: Workspace, spec: SandboxSpec, *, job_id: str, run_dir: Path) -> None:

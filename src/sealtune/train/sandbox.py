@@ -14,9 +14,12 @@ What each piece stops:
 
 * ``--unshare-net``: a new network namespace with only ``lo``; nothing inside
   can reach the host's or anyone's TCP/UDP ports, nor abstract unix sockets.
-* ``--unshare-pid`` / ``--die-with-parent`` / ``--new-session``: the sandbox
-  sees only its own processes, dies with its init (and with its parent), and
-  cannot inject keystrokes into the user's terminal (TIOCSTI).
+* ``--unshare-pid`` / ``--as-pid-1`` / ``--die-with-parent`` / ``--new-session``:
+  the sandbox sees only its own processes; the launcher is their init (PID 1),
+  so no bubblewrap process is inside (bubblewrap's reaper, a process of the
+  sandbox's uid, could otherwise be traced or read through ``/proc/1/mem``);
+  everything dies with the launcher (and with the parent); no keystrokes can be
+  injected into the user's terminal (TIOCSTI).
 * ``--unshare-ipc`` / ``--unshare-uts`` / ``--unshare-cgroup-try``: no shared
   SysV IPC or POSIX message queues with the host; its own hostname.
 * ``--unshare-user --uid 65534 --disable-userns --cap-drop ALL``: an empty
@@ -34,28 +37,46 @@ What each piece stops:
   ``/sandbox/out``; ``/`` and ``/dev`` are remounted read-only. The keyring
   and the rest of the workspace are simply not there (``hidden`` paths are
   refused as bind sources).
-* ``--clearenv``: only allow-listed variables enter; the passphrase never.
+* The environment: bubblewrap itself is started with the allow-listed
+  variables only (:meth:`SandboxSpec.environment`), so neither its
+  ``/proc/<pid>/environ`` nor its memory holds the caller's passphrase, PIN or
+  tokens, and ``--clearenv`` gives the command the same list; names that say
+  they hold a secret are refused. The self-check compares the variable names
+  of every process it can see inside with that list.
+* ``--seccomp``: the filter of :mod:`sealtune.train.seccomp` (native
+  architecture only; ``ptrace``, ``process_vm_*``, ``io_uring``, ``bpf``,
+  ``perf_event_open``, the keyring calls, namespaces, mounts, modules,
+  ``kexec``... fail with ``EPERM``), installed before the command runs and
+  checked by the self-check (``Seccomp: 2``).
 * Keys come over an inherited pipe, never as a file or variable; the parent
   closes its end as soon as they are written. All other parent fds are closed.
 * Resource limits (address space, CPU seconds, open files, processes, file
   size) are set hard before the entry runs; cores are off; the caller's
   kernel session keyring is dropped (see ``_sandbox_child``).
-* On destroy, the output directory is sanitized: symlinks and special files
-  are removed, modes reset to ``0600``/``0700`` (no setuid file written by a
-  sandbox that is host uid 0 survives).
+* On destroy, the output directory is sanitized: symlinks, special files and,
+  when the spec lists the expected ``outputs``, anything else are removed
+  without following links and named in :attr:`Teardown.unexpected`; modes are
+  reset to ``0600``/``0700`` (no setuid file written by a sandbox that is host
+  uid 0 survives).
 
-Not covered: no seccomp filter (the whole syscall surface of the kernel is
-reachable); ``RLIMIT_NPROC`` does not bind host uid 0; tmpfs pages can reach
-swap unless swap is off or encrypted, and freed pages are zeroed by the kernel
-only with ``init_on_free=1``; the output directory has no size quota. A
+Not covered: the seccomp filter is a denylist (a system call it does not list,
+including one added by a later kernel, is reachable) and a bug in an allowed
+system call still escapes; a dumpable process inside can read another's memory
+through ``/proc/<pid>/mem`` (the launcher, which holds the keys, is not
+dumpable); the launcher, as PID 1, does not reap orphaned grandchildren (they
+stay zombies until the sandbox ends); ``RLIMIT_NPROC`` does not bind host
+uid 0; tmpfs pages can reach swap unless swap is off or encrypted, and freed
+pages are zeroed by the kernel only with ``init_on_free=1``; the output
+directory has no size quota; the allowed variables' values are visible in
+bubblewrap's command line to any host user (they hold no secret). A
 :class:`Sandbox` must be started from a thread that outlives it
 (``--die-with-parent`` follows the starting thread).
 
 This module is the facade and holds the self-check (:func:`probe`); the
 pieces live beside it and are re-exported here (import from here):
 ``sandbox_spec`` (the spec, its validation and the bubblewrap argv),
-``sandbox_process`` (start, the key pipe, events, destroy),
-``sandbox_teardown`` (the survivor check, output sanitizing) and
+``seccomp`` (the filter program), ``sandbox_process`` (start, the key pipe,
+events, destroy), ``sandbox_teardown`` (the survivor check, output sanitizing) and
 ``sandbox_measure`` (digests of what runs).
 """
 
@@ -69,7 +90,7 @@ from pathlib import Path
 
 from sealtune.errors import ConfigError as ConfigError
 from sealtune.errors import SealtuneError as SealtuneError
-from sealtune.train import _sandbox_child as wire  # noqa: F401 - re-exported, as before
+from sealtune.train import _sandbox_child as wire  # re-exported, as before
 from sealtune.train.sandbox_measure import Measurement as Measurement
 from sealtune.train.sandbox_measure import digest_tree as digest_tree
 from sealtune.train.sandbox_measure import measure as measure
@@ -136,7 +157,10 @@ def probe(spec: SandboxSpec | None = None) -> ProbeReport:
             + (f", error {kinds})" if kinds else "; is sealtune readable inside?)"),
             hint=NO_SANDBOX_HINT)
     expected = {"interfaces": "lo", "cap_eff": "0" * 16, "no_new_privs": 1,
-                "uid": SANDBOX_UID, "hostname": spec.hostname}
+                "uid": SANDBOX_UID, "hostname": spec.hostname,
+                "seccomp": 2,  # SECCOMP_MODE_FILTER: the filter is in force
+                "pid": 1,  # the launcher is init: no bubblewrap process inside
+                "environ_names": wire.environ_names_digest(list(spec.environment()))}
     failed = sorted(k for k, v in expected.items() if checks[0].get(k) != v)
     if failed:
         raise SandboxUnavailableError("the sandbox was created but failed isolation checks: "

@@ -1,15 +1,19 @@
 """Running one entry module in a sandbox: start, keys over a pipe, events, destroy.
 
 :class:`Sandbox` launches bubblewrap with the argv from
-:func:`~sealtune.train.sandbox_spec.build_argv`, hands the data keys to the
+:func:`~sealtune.train.sandbox_spec.build_argv`, the spec's allow-listed
+environment (bubblewrap never sees the caller's) and the seccomp program on an
+inherited pipe (:func:`filter_fd`), hands the data keys to the
 launcher over an inherited pipe (written without blocking, zeroed as they go
 and the pipe closed once they are out), reads structured events from the
 sandbox and bubblewrap's JSON status (the child pid and namespace inodes), and
 on :meth:`Sandbox.destroy` kills the namespace's init through a pidfd, checks
-that no process of the sandbox is left and sanitizes the output directory.
+that no process of the sandbox is left and sanitizes the output directory
+(removing, and naming in the teardown, what the spec did not expect).
 Only the last 4 KiB of bubblewrap's stderr is kept, for the start-up error.
 
-What this protects against: keys in files, variables or argv; a sandbox that
+What this protects against: keys in files, variables or argv; the caller's
+secrets in bubblewrap's environment; a sandbox that
 outlives its job, hangs past its timeout or floods the event channel (it is
 destroyed); event lines that break the wire format (the sandbox is destroyed,
 nothing of the line is quoted). What it does not: this is OS isolation, not a
@@ -36,6 +40,7 @@ from typing import Literal, NoReturn
 
 from sealtune.errors import ConfigError
 from sealtune.train import _sandbox_child as wire
+from sealtune.train import seccomp
 from sealtune.train.sandbox_spec import (
     LAUNCHER,
     NO_SANDBOX_HINT,
@@ -44,7 +49,14 @@ from sealtune.train.sandbox_spec import (
     SandboxUnavailableError,
     build_argv,
 )
-from sealtune.train.sandbox_teardown import Teardown, _ns_inode, namespace_members, sanitize_outputs
+from sealtune.train.sandbox_teardown import (
+    MAX_REPORTED,
+    Teardown,
+    _ns_inode,
+    namespace_members,
+    reported_name,
+    sanitize_outputs,
+)
 
 Scalar = wire.Scalar
 EventType = Literal["lifecycle", "progress", "event", "error"]
@@ -111,23 +123,27 @@ class Sandbox:
             raise ConfigError(f"sandbox output dir {self.spec.output_dir} is not empty")
         bwrap = self.spec.resolve_bwrap()
         self._pending = wire.encode_secrets(secrets or {})
+        filter_r = filter_fd()
         keys_r, keys_w = os.pipe()
         ev_r, ev_w = os.pipe()
         st_r, st_w = os.pipe()
         command = [str(self.spec.python), "-I", "-B", "-m", LAUNCHER, f"--events-fd={ev_w}",
                    f"--keys-fd={keys_r}", *self.spec.limits.as_args(), "--", module, *args]
-        argv = build_argv(self.spec, command, bwrap=bwrap, status_fd=st_w)
+        argv = build_argv(self.spec, command, bwrap=bwrap, seccomp_fd=filter_r, status_fd=st_w)
         try:
+            # bubblewrap gets the allow-listed environment only: its /proc/<pid>/environ
+            # (and a copy of it in its memory) must not hold the caller's secrets.
             self._proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE, pass_fds=(keys_r, ev_w, st_w, *self.spec.pass_fds))
+                stderr=subprocess.PIPE, env=self.spec.environment(),
+                pass_fds=(keys_r, ev_w, st_w, filter_r, *self.spec.pass_fds))
         except OSError as exc:
             for fd in (keys_w, ev_r, st_r):
                 os.close(fd)
             raise SandboxUnavailableError(f"cannot run {bwrap}: {exc.strerror}",
                                           hint=NO_SANDBOX_HINT) from None
         finally:
-            for fd in (keys_r, ev_w, st_w):
+            for fd in (keys_r, ev_w, st_w, filter_r):
                 os.close(fd)
         assert self._proc.stderr is not None
         os.set_blocking(keys_w, False)
@@ -277,10 +293,12 @@ class Sandbox:
         for key in list(self._sel.get_map().values()):
             self._close(key.fd)
         self._pending[:] = bytes(len(self._pending))
-        removed = 0 if self._proc is None else sanitize_outputs(self.spec.output_dir)
-        self._teardown = Teardown(len(left), released and not left, removed,
-                                  round(time.monotonic() - began, 4))
-        self._note("destroyed", processes_left=len(left), outputs_removed=removed,
+        removed = [] if self._proc is None else sanitize_outputs(self.spec.output_dir,
+                                                                   self.spec.outputs)
+        self._teardown = Teardown(len(left), released and not left, len(removed),
+                                  round(time.monotonic() - began, 4),
+                                  tuple(reported_name(r) for r in removed[:MAX_REPORTED]))
+        self._note("destroyed", processes_left=len(left), outputs_removed=len(removed),
                    namespaces_released=self._teardown.namespaces_released)
         if left:
             raise SandboxError(f"{len(left)} sandbox process(es) survived destruction",
@@ -298,3 +316,29 @@ class Sandbox:
             os.close(self._pidfd)
             self._pidfd = None
 
+
+def native_arch() -> str:
+    """This machine's architecture, as :mod:`sealtune.train.seccomp` names it."""
+    return os.uname().machine
+
+
+def filter_fd() -> int:
+    """A pipe's read end holding this machine's seccomp program (for ``--seccomp``).
+
+    The write end is already closed; bubblewrap reads to the end, so each
+    sandbox needs a fresh one. Raises :class:`SandboxUnavailableError` on an
+    architecture without a filter table.
+    """
+    try:
+        blob = seccomp.program(native_arch())
+    except ValueError:
+        raise SandboxUnavailableError(
+            f"the sandbox has no seccomp filter for this architecture ({native_arch()})",
+            hint="train on x86_64 or aarch64, or pass --no-sandbox (recorded in the "
+                 "audit ledger)") from None
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, blob)  # a few hundred bytes: far below the pipe buffer
+    finally:
+        os.close(write_fd)
+    return read_fd

@@ -1,21 +1,25 @@
 """What a sandbox sees and may do, and the bubblewrap command line that enforces it.
 
-:class:`SandboxSpec` describes the mounts, environment and limits of one
-sandbox and refuses, before anything runs, a bind that is relative, missing,
-overlaps a reserved path or would expose a ``hidden`` host path (the keyring,
-the rest of the workspace). :func:`build_argv` turns it into the bubblewrap
-argv: new user/ipc/pid/net/uts/cgroup namespaces, no capabilities, no nested
-user namespaces, a cleared environment, ``/usr`` and the runtime and code
-trees read-only, private tmpfs for ``/tmp`` and ``/dev/shm``, inputs read-only
-under ``/sandbox/in`` and one writable ``/sandbox/out``; see
+:class:`SandboxSpec` describes the mounts, environment, limits and expected
+outputs of one sandbox and refuses, before anything runs, a bind that is
+relative, missing, overlaps a reserved path or would expose a ``hidden`` host
+path (the keyring, the rest of the workspace), and an environment variable
+whose name says it holds a secret. :func:`build_argv` turns it into the
+bubblewrap argv: new user/ipc/pid/net/uts/cgroup namespaces with the command as
+PID 1 (no bubblewrap process inside), the seccomp filter of
+:mod:`sealtune.train.seccomp`, no capabilities, no nested user namespaces, a
+cleared environment, ``/usr`` and the runtime and code trees read-only,
+private tmpfs for ``/tmp`` and ``/dev/shm``, inputs read-only under
+``/sandbox/in`` and one writable ``/sandbox/out``; see
 :mod:`sealtune.train.sandbox` for what each flag stops.
 
 What this protects against: a spec that would silently widen the sandbox (a
-hidden path under a bind, the passphrase variable entering, a tree mounted
-over ``/tmp`` or ``/proc``). What it does not: this is OS isolation, not a
-TEE; it cannot check that bubblewrap or the kernel enforce the flags (the
-probe in :mod:`sealtune.train.sandbox` checks that from inside), and a path
-swapped on the host between validation and mounting is not detected.
+hidden path under a bind, a secret variable entering, a tree mounted over
+``/tmp`` or ``/proc``). What it does not: this is OS isolation, not a TEE; it
+cannot check that bubblewrap or the kernel enforce the flags (the probe in
+:mod:`sealtune.train.sandbox` checks that from inside); a path swapped on the
+host between validation and mounting is not detected; the variables it lets
+in appear in bubblewrap's command line, which any host user can read.
 """
 
 from __future__ import annotations
@@ -44,7 +48,12 @@ ROOT_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime")
 RESERVED = tuple(Path(p) for p in ("/tmp", "/sandbox", "/proc", "/dev", "/etc"))  # noqa: S108
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_FORBIDDEN_ENV = frozenset({"SEALTUNE_PASSPHRASE"})
+_FORBIDDEN_ENV = frozenset({"SEALTUNE_PASSPHRASE", "SEALTUNE_PKCS11_PIN",
+                            "SEALTUNE_OPENBAO_TOKEN", "VAULT_TOKEN", "BAO_TOKEN"})
+#: A variable with one of these words in its name (split on ``_``) never enters.
+_SECRET_WORDS = frozenset({"PASSPHRASE", "PASSWORD", "PASSWD", "PIN", "TOKEN", "SECRET",
+                           "CREDENTIALS", "APIKEY"})
+_OUTPUT_PART = re.compile(r"^[A-Za-z0-9_.*?\[\]-]{1,128}$")
 
 
 class SandboxUnavailableError(SealtuneError):
@@ -111,10 +120,19 @@ class SandboxSpec:
         devices: device nodes to expose (e.g. ``/dev/nvidia0``); default none.
         tmpfs_size: bytes for the ``/tmp`` workspace (and again ``/dev/shm``).
         limits: resource limits.
-        env: extra variables to set inside; pass_env: names copied if set.
+        env: extra variables to set inside; pass_env: names copied if set. The
+            sandbox (and bubblewrap itself) gets these and a fixed base
+            (:meth:`environment`), nothing else of this process's environment.
+            Names that say they hold a secret (``*_TOKEN``, ``*_PIN``...) are refused.
         pass_fds: extra inherited file descriptors.
         bwrap: the bubblewrap executable: a name looked up on ``PATH`` or a path.
         hostname: the hostname inside.
+        outputs: what the entry may leave in ``output_dir``: relative glob patterns
+            (``/``-separated, ``fnmatch`` per component) of regular files; the
+            directories on the way to them are allowed. After the sandbox ends,
+            anything else is removed (see
+            :func:`~sealtune.train.sandbox_teardown.sanitize_outputs`).
+            ``None``: any regular file or directory may stay.
     """
 
     output_dir: Path
@@ -131,6 +149,7 @@ class SandboxSpec:
     pass_fds: tuple[int, ...] = ()
     bwrap: str = "bwrap"
     hostname: str = "sandbox"
+    outputs: tuple[str, ...] | None = None
 
     def resolve_bwrap(self) -> str:
         """The bubblewrap executable's path; :class:`SandboxUnavailableError` if absent."""
@@ -151,8 +170,15 @@ class SandboxSpec:
             if not wire.NAME_RE.fullmatch(name):
                 raise ConfigError(f"sandbox input name {name!r} must match [a-z][a-z0-9_]*")
         for var in [*self.env, *self.pass_env]:
-            if not _ENV_NAME.fullmatch(var) or var in _FORBIDDEN_ENV:
-                raise ConfigError(f"environment variable {var} may not enter the sandbox")
+            if (not _ENV_NAME.fullmatch(var) or var in _FORBIDDEN_ENV
+                    or _SECRET_WORDS.intersection(var.upper().split("_"))):
+                raise ConfigError(f"environment variable {var} may not enter the sandbox",
+                                  hint="secrets reach the sandbox over the key pipe only")
+        for pattern in self.outputs or ():
+            parts = pattern.split("/")
+            if not all(_OUTPUT_PART.fullmatch(p) and p not in (".", "..") for p in parts):
+                raise ConfigError(f"sandbox output pattern {pattern!r} must be relative, "
+                                  "with parts of [A-Za-z0-9_.*?[]-] other than . and ..")
 
     def _validate_binds(self) -> None:
         """Every bind source exists, is absolute and neither holds nor sits in a hidden path."""
@@ -183,21 +209,29 @@ class SandboxSpec:
 
     def environment(self) -> dict[str, str]:
         """The complete environment inside the sandbox (after ``--clearenv``)."""
-        env = {"PATH": "/usr/bin:/bin", "HOME": WORK, "TMPDIR": WORK,
+        # PWD: bubblewrap sets it after --chdir anyway; listed so the allow-list is complete.
+        env = {"PATH": "/usr/bin:/bin", "HOME": WORK, "TMPDIR": WORK, "PWD": WORK,
                "USER": "sandbox", "LOGNAME": "sandbox", "LANG": "C.UTF-8"}
         env.update({k: os.environ[k] for k in self.pass_env if k in os.environ})
         env.update(self.env)
         return env
 
 
-def build_argv(spec: SandboxSpec, command: Sequence[str], *, bwrap: str,
+def build_argv(spec: SandboxSpec, command: Sequence[str], *, bwrap: str, seccomp_fd: int,
                status_fd: int | None = None) -> list[str]:
-    """The full bubblewrap command line that runs ``command`` inside ``spec``."""
-    argv = [bwrap, "--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net",
-            "--unshare-uts", "--unshare-cgroup-try", "--disable-userns",
+    """The full bubblewrap command line that runs ``command`` inside ``spec``.
+
+    ``seccomp_fd`` is an inherited descriptor holding the filter program
+    (:func:`sealtune.train.seccomp.program`); bubblewrap reads it to the end.
+    """
+    # --as-pid-1: the command is the pid namespace's init. Without it bubblewrap's own
+    # reaper is PID 1, a process of the sandbox's uid that the code inside could
+    # ptrace or read through /proc/1/mem (it held the caller's environment).
+    argv = [bwrap, "--unshare-user", "--unshare-ipc", "--unshare-pid", "--as-pid-1",
+            "--unshare-net", "--unshare-uts", "--unshare-cgroup-try", "--disable-userns",
             "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
             "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--hostname", spec.hostname, "--clearenv"]
+            "--seccomp", str(seccomp_fd), "--hostname", spec.hostname, "--clearenv"]
     for key, value in spec.environment().items():
         argv += ["--setenv", key, value]
     if status_fd is not None:
