@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
 from sealtune.errors import ConfigError, IntegrityError, WorkspaceError
+from sealtune.outputs import write_atomic
 
 FORMAT = "sealtune-keyring/v1"
 
@@ -81,26 +82,6 @@ def _derive(passphrase: str, salt: bytes, kdf: KdfParams) -> bytes:
         lanes=kdf.lanes,
         memory_cost=kdf.memory_kib,
     ).derive(passphrase.encode("utf-8"))
-
-
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync dir."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class KeyFile:
@@ -203,7 +184,7 @@ class KeyFile:
         plain = json.dumps(self._doc, sort_keys=True).encode("utf-8")
         ct = AESGCM(self._key).encrypt(nonce, plain, self._aad(self._header))
         body = {"header": self._header, "nonce": _b64(nonce), "ciphertext": _b64(ct)}
-        atomic_write(self._path, json.dumps(body, indent=1).encode("utf-8"))
+        write_atomic(self._path, json.dumps(body, indent=1).encode("utf-8"))
 
     # -- locking ------------------------------------------------------------------
 
