@@ -228,9 +228,9 @@ def open_file(src: Target, dst: Target, *, keys: KeyService,
     _check_paths(src, out)
     name = _input_name(src)
     with (
+        open_input(src) as fin,  # a missing input is a usage error, not an audited failure
         audit_failures(keys, "file.unseal", name),
         io_errors(name),
-        open_input(src) as fin,
         open_output(out, plaintext=True, allow_terminal=allow_terminal) as fout,
     ):
         if out.atomic:
@@ -260,7 +260,7 @@ def verify_file(src: Target, *, keys: KeyService) -> OpenResult:
         KeyringError: see :func:`open_file`.
     """
     name = _input_name(src)
-    with audit_failures(keys, "file.verify", name), io_errors(name), open_input(src) as fin:
+    with open_input(src) as fin, audit_failures(keys, "file.verify", name), io_errors(name):
         info = open_stream(fin, cast(BinaryIO, _Discard()), unwrap=unwrapper(keys))
     result, details = _record(name, info)
     keys.audit("file.verify", name, details=details)
