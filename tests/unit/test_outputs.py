@@ -125,6 +125,12 @@ def test_failure_inside_the_block_leaves_the_old_file_and_no_temp(tmp_path: Path
         raise RuntimeError("boom")
     assert dst.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+    # the caller's own OS error (reading its input) is not renamed as the output's
+    with pytest.raises(OSError, match="input on fire") as info, open_output(dst) as fh:
+        fh.write(b"half")
+        raise OSError("input on fire")
+    assert not isinstance(info.value, SealtuneError)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
 
 
 def test_device_node_is_written_through_never_replaced(null_node: Path) -> None:

@@ -35,26 +35,28 @@ otherwise; what a reader of a stream does with it is its business), make a
 stream output atomic, keep the replaced file's mode or owner, or stop a
 concurrent writer from swapping the path between the check and the write.
 
-This module sits below ``keys``: it imports only the standard library and
-:mod:`sealtune.errors`.
+Layout: this package's ``__init__`` is the public API (classify a target,
+open an output or an input); the atomic file write lives in
+:mod:`sealtune.outputs._files` and the written-through targets in
+:mod:`sealtune.outputs._through`. It sits below ``keys``: it imports only
+the standard library and :mod:`sealtune.errors`.
 """
 
 from __future__ import annotations
 
-import ctypes
 import io
 import os
-import socket
 import stat
 import sys
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, TextIO, cast
 
 from sealtune.errors import SealtuneError, UsageError
+from sealtune.outputs._files import atomic_file, fsync_dir
+from sealtune.outputs._through import socket_writer, stdout_writer, stream_writer
 
 __all__ = [
     "STDIO",
@@ -76,9 +78,6 @@ Target = str | os.PathLike[str]
 Atomic = Literal["prefer", "require"]
 Kind = Literal["file", "stream", "socket", "stdout"]
 
-_AT_FDCWD = -100
-_AT_SYMLINK_FOLLOW = 0x400
-_TTY_HINT = "redirect it to a file or a pipe (> FILE, | less), or pass --force"
 
 
 @dataclass(frozen=True)
@@ -197,21 +196,67 @@ def open_output(target: Target | Output, *, atomic: Atomic = "prefer", plaintext
     """
     out = target if isinstance(target, Output) else resolve_output(target, atomic=atomic)
     terminal_ok = allow_terminal or not plaintext
+    inside = False  # an OS error of the caller's own (reading its input) is not ours to name
     try:
-        if out.kind == "stdout":
-            with _stdout(terminal_ok) as fh:
-                yield fh
-        elif out.kind == "file":
-            assert out.path is not None
-            with _atomic(out.path, overwrite=overwrite, mode=mode) as fh:
-                yield fh
-        else:
-            assert out.path is not None
-            opener = _socket if out.kind == "socket" else _stream
-            with opener(out.path, terminal_ok=terminal_ok) as fh:
-                yield fh
+        with _opener(out, terminal_ok=terminal_ok, overwrite=overwrite, mode=mode) as fh:
+            inside = True
+            yield cast(BinaryIO, _NamedWriter(fh, out.name))
+            inside = False
     except OSError as exc:
+        if inside:
+            raise
         raise _os_error(out.name, exc) from None
+
+
+def _opener(out: Output, *, terminal_ok: bool, overwrite: bool,
+            mode: int) -> AbstractContextManager[BinaryIO]:
+    if out.kind == "stdout":
+        return stdout_writer(terminal_ok)
+    assert out.path is not None
+    if out.kind == "file":
+        return atomic_file(out.path, overwrite=overwrite, mode=mode)
+    opener = socket_writer if out.kind == "socket" else stream_writer
+    return opener(out.path, terminal_ok=terminal_ok)
+
+
+class _NamedWriter:
+    """What the caller writes to: an OS error while writing names the output.
+
+    A writable binary file as far as sealtune's writers (and ``TextIOWrapper``)
+    go: ``write``, ``flush``, ``fileno``. Closing is the opener's business.
+    """
+
+    def __init__(self, inner: BinaryIO, name: str) -> None:
+        self._inner = inner
+        self._name = name
+
+    @property
+    def closed(self) -> bool:
+        return self._inner.closed
+
+    def readable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._inner.fileno()
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        try:
+            return self._inner.write(data)
+        except OSError as exc:
+            raise _os_error(self._name, exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._inner.flush()
+        except OSError as exc:
+            raise _os_error(self._name, exc) from None
 
 
 @contextmanager
@@ -279,133 +324,3 @@ def open_text_input(target: Target, *, encoding: str = "utf-8",
         finally:
             with suppress(ValueError, OSError):  # never close the binary file under us
                 text.detach()
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename or link in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _refuse_terminal(name: str) -> UsageError:
-    return UsageError(f"{name} is a terminal: refusing to write plaintext to it",
-                      hint=_TTY_HINT)
-
-
-@contextmanager
-def _stdout(terminal_ok: bool) -> Iterator[BinaryIO]:
-    if not terminal_ok and sys.stdout.isatty():
-        raise _refuse_terminal("standard output")
-    sys.stdout.flush()  # what was printed before comes first
-    fh = cast(BinaryIO, getattr(sys.stdout, "buffer", sys.stdout))
-    yield fh
-    fh.flush()
-
-
-@contextmanager
-def _stream(path: Path, *, terminal_ok: bool) -> Iterator[BinaryIO]:
-    # O_NOCTTY: opening a terminal must not make it ours; a FIFO blocks here
-    # until a reader opens it, which is what its reader expects.
-    fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)
-    if not terminal_ok and os.isatty(fd):
-        os.close(fd)
-        raise _refuse_terminal(str(path))
-    with os.fdopen(fd, "wb") as fh:
-        yield fh
-
-
-@contextmanager
-def _socket(path: Path, *, terminal_ok: bool) -> Iterator[BinaryIO]:
-    del terminal_ok  # a socket is never a terminal
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.connect(os.fspath(path))
-        with sock.makefile("wb") as fh:
-            yield cast(BinaryIO, fh)
-        sock.shutdown(socket.SHUT_WR)
-
-
-def _anonymous_fd(directory: Path) -> int | None:
-    """An unnamed file in ``directory`` (Linux ``O_TMPFILE``), or None if unusable.
-
-    Naming it later goes through ``/proc/self/fd``: without ``/proc`` (some
-    sandboxes) use a named temp file instead.
-    """
-    flag = getattr(os, "O_TMPFILE", None)
-    if flag is None or not os.path.isdir("/proc/self/fd"):
-        return None
-    try:
-        return os.open(directory, flag | os.O_WRONLY | os.O_CLOEXEC, 0o600)
-    except OSError:  # file system without O_TMPFILE support: use a named temp file
-        return None
-
-
-def _link_fd(fd: int, path: str) -> None:
-    """Give the unnamed file ``fd`` the name ``path`` (linkat via /proc, as open(2) shows).
-
-    ``os.link`` calls link(2), which does not follow the /proc magic link, so
-    linkat(2) with AT_SYMLINK_FOLLOW is called through libc. Fails with
-    EEXIST if ``path`` exists.
-    """
-    libc = ctypes.CDLL(None, use_errno=True)
-    src = f"/proc/self/fd/{fd}".encode()
-    if libc.linkat(_AT_FDCWD, src, _AT_FDCWD, os.fsencode(path), _AT_SYMLINK_FOLLOW) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), path)
-
-
-def _exists(path: Path) -> UsageError:
-    return UsageError(f"{path} already exists", hint="choose another path or allow overwriting")
-
-
-def _commit(fd: int, tmp: str | None, dst: Path, *, overwrite: bool) -> None:
-    """Put the complete temp file (unnamed ``fd``, or named ``tmp``) at ``dst``.
-
-    Without ``overwrite`` the final step is a link, which fails if ``dst``
-    appeared meanwhile: create-if-absent stays atomic.
-    """
-    try:
-        if tmp is None and not overwrite:
-            _link_fd(fd, str(dst))
-            return
-        named = tmp
-        if named is None:
-            named = str(dst.parent / f".{dst.name}.{os.urandom(6).hex()}.part")
-            _link_fd(fd, named)
-        try:
-            if overwrite:
-                os.replace(named, dst)
-            else:
-                os.link(named, dst)
-        finally:
-            with suppress(FileNotFoundError):  # gone already after a replace
-                os.unlink(named)
-    except FileExistsError:
-        raise _exists(dst) from None
-
-
-@contextmanager
-def _atomic(dst: Path, *, overwrite: bool, mode: int) -> Iterator[BinaryIO]:
-    if not overwrite and os.path.lexists(dst):
-        raise _exists(dst)
-    directory = dst.parent
-    fd = _anonymous_fd(directory)
-    tmp: str | None = None
-    if fd is None:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{dst.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            if mode != 0o600:
-                os.fchmod(out.fileno(), mode)
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-            _commit(out.fileno(), tmp, dst, overwrite=overwrite)
-    except BaseException:
-        if tmp is not None:
-            with suppress(FileNotFoundError):
-                os.unlink(tmp)
-        raise
-    fsync_dir(directory)
