@@ -57,6 +57,7 @@ def test_truncation_between_the_passes_releases_only_authentic_segments(
         open_file(sealed, fifo, keys=workspace.keys)
     thread.join(60)
     assert not thread.is_alive()
+    fifo.unlink()  # no FIFO left for a later scan of the temp dir
     got = received[0]
     assert len(got) == stream.first_plaintext_size + stream.plaintext_segment_size
     assert got == plaintext[: len(got)]  # a true prefix: nothing forged, nothing from segment 3

@@ -64,6 +64,7 @@ class FifoReader:
             else:
                 os.close(fd)
             self.thread.join(10)
+        self.path.unlink(missing_ok=True)  # no FIFO left for a later scan of the temp dir
 
 
 @dataclass
@@ -154,9 +155,9 @@ def test_fifo_output_is_read_by_its_reader(ctx: Ctx, command: str) -> None:
     try:
         assert main(COMMANDS[command](ctx, str(reader.path))) == 0
         got = reader.result()
+        assert stat.S_ISFIFO(os.stat(reader.path).st_mode)
     finally:
         reader.release()
-    assert stat.S_ISFIFO(os.stat(reader.path).st_mode)
     if command == "seal":  # fresh data key each time: the FIFO's bytes must unseal
         (ctx.tmp / "from-fifo.sealed").write_bytes(got)
         assert main(["unseal", str(ctx.tmp / "from-fifo.sealed"), str(ctx.tmp / "back")]) == 0

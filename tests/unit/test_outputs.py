@@ -57,6 +57,7 @@ class FifoReader:
             else:
                 os.close(fd)
             self.thread.join(10)
+        self.path.unlink(missing_ok=True)  # no FIFO left for a later scan of the temp dir
 
 
 @pytest.fixture
@@ -281,6 +282,7 @@ def test_a_reader_that_goes_away_is_reported_not_raw(tmp_path: Path) -> None:
             fh.write(b"y" * 65536)
     thread.join(10)
     assert got == [b"y" * 10] and stat.S_ISFIFO(os.stat(path).st_mode)
+    path.unlink()  # no FIFO left for a later scan of the temp dir
 
 
 def test_input_errors_and_fifo_input(tmp_path: Path) -> None:
@@ -300,6 +302,7 @@ def test_input_errors_and_fifo_input(tmp_path: Path) -> None:
     with open_input(src) as fh:
         assert fh.read() == b"from a pipe"
     thread.join(10)
+    src.unlink()  # no FIFO left for a later scan of the temp dir
 
 
 def test_fsync_dir_on_a_real_directory(tmp_path: Path) -> None:

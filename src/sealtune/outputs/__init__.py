@@ -61,6 +61,7 @@ from sealtune.outputs._through import socket_writer, stdout_writer, stream_write
 __all__ = [
     "STDIO",
     "Output",
+    "Target",
     "fsync_dir",
     "is_stdio",
     "open_input",
@@ -77,7 +78,6 @@ STDIO = "-"
 Target = str | os.PathLike[str]
 Atomic = Literal["prefer", "require"]
 Kind = Literal["file", "stream", "socket", "stdout"]
-
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,8 @@ def open_output(target: Target | Output, *, atomic: Atomic = "prefer", plaintext
 
     Args:
         target: a path, ``-``, or an :class:`Output` from :func:`resolve_output`.
-        atomic: see :func:`resolve_output`.
+        atomic: see :func:`resolve_output` (not used for an :class:`Output`:
+            that was decided when it was resolved).
         plaintext: the bytes are plaintext: refuse a terminal unless
             ``allow_terminal``.
         allow_terminal: write plaintext to a terminal all the same.

@@ -114,6 +114,11 @@ def _commit(fd: int, tmp: str | None, dst: Path, *, overwrite: bool) -> None:
 
 @contextmanager
 def atomic_file(dst: Path, *, overwrite: bool, mode: int) -> Iterator[BinaryIO]:
+    """Yield a temp file for ``dst``; when the block completes, fsync it and put it in place.
+
+    Raises:
+        UsageError: ``dst`` exists (now, or by the end) and ``overwrite`` is false.
+    """
     if not overwrite and os.path.lexists(dst):
         raise _exists(dst)
     directory = dst.parent

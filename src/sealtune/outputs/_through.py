@@ -35,6 +35,7 @@ def _refuse_terminal(name: str) -> UsageError:
 
 @contextmanager
 def stdout_writer(terminal_ok: bool) -> Iterator[BinaryIO]:
+    """The standard output's binary buffer (left open), after what was printed before."""
     if not terminal_ok and sys.stdout.isatty():
         raise _refuse_terminal("standard output")
     sys.stdout.flush()  # what was printed before comes first
@@ -45,6 +46,7 @@ def stdout_writer(terminal_ok: bool) -> Iterator[BinaryIO]:
 
 @contextmanager
 def stream_writer(path: Path, *, terminal_ok: bool) -> Iterator[BinaryIO]:
+    """A character device or FIFO opened for writing: no temp file, no rename."""
     # O_NOCTTY: opening a terminal must not make it ours; a FIFO blocks here
     # until a reader opens it, which is what its reader expects.
     fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)
@@ -57,6 +59,7 @@ def stream_writer(path: Path, *, terminal_ok: bool) -> Iterator[BinaryIO]:
 
 @contextmanager
 def socket_writer(path: Path, *, terminal_ok: bool) -> Iterator[BinaryIO]:
+    """A Unix stream socket, connected; its write side is shut down at the end."""
     del terminal_ok  # a socket is never a terminal
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(os.fspath(path))
