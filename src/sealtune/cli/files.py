@@ -19,9 +19,8 @@ from sealtune.outputs import is_stdio
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Workspace directory.")]
 
 _UNSEAL_OUT = (
-    "Plaintext output: a file (it appears only once every segment authenticated), "
-    "or '-', a FIFO or a device, which receive nothing unless the whole file "
-    "authenticated first."
+    "Plaintext output: a file (replaced atomically), or '-', a FIFO or a device "
+    "(written through, never replaced)."
 )
 _FORCE = "Write plaintext even when the output is a terminal (recorded in the audit log)."
 
@@ -57,8 +56,11 @@ def unseal(
 ) -> None:
     """Open a sealed file; nothing is written unless the whole file authenticates.
 
-    To check that a file opens without writing plaintext anywhere, use
-    ``sealtune verify-file``.
+    A regular file appears only once complete. '-', a FIFO or a device gets
+    the plaintext after a first pass authenticated every segment; if the
+    sealed file is changed between the two passes, the reader may get a true
+    but incomplete prefix and the exit status is 3. To check that a file
+    opens without writing plaintext anywhere, use 'sealtune verify-file'.
     """
     ws = open_workspace(home)
     try:
