@@ -35,8 +35,9 @@ from sealtune.config import (
     load_config,
 )
 from sealtune.errors import ConfigError, WorkspaceError
-from sealtune.keys.keyfile import KdfParams, KeyFile, atomic_write, b64decode, b64encode
+from sealtune.keys.keyfile import KdfParams, KeyFile, b64decode, b64encode
 from sealtune.ledger.entry import Outcome
+from sealtune.outputs import write_atomic
 
 if TYPE_CHECKING:
     from sealtune.core.note import NoteSigner, NoteVerifier
@@ -122,7 +123,7 @@ class Workspace:
             Encoding.Raw, PrivateFormat.Raw, NoEncryption()
         )
         keyfile.put("ledger", LEDGER_KEY, {"ed25519": b64encode(signing)})
-        atomic_write(root / "config.toml", config.to_toml().encode("utf-8"))
+        write_atomic(root / "config.toml", config.to_toml().encode("utf-8"))
         ws = cls(root, config, lambda: passphrase)
         ws._keyfile = keyfile
         ws.audit(

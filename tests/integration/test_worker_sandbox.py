@@ -75,7 +75,9 @@ def _files_containing(roots: list[Path], needle: bytes, since: float) -> list[Pa
             for name in files:
                 path = Path(dirpath, name)
                 try:
-                    if path.stat().st_mtime >= since and needle in path.read_bytes():
+                    # is_file: never open a FIFO or device (a read would block)
+                    if path.is_file() and path.stat().st_mtime >= since \
+                            and needle in path.read_bytes():
                         hits.append(path)
                 except OSError:
                     continue

@@ -82,5 +82,19 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         code = 1
     if argv is None:
+        _flush_stdout()
         sys.exit(code)
     return code
+
+
+def _flush_stdout() -> None:
+    """Flush stdout before exit; if its reader went away (``| head``), drop what is left.
+
+    Without this, Python reports the failed flush at exit with a traceback.
+    """
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)

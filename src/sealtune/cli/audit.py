@@ -12,13 +12,14 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from sealtune.cli._common import console, open_workspace, parse_duration
 from sealtune.errors import IntegrityError, UsageError
+from sealtune.outputs import STDIO, is_stdio, open_text_output
 
 app = typer.Typer(
     help="The tamper-evident audit log: list, verify, export, prune.", no_args_is_help=True
@@ -144,29 +145,24 @@ def checkpoint(home: HomeOpt = None) -> None:
 def export(
     fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
     since: Annotated[str | None, typer.Option(help="ISO time or duration (7d).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Write here instead of stdout: a file (replaced atomically), "
+        "a FIFO or a device ('-': stdout).")] = None,
     home: HomeOpt = None,
 ) -> None:
     """Export entries as JSONL (canonical leaves: hashes recomputable) or CSV."""
     if fmt not in ("jsonl", "csv"):
         raise UsageError(f"--format {fmt!r}", hint="use jsonl or csv")
+    target = out if out is not None else Path(STDIO)
     ws = open_workspace(home)
     try:
-        if out is None:
-            ws.ledger.export(fmt, sys.stdout, since=_since(since))  # type: ignore[arg-type]
-        else:
-            with out.open("w", encoding="utf-8", newline="") as fh:
-                _export_to(ws, fmt, fh, since)
-            console.print(f"exported to {out}")
+        # entries carry names, actions and digests, never payload text: no terminal check
+        with open_text_output(target, newline="") as fh:
+            ws.ledger.export(fmt, fh, since=_since(since))  # type: ignore[arg-type]
     finally:
         ws.close()
-
-
-def _export_to(ws: object, fmt: str, fh: TextIO, since: str | None) -> None:
-    from sealtune.workspace import Workspace
-
-    assert isinstance(ws, Workspace)
-    ws.ledger.export(fmt, fh, since=_since(since))  # type: ignore[arg-type]
+    if not is_stdio(target):
+        console.print(f"exported to {target}")
 
 
 @app.command("prune")

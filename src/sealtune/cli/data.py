@@ -32,6 +32,7 @@ from sealtune.cli._common import console, err_console, open_workspace
 from sealtune.data.policy import Policy, default_policy, load_policy, write_default_policy
 from sealtune.data.store import export_bom, list_datasets, show_dataset
 from sealtune.errors import IntegrityError, UsageError
+from sealtune.outputs import STDIO, is_stdio, open_text_output
 
 if TYPE_CHECKING:  # the stage itself (numpy, datasketch, cyclonedx) loads only when used
     from sealtune.data.ingest import IngestResult
@@ -252,7 +253,8 @@ def show_cmd(name: Annotated[str, typer.Argument(help="Dataset name.")],
 @app.command("export-bom")
 def export_bom_cmd(name: Annotated[str, typer.Argument(help="Dataset name.")],
                    out: Annotated[Path | None, typer.Option(
-                       "--out", help="Write to this file (default: stdout).")] = None,
+                       "--out", help="Write to this file, FIFO or device "
+                                     "(default, or '-': stdout).")] = None,
                    home: HomeOpt = None) -> None:
     """Print (or write) the dataset's CycloneDX 1.6 ML-BOM."""
     ws = open_workspace(home)
@@ -260,18 +262,20 @@ def export_bom_cmd(name: Annotated[str, typer.Argument(help="Dataset name.")],
         text = export_bom(ws, name)
     finally:
         ws.close()
-    if out is None:
-        print(text)
-    else:
-        out.write_text(text, "utf-8")
+    target = out if out is not None else Path(STDIO)
+    with open_text_output(target) as fh:  # provenance and digests, no record text
+        fh.write(text + "\n" if is_stdio(target) else text)
+    if not is_stdio(target):
         err_console.print(f"wrote {out}")
 
 
 @policy_app.command("init")
-def policy_init(path: Annotated[Path, typer.Argument(help="Where to write it.")] = Path(
+def policy_init(path: Annotated[Path, typer.Argument(
+                    help="Where to write it ('-': standard output).")] = Path(
                     "policy.yaml"),
                 force: Annotated[bool, typer.Option("--force", help="Overwrite.")] = False
                 ) -> None:
     """Write the default data policy as a commented YAML file to start from."""
     write_default_policy(path, overwrite=force)
-    console.print(f"wrote the default data policy to {path}")
+    if not is_stdio(path):
+        console.print(f"wrote the default data policy to {path}")

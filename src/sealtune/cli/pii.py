@@ -5,16 +5,17 @@ line per input line: ``{"id": <the input's "id" if present, else the 0-based
 line number>, "entities": [{"type", "start", "end", "score"}]}``, offsets
 being Python string indices into that field. The output holds offsets and
 types only, never the text; errors name the file, line and field, never the
-content. Input is streamed line by line; the output is written to a
-temporary file beside ``--out`` and renamed into place only when every line
-was read, so a failed run leaves no partial result.
+content. Input is streamed line by line (``-``: the standard input). A
+regular ``--out`` file is written to a temporary file beside it and renamed
+into place only when every line was read, so a failed run leaves no partial
+result; ``--out -`` (the standard output), a FIFO or a device is written
+through as lines are read (see :mod:`sealtune.outputs`), so a failed run may
+have written the lines before the failure.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -23,6 +24,7 @@ import typer
 
 from sealtune.data.pii import ENTITY_TYPES, Analyzer
 from sealtune.errors import ConfigError, SealtuneError, UsageError
+from sealtune.outputs import is_stdio, open_text_input, open_text_output
 
 app = typer.Typer(help="Detect PII and secrets (types: " + ", ".join(ENTITY_TYPES) + ").",
                   no_args_is_help=True,
@@ -101,8 +103,10 @@ _HELP_NER = "Add the model-based name tier (needs spaCy and jieba installed)."
 
 @app.command("detect")
 def detect(
-    input_path: Annotated[Path, typer.Argument(metavar="IN.jsonl", help="JSON lines to scan.")],
-    out: Annotated[Path, typer.Option("--out", help="Where to write the findings (JSON lines).")],
+    input_path: Annotated[Path, typer.Argument(
+        metavar="IN.jsonl", help="JSON lines to scan ('-': standard input).")],
+    out: Annotated[Path, typer.Option(
+        "--out", help="Where to write the findings (JSON lines; '-': standard output).")],
     text_field: Annotated[str, typer.Option("--text-field", help=_HELP_FIELD)] = "text",
     policy: Annotated[Path | None, typer.Option("--policy", help=_HELP_POLICY)] = None,
     types: Annotated[str | None, typer.Option("--types", help=_HELP_TYPES)] = None,
@@ -114,20 +118,13 @@ def detect(
         analyzer = load_policy(policy, ner=ner, types=wanted)
     else:
         analyzer = Analyzer(types=wanted, ner=bool(ner))
-    if not input_path.is_file():
-        raise UsageError(f"{input_path}: input file not found")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with open(fd, "w", encoding="utf-8", newline="\n") as sink, \
-                input_path.open("r", encoding="utf-8", newline=None) as lines:
-            try:
-                records, entities = detect_stream(lines, sink, analyzer, source=input_path,
-                                                  field=text_field)
-            except UnicodeDecodeError:
-                raise SealtuneError(f"{input_path}: not UTF-8 text") from None
-        os.replace(tmp_name, out)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    if not is_stdio(out) and not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    # offsets and types only, never the text: not plaintext, fine on a terminal
+    with open_text_input(input_path) as lines, open_text_output(out, newline="\n") as sink:
+        try:
+            records, entities = detect_stream(lines, sink, analyzer, source=input_path,
+                                              field=text_field)
+        except UnicodeDecodeError:
+            raise SealtuneError(f"{input_path}: not UTF-8 text") from None
     typer.echo(f"{records} record(s), {entities} entit(y/ies) -> {out}", err=True)

@@ -73,7 +73,7 @@ from sealtune.data.redact import AuditSink, DatasetKeys, Redactor
 from sealtune.data.screen import ScreenReport
 from sealtune.data.sealed import SealedFile, SealedWriter, seal_bytes
 from sealtune.errors import SealtuneError, UsageError
-from sealtune.keys.atomic import fsync_dir, writing
+from sealtune.outputs import fsync_dir, write_atomic
 
 if TYPE_CHECKING:
     from sealtune.workspace import Workspace
@@ -292,8 +292,7 @@ def _write_build(b: _Build, report: ScreenReport) -> tuple[dict[str, Any], dict[
                   "keys": secret.as_dict(), "findings": store.FINDINGS_FILE,
                   "bom": store.BOM_FILE}}
     store.write_json(b.dir / store.FINDINGS_FILE, findings)
-    with writing(b.dir / store.BOM_FILE):
-        (b.dir / store.BOM_FILE).write_text(_bom(b, created, (data, held)), "utf-8")
+    write_atomic(b.dir / store.BOM_FILE, _bom(b, created, (data, held)).encode("utf-8"))
     store.write_json(b.dir / store.MANIFEST_FILE, manifest)
     fsync_dir(b.dir)
     return manifest, findings

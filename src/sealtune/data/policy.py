@@ -40,7 +40,8 @@ import yaml
 
 from sealtune.data.pii import ENTITY_TYPES, RECOGNIZERS, Analyzer, PatternRecognizer
 from sealtune.data.redact import OPERATORS, Operator
-from sealtune.errors import ConfigError, UsageError
+from sealtune.errors import ConfigError
+from sealtune.outputs import open_text_output
 
 if TYPE_CHECKING:
     from sealtune.data.screen import CheckConfig
@@ -428,15 +429,14 @@ def render_default_policy() -> str:
 
 
 def write_default_policy(path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
-    """Write the commented default policy to ``path``.
+    """Write the commented default policy to ``path`` (``-``: the standard output).
+
+    A regular file is written atomically; a device or FIFO is written through
+    (see :func:`sealtune.outputs.open_output`).
 
     Raises:
-        UsageError: ``path`` exists and ``overwrite`` is false.
+        UsageError: ``path`` is a regular file and ``overwrite`` is false, or
+            is a directory.
     """
-    text = render_default_policy()
-    try:
-        with open(path, "w" if overwrite else "x", encoding="utf-8") as fh:
-            fh.write(text)
-    except FileExistsError:
-        raise UsageError(f"{path}: already exists", hint="choose another path or overwrite it")\
-            from None
+    with open_text_output(path, overwrite=overwrite) as fh:
+        fh.write(render_default_policy())

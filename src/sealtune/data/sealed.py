@@ -42,8 +42,8 @@ from sealtune.core.envelope import (
     wrap_aad,
 )
 from sealtune.errors import IntegrityError, SealtuneError, UsageError
-from sealtune.keys.atomic import disk_full, writing
 from sealtune.keys.base import WrappedKey
+from sealtune.outputs import disk_full, writing
 
 if TYPE_CHECKING:
     from sealtune.keys.service import KeyService

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from sealtune.data.records import Record
 from sealtune.data.redact import DatasetKeys
 from sealtune.data.sealed import iter_sealed_chunks, iter_sealed_lines
 from sealtune.errors import IntegrityError, UsageError, WorkspaceError
-from sealtune.keys.atomic import writing
+from sealtune.outputs import open_text_output
 
 if TYPE_CHECKING:
     from sealtune.workspace import Workspace
@@ -124,12 +123,10 @@ def sha256_file(path: Path) -> tuple[str, int]:
 
 
 def write_json(path: Path, data: object) -> None:
-    """Create ``path`` (must not exist) with ``data`` as indented JSON, fsynced."""
-    with writing(path), path.open("x", encoding="utf-8") as fh:
+    """Create ``path`` (must not exist) with ``data`` as indented JSON, atomically."""
+    with open_text_output(path, atomic="require", overwrite=False) as fh:
         json.dump(data, fh, ensure_ascii=False, indent=2)
         fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def _load(path: Path, *, verify: bool) -> DatasetInfo:

@@ -1,7 +1,8 @@
 """What the sealed-file operations of :mod:`sealtune.keys.files` return.
 
 Plain frozen records: :class:`SealResult`, :class:`OpenResult`,
-:class:`RewrapResult`, :class:`FileInfo` and the :class:`KeyEntry` they list.
+:class:`RewrapResult`, :class:`FileInfo` and the :class:`KeyEntry` they list
+(and :func:`labels`, how the audit log names entries).
 Import them from :mod:`sealtune.keys.files`, which re-exports them.
 
 What this protects against: secrets leaking through results that the CLI
@@ -39,7 +40,7 @@ class SealResult:
     """The outcome of :func:`seal_file`.
 
     Attributes:
-        path: the sealed file.
+        path: the sealed file (``<stdout>`` for the standard output).
         file_id: hex file id.
         suite: the payload algorithm (``aes-256-gcm`` or ``sm4-gcm``).
         plaintext_size: bytes sealed.
@@ -57,13 +58,15 @@ class SealResult:
 
 @dataclass(frozen=True)
 class OpenResult:
-    """The outcome of :func:`open_file`.
+    """The outcome of :func:`open_file` (and :func:`verify_file`).
 
     Attributes:
-        path: the plaintext file written.
+        path: where the plaintext went (``<stdout>`` for the standard
+            output); for :func:`verify_file`, the file verified (nothing is
+            written).
         file_id: hex file id.
         suite: the payload algorithm.
-        plaintext_size: bytes written.
+        plaintext_size: plaintext bytes (written, or authenticated).
         unwrapped_by: the entry whose KEK unwrapped the data key.
         warning: set when a header slot was damaged or an interrupted rewrap
             was recovered from; ``rewrap_file`` repairs it.
@@ -130,3 +133,8 @@ class FileInfo:
 def key_entries(wrapped: Sequence[WrappedKey]) -> tuple[KeyEntry, ...]:
     """The KEK names and versions of ``wrapped``, without the blobs."""
     return tuple(KeyEntry(w.kek_uri, w.version) for w in wrapped)
+
+
+def labels(entries: Sequence[KeyEntry]) -> list[str]:
+    """``<kek_uri>@<version>`` of each entry, as the audit log records them."""
+    return [f"{e.kek_uri}@{e.version}" for e in entries]

@@ -1,63 +1,64 @@
-"""Sealed files on disk: seal, open, rewrap and describe (format v1).
+"""Sealed files: seal, open, verify, rewrap and describe (format v1).
 
 The path-level API over :mod:`sealtune.core.envelope`, used by the CLI and
 the stages. Every file gets its own random data key, wrapped under one or
-more KEKs through the :class:`~sealtune.keys.service.KeyService`.
+more KEKs through the :class:`~sealtune.keys.service.KeyService`. Outputs go
+through :func:`sealtune.outputs.open_output` and inputs through
+:func:`sealtune.outputs.open_input`, so either may be ``-`` (the standard
+streams), a device or a FIFO, and a device node is never replaced by a file.
 
 What this protects against: a reader without an unwrapping KEK, and any
-modification of a sealed file (``open_file`` raises ``IntegrityError`` and
-leaves no plaintext behind: it writes to a temp file in the destination's
-directory and renames it into place only after the final segment
-authenticates). Writes are atomic (temp file, fsync, rename, fsync of the
-directory), so a crash never leaves a half-written file under the final
-name. ``rewrap_file`` rewrites only the inactive header slot in place, then
-clears the old one, so it is crash-safe and its cost does not depend on the
-file size.
+modification of a sealed file (``open_file`` and ``verify_file`` raise
+``IntegrityError``). ``open_file`` releases no plaintext from a file that
+fails its check: to a regular file it writes an unnamed temp file renamed
+into place only after the final segment authenticates (a SIGKILL midway
+leaves nothing; see :mod:`sealtune.outputs`); to anything else (``-``, a
+pipe, a device, a socket) it first authenticates the whole file writing
+nothing, then decrypts it again to the output, every segment authenticated
+before it is written. A non-seekable input (a pipe) is first copied to an
+unnamed temp file (ciphertext only) for that. ``rewrap_file`` rewrites only
+the inactive header slot in place, then clears the old one, so it is
+crash-safe and its cost does not depend on the file size.
 
 What it does not: hide file sizes or names; revoke access from copies made
 before a rewrap (the data key is unchanged; destroy the old KEK version for
-that); or protect the plaintext once ``open_file`` has written it. Output
-goes to an unnamed ``O_TMPFILE`` inode, linked into the directory only when
-complete, so a process killed outright (SIGKILL, power loss) midway leaves
-no partial plaintext; on file systems without ``O_TMPFILE`` it falls back to
-a named ``.<name>.*.part`` temp file (mode 0600), which such a kill can
-leave behind.
+that); protect the plaintext once written; or make a streamed output
+all-or-nothing against a concurrent writer: if the sealed file is modified
+between the two passes, the reader of a stream may receive a prefix of the
+true plaintext (whole authenticated segments, none of them forged) before the
+command fails with an integrity error. Check the exit status.
 
-Layout: this module holds the four operations; the result records live in
-:mod:`sealtune.keys.file_results` and the atomic output in
-:mod:`sealtune.keys.atomic`; all public names are importable from here.
+Layout: this module holds the payload operations (seal, open, verify); the
+header-only ones (rewrap, describe) live in :mod:`sealtune.keys.file_header`
+and the result records in :mod:`sealtune.keys.file_results`; all public
+names are importable from here.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from sealtune.core.envelope import (
-    OpenedHeader,
-    SealedHeader,
+    OpenInfo,
+    decrypt_payload,
     make_prefix,
     new_data_key,
     open_stream,
-    plan_rewrap,
     read_header,
     seal_stream,
     suite_for,
     unlock_header,
     wrap_aad,
 )
-from sealtune.errors import (
-    IntegrityError,
-    KeyDestroyedError,
-    KeyNotFoundError,
-    SealtuneError,
-    UsageError,
-)
-from sealtune.keys.atomic import atomic_output
-from sealtune.keys.base import WrappedKey
+from sealtune.errors import UsageError
+from sealtune.keys._file_io import audit_failures, io_errors, unwrapper
+from sealtune.keys.file_header import describe_file, rewrap_file
 from sealtune.keys.file_results import (
     FileInfo,
     KeyEntry,
@@ -65,7 +66,9 @@ from sealtune.keys.file_results import (
     RewrapResult,
     SealResult,
     key_entries,
+    labels,
 )
+from sealtune.outputs import Output, Target, is_stdio, open_input, open_output, resolve_output
 
 if TYPE_CHECKING:
     from sealtune.keys.service import KeyService
@@ -80,79 +83,36 @@ __all__ = [
     "open_file",
     "rewrap_file",
     "seal_file",
+    "verify_file",
 ]
 
-_HINT = (
-    "the file was modified or damaged, or sealed under a different key with the same "
-    "name; restore it from a trusted copy"
-)
+
+def _input_name(src: Target) -> str:
+    return "<stdin>" if is_stdio(src) else os.fspath(src)
 
 
-@contextmanager
-def _io_errors(path: Path) -> Iterator[None]:
-    """Report OS errors as a SealtuneError naming the file (never raw)."""
+def _check_paths(src: Target, out: Output) -> None:
+    """Refuse to write over the input (it would be truncated before it is read)."""
+    if is_stdio(src) or out.path is None or not out.path.exists():
+        return
     try:
-        yield
-    except OSError as exc:
-        name = exc.filename or path
-        reason = exc.strerror or type(exc).__name__
-        raise SealtuneError(
-            f"{name}: {reason}", hint="check the path, permissions and free space"
-        ) from None
-
-
-def _check_paths(src: Path, dst: Path) -> None:
-    if not src.is_file():
-        raise UsageError(f"{src} is not a readable file", hint="check the path")
-    if dst.exists() and os.path.samefile(src, dst):
+        same = os.path.samefile(src, out.path)
+    except OSError:  # the input is missing: open_input says so
+        return
+    if same:
         raise UsageError(f"{src}: source and destination are the same file")
-    if not dst.parent.is_dir():
-        raise UsageError(f"{dst.parent} is not a directory", hint="create it first")
 
 
-def _unwrapper(keys: KeyService) -> Callable[[WrappedKey, bytes], bytes | None]:
-    def unwrap(entry: WrappedKey, aad: bytes) -> bytes | None:
-        if keys.can_unwrap(entry):
-            return keys.unwrap(entry, aad=aad)
-        try:
-            info = keys.info(entry.name)
-        except KeyNotFoundError:
-            return None
-        if info.backend == entry.backend and info.state == "destroyed":
-            raise KeyDestroyedError(
-                f"key {entry.kek_uri} was destroyed",
-                hint="the file can only be opened with another key it is wrapped for",
-            )
-        return None
-
-    return unwrap
-
-
-@contextmanager
-def _audit_failures(keys: KeyService, action: str, path: Path) -> Iterator[None]:
-    """Record a failed ``action`` on ``path``; an integrity failure names only the file."""
-    try:
-        yield
-    except IntegrityError:
-        keys.audit(action, str(path), outcome="failure", details={"error": "IntegrityError"})
-        raise IntegrityError(f"{path} failed its integrity check", hint=_HINT) from None
-    except SealtuneError as exc:
-        keys.audit(action, str(path), outcome="failure", details={"error": type(exc).__name__})
-        raise
-
-
-def _labels(entries: Sequence[KeyEntry]) -> list[str]:
-    return [f"{e.kek_uri}@{e.version}" for e in entries]
-
-
-def seal_file(src: Path, dst: Path, *, keys: KeyService, key_names: Sequence[str]) -> SealResult:
+def seal_file(src: Target, dst: Target, *, keys: KeyService,
+              key_names: Sequence[str]) -> SealResult:
     """Seal ``src`` into ``dst`` under a fresh data key wrapped by each named KEK.
 
     The payload suite is the algorithm of the first key named.
 
     Args:
-        src: the plaintext file.
-        dst: the sealed file to write (replaced atomically if it exists).
+        src: the plaintext: a file, a device or FIFO, or ``-`` (standard input).
+        dst: where the sealed bytes go: a file (replaced atomically if it
+            exists), a device, FIFO or socket (written through), or ``-``.
         keys: the workspace's key service.
         key_names: KEK names, at least one, no duplicates.
 
@@ -163,65 +123,72 @@ def seal_file(src: Path, dst: Path, *, keys: KeyService, key_names: Sequence[str
     names = list(key_names)
     if not names or len(set(names)) != len(names):
         raise UsageError("name one or more distinct keys to seal under")
-    _check_paths(src, dst)
-    suite = suite_for(keys.info(names[0]).algorithm)
-    data_key = new_data_key(suite)
-    prefix = make_prefix(data_key, suite=suite)
-    aad = wrap_aad(prefix)
-    wrapped = [keys.wrap(name, data_key, aad=aad) for name in names]
-    with _io_errors(src), src.open("rb") as fin, atomic_output(dst) as fout:
-        info = seal_stream(fin, fout, prefix=prefix, data_key=data_key, wrapped=wrapped)
-    result = SealResult(
-        dst,
-        prefix.file_id.hex(),
-        suite.algorithm,
-        info.plaintext_size,
-        info.sealed_size,
-        key_entries(wrapped),
-    )
-    keys.audit(
-        "file.seal",
-        str(dst),
-        details={
-            "file_id": result.file_id,
-            "suite": result.suite,
-            "plaintext_size": result.plaintext_size,
-            "sealed_size": result.sealed_size,
-            "keys": _labels(result.entries),
-        },
-    )
+    out = resolve_output(dst)
+    _check_paths(src, out)
+    with io_errors(_input_name(src)), open_input(src) as fin:
+        suite = suite_for(keys.info(names[0]).algorithm)
+        data_key = new_data_key(suite)
+        prefix = make_prefix(data_key, suite=suite)
+        aad = wrap_aad(prefix)
+        wrapped = [keys.wrap(name, data_key, aad=aad) for name in names]
+        with open_output(out) as fout:
+            info = seal_stream(fin, fout, prefix=prefix, data_key=data_key, wrapped=wrapped)
+    result = SealResult(Path(out.name), prefix.file_id.hex(), suite.algorithm,
+                        info.plaintext_size, info.sealed_size, key_entries(wrapped))
+    keys.audit("file.seal", out.name, details={
+        "file_id": result.file_id,
+        "suite": result.suite,
+        "plaintext_size": result.plaintext_size,
+        "sealed_size": result.sealed_size,
+        "keys": labels(result.entries),
+        "output": out.kind,
+    })
     return result
 
 
-def open_file(src: Path, dst: Path, *, keys: KeyService) -> OpenResult:
-    """Authenticate and decrypt ``src`` into ``dst``.
+class _Discard:
+    """A sink that drops what it is given: authenticate without writing plaintext."""
 
-    ``dst`` appears (atomically) only once the whole file authenticated; on
-    any failure no plaintext file is left behind.
+    def write(self, data: bytes | memoryview) -> int:
+        return len(data)
 
-    Raises:
-        IntegrityError: the file was modified, truncated, extended, or its
-            wrapped key does not unwrap under the KEK of that name.
-        KeyringError: no available KEK (``KeyNotFoundError``), a destroyed
-            one (``KeyDestroyedError``), or an unreachable backend.
+
+@contextmanager
+def _seekable(fin: BinaryIO) -> Iterator[BinaryIO]:
+    """``fin`` itself if it can seek; else its rest copied to an unnamed temp file.
+
+    The copy is ciphertext only (nothing is decrypted yet) and vanishes with
+    the process (``TemporaryFile`` is an unnamed ``O_TMPFILE`` inode on Linux).
     """
-    _check_paths(src, dst)
-    with (
-        _audit_failures(keys, "file.unseal", src),
-        _io_errors(src),
-        src.open("rb") as fin,
-        atomic_output(dst) as fout,
-    ):
-        info = open_stream(fin, fout, unwrap=_unwrapper(keys))
+    if fin.seekable():
+        yield fin
+        return
+    with tempfile.TemporaryFile() as spool:
+        shutil.copyfileobj(fin, spool, 1 << 20)
+        spool.seek(0)
+        yield cast(BinaryIO, spool)
+
+
+def _open_in_two_passes(fin: BinaryIO, fout: BinaryIO, *, keys: KeyService) -> OpenInfo:
+    """Authenticate the whole file writing nothing, then decrypt it to ``fout``.
+
+    For outputs that cannot be discarded (pipes, devices, the standard
+    output): nothing reaches them unless every segment authenticated.
+    """
+    with _seekable(fin) as src:
+        start = src.tell()
+        opened = unlock_header(read_header(src), unwrap=unwrapper(keys))
+        decrypt_payload(src, cast(BinaryIO, _Discard()), opened=opened)
+        src.seek(start + opened.prefix.payload_offset)
+        size = decrypt_payload(src, fout, opened=opened)
+    return OpenInfo(opened.prefix, opened.slot, opened.unwrapped_by, opened.warning, size)
+
+
+def _record(path: str, info: OpenInfo) -> tuple[OpenResult, dict[str, Any]]:
+    """The result of an open or verify, and its audit details (names and sizes, no data)."""
     used = KeyEntry(info.unwrapped_by.kek_uri, info.unwrapped_by.version)
-    result = OpenResult(
-        dst,
-        info.prefix.file_id.hex(),
-        info.prefix.suite.algorithm,
-        info.plaintext_size,
-        used,
-        info.warning,
-    )
+    result = OpenResult(Path(path), info.prefix.file_id.hex(), info.prefix.suite.algorithm,
+                        info.plaintext_size, used, info.warning)
     details: dict[str, Any] = {
         "file_id": result.file_id,
         "suite": result.suite,
@@ -230,140 +197,71 @@ def open_file(src: Path, dst: Path, *, keys: KeyService) -> OpenResult:
     }
     if info.warning:
         details["warning"] = info.warning
-    keys.audit("file.unseal", str(src), details=details)
-    return result
+    return result, details
 
 
-def _new_entries(
-    opened: OpenedHeader,
-    keys: KeyService,
-    key_name: str,
-    add: Sequence[str],
-    remove: Sequence[str],
-) -> list[WrappedKey]:
-    uri = keys.info(key_name).uri
-    current = list(opened.slot.entries)
-    if all(e.kek_uri != uri for e in current):
-        raise UsageError(
-            f"the file is not wrapped under {uri}",
-            hint="describe it to see which keys it is wrapped for",
-        )
-    drop = {keys.info(name).uri for name in remove}
-    if uri in drop:
-        raise UsageError(f"cannot both rewrap and remove {uri}")
-    aad = wrap_aad(opened.prefix)
-    data_key = opened.data_key
-    new: list[WrappedKey] = []
-    for entry in current:
-        if entry.kek_uri == uri and all(n.kek_uri != uri for n in new):
-            new.append(keys.wrap(key_name, data_key, aad=aad))
-        elif entry.kek_uri != uri and entry.kek_uri not in drop:
-            new.append(entry)
-    for name in add:
-        if keys.info(name).uri in {e.kek_uri for e in new}:
-            raise UsageError(f"the file is already wrapped under key {name!r}")
-        new.append(keys.wrap(name, data_key, aad=aad))
-    return new
+def open_file(src: Target, dst: Target, *, keys: KeyService,
+              allow_terminal: bool = False) -> OpenResult:
+    """Authenticate and decrypt ``src`` into ``dst``.
 
-
-def _rewrite_header(
-    path: Path,
-    keys: KeyService,
-    key_name: str,
-    add: Sequence[str],
-    remove: Sequence[str],
-) -> tuple[OpenedHeader, list[WrappedKey]]:
-    """Write the new entries to the inactive slot, then zero the old one, fsyncing each."""
-    with _io_errors(path), path.open("r+b", buffering=0) as f:
-        opened = unlock_header(read_header(f), unwrap=_unwrapper(keys))
-        new = _new_entries(opened, keys, key_name, add, remove)
-        for offset, data in plan_rewrap(opened, new):
-            if os.pwrite(f.fileno(), data, offset) != len(data):
-                raise OSError(f"short write to {path}")
-            os.fsync(f.fileno())
-    return opened, new
-
-
-def rewrap_file(
-    path: Path,
-    *,
-    keys: KeyService,
-    key_name: str,
-    add: Sequence[str] = (),
-    remove: Sequence[str] = (),
-) -> RewrapResult:
-    """Re-wrap the data key under the current version of ``key_name``, in place.
-
-    Only the header is read and written, never the payload: the cost does
-    not depend on the file size. The new entries go to the inactive slot
-    (written and fsynced), then the old slot is zeroed (fsynced); a crash at
-    any point leaves a file that opens.
+    Nothing is released unless the whole file authenticates: a regular file
+    ``dst`` appears (atomically) only then; any other output (``-``, a pipe,
+    a device, a socket) receives the plaintext only after a first pass
+    authenticated every segment (see the module docstring for its limit).
 
     Args:
-        path: the sealed file.
+        src: the sealed file, a device or FIFO, or ``-`` (standard input).
+        dst: a path, a device, FIFO or socket, or ``-`` (standard output).
         keys: the workspace's key service.
-        key_name: the KEK whose entry is replaced by a wrap under its current version.
-        add: further KEKs to wrap the data key under.
-        remove: KEKs whose entries are dropped.
+        allow_terminal: write the plaintext even when the output is a
+            terminal (recorded in the audit log).
 
     Raises:
-        IntegrityError: the header does not authenticate.
-        UsageError: the file is not wrapped under ``key_name``, or the new
-            entries do not fit in a slot.
-        KeyringError: see :func:`open_file`.
+        IntegrityError: the file was modified, truncated, extended, or its
+            wrapped key does not unwrap under the KEK of that name.
+        KeyringError: no available KEK (``KeyNotFoundError``), a destroyed
+            one (``KeyDestroyedError``), or an unreachable backend.
+        UsageError: a directory or other unusable output, or a terminal
+            without ``allow_terminal``.
     """
-    with _audit_failures(keys, "file.rewrap", path):
-        opened, new = _rewrite_header(path, keys, key_name, add, remove)
-    result = RewrapResult(
-        path,
-        opened.prefix.file_id.hex(),
-        opened.slot.generation + 1,
-        key_entries(opened.slot.entries),
-        key_entries(new),
-        opened.warning is not None,
-    )
-    keys.audit(
-        "file.rewrap",
-        str(path),
-        details={
-            "file_id": result.file_id,
-            "generation": result.generation,
-            "before": _labels(result.before),
-            "after": _labels(result.after),
-            "repaired": result.repaired,
-        },
-    )
+    out = resolve_output(dst)
+    _check_paths(src, out)
+    name = _input_name(src)
+    with (
+        open_input(src) as fin,  # a missing input is a usage error, not an audited failure
+        audit_failures(keys, "file.unseal", name),
+        io_errors(name),
+        open_output(out, plaintext=True, allow_terminal=allow_terminal) as fout,
+    ):
+        if out.atomic:
+            info = open_stream(fin, fout, unwrap=unwrapper(keys))
+        else:
+            info = _open_in_two_passes(fin, fout, keys=keys)
+    result, details = _record(out.name, info)
+    details["output"] = out.kind
+    if allow_terminal:
+        details["allow_terminal"] = True
+    keys.audit("file.unseal", name, details=details)
     return result
 
 
-def describe_file(path: Path) -> FileInfo:
-    """Read a sealed file's header facts without any key.
+def verify_file(src: Target, *, keys: KeyService) -> OpenResult:
+    """Authenticate every segment of ``src`` and write nothing (audited as ``file.verify``).
 
-    Nothing here is authenticated (that needs the data key): use it to see
-    which keys a file needs, not as evidence.
+    The header must unwrap under a KEK held here, as for :func:`open_file`;
+    the plaintext is decrypted segment by segment and dropped.
+
+    Args:
+        src: the sealed file, a device or FIFO, or ``-`` (standard input).
+        keys: the workspace's key service.
 
     Raises:
-        IntegrityError: the file is not a well-formed sealtune v1 file.
+        IntegrityError: see :func:`open_file`.
+        KeyringError: see :func:`open_file`.
     """
-    try:
-        with _io_errors(path), path.open("rb") as f:
-            header: SealedHeader = read_header(f)
-            size = os.fstat(f.fileno()).st_size
-    except IntegrityError:
-        raise IntegrityError(f"{path} is not a well-formed sealtune v1 file", hint=_HINT) from None
-    prefix = header.prefix
-    found = header.by_generation()
-    slot = found[0][1] if found else None
-    stream = prefix.suite.stream(prefix.segment_size)
-    return FileInfo(
-        path,
-        prefix.file_id.hex(),
-        prefix.suite.algorithm,
-        prefix.suite.title,
-        size,
-        stream.plaintext_size(size - prefix.payload_offset),
-        prefix.segment_size,
-        prefix.slot_size,
-        slot.generation if slot else 0,
-        key_entries(slot.entries) if slot else (),
-    )
+    name = _input_name(src)
+    with open_input(src) as fin, audit_failures(keys, "file.verify", name), io_errors(name):
+        info = open_stream(fin, cast(BinaryIO, _Discard()), unwrap=unwrapper(keys))
+    result, details = _record(name, info)
+    keys.audit("file.verify", name, details=details)
+    return result

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
 from sealtune.core import strict_json
 from sealtune.errors import ConfigError, IntegrityError, MalformedJSON, WorkspaceError
-from sealtune.keys.atomic import writing
+from sealtune.outputs import write_atomic
 
 FORMAT = "sealtune-keyring/v1"
 
@@ -137,27 +137,6 @@ def _derive(passphrase: str, salt: bytes, kdf: KdfParams) -> bytes:
         lanes=kdf.lanes,
         memory_cost=kdf.memory_kib,
     ).derive(passphrase.encode("utf-8"))
-
-
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync dir."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    with writing(path):
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with writing(path), os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class KeyFile:
@@ -278,7 +257,7 @@ class KeyFile:
         plain = json.dumps(self._doc, sort_keys=True).encode("utf-8")
         ct = AESGCM(self._key).encrypt(nonce, plain, self._aad(self._header))
         body = {"header": self._header, "nonce": _b64(nonce), "ciphertext": _b64(ct)}
-        atomic_write(self._path, json.dumps(body, indent=1).encode("utf-8"))
+        write_atomic(self._path, json.dumps(body, indent=1).encode("utf-8"))
 
     # -- locking ------------------------------------------------------------------
 

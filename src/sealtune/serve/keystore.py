@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from sealtune.errors import ConfigError, UsageError
-from sealtune.keys.keyfile import atomic_write
+from sealtune.outputs import write_atomic
 
 FORMAT = "sealtune-serve-keys/v1"
 FILE_NAME = "serve-keys.json"
@@ -172,7 +172,7 @@ class KeyStore:
             fcntl.flock(fd, fcntl.LOCK_EX)
             doc = self._read()
             yield doc
-            atomic_write(self.path, json.dumps(doc, indent=2, sort_keys=True).encode("utf-8"))
+            write_atomic(self.path, json.dumps(doc, indent=2, sort_keys=True).encode("utf-8"))
         finally:
             os.close(fd)
         with self._lock:

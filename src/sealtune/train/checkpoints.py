@@ -24,13 +24,10 @@ plaintext state held in memory while it is serialized and sealed.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
 import re
 import struct
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
@@ -43,8 +40,8 @@ from sealtune.core.envelope import (
     unlock_header,
 )
 from sealtune.errors import IntegrityError
-from sealtune.keys.atomic import fsync_dir, writing
 from sealtune.keys.base import WrappedKey
+from sealtune.outputs import fsync_dir, open_output
 
 if TYPE_CHECKING:
     import torch
@@ -150,20 +147,9 @@ class SealedDirSink:
 
     def save(self, step: int, state: BinaryIO) -> None:
         final = self.directory / f"ckpt-{step:010d}.sealed"
-        with writing(final):
-            fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".part", dir=self.directory)
-        try:
-            with writing(final), os.fdopen(fd, "wb") as fh:
-                seal_stream(state, fh, prefix=self._prefix_maker(), data_key=self._key,
-                            wrapped=self._wrapped)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        fsync_dir(self.directory)
+        with open_output(final, atomic="require") as fh:  # temp file, fsync, rename, fsync dir
+            seal_stream(state, fh, prefix=self._prefix_maker(), data_key=self._key,
+                        wrapped=self._wrapped)
         for _, old in self._found(self.directory):
             if old != final:
                 old.unlink(missing_ok=True)

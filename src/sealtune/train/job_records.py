@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import tempfile
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -32,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sealtune.errors import UsageError
+from sealtune.outputs import open_text_output
 
 if TYPE_CHECKING:
     from sealtune.workspace import Workspace
@@ -63,18 +62,10 @@ def _status(rec: dict[str, Any]) -> str:
 
 
 def _write_json(path: Path, data: object) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Replace ``path`` with ``data`` as JSON: temp file, fsync, rename (a regular file only)."""
+    with open_text_output(path, atomic="require") as fh:
+        json.dump(data, fh, indent=2, ensure_ascii=False)
+        fh.write("\n")
 
 
 def list_jobs(ws: Workspace) -> list[dict[str, Any]]:

@@ -41,7 +41,6 @@ import contextlib
 import io
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +49,8 @@ from typing import TYPE_CHECKING, Any
 from sealtune.core.envelope import Prefix, decrypt_payload, parse_prefix, read_header, seal_stream
 from sealtune.core.envelope import unlock_header as _unlock
 from sealtune.errors import ConfigError
-from sealtune.keys.atomic import writing
 from sealtune.keys.base import WrappedKey
+from sealtune.outputs import open_output
 
 if TYPE_CHECKING:
     from sealtune.data.records import Record
@@ -198,20 +197,10 @@ def seal_tree(src: Path, dst: Path, data_key: bytes, target: SealTarget) -> tupl
     dst.mkdir(mode=0o700, parents=True, exist_ok=True)
     count = total = 0
     for path in sorted(p for p in src.iterdir() if p.is_file()):
-        with writing(dst / f"{path.name}.sealed"):
-            fd, tmp = tempfile.mkstemp(prefix=".", suffix=".part", dir=dst)
-        try:
-            with writing(dst / f"{path.name}.sealed"), path.open("rb") as fin, \
-                    os.fdopen(fd, "wb") as fout:
-                info = seal_stream(fin, fout, prefix=target.prefix, data_key=data_key,
-                                   wrapped=target.wrapped)
-                fout.flush()
-                os.fsync(fout.fileno())
-            os.replace(tmp, dst / f"{path.name}.sealed")
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with path.open("rb") as fin, \
+                open_output(dst / f"{path.name}.sealed", atomic="require") as fout:
+            info = seal_stream(fin, fout, prefix=target.prefix, data_key=data_key,
+                               wrapped=target.wrapped)
         count, total = count + 1, total + info.sealed_size
     return count, total
 
