@@ -66,6 +66,8 @@ from sealtune.keys.file_results import (
     SealResult,
     key_entries,
 )
+from sealtune.keys.inventory import remember
+from sealtune.keys.versions import CommitGuard
 
 if TYPE_CHECKING:
     from sealtune.keys.service import KeyService
@@ -158,7 +160,9 @@ def seal_file(src: Path, dst: Path, *, keys: KeyService, key_names: Sequence[str
 
     Raises:
         UsageError: no key, a duplicate key, bad paths, or too many keys for a slot.
-        KeyringError: a KEK is missing, destroyed or its backend unavailable.
+        KeyringError: a KEK is missing, destroyed or its backend unavailable;
+            ``KeyDestroyedError`` also when a version it was wrapped under was
+            retired before the file was published (nothing is left under ``dst``).
     """
     names = list(key_names)
     if not names or len(set(names)) != len(names):
@@ -169,8 +173,17 @@ def seal_file(src: Path, dst: Path, *, keys: KeyService, key_names: Sequence[str
     prefix = make_prefix(data_key, suite=suite)
     aad = wrap_aad(prefix)
     wrapped = [keys.wrap(name, data_key, aad=aad) for name in names]
-    with _io_errors(src), src.open("rb") as fin, atomic_output(dst) as fout:
+    # The guard re-checks at commit that no wrapped version was retired meanwhile, and
+    # holds the version lock shared until the file has its name (keys.versions).
+    with (
+        _io_errors(src),
+        src.open("rb") as fin,
+        CommitGuard(keys, wrapped, what=str(dst)) as guard,
+        atomic_output(dst) as fout,
+    ):
         info = seal_stream(fin, fout, prefix=prefix, data_key=data_key, wrapped=wrapped)
+        guard.check()
+    remember(keys.root, [dst])
     result = SealResult(
         dst,
         prefix.file_id.hex(),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sealtune.errors import (
@@ -21,6 +22,7 @@ from sealtune.errors import (
     UsageError,
 )
 from sealtune.keys.base import ALGORITHMS, Algorithm, KeyInfo, Keyring, WrappedKey, keyring_for
+from sealtune.keys.versions import VersionLock
 from sealtune.ledger.entry import Outcome
 
 if TYPE_CHECKING:
@@ -45,8 +47,14 @@ class KeyService:
     def __init__(self, workspace: Workspace) -> None:
         self._ws = workspace
         self._backends: dict[str, Keyring] = {}
+        self.version_lock = VersionLock(workspace.root)
 
     # -- helpers ---------------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        """The workspace directory (where the version lock and the inventory live)."""
+        return self._ws.root
 
     def backend(self, name: str) -> Keyring:
         """Return (and cache) the keyring for backend ``name``."""
@@ -152,9 +160,16 @@ class KeyService:
         return info
 
     def retire(self, name: str, *, below: int) -> KeyInfo:
-        """Destroy the versions of ``name`` lower than ``below``."""
+        """Destroy the versions of ``name`` lower than ``below``.
+
+        Holds the version lock exclusively, so no seal that wrapped under a
+        removed version publishes its file afterwards (see :mod:`sealtune.keys.versions`).
+        This does not check which files still need those versions:
+        :func:`sealtune.keys.rotation.retire_checked` does.
+        """
         rec = self._live(name)
-        info = self.backend(rec["backend"]).retire(name, below=below)
+        with self.version_lock.exclusive():
+            info = self.backend(rec["backend"]).retire(name, below=below)
         self.audit("key.retire", info.uri, details={"below": below})
         return info
 
@@ -171,9 +186,10 @@ class KeyService:
             self._clear_interrupted(name, rec)
             return
         rec = self._live(name)
-        self.backend(rec["backend"]).destroy(name)
-        with self._ws.keyfile.transaction() as doc:
-            doc[CATALOGUE][name]["state"] = "destroyed"
+        with self.version_lock.exclusive():
+            self.backend(rec["backend"]).destroy(name)
+            with self._ws.keyfile.transaction() as doc:
+                doc[CATALOGUE][name]["state"] = "destroyed"
         self.audit("key.destroy", f"{rec['backend']}:{name}")
 
     def _clear_interrupted(self, name: str, rec: dict[str, Any]) -> None:
