@@ -106,9 +106,9 @@ class LocalKeyring:
         stone = stone_for(self._tombstones, name, str(rec.get("created", "")))
         if stone.destroyed and rec["state"] != "destroyed":
             return {**rec, "state": "destroyed", "keys": {}, "resurrected": True}
-        if stone.below and any(int(v) < stone.below for v in rec["keys"]):
-            return {**rec, "keys": {v: k for v, k in rec["keys"].items()
-                                    if int(v) >= stone.below}}
+        if stone.below:
+            return {**rec, "retired_below": stone.below,
+                    "keys": {v: k for v, k in rec["keys"].items() if int(v) >= stone.below}}
         return rec
 
     def _destroyed_error(self, name: str, rec: dict[str, Any]) -> KeyDestroyedError:
@@ -245,6 +245,9 @@ class LocalKeyring:
         if rec["state"] == "destroyed":
             raise self._destroyed_error(name, rec)
         version = int(rec["current"])
+        if str(version) not in rec["keys"]:  # a restored keyring whose current was retired
+            raise KeyDestroyedError(f"version {version} of key {self._uri(name)} was retired",
+                                    hint=f"rotate it: 'sealtune keys rotate {name}'")
         kek = b64decode(rec["keys"][str(version)])
         nonce = secrets.token_bytes(NONCE_BYTES)
         blob = nonce + _seal(rec["algorithm"], kek, nonce, bytes(data_key), aad)
@@ -267,7 +270,8 @@ class LocalKeyring:
         keys: dict[str, str] = rec["keys"]
         held = sorted(int(v) for v in keys)
         if str(wrapped.version) not in keys:
-            if held and 1 <= wrapped.version < held[0]:
+            floor = max(held[0] if held else 0, int(rec.get("retired_below", 0)))
+            if 1 <= wrapped.version < floor:
                 raise KeyDestroyedError(
                     f"version {wrapped.version} of key {wrapped.kek_uri} was retired; "
                     "data wrapped under it is unrecoverable"
