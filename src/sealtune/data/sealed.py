@@ -289,7 +289,7 @@ def seal_bytes(path: Path, data: bytes, *, keys: KeyService,
 
 def _unwrapper(keys: KeyService) -> Unwrap:
     def unwrap(entry: WrappedKey, aad: bytes) -> bytes | None:
-        return keys.unwrap(entry, aad=aad) if keys.can_unwrap(entry) else None
+        return keys.unwrap_if_held(entry, aad)
     return unwrap
 
 

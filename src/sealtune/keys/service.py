@@ -234,6 +234,21 @@ class KeyService:
         rec = self._ws.keyfile.get(CATALOGUE, wrapped.name)
         return rec is not None and rec["backend"] == wrapped.backend and rec["state"] == "active"
 
+    def unwrap_if_held(self, wrapped: WrappedKey, aad: bytes) -> bytes | None:
+        """The ``unwrap`` callback of :func:`sealtune.core.envelope.unlock_header`.
+
+        Returns None for a KEK this workspace does not hold (the reader tries the
+        file's next entry) and raises ``KeyDestroyedError`` for one it destroyed,
+        so a file that only a destroyed key opened says so (exit 3), not "no key".
+        """
+        if self.can_unwrap(wrapped):
+            return self.unwrap(wrapped, aad=aad)
+        rec = self._ws.keyfile.get(CATALOGUE, wrapped.name)
+        if rec is not None and rec["backend"] == wrapped.backend and rec["state"] == "destroyed":
+            raise KeyDestroyedError(f"key {wrapped.kek_uri} was destroyed; data wrapped only "
+                                    "under it is unrecoverable")
+        return None
+
     def unwrap(self, wrapped: WrappedKey, *, aad: bytes) -> bytes:
         """Unwrap a data key; audit-logs success and failure."""
         try:

@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 from sealtune.core.envelope import make_prefix, new_data_key, read_header, suite_for, unlock_header
 from sealtune.core.envelope import wrap_aad as _wrap_aad
-from sealtune.errors import IntegrityError, KeyNotFoundError, SealtuneError, UsageError
+from sealtune.errors import (
+    IntegrityError,
+    KeyDestroyedError,
+    KeyNotFoundError,
+    SealtuneError,
+    UsageError,
+)
 from sealtune.keys.files import describe_file
 from sealtune.train.worker import SealTarget
 
@@ -37,15 +43,10 @@ if TYPE_CHECKING:
     from sealtune.workspace import Workspace
 
 
-def _unwrap(ws: Workspace) -> Any:
-    return lambda entry, aad: ws.keys.unwrap(entry, aad=aad) if ws.keys.can_unwrap(
-        entry) else None
-
-
 def _file_key(ws: Workspace, path: Path) -> bytearray:
     """Unwrap a sealed file's data key through the workspace's key service (audited)."""
     with path.open("rb") as fh:
-        opened = unlock_header(read_header(fh), unwrap=_unwrap(ws))
+        opened = unlock_header(read_header(fh), unwrap=ws.keys.unwrap_if_held)
     return bytearray(opened.data_key)
 
 
@@ -53,22 +54,28 @@ def dataset_keks(ws: Workspace, data_path: Path) -> list[str]:
     """The names of the live KEKs the dataset's data file is wrapped under, in header order.
 
     Raises:
+        KeyDestroyedError: every one of them that this workspace holds was destroyed.
         KeyNotFoundError: none of them is a live key of this workspace.
     """
     names: list[str] = []
+    destroyed = False
     for entry in describe_file(data_path).entries:
         name = entry.kek_uri.split(":", 1)[1]
         try:
             info = ws.keys.info(name)
         except SealtuneError:
             continue  # a key this workspace lacks, or whose backend is unreachable
+        destroyed = destroyed or (info.uri == entry.kek_uri and info.state == "destroyed")
         if info.uri == entry.kek_uri and info.state == "active" and name not in names:
             names.append(name)
-    if not names:
-        raise KeyNotFoundError(f"{data_path}: none of the keys the dataset is sealed under is "
-                               "a live key of this workspace",
-                               hint="name the keys to seal the model under with --key")
-    return names
+    if names:
+        return names
+    if destroyed:
+        raise KeyDestroyedError(f"{data_path}: the keys the dataset is sealed under were "
+                                "destroyed: it is unrecoverable")
+    raise KeyNotFoundError(f"{data_path}: none of the keys the dataset is sealed under is "
+                           "a live key of this workspace",
+                           hint="name the keys to seal the model under with --key")
 
 
 def check_job_keys(key_names: Sequence[str]) -> list[str]:
@@ -100,7 +107,7 @@ def _old_target(ws: Workspace, rec: dict[str, Any],
     """
     newest = max(checkpoints.glob("ckpt-*.sealed"))
     with newest.open("rb") as fh:
-        opened = unlock_header(read_header(fh), unwrap=_unwrap(ws))
+        opened = unlock_header(read_header(fh), unwrap=ws.keys.unwrap_if_held)
     recorded = SealTarget.from_dict(rec["checkpoint"], f"job {rec['id']} checkpoint")
     if opened.prefix.encode() != recorded.prefix.encode():
         raise IntegrityError(f"{newest} is not a checkpoint of job {rec['id']}",
