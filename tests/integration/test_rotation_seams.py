@@ -128,6 +128,7 @@ def test_ingest_train_rotate_serve_then_destroy_the_customer_key(
     assert sealed_model and json.loads((model / "model.json").read_text())["keys"] == [
         "local:customer@1"]
     assert {k for p in sealed_model for k in keys_of(p)} == {"local:customer@1"}
+    assert list((home / "key-leases").glob("*.json")) == []  # the job's lease ended with it
     files = _layout(run, tmp_path)
 
     # 1. rotate without --rewrap: every file the workspace knows is re-wrapped.
