@@ -171,3 +171,27 @@ def test_ingest_train_rotate_serve_then_destroy_the_customer_key(
     code, _, _ = run("unseal", files["records"], tmp_path / "gone.out")
     assert code == 3 and not (tmp_path / "gone.out").exists()
     ok(run, "unseal", files["both"], tmp_path / "both.out")  # listed as NOT shredded
+
+
+def test_a_forced_retire_warns_lists_and_is_recorded(run: Run, tmp_path: Path) -> None:
+    ok(run, "init")
+    src = tmp_path / "p"
+    src.write_bytes(b"payload")
+    given = tmp_path / "given"
+    given.mkdir()
+    ok(run, "seal", src, tmp_path / "kept.sealed")  # remembered by the workspace
+    shutil.copy(tmp_path / "kept.sealed", given / "copy.sealed")  # never shown to it
+    ok(run, "keys", "rotate", "platform")
+    code, _, err = run("keys", "rotate", "platform", "--force")
+    assert code == 2 and "--retire-old" in err
+    code, _, err = run("keys", "retire", "platform", "--below", "2", "--rewrap", given)
+    assert code == 1 and "copy.sealed" in err and "v1" in err and "kept" not in err
+    code, out, err = run("keys", "retire", "platform", "--below", "2", "--rewrap", given,
+                         "--force")
+    assert code == 0 and "WARNING" in err and "copy.sealed" in flat(err), (out, err)
+    ok(run, "unseal", tmp_path / "kept.sealed", tmp_path / "kept.out")
+    code, _, err = run("unseal", given / "copy.sealed", tmp_path / "copy.out")
+    assert code == 3 and "retired" in err and not (tmp_path / "copy.out").exists()
+    logged = [json.loads(line) for line in ok(
+        run, "audit", "log", "--action", "key.unsafe_force_retire", "--json").splitlines()]
+    assert [e["details"] for e in logged] == [{"below": 2, "dependents": 1}]
