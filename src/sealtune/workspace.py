@@ -6,11 +6,18 @@ Layout::
     keyring.sealed    passphrase-sealed keyring file (local KEKs, key catalogue,
                       ledger signing key)
     ledger.db         the audit ledger (SQLite, WAL)
+    ledger.trust      the newest global checkpoint of the ledger this workspace
+                      signed or verified (the trust state, outside the database)
 
 The directory is created ``0700`` and files ``0600``. The workspace unlocks the
 keyring lazily (passphrase from the caller, ``SEALTUNE_PASSPHRASE``, or an
 interactive prompt supplied by the CLI) and opens the ledger with the signing
-key from the keyring.
+key from the keyring, refusing a ledger that is missing or does not contain
+the trust state's checkpoint (deleted, rolled back, truncated or forked).
+:meth:`Workspace.close` signs a checkpoint over everything the command
+appended and moves the trust state forward, so every command leaves a signed
+log behind. What it does not protect against: someone who rewrites both
+``ledger.db`` and ``ledger.trust`` (see :mod:`sealtune.ledger.trust`).
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ if TYPE_CHECKING:
     from sealtune.keys.base import Algorithm
     from sealtune.keys.service import KeyService
     from sealtune.ledger.log import Ledger
+    from sealtune.ledger.trust import TrustState
+    from sealtune.ledger.verify_global import WitnessPolicy
 
 ENV_HOME = "SEALTUNE_HOME"
 ENV_PASSPHRASE = "SEALTUNE_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
@@ -70,6 +79,7 @@ class Workspace:
         self._keyfile: KeyFile | None = None
         self._ledger: Ledger | None = None
         self._keys: KeyService | None = None
+        self._creating = False  # init() may create the ledger and its trust state
 
     # -- paths -------------------------------------------------------------------
 
@@ -84,6 +94,13 @@ class Workspace:
     @property
     def ledger_path(self) -> Path:
         return self.root / "ledger.db"
+
+    @property
+    def trust(self) -> TrustState:
+        """The ledger's trust state (``ledger.trust``)."""
+        from sealtune.ledger.trust import TrustState
+
+        return TrustState(self.root / "ledger.trust")
 
     # -- creation / opening ---------------------------------------------------------
 
@@ -125,6 +142,7 @@ class Workspace:
         atomic_write(root / "config.toml", config.to_toml().encode("utf-8"))
         ws = cls(root, config, lambda: passphrase)
         ws._keyfile = keyfile
+        ws._creating = True
         ws.audit(
             "workspace.init",
             str(root.name),
@@ -218,20 +236,47 @@ class Workspace:
 
     @property
     def ledger(self) -> Ledger:
-        """The audit ledger, opened with the signing key."""
+        """The audit ledger, opened with the signing key and checked against the trust state.
+
+        Raises:
+            IntegrityError: ``ledger.db`` or ``ledger.trust`` is missing, or the
+                ledger does not contain the trust state's checkpoint.
+        """
         if self._ledger is None:
             from sealtune.ledger.log import Ledger
 
             cfg = self.config.ledger
-            self._ledger = Ledger.open(
+            signer = self.ledger_signer()
+            # Read the trust state before the database: it only ever names
+            # checkpoints that were committed first.
+            trusted = None if self._creating else self.trust.read()
+            if trusted is None and not self._creating:
+                raise self.trust.missing_error()
+            ledger = Ledger.open(
                 self.ledger_path,
-                signer=self.ledger_signer(),
+                signer=signer,
                 origin=self.origin,
                 checkpoint_every=cfg.checkpoint_every,
                 segment_max_entries=cfg.segment_max_entries,
                 segment_max_age=timedelta(hours=cfg.segment_max_age_hours),
+                create=self._creating,
             )
+            try:
+                if trusted is not None:
+                    ledger.anchors.check_trusted(trusted, signer.verifier(),
+                                                 label=self.trust.label)
+            except BaseException:
+                ledger.close()
+                raise
+            self._ledger = ledger
         return self._ledger
+
+    def witness_policy(self) -> WitnessPolicy | None:
+        """The configured k-of-n witness policy (``[ledger.witnesses]``), or None."""
+        from sealtune.ledger.verify_global import WitnessPolicy
+
+        cfg = self.config.ledger.witnesses
+        return None if cfg is None else WitnessPolicy.from_keys(cfg.k, cfg.keys)
 
     @property
     def actor(self) -> str:
@@ -258,8 +303,33 @@ class Workspace:
             actor=self.actor, action=action, resource=resource, outcome=outcome, details=details
         )
 
+    def seal_ledger(self) -> str:
+        """Sign everything unsigned and move the trust state forward.
+
+        Returns:
+            The newest global checkpoint note (what auditors and witnesses keep).
+
+        Raises:
+            IntegrityError: the trust state is missing or the ledger no longer extends it.
+        """
+        note = self.ledger.seal()
+        self.ledger.anchors.advance_trust(self.trust, self.ledger_verifier(),
+                                          create=self._creating)
+        self._creating = False
+        return note
+
     def close(self) -> None:
-        """Close the ledger connection."""
-        if self._ledger is not None:
-            self._ledger.close()
+        """Seal what this workspace appended (see :meth:`seal_ledger`), close the ledger.
+
+        Raises:
+            IntegrityError: the trust state is missing or the ledger no longer extends it.
+        """
+        ledger = self._ledger
+        if ledger is None:
+            return
+        try:
+            if ledger.appended:
+                self.seal_ledger()
+        finally:
+            ledger.close()
             self._ledger = None

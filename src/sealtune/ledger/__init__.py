@@ -17,7 +17,7 @@ from sealtune.ledger.checkpoint import (
 from sealtune.ledger.entry import Entry, Event, InvalidEventError, Outcome
 from sealtune.ledger.export import CSV_HEADER, export_entries
 from sealtune.ledger.log import Ledger, PruneResult, utc_now
-from sealtune.ledger.verify import Problem, VerifyReport
+from sealtune.ledger.report import Problem, VerifyReport
 
 __all__ = [
     "CSV_HEADER",
