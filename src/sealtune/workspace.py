@@ -159,6 +159,7 @@ class Workspace:
                 details={"memory_kib": kdf.memory_kib, "iterations": kdf.iterations},
             )
         ws.keys.create(default_key, backend="local", algorithm=algorithm)
+        ws.seal_ledger()  # signed, and the trust state exists, before anyone else opens it
         return ws
 
     @classmethod
