@@ -137,6 +137,21 @@ def test_racing_requests_never_roll_the_state_back(make_ledger: MakeLedger, fill
     assert submit(witness, ledger, 2)[0] == 409
 
 
+def test_no_cosignature_unless_the_state_is_on_disk(make_ledger: MakeLedger, fill: Fill,
+                                                    witness: Witness, home: WitnessHome) -> None:
+    ledger = make_ledger()
+    fill(ledger, 2)
+    body = AddCheckpoint(0, (), ledger.seal()).to_body()
+    home.state_path.unlink()
+    home.state_path.mkdir()  # the atomic rename onto it fails: the disk write fails
+    with pytest.raises(OSError):
+        witness.add_checkpoint(body)  # no reply at all (the server answers 500)
+    home.state_path.rmdir()
+    home.save_state({})
+    assert witness.add_checkpoint(body).status == 200  # its state in memory did not move either
+    assert witness.add_checkpoint(body).status == 409  # now it holds size 2
+
+
 def test_files_fail_closed(home: WitnessHome, origin: str, signer: NoteSigner) -> None:
     assert b"ed25519" not in home.keyring_path.read_bytes()  # the key is sealed
     with pytest.raises(IntegrityError):
