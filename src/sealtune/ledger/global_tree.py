@@ -26,7 +26,7 @@ what the entries said (that is gone by design).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sealtune.core import hashchain
 from sealtune.core.hashchain import CompactRange
@@ -89,44 +89,55 @@ def _stored_frontier(row: GlobalCheckpointRow) -> CompactRange:
     return frontier
 
 
-def frontier_at(txn: ReadTxn, size: int) -> CompactRange:
+def frontier_at(txn: ReadTxn, size: int, known: Sequence[bytes] = ()) -> CompactRange:
     """The global tree's compact range at ``size``, from the nearest stored checkpoint.
+
+    Args:
+        txn: a transaction.
+        size: the tree size wanted.
+        known: the leaf hashes of the last ``len(known)`` entries up to ``size``,
+            already in memory (the writer's own batch), so they are not read back.
 
     Raises:
         LedgerError: a stored compact range is damaged or leaf hashes are missing.
     """
     base = txn.global_checkpoint_at_most(size)
     frontier = CompactRange() if base is None else _stored_frontier(base)
-    missing = size - frontier.size
-    hashes = txn.tree_leaf_hashes(frontier.size + 1, missing)
-    if len(hashes) != missing:
-        raise LedgerError(f"leaf hashes {frontier.size + 1} to {size} are missing; run verify")
-    frontier.extend(hashes)
+    first_known = size - len(known) + 1
+    read_upto = min(size, first_known - 1)
+    missing = read_upto - frontier.size
+    if missing > 0:
+        hashes = txn.tree_leaf_hashes(frontier.size + 1, missing)
+        if len(hashes) != missing:
+            raise LedgerError(f"leaf hashes {frontier.size + 1} to {read_upto} are missing; "
+                              "run verify")
+        frontier.extend(hashes)
+    frontier.extend(known[frontier.size - first_known + 1:])
     return frontier
 
 
-def sign_global(txn: WriteTxn, signer: NoteSigner, origin: str, *, every: int | None) -> str | None:
+def sign_global(txn: WriteTxn, signer: NoteSigner, origin: str, *,
+                known: Sequence[bytes] = ()) -> GlobalCheckpointRow:
     """Sign the global tree at its current size (or return the stored checkpoint).
 
     Args:
         txn: the open write transaction.
         signer: the ledger key.
         origin: the ledger's origin (the global checkpoints' origin).
-        every: sign only if at least this many entries are unsigned (None: always).
+        known: leaf hashes of the newest entries already in memory (see :func:`frontier_at`).
 
     Returns:
-        The newest global checkpoint note, or None when not due.
+        The newest global checkpoint row.
     """
     size = global_size(txn)
     latest = txn.global_checkpoint_at_most(size)
     if latest is not None and latest.size == size:
-        return latest.note
-    if every is not None and latest is not None and size - latest.size < every:
-        return None
-    frontier = frontier_at(txn, size)
+        return latest
+    frontier = frontier_at(txn, size, known)
     note = signer.sign(Checkpoint(origin, size, frontier.root()).to_text())
-    txn.insert_global_checkpoint(GlobalCheckpointRow(size, note, frontier.to_bytes()))
-    return note
+    row = GlobalCheckpointRow(size, note, frontier.to_bytes())
+    txn.insert_global_checkpoint(row)
+    return row
 
 
 def global_consistency_proof(txn: ReadTxn, old_size: int, new_size: int) -> list[bytes]:

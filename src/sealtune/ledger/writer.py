@@ -54,6 +54,9 @@ class Writer:
         self.max_age = max_age
         self.clock = clock
         self._close_at: tuple[int, str] | None = None
+        # A lower bound of the newest global checkpoint's size (checkpoints are never
+        # removed), so most appends need no query to know that none is due.
+        self._global_hint = 0
 
     def init(self, txn: WriteTxn) -> None:
         """Create segment 1 (and sign its and the global tree's empty checkpoints)."""
@@ -61,7 +64,7 @@ class Writer:
         txn.put_segment(first)
         if self.signer is not None:
             self.sign(txn, first, CompactRange())
-            sign_global(txn, self.signer, self.origin, every=None)
+            sign_global(txn, self.signer, self.origin)
 
     def append(self, txn: WriteTxn, events: Sequence[Event]) -> list[Entry]:
         """Append events in order, closing segments and signing as due."""
@@ -93,9 +96,19 @@ class Writer:
                 signed = seg.size
         self._flush(txn, seg, frontier, rows)
         if self.signer is not None:
-            # Once per transaction, after the rows are in: the global tree reads them back.
-            sign_global(txn, self.signer, self.origin, every=self.every)
+            self._global_due(txn, self.signer, seg.first_seq + seg.size - 1,
+                             [e.leaf_hash for e in out])
         return out
+
+    def _global_due(self, txn: WriteTxn, signer: NoteSigner, size: int,
+                    fresh: list[bytes]) -> None:
+        """Sign the global tree if ``every`` entries are unsigned (once per transaction)."""
+        if size - self._global_hint < self.every:
+            return
+        latest = txn.global_checkpoint_at_most(size)
+        self._global_hint = 0 if latest is None else latest.size
+        if size - self._global_hint >= self.every:
+            self._global_hint = sign_global(txn, signer, self.origin, known=fresh).size
 
     def now_text(self, seg: SegmentRow) -> str:
         """The append time: the clock, but never before the previous entry's time."""
@@ -168,9 +181,9 @@ class Writer:
             )
         seg = open_segment(txn)
         self.sign(txn, seg, frontier_of(seg))
-        note = sign_global(txn, self.signer, self.origin, every=None)
-        assert note is not None  # every=None always signs
-        return note
+        row = sign_global(txn, self.signer, self.origin)
+        self._global_hint = row.size
+        return row.note
 
     def prune(
         self, txn: WriteTxn, *, now: datetime, older_than: timedelta, actor: str

@@ -49,6 +49,19 @@ def test_global_checkpoints_are_signed_at_creation_interval_and_seal(
     assert report.unsigned_tail == 0 and report.global_checkpoint == note
 
 
+def test_batches_sign_the_global_tree_from_memory_and_disk(
+    make_ledger: MakeLedger, fill: Fill, signer: NoteSigner, db: Path
+) -> None:
+    ledger = make_ledger(checkpoint_every=5, segment_max_entries=4)
+    fill(ledger, 3)  # unsigned entries read back from disk ...
+    ledger.append_many({"actor": "b", "action": "key.use", "resource": str(i)} for i in range(9))
+    fill(ledger, 1)  # ... plus a batch held in memory, then a tail below the interval
+    ledger.append_many({"actor": "b", "action": "key.use", "resource": str(i)} for i in range(6))
+    assert sorted(global_notes(db)) == [0, 12, 19]
+    report = ledger.verify(signer.verifier())  # every stored root is recomputed from the entries
+    assert report.ok and report.global_checkpoints == 3 and report.global_size == 19
+
+
 def test_global_consistency_proofs_verify(make_ledger: MakeLedger, fill: Fill,
                                           signer: NoteSigner) -> None:
     ledger = make_ledger(checkpoint_every=3, segment_max_entries=4)
