@@ -224,8 +224,8 @@ def test_k_of_n_with_one_witness_down(home: Path, witnesses: Callable[[int], lis
     set_policy(home, 1, [w1.vkey, w2.vkey])
     w2.stop()
     assert cli("audit", "checkpoint", "--witness", w1.url, "--witness", w2.url) == 0
-    out = capsys.readouterr().out
-    assert "cosigned size" in out and "unreachable" in out
+    err = capsys.readouterr().err
+    assert "cosigned size" in err and "unreachable" in err
     assert cli("audit", "verify") == 0
     assert "cosigned by 1 witnesses (1 required)" in said(capsys.readouterr().out)
     set_policy(home, 2, [w1.vkey, w2.vkey])
@@ -248,11 +248,11 @@ def test_witness_refuses_a_rollback_and_a_fork(
     assert cli("audit", "verify") == 0  # the old checkpoint's cosignature is genuine
     capsys.readouterr()
     assert cli("audit", "checkpoint", "--witness", w1.url) == 3  # but the witness saw more
-    assert "rolled back" in capsys.readouterr().out
+    assert "rolled back" in capsys.readouterr().err
     for name in ("f1", "f2", "f3"):  # a fork that grows past what the witness saw
         assert cli("keys", "create", name, "--backend", "local") == 0
     assert cli("audit", "checkpoint", "--witness", w1.url) == 3
-    assert "forked" in capsys.readouterr().out
+    assert "forked" in capsys.readouterr().err
 
 
 def test_forged_cosignature_is_not_counted(

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,13 +79,16 @@ def witness_dir(env: dict[str, str], tmp_path: Path) -> Iterator[Path]:
     yield directory
 
 
-def set_policy(env: dict[str, str], vkey: str) -> None:
-    import tomllib
-
+def set_policy(env: dict[str, str], vkey: str, url: str | None = None) -> None:
     path = Path(env["SEALTUNE_HOME"]) / "config.toml"
     doc = tomllib.loads(path.read_text())
-    doc["ledger"]["witnesses"] = {"k": 1, "keys": [vkey]}
+    doc["ledger"]["witnesses"] = {"k": 1, "keys": [vkey], "urls": [url] if url else []}
     path.write_text(tomli_w.dumps(doc))
+
+
+def origin_of(env: dict[str, str]) -> str:
+    cfg = tomllib.loads((Path(env["SEALTUNE_HOME"]) / "config.toml").read_text())
+    return f"sealtune.local/{cfg['workspace']['id']}/ledger\n"
 
 
 def test_witness_state_is_durable_before_it_answers(env: dict[str, str],
@@ -92,15 +96,18 @@ def test_witness_state_is_durable_before_it_answers(env: dict[str, str],
     served = Served(env, witness_dir)
     try:
         set_policy(env, served.vkey)
-        assert "cosigned size" in ok(env, "audit", "checkpoint", "--witness", served.url)
+        res = run(env, "audit", "checkpoint", "--witness", served.url)
+        assert res.returncode == 0 and "cosigned size" in res.stderr
+        assert res.stdout.startswith(origin_of(env))  # stdout is the checkpoint alone
         served.kill()  # SIGKILL right after it answered
         state = json.loads((witness_dir / "state.json").read_text())
         (held,) = state["logs"].values()
         assert held["size"] == 3  # what it cosigned (init's three entries) was on disk
         ok(env, "keys", "create", "k2", "--backend", "local")
         served = Served(env, witness_dir)
-        out = ok(env, "audit", "checkpoint", "--witness", served.url)
-        assert "cosigned size 4" in " ".join(out.split())
+        set_policy(env, served.vkey, url=served.url)  # the configured URL is the default
+        res = run(env, "audit", "checkpoint")
+        assert res.returncode == 0 and "cosigned size 4" in " ".join(res.stderr.split())
         assert "cosigned by 1 witnesses" in " ".join(ok(env, "audit", "verify").split())
         second = run(env, "witness", "serve", "--dir", str(witness_dir), "--port", "0")
         assert second.returncode != 0 and "another witness process" in second.stderr

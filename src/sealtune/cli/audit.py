@@ -25,6 +25,7 @@ from sealtune.cli._common import console, err_console, open_workspace, parse_dur
 from sealtune.errors import ConfigError, IntegrityError, PolicyViolation, UsageError
 
 if TYPE_CHECKING:
+    from sealtune.ledger.verify_global import WitnessPolicy
     from sealtune.ledger.witness import WitnessRun
     from sealtune.workspace import Workspace
 
@@ -184,53 +185,53 @@ def checkpoint(
     witness: Annotated[
         list[str] | None,
         typer.Option("--witness", help="A witness URL to ask for a cosignature (repeatable; "
-                                       "default: [ledger.witnesses] urls)."),
+                                       "default: the [ledger.witnesses] urls, if any)."),
     ] = None,
     home: HomeOpt = None,
 ) -> None:
     """Sign the global checkpoint now and print it (C2SP tlog-checkpoint); keep it to audit.
 
-    With --witness, ask witnesses to cosign it: exit 3 if one shows the log rolled
-    back or forked, 1 if fewer than the policy's k cosigned.
+    With --witness (or [ledger.witnesses] urls), ask witnesses to cosign it, reporting on
+    stderr: exit 3 if one shows the log rolled back or forked, 1 if fewer than k cosigned.
     """
     ws = open_workspace(home)
     try:
         note = ws.seal_ledger()
-        if witness is None:
-            sys.stdout.write(note)
+        sys.stdout.write(note)
+        sys.stdout.flush()
+        cfg = ws.config.ledger.witnesses
+        urls = witness or list(cfg.urls if cfg is not None else ())
+        if not urls:
             return
-        run = _ask_witnesses(ws, note, witness)
+        policy = ws.witness_policy()
+        if policy is None:
+            raise ConfigError("no witness policy: add [ledger.witnesses] with k and the "
+                              "witnesses' keys to config.toml",
+                              hint="see docs/formats/ledger-v1.md, section 4c")
+        run = _ask_witnesses(ws, note, urls, policy)
     finally:
         ws.close()
     for outcome in run.outcomes:
         style = "red" if outcome.evidence else ("green" if outcome.cosignatures else "yellow")
-        console.print(f"[{style}]{outcome.url}[/]: {outcome.message}")
+        err_console.print(f"[{style}]{outcome.url}[/]: {outcome.message}")
     if run.evidence:
         raise IntegrityError("a witness has seen a different or longer history of this audit "
                              "log: it was rolled back or forked",
                              hint="keep the workspace as evidence; run 'sealtune audit verify'")
-    policy = ws.witness_policy()
-    assert policy is not None  # _ask_witnesses refused otherwise
     if run.cosigned < policy.k:
         raise PolicyViolation(f"{run.cosigned} of the {policy.k} required witnesses cosigned "
                               f"the checkpoint at size {run.size}",
                               hint="check that the witnesses run and trust this log's key")
-    console.print(f"checkpoint at size {run.size} cosigned by {run.cosigned} witness(es)")
+    err_console.print(f"checkpoint at size {run.size} cosigned by {run.cosigned} witness(es)")
 
 
-def _ask_witnesses(ws: Workspace, note: str, urls: list[str]) -> WitnessRun:
+def _ask_witnesses(ws: Workspace, note: str, urls: list[str], policy: WitnessPolicy) -> WitnessRun:
     import httpx
 
     from sealtune.ledger.witness import request_cosignatures
 
-    policy = ws.witness_policy()
-    if policy is None:
-        raise ConfigError("no witness policy: add [ledger.witnesses] with k and the witnesses' "
-                          "keys to config.toml", hint="see docs/formats/ledger-v1.md")
-    urls = urls or list(ws.config.ledger.witnesses.urls if ws.config.ledger.witnesses else [])
-    if not urls or any(not u.startswith(("http://", "https://")) for u in urls):
-        raise UsageError("give witness URLs (http or https) with --witness or "
-                         "[ledger.witnesses] urls")
+    if any(not u.startswith(("http://", "https://")) for u in urls):
+        raise UsageError("witness URLs must be http or https URLs")
     with httpx.Client(timeout=10.0) as http:
         return request_cosignatures(ws.ledger.anchors, note, urls, policy.verifiers, http=http)
 
