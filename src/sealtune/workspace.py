@@ -80,6 +80,7 @@ class Workspace:
         self._ledger: Ledger | None = None
         self._keys: KeyService | None = None
         self._creating = False  # init() may create the ledger and its trust state
+        self._check_ledger = False  # see open()
 
     # -- paths -------------------------------------------------------------------
 
@@ -169,8 +170,18 @@ class Workspace:
         *,
         passphrase: str | None = None,
         prompt: Callable[[], str] | None = None,
+        check_ledger: bool = True,
     ) -> Workspace:
         """Open an existing workspace (the keyring is unlocked on first use).
+
+        Args:
+            root: the workspace directory (default ``$SEALTUNE_HOME`` or ``./.sealtune``).
+            passphrase: the keyring passphrase (else ``SEALTUNE_PASSPHRASE`` or ``prompt``).
+            prompt: asks for the passphrase interactively.
+            check_ledger: when the keyring is unlocked, also open the audit ledger and
+                check it against the trust state, so that nothing is done under the
+                keys of a workspace whose audit log is missing or rolled back. Only
+                the audit commands that inspect or repair the log turn it off.
 
         Raises:
             WorkspaceError: no workspace at ``root``.
@@ -194,7 +205,9 @@ class Workspace:
                 hint=f"set {ENV_PASSPHRASE} or run interactively",
             )
 
-        return cls(root, config, resolve)
+        ws = cls(root, config, resolve)
+        ws._check_ledger = check_ledger
+        return ws
 
     # -- components ----------------------------------------------------------------
 
@@ -203,6 +216,11 @@ class Workspace:
         """The unlocked keyring file (prompts for the passphrase once)."""
         if self._keyfile is None:
             self._keyfile = KeyFile.open(self.keyfile_path, self._passphrase())
+            if self._check_ledger:
+                # Before any key is used: a command must not act unaudited on a
+                # workspace whose log is missing or rolled back (IntegrityError).
+                self._check_ledger = False
+                _ = self.ledger
         return self._keyfile
 
     @property
@@ -246,6 +264,7 @@ class Workspace:
         if self._ledger is None:
             from sealtune.ledger.log import Ledger
 
+            self._check_ledger = False  # opened here: unlocking must not open it a second time
             cfg = self.config.ledger
             signer = self.ledger_signer()
             # Read the trust state before the database: it only ever names

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import sqlite3
 import threading
@@ -55,6 +56,8 @@ def said(text: str) -> str:
 
 
 def copy_state(root: Path, to: Path) -> None:
+    """Copy the files as a backup would (every command closed, so no WAL is pending)."""
+    assert not (root / "ledger.db-wal").exists()
     to.mkdir(exist_ok=True)
     for name in ("ledger.db", "ledger.trust"):
         shutil.copy2(root / name, to / name)
@@ -84,7 +87,7 @@ def test_a_fresh_workspace_is_signed_and_verifies(home: Path,
 def test_every_appending_command_leaves_a_signed_checkpoint(home: Path, tmp_path: Path) -> None:
     src = tmp_path / "plain.txt"
     src.write_text("hello")
-    ws = Workspace.open(home, passphrase=PASS)
+    ws = Workspace.open(home, passphrase=PASS, check_ledger=False)
     verifier = ws.ledger_verifier()
     for args in (["keys", "create", "k2", "--backend", "local"],
                  ["seal", str(src), str(tmp_path / "out.sealed")]):
@@ -126,7 +129,7 @@ def test_deleted_newest_checkpoints_and_a_rewritten_signed_entry(
         conn.execute("UPDATE segments SET frontier = ?, chain_head = ?", (cr.to_bytes(),
                                                                          hashes[-1]))
     conn.close()
-    ws = Workspace.open(home, passphrase=PASS)
+    ws = Workspace.open(home, passphrase=PASS, check_ledger=False)
     with Ledger.open(ws.ledger_path, signer=None, origin=ws.origin, create=False) as ledger:
         assert ledger.verify(ws.ledger_verifier()).ok  # blind: an unsigned tail, nothing more
     capsys.readouterr()
@@ -146,6 +149,9 @@ def test_restored_older_copy(home: Path, tmp_path: Path,
     assert "rolled back" in said(capsys.readouterr().err)
     assert cli("keys", "create", "k4", "--backend", "local") == 3  # refused before appending
     assert count(home) == before
+    ws = Workspace.open(home, passphrase=PASS, check_ledger=False)
+    assert ws.keyfile.get("catalogue", "k4") is None  # and before acting unaudited
+    assert ws.keyfile.get("catalogue", "k3") is not None
 
 
 def test_rollback_of_both_files_needs_an_outside_checkpoint(
@@ -201,8 +207,11 @@ def witnesses(home: Path, tmp_path: Path) -> Iterator[Callable[[int], list[Runni
     started: list[RunningWitness] = []
 
     def start(n: int) -> list[RunningWitness]:
-        ws = Workspace.open(home, passphrase=PASS)
-        new = [RunningWitness(tmp_path / f"w{len(started) + i}", ws) for i in range(n)]
+        ws = Workspace.open(home, passphrase=PASS, check_ledger=False)
+        try:
+            new = [RunningWitness(tmp_path / f"w{len(started) + i}", ws) for i in range(n)]
+        finally:
+            ws.close()
         started.extend(new)
         return new
 
@@ -278,3 +287,24 @@ def test_forged_cosignature_is_not_counted(
     assert "0 of the 1 witness cosignatures" in said(capsys.readouterr().err)
     assert cli("audit", "checkpoint", "--witness", w1.url) == 0  # the real one counts
     assert cli("audit", "verify") == 0
+
+
+def _open_files(root: Path) -> list[str]:
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target == str(root / "ledger.db"):
+            out.append(target)
+    return out
+
+
+def test_the_ledger_is_checked_and_opened_once(home: Path) -> None:
+    ws = Workspace.open(home, passphrase=PASS)
+    _ = ws.keyfile  # unlocking checks the ledger against the trust state ...
+    ledger = ws.ledger  # ... and that connection is the one used afterwards
+    assert ws.ledger is ledger and len(_open_files(home)) == 1
+    ws.close()
+    assert _open_files(home) == []

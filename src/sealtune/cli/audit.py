@@ -121,7 +121,7 @@ def verify(
     from sealtune.ledger.audit import unsafe_reset_trust, verify_ledger
 
     notes = [_read_checkpoint_file(p) for p in trusted or []]
-    ws = open_workspace(home)
+    ws = open_workspace(home, check_ledger=False)  # verify reports what is wrong itself
     try:
         if reset_trust:
             err_console.print("[yellow]warning:[/] --unsafe-reset-trust: the ledger as it is now "
@@ -173,7 +173,7 @@ def _read_checkpoint_file(path: Path) -> str:
 @app.command("key")
 def key(home: HomeOpt = None) -> None:
     """Print the ledger's verifier key string (public) for auditors to pin."""
-    ws = open_workspace(home)
+    ws = open_workspace(home, check_ledger=False)
     try:
         print(ws.ledger_signer().verifier_key)
     finally:
