@@ -24,7 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sealtune.core.cosignature import Cosignature
-from sealtune.core.note import NoteVerifier
+from sealtune.core.note import Checkpoint, NoteVerifier
+from sealtune.errors import IntegrityError
 from sealtune.ledger import global_tree
 from sealtune.ledger.base import LedgerStore
 from sealtune.ledger.trust import TrustState
@@ -39,6 +40,17 @@ class Anchors:
     def __init__(self, store: LedgerStore, origin: str) -> None:
         self._store = store
         self._origin = origin
+
+    def _open(self, note: str, verifiers: NoteVerifier | Sequence[NoteVerifier],
+              label: str) -> Checkpoint:
+        try:
+            return global_tree.open_global_checkpoint(note, verifiers, self._origin)
+        except IntegrityError:
+            raise IntegrityError(
+                f"{label} is not a global checkpoint of this ledger signed by its key "
+                "(edited, replaced, or from another ledger)",
+                hint="keep the workspace as evidence and run 'sealtune audit verify'",
+            ) from None
 
     def latest_global_checkpoint(self) -> str | None:
         """Return the newest stored global checkpoint note, if any (unverified)."""
@@ -66,7 +78,7 @@ class Anchors:
             IntegrityError: the note does not verify, or the log was rolled back,
                 truncated or forked relative to it.
         """
-        cp = global_tree.open_global_checkpoint(note, verifiers, self._origin)
+        cp = self._open(note, verifiers, label)
         with self._store.read() as txn:
             global_tree.check_extends(txn, cp, label=label)
 
@@ -99,7 +111,7 @@ class Anchors:
             if current is None and not (create or reset):
                 raise trust.missing_error()
             if current is not None:
-                cp = global_tree.open_global_checkpoint(current, verifiers, self._origin)
+                cp = self._open(current, verifiers, trust.label)
                 global_tree.check_extends_to(txn, cp, latest, label=trust.label)
                 if cp.size >= latest.size:
                     return current

@@ -235,6 +235,18 @@ def test_concurrent_writers_never_move_the_trust_state_back(tmp_path: Path, orig
         assert ledger.verify(signer.verifier(), trust_state=trust.read()).ok
 
 
+def test_an_edited_trust_state_is_named(make_ledger: MakeLedger, signer: NoteSigner,
+                                        tmp_path: Path) -> None:
+    ledger = make_ledger()
+    trust = TrustState(tmp_path / "ledger.trust")
+    note = ledger.anchors.advance_trust(trust, signer.verifier(), create=True) or ""
+    trust.write(note.replace(ledger.origin, ledger.origin + "x", 1))
+    with pytest.raises(IntegrityError, match=r"the trust state .* is not a global checkpoint"):
+        ledger.anchors.advance_trust(trust, signer.verifier())
+    with pytest.raises(IntegrityError, match=r"the trust state .* is not a global checkpoint"):
+        ledger.anchors.check_trusted(trust.read() or "", signer.verifier(), label=trust.label)
+
+
 def test_trust_file_limits(tmp_path: Path) -> None:
     trust = TrustState(tmp_path / "ledger.trust")
     assert trust.read() is None

@@ -154,6 +154,7 @@ def test_no_cosignature_unless_the_state_is_on_disk(make_ledger: MakeLedger, fil
 
 def test_files_fail_closed(home: WitnessHome, origin: str, signer: NoteSigner) -> None:
     assert b"ed25519" not in home.keyring_path.read_bytes()  # the key is sealed
+    assert all(PASS.encode() not in f.read_bytes() for f in home.root.iterdir() if f.is_file())
     with pytest.raises(IntegrityError):
         home.signer("wrong passphrase")
     home.add_log(origin, signer.verifier_key)  # idempotent
