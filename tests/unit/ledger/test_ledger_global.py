@@ -121,6 +121,25 @@ def test_a_ledger_pruned_before_the_global_tree_is_refused(
         make_ledger()
 
 
+def test_a_ledger_from_before_the_global_tree_grows_one(
+    make_ledger: MakeLedger, fill: Fill, signer: NoteSigner, db: Path
+) -> None:
+    ledger = make_ledger()
+    fill(ledger, 6)
+    ledger.close()
+    with sqlite3.connect(db) as conn:  # an unpruned ledger written before this version
+        conn.execute("DROP TABLE global_checkpoints")
+        conn.execute("DROP TABLE pruned_hashes")
+    conn.close()
+    ledger = make_ledger()  # the schema is completed on open
+    report = ledger.verify(signer.verifier())
+    assert report.ok and report.global_checkpoints == 0
+    assert any("no global checkpoint" in w for w in report.warnings)
+    fill(ledger, 1)
+    cp = open_checkpoint(ledger.seal(), signer.verifier())  # signed over all 7 entries
+    assert cp.size == 7 and ledger.verify(signer.verifier()).global_size == 7
+
+
 def test_missing_database_is_not_recreated(tmp_path: Path, signer: NoteSigner,
                                            origin: str) -> None:
     with pytest.raises(IntegrityError, match="missing"):
