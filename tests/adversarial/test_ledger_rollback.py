@@ -264,6 +264,22 @@ def test_witness_refuses_a_rollback_and_a_fork(
     assert "forked" in capsys.readouterr().err
 
 
+def test_an_edited_witness_size_is_only_a_hint(
+    home: Path, witnesses: Callable[[int], list[RunningWitness]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (w1,) = witnesses(1)
+    set_policy(home, 1, [w1.vkey])
+    assert cli("audit", "checkpoint", "--witness", w1.url) == 0
+    assert cli("keys", "create", "k2", "--backend", "local") == 0
+    for size in (10**6, 1):  # above the log, or stale: the witness's 409 says what it holds
+        with sqlite3.connect(home / "ledger.db") as conn:
+            conn.execute("UPDATE witness_sizes SET size = ?", (size,))
+        conn.close()
+        assert cli("audit", "checkpoint", "--witness", w1.url) == 0
+        assert "cosigned size" in capsys.readouterr().err
+
+
 def test_forged_cosignature_is_not_counted(
     home: Path, witnesses: Callable[[int], list[RunningWitness]],
     capsys: pytest.CaptureFixture[str],
