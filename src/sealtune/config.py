@@ -9,7 +9,7 @@ the config names the environment variable that carries them.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,6 +41,25 @@ class OpenBaoConfig:
 
 
 @dataclass(frozen=True)
+class WitnessPolicyConfig:
+    """``[ledger.witnesses]``: ``k`` of these witnesses must cosign a recent checkpoint.
+
+    Attributes:
+        k: how many distinct witnesses must cosign (1 <= k <= len(keys)).
+        keys: witness verifier keys (``name+keyid+base64(0x04 || key)``).
+        urls: witnesses ``audit checkpoint --witness`` asks when given no URL.
+        max_unwitnessed: at most this many entries may follow the newest checkpoint
+            that ``k`` witnesses cosigned (0: every entry must be witnessed, so
+            ``audit checkpoint --witness`` must run after every command).
+    """
+
+    k: int
+    keys: tuple[str, ...]
+    urls: tuple[str, ...] = ()
+    max_unwitnessed: int = 1000
+
+
+@dataclass(frozen=True)
 class LedgerConfig:
     """Audit ledger settings."""
 
@@ -48,6 +67,17 @@ class LedgerConfig:
     segment_max_entries: int = 100_000
     segment_max_age_hours: int = 24
     retention_days: int = 180
+    witnesses: WitnessPolicyConfig | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``[ledger]`` table (without an unset witness policy)."""
+        doc = asdict(self)
+        if self.witnesses is None:
+            del doc["witnesses"]
+        else:
+            doc["witnesses"] = {k: list(v) if isinstance(v, tuple) else v
+                                for k, v in doc["witnesses"].items()}
+        return doc
 
 
 @dataclass(frozen=True)
@@ -69,7 +99,7 @@ class WorkspaceConfig:
                 "created": self.created,
                 "default_key": self.default_key,
             },
-            "ledger": asdict(self.ledger),
+            "ledger": self.ledger.to_dict(),
         }
         keyring: dict[str, Any] = {}
         if self.pkcs11:
@@ -115,6 +145,51 @@ def _section(cls: type[T], data: Any, where: str) -> T:
         raise ConfigError(f"{where} is missing required settings: {', '.join(missing)}") from None
 
 
+def _witness_section(data: Any, where: str) -> WitnessPolicyConfig:
+    """Parse ``[ledger.witnesses]``: every key must be a valid cosignature key."""
+    from sealtune.core.cosignature import CosignatureVerifier
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = set(data) - {"k", "keys", "urls", "max_unwitnessed"}
+    if unknown:
+        raise ConfigError(f"{where}.{sorted(unknown)[0]} is not a known setting",
+                          hint="known settings: k, keys, urls, max_unwitnessed")
+    slack = data.get("max_unwitnessed", WitnessPolicyConfig.max_unwitnessed)
+    if not isinstance(slack, int) or isinstance(slack, bool) or slack < 0:
+        raise ConfigError(f"{where}.max_unwitnessed must be an integer >= 0",
+                          hint="0 requires every entry to be witnessed")
+    keys, urls, k = data.get("keys"), data.get("urls", []), data.get("k")
+    if not isinstance(keys, list) or not keys or not all(isinstance(x, str) for x in keys):
+        raise ConfigError(f"{where}.keys must be a non-empty list of witness verifier keys")
+    if not isinstance(urls, list) or not all(
+        isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls
+    ):
+        raise ConfigError(f"{where}.urls must be a list of http(s) URLs")
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= len(keys):
+        raise ConfigError(f"{where}.k must be an integer from 1 to the number of keys")
+    ids = set()
+    for i, key in enumerate(keys):
+        try:
+            v = CosignatureVerifier.from_key_string(key)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.keys[{i}]: {exc.message}", hint=exc.hint) from None
+        ids.add((v.name, v.key_id))
+    if len(ids) != len(keys):
+        raise ConfigError(f"{where}.keys lists a witness twice")
+    return WitnessPolicyConfig(k, tuple(keys), tuple(urls), slack)
+
+
+def _ledger_section(data: Any, where: str) -> LedgerConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a table")
+    rest = {k: v for k, v in data.items() if k != "witnesses"}
+    base = _section(LedgerConfig, rest, where)
+    if "witnesses" not in data:
+        return base
+    return replace(base, witnesses=_witness_section(data["witnesses"], f"{where}.witnesses"))
+
+
 def load_config(path: Path) -> WorkspaceConfig:
     """Load and validate ``config.toml``.
 
@@ -152,7 +227,7 @@ def load_config(path: Path) -> WorkspaceConfig:
     default_key = ws.get("default_key", "platform")
     if not isinstance(default_key, str) or not default_key:
         raise ConfigError(f"{where}: workspace.default_key must be a non-empty string")
-    ledger = _section(LedgerConfig, raw.get("ledger", {}), f"{where}: ledger")
+    ledger = _ledger_section(raw.get("ledger", {}), f"{where}: ledger")
     keyring = raw.get("keyring", {})
     if not isinstance(keyring, dict):
         raise ConfigError(f"{where}: [keyring] must be a table")

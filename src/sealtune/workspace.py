@@ -6,11 +6,18 @@ Layout::
     keyring.sealed    passphrase-sealed keyring file (local KEKs, key catalogue,
                       ledger signing key)
     ledger.db         the audit ledger (SQLite, WAL)
+    ledger.trust      the newest global checkpoint of the ledger this workspace
+                      signed or verified (the trust state, outside the database)
 
 The directory is created ``0700`` and files ``0600``. The workspace unlocks the
 keyring lazily (passphrase from the caller, ``SEALTUNE_PASSPHRASE``, or an
 interactive prompt supplied by the CLI) and opens the ledger with the signing
-key from the keyring.
+key from the keyring, refusing a ledger that is missing or does not contain
+the trust state's checkpoint (deleted, rolled back, truncated or forked).
+:meth:`Workspace.close` signs a checkpoint over everything the command
+appended and moves the trust state forward, so every command leaves a signed
+log behind. What it does not protect against: someone who rewrites both
+``ledger.db`` and ``ledger.trust`` (see :mod:`sealtune.ledger.trust`).
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ if TYPE_CHECKING:
     from sealtune.keys.base import Algorithm
     from sealtune.keys.service import KeyService
     from sealtune.ledger.log import Ledger
+    from sealtune.ledger.trust import TrustState
+    from sealtune.ledger.verify_global import WitnessPolicy
 
 ENV_HOME = "SEALTUNE_HOME"
 ENV_PASSPHRASE = "SEALTUNE_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
@@ -71,6 +80,9 @@ class Workspace:
         self._keyfile: KeyFile | None = None
         self._ledger: Ledger | None = None
         self._keys: KeyService | None = None
+        self._creating = False  # init() may create the ledger and its trust state
+        self._check_ledger = False  # see open()
+        self._ledger_unchecked = False  # see ledger_for_reading()
 
     # -- paths -------------------------------------------------------------------
 
@@ -85,6 +97,13 @@ class Workspace:
     @property
     def ledger_path(self) -> Path:
         return self.root / "ledger.db"
+
+    @property
+    def trust(self) -> TrustState:
+        """The ledger's trust state (``ledger.trust``)."""
+        from sealtune.ledger.trust import TrustState
+
+        return TrustState(self.root / "ledger.trust")
 
     # -- creation / opening ---------------------------------------------------------
 
@@ -126,6 +145,7 @@ class Workspace:
         write_atomic(root / "config.toml", config.to_toml().encode("utf-8"))
         ws = cls(root, config, lambda: passphrase)
         ws._keyfile = keyfile
+        ws._creating = True
         ws.audit(
             "workspace.init",
             str(root.name),
@@ -142,6 +162,7 @@ class Workspace:
                 details={"memory_kib": kdf.memory_kib, "iterations": kdf.iterations},
             )
         ws.keys.create(default_key, backend="local", algorithm=algorithm)
+        ws.seal_ledger()  # signed, and the trust state exists, before anyone else opens it
         return ws
 
     @classmethod
@@ -151,8 +172,18 @@ class Workspace:
         *,
         passphrase: str | None = None,
         prompt: Callable[[], str] | None = None,
+        check_ledger: bool = True,
     ) -> Workspace:
         """Open an existing workspace (the keyring is unlocked on first use).
+
+        Args:
+            root: the workspace directory (default ``$SEALTUNE_HOME`` or ``./.sealtune``).
+            passphrase: the keyring passphrase (else ``SEALTUNE_PASSPHRASE`` or ``prompt``).
+            prompt: asks for the passphrase interactively.
+            check_ledger: when the keyring is unlocked, also open the audit ledger and
+                check it against the trust state, so that nothing is done under the
+                keys of a workspace whose audit log is missing or rolled back. Only
+                the audit commands that inspect or repair the log turn it off.
 
         Raises:
             WorkspaceError: no workspace at ``root``.
@@ -176,7 +207,9 @@ class Workspace:
                 hint=f"set {ENV_PASSPHRASE} or run interactively",
             )
 
-        return cls(root, config, resolve)
+        ws = cls(root, config, resolve)
+        ws._check_ledger = check_ledger
+        return ws
 
     # -- components ----------------------------------------------------------------
 
@@ -185,6 +218,11 @@ class Workspace:
         """The unlocked keyring file (prompts for the passphrase once)."""
         if self._keyfile is None:
             self._keyfile = KeyFile.open(self.keyfile_path, self._passphrase())
+            if self._check_ledger:
+                # Before any key is used: a command must not act unaudited on a
+                # workspace whose log is missing or rolled back (IntegrityError).
+                self._check_ledger = False
+                _ = self.ledger
         return self._keyfile
 
     @property
@@ -219,20 +257,77 @@ class Workspace:
 
     @property
     def ledger(self) -> Ledger:
-        """The audit ledger, opened with the signing key."""
+        """The audit ledger, opened with the signing key and checked against the trust state.
+
+        Raises:
+            IntegrityError: ``ledger.db`` or ``ledger.trust`` is missing, or the
+                ledger does not contain the trust state's checkpoint.
+        """
         if self._ledger is None:
             from sealtune.ledger.log import Ledger
 
+            self._check_ledger = False  # opened here: unlocking must not open it a second time
             cfg = self.config.ledger
-            self._ledger = Ledger.open(
+            signer = self.ledger_signer()
+            # Read the trust state before the database: it only ever names
+            # checkpoints that were committed first.
+            trusted = None if self._creating else self.trust.read()
+            if trusted is None and not self._creating:
+                raise self.trust.missing_error()
+            ledger = Ledger.open(
                 self.ledger_path,
-                signer=self.ledger_signer(),
+                signer=signer,
                 origin=self.origin,
                 checkpoint_every=cfg.checkpoint_every,
                 segment_max_entries=cfg.segment_max_entries,
                 segment_max_age=timedelta(hours=cfg.segment_max_age_hours),
+                create=self._creating,
             )
+            try:
+                if trusted is not None:
+                    ledger.anchors.check_trusted(trusted, signer.verifier(),
+                                                 label=self.trust.label)
+            except BaseException:
+                ledger.close()
+                raise
+            self._ledger = ledger
         return self._ledger
+
+    def ledger_for_reading(self) -> tuple[Ledger, str | None]:
+        """The ledger for reading it, even when it fails its trust check.
+
+        For investigating a broken log (``audit log``, ``audit export``): returns
+        the ledger and the trust check's problem (None when it passes). A ledger
+        opened this way refuses nothing, so the caller must show the problem,
+        and nothing appended through it is ever sealed or moves the trust state.
+
+        Raises:
+            IntegrityError: ``ledger.db`` is missing (there is nothing to read).
+        """
+        from sealtune.errors import IntegrityError
+        from sealtune.ledger.log import Ledger
+
+        try:
+            return self.ledger, None
+        except IntegrityError as exc:
+            if not self.ledger_path.exists():
+                raise
+            cfg = self.config.ledger
+            self._ledger = Ledger.open(
+                self.ledger_path, signer=None, origin=self.origin,
+                checkpoint_every=cfg.checkpoint_every,
+                segment_max_entries=cfg.segment_max_entries,
+                segment_max_age=timedelta(hours=cfg.segment_max_age_hours))
+            self._ledger_unchecked = True
+            return self._ledger, exc.message
+
+    def witness_policy(self) -> WitnessPolicy | None:
+        """The configured k-of-n witness policy (``[ledger.witnesses]``), or None."""
+        from sealtune.ledger.verify_global import WitnessPolicy
+
+        cfg = self.config.ledger.witnesses
+        return None if cfg is None else WitnessPolicy.from_keys(
+            cfg.k, cfg.keys, max_unwitnessed=cfg.max_unwitnessed)
 
     @property
     def actor(self) -> str:
@@ -259,8 +354,33 @@ class Workspace:
             actor=self.actor, action=action, resource=resource, outcome=outcome, details=details
         )
 
+    def seal_ledger(self) -> str:
+        """Sign everything unsigned and move the trust state forward.
+
+        Returns:
+            The newest global checkpoint note (what auditors and witnesses keep).
+
+        Raises:
+            IntegrityError: the trust state is missing or the ledger no longer extends it.
+        """
+        note = self.ledger.seal()
+        self.ledger.anchors.advance_trust(self.trust, self.ledger_verifier(),
+                                          create=self._creating)
+        self._creating = False
+        return note
+
     def close(self) -> None:
-        """Close the ledger connection."""
-        if self._ledger is not None:
-            self._ledger.close()
+        """Seal what this workspace appended (see :meth:`seal_ledger`), close the ledger.
+
+        Raises:
+            IntegrityError: the trust state is missing or the ledger no longer extends it.
+        """
+        ledger = self._ledger
+        if ledger is None:
+            return
+        try:
+            if ledger.appended and not self._ledger_unchecked:
+                self.seal_ledger()
+        finally:
+            ledger.close()
             self._ledger = None

@@ -331,8 +331,10 @@ def test_early_deletion_disguised_as_retention(db: Path) -> None:
 
 
 def test_truncation_to_an_older_segment_leaves_a_warning(db: Path) -> None:
+    # The attacker also deletes the global checkpoints, which alone would catch this.
     sql(db, "DELETE FROM entries WHERE seq > 9", "DELETE FROM checkpoints WHERE segment > 1",
         "DELETE FROM checkpoints WHERE segment = 1 AND size > 4",
+        "DELETE FROM global_checkpoints WHERE size > 4",
         "DELETE FROM segments WHERE segment > 1")
     resync(db)
     report = verify(db)

@@ -28,6 +28,7 @@ from sealtune.cli import (
     proxy,
     serve,
     train,
+    witness,
     workspace,
 )
 from sealtune.errors import SealtuneError
@@ -44,6 +45,7 @@ workspace.register(app)
 files.register(app)
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
+app.add_typer(witness.app, name="witness")
 app.add_typer(attest.app, name="attest")
 app.add_typer(pii.app, name="pii")
 app.add_typer(models.app, name="models")

@@ -30,9 +30,14 @@ def prompt_passphrase() -> str:
     return getpass.getpass("keyring passphrase: ")
 
 
-def open_workspace(home: Path | None = None) -> Workspace:
-    """Open the workspace at ``home`` or ``$SEALTUNE_HOME`` / ``./.sealtune``."""
-    return Workspace.open(home or default_home(), prompt=prompt_passphrase)
+def open_workspace(home: Path | None = None, *, check_ledger: bool = True) -> Workspace:
+    """Open the workspace at ``home`` or ``$SEALTUNE_HOME`` / ``./.sealtune``.
+
+    ``check_ledger=False`` only for the audit commands that inspect or repair a
+    broken log (see :meth:`Workspace.open`).
+    """
+    return Workspace.open(home or default_home(), prompt=prompt_passphrase,
+                          check_ledger=check_ledger)
 
 
 def parse_duration(text: str, *, option: str) -> timedelta:

@@ -1,9 +1,13 @@
 """``sealtune audit``: the tamper-evident audit log (the ledger).
 
-``audit verify`` checks every entry, the Merkle trees and the signed
-checkpoint chain. With ``--key`` (the verifier key string printed by ``audit
-key``, pinned by the auditor out of band) it needs no passphrase; without it,
-the verifier key is derived from the workspace keyring.
+``audit verify`` checks every entry, the Merkle trees, the signed checkpoint
+chain, the workspace trust state (``ledger.trust``: a missing, truncated or
+rolled-back ledger exits 3), any checkpoint an auditor kept (``--trusted``)
+and the witness policy. With ``--key`` (the verifier key string printed by
+``audit key``, pinned by the auditor out of band) it needs no passphrase;
+without it, the verifier key is derived from the workspace keyring.
+``audit checkpoint`` signs and prints the global checkpoint; with
+``--witness URL`` it asks witnesses to cosign it.
 """
 
 from __future__ import annotations
@@ -12,17 +16,24 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from sealtune.cli._common import console, open_workspace, parse_duration
-from sealtune.errors import IntegrityError, UsageError
+from sealtune.cli._common import console, err_console, open_workspace, parse_duration
+from sealtune.errors import ConfigError, IntegrityError, PolicyViolation, UsageError
 from sealtune.outputs import STDIO, is_stdio, open_text_output
 
+if TYPE_CHECKING:
+    from sealtune.ledger.log import Ledger
+    from sealtune.ledger.verify_global import WitnessPolicy
+    from sealtune.ledger.witness import WitnessRun
+    from sealtune.workspace import Workspace
+
 app = typer.Typer(
-    help="The tamper-evident audit log: list, verify, export, prune.", no_args_is_help=True
+    help="The tamper-evident audit log: list, verify, checkpoint, export, prune.",
+    no_args_is_help=True,
 )
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Workspace directory.")]
 
@@ -55,11 +66,12 @@ def log(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     home: HomeOpt = None,
 ) -> None:
-    """Show audit log entries."""
-    ws = open_workspace(home)
+    """Show audit log entries (also from a log that fails its trust check, with a warning)."""
+    ws = open_workspace(home, check_ledger=False)
     try:
+        ledger = _readable_ledger(ws)
         entries = list(
-            ws.ledger.entries(
+            ledger.entries(
                 since=_since(since), action=action, actor=actor, outcome=outcome, limit=limit
             )
         )
@@ -93,38 +105,80 @@ def verify(
             "--key", help="Pinned verifier key string (from 'audit key'); no passphrase needed."
         ),
     ] = None,
+    trusted: Annotated[
+        list[Path] | None,
+        typer.Option("--trusted", help="A checkpoint file an auditor kept ('audit checkpoint' "
+                                       "output); the log must still contain it. Repeatable."),
+    ] = None,
+    reset_trust: Annotated[
+        bool,
+        typer.Option("--unsafe-reset-trust", help="Adopt the ledger as it is now as the trust "
+                                                  "state (a workspace from before trust states, "
+                                                  "or after an investigation). Logged."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     home: HomeOpt = None,
 ) -> None:
-    """Verify every entry, tree and signed checkpoint; exit 3 on any break."""
+    """Verify every entry, tree, signed checkpoint and the trust state; exit 3 on any break."""
     from sealtune.core.note import NoteVerifier
-    from sealtune.ledger.log import Ledger
+    from sealtune.ledger.audit import unsafe_reset_trust, verify_ledger
 
-    ws = open_workspace(home)
+    notes = [_read_checkpoint_file(p) for p in trusted or []]
+    ws = open_workspace(home, check_ledger=False)  # verify reports what is wrong itself
     try:
-        verifier = NoteVerifier.from_key_string(key) if key else ws.ledger_verifier()
-        ledger = Ledger.open(ws.ledger_path, signer=None, origin=ws.origin)
-        try:
-            report = ledger.verify(verifier)
-        finally:
-            ledger.close()
+        if reset_trust:
+            err_console.print("[yellow]warning:[/] --unsafe-reset-trust: the ledger as it is now "
+                              "becomes the reference; a rollback before now goes undetected")
+            report = unsafe_reset_trust(ws.ledger_path, origin=ws.origin, signer=ws.ledger_signer(),
+                                        trust=ws.trust, actor=ws.actor,
+                                        checkpoint_every=ws.config.ledger.checkpoint_every)
+        else:
+            verifier = NoteVerifier.from_key_string(key) if key else ws.ledger_verifier()
+            report = verify_ledger(ws.ledger_path, origin=ws.origin, verifiers=[verifier],
+                                   trust=ws.trust, trusted=notes, witnesses=ws.witness_policy(),
+                                   checkpoint_every=ws.config.ledger.checkpoint_every)
+        policy = ws.config.ledger.witnesses
     finally:
         ws.close()
     if as_json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
     if not report.ok:
+        seq = report.first_bad_seq
+        where = "" if seq is None else f" at sequence number {seq}"
+        unwitnessed = report.problem_count == 1 and report.cosigned < report.witnesses_required
         raise IntegrityError(
-            f"audit log broken at sequence number {report.first_bad_seq}: {report.reason}",
-            hint="the log was edited outside sealtune; keep this workspace for investigation",
+            f"audit log broken{where}: {report.reason}",
+            hint="entries appended since the last witnessing need new cosignatures: run "
+                 "'sealtune audit checkpoint --witness'" if unwitnessed else
+                 "the log was edited, deleted or rolled back outside sealtune; keep this "
+                 "workspace for investigation",
         )
     if not as_json:
+        for warning in report.warnings:
+            err_console.print(f"[yellow]warning:[/] {warning}")
         console.print(f"[green]audit log verified[/]: {report.summary()}")
+        if policy is None:
+            console.print("no witness policy configured: a rollback of both ledger.db and "
+                          "ledger.trust is detected only with --trusted or witnesses "
+                          "(\\[ledger.witnesses] in config.toml)")
+
+
+def _read_checkpoint_file(path: Path) -> str:
+    try:
+        data = path.read_bytes()[: 64 * 1024 + 1]
+        if len(data) > 64 * 1024:
+            raise UsageError(f"--trusted {path}: too large to be a checkpoint")
+        return data.decode("utf-8")
+    except OSError as exc:
+        raise UsageError(f"--trusted {path}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise IntegrityError(f"--trusted {path} is not a checkpoint note") from None
 
 
 @app.command("key")
 def key(home: HomeOpt = None) -> None:
     """Print the ledger's verifier key string (public) for auditors to pin."""
-    ws = open_workspace(home)
+    ws = open_workspace(home, check_ledger=False)
     try:
         print(ws.ledger_signer().verifier_key)
     finally:
@@ -132,13 +186,69 @@ def key(home: HomeOpt = None) -> None:
 
 
 @app.command("checkpoint")
-def checkpoint(home: HomeOpt = None) -> None:
-    """Sign a checkpoint of the current log now and print it (C2SP tlog-checkpoint)."""
+def checkpoint(
+    witness: Annotated[
+        list[str] | None,
+        typer.Option("--witness", help="A witness URL to ask for a cosignature (repeatable; "
+                                       "default: the [ledger.witnesses] urls, if any)."),
+    ] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Sign the global checkpoint now and print it (C2SP tlog-checkpoint); keep it to audit.
+
+    With --witness (or [ledger.witnesses] urls), ask witnesses to cosign it, reporting on
+    stderr: exit 3 if one shows the log rolled back or forked, 1 if fewer than k cosigned.
+    """
     ws = open_workspace(home)
     try:
-        sys.stdout.write(ws.ledger.checkpoint())
+        note = ws.seal_ledger()
+        sys.stdout.write(note)
+        sys.stdout.flush()
+        cfg = ws.config.ledger.witnesses
+        urls = witness or list(cfg.urls if cfg is not None else ())
+        if not urls:
+            return
+        policy = ws.witness_policy()
+        if policy is None:
+            raise ConfigError("no witness policy: add [ledger.witnesses] with k and the "
+                              "witnesses' keys to config.toml",
+                              hint="see docs/formats/ledger-v1.md, section 4c")
+        run = _ask_witnesses(ws, note, urls, policy)
     finally:
         ws.close()
+    for outcome in run.outcomes:
+        style = "red" if outcome.evidence else ("green" if outcome.cosignatures else "yellow")
+        err_console.print(f"[{style}]{outcome.url}[/]: {outcome.message}")
+    if run.evidence:
+        raise IntegrityError("a witness has seen a different or longer history of this audit "
+                             "log: it was rolled back or forked",
+                             hint="keep the workspace as evidence; run 'sealtune audit verify'")
+    if run.cosigned < policy.k:
+        raise PolicyViolation(f"{run.cosigned} of the {policy.k} required witnesses cosigned "
+                              f"the checkpoint at size {run.size}",
+                              hint="check that the witnesses run and trust this log's key")
+    err_console.print(f"checkpoint at size {run.size} cosigned by {run.cosigned} witness(es)")
+
+
+def _ask_witnesses(ws: Workspace, note: str, urls: list[str], policy: WitnessPolicy) -> WitnessRun:
+    import httpx
+
+    from sealtune.ledger.witness import request_cosignatures
+
+    if any(not u.startswith(("http://", "https://")) for u in urls):
+        raise UsageError("witness URLs must be http or https URLs")
+    with httpx.Client(timeout=10.0) as http:
+        return request_cosignatures(ws.ledger.anchors, note, urls, policy.verifiers, http=http)
+
+
+def _readable_ledger(ws: Workspace) -> Ledger:
+    """The ledger to read; a failed trust check is shown as a warning, not a refusal
+    (reading a broken log is how it is investigated)."""
+    ledger, problem = ws.ledger_for_reading()
+    if problem is not None:
+        err_console.print(f"[red]warning: the audit log fails its trust check:[/] {problem}; "
+                          "showing what the database holds now (run 'sealtune audit verify')")
+    return ledger
 
 
 @app.command("export")
@@ -157,8 +267,9 @@ def export(
     ws = open_workspace(home)
     try:
         # entries carry names, actions and digests, never payload text: no terminal check
+        ledger = _readable_ledger(ws)
         with open_text_output(target, newline="") as fh:
-            ws.ledger.export(fmt, fh, since=_since(since))  # type: ignore[arg-type]
+            ledger.export(fmt, fh, since=_since(since))  # type: ignore[arg-type]
     finally:
         ws.close()
     if not is_stdio(target):

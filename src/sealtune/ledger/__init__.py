@@ -1,11 +1,15 @@
 """The tamper-evident audit ledger (users call it the audit log).
 
 Every security-relevant event is appended to a segmented RFC 6962 Merkle log
-with C2SP signed checkpoints; see :class:`Ledger` and ``docs/formats/ledger-v1.md``.
+with C2SP signed checkpoints, plus one global tree with a stable origin that a
+trust state outside the database (:class:`TrustState`), auditors and C2SP
+witnesses (:mod:`sealtune.ledger.witness`) track; see :class:`Ledger` and
+``docs/formats/ledger-v1.md``.
 What it protects against and what it does not is stated in
 :mod:`sealtune.ledger.log` and :mod:`sealtune.ledger.verify`.
 """
 
+from sealtune.ledger.anchors import Anchors
 from sealtune.ledger.base import DEFAULT_RETENTION, LedgerError, LedgerStore
 from sealtune.ledger.checkpoint import (
     ConsistencyProof,
@@ -17,11 +21,14 @@ from sealtune.ledger.checkpoint import (
 from sealtune.ledger.entry import Entry, Event, InvalidEventError, Outcome
 from sealtune.ledger.export import CSV_HEADER, export_entries
 from sealtune.ledger.log import Ledger, PruneResult, utc_now
-from sealtune.ledger.verify import Problem, VerifyReport
+from sealtune.ledger.report import Problem, VerifyReport
+from sealtune.ledger.trust import TrustState
+from sealtune.ledger.verify_global import WitnessPolicy
 
 __all__ = [
     "CSV_HEADER",
     "DEFAULT_RETENTION",
+    "Anchors",
     "ConsistencyProof",
     "Entry",
     "Event",
@@ -34,7 +41,9 @@ __all__ = [
     "Problem",
     "PruneResult",
     "SegmentCheckpoint",
+    "TrustState",
     "VerifyReport",
+    "WitnessPolicy",
     "export_entries",
     "utc_now",
     "verify_consistency_proof",

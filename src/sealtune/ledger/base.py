@@ -91,6 +91,21 @@ class CheckpointRow:
 
 
 @dataclass(frozen=True)
+class GlobalCheckpointRow:
+    """A stored signed checkpoint of the global tree (origin ``<origin>``).
+
+    Attributes:
+        size: number of entries covered (sequence numbers 1 to ``size``).
+        note: the signed note.
+        frontier: the compact range at ``size`` (to extend it without rereading).
+    """
+
+    size: int
+    note: str
+    frontier: bytes
+
+
+@dataclass(frozen=True)
 class EntryFilter:
     """Equality and time-range filters for entry queries (None = any)."""
 
@@ -141,6 +156,34 @@ class ReadTxn(Protocol):
         """Return the stored leaf hashes of ``count`` entries from ``first_seq``."""
         ...
 
+    def tree_leaf_hashes(self, first_seq: int, count: int) -> list[bytes]:
+        """Like :meth:`leaf_hashes`, but pruned entries' kept hashes come first."""
+        ...
+
+    def scan_pruned_hashes(self) -> Iterator[tuple[int, bytes]]:
+        """Yield ``(seq, leaf hash)`` kept for pruned entries, in ``seq`` order."""
+        ...
+
+    def global_checkpoints(self) -> list[GlobalCheckpointRow]:
+        """Return all stored global checkpoints, by size."""
+        ...
+
+    def global_checkpoint_at_most(self, size: int) -> GlobalCheckpointRow | None:
+        """Return the largest stored global checkpoint of at most ``size`` entries."""
+        ...
+
+    def cosignatures(self, size: int) -> list[str]:
+        """Return the stored cosignature lines of the global checkpoint at ``size``."""
+        ...
+
+    def cosigned_sizes(self) -> list[int]:
+        """Return the sizes that have stored cosignatures, newest first."""
+        ...
+
+    def witness_size(self, url: str) -> int | None:
+        """Return the size a witness at ``url`` last cosigned, as recorded here."""
+        ...
+
 
 class WriteTxn(ReadTxn, Protocol):
     """Row writes inside one exclusive transaction."""
@@ -163,6 +206,22 @@ class WriteTxn(ReadTxn, Protocol):
 
     def delete_entries_before(self, seq: int) -> int:
         """Delete all entries with a smaller ``seq``; return how many."""
+        ...
+
+    def keep_hashes_before(self, seq: int) -> None:
+        """Copy the leaf hashes of entries with a smaller ``seq`` to the pruned-hash table."""
+        ...
+
+    def insert_global_checkpoint(self, row: GlobalCheckpointRow) -> None:
+        """Insert a global checkpoint (ignored if that size already exists)."""
+        ...
+
+    def put_cosignature(self, size: int, name: str, key_id: int, line: str) -> None:
+        """Store (or replace) one witness's cosignature line of the checkpoint at ``size``."""
+        ...
+
+    def set_witness_size(self, url: str, size: int) -> None:
+        """Record the size a witness at ``url`` last cosigned."""
         ...
 
 

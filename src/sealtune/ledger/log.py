@@ -13,13 +13,20 @@ What this protects against: silent edits, deletions, insertions or
 reordering of entries and checkpoints by someone who can write the database
 but does not hold the signing key (see :mod:`sealtune.ledger.verify`).
 
+Besides the segments, one global tree over every entry carries the stable
+origin ``<origin>`` (:mod:`sealtune.ledger.global_tree`): its checkpoints are
+what a trust state outside the database (:mod:`sealtune.ledger.trust`), an
+auditor (``trusted_checkpoints``) and witnesses keep, so that a rollback,
+truncation or fork of the database is detected. :meth:`Ledger.seal` signs
+everything unsigned; the workspace calls it before every command exits.
+
 What it does not: it does not authenticate who appends (anyone who can write
 the file can append true-looking events), it cannot detect removal of entries
 after the newest signed checkpoint, or of the newest checkpoints themselves,
-unless a later checkpoint was kept elsewhere (pass it to :meth:`Ledger.verify`
-as ``trusted_checkpoints``), and it does not keep sensitive data out of
-``details`` (callers must). Without a signer, appends work but nothing new is
-signed and segments do not close until a process with the signer appends.
+unless a later checkpoint was kept elsewhere (pass it to :meth:`Ledger.verify`),
+and it does not keep sensitive data out of ``details`` (callers must). Without
+a signer, appends work but nothing new is signed and segments do not close
+until a process with the signer appends.
 """
 
 from __future__ import annotations
@@ -32,12 +39,14 @@ from types import TracebackType
 from typing import Any, Literal, TextIO
 
 from sealtune.core.note import NoteSigner, NoteVerifier
-from sealtune.errors import UsageError
+from sealtune.errors import IntegrityError, UsageError
 from sealtune.ledger import export as _export
+from sealtune.ledger.anchors import Anchors
 from sealtune.ledger.base import (
     EntryFilter,
     LedgerError,
     LedgerStore,
+    ReadTxn,
 )
 from sealtune.ledger.checkpoint import (
     ConsistencyProof,
@@ -54,8 +63,10 @@ from sealtune.ledger.entry import (
     entry_from_row,
     format_time,
 )
+from sealtune.ledger.report import VerifyReport
 from sealtune.ledger.sqlite import SqliteLedgerStore
-from sealtune.ledger.verify import VerifyReport, verify_store
+from sealtune.ledger.verify import verify_store
+from sealtune.ledger.verify_global import WitnessPolicy
 from sealtune.ledger.writer import Writer
 
 FORMAT = "sealtune-ledger-v1"
@@ -89,6 +100,14 @@ class PruneResult:
         return len(self.segments)
 
 
+def _pruned_without_global_tree(txn: ReadTxn) -> bool:
+    """A ledger pruned before the global tree existed cannot rebuild that tree."""
+    if not any(s.pruned for s in txn.segments()):
+        return False
+    no_kept = next(iter(txn.scan_pruned_hashes()), None) is None
+    return no_kept and txn.global_checkpoint_at_most(1 << 62) is None
+
+
 class Ledger:
     """A tamper-evident, segmented, signed audit log. Use :meth:`open`."""
 
@@ -102,6 +121,7 @@ class Ledger:
                 "checkpoint_every, segment_max_entries and segment_max_age must be positive"
             )
         self._store = store
+        self._appended = False
         self._origin = check_origin_prefix(origin)
         self._every = checkpoint_every
         self._clock = clock
@@ -115,22 +135,31 @@ class Ledger:
         cls, path: Path, *, signer: NoteSigner | None, origin: str,
         checkpoint_every: int = 1000, segment_max_entries: int = 100_000,
         segment_max_age: timedelta = timedelta(days=1), clock: Callable[[], datetime] = utc_now,
+        create: bool = True,
     ) -> Ledger:
         """Open (creating if needed) the ledger in a SQLite file.
 
         Args:
-            path: the database file.
+            path: the database file (created 0600).
             signer: the checkpoint signer; None makes this instance unable to sign.
             origin: the log's origin prefix, fixed at creation.
             checkpoint_every: sign a checkpoint at least every this many entries.
             segment_max_entries: close a segment at this many entries.
             segment_max_age: close a segment once its first entry is this old.
             clock: returns the current aware time (tests inject a fake).
+            create: create the file if it is missing; with False a missing file is
+                an integrity failure (a deleted ledger must never be silently replaced).
 
         Raises:
             LedgerError: the file is not a ledger or was created with another origin.
+            IntegrityError: ``create`` is False and the file is missing.
             UsageError: invalid options.
         """
+        if not create and not Path(path).is_file():
+            raise IntegrityError(
+                f"the audit ledger database {path} is missing (deleted or moved)",
+                hint="restore it from a backup; keep the workspace as evidence",
+            )
         store = SqliteLedgerStore(path)
         try:
             return cls(store, signer=signer, origin=origin, checkpoint_every=checkpoint_every,
@@ -154,6 +183,12 @@ class Ledger:
                     "this ledger was created with another origin",
                     hint="open it with the origin it was created with",
                 )
+            elif _pruned_without_global_tree(txn):
+                raise LedgerError(
+                    "this ledger was pruned by a sealtune without the global tree: the hashes "
+                    "of its pruned entries are gone, so rollback can no longer be checked",
+                    hint="export it ('sealtune audit export'), keep the file, start a new ledger",
+                )
 
     def close(self) -> None:
         """Close the underlying store."""
@@ -170,8 +205,13 @@ class Ledger:
 
     @property
     def origin(self) -> str:
-        """The origin prefix; segment checkpoints use ``<origin>/segment/<n>``."""
+        """The origin: of the global checkpoints, and the prefix of ``<origin>/segment/<n>``."""
         return self._origin
+
+    @property
+    def appended(self) -> bool:
+        """Whether this instance appended (or pruned) anything since it was opened."""
+        return self._appended
 
     # -- append path -----------------------------------------------------------
 
@@ -186,7 +226,9 @@ class Ledger:
         """
         event = Event(actor, action, resource, outcome, details or {})
         with self._store.write() as txn:
-            return self._writer.append(txn, [event])[0]
+            entry = self._writer.append(txn, [event])[0]
+        self._appended = True
+        return entry
 
     def append_many(self, events: Iterable[Event | Mapping[str, Any]]) -> list[Entry]:
         """Append several events in one transaction (all or none).
@@ -198,12 +240,17 @@ class Ledger:
         if not batch:
             return []
         with self._store.write() as txn:
-            return self._writer.append(txn, batch)
+            entries = self._writer.append(txn, batch)
+        self._appended = True
+        return entries
 
     # -- checkpoints and proofs ---------------------------------------------
 
     def checkpoint(self) -> str:
-        """Sign (or return the existing) checkpoint of the open segment at its size.
+        """Sign (or return) the open segment's checkpoint at its size, and the global one.
+
+        Returns:
+            The open segment's checkpoint note (see :meth:`seal` for the global one).
 
         Raises:
             LedgerError: this instance has no signer.
@@ -211,12 +258,26 @@ class Ledger:
         with self._store.write() as txn:
             return self._writer.checkpoint(txn)
 
+    def seal(self) -> str:
+        """Sign everything unsigned and return the newest global checkpoint note.
+
+        Raises:
+            LedgerError: this instance has no signer.
+        """
+        with self._store.write() as txn:
+            return self._writer.seal(txn)
+
     def latest_checkpoint(self) -> str | None:
         """Return the newest stored checkpoint note of the open segment, if any."""
         with self._store.read() as txn:
             seg = txn.last_segment()
             row = None if seg is None else txn.latest_checkpoint(seg.segment)
             return None if row is None else row.note
+
+    @property
+    def anchors(self) -> Anchors:
+        """The global checkpoints and what is kept outside the database: trust, witnesses."""
+        return Anchors(self._store, self._origin)
 
     def entry(self, seq: int) -> Entry:
         """Return one entry by sequence number (no verification).
@@ -305,19 +366,25 @@ class Ledger:
         with self._store.write() as txn:
             victims, deleted, event = self._writer.prune(txn, now=now_dt, older_than=older_than,
                                                          actor=actor)
+        self._appended = self._appended or event is not None
         return PruneResult(tuple(s.segment for s in victims), deleted, now_dt - older_than, event)
 
     def verify(
         self, verifier: NoteVerifier | Sequence[NoteVerifier], *,
-        trusted_checkpoints: Iterable[str] = (),
+        trusted_checkpoints: Iterable[str] = (), trust_state: str | None = None,
+        witnesses: WitnessPolicy | None = None,
     ) -> VerifyReport:
         """Check the whole ledger against its signed checkpoints.
 
         Args:
             verifier: the ledger's verifier key(s).
-            trusted_checkpoints: checkpoint notes obtained independently (a
-                witness, an earlier export); they must still be consistent with
-                the log, which makes truncation and rewrites after them detectable.
+            trusted_checkpoints: checkpoint notes (global or segment) obtained
+                independently (an auditor's copy, an earlier export); the log
+                must still contain them, which makes rollback, truncation and
+                rewrites after them detectable.
+            trust_state: the workspace's trust state note (checked the same way,
+                named as such in the report).
+            witnesses: a k-of-n policy the newest global checkpoint must meet.
 
         Returns:
             The report; call ``report.raise_if_failed()`` to raise IntegrityError.
@@ -325,4 +392,5 @@ class Ledger:
         verifiers = [verifier] if isinstance(verifier, NoteVerifier) else list(verifier)
         with self._store.read() as txn:
             return verify_store(txn, prefix=self._origin, verifiers=verifiers,
-                                trusted=list(trusted_checkpoints), checkpoint_every=self._every)
+                                trusted=list(trusted_checkpoints), trust_state=trust_state,
+                                witnesses=witnesses, checkpoint_every=self._every)

@@ -7,9 +7,10 @@ single gap-free sequence: each writer reads the open segment's frontier and
 sequence number inside its own exclusive transaction.
 
 What this protects against: lost or interleaved appends between concurrent
-writers; torn writes on crash. It refuses to open a database that carries
-triggers or views (an attacker could plant a trigger that rewrites rows as
-they are inserted) and runs with ``trusted_schema=OFF``.
+writers; torn writes on crash; other local users reading the file (it is
+created 0600, so its ``-wal`` and ``-shm`` files are too). It refuses to open
+a database that carries triggers or views (an attacker could plant a trigger
+that rewrites rows as they are inserted) and runs with ``trusted_schema=OFF``.
 
 What it does not: the file is not tamper-proof. Anyone who can write it can
 change rows; :mod:`sealtune.ledger.verify` detects that against the signed
@@ -20,6 +21,7 @@ unreliable there).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -31,6 +33,7 @@ from sealtune.ledger.base import (
     CheckpointRow,
     EntryFilter,
     EntryRow,
+    GlobalCheckpointRow,
     LedgerError,
     SegmentRow,
     register_store,
@@ -71,6 +74,20 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     note TEXT NOT NULL,
     PRIMARY KEY (segment, size)
 ) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS global_checkpoints (
+    size INTEGER PRIMARY KEY,
+    note TEXT NOT NULL,
+    frontier BLOB NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS pruned_hashes (seq INTEGER PRIMARY KEY, leaf_hash BLOB NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS cosignatures (
+    size INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    key_id INTEGER NOT NULL,
+    line TEXT NOT NULL,
+    PRIMARY KEY (size, name, key_id)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS witness_sizes (url TEXT PRIMARY KEY, size INTEGER NOT NULL) STRICT;
 """
 _ENTRY_COLS = "seq, segment, time, actor, action, resource, outcome, details, prev, leaf, leaf_hash"
 _SEG_COLS = (
@@ -166,6 +183,47 @@ class _Txn:
         )
         return [bytes(r[0]) for r in cur]
 
+    def tree_leaf_hashes(self, first_seq: int, count: int) -> list[bytes]:
+        end = first_seq + count
+        kept = self._c.execute(
+            "SELECT leaf_hash FROM pruned_hashes WHERE seq >= ? AND seq < ? ORDER BY seq",
+            (first_seq, end),
+        )
+        out = [bytes(r[0]) for r in kept]
+        return out + self.leaf_hashes(first_seq + len(out), count - len(out))
+
+    def scan_pruned_hashes(self) -> Iterator[tuple[int, bytes]]:
+        cur = self._c.execute("SELECT seq, leaf_hash FROM pruned_hashes ORDER BY seq")
+        while rows := cur.fetchmany(_SCAN_PAGE):
+            for seq, h in rows:
+                yield int(seq), bytes(h)
+
+    def global_checkpoints(self) -> list[GlobalCheckpointRow]:
+        cur = self._c.execute("SELECT size, note, frontier FROM global_checkpoints ORDER BY size")
+        return [GlobalCheckpointRow(r[0], r[1], bytes(r[2])) for r in cur]
+
+    def global_checkpoint_at_most(self, size: int) -> GlobalCheckpointRow | None:
+        row = self._c.execute(
+            "SELECT size, note, frontier FROM global_checkpoints WHERE size <= ? "
+            "ORDER BY size DESC LIMIT 1",
+            (size,),
+        ).fetchone()
+        return None if row is None else GlobalCheckpointRow(row[0], row[1], bytes(row[2]))
+
+    def cosignatures(self, size: int) -> list[str]:
+        cur = self._c.execute(
+            "SELECT line FROM cosignatures WHERE size = ? ORDER BY name, key_id", (size,)
+        )
+        return [str(r[0]) for r in cur]
+
+    def cosigned_sizes(self) -> list[int]:
+        cur = self._c.execute("SELECT DISTINCT size FROM cosignatures ORDER BY size DESC")
+        return [int(r[0]) for r in cur]
+
+    def witness_size(self, url: str) -> int | None:
+        row = self._c.execute("SELECT size FROM witness_sizes WHERE url = ?", (url,)).fetchone()
+        return None if row is None else int(row[0])
+
     def set_meta(self, key: str, value: str) -> None:
         self._c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
@@ -192,6 +250,46 @@ class _Txn:
     def delete_entries_before(self, seq: int) -> int:
         return self._c.execute("DELETE FROM entries WHERE seq < ?", (seq,)).rowcount
 
+    def keep_hashes_before(self, seq: int) -> None:
+        self._c.execute(
+            "INSERT OR IGNORE INTO pruned_hashes (seq, leaf_hash) "
+            "SELECT seq, leaf_hash FROM entries WHERE seq < ?",
+            (seq,),
+        )
+
+    def insert_global_checkpoint(self, row: GlobalCheckpointRow) -> None:
+        self._c.execute(
+            "INSERT OR IGNORE INTO global_checkpoints (size, note, frontier) VALUES (?, ?, ?)",
+            (row.size, row.note, row.frontier),
+        )
+
+    def put_cosignature(self, size: int, name: str, key_id: int, line: str) -> None:
+        self._c.execute(
+            "INSERT OR REPLACE INTO cosignatures (size, name, key_id, line) VALUES (?, ?, ?, ?)",
+            (size, name, key_id, line),
+        )
+
+    def set_witness_size(self, url: str, size: int) -> None:
+        self._c.execute(
+            "INSERT OR REPLACE INTO witness_sizes (url, size) VALUES (?, ?)", (url, size)
+        )
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty database file readable by its owner only (0600).
+
+    SQLite creates a missing file with the umask's permissions, and its ``-wal``
+    and ``-shm`` files copy the database file's mode; creating the file first
+    keeps all three private whatever the umask.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise LedgerError(f"cannot create ledger database {path}") from exc
+    os.close(fd)
+
 
 class SqliteLedgerStore:
     """A LedgerStore in one SQLite file.
@@ -206,6 +304,7 @@ class SqliteLedgerStore:
     def __init__(self, path: Path) -> None:
         self._path = Path(path)
         self._lock = threading.RLock()
+        _create_private(self._path)
         try:
             self._conn = sqlite3.connect(
                 self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None,

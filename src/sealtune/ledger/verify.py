@@ -18,19 +18,22 @@ bad checkpoint), forged, edited, deleted or replayed checkpoints, a deleted
 segment in the middle, entries deleted early and disguised as retention
 without a prune record, a damaged frontier.
 
+The global tree, the trust state and the witness policy are checked in the
+same pass by :mod:`sealtune.ledger.verify_global`.
+
 What it cannot detect: changes to entries after the newest signed checkpoint
 (reported as the unsigned tail), or removal of the newest checkpoints together
 with the entries after the previous ones (tail truncation), unless a later
-checkpoint obtained elsewhere is passed as trusted; a fake prune event
-appended by someone who can write the file (it is itself logged and visible).
+checkpoint obtained elsewhere (the trust state, an auditor's copy) is passed
+as trusted; a fake prune event appended by someone who can write the file (it
+is itself logged and visible).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from sealtune.core.hashchain import CompactRange, leaf_hash
 from sealtune.core.note import NoteVerifier
@@ -38,87 +41,10 @@ from sealtune.errors import IntegrityError
 from sealtune.ledger.base import DEFAULT_RETENTION, EntryRow, ReadTxn, SegmentRow
 from sealtune.ledger.checkpoint import note_hash, open_segment_checkpoint
 from sealtune.ledger.entry import ZERO_PREV, canonical_json, parse_leaf
+from sealtune.ledger.report import MAX_PROBLEMS, Problem, VerifyReport
+from sealtune.ledger.verify_global import GlobalCheck, GlobalSummary, WitnessPolicy
 
-MAX_PROBLEMS = 100
 _COLUMNS = ("seq", "segment", "time", "actor", "action", "resource", "outcome", "prev")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One integrity failure.
-
-    Attributes:
-        seq: the first sequence number affected (None for checkpoint-level issues).
-        reason: what is wrong (never entry contents).
-        range: the affected sequence range when only a checkpoint localises it.
-    """
-
-    seq: int | None
-    reason: str
-    range: tuple[int, int] | None = None
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """The outcome of :meth:`Ledger.verify`.
-
-    Attributes:
-        ok: no problem found.
-        first_bad_seq: the lowest sequence number where the log breaks.
-        bad_range: when a checkpoint caught it, ``(last good + 1, first bad size)``.
-        reason: one human sentence: the first problem, or a summary.
-        problems: the first 100 problems, in discovery order.
-        problem_count: how many problems were found in all.
-        entries_checked: entries read.
-        segments: segments known (from checkpoints and the segment table).
-        checkpoints: stored checkpoints whose signature verified.
-        pruned_segments: segments whose entries were legitimately pruned.
-        unsigned_tail: entries after the newest signed checkpoint.
-        signed_through_seq: the last sequence number covered by a signature.
-        warnings: non-failing remarks (unsigned tail, what cannot be checked).
-    """
-
-    ok: bool
-    first_bad_seq: int | None
-    bad_range: tuple[int, int] | None
-    reason: str
-    problems: tuple[Problem, ...]
-    problem_count: int
-    entries_checked: int
-    segments: int
-    checkpoints: int
-    pruned_segments: int
-    unsigned_tail: int
-    signed_through_seq: int
-    warnings: tuple[str, ...] = ()
-
-    def summary(self) -> str:
-        """One line for people: the verdict, counts, and the unsigned tail."""
-        if not self.ok:
-            where = "" if self.first_bad_seq is None else f" at entry {self.first_bad_seq}"
-            return f"BROKEN{where}: {self.reason}"
-        text = (f"{self.entries_checked} entries in {self.segments} segments, "
-                f"{self.checkpoints} signed checkpoints")
-        if self.pruned_segments:
-            text += f", {self.pruned_segments} segments pruned"
-        if self.unsigned_tail:
-            text += f", {self.unsigned_tail} entries after the last checkpoint not yet signed"
-        return text
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the report as a JSON-ready dict."""
-        data = asdict(self)
-        data["problems"] = [asdict(p) for p in self.problems]
-        return data
-
-    def raise_if_failed(self) -> None:
-        """Raise :class:`~sealtune.errors.IntegrityError` unless ``ok``."""
-        if not self.ok:
-            where = "" if self.first_bad_seq is None else f" at entry {self.first_bad_seq}"
-            raise IntegrityError(
-                f"audit ledger failed verification{where}: {self.reason}",
-                hint="keep the database file as evidence; compare with exported checkpoints",
-            )
 
 
 @dataclass
@@ -163,6 +89,9 @@ class _Run:
             self.problems.append(problem)
         if seq is not None and (self.first is None or seq < (self.first.seq or 0)):
             self.first = problem
+
+    def problem_count(self) -> int:
+        return self.total
 
     def fail_row(self, seq: int, reason: str) -> None:
         """A failure that pins down this very row (not merely a broken link to it)."""
@@ -248,7 +177,7 @@ class _Run:
                 out.append((start, n))
         return sorted(out)
 
-    def scan(self) -> None:
+    def scan(self, on_leaf: Callable[[int, bytes], None]) -> None:
         bounds = self._bounds()
         starts = [start for start, _ in bounds]
         cur: _Seg | None = None
@@ -258,6 +187,7 @@ class _Run:
             self.checked += 1
             seq, leaf = row.seq, bytes(row.leaf)
             h = leaf_hash(leaf)
+            on_leaf(seq, h)
             claimed, prev = self._check_row(row, leaf, h)
             i = bisect_right(starts, seq) - 1
             if i < 0:
@@ -385,7 +315,9 @@ class _Run:
                       "no ledger.prune event records their pruning")
         return pruned
 
-    def report(self, pruned: list[int], checkpoint_every: int) -> VerifyReport:
+    def report(
+        self, pruned: list[int], checkpoint_every: int, glob: GlobalSummary
+    ) -> VerifyReport:
         last = self.segs[max(self.segs)]
         signed = max(last.cps, default=0)
         tail = max(0, last.frontier.size - signed) if last.start is not None else 0
@@ -415,28 +347,38 @@ class _Run:
             problems=tuple(self.problems), problem_count=self.total, entries_checked=self.checked,
             segments=len(self.segs), checkpoints=self.valid, pruned_segments=len(pruned),
             unsigned_tail=tail, signed_through_seq=signed_through, warnings=tuple(self.warnings),
+            global_checkpoints=glob.checkpoints, global_size=glob.size,
+            global_checkpoint=glob.note, cosigned=glob.cosigned,
+            witnesses_required=glob.required,
         )
 
 
 def verify_store(
     txn: ReadTxn, *, prefix: str, verifiers: Sequence[NoteVerifier], trusted: Sequence[str] = (),
+    trust_state: str | None = None, witnesses: WitnessPolicy | None = None,
     checkpoint_every: int = 1000,
 ) -> VerifyReport:
     """Verify everything in one read snapshot of a ledger store.
 
     Args:
         txn: a read transaction of the store.
-        prefix: the ledger's origin prefix.
+        prefix: the ledger's origin prefix (the global checkpoints' origin).
         verifiers: trusted checkpoint verifier(s).
-        trusted: checkpoint notes obtained independently of this store.
+        trusted: checkpoint notes (global or segment) obtained independently of this store.
+        trust_state: the workspace trust state's global checkpoint note.
+        witnesses: a k-of-n witness policy for the newest global checkpoint.
         checkpoint_every: the expected checkpoint interval (for warnings).
 
     Returns:
         The report (never raises for integrity failures).
     """
     run = _Run(txn, prefix, verifiers)
-    run.load_checkpoints(trusted)
+    glob = GlobalCheck(txn, prefix, verifiers, run)
+    run.load_checkpoints(glob.load(trusted, trust_state))
     run.link_segments()
-    run.scan()
+    glob.pruned(run.segs)
+    run.scan(glob.leaf)
     pruned = run.check_gaps()
-    return run.report(pruned, checkpoint_every)
+    glob.finish()
+    glob.witnesses(witnesses)
+    return run.report(pruned, checkpoint_every, glob.summary)

@@ -7,9 +7,9 @@ range, sequence number and chain head are read and written in the same
 transaction as the entries and checkpoints.
 
 What this protects against: interleaved or lost appends, a segment closing
-without a signed final checkpoint, pruning of anything but a prefix of
-closed, fully signed segments, signing a checkpoint over a damaged frontier
-(refused with LedgerError).
+without a signed final checkpoint, a prune losing the global tree's leaves,
+pruning of anything but a prefix of closed, fully signed segments, signing a
+checkpoint over a damaged frontier (refused with LedgerError).
 
 What it does not: it trusts the stored state it extends (someone who edits
 the database before the next signature gets the edit signed, exactly as if
@@ -27,6 +27,7 @@ from sealtune.core.note import NoteSigner
 from sealtune.ledger.base import CheckpointRow, EntryRow, LedgerError, SegmentRow, WriteTxn
 from sealtune.ledger.checkpoint import SegmentCheckpoint, note_hash
 from sealtune.ledger.entry import ZERO_PREV, Entry, Event, build_leaf, format_time, parse_time
+from sealtune.ledger.global_tree import sign_global
 
 
 class Writer:
@@ -53,13 +54,17 @@ class Writer:
         self.max_age = max_age
         self.clock = clock
         self._close_at: tuple[int, str] | None = None
+        # A lower bound of the newest global checkpoint's size (checkpoints are never
+        # removed), so most appends need no query to know that none is due.
+        self._global_hint = 0
 
     def init(self, txn: WriteTxn) -> None:
-        """Create segment 1 (and sign its empty checkpoint when possible)."""
+        """Create segment 1 (and sign its and the global tree's empty checkpoints)."""
         first = SegmentRow(1, 1, 0, CompactRange().to_bytes(), None, None, None, None)
         txn.put_segment(first)
         if self.signer is not None:
             self.sign(txn, first, CompactRange())
+            sign_global(txn, self.signer, self.origin)
 
     def append(self, txn: WriteTxn, events: Sequence[Event]) -> list[Entry]:
         """Append events in order, closing segments and signing as due."""
@@ -90,7 +95,20 @@ class Writer:
                 self.sign(txn, seg, frontier)
                 signed = seg.size
         self._flush(txn, seg, frontier, rows)
+        if self.signer is not None:
+            self._global_due(txn, self.signer, seg.first_seq + seg.size - 1,
+                             [e.leaf_hash for e in out])
         return out
+
+    def _global_due(self, txn: WriteTxn, signer: NoteSigner, size: int,
+                    fresh: list[bytes]) -> None:
+        """Sign the global tree if ``every`` entries are unsigned (once per transaction)."""
+        if size - self._global_hint < self.every:
+            return
+        latest = txn.global_checkpoint_at_most(size)
+        self._global_hint = 0 if latest is None else latest.size
+        if size - self._global_hint >= self.every:
+            self._global_hint = sign_global(txn, signer, self.origin, known=fresh).size
 
     def now_text(self, seg: SegmentRow) -> str:
         """The append time: the clock, but never before the previous entry's time."""
@@ -141,9 +159,31 @@ class Writer:
         return note
 
     def checkpoint(self, txn: WriteTxn) -> str:
-        """Sign the open segment at its current size."""
+        """Sign the open segment and the global tree at their current sizes.
+
+        Returns:
+            The open segment's checkpoint note.
+        """
         seg = open_segment(txn)
-        return self.sign(txn, seg, frontier_of(seg))
+        note = self.sign(txn, seg, frontier_of(seg))
+        self.seal(txn)
+        return note
+
+    def seal(self, txn: WriteTxn) -> str:
+        """Sign whatever is unsigned (open segment and global tree); return the global note.
+
+        Raises:
+            LedgerError: no signer, or damaged stored state.
+        """
+        if self.signer is None:
+            raise LedgerError(
+                "this ledger instance has no signer", hint="open it with the ledger's NoteSigner"
+            )
+        seg = open_segment(txn)
+        self.sign(txn, seg, frontier_of(seg))
+        row = sign_global(txn, self.signer, self.origin)
+        self._global_hint = row.size
+        return row.note
 
     def prune(
         self, txn: WriteTxn, *, now: datetime, older_than: timedelta, actor: str
@@ -156,7 +196,9 @@ class Writer:
         victims = prunable(txn, cutoff)
         if not victims:
             return [], 0, None
-        deleted = txn.delete_entries_before(victims[-1].first_seq + victims[-1].size)
+        end = victims[-1].first_seq + victims[-1].size
+        txn.keep_hashes_before(end)  # the global tree keeps its leaves (32 bytes per entry)
+        deleted = txn.delete_entries_before(end)
         for s in victims:
             txn.put_segment(replace(s, frontier=None, pruned=True))
         details = {"first_segment": victims[0].segment, "through_segment": victims[-1].segment,

@@ -78,13 +78,18 @@ def test_trusted_checkpoint_detects_tail_truncation(
     fill(ledger, 10)
     witness = ledger.checkpoint()
     fill(ledger, 2)
-    with sqlite3.connect(db) as conn:  # drop the newest checkpoint and the entries after 7
+    global_witness = ledger.anchors.latest_global_checkpoint()
+    assert global_witness is not None and global_witness.startswith(ledger.origin + "\n10\n")
+    with sqlite3.connect(db) as conn:  # drop the newest checkpoints and the entries after 7
         conn.execute("DELETE FROM checkpoints WHERE size = 10")
+        conn.execute("DELETE FROM global_checkpoints WHERE size > 7")
         conn.execute("DELETE FROM entries WHERE seq > 7")
     resync_frontiers(db)  # a careful attacker also fixes the stored frontier
     blind = ledger.verify(signer.verifier())
     assert blind.ok  # honest limitation: undetectable without an outside copy
     report = ledger.verify(signer.verifier(), trusted_checkpoints=[witness])
     assert not report.ok and report.first_bad_seq == 8
+    report = ledger.verify(signer.verifier(), trusted_checkpoints=[global_witness])
+    assert not report.ok and report.first_bad_seq == 8 and "rolled back" in report.reason
     other = NoteSigner(Ed25519PrivateKey.generate(), "other").sign("o\n1\n" + "A" * 43 + "=\n")
     assert not ledger.verify(signer.verifier(), trusted_checkpoints=[other]).ok
