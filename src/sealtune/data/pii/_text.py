@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from operator import attrgetter, le
+from operator import attrgetter, le, lt
 from typing import NamedTuple
 
 from sealtune.data.pii.base import Entity
@@ -110,6 +110,11 @@ def _span_template(shape: str, max_groups: int = 6) -> tuple[tuple[int, int, int
     return tuple((groups[i][0], groups[j][1], offsets[i], offsets[j + 1]) for _, i, j in spans)
 
 
+# Up to this many candidates, each is tested against every kept one (cheaper
+# for the handful a text usually has); beyond, a claim map keeps it linear.
+_FEW = 16
+
+
 class _Taken:
     """The characters claimed so far, as one byte per character.
 
@@ -139,9 +144,15 @@ def pick_non_overlapping(found: list[tuple[int, int, float]]) -> list[tuple[int,
     """Keep the best-scoring, then longest, of overlapping (start, end, score)."""
     if len(found) < 2:
         return found
+    ranked = sorted(found, key=lambda f: (-f[2], f[0] - f[1], f[0]))
+    if len(found) <= _FEW:
+        kept: list[tuple[int, int, float]] = []
+        for f in ranked:
+            if f[0] < f[1] and all(f[1] <= s or f[0] >= e for s, e, _ in kept):
+                kept.append(f)
+        return kept
     taken = _Taken(min(f[0] for f in found), max(f[1] for f in found))
-    return [f for f in sorted(found, key=lambda f: (-f[2], f[0] - f[1], f[0]))
-            if taken.claim(f[0], f[1])]
+    return [f for f in ranked if taken.claim(f[0], f[1])]
 
 
 _CLAUSE_END = re.compile(r"[。，,；;！？!?\n]|\.\s")
@@ -196,14 +207,20 @@ def resolve_overlaps(entities: list[Entity]) -> list[Entity]:
     only the best, so a redactor never sees two claims on one character.
     Empty spans (a plug-in's mistake) are dropped: they cover nothing.
     """
-    ordered = sorted((e for e in entities if e.start < e.end), key=_BY_POSITION)
-    if not ordered:
-        return ordered
+    ordered = sorted(entities, key=_BY_POSITION)
+    if not all(map(lt, map(_START, ordered), map(_END, ordered))):
+        ordered = [e for e in ordered if e.start < e.end]
     if all(map(le, map(_END, ordered), map(_START, ordered[1:]))):
         return ordered  # the common case: nothing overlaps (each ends before the next starts)
-    taken = _Taken(ordered[0].start, max(map(_END, ordered)))
-    kept = [e for e in sorted(ordered, key=lambda e: (-e.score, e.start - e.end, e.start))
-            if taken.claim(e.start, e.end)]
+    ranked = sorted(ordered, key=lambda e: (-e.score, e.start - e.end, e.start))
+    kept: list[Entity] = []
+    if len(ordered) <= _FEW:
+        for e in ranked:
+            if all(e.end <= k.start or e.start >= k.end for k in kept):
+                kept.append(e)
+    else:
+        taken = _Taken(ordered[0].start, max(map(_END, ordered)))
+        kept = [e for e in ranked if taken.claim(e.start, e.end)]
     kept.sort(key=_BY_POSITION)
     return kept
 
