@@ -446,7 +446,7 @@ recognizers: []
 
 # Detection tiers. The pattern tier (validators, cues, name lists) always runs.
 # ner: true adds the model-based name tier (spaCy English, jieba Chinese): names
-# with no cue or title ("Forwarded to Olivia Kowalczyk", 张伟明天到), at one to two
+# with no cue or title ("Forwarded to Wojciech Kowalczyk", 张伟明天到), at one to two
 # orders of magnitude less throughput. It needs pip install 'sealtune[ner]' and
 # the pinned English model; if they are missing, scan and ingest stop with an
 # error (never a quiet fall-back to the pattern tier).

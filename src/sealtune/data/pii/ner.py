@@ -27,7 +27,7 @@ pii detect --ner``):
   left in clear.
 
 What this adds: names with no cue, title or known given name ("Forwarded to
-Olivia Kowalczyk", "张伟明天到"). What it costs: one to two orders of
+Wojciech Kowalczyk", "张伟明天到"). What it costs: one to two orders of
 magnitude in throughput (see ``bench/pii.py``), and the models' own errors;
 neither model knows Chinese addresses, so ADDRESS stays pattern-based.
 Nothing is downloaded at run time: a missing package is an error with the
