@@ -36,8 +36,9 @@ __all__ = ["REDACTION_SECTIONS", "Progress", "RecordPasses", "changed", "input_f
 
 #: ``progress(phase, records done, total or None)``; called every few hundred records.
 Progress = Callable[[str, int, "int | None"], None]
-#: The policy sections whose digest is the redaction-policy digest.
-REDACTION_SECTIONS = ("keep_fields", "redaction", "recognizers")
+#: The policy sections whose digest is the redaction-policy digest (``detection``
+#: decides what is found; it is in the canonical form only when NER is on).
+REDACTION_SECTIONS = ("keep_fields", "redaction", "recognizers", "detection")
 _TICK = 256
 
 

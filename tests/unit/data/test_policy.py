@@ -117,7 +117,12 @@ def test_screen_config() -> None:
 STRICT = [
     ("version: 1\nredactoin: {}\n",
      "policy.yaml: redactoin: unknown key (known: version, on_error, keep_fields, redaction, "
-     "recognizers, screening)"),
+     "recognizers, detection, screening)"),
+    ("version: 1\ndetection: {ner: yes please}\n",
+     "policy.yaml: detection.ner: must be true or false"),
+    ("version: 1\ndetection: {spacy: true}\n",
+     "policy.yaml: detection.spacy: unknown key (known: ner)"),
+    ("version: 1\ndetection: true\n", "policy.yaml: detection: must be a mapping"),
     ("redaction: {}\n", "policy.yaml: version: required, must be 1"),
     ("version: 2\n", "policy.yaml: version: required, must be 1"),
     ("version: 1\nredaction:\n  PHONE: {operator: maskk}\n",

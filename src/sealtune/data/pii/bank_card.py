@@ -10,6 +10,13 @@ else (订单号, 流水号, order, tracking ...); any other Luhn-valid number on
 next to a context word (卡号, 银行卡, card, account) and only as a whole run
 of digits, since one random number in ten passes Luhn.
 
+A number written as a phone number is not a card, even next to a card
+word and passing Luhn (one invalid mobile in ten does): one led by ``+``
+or the international prefix ``00`` (no card number starts with either), and
+a number with no network prefix that has a phone word near it (手机, phone,
+mobile ...): "银行卡预留手机 +86 120 0000 0004" holds no card. A number of a
+known network keeps its card reading whatever the words around it.
+
 Does not catch: numbers failing Luhn (by design), card numbers written with
 other separators or in words, a masked number (``6222 **** **** 1234``,
 which is no longer the full number), or bank account numbers that are not
@@ -18,7 +25,13 @@ card numbers (they carry no checksum we could verify).
 
 from __future__ import annotations
 
-from sealtune.data.pii._text import any_word, context_window, number_runs, pick_non_overlapping
+from sealtune.data.pii._text import (
+    Run,
+    any_word,
+    context_window,
+    number_runs,
+    pick_non_overlapping,
+)
 from sealtune.data.pii.base import Entity, register_recognizer
 
 NAME = "bank_card"
@@ -28,6 +41,11 @@ CONTEXT = ("卡号", "银行卡", "信用卡", "储蓄卡", "借记卡", "账号
 # card context (an 18-digit order number that happens to pass Luhn).
 NOT_CONTEXT = ("订单", "单号", "流水", "编号", "时间", "order", "tracking", "invoice", "timestamp",
                "ref", "id:")
+# Words that say the number is a phone number; they veto a card that only
+# card context would make one (no network prefix).
+# (Words, not fragments: "tel" is in "hotel", 号码 in 卡号码.)
+PHONE_CONTEXT = ("手机", "电话", "致电", "来电", "微信", "传真", "phone", "mobile", "tel:", "tel.",
+                 "whatsapp", "wechat", "fax")
 
 
 # Luhn: digit d in an even position from the right counts as 2d with its
@@ -75,8 +93,9 @@ class BankCardRecognizer:
         for run in number_runs(text):
             if len(run.digits) < 13:
                 continue
+            dialled = _dialled(text, run)
             for start, end, digits in run.spans:
-                if 13 <= len(digits) <= 19:
+                if 13 <= len(digits) <= 19 and not (dialled and start == run.first):
                     whole = start == run.first and end == run.end
                     score = _score(text, start, end, digits, whole=whole)
                     if score:
@@ -84,6 +103,12 @@ class BankCardRecognizer:
         if not found:
             return []
         return [Entity("BANK_CARD", s, e, sc, NAME) for s, e, sc in pick_non_overlapping(found)]
+
+
+def _dialled(text: str, run: Run) -> bool:
+    """True if the run is written as an international phone number (``+``, ``00`` in front)."""
+    return (run.start < run.first and "+" in text[run.start:run.first]) or \
+        run.digits.startswith("00")
 
 
 def _score(text: str, start: int, end: int, digits: str, *, whole: bool) -> float:
@@ -99,7 +124,9 @@ def _score(text: str, start: int, end: int, digits: str, *, whole: bool) -> floa
         return 0.0
     if network:
         return 0.95 if context else 0.85
-    return 0.7 if context else 0.0
+    if context and any_word(PHONE_CONTEXT).search(window) is None:
+        return 0.7
+    return 0.0
 
 
 register_recognizer(NAME, BankCardRecognizer, entity_types=BankCardRecognizer.entity_types)

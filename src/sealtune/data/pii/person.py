@@ -3,30 +3,36 @@
 This is the fast tier: no model, no segmentation. It reports a name only
 where the text itself says "a name is here":
 
-* Chinese: a surname (about 260 single and 25 compound surnames, which cover
+* Chinese: a surname (about 260 single and 50 compound surnames, which cover
   the great majority of Chinese people) with one or two given-name characters,
-  right after a cue (我叫, 姓名：, 联系人, 客户, 患者, 收件人 ...), right before a
+  right after a cue (我叫, 姓名：, 联系人, 客户, 持有人, 收款人 ...), right before a
   title (先生, 女士, 老师, 医生, 经理 ...), or before 的 + a personal-data word
-  (张伟的手机号);
-* English: capitalised words after a title (Mr., Mrs., Dr. ...) or a cue
-  ("my name is", "Name:", "Dear", "Regards,"), or a capitalised pair whose
-  first word is a common given name (about 300) or whose words are pinyin
-  with a Chinese surname (``Zhang Wei``, ``Wei Zhang``).
+  (张伟的手机号); and a lone Chinese name in an English sentence after a word
+  that introduces a person ("reset the password for 熊梅", "Contact 张伟"),
+  unless it is a listed place or common word (南京, 周一);
+* Latin script (:mod:`._person_en`): capitalised words after a title (Mr.,
+  Dr. ...) or a cue ("my name is", "Name:", "Dear", "Regards,"), or a
+  capitalised pair whose first word is a common given name (about 300, looked
+  up without diacritics) or whose words are pinyin with a Chinese surname
+  (``Zhang Wei``). Accented letters and internal capitals belong to the
+  word (``Pavlović``, ``McConnell``, ``O'Brien``): a name is never cut mid-word.
 
 Honest limits: recall on names with no cue, title or known given name is
 low by design ("张伟明天到", "Forwarded to Kowalczyk"); the given-name length
 after a cue is a guess (two characters unless the next one is a function
 word), so "我叫张伟明天来" yields 张伟明. Names of organisations that look
-like names are not told apart. The optional NER tier (``ner.py``: spaCy for
-English, jieba's ``nr`` tags for Chinese) adds names without cues at a large
-cost in speed; the benchmark reports both.
+like names are not told apart. A compound surname always starts a name
+after a cue except in a few listed words (上官网, 西门子). The optional NER
+tier (``ner.py``: spaCy for English, jieba's ``nr`` tags for Chinese) adds
+names without cues at a large cost in speed; the benchmark reports both.
 """
 
 from __future__ import annotations
 
 import re
 
-from sealtune.data.pii._text import keyword_hits, register_keywords
+from sealtune.data.pii._person_en import latin_names
+from sealtune.data.pii.address import PLACES
 from sealtune.data.pii.base import Entity, register_recognizer
 
 NAME = "person"
@@ -41,8 +47,14 @@ SURNAMES = frozenset(
 COMPOUND_SURNAMES = (
     "欧阳", "司马", "上官", "诸葛", "东方", "皇甫", "尉迟", "公孙", "慕容", "长孙", "宇文",
     "司徒", "夏侯", "轩辕", "令狐", "端木", "独孤", "南宫", "西门", "百里", "呼延", "澹台",
-    "太史", "申屠", "钟离",
+    "太史", "申屠", "钟离", "万俟", "闻人", "赫连", "左丘", "公冶", "公羊", "濮阳", "淳于",
+    "太叔", "仲孙", "东郭", "拓跋", "司空", "亓官", "巫马", "公良", "宰父", "颛孙", "漆雕",
+    "壤驷", "谷梁", "段干", "公西", "乐正", "羊舌", "梁丘", "完颜", "纳兰",
 )
+# Words that start with a compound surname but are not names (上官网: "visit
+# the official site"); a compound surname is otherwise always a name start.
+_COMPOUND_WORDS = ("上官网", "东方红", "东方人", "东方明珠", "东方航空", "东方财富", "西门子",
+                   "百里挑一", "司空见惯", "公孙树", "公羊传", "谷梁传")
 # What ends a given name: function characters, and common words that follow
 # a name in service dialogue (明 and 天 are given-name characters too, so
 # 明天 is a word-level stop).
@@ -79,27 +91,14 @@ _COMMON_WORDS = frozenset(
         "温度", "温馨", "易于", "应该", "应用", "向来", "平时", "平安", "甘心", "路上", "游戏",
         "管理", "简单", "计划", "商品", "商家", "沙发", "边上", "师傅", "何时", "何况", "连续",
         "连接", "车辆", "项目", "柏油", "宫殿", "康复", "施工", "尚未", "祝贺", "祝您", "包装",
-        "邮件", "邮箱", "刘海", "欧洲", "东方", "上官", "支付", "付款", "费用", "程度", "余额",
+        "邮件", "邮箱", "刘海", "欧洲", "支付", "付款", "费用", "程度", "余额",
         "杜绝", "江苏", "汪洋", "蓝色", "梅花", "童年", "凌晨", "苗条", "牛奶", "葛根", "焦点",
-        "魏晋", "贾府", "郑重",
-    ]
-)
-_NOT_NAMES = frozenset(
-    [
-        "Customer", "Customers", "Sir", "Madam", "Team", "All", "Support", "Service", "Valued",
-        "Friend", "Friends", "User", "Client", "Clients", "Colleagues", "Hi", "Hello", "Sirs",
-        "Manager", "Admin", "Team", "The", "Thank", "Thanks", "Best", "Kind", "Warm", "Regards",
-        "Sincerely", "Dear", "Yours", "Member", "Guest", "Patient", "Doctor",
-        # sentence starters that follow a "Name:"-style label in dialogue logs
-        "We", "I", "You", "Your", "Our", "My", "It", "This", "That", "Let", "Can", "Could",
-        "Please", "Is", "Are", "Sorry", "Okay", "Ok", "Yes", "No", "Address", "Phone", "Email",
-        "Mr", "Mrs", "Ms", "Miss", "Dr", "Prof", "Mx", "Name", "Office", "Ship", "Approved",
-        "Forwarded", "Spoke", "Tel", "Fax", "Mobile", "Card", "Passport", "Server", "Order",
+        "魏晋", "贾府", "郑重", "周一", "周二", "周三", "周四", "周五", "周六", "周日", "周末",
+        "周年", "周期", "周边", "万元", "高铁", "白色", "黄色", "金色", "高级", "高速", "方式",
+        "方法", "方面", "安心", "高价", "全额", "全款", "包邮", "江南", "东西",
     ]
 )
 _HAN = re.compile(r"[\u4e00-\u9fff]")
-_ASCII_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
-_SURNAME = "(?:" + "|".join(COMPOUND_SURNAMES) + "|[" + "".join(sorted(SURNAMES)) + "])"
 # Anchors: a cue (the name follows), or a title or 的 + a personal-data word
 # (the name precedes: "张伟的手机号"). One flat alternation of literals keeps
 # re's fast first-character scan and finds them all in one pass (no two can
@@ -110,7 +109,9 @@ ZH_CUES = frozenset(
         "我叫", "我是", "名叫", "叫做", "姓名", "名字", "联系人", "收件人", "收货人", "寄件人",
         "客户", "患者", "病人", "用户", "经办人", "负责人", "签名", "持卡人", "户名", "申请人",
         "投保人", "被保险人", "乘客", "员工", "业主", "租客", "法定代表人", "法人", "紧急联系人",
-        "开户人", "借款人", "担保人", "家属", "同事", "朋友",
+        "开户人", "借款人", "担保人", "家属", "同事", "朋友", "持有人", "收款人", "付款人",
+        "受益人", "监护人", "委托人", "代理人", "承租人", "出租人", "当事人", "报案人", "发件人",
+        "经手人", "领取人", "被保人", "开户名", "账户名", "收款方",
     ]
 )
 ZH_TITLES = frozenset(
@@ -124,58 +125,18 @@ _ZH_ANCHOR = re.compile(
     "|".join([*sorted(ZH_CUES | ZH_TITLES, key=len, reverse=True), _ZH_POSSESSIVE])
 )
 _CUE_TAIL = re.compile(r"[是叫为]?[：:\s]{0,2}")
-_EN_TITLE = re.compile(r"(?:Mr|Mrs|Ms|Miss|Dr|Prof|Mx)\.?\s([A-Z][a-z]+(?:[ -][A-Z][a-z]+){0,2})")
-# Cues are searched in the lower-cased text (a flat alternation of literals),
-# then a capitalised name must follow in the original text.
-EN_CUES = ("my name is", "name is", "name:", "name :", "i am", "i'm", "this is", "dear",
-           "regards,", "sincerely,", "signed,", "contact:", "customer:", "patient:", "attn",
-           "from:", "cardholder:")
-_EN_CUE_SET = frozenset(EN_CUES)
-register_keywords(EN_CUES)
-_EN_PAIR = re.compile(r"[A-Z][a-z]{1,14} [A-Z][a-z]{1,19}")
-_SPACES = re.compile(r"[ :]*")
-_CONTINUES = re.compile(r" [a-z]")
-_EN_NAME = re.compile(r"[A-Z][a-z]+(?:'[A-Z][a-z]+)?(?:[ -][A-Z][a-z]+(?:'[A-Z][a-z]+)?){0,2}")
-_PINYIN = re.compile(
-    r"(?:(?:[bpmfdtnlgkhjqxrzcsyw]|zh|ch|sh)?(?:iang|iong|uang|ang|eng|ing|ong|ian|iao|uai|uan|"
-    r"ai|ei|ao|ou|an|en|in|un|ia|ie|iu|ua|uo|ue|ui|er|a|o|e|i|u|v)){1,2}"
-)
-FIRST_NAMES = frozenset([
-    "James", "John", "Robert", "Michael", "William", "David", "Richard", "Joseph", "Thomas",
-    "Charles", "Christopher", "Daniel", "Matthew", "Anthony", "Donald", "Steven", "Paul", "Andrew",
-    "Joshua", "Kenneth", "Kevin", "Brian", "George", "Timothy", "Ronald", "Edward", "Jason",
-    "Jeffrey", "Ryan", "Jacob", "Gary", "Nicholas", "Eric", "Jonathan", "Stephen", "Larry",
-    "Justin", "Scott", "Brandon", "Benjamin", "Samuel", "Gregory", "Alexander", "Frank", "Patrick",
-    "Raymond", "Jack", "Dennis", "Jerry", "Tyler", "Aaron", "Jose", "Adam", "Nathan", "Henry",
-    "Douglas", "Zachary", "Peter", "Kyle", "Ethan", "Walter", "Noah", "Jeremy", "Christian",
-    "Keith", "Roger", "Terry", "Gerald", "Harold", "Sean", "Austin", "Carl", "Arthur", "Lawrence",
-    "Dylan", "Jesse", "Jordan", "Bryan", "Billy", "Joe", "Bruce", "Gabriel", "Logan", "Albert",
-    "Willie", "Alan", "Juan", "Wayne", "Elijah", "Randy", "Roy", "Vincent", "Ralph", "Eugene",
-    "Russell", "Bobby", "Mason", "Philip", "Louis", "Mary", "Patricia", "Jennifer", "Linda",
-    "Elizabeth", "Barbara", "Susan", "Jessica", "Sarah", "Karen", "Lisa", "Nancy", "Betty",
-    "Margaret", "Sandra", "Ashley", "Kimberly", "Emily", "Donna", "Michelle", "Carol", "Amanda",
-    "Dorothy", "Melissa", "Deborah", "Stephanie", "Rebecca", "Sharon", "Laura", "Cynthia",
-    "Kathleen", "Amy", "Angela", "Shirley", "Anna", "Brenda", "Pamela", "Emma", "Nicole", "Helen",
-    "Samantha", "Katherine", "Christine", "Debra", "Rachel", "Carolyn", "Janet", "Catherine",
-    "Maria", "Heather", "Diane", "Ruth", "Julie", "Olivia", "Joyce", "Virginia", "Victoria",
-    "Kelly", "Lauren", "Christina", "Joan", "Evelyn", "Judith", "Megan", "Andrea", "Cheryl",
-    "Hannah", "Jacqueline", "Martha", "Gloria", "Teresa", "Ann", "Sara", "Madison", "Frances",
-    "Kathryn", "Janice", "Jean", "Abigail", "Alice", "Julia", "Judy", "Sophia", "Denise", "Amber",
-    "Doris", "Marilyn", "Danielle", "Beverly", "Isabella", "Theresa", "Diana", "Natalie",
-    "Brittany", "Charlotte", "Marie", "Kayla", "Alexis", "Lori", "Oliver", "Liam", "Lucas", "Mia",
-    "Harper", "Amelia", "Ella", "Chloe", "Grace", "Zoe", "Lily", "Leo", "Max", "Oscar", "Hugo",
-    "Felix", "Emil", "Anton", "Lukas", "Jonas", "Elias", "Paula", "Clara", "Lena", "Laura",
-    "Sofia", "Lucia", "Elena", "Carlos", "Luis", "Miguel", "Pedro", "Jorge", "Diego", "Pablo",
-    "Javier", "Alejandro", "Fernando", "Ahmed", "Mohammed", "Omar", "Ali", "Fatima", "Aisha",
-    "Priya", "Rahul", "Amit", "Anil", "Sunil", "Ravi", "Deepak", "Sanjay", "Arjun", "Hiroshi",
-    "Takashi", "Kenji", "Yuki", "Haruto", "Sakura", "Minjun", "Jiwoo", "Seojun", "Olga", "Ivan",
-    "Dmitri", "Sergei", "Natasha", "Tatiana", "Kevin", "Tony", "Jenny", "Vivian", "Cindy", "Eric",
-])
-
-
 def _given_ok(text: str, start: int, end: int) -> bool:
     return all("\u4e00" <= text[i] <= "\u9fff" and text[i] not in _STOP
                and text[i:i + 2] not in _STOP_WORDS for i in range(start, end))
+
+
+def is_given_name(chars: str) -> bool:
+    """True if ``chars`` (one or two characters) can be a Chinese given name.
+
+    For the NER tier, which joins a surname that a segmenter split off
+    (诸葛 | 悦) to the characters after it.
+    """
+    return 1 <= len(chars) <= 2 and _given_ok(chars, 0, len(chars))
 
 
 def _name_after(text: str, start: int) -> int:
@@ -183,6 +144,8 @@ def _name_after(text: str, start: int) -> int:
     if text[start:start + 2] in _COMMON_WORDS:
         return start
     if text[start:start + 2] in COMPOUND_SURNAMES:
+        if text.startswith(_COMPOUND_WORDS, start):
+            return start
         cut = start + 2
     elif start < len(text) and text[start] in SURNAMES:
         cut = start + 1
@@ -232,53 +195,39 @@ def _zh(text: str) -> list[Entity]:
     return found
 
 
-def _is_pinyin_name(first: str, last: str) -> bool:
-    low1, low2 = first.lower(), last.lower()
-    return bool(_PINYIN.fullmatch(low1) and _PINYIN.fullmatch(low2)) and (
-        low1 in _PINYIN_SURNAMES or low2 in _PINYIN_SURNAMES)
-
-
-_PINYIN_SURNAMES = frozenset(
+# A Chinese name in an English sentence ("reset the password for 熊梅"): a
+# lone run of two to four Han characters after one of these words, that is a
+# surname and a given name as a whole (no place, no common word).
+_EN_LEADS = frozenset(
     [
-        "wang", "li", "zhang", "liu", "chen", "yang", "huang", "zhao", "wu", "zhou", "xu", "sun",
-        "ma", "zhu", "hu", "guo", "he", "gao", "lin", "luo", "zheng", "liang", "xie", "song",
-        "tang", "han", "feng", "deng", "cao", "peng", "zeng", "xiao", "tian", "dong", "yuan",
-        "pan", "yu", "jiang", "cai", "du", "ye", "cheng", "su", "wei", "lv", "ding", "ren", "shen",
-        "yao", "lu", "cui", "zhong", "tan", "qin", "qiu", "fan", "jin", "shi", "jia", "xia", "fu",
-        "fang", "bai", "zou", "meng", "xiong",
+        "for", "to", "from", "by", "with", "and", "cc", "contact", "contacted", "call", "called",
+        "ask", "asked", "tell", "told", "thank", "thanks", "dear", "hi", "hello", "customer",
+        "user", "client", "patient", "named", "name", "agent", "holder", "cardholder", "am",
+        "i'm", "mr", "mrs", "ms", "miss", "dr", "prof", "attn", "regards", "sincerely", "signed",
+        "meet", "met", "assigned", "assign", "email", "emailed", "visit", "visited", "owner",
     ]
 )
+_HAN_AFTER_SPACE = re.compile(r" ([\u4e00-\u9fff]{2,4})(?![\u4e00-\u9fff])")
+_NOT_A_PERSON = frozenset(PLACES)
+_PLACE_END = frozenset("省市区县镇乡村路街")
 
 
-def _en(text: str) -> list[Entity]:
-    found: list[Entity] = []
-    for m in _EN_TITLE.finditer(text):
-        found.append(Entity("PERSON", m.start(1), m.end(1), 0.85, NAME))
-    for cue, positions in keyword_hits(text).items():
-        if cue not in _EN_CUE_SET:
+def _word_before(text: str, space: int) -> str:
+    """The word before ``text[space]`` (lower case, trailing punctuation cut; 16 chars at most)."""
+    start = space
+    while start > 0 and space - start < 16 and not text[start - 1].isspace():
+        start -= 1
+    return text[start:space].rstrip(".,:;").lower()
+
+
+def _zh_in_latin(text: str) -> list[Entity]:
+    found = []
+    for m in _HAN_AFTER_SPACE.finditer(text):
+        start, end = m.span(1)
+        if _word_before(text, m.start()) not in _EN_LEADS or m.group(1) in _NOT_A_PERSON or \
+                text[end - 1] in _PLACE_END or _name_after(text, start) != end:
             continue
-        for at in positions:
-            if at and text[at - 1] in _ASCII_LETTERS:
-                continue
-            after = _SPACES.match(text, at + len(cue))
-            name = _EN_NAME.match(text, after.end() if after else at + len(cue))
-            if name is None or name.group().split(" ")[0] in _NOT_NAMES:
-                continue
-            # "Customer: We will follow up" is a speaker label, not a name.
-            if cue.endswith(":") and _CONTINUES.match(text, name.end()):
-                continue
-            if text.startswith(":", name.end()):  # "Authorization:" is a label too
-                continue
-            if " " in name.group() or cue[0] not in "it":
-                found.append(Entity("PERSON", name.start(), name.end(), 0.8, NAME))
-    for m in _EN_PAIR.finditer(text):
-        if m.start() and text[m.start() - 1] in _ASCII_LETTERS:
-            continue
-        first, last = m.group().split(" ")
-        if first in FIRST_NAMES:
-            found.append(Entity("PERSON", m.start(), m.end(), 0.7, NAME))
-        elif _is_pinyin_name(first, last):
-            found.append(Entity("PERSON", m.start(), m.end(), 0.65, NAME))
+        found.append(Entity("PERSON", start, end, 0.7, NAME))
     return found
 
 
@@ -289,9 +238,11 @@ class PersonRecognizer:
     entity_types = frozenset({"PERSON"})
 
     def analyze(self, text: str) -> list[Entity]:
-        found = _en(text)
+        found = [Entity("PERSON", s, e, score, NAME) for s, e, score in latin_names(text)]
         if not text.isascii() and _HAN.search(text):
             found.extend(_zh(text))
+            if " " in text:
+                found.extend(_zh_in_latin(text))
         return found
 
 

@@ -22,7 +22,9 @@ from sealtune.data.pii._text import (
     context_window,
     number_runs,
     pick_non_overlapping,
+    resolve_overlaps,
 )
+from sealtune.data.pii.base import Entity
 from sealtune.data.pii.secrets import SecretRule, SecretsRecognizer, default_rules
 
 
@@ -210,3 +212,29 @@ def test_phone_score_as_in_the_plain_order(raw: str, plus: bool) -> None:
     digits = "".join(c for c in raw if c.isdigit() or c == "X")
     if len(digits) >= 7:
         assert phone.score(raw, digits, plus=plus) == reference_score(raw, digits, plus=plus)
+
+
+# --- overlap resolution: a claim map (beyond _FEW candidates) instead of pairwise tests
+
+def reference_pick(found: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+    kept: list[tuple[int, int, float]] = []
+    for start, end, score in sorted(found, key=lambda f: (-f[2], f[0] - f[1], f[0])):
+        if all(end <= s or start >= e for s, e, _ in kept):
+            kept.append((start, end, score))
+    return kept
+
+
+_SPANS = st.lists(st.tuples(st.integers(0, 40), st.integers(1, 12),
+                            st.sampled_from([0.6, 0.7, 0.85, 0.9])), max_size=40)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_SPANS)
+def test_overlaps_resolved_as_by_pairwise_tests(spans: list[tuple[int, int, float]]) -> None:
+    found = [(s, s + n, score) for s, n, score in spans]
+    assert sorted(pick_non_overlapping(found)) == sorted(reference_pick(found))
+    entities = [Entity("PERSON" if i % 2 else "PHONE", s, e, score, "t")
+                for i, (s, e, score) in enumerate(found)]
+    kept = resolve_overlaps(entities)
+    want = {(s, e, score) for s, e, score in reference_pick(found)}
+    assert [(e.start, e.end, e.score) for e in kept] == sorted(want)

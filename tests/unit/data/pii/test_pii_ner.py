@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from sealtune.cli import main
 from sealtune.data.pii import Analyzer
 from sealtune.data.pii.ner import JiebaPersonRecognizer, SpacyPersonRecognizer
 from sealtune.errors import ConfigError
@@ -34,3 +38,32 @@ def test_analyzer_with_ner_tier_merges_tiers() -> None:
     text = "客户张伟说胡梅华已经签收，手机13800138000"
     got = [(e.type, text[e.start:e.end]) for e in analyzer.analyze(text)]
     assert got == [("PERSON", "张伟"), ("PERSON", "胡梅华"), ("PHONE", "13800138000")]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("诸葛悦已经签收了", ["诸葛悦"]),          # jieba: 诸葛/nr 悦/nz
+    ("昨天诸葛悦已经签收了", ["诸葛悦"]),
+    ("欧阳娜娜说好的", ["欧阳娜娜"]),          # jieba: 欧阳/ns 娜娜/nrt
+    ("张三的卡丢了", ["张三"]),                # jieba: 张三/nrfg
+    ("password for 熊梅", ["熊梅"]),
+    ("欧阳路88号", []),                        # a road, not a name
+    ("司马说好的", []),                        # a surname and a verb
+])
+def test_jieba_joins_split_compound_surnames(text: str, expected: list[str]) -> None:
+    rec = JiebaPersonRecognizer()
+    assert [text[e.start:e.end] for e in rec.analyze(text)] == expected
+
+
+def test_spacy_keeps_names_with_accented_letters() -> None:
+    rec = SpacyPersonRecognizer()
+    text = "Forwarded to Zoë Müller yesterday."
+    assert [text[e.start:e.end] for e in rec.analyze(text)] == ["Zoë Müller"]
+
+
+def test_pii_detect_ner_reports_the_whole_compound_name(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"text": "诸葛悦已经签收了"}, ensure_ascii=False) + "\n", "utf-8")
+    out = tmp_path / "out.jsonl"
+    assert main(["pii", "detect", str(src), "--out", str(out), "--ner"]) == 0
+    row = json.loads(out.read_text("utf-8"))
+    assert [(e["type"], e["start"], e["end"]) for e in row["entities"]] == [("PERSON", 0, 3)]

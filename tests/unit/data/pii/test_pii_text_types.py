@@ -110,6 +110,15 @@ def test_private_key_block_whole_and_truncated() -> None:
     assert found(f"pasted {truncated}", "SECRET") == [truncated]
 
 
+def test_truncated_block_before_a_whole_one_is_two_secrets() -> None:
+    # A body stops at the next BEGIN (the scan for an END no longer runs
+    # from every BEGIN to the end of the text): both blocks are found.
+    body = "\n".join(["MIIEowIBAAKCAQEA" + "q" * 48] * 3)
+    truncated = f"-----BEGIN OPENSSH PRIVATE KEY-----\n{body}"
+    block = f"-----BEGIN RSA PRIVATE KEY-----\n{body}\n-----END RSA PRIVATE KEY-----"
+    assert found(f"{truncated}\n{block}", "SECRET") == [truncated, block]
+
+
 @pytest.mark.parametrize(("text", "value"), [
     ("password=hunter2x", "hunter2x"),
     ('"api_key": "s3cr3tV4lue99"', "s3cr3tV4lue99"),

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sealtune.data.records import Message, Record
 from sealtune.data.screen import CheckConfig, screen
-from sealtune.data.screen.outliers import charset_issues
+from sealtune.data.screen.outliers import charset_issues, mixed_script_words
 
 ONLY = {"outlier": CheckConfig()}
 
@@ -28,6 +32,16 @@ def reasons(records: list[Record]) -> dict[str, str]:
 ])
 def test_charset_issues(text: str, kind: str) -> None:
     assert kind in charset_issues(text)
+
+
+# The former single regex (quadratic on long words), kept as the oracle.
+_OLD_MIXED = re.compile(r"(?=[^\W\d_]*[a-zA-Z])(?=[^\W\d_]*[\u0370-\u03ff\u0400-\u04ff])[^\W\d_]+")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("aZаБαΩé张1_- .\n")), max_size=60))
+def test_mixed_script_words_counts_what_the_old_regex_counted(text: str) -> None:
+    assert mixed_script_words(text) == len(_OLD_MIXED.findall(text))
 
 
 @pytest.mark.parametrize("text", [
