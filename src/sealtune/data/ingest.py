@@ -46,9 +46,9 @@ process and host it runs on.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 import sealtune
 from sealtune.data import bom, store
+from sealtune.data.detections import Detections, redaction_pass
 from sealtune.data.findings import PiiStats
 from sealtune.data.passes import (
     Progress,
@@ -67,7 +68,7 @@ from sealtune.data.passes import (
     policy_facts,
     screen_passes,
 )
-from sealtune.data.policy import Policy, default_policy
+from sealtune.data.policy import UNSAFE_NO_DATASET_WIDE, Policy, default_policy
 from sealtune.data.records import Record
 from sealtune.data.redact import AuditSink, DatasetKeys, Redactor
 from sealtune.data.screen import ScreenReport
@@ -92,6 +93,7 @@ class ScanReport:
         input: format, record, skipped-line and renamed-id counts.
         pii: entity counts and the action the policy would take, with masked examples.
         screening: the screening report.
+        redaction: record- and dataset-wide redaction: on or off, dictionary counts.
     """
 
     path: str
@@ -99,11 +101,12 @@ class ScanReport:
     input: dict[str, Any]
     pii: PiiStats
     screening: ScreenReport
+    redaction: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": "sealtune.scan/v1", "path": self.path, "policy": self.policy,
                 "input": self.input, "pii": self.pii.to_json(),
-                "screening": self.screening.to_json()}
+                "redaction": self.redaction, "screening": self.screening.to_json()}
 
 
 def _resolve(policy: Policy | None, on_error: str | None) -> tuple[Policy, str]:
@@ -116,8 +119,9 @@ def scan(path: str | os.PathLike[str], *, policy: Policy | None = None,
          audit: AuditSink | None = None, progress: Progress | None = None) -> ScanReport:
     """Findings and statistics for ``path`` under ``policy``; writes nothing but an audit event.
 
-    PII is counted over every record read (with throw-away dataset keys, so the
-    counts are what :func:`ingest` would apply); screening sees the records as parsed.
+    PII is detected in the first pass and counted, redacted as :func:`ingest`
+    would (record- and dataset-wide, with throw-away dataset keys), in a last
+    pass over every record read; screening sees the records as parsed.
 
     Args:
         path: the raw input.
@@ -133,24 +137,51 @@ def scan(path: str | os.PathLike[str], *, policy: Policy | None = None,
         ConfigError: the policy is invalid.
     """
     policy, on_error = _resolve(policy, on_error)
-    analyzer = policy.analyzer()
     redactor = Redactor(policy, keys=DatasetKeys.generate())
+    source, found = _passes(Path(path), policy, format=format, text_field=text_field,
+                            on_error=on_error, progress=progress)
+    screening = screen_passes(source, policy)
     pii = PiiStats()
-    source = RecordPasses(Path(path), format=format, text_field=text_field, on_error=on_error,
-                     analyzer=analyzer, progress=progress)
-
-    def count(record: Record) -> None:
-        pii.redact(redactor, analyzer, record)
-
-    source.on_first = count
-    report = ScanReport(str(path), policy_facts(policy), {}, pii, screen_passes(source, policy))
-    report.input = input_facts(source)
+    for _ in redaction_pass(source, found, redactor, pii, phase="counting PII"):
+        pass
+    report = ScanReport(str(path), policy_facts(policy), input_facts(source), pii, screening,
+                        redaction_facts(policy, found))
     if audit is not None:
         audit("data.scan", str(path), details={
-            "records": source.stats.read, "skipped_lines": source.stats.skipped,
-            "entities": sum(pii.entities.values()), "findings": len(report.screening.findings),
-            "policy_digest": report.policy["digest"]})
+            "records": source.read, "skipped_lines": source.skipped,
+            "entities": sum(pii.entities.values()), "findings": len(screening.findings),
+            "policy_digest": report.policy["digest"], **_unsafe(policy)})
     return report
+
+
+def _passes(path: Path, policy: Policy, *, format: str | None,
+            text_field: str | None, on_error: str, progress: Progress | None,
+            ) -> tuple[RecordPasses, Detections]:
+    """The passes over ``path``, detecting PII in the first one."""
+    if policy.unsafe_no_dataset_wide_redaction:
+        warnings.warn(f"{policy.source}: {UNSAFE_NO_DATASET_WIDE} is set: values detected in "
+                      "one record are not redacted where they appear undetected in others",
+                      UserWarning, stacklevel=3)
+    analyzer = policy.analyzer()
+    source = RecordPasses(path, format=format, text_field=text_field, on_error=on_error,
+                          analyzer=analyzer, progress=progress)
+    found = Detections(analyzer, keep_fields=policy.keep_fields,
+                       dataset_wide=not policy.unsafe_no_dataset_wide_redaction)
+    source.on_first = found.add
+    return source, found
+
+
+def _unsafe(policy: Policy) -> dict[str, list[str]]:
+    return {"unsafe": [UNSAFE_NO_DATASET_WIDE]} if policy.unsafe_no_dataset_wide_redaction \
+        else {}
+
+
+def redaction_facts(policy: Policy, found: Detections) -> dict[str, Any]:
+    """How far redaction reached beyond detection (counts only, never a value)."""
+    values = found.values
+    return {"record_wide": True, "dataset_wide": values is not None,
+            **({"dataset_values": values.to_json()} if values is not None else {}),
+            **_unsafe(policy)}
 
 
 @dataclass(frozen=True)
@@ -207,6 +238,7 @@ class _Build:
     name: str
     policy: Policy
     source: RecordPasses
+    found: Detections
     dir: Path
     key_names: Sequence[str]
     input_sha: str
@@ -218,28 +250,29 @@ class _Build:
 
 def _write_records(b: _Build, decisions: Mapping[str, str],
                    keys: DatasetKeys) -> tuple[SealedFile, SealedFile]:
-    analyzer = b.source.analyzer
     redactor = Redactor(b.policy, keys=keys)
     data = SealedWriter(b.dir / store.DATA_FILE, keys=b.ws.keys, key_names=b.key_names)
     held = SealedWriter(b.dir / store.QUARANTINE_FILE, keys=b.ws.keys, key_names=b.key_names)
+
+    def wanted(record: Record) -> bool:
+        if decisions.get(record.id) == "drop":
+            b.counts["dropped_screening"] += 1
+            return False
+        return True
+
     try:
-        for record in b.source.records("redacting and sealing"):
+        for record, _, line in redaction_pass(b.source, b.found, redactor, b.pii,
+                                              phase="redacting and sealing", wanted=wanted):
             action = decisions.get(record.id)
-            if action == "drop":
-                b.counts["dropped_screening"] += 1
-                continue
-            outcome = b.pii.redact(redactor, analyzer, record)
-            if outcome.record is None:
+            if line is None:
                 b.counts["dropped_redaction"] += 1
-                continue
-            line = (json.dumps(outcome.record.to_json(), ensure_ascii=False) + "\n").encode()
-            if action == "quarantine":
+            elif action == "quarantine":
                 held.write_line(line)
                 b.quarantined.append(record.id)
-                continue
-            if action == "flag":
-                b.counts["flagged"] += 1
-            data.write_line(line)
+            else:
+                if action == "flag":
+                    b.counts["flagged"] += 1
+                data.write_line(line)
         return data.close(), held.close()
     except BaseException:
         data.abort()
@@ -249,8 +282,8 @@ def _write_records(b: _Build, decisions: Mapping[str, str],
 
 def _bom(b: _Build, created: datetime, outputs: Sequence[SealedFile]) -> str:
     stats = b.source.stats
-    src = bom.DataFile("input", b.source.path.name, b.input_sha, b.input_size, stats.read,
-                       {"format": stats.format, "skipped-lines": str(stats.skipped)})
+    src = bom.DataFile("input", b.source.path.name, b.input_sha, b.input_size, b.source.read,
+                       {"format": stats.format, "skipped-lines": str(b.source.skipped)})
     outs = [bom.DataFile(role, f.name, f.sha256, f.size, f.lines)
             for role, f in zip(("data", "quarantine"), outputs, strict=True)]
     facts = policy_facts(b.policy)
@@ -272,13 +305,14 @@ def _write_build(b: _Build, report: ScreenReport) -> tuple[dict[str, Any], dict[
                         key_names=b.key_names)
     created = datetime.now(UTC).replace(microsecond=0)
     stats = b.source.stats
-    b.counts.update({"records_read": stats.read, "records_out": data.lines,
-                     "quarantined": held.lines, "skipped_lines": stats.skipped,
+    b.counts.update({"records_read": b.source.read, "records_out": data.lines,
+                     "quarantined": held.lines, "skipped_lines": b.source.skipped,
                      "entities": sum(b.pii.entities.values())})
     findings = {"format": "sealtune.findings/v1", "dataset": b.name,
                 "policy": policy_facts(b.policy), "input": input_facts(b.source),
                 "counts": dict(b.counts),
                 "pii": {"scope": "records kept (data and quarantine)", **b.pii.to_json()},
+                "redaction": redaction_facts(b.policy, b.found),
                 "screening": report.to_json()}
     manifest = {
         "format": store.MANIFEST_FORMAT, "name": b.name,
@@ -298,8 +332,10 @@ def _write_build(b: _Build, report: ScreenReport) -> tuple[dict[str, Any], dict[
     return manifest, findings
 
 
-def _run(ws: Workspace, src: Path, name: str, policy: Policy, source: RecordPasses,
+def _run(ws: Workspace, src: Path, name: str, policy: Policy,
+         passes: tuple[RecordPasses, Detections],
          key_names: Sequence[str]) -> tuple[_Build, dict[str, Any], dict[str, Any]]:
+    source, found = passes
     before = _identity(src)
     input_sha, input_size = store.sha256_file(src)
     report = screen_passes(source, policy)
@@ -309,7 +345,7 @@ def _run(ws: Workspace, src: Path, name: str, policy: Policy, source: RecordPass
     build = root / f".build-{name}-{os.urandom(4).hex()}"
     build.mkdir(mode=0o700)
     try:
-        b = _Build(ws, name, policy, source, build, key_names, input_sha, input_size)
+        b = _Build(ws, name, policy, source, found, build, key_names, input_sha, input_size)
         manifest, findings = _write_build(b, report)
         if _identity(src) != before:
             raise changed(src)
@@ -352,17 +388,18 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
         raise UsageError(f"dataset {name!r} already exists", hint="choose another name")
     policy, on_error = _resolve(policy, on_error)
     keys = [ws.config.default_key] if key_names is None else list(key_names)
-    source = RecordPasses(src, format=format, text_field=text_field, on_error=on_error,
-                     analyzer=policy.analyzer(), progress=progress)
+    passes = _passes(src, policy, format=format, text_field=text_field, on_error=on_error,
+                     progress=progress)
     try:
-        b, manifest, findings = _run(ws, src, name, policy, source, keys)
+        b, manifest, findings = _run(ws, src, name, policy, passes, keys)
     except BaseException as exc:
         ws.audit("data.ingest", f"dataset/{name}", outcome="failure",
                  details={"error": type(exc).__name__})
         raise
     ws.audit("data.ingest", f"dataset/{name}", details={
         "input_sha256": b.input_sha, "output_sha256": manifest["files"]["data"]["sha256"],
-        "counts": dict(b.counts), "policy_digest": manifest["policy"]["digest"]})
+        "counts": dict(b.counts), "policy_digest": manifest["policy"]["digest"],
+        **_unsafe(policy)})
     for rid in b.quarantined:
         ws.audit("data.quarantine", f"dataset/{name}/{rid}")
     if shred_original:

@@ -1,7 +1,9 @@
 """The data policy file: redaction, minimisation, custom recognizers, screening.
 
 A policy is YAML with the sections ``version`` (1), ``on_error``
-(``fail``/``skip``), ``keep_fields`` (the extra input fields to keep; all
+(``fail``/``skip``), ``unsafe_no_dataset_wide_redaction`` (default false: a
+value detected in one record is also redacted wherever it appears in the
+others; true turns that off and is recorded), ``keep_fields`` (the extra input fields to keep; all
 others are dropped), ``redaction`` (entity type or ``default`` -> operator
 and options, e.g. ``PHONE: {operator: mask, keep_last: 4}`` or the shorthand
 ``PHONE: tag``), ``recognizers`` (custom detectors as data) and
@@ -51,7 +53,10 @@ ScreenAction = Literal["flag", "drop", "quarantine"]
 #: Checks accepted when the screening package is not installed.
 STATIC_CHECKS = ("exact_duplicate", "near_duplicate", "conflicting_answers", "trigger_pattern",
                  "outlier")
-_TOP = ("version", "on_error", "keep_fields", "redaction", "recognizers", "screening")
+_TOP = ("version", "on_error", "keep_fields", "redaction", "recognizers", "screening",
+        "unsafe_no_dataset_wide_redaction")
+#: The key that turns dataset-wide redaction off (it weakens redaction).
+UNSAFE_NO_DATASET_WIDE = "unsafe_no_dataset_wide_redaction"
 _MAX_BYTES = 1 << 20
 
 
@@ -91,6 +96,8 @@ class Policy:
         recognizers: custom recognizer declarations, as validated mappings.
         screening: check name -> rule.
         on_error: ``fail`` or ``skip`` for malformed input lines.
+        unsafe_no_dataset_wide_redaction: do not redact values detected in one
+            record where they appear undetected in others (weaker; recorded).
         version: the file format version (1).
         source: where it came from, for error messages (not part of equality or digest).
     """
@@ -100,12 +107,14 @@ class Policy:
     recognizers: tuple[dict[str, Any], ...] = ()
     screening: dict[str, ScreeningRule] = field(default_factory=dict)
     on_error: OnError = "fail"
+    unsafe_no_dataset_wide_redaction: bool = False
     version: int = POLICY_VERSION
     source: str = field(default="<default policy>", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical JSON-ready form (what the digest covers)."""
         return {"version": self.version, "on_error": self.on_error,
+                UNSAFE_NO_DATASET_WIDE: self.unsafe_no_dataset_wide_redaction,
                 "keep_fields": list(self.keep_fields),
                 "redaction": {k: r.to_dict() for k, r in self.redaction.items()},
                 "recognizers": [dict(r) for r in self.recognizers],
@@ -254,6 +263,9 @@ def parse_policy(data: object, *, source: str = "policy") -> Policy:
     on_error = top.get("on_error", base.on_error)
     if on_error not in get_args(OnError):
         raise ConfigError(f"{source}: on_error: must be fail or skip")
+    unsafe = top.get(UNSAFE_NO_DATASET_WIDE, False)
+    if not isinstance(unsafe, bool):
+        raise ConfigError(f"{source}: {UNSAFE_NO_DATASET_WIDE}: must be true or false")
     recognizers = _recognizers(top.get("recognizers", []), source)
     custom = {r["type"] for r in recognizers}
     redaction = _redaction(top["redaction"], source, custom) if "redaction" in top \
@@ -261,7 +273,7 @@ def parse_policy(data: object, *, source: str = "policy") -> Policy:
     screening = _screening(top["screening"], source) if "screening" in top else base.screening
     return Policy(keep_fields=_keep_fields(top.get("keep_fields", []), source),
                   redaction=redaction, recognizers=recognizers, screening=screening,
-                  on_error=on_error, source=source)
+                  on_error=on_error, unsafe_no_dataset_wide_redaction=unsafe, source=source)
 
 
 def _mapping(value: object, source: str, path: str, *,
@@ -374,6 +386,11 @@ version: 1
 # A malformed input line: fail (stop with file, line and field) or skip (count it).
 on_error: {on_error}
 
+# A value detected in one record (a name after "我是", a passport number next to
+# "passport") is also redacted wherever it appears undetected in the others.
+# true turns that off: weaker redaction, recorded in the findings and the audit log.
+{unsafe_key}: false
+
 # Data minimisation: the extra input fields to keep besides the conversation and
 # its id. Every field not listed is dropped. Example: keep_fields: [category, lang]
 keep_fields: []
@@ -414,7 +431,7 @@ screening:
 def render_default_policy() -> str:
     """The default policy as commented YAML (what :func:`write_default_policy` writes)."""
     policy = default_policy()
-    lines = [_HEADER.format(on_error=policy.on_error)]
+    lines = [_HEADER.format(on_error=policy.on_error, unsafe_key=UNSAFE_NO_DATASET_WIDE)]
     for etype, rule in policy.redaction.items():
         note = _TYPE_NOTES.get(etype, "every type not listed below")
         lines.append(f"  {etype}: {_flow(rule.to_dict())}  # {note}\n")

@@ -117,7 +117,7 @@ def test_screen_config() -> None:
 STRICT = [
     ("version: 1\nredactoin: {}\n",
      "policy.yaml: redactoin: unknown key (known: version, on_error, keep_fields, redaction, "
-     "recognizers, screening)"),
+     "recognizers, screening, unsafe_no_dataset_wide_redaction)"),
     ("redaction: {}\n", "policy.yaml: version: required, must be 1"),
     ("version: 2\n", "policy.yaml: version: required, must be 1"),
     ("version: 1\nredaction:\n  PHONE: {operator: maskk}\n",
