@@ -85,7 +85,7 @@ def _surrogate_field(obj: Any) -> str | None:
             for key, value in item.items():
                 name = f"{path}.{key}" if path else str(key)
                 if _SURROGATE.search(key):
-                    return path or "(key)"
+                    return f"{path} (a field name)" if path else "(a field name)"
                 stack.append((name, value))
         elif isinstance(item, list):
             stack.extend((f"{path}[{i}]", v) for i, v in enumerate(item))
@@ -103,7 +103,7 @@ def check_parsed(obj: Any, raw: str, guard: _IntGuard, path: str, line: int,
         field = _surrogate_field(obj)
         if field is not None:
             return DataFormatError(path, line, field if where is None else f"{where}.{field}",
-                                   "a lone UTF-16 surrogate escape (not valid Unicode text)")
+                                   "a lone surrogate escape (not valid Unicode text)")
     return None
 
 

@@ -169,7 +169,7 @@ class Matcher:
     def _longest(self, view: str, start: int, lengths: Sequence[int]) -> int:
         for length in lengths:
             end = start + length
-            if view[start:end] in self.types and self._ends_well(view, end):
+            if end <= len(view) and view[start:end] in self.types and self._ends_well(view, end):
                 return length
         return 0
 
