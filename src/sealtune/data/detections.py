@@ -26,15 +26,20 @@ from __future__ import annotations
 
 import json
 import struct
+import warnings
 from collections.abc import Callable, Collection, Iterator
+from pathlib import Path
+from typing import Any
 
 from sealtune.data.findings import PiiStats
-from sealtune.data.passes import RecordPasses
+from sealtune.data.passes import Progress, RecordPasses
 from sealtune.data.pii import Analyzer, Entity
+from sealtune.data.policy import UNSAFE_NO_DATASET_WIDE, Policy
 from sealtune.data.records import Record
 from sealtune.data.redact import DatasetValues, RedactionOutcome, Redactor
 
-__all__ = ["Detections", "kept_texts", "redaction_pass"]
+__all__ = ["Detections", "kept_texts", "open_passes", "redaction_facts", "redaction_pass",
+           "unsafe_facts"]
 
 _PACK = struct.Struct("<IIIHf")
 _EMPTY = b""
@@ -124,3 +129,35 @@ def redaction_pass(source: RecordPasses, found: Detections, redactor: Redactor, 
             continue
         pii.count(record, by_message, by_extra, outcome)
         yield record, outcome, line
+
+
+def open_passes(path: Path, policy: Policy, *, format: str | None,
+            text_field: str | None, on_error: str, progress: Progress | None,
+            ) -> tuple[RecordPasses, Detections]:
+    """The passes over ``path``, detecting PII in the first one (warns if dataset-wide
+    redaction is off)."""
+    if policy.unsafe_no_dataset_wide_redaction:
+        warnings.warn(f"{policy.source}: {UNSAFE_NO_DATASET_WIDE} is set: values detected in "
+                      "one record are not redacted where they appear undetected in others",
+                      UserWarning, stacklevel=3)
+    analyzer = policy.analyzer()
+    source = RecordPasses(path, format=format, text_field=text_field, on_error=on_error,
+                          analyzer=analyzer, progress=progress)
+    found = Detections(analyzer, keep_fields=policy.keep_fields,
+                       dataset_wide=not policy.unsafe_no_dataset_wide_redaction)
+    source.on_first = found.add
+    return source, found
+
+
+def unsafe_facts(policy: Policy) -> dict[str, list[str]]:
+    """``{"unsafe": [...]}`` naming the weakening options the policy sets, or ``{}``."""
+    return {"unsafe": [UNSAFE_NO_DATASET_WIDE]} if policy.unsafe_no_dataset_wide_redaction \
+        else {}
+
+
+def redaction_facts(policy: Policy, found: Detections) -> dict[str, Any]:
+    """How far redaction reached beyond detection (counts only, never a value)."""
+    values = found.values
+    return {"record_wide": True, "dataset_wide": values is not None,
+            **({"dataset_values": values.to_json()} if values is not None else {}),
+            **unsafe_facts(policy)}

@@ -8,15 +8,21 @@ The public surface::
     result = ingest(ws, "raw.jsonl", name="support-v1", policy=policy)
 
 Both stream the input (memory stays bounded by the screening state, about
-2 KB per record, plus one record id per record) and run the stage in
-passes over it: the screening checks first (:func:`sealtune.data.screen.screen`,
-two or three parses of the input, records as parsed), then one pass that
-detects PII, redacts by policy, minimises fields and seals each record
-(skipping those screening drops) into the data or the quarantine file. The
+2 KB per record, plus one record id per record and the detected entities,
+18 bytes each) and run the stage in passes over it: the screening checks
+first (:func:`sealtune.data.screen.screen`, two or three parses of the
+input, records as parsed), the first of which also detects PII and collects
+the dataset-wide values (:mod:`sealtune.data.detections`); then one pass
+that redacts by policy, every occurrence of a detected value in the record
+and in the dataset (:mod:`sealtune.data.redact.spread`), minimises fields
+and seals each record (skipping those screening drops) into the data or the
+quarantine file; ``scan`` counts instead of sealing. The
 sealed files are written through :class:`~sealtune.data.SealedWriter`:
 the plaintext never reaches a file, temporary or not. Everything is built in
 ``datasets/.build-<name>-*`` and renamed into ``datasets/<name>`` only when
-complete, so a failed ingest leaves no dataset behind. The input is hashed
+complete, so a failed ingest leaves no dataset behind (and one killed
+outright leaves a build directory that the next ingest removes:
+:mod:`sealtune.data.builds`). The input is hashed
 before the first pass and its size, inode and modification time are checked
 after the last, so a file changed midway is refused rather than half-described.
 
@@ -47,8 +53,6 @@ process and host it runs on.
 from __future__ import annotations
 
 import os
-import shutil
-import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,7 +62,14 @@ from typing import TYPE_CHECKING, Any
 
 import sealtune
 from sealtune.data import bom, store
-from sealtune.data.detections import Detections, redaction_pass
+from sealtune.data.builds import remove_stale_builds, start_build
+from sealtune.data.detections import (
+    Detections,
+    open_passes,
+    redaction_facts,
+    redaction_pass,
+    unsafe_facts,
+)
 from sealtune.data.findings import PiiStats
 from sealtune.data.passes import (
     Progress,
@@ -68,7 +79,7 @@ from sealtune.data.passes import (
     policy_facts,
     screen_passes,
 )
-from sealtune.data.policy import UNSAFE_NO_DATASET_WIDE, Policy, default_policy
+from sealtune.data.policy import Policy, default_policy
 from sealtune.data.records import Record
 from sealtune.data.redact import AuditSink, DatasetKeys, Redactor
 from sealtune.data.screen import ScreenReport
@@ -138,7 +149,7 @@ def scan(path: str | os.PathLike[str], *, policy: Policy | None = None,
     """
     policy, on_error = _resolve(policy, on_error)
     redactor = Redactor(policy, keys=DatasetKeys.generate())
-    source, found = _passes(Path(path), policy, format=format, text_field=text_field,
+    source, found = open_passes(Path(path), policy, format=format, text_field=text_field,
                             on_error=on_error, progress=progress)
     screening = screen_passes(source, policy)
     pii = PiiStats()
@@ -150,38 +161,8 @@ def scan(path: str | os.PathLike[str], *, policy: Policy | None = None,
         audit("data.scan", str(path), details={
             "records": source.read, "skipped_lines": source.skipped,
             "entities": sum(pii.entities.values()), "findings": len(screening.findings),
-            "policy_digest": report.policy["digest"], **_unsafe(policy)})
+            "policy_digest": report.policy["digest"], **unsafe_facts(policy)})
     return report
-
-
-def _passes(path: Path, policy: Policy, *, format: str | None,
-            text_field: str | None, on_error: str, progress: Progress | None,
-            ) -> tuple[RecordPasses, Detections]:
-    """The passes over ``path``, detecting PII in the first one."""
-    if policy.unsafe_no_dataset_wide_redaction:
-        warnings.warn(f"{policy.source}: {UNSAFE_NO_DATASET_WIDE} is set: values detected in "
-                      "one record are not redacted where they appear undetected in others",
-                      UserWarning, stacklevel=3)
-    analyzer = policy.analyzer()
-    source = RecordPasses(path, format=format, text_field=text_field, on_error=on_error,
-                          analyzer=analyzer, progress=progress)
-    found = Detections(analyzer, keep_fields=policy.keep_fields,
-                       dataset_wide=not policy.unsafe_no_dataset_wide_redaction)
-    source.on_first = found.add
-    return source, found
-
-
-def _unsafe(policy: Policy) -> dict[str, list[str]]:
-    return {"unsafe": [UNSAFE_NO_DATASET_WIDE]} if policy.unsafe_no_dataset_wide_redaction \
-        else {}
-
-
-def redaction_facts(policy: Policy, found: Detections) -> dict[str, Any]:
-    """How far redaction reached beyond detection (counts only, never a value)."""
-    values = found.values
-    return {"record_wide": True, "dataset_wide": values is not None,
-            **({"dataset_values": values.to_json()} if values is not None else {}),
-            **_unsafe(policy)}
 
 
 @dataclass(frozen=True)
@@ -342,18 +323,19 @@ def _run(ws: Workspace, src: Path, name: str, policy: Policy,
     if not source.ids:
         raise SealtuneError(f"{src}: no records to ingest", hint="check the format and --on-error")
     root = store.datasets_dir(ws)
-    build = root / f".build-{name}-{os.urandom(4).hex()}"
-    build.mkdir(mode=0o700)
+    removed = remove_stale_builds(root)
+    if removed:
+        ws.audit("data.cleanup", store.DATASETS, details={"stale_builds_removed": removed})
+    build = start_build(root, name)
     try:
-        b = _Build(ws, name, policy, source, found, build, key_names, input_sha, input_size)
+        b = _Build(ws, name, policy, source, found, build.path, key_names, input_sha, input_size)
         manifest, findings = _write_build(b, report)
         if _identity(src) != before:
             raise changed(src)
-        os.rename(build, root / name)
+        build.finish(root / name)
     except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
+        build.abandon()
         raise
-    fsync_dir(root)
     return b, manifest, findings
 
 
@@ -388,7 +370,7 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
         raise UsageError(f"dataset {name!r} already exists", hint="choose another name")
     policy, on_error = _resolve(policy, on_error)
     keys = [ws.config.default_key] if key_names is None else list(key_names)
-    passes = _passes(src, policy, format=format, text_field=text_field, on_error=on_error,
+    passes = open_passes(src, policy, format=format, text_field=text_field, on_error=on_error,
                      progress=progress)
     try:
         b, manifest, findings = _run(ws, src, name, policy, passes, keys)
@@ -399,7 +381,7 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
     ws.audit("data.ingest", f"dataset/{name}", details={
         "input_sha256": b.input_sha, "output_sha256": manifest["files"]["data"]["sha256"],
         "counts": dict(b.counts), "policy_digest": manifest["policy"]["digest"],
-        **_unsafe(policy)})
+        **unsafe_facts(policy)})
     for rid in b.quarantined:
         ws.audit("data.quarantine", f"dataset/{name}/{rid}")
     if shred_original:
