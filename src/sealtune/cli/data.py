@@ -125,16 +125,16 @@ def _screen_table(screening: dict[str, Any]) -> Table:
 def scan_cmd(input_path: InArg, policy: PolicyOpt = None, fmt: FormatOpt = None,
              text_field: TextFieldOpt = None, on_error: OnErrorOpt = None,
              as_json: JsonOpt = False, home: HomeOpt = None) -> None:
-    """Findings and statistics for IN; changes nothing (records one audit event)."""
+    """Findings and statistics for IN (plain or sealed); changes nothing (audited)."""
     from sealtune.data.ingest import scan
 
     chosen = _policy(policy)
     ws = open_workspace(home)
     try:
         with _progress() as progress:
-            report = scan(input_path, policy=chosen, format=fmt,
-                                      text_field=text_field, on_error=_on_error(on_error),
-                                      audit=ws.audit, progress=progress)
+            report = scan(input_path, policy=chosen, format=fmt, text_field=text_field,
+                          on_error=_on_error(on_error), audit=ws.audit, progress=progress,
+                          keys=ws.keys)
     finally:
         ws.close()
     data = report.to_json()

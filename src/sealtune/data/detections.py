@@ -29,7 +29,7 @@ import struct
 import warnings
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sealtune.data.findings import PiiStats
 from sealtune.data.passes import Progress, RecordPasses
@@ -37,6 +37,11 @@ from sealtune.data.pii import Analyzer, Entity
 from sealtune.data.policy import UNSAFE_NO_DATASET_WIDE, Policy
 from sealtune.data.records import Record
 from sealtune.data.redact import DatasetValues, RedactionOutcome, Redactor
+from sealtune.data.sealed import SealedSource, is_sealed
+from sealtune.errors import UsageError
+
+if TYPE_CHECKING:
+    from sealtune.keys.service import KeyService
 
 __all__ = ["Detections", "kept_texts", "open_passes", "redaction_facts", "redaction_pass",
            "unsafe_facts"]
@@ -131,18 +136,33 @@ def redaction_pass(source: RecordPasses, found: Detections, redactor: Redactor, 
         yield record, outcome, line
 
 
-def open_passes(path: Path, policy: Policy, *, format: str | None,
-            text_field: str | None, on_error: str, progress: Progress | None,
-            ) -> tuple[RecordPasses, Detections]:
-    """The passes over ``path``, detecting PII in the first one (warns if dataset-wide
-    redaction is off)."""
+def open_passes(path: Path, policy: Policy, *, format: str | None, text_field: str | None,
+                on_error: str, progress: Progress | None, keys: KeyService | None = None,
+                ) -> tuple[RecordPasses, Detections]:
+    """The passes over ``path``, detecting PII in the first one.
+
+    A sealed input (``sealtune seal``) is unlocked once with ``keys`` and read
+    through :class:`~sealtune.data.sealed.SealedSource` (its plaintext stays in
+    memory); the read is audited as ``data.read``. Warns if dataset-wide
+    redaction is off.
+
+    Raises:
+        UsageError: the input is sealed and no ``keys`` were given.
+    """
     if policy.unsafe_no_dataset_wide_redaction:
         warnings.warn(f"{policy.source}: {UNSAFE_NO_DATASET_WIDE} is set: values detected in "
                       "one record are not redacted where they appear undetected in others",
                       UserWarning, stacklevel=3)
+    opener = None
+    if is_sealed(path):
+        if keys is None:
+            raise UsageError(f"{path}: is a sealed file; it is opened with the workspace keys",
+                             hint="pass keys=workspace.keys (the CLI does)")
+        opener = SealedSource(path, keys=keys).open
+        keys.audit("data.read", str(path), details={"part": "sealed input"})
     analyzer = policy.analyzer()
     source = RecordPasses(path, format=format, text_field=text_field, on_error=on_error,
-                          analyzer=analyzer, progress=progress)
+                          analyzer=analyzer, progress=progress, opener=opener)
     found = Detections(analyzer, keep_fields=policy.keep_fields,
                        dataset_wide=not policy.unsafe_no_dataset_wide_redaction)
     source.on_first = found.add

@@ -88,6 +88,7 @@ from sealtune.errors import SealtuneError, UsageError
 from sealtune.keys.atomic import fsync_dir
 
 if TYPE_CHECKING:
+    from sealtune.keys.service import KeyService
     from sealtune.workspace import Workspace
 
 __all__ = ["IngestResult", "Progress", "ScanReport", "ingest", "scan", "shred"]
@@ -127,7 +128,8 @@ def _resolve(policy: Policy | None, on_error: str | None) -> tuple[Policy, str]:
 
 def scan(path: str | os.PathLike[str], *, policy: Policy | None = None,
          format: str | None = None, text_field: str | None = None, on_error: str | None = None,
-         audit: AuditSink | None = None, progress: Progress | None = None) -> ScanReport:
+         audit: AuditSink | None = None, progress: Progress | None = None,
+         keys: KeyService | None = None) -> ScanReport:
     """Findings and statistics for ``path`` under ``policy``; writes nothing but an audit event.
 
     PII is detected in the first pass and counted, redacted as :func:`ingest`
@@ -142,15 +144,17 @@ def scan(path: str | os.PathLike[str], *, policy: Policy | None = None,
         on_error: ``fail`` or ``skip`` for malformed lines (default: the policy's).
         audit: receives one ``data.scan`` event (e.g. ``workspace.audit``).
         progress: progress callback.
+        keys: opens a sealed input (e.g. ``workspace.keys``); the read is audited.
 
     Raises:
         DataFormatError: the input is unreadable or malformed (fail mode).
         ConfigError: the policy is invalid.
+        UsageError: the input is sealed and no ``keys`` were given.
     """
     policy, on_error = _resolve(policy, on_error)
     redactor = Redactor(policy, keys=DatasetKeys.generate())
     source, found = open_passes(Path(path), policy, format=format, text_field=text_field,
-                            on_error=on_error, progress=progress)
+                                on_error=on_error, progress=progress, keys=keys)
     screening = screen_passes(source, policy)
     pii = PiiStats()
     for _ in redaction_pass(source, found, redactor, pii, phase="counting PII"):
@@ -346,6 +350,9 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
            progress: Progress | None = None) -> IngestResult:
     """Turn a raw fine-tuning file into the sealed dataset ``datasets/<name>``.
 
+    The raw file may itself be sealed (``sealtune seal``): it is then opened
+    with the workspace keys, in memory.
+
     Args:
         ws: the workspace (keys, audit ledger, where the dataset goes).
         path: the raw input.
@@ -371,7 +378,7 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
     policy, on_error = _resolve(policy, on_error)
     keys = [ws.config.default_key] if key_names is None else list(key_names)
     passes = open_passes(src, policy, format=format, text_field=text_field, on_error=on_error,
-                     progress=progress)
+                         progress=progress, keys=ws.keys)
     try:
         b, manifest, findings = _run(ws, src, name, policy, passes, keys)
     except BaseException as exc:

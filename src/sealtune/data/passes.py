@@ -33,7 +33,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sealtune.data.formats import MAX_SKIPPED_LINES, DataFormatError, ReadStats, read_records
+from sealtune.data.formats import (
+    MAX_SKIPPED_LINES,
+    DataFormatError,
+    Opener,
+    ReadStats,
+    read_records,
+)
 from sealtune.data.pii import Analyzer
 from sealtune.data.policy import Policy
 from sealtune.data.records import Record
@@ -58,8 +64,10 @@ class RecordPasses:
     """Consistent passes over one input file: same records, same (safe, unique) ids."""
 
     def __init__(self, path: Path, *, format: str | None, text_field: str | None,
-                 on_error: str, analyzer: Analyzer, progress: Progress | None) -> None:
+                 on_error: str, analyzer: Analyzer, progress: Progress | None,
+                 opener: Opener | None = None) -> None:
         self.path, self.format, self.text_field = path, format, text_field
+        self.opener = opener
         self.on_error = on_error
         self.analyzer = analyzer
         self.progress = progress
@@ -94,7 +102,7 @@ class RecordPasses:
         total = None if first else len(self.ids)
         count = 0
         with read_records(self.path, format=self.format, text_field=self.text_field,
-                          on_error=self._mode) as stream:
+                          on_error=self._mode, opener=self.opener) as stream:
             for record in stream:
                 if first:
                     if not self._first(record):
