@@ -292,7 +292,9 @@ def _write_build(b: _Build, report: ScreenReport) -> tuple[dict[str, Any], dict[
     stats = b.source.stats
     b.counts.update({"records_read": b.source.read, "records_out": data.lines,
                      "quarantined": held.lines, "skipped_lines": b.source.skipped,
-                     "entities": sum(b.pii.entities.values())})
+                     "entities": sum(b.pii.entities.values()),
+                     **{f"redacted_{scope}_wide": sum(b.pii.spread.get(scope, {}).values())
+                        for scope in ("record", "dataset")}})
     findings = {"format": "sealtune.findings/v1", "dataset": b.name,
                 "policy": policy_facts(b.policy), "input": input_facts(b.source),
                 "counts": dict(b.counts),
