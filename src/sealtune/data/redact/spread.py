@@ -60,9 +60,9 @@ MAX_VALUE_CHARS = 200
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _CJK_CHAR = re.compile(f"[{_CJK}]")
 # A Latin-script word: letters and digits that are not CJK (those have no boundaries).
-_WORD = f"(?:(?![{_CJK}])[^\\W_])+"
+_WORD = f"[^\\W_{_CJK}]+"
 _WORD_AT = re.compile(_WORD)
-_WORD_CHAR = re.compile(f"(?![{_CJK}])[^\\W_]")
+_WORD_CHAR = re.compile(f"[^\\W_{_CJK}]")
 # Up to this many (values x characters), one str.find per value beats compiling a
 # pattern (a record's own values: usually a handful); beyond, the scan stays linear.
 _SMALL = 1 << 18
@@ -123,6 +123,7 @@ class Matcher:
         self.types: dict[str, str] = {}
         self._lengths: dict[str, list[int]] = {}  # head -> value lengths, longest first
         self._chars: set[str] = set()  # heads that are one character (no word boundary)
+        self._words: set[str] = set()  # heads that are a whole Latin word
         self._pattern: re.Pattern[str] | None = None
 
     def __len__(self) -> int:
@@ -138,8 +139,7 @@ class Matcher:
         self.types[key] = entity_type
         word = _WORD_AT.match(key)
         head = word.group() if word else key[0]
-        if word is None:
-            self._chars.add(head)
+        (self._words if word else self._chars).add(head)
         lengths = self._lengths.setdefault(head, [])
         if len(key) not in lengths:
             lengths.append(len(key))
@@ -153,6 +153,8 @@ class Matcher:
         if self._pattern is None and len(self.types) * len(view) <= _SMALL:
             yield from self._find_small(view)
             return
+        if self._chars.isdisjoint(view) and self._words.isdisjoint(_WORD_AT.findall(view)):
+            return  # no value can start anywhere: two scans in C, no Python loop
         if self._pattern is None:
             chars = "".join(re.escape(c) for c in sorted(self._chars))
             self._pattern = re.compile(f"{_WORD}|[{chars}]" if chars else _WORD)
