@@ -86,11 +86,11 @@ class Detections:
         found = [self.analyzer.analyze(t) for t in texts]
         packed = b"".join(_PACK.pack(i, e.start, e.end, self._type_id(e.type), e.score)
                           for i, entities in enumerate(found) for e in entities)
-        self._packed.append(packed or _EMPTY)
         if self.values is not None:
             for text, entities in zip(texts, found, strict=True):
                 for e in entities:
                     self.values.learn(e.type, text[e.start:e.end])
+        self._packed.append(packed or _EMPTY)  # last: the record's index stays aligned
 
     def entities(self, index: int, record: Record
                  ) -> tuple[list[list[Entity]], dict[str, list[Entity]]]:
