@@ -30,16 +30,10 @@ Record ids appear in reports and in the audit log, so an id that itself
 contains PII is replaced by ``line-<n>``, and a repeated id gets ``~<k>``
 appended (the sealed records carry the same ids); both are counted.
 
-``shred_original`` overwrites the raw input once with random bytes (same
-length, fsync) and unlinks it. That CANNOT guarantee erasure: copy-on-write
-file systems (btrfs, ZFS, APFS) and log-structured ones write the new bytes
-elsewhere and leave the old blocks until reused; SSDs and SD cards remap
-writes (wear levelling) and keep over-provisioned and retired blocks the OS
-cannot address; snapshots, backups, replicas, editor swap and backup files,
-the page cache and copies made before ingest are untouched. The real control
-is never to hold the plaintext unencrypted at rest: receive and keep raw data
-sealed (``sealtune seal``) or on an encrypted volume, so that destroying a key
-(crypto-shredding) erases every copy at once.
+``shred_original`` overwrites the raw input once with random bytes and
+unlinks it: best effort only, see :mod:`sealtune.data.shred` for why that
+cannot guarantee erasure and what does (keep raw data sealed, a raw input
+sealed with ``sealtune seal`` is read in memory).
 
 What this protects against: unredacted PII, secrets, unused fields and
 poisoned records reaching the training set; plaintext left on disk by the
@@ -84,6 +78,7 @@ from sealtune.data.records import Record
 from sealtune.data.redact import AuditSink, DatasetKeys, Redactor
 from sealtune.data.screen import ScreenReport
 from sealtune.data.sealed import SealedFile, SealedWriter, seal_bytes
+from sealtune.data.shred import shred
 from sealtune.errors import SealtuneError, UsageError
 from sealtune.keys.atomic import fsync_dir
 
@@ -91,7 +86,7 @@ if TYPE_CHECKING:
     from sealtune.keys.service import KeyService
     from sealtune.workspace import Workspace
 
-__all__ = ["IngestResult", "Progress", "ScanReport", "ingest", "scan", "shred"]
+__all__ = ["IngestResult", "Progress", "ScanReport", "ingest", "scan"]
 
 
 
@@ -401,22 +396,3 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
             "limits": "no guarantee on copy-on-write file systems, SSDs, snapshots, backups"})
     return IngestResult(name, ws.root / store.DATASETS / name, manifest, findings,
                         tuple(b.quarantined), shred_original)
-
-
-def shred(path: Path) -> int:
-    """Overwrite ``path`` with random bytes (same length), fsync, unlink; return its size.
-
-    Best effort only: see the module docstring for where this cannot erase.
-    """
-    fd = os.open(path, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
-    try:
-        size = os.fstat(fd).st_size
-        done = 0
-        while done < size:
-            done += os.pwrite(fd, os.urandom(min(1 << 20, size - done)), done)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.unlink(path)
-    fsync_dir(path.parent)
-    return size
