@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from sealtune.data import store
 from sealtune.data.sealed import iter_sealed_lines
-from sealtune.errors import UsageError
+from sealtune.errors import SealtuneError, UsageError
 from sealtune.keys.atomic import atomic_output
 
 if TYPE_CHECKING:
@@ -86,6 +86,7 @@ def export_dataset(ws: Workspace, name: str, out: str | os.PathLike[str], *, par
 
     Raises:
         UsageError: no such dataset or part; a terminal without ``force``.
+        SealtuneError: the destination cannot be written.
         IntegrityError: the sealed file was modified (the output is then not left in
             place when it is a file).
     """
@@ -141,14 +142,19 @@ def write_plaintext(destination: str, lines: Iterable[bytes], *, stdout: BinaryI
         return _copy(lines, stdout)
     path = Path(destination)
     try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        mode = stat.S_IFREG
-    if not stat.S_ISREG(mode):
-        with path.open("wb") as fh:
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            mode = stat.S_IFREG
+        if not stat.S_ISREG(mode):
+            with path.open("wb") as fh:
+                return _copy(lines, fh)
+        with atomic_output(path) as fh:
             return _copy(lines, fh)
-    with atomic_output(path) as fh:
-        return _copy(lines, fh)
+    except OSError as exc:
+        raise SealtuneError(f"{destination}: cannot write ({type(exc).__name__})",
+                            hint="check the path (a file, not a directory) and its permissions"
+                            ) from None
 
 
 def _copy(lines: Iterable[bytes], fh: BinaryIO) -> int:

@@ -14,7 +14,7 @@ from sealtune.data.export import export_dataset
 from sealtune.data.ingest import ingest
 from sealtune.data.policy import parse_policy
 from sealtune.data.store import read_dataset
-from sealtune.errors import IntegrityError, UsageError
+from sealtune.errors import IntegrityError, SealtuneError, UsageError
 from sealtune.workspace import Workspace
 
 ROWS = [("你好，我是欧阳震霆，手机13912345678，退款什么时候到账？",
@@ -113,6 +113,13 @@ def test_a_damaged_dataset_leaves_no_output_and_a_failure_event(
     assert not out.exists() and list(tmp_path.glob(".out.jsonl*")) == []
     assert [o for o, _ in _events(workspace)] == ["success", "failure"]
     assert _events(workspace)[-1][1]["error"] == "IntegrityError"
+
+
+def test_an_unwritable_destination_names_itself(workspace: Workspace, dataset: str,
+                                                 tmp_path: Path) -> None:
+    with pytest.raises(SealtuneError, match=f"{tmp_path}: cannot write"):
+        export_dataset(workspace, dataset, tmp_path)  # a directory
+    assert [o for o, _ in _events(workspace)] == ["success", "failure"]
 
 
 def test_unknown_dataset_or_part(workspace: Workspace, dataset: str, tmp_path: Path) -> None:
