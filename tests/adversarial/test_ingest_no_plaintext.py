@@ -2,10 +2,13 @@
 
 Unique values (resident IDs, mobile numbers, card numbers, e-mails, Chinese
 and English names, some written in full-width digits) are planted in the
-input. The CLI runs as a subprocess with ``TMPDIR`` pointed at a directory of
-the test's own; afterwards every file under the workspace and that temp dir
-is searched for every value, in UTF-8 and UTF-16 (both byte orders), as
-written and in its full-width and ASCII forms. stdout and stderr are
+input; each name also appears where no detector finds it (the assistant's
+``<name>您好``, a later record's ``已转交<name>处理``, lower case), so only
+record- and dataset-wide redaction can remove it. The CLI runs as a
+subprocess with ``TMPDIR`` pointed at a directory of the test's own;
+afterwards every file under the workspace and that temp dir is searched for
+every value, in UTF-8 and UTF-16 (both byte orders), as written and in its
+full-width and ASCII forms. stdout and stderr are
 searched too. The sealed dataset, opened in memory, must hold none of them
 either (redaction, not only encryption).
 """
@@ -54,6 +57,7 @@ def plant(path: Path, rng: random.Random, n: int = 24) -> list[str]:
     """Write ``n`` conversations carrying unique PII; return every planted value."""
     values: list[str] = []
     lines = []
+    previous = ""
     for i in range(n):
         zh_name = rng.choice(COMPOUND) + "".join(rng.sample(GIVEN, 2))
         en_name = f"{rng.choice(EN_FIRST)} {rng.choice(EN_LAST)}"
@@ -70,9 +74,15 @@ def plant(path: Path, rng: random.Random, n: int = 24) -> list[str]:
         else:
             user = (f"你好，我是{zh_name}，手机{phone}，备用电话{fullwidth(wide_phone)}，"
                     f"身份证号{fullwidth(ident)}，银行卡{card}，邮箱{email}，退款还没到账。")
+        answer = f"{zh_name}您好，已为您登记，工单{i}。"
+        if i % 3 == 0:
+            answer += f" Noted, {en_name.lower()}."
+        if i > 0:
+            answer += f"另：{previous}的工单已转交处理。"  # detected in the record before
+        previous = zh_name
         lines.append(json.dumps({"id": f"t{i}", "messages": [
             {"role": "user", "content": user},
-            {"role": "assistant", "content": f"您好，已为您登记，工单{i}。"}]}, ensure_ascii=False))
+            {"role": "assistant", "content": answer}]}, ensure_ascii=False))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return values
 

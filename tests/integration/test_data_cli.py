@@ -131,3 +131,55 @@ def test_tampered_dataset_shows_exit_3(env: dict[str, str], raw: Path) -> None:
     sealed.write_bytes(bytes(blob))
     res = run(env, "data", "show", "t")
     assert res.returncode == 3 and "data.jsonl.sealed" in res.stderr
+
+
+def test_sealed_input_odd_records_export_and_unsafe_policy(env: dict[str, str], raw: Path,
+                                                           tmp_path: Path) -> None:
+    """The seams a reviewer uses: seal the raw file, scan and ingest it sealed (odd records
+    skipped and counted), export the redacted records, with every step in the audit log."""
+    ok(env, "init")
+    odd = raw.read_text("utf-8") + '{"id": "big", "n": ' + "7" * 5000 + ', "messages": []}\n' + \
+        '{"id": "s", "messages": [{"role": "user", "content": "Quentin \\ud800"}]}\n'
+    raw.write_text(odd, "utf-8")
+    sealed = tmp_path / "raw.jsonl.sealed"
+    ok(env, "seal", str(raw), str(sealed))
+    raw.unlink()
+    report = json.loads(ok(env, "data", "scan", str(sealed), "--on-error", "skip", "--json"))
+    assert report["input"]["records"] == 5 and report["input"]["skipped_lines"] == 3
+    failed = run(env, "data", "ingest", str(sealed), "--name", "strict")
+    assert failed.returncode == 1 and f"{sealed}:3:" in failed.stderr  # the malformed line
+    res = run(env, "data", "ingest", str(sealed), "--name", "support", "--on-error", "skip")
+    assert res.returncode == 0, res.stderr
+    assert "redacted record wide" in res.stdout
+    shown = json.loads(ok(env, "data", "show", "support", "--json"))["manifest"]
+    assert shown["counts"]["skipped_lines"] == 3 and shown["counts"]["records_out"] == 4
+    assert shown["counts"]["redacted_record_wide"] >= 0
+
+    out = tmp_path / "review.jsonl"
+    res = run(env, "data", "export", "support", str(out))
+    assert res.returncode == 0 and "plaintext" in res.stderr, res.stderr
+    exported = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    assert len(exported) == 4 and {r["id"] for r in exported} >= {"c0", "c1"}
+    text = out.read_text("utf-8")
+    assert "欧阳震霆" not in text and "Quentin Rasmussen" not in text
+    assert "13912345678" not in text and "6228480402564890018" not in text
+    piped = run(env, "data", "export", "support", "-")  # a pipe, not a terminal
+    assert piped.returncode == 0 and piped.stdout == out.read_text("utf-8")
+    held = run(env, "data", "export", "support", "-", "--quarantine")
+    assert held.returncode == 0 and held.stdout == ""  # nothing quarantined here
+    assert run(env, "data", "export", "nope", str(tmp_path / "x")).returncode == 2
+
+    policy = tmp_path / "weak.yaml"
+    policy.write_text("version: 1\non_error: skip\nunsafe_no_dataset_wide_redaction: true\n")
+    weak = run(env, "data", "ingest", str(sealed), "--name", "weak", "--policy", str(policy))
+    assert weak.returncode == 0 and "WARNING" in weak.stderr
+    assert "UserWarning" not in weak.stderr  # shown once, by the CLI
+
+    log = ok(env, "audit", "log", "--json")
+    events = [json.loads(line) for line in log.splitlines() if line.strip()]
+    actions = [e["action"] for e in events]
+    assert actions.count("data.export") == 3 and actions.count("data.read") >= 3
+    ingests = [e for e in events if e["action"] == "data.ingest" and e["outcome"] == "success"]
+    assert [e["details"].get("unsafe") for e in ingests] == [
+        None, ["unsafe_no_dataset_wide_redaction"]]
+    assert "欧阳震霆" not in log and "Quentin" not in log

@@ -1,21 +1,25 @@
-"""``sealtune data``: scan, ingest, list, show, export-bom, and ``policy init``.
+"""``sealtune data``: scan, ingest, list, show, export, export-bom, and ``policy init``.
 
-Every command calls the public API of :mod:`sealtune.data.ingest` and
-:mod:`sealtune.data.store`. Output is counts, ids, digests and masked
-examples only: no record text, no raw value, so the terminal and its
-scrollback are not one more place where the data leaks. Progress goes to
-stderr (records per second), results to stdout.
+Every command calls the public API of :mod:`sealtune.data.ingest`,
+:mod:`sealtune.data.store` and :mod:`sealtune.data.export`. Output is counts,
+ids, digests and masked examples only: no record text, no raw value, so the
+terminal and its scrollback are not one more place where the data leaks.
+The exception is ``export``, whose job is to write the redacted records in
+plaintext for review: it is audited and refuses a terminal unless
+``--force``. Progress goes to stderr (records per second), results to stdout.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -29,7 +33,13 @@ from rich.table import Table
 from rich.text import Text
 
 from sealtune.cli._common import console, err_console, open_workspace
-from sealtune.data.policy import Policy, default_policy, load_policy, write_default_policy
+from sealtune.data.policy import (
+    UNSAFE_NO_DATASET_WIDE,
+    Policy,
+    default_policy,
+    load_policy,
+    write_default_policy,
+)
 from sealtune.data.store import export_bom, list_datasets, show_dataset
 from sealtune.errors import IntegrityError, SealtuneError, UsageError
 from sealtune.keys.files import describe_file
@@ -85,7 +95,22 @@ def _policy(path: Path | None) -> Policy:
                           "trigger patterns quarantined); 'sealtune data policy init' writes it "
                           "to a file to start from")
         return default_policy()
-    return load_policy(path)
+    policy = load_policy(path)
+    if policy.unsafe_no_dataset_wide_redaction:
+        err_console.print(f"[bold red]WARNING[/]: {escape(str(path))} sets "
+                          f"{UNSAFE_NO_DATASET_WIDE}: a value detected in one record is NOT "
+                          "redacted where it appears undetected in others (recorded in the "
+                          "findings and the audit log)")
+    return policy
+
+
+@contextmanager
+def _warned() -> Iterator[None]:
+    """The stage's own warning for an unsafe policy is shown by :func:`_policy`, in red."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=f".*{UNSAFE_NO_DATASET_WIDE}",
+                                category=UserWarning)
+        yield
 
 
 def _on_error(value: str | None) -> str | None:
@@ -127,16 +152,16 @@ def _screen_table(screening: dict[str, Any]) -> Table:
 def scan_cmd(input_path: InArg, policy: PolicyOpt = None, fmt: FormatOpt = None,
              text_field: TextFieldOpt = None, on_error: OnErrorOpt = None,
              as_json: JsonOpt = False, home: HomeOpt = None) -> None:
-    """Findings and statistics for IN; changes nothing (records one audit event)."""
+    """Findings and statistics for IN (plain or sealed); changes nothing (audited)."""
     from sealtune.data.ingest import scan
 
     chosen = _policy(policy)
     ws = open_workspace(home)
     try:
-        with _progress() as progress:
-            report = scan(input_path, policy=chosen, format=fmt,
-                                      text_field=text_field, on_error=_on_error(on_error),
-                                      audit=ws.audit, progress=progress)
+        with _progress() as progress, _warned():
+            report = scan(input_path, policy=chosen, format=fmt, text_field=text_field,
+                          on_error=_on_error(on_error), audit=ws.audit, progress=progress,
+                          keys=ws.keys)
     finally:
         ws.close()
     data = report.to_json()
@@ -147,7 +172,9 @@ def scan_cmd(input_path: InArg, policy: PolicyOpt = None, fmt: FormatOpt = None,
     console.print(_counts_table(f"{input_path} ({inp['format']})", {
         "records": inp["records"], "skipped lines": inp["skipped_lines"],
         "records with PII": data["pii"]["records_with_pii"],
-        "records the policy drops": data["pii"]["records_dropped"]}))
+        "records the policy drops": data["pii"]["records_dropped"],
+        **{f"redacted {scope}-wide (found again)": sum(data["pii"]["spread"].get(
+            scope, {}).values()) for scope in ("record", "dataset")}}))
     console.print(_pii_table(data["pii"]))
     console.print(_screen_table(data["screening"]))
 
@@ -171,7 +198,7 @@ def ingest_cmd(
     chosen = _policy(policy)
     ws = open_workspace(home)
     try:
-        with _progress() as progress:
+        with _progress() as progress, _warned():
             result = ingest(ws, input_path, name=name, policy=chosen, format=fmt,
                             text_field=text_field, on_error=_on_error(on_error),
                             shred_original=shred_original, key_names=key, progress=progress)
@@ -185,7 +212,8 @@ def _print_result(result: IngestResult) -> None:
     console.print(_counts_table(f"dataset {result.name}", {
         k: counts.get(k, 0) for k in ("records_read", "skipped_lines", "records_out",
                                       "quarantined", "dropped_screening", "dropped_redaction",
-                                      "flagged", "entities")}))
+                                      "flagged", "entities", "redacted_record_wide",
+                                      "redacted_dataset_wide")}))
     console.print(_pii_table(result.findings["pii"]))
     console.print(_screen_table(result.findings["screening"]))
     console.print(f"sealed dataset: {result.path}")
@@ -259,6 +287,32 @@ def _keys_now(path: Path, at_ingest: list[str]) -> str:
     except SealtuneError:
         return ", ".join(at_ingest) + " (at ingest)"
     return ", ".join(f"{e.kek_uri}@{e.version}" for e in entries)
+
+
+@app.command("export")
+def export_cmd(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    out: Annotated[str, typer.Argument(
+        metavar="OUT", help="Output file (JSON lines), or - for stdout.")],
+    quarantine: Annotated[bool, typer.Option(
+        "--quarantine", help="Export the quarantined records instead of the data.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Write plaintext to a terminal anyway.")] = False,
+    home: HomeOpt = None,
+) -> None:
+    """Write the dataset's (redacted) records in PLAINTEXT for review; audited."""
+    from sealtune.data.export import export_dataset
+
+    ws = open_workspace(home)
+    try:
+        result = export_dataset(ws, name, out, part="quarantine" if quarantine else "data",
+                                force=force)
+    finally:
+        ws.close()
+    where = "stdout" if result.destination == "-" else escape(result.destination)
+    err_console.print(f"exported {result.records} {result.part} record(s) of {name} to {where} "
+                      "[yellow]in plaintext[/]: keep it on an encrypted volume and delete it "
+                      "after the review (recorded in the audit log as data.export)")
 
 
 @app.command("export-bom")

@@ -17,13 +17,13 @@ three examples per type.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sealtune.data.pii import Analyzer, Entity
 from sealtune.data.records import Record
-from sealtune.data.redact import RedactionOutcome, Redactor
+from sealtune.data.redact import DatasetValues, RedactionOutcome, Redactor
 
 __all__ = ["MAX_EXAMPLES", "PiiStats", "mask"]
 
@@ -53,6 +53,8 @@ class PiiStats:
         drop_reasons: why (``messages[i]: TYPE (operator drop_record)``) -> count.
         fields_removed: extra fields removed by minimisation -> records affected.
         examples: type -> up to three distinct masked examples.
+        spread: scope (``record``, ``dataset``) -> type -> occurrences of a
+            detected value found undetected and redacted (included in ``entities``).
     """
 
     entities: Counter[str] = field(default_factory=Counter)
@@ -63,13 +65,29 @@ class PiiStats:
     drop_reasons: Counter[str] = field(default_factory=Counter)
     fields_removed: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    spread: dict[str, Counter[str]] = field(default_factory=dict)
 
     def redact(self, redactor: Redactor, analyzer: Analyzer, record: Record) -> RedactionOutcome:
-        """Detect and redact one record, counting what was found and done."""
+        """Detect and redact one record (record-wide only), counting what was found and done."""
         found = [analyzer.analyze(m.content) for m in record.messages]
         extra = {k: analyzer.analyze(v) for k, v in record.extra.items()
                  if k in redactor.keep_fields and isinstance(v, str)}
-        outcome = redactor.redact_record(record, found, entities_by_extra=extra)
+        return self.apply(redactor, record, found, extra)
+
+    def apply(self, redactor: Redactor, record: Record, found: Sequence[Sequence[Entity]],
+              extra: Mapping[str, Sequence[Entity]], *,
+              dataset: DatasetValues | None = None) -> RedactionOutcome:
+        """Redact one record given its detected entities, counting what was found and done."""
+        outcome = redactor.redact_record(record, found, entities_by_extra=extra,
+                                         dataset=dataset)
+        self.count(record, found, extra, outcome)
+        return outcome
+
+    def count(self, record: Record, found: Sequence[Sequence[Entity]],
+              extra: Mapping[str, Sequence[Entity]], outcome: RedactionOutcome) -> None:
+        """Count one record's redaction: ``found``/``extra`` are its detected entities."""
+        for (scope, etype), n in outcome.spread.items():
+            self.spread.setdefault(scope, Counter())[etype] += n
         if outcome.counts:
             self.records_with_pii += 1
         for (etype, action), n in outcome.counts.items():
@@ -83,9 +101,8 @@ class PiiStats:
         texts = [m.content for m in record.messages]
         self._examples([*zip(texts, found, strict=True),
                         *((record.extra[k], v) for k, v in extra.items())])
-        return outcome
 
-    def _examples(self, pairs: Sequence[tuple[str, list[Entity]]]) -> None:
+    def _examples(self, pairs: Sequence[tuple[str, Sequence[Entity]]]) -> None:
         for text, entities in pairs:
             for e in entities:
                 seen = self.examples.setdefault(e.type, [])
@@ -100,4 +117,6 @@ class PiiStats:
                 "records_with_pii": self.records_with_pii,
                 "records_dropped": self.dropped, "drop_reasons": dict(self.drop_reasons),
                 "fields_removed": dict(sorted(self.fields_removed.items())),
+                "spread": {scope: dict(sorted(counts.items()))
+                           for scope, counts in sorted(self.spread.items())},
                 "examples_masked": dict(sorted(self.examples.items()))}

@@ -8,15 +8,21 @@ The public surface::
     result = ingest(ws, "raw.jsonl", name="support-v1", policy=policy)
 
 Both stream the input (memory stays bounded by the screening state, about
-2 KB per record, plus one record id per record) and run the stage in
-passes over it: the screening checks first (:func:`sealtune.data.screen.screen`,
-two or three parses of the input, records as parsed), then one pass that
-detects PII, redacts by policy, minimises fields and seals each record
-(skipping those screening drops) into the data or the quarantine file. The
+2 KB per record, plus one record id per record and the detected entities,
+18 bytes each) and run the stage in passes over it: the screening checks
+first (:func:`sealtune.data.screen.screen`, two or three parses of the
+input, records as parsed), the first of which also detects PII and collects
+the dataset-wide values (:mod:`sealtune.data.detections`); then one pass
+that redacts by policy, every occurrence of a detected value in the record
+and in the dataset (:mod:`sealtune.data.redact.spread`), minimises fields
+and seals each record (skipping those screening drops) into the data or the
+quarantine file; ``scan`` counts instead of sealing. The
 sealed files are written through :class:`~sealtune.data.SealedWriter`:
 the plaintext never reaches a file, temporary or not. Everything is built in
 ``datasets/.build-<name>-*`` and renamed into ``datasets/<name>`` only when
-complete, so a failed ingest leaves no dataset behind. The input is hashed
+complete, so a failed ingest leaves no dataset behind (and one killed
+outright leaves a build directory that the next ingest removes:
+:mod:`sealtune.data.builds`). The input is hashed
 before the first pass and its size, inode and modification time are checked
 after the last, so a file changed midway is refused rather than half-described.
 
@@ -24,16 +30,10 @@ Record ids appear in reports and in the audit log, so an id that itself
 contains PII is replaced by ``line-<n>``, and a repeated id gets ``~<k>``
 appended (the sealed records carry the same ids); both are counted.
 
-``shred_original`` overwrites the raw input once with random bytes (same
-length, fsync) and unlinks it. That CANNOT guarantee erasure: copy-on-write
-file systems (btrfs, ZFS, APFS) and log-structured ones write the new bytes
-elsewhere and leave the old blocks until reused; SSDs and SD cards remap
-writes (wear levelling) and keep over-provisioned and retired blocks the OS
-cannot address; snapshots, backups, replicas, editor swap and backup files,
-the page cache and copies made before ingest are untouched. The real control
-is never to hold the plaintext unencrypted at rest: receive and keep raw data
-sealed (``sealtune seal``) or on an encrypted volume, so that destroying a key
-(crypto-shredding) erases every copy at once.
+``shred_original`` overwrites the raw input once with random bytes and
+unlinks it: best effort only, see :mod:`sealtune.data.shred` for why that
+cannot guarantee erasure and what does (keep raw data sealed, a raw input
+sealed with ``sealtune seal`` is read in memory).
 
 What this protects against: unredacted PII, secrets, unused fields and
 poisoned records reaching the training set; plaintext left on disk by the
@@ -46,9 +46,7 @@ process and host it runs on.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +56,14 @@ from typing import TYPE_CHECKING, Any
 
 import sealtune
 from sealtune.data import bom, store
+from sealtune.data.builds import remove_stale_builds, start_build
+from sealtune.data.detections import (
+    Detections,
+    open_passes,
+    redaction_facts,
+    redaction_pass,
+    unsafe_facts,
+)
 from sealtune.data.findings import PiiStats
 from sealtune.data.passes import (
     Progress,
@@ -72,14 +78,16 @@ from sealtune.data.records import Record
 from sealtune.data.redact import AuditSink, DatasetKeys, Redactor
 from sealtune.data.screen import ScreenReport
 from sealtune.data.sealed import SealedFile, SealedWriter, seal_bytes
+from sealtune.data.shred import shred
 from sealtune.errors import SealtuneError, UsageError
 from sealtune.keys.versions import CommitGuard
 from sealtune.outputs import fsync_dir, write_atomic
 
 if TYPE_CHECKING:
+    from sealtune.keys.service import KeyService
     from sealtune.workspace import Workspace
 
-__all__ = ["IngestResult", "Progress", "ScanReport", "ingest", "scan", "shred"]
+__all__ = ["IngestResult", "Progress", "ScanReport", "ingest", "scan"]
 
 
 
@@ -93,6 +101,7 @@ class ScanReport:
         input: format, record, skipped-line and renamed-id counts.
         pii: entity counts and the action the policy would take, with masked examples.
         screening: the screening report.
+        redaction: record- and dataset-wide redaction: on or off, dictionary counts.
     """
 
     path: str
@@ -100,11 +109,12 @@ class ScanReport:
     input: dict[str, Any]
     pii: PiiStats
     screening: ScreenReport
+    redaction: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": "sealtune.scan/v1", "path": self.path, "policy": self.policy,
                 "input": self.input, "pii": self.pii.to_json(),
-                "screening": self.screening.to_json()}
+                "redaction": self.redaction, "screening": self.screening.to_json()}
 
 
 def _resolve(policy: Policy | None, on_error: str | None) -> tuple[Policy, str]:
@@ -114,11 +124,13 @@ def _resolve(policy: Policy | None, on_error: str | None) -> tuple[Policy, str]:
 
 def scan(path: str | os.PathLike[str], *, policy: Policy | None = None,
          format: str | None = None, text_field: str | None = None, on_error: str | None = None,
-         audit: AuditSink | None = None, progress: Progress | None = None) -> ScanReport:
+         audit: AuditSink | None = None, progress: Progress | None = None,
+         keys: KeyService | None = None) -> ScanReport:
     """Findings and statistics for ``path`` under ``policy``; writes nothing but an audit event.
 
-    PII is counted over every record read (with throw-away dataset keys, so the
-    counts are what :func:`ingest` would apply); screening sees the records as parsed.
+    PII is detected in the first pass and counted, redacted as :func:`ingest`
+    would (record- and dataset-wide, with throw-away dataset keys), in a last
+    pass over every record read; screening sees the records as parsed.
 
     Args:
         path: the raw input.
@@ -128,29 +140,28 @@ def scan(path: str | os.PathLike[str], *, policy: Policy | None = None,
         on_error: ``fail`` or ``skip`` for malformed lines (default: the policy's).
         audit: receives one ``data.scan`` event (e.g. ``workspace.audit``).
         progress: progress callback.
+        keys: opens a sealed input (e.g. ``workspace.keys``); the read is audited.
 
     Raises:
         DataFormatError: the input is unreadable or malformed (fail mode).
         ConfigError: the policy is invalid.
+        UsageError: the input is sealed and no ``keys`` were given.
     """
     policy, on_error = _resolve(policy, on_error)
-    analyzer = policy.analyzer()
     redactor = Redactor(policy, keys=DatasetKeys.generate())
+    source, found = open_passes(Path(path), policy, format=format, text_field=text_field,
+                                on_error=on_error, progress=progress, keys=keys)
+    screening = screen_passes(source, policy)
     pii = PiiStats()
-    source = RecordPasses(Path(path), format=format, text_field=text_field, on_error=on_error,
-                     analyzer=analyzer, progress=progress)
-
-    def count(record: Record) -> None:
-        pii.redact(redactor, analyzer, record)
-
-    source.on_first = count
-    report = ScanReport(str(path), policy_facts(policy), {}, pii, screen_passes(source, policy))
-    report.input = input_facts(source)
+    for _ in redaction_pass(source, found, redactor, pii, phase="counting PII"):
+        pass
+    report = ScanReport(str(path), policy_facts(policy), input_facts(source), pii, screening,
+                        redaction_facts(policy, found))
     if audit is not None:
         audit("data.scan", str(path), details={
-            "records": source.stats.read, "skipped_lines": source.stats.skipped,
-            "entities": sum(pii.entities.values()), "findings": len(report.screening.findings),
-            "policy_digest": report.policy["digest"]})
+            "records": source.read, "skipped_lines": source.skipped,
+            "entities": sum(pii.entities.values()), "findings": len(screening.findings),
+            "policy_digest": report.policy["digest"], **unsafe_facts(policy)})
     return report
 
 
@@ -208,6 +219,7 @@ class _Build:
     name: str
     policy: Policy
     source: RecordPasses
+    found: Detections
     dir: Path
     key_names: Sequence[str]
     input_sha: str
@@ -219,28 +231,29 @@ class _Build:
 
 def _write_records(b: _Build, decisions: Mapping[str, str],
                    keys: DatasetKeys) -> tuple[SealedFile, SealedFile]:
-    analyzer = b.source.analyzer
     redactor = Redactor(b.policy, keys=keys)
     data = SealedWriter(b.dir / store.DATA_FILE, keys=b.ws.keys, key_names=b.key_names)
     held = SealedWriter(b.dir / store.QUARANTINE_FILE, keys=b.ws.keys, key_names=b.key_names)
+
+    def wanted(record: Record) -> bool:
+        if decisions.get(record.id) == "drop":
+            b.counts["dropped_screening"] += 1
+            return False
+        return True
+
     try:
-        for record in b.source.records("redacting and sealing"):
+        for record, _, line in redaction_pass(b.source, b.found, redactor, b.pii,
+                                              phase="redacting and sealing", wanted=wanted):
             action = decisions.get(record.id)
-            if action == "drop":
-                b.counts["dropped_screening"] += 1
-                continue
-            outcome = b.pii.redact(redactor, analyzer, record)
-            if outcome.record is None:
+            if line is None:
                 b.counts["dropped_redaction"] += 1
-                continue
-            line = (json.dumps(outcome.record.to_json(), ensure_ascii=False) + "\n").encode()
-            if action == "quarantine":
+            elif action == "quarantine":
                 held.write_line(line)
                 b.quarantined.append(record.id)
-                continue
-            if action == "flag":
-                b.counts["flagged"] += 1
-            data.write_line(line)
+            else:
+                if action == "flag":
+                    b.counts["flagged"] += 1
+                data.write_line(line)
         return data.close(), held.close()
     except BaseException:
         data.abort()
@@ -250,8 +263,8 @@ def _write_records(b: _Build, decisions: Mapping[str, str],
 
 def _bom(b: _Build, created: datetime, outputs: Sequence[SealedFile]) -> str:
     stats = b.source.stats
-    src = bom.DataFile("input", b.source.path.name, b.input_sha, b.input_size, stats.read,
-                       {"format": stats.format, "skipped-lines": str(stats.skipped)})
+    src = bom.DataFile("input", b.source.path.name, b.input_sha, b.input_size, b.source.read,
+                       {"format": stats.format, "skipped-lines": str(b.source.skipped)})
     outs = [bom.DataFile(role, f.name, f.content_sha256, f.size, f.lines)
             for role, f in zip(("data", "quarantine"), outputs, strict=True)]
     facts = policy_facts(b.policy)
@@ -273,13 +286,16 @@ def _write_build(b: _Build, report: ScreenReport) -> tuple[dict[str, Any], dict[
                         key_names=b.key_names)
     created = datetime.now(UTC).replace(microsecond=0)
     stats = b.source.stats
-    b.counts.update({"records_read": stats.read, "records_out": data.lines,
-                     "quarantined": held.lines, "skipped_lines": stats.skipped,
-                     "entities": sum(b.pii.entities.values())})
+    b.counts.update({"records_read": b.source.read, "records_out": data.lines,
+                     "quarantined": held.lines, "skipped_lines": b.source.skipped,
+                     "entities": sum(b.pii.entities.values()),
+                     **{f"redacted_{scope}_wide": sum(b.pii.spread.get(scope, {}).values())
+                        for scope in ("record", "dataset")}})
     findings = {"format": "sealtune.findings/v1", "dataset": b.name,
                 "policy": policy_facts(b.policy), "input": input_facts(b.source),
                 "counts": dict(b.counts),
                 "pii": {"scope": "records kept (data and quarantine)", **b.pii.to_json()},
+                "redaction": redaction_facts(b.policy, b.found),
                 "screening": report.to_json()}
     manifest = {
         "format": store.MANIFEST_FORMAT, "name": b.name,
@@ -305,29 +321,32 @@ def _wrapped_entries(manifest: Mapping[str, Any]) -> list[str]:
                    for k in f.get("keys", ())})
 
 
-def _run(ws: Workspace, src: Path, name: str, policy: Policy, source: RecordPasses,
+def _run(ws: Workspace, src: Path, name: str, policy: Policy,
+         passes: tuple[RecordPasses, Detections],
          key_names: Sequence[str]) -> tuple[_Build, dict[str, Any], dict[str, Any]]:
+    source, found = passes
     before = _identity(src)
     input_sha, input_size = store.sha256_file(src)
     report = screen_passes(source, policy)
     if not source.ids:
         raise SealtuneError(f"{src}: no records to ingest", hint="check the format and --on-error")
     root = store.datasets_dir(ws)
-    build = root / f".build-{name}-{os.urandom(4).hex()}"
-    build.mkdir(mode=0o700)
+    removed = remove_stale_builds(root)
+    if removed:
+        ws.audit("data.cleanup", store.DATASETS, details={"stale_builds_removed": removed})
+    build = start_build(root, name)
     try:
-        b = _Build(ws, name, policy, source, build, key_names, input_sha, input_size)
+        b = _Build(ws, name, policy, source, found, build.path, key_names, input_sha, input_size)
         manifest, findings = _write_build(b, report)
         if _identity(src) != before:
             raise changed(src)
         # Published only while every KEK version it was sealed under is live (keys.versions).
         with CommitGuard(ws.keys, _wrapped_entries(manifest), what=f"dataset {name!r}") as guard:
             guard.check()
-            os.rename(build, root / name)
+            build.finish(root / name)
     except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
+        build.abandon()
         raise
-    fsync_dir(root)
     return b, manifest, findings
 
 
@@ -337,6 +356,9 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
            shred_original: bool = False, key_names: Sequence[str] | None = None,
            progress: Progress | None = None) -> IngestResult:
     """Turn a raw fine-tuning file into the sealed dataset ``datasets/<name>``.
+
+    The raw file may itself be sealed (``sealtune seal``): it is then opened
+    with the workspace keys, in memory.
 
     Args:
         ws: the workspace (keys, audit ledger, where the dataset goes).
@@ -362,10 +384,10 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
         raise UsageError(f"dataset {name!r} already exists", hint="choose another name")
     policy, on_error = _resolve(policy, on_error)
     keys = [ws.config.default_key] if key_names is None else list(key_names)
-    source = RecordPasses(src, format=format, text_field=text_field, on_error=on_error,
-                     analyzer=policy.analyzer(), progress=progress)
+    passes = open_passes(src, policy, format=format, text_field=text_field, on_error=on_error,
+                         progress=progress, keys=ws.keys)
     try:
-        b, manifest, findings = _run(ws, src, name, policy, source, keys)
+        b, manifest, findings = _run(ws, src, name, policy, passes, keys)
     except BaseException as exc:
         ws.audit("data.ingest", f"dataset/{name}", outcome="failure",
                  details={"error": type(exc).__name__})
@@ -373,7 +395,8 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
     ws.audit("data.ingest", f"dataset/{name}", details={
         "input_sha256": b.input_sha,
         "output_content_sha256": manifest["files"]["data"]["content_sha256"],
-        "counts": dict(b.counts), "policy_digest": manifest["policy"]["digest"]})
+        "counts": dict(b.counts), "policy_digest": manifest["policy"]["digest"],
+        **unsafe_facts(policy)})
     for rid in b.quarantined:
         ws.audit("data.quarantine", f"dataset/{name}/{rid}")
     if shred_original:
@@ -384,22 +407,3 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
             "limits": "no guarantee on copy-on-write file systems, SSDs, snapshots, backups"})
     return IngestResult(name, ws.root / store.DATASETS / name, manifest, findings,
                         tuple(b.quarantined), shred_original)
-
-
-def shred(path: Path) -> int:
-    """Overwrite ``path`` with random bytes (same length), fsync, unlink; return its size.
-
-    Best effort only: see the module docstring for where this cannot erase.
-    """
-    fd = os.open(path, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
-    try:
-        size = os.fstat(fd).st_size
-        done = 0
-        while done < size:
-            done += os.pwrite(fd, os.urandom(min(1 << 20, size - done)), done)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.unlink(path)
-    fsync_dir(path.parent)
-    return size

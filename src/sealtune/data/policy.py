@@ -1,7 +1,9 @@
 """The data policy file: redaction, minimisation, custom recognizers, screening.
 
 A policy is YAML with the sections ``version`` (1), ``on_error``
-(``fail``/``skip``), ``keep_fields`` (the extra input fields to keep; all
+(``fail``/``skip``), ``unsafe_no_dataset_wide_redaction`` (default false: a
+value detected in one record is also redacted wherever it appears in the
+others; true turns that off and is recorded), ``keep_fields`` (the extra input fields to keep; all
 others are dropped), ``redaction`` (entity type or ``default`` -> operator
 and options, e.g. ``PHONE: {operator: mask, keep_last: 4}`` or the shorthand
 ``PHONE: tag``), ``recognizers`` (custom detectors as data), ``detection``
@@ -56,7 +58,9 @@ ScreenAction = Literal["flag", "drop", "quarantine"]
 STATIC_CHECKS = ("exact_duplicate", "near_duplicate", "conflicting_answers", "trigger_pattern",
                  "outlier")
 _TOP = ("version", "on_error", "keep_fields", "redaction", "recognizers", "detection",
-        "screening")
+        "screening", "unsafe_no_dataset_wide_redaction")
+#: The key that turns dataset-wide redaction off (it weakens redaction).
+UNSAFE_NO_DATASET_WIDE = "unsafe_no_dataset_wide_redaction"
 _MAX_BYTES = 1 << 20
 
 
@@ -97,6 +101,8 @@ class Policy:
         screening: check name -> rule.
         on_error: ``fail`` or ``skip`` for malformed input lines.
         ner: ``detection.ner``: the analyzer adds the model-based NER tier.
+        unsafe_no_dataset_wide_redaction: do not redact values detected in one
+            record where they appear undetected in others (weaker; recorded).
         version: the file format version (1).
         source: where it came from, for error messages (not part of equality or digest).
     """
@@ -107,14 +113,15 @@ class Policy:
     screening: dict[str, ScreeningRule] = field(default_factory=dict)
     on_error: OnError = "fail"
     ner: bool = False
+    unsafe_no_dataset_wide_redaction: bool = False
     version: int = POLICY_VERSION
     source: str = field(default="<default policy>", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical JSON-ready form (what the digest covers).
 
-        ``detection`` appears only when NER is on, so the digests of policies
-        that do not use it are those they had before the section existed.
+        ``detection`` and the unsafe switch appear only when set, so the digests
+        of policies that do not use them are those they had before they existed.
         """
         out: dict[str, Any] = {
             "version": self.version, "on_error": self.on_error,
@@ -124,6 +131,8 @@ class Policy:
             "screening": {k: r.to_dict() for k, r in self.screening.items()}}
         if self.ner:
             out["detection"] = {"ner": True}
+        if self.unsafe_no_dataset_wide_redaction:
+            out[UNSAFE_NO_DATASET_WIDE] = True
         return out
 
     def digest(self, *, sections: tuple[str, ...] = _TOP) -> str:
@@ -285,6 +294,9 @@ def parse_policy(data: object, *, source: str = "policy") -> Policy:
     on_error = top.get("on_error", base.on_error)
     if on_error not in get_args(OnError):
         raise ConfigError(f"{source}: on_error: must be fail or skip")
+    unsafe = top.get(UNSAFE_NO_DATASET_WIDE, False)
+    if not isinstance(unsafe, bool):
+        raise ConfigError(f"{source}: {UNSAFE_NO_DATASET_WIDE}: must be true or false")
     recognizers = _recognizers(top.get("recognizers", []), source)
     custom = {r["type"] for r in recognizers}
     redaction = _redaction(top["redaction"], source, custom) if "redaction" in top \
@@ -293,7 +305,7 @@ def parse_policy(data: object, *, source: str = "policy") -> Policy:
     return Policy(keep_fields=_keep_fields(top.get("keep_fields", []), source),
                   redaction=redaction, recognizers=recognizers, screening=screening,
                   on_error=on_error, ner=_detection(top.get("detection", {}), source),
-                  source=source)
+                  unsafe_no_dataset_wide_redaction=unsafe, source=source)
 
 
 def _detection(value: object, source: str) -> bool:
@@ -415,6 +427,11 @@ version: 1
 # A malformed input line: fail (stop with file, line and field) or skip (count it).
 on_error: {on_error}
 
+# A value detected in one record (a name after "我是", a passport number next to
+# "passport") is also redacted wherever it appears undetected in the others.
+# true turns that off: weaker redaction, recorded in the findings and the audit log.
+{unsafe_key}: false
+
 # Data minimisation: the extra input fields to keep besides the conversation and
 # its id. Every field not listed is dropped. Example: keep_fields: [category, lang]
 keep_fields: []
@@ -463,7 +480,7 @@ screening:
 def render_default_policy() -> str:
     """The default policy as commented YAML (what :func:`write_default_policy` writes)."""
     policy = default_policy()
-    lines = [_HEADER.format(on_error=policy.on_error)]
+    lines = [_HEADER.format(on_error=policy.on_error, unsafe_key=UNSAFE_NO_DATASET_WIDE)]
     for etype, rule in policy.redaction.items():
         note = _TYPE_NOTES.get(etype, "every type not listed below")
         lines.append(f"  {etype}: {_flow(rule.to_dict())}  # {note}\n")

@@ -8,6 +8,8 @@ time. :func:`iter_sealed_chunks` is the reverse: the header is unlocked in
 the caller's thread (the keyring and the audit ledger are used there only),
 the payload is decrypted in a thread into a bounded pipe and handed out
 segment by segment; :func:`iter_sealed_lines` splits it into lines.
+:class:`SealedSource` unlocks a file once and reads it from the start as
+often as a multi-pass reader needs (a sealed raw input to scan or ingest).
 
 A writer wraps its data key when it starts; when it closes it checks, under
 the key-version lock (:mod:`sealtune.keys.versions`), that every version it
@@ -39,7 +41,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from sealtune.core.envelope import (
+    MAGIC,
     PREFIX_BYTES,
+    OpenedHeader,
     Unwrap,
     decrypt_payload,
     make_prefix,
@@ -58,8 +62,8 @@ from sealtune.outputs import disk_full, writing
 if TYPE_CHECKING:
     from sealtune.keys.service import KeyService
 
-__all__ = ["CHUNK", "SealedFile", "SealedWriter", "iter_sealed_chunks", "iter_sealed_lines",
-           "seal_bytes"]
+__all__ = ["CHUNK", "SealedFile", "SealedSource", "SealedWriter", "is_sealed",
+           "iter_sealed_chunks", "iter_sealed_lines", "seal_bytes"]
 
 #: Plaintext handed to the sealer thread at a time; at most ``_DEPTH`` chunks wait.
 CHUNK = 256 << 10
@@ -327,31 +331,109 @@ def iter_sealed_chunks(path: Path, *, keys: KeyService) -> Iterator[bytes]:
             opened = unlock_header(read_header(fh), unwrap=_unwrapper(keys))
         except IntegrityError:
             raise IntegrityError(f"{path} failed its integrity check") from None
-        chunks: queue.Queue[Any] = queue.Queue(maxsize=_DEPTH)
-        stop = threading.Event()
+        yield from _decrypted(fh, opened, path)
 
-        def run() -> None:
-            try:
-                decrypt_payload(fh, cast(BinaryIO, _Sink(chunks, stop)), opened=opened)
-                chunks.put(_END)
-            except BaseException as exc:  # re-raised in the consumer's thread
-                chunks.put(exc)
 
-        thread = threading.Thread(target=run, name="sealtune-opener", daemon=True)
-        thread.start()
+def _decrypted(fh: BinaryIO, opened: OpenedHeader, path: Path) -> Iterator[bytes]:
+    """The payload of ``fh`` (positioned at it), decrypted in a thread into a bounded pipe."""
+    chunks: queue.Queue[Any] = queue.Queue(maxsize=_DEPTH)
+    stop = threading.Event()
+
+    def run() -> None:
         try:
-            while (item := chunks.get()) is not _END:
-                if isinstance(item, IntegrityError):
-                    raise IntegrityError(f"{path} failed its integrity check") from None
-                if isinstance(item, BaseException):
-                    raise SealtuneError(f"{path}: cannot read ({type(item).__name__})") from None
-                yield item
-        finally:
-            stop.set()
-            while thread.is_alive():  # unblock a producer waiting on a full pipe
-                with contextlib.suppress(queue.Empty):
-                    chunks.get(timeout=0.1)
-            thread.join()
+            decrypt_payload(fh, cast(BinaryIO, _Sink(chunks, stop)), opened=opened)
+            chunks.put(_END)
+        except BaseException as exc:  # re-raised in the consumer's thread
+            chunks.put(exc)
+
+    thread = threading.Thread(target=run, name="sealtune-opener", daemon=True)
+    thread.start()
+    try:
+        while (item := chunks.get()) is not _END:
+            if isinstance(item, IntegrityError):
+                raise IntegrityError(f"{path} failed its integrity check") from None
+            if isinstance(item, BaseException):
+                raise SealtuneError(f"{path}: cannot read ({type(item).__name__})") from None
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full pipe
+            with contextlib.suppress(queue.Empty):
+                chunks.get(timeout=0.1)
+        thread.join()
+
+
+def is_sealed(path: Path) -> bool:
+    """True if ``path`` starts with the sealed-file magic (``SEALTUNE``)."""
+    try:
+        with path.open("rb") as fh:
+            return fh.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+class SealedSource:
+    """A sealed file unlocked once, whose plaintext can be read from the start many times.
+
+    The data key is unwrapped once (one audited ``key.unwrap``) and kept in
+    memory; every :meth:`open` re-reads the file, checks that its header is
+    the one unlocked and decrypts the payload again into a bounded pipe, so
+    a multi-pass reader (scan, ingest) never holds or writes the plaintext.
+
+    Raises:
+        IntegrityError: the header does not authenticate.
+        KeyringError: none of the file's KEKs is available.
+    """
+
+    def __init__(self, path: Path, *, keys: KeyService) -> None:
+        self.path = path
+        with path.open("rb") as fh:
+            try:
+                self._opened = unlock_header(read_header(fh), unwrap=_unwrapper(keys))
+            except IntegrityError:
+                raise IntegrityError(f"{path} failed its integrity check") from None
+            size = fh.tell()
+            fh.seek(0)
+            self._header = fh.read(size)
+
+    def open(self) -> BinaryIO:
+        """A new reader of the plaintext, from its start (close it when done)."""
+        fh = self.path.open("rb")
+        if fh.read(len(self._header)) != self._header:
+            fh.close()
+            raise IntegrityError(f"{self.path} changed while it was being read")
+        raw = _ChunkReader(_decrypted(fh, self._opened, self.path), fh)
+        return cast(BinaryIO, io.BufferedReader(raw, buffer_size=CHUNK))
+
+
+class _ChunkReader(io.RawIOBase):
+    """A readable file over an iterator of byte chunks; closing it stops the iterator."""
+
+    def __init__(self, chunks: Iterator[bytes], fh: BinaryIO) -> None:
+        self._chunks, self._fh = chunks, fh
+        self._view = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._view:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._view = memoryview(chunk)
+        n = min(len(buffer), len(self._view))
+        buffer[:n] = self._view[:n]
+        self._view = self._view[n:]
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+            self._fh.close()
+        super().close()
 
 
 def iter_sealed_lines(path: Path, *, keys: KeyService) -> Iterator[bytes]:

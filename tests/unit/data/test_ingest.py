@@ -158,7 +158,7 @@ def test_bom_validates_and_digests_match(workspace: Workspace, raw: Path) -> Non
     meta = bom["metadata"]["component"]
     policy = default_policy()
     assert prop(meta, "sealtune:policy:redaction-digest") == policy.digest(
-        sections=("keep_fields", "redaction", "recognizers"))
+        sections=("keep_fields", "redaction", "recognizers", "unsafe_no_dataset_wide_redaction"))
     assert prop(meta, "sealtune:policy:screening-digest") == policy.digest(sections=("screening",))
     assert bom["metadata"]["tools"]["components"][0]["name"] == "sealtune"
     deps = {d["ref"]: d.get("dependsOn", []) for d in bom["dependencies"]}

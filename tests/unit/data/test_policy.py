@@ -117,7 +117,7 @@ def test_screen_config() -> None:
 STRICT = [
     ("version: 1\nredactoin: {}\n",
      "policy.yaml: redactoin: unknown key (known: version, on_error, keep_fields, redaction, "
-     "recognizers, detection, screening)"),
+     "recognizers, detection, screening, unsafe_no_dataset_wide_redaction)"),
     ("version: 1\ndetection: {ner: yes please}\n",
      "policy.yaml: detection.ner: must be true or false"),
     ("version: 1\ndetection: {spacy: true}\n",

@@ -59,14 +59,17 @@ from sealtune.data.records import Record, Role
 from sealtune.errors import UsageError
 
 __all__ = [
-    "CHUNK_BYTES", "FORMATS", "MAX_LINE_BYTES", "DataFormatError", "Format", "ReadOptions",
-    "ReadStats", "RecordStream", "detect_format", "read_records", "register_format",
+    "CHUNK_BYTES", "FORMATS", "MAX_LINE_BYTES", "DataFormatError", "Format", "Opener",
+    "ReadOptions", "ReadStats", "RecordStream", "detect_format", "read_records",
+    "register_format",
 ]
 
 _ = (alpaca, csv, jsonl, openai, sharegpt)  # imported to register the built-in formats
 OnError = Literal["fail", "skip"]
 #: Detection tries JSON formats in this order on a tie; plug-ins come after.
 _PRIORITY = ("openai", "sharegpt", "alpaca", "jsonl")
+#: Returns a new binary reader of an input's content, from its start.
+Opener = Callable[[], BinaryIO]
 SAMPLE_RECORDS = 16
 _SAMPLE_BAD = 1000
 #: CSV extensions and their fixed delimiter (None: sniffed from the header).
@@ -98,8 +101,10 @@ class ReadStats:
 class RecordStream(Iterator[Record]):
     """An iterator of records that also carries :attr:`stats`; closes its file when done."""
 
-    def __init__(self, path: str, fmt: Format, options: ReadOptions, on_error: OnError) -> None:
+    def __init__(self, path: str, fmt: Format, options: ReadOptions, on_error: OnError,
+                 opener: Opener | None = None) -> None:
         self.path = path
+        self.opener = opener
         self.format = fmt
         self.options = options
         self.on_error: OnError = on_error
@@ -133,8 +138,9 @@ class RecordStream(Iterator[Record]):
         self.stats.blank += 1
 
     def _generate(self) -> Generator[Record, None, None]:
-        with _open(self.path) as fh:
-            for line, index, obj in _items(fh, self.path, self.format, self._bad, self._blank):
+        with _open(self.path, self.opener) as fh:
+            for line, index, obj in _items(fh, self.path, self.format, self._bad, self._blank,
+                                           self.opener):
                 try:
                     record = self.format.to_record(obj, where=Where(self.path, line, index),
                                                    options=self.options)
@@ -148,7 +154,8 @@ class RecordStream(Iterator[Record]):
 def read_records(path: str | os.PathLike[str], *, format: str | None = None,
                  text_field: str | None = None, prompt_field: str | None = None,
                  response_field: str | None = None, fields: Mapping[str, Role] | None = None,
-                 id_field: str = "id", on_error: OnError = "fail") -> RecordStream:
+                 id_field: str = "id", on_error: OnError = "fail",
+                 opener: Opener | None = None) -> RecordStream:
     """Stream the records of a fine-tuning file.
 
     Args:
@@ -160,6 +167,10 @@ def read_records(path: str | os.PathLike[str], *, format: str | None = None,
         fields: plain JSONL / CSV: field name -> role, in conversation order.
         id_field: the field holding the record id (default ``id``).
         on_error: ``fail`` (default) raises on the first malformed line; ``skip`` counts it.
+        opener: returns a new binary reader of the content from its start, each time
+            it is called (e.g. :meth:`sealtune.data.sealed.SealedSource.open`); ``path``
+            then only names the input (messages, a ``.csv``/``.tsv`` suffix before
+            ``.sealed``). Default: open ``path``.
 
     Returns:
         An iterator of records with ``.stats`` (a :class:`ReadStats`), usable as a
@@ -172,11 +183,11 @@ def read_records(path: str | os.PathLike[str], *, format: str | None = None,
     if on_error not in get_args(OnError):
         raise UsageError(f"on_error: {on_error!r} is not one of fail, skip")
     name = str(path)
-    _first_byte(name)  # fail early on a missing or unreadable file
+    _first_byte(name, opener)  # fail early on a missing or unreadable file
     options = _options(text_field, prompt_field, response_field, fields, id_field)
     if format is None:
         format = "jsonl" if options.fields and _container(name) == "json" \
-            else _detect(name, options)
+            else _detect(name, options, opener)
     fmt = FORMATS.get(format)
     if fmt is None:
         raise UsageError(f"unknown format {format!r}", hint=f"known formats: {', '.join(FORMATS)}")
@@ -184,7 +195,7 @@ def read_records(path: str | os.PathLike[str], *, format: str | None = None,
         raise UsageError(f"field options do not apply to the {fmt.name} format",
                          hint="--text-field, --prompt-field and --response-field are for "
                               "plain JSONL and CSV")
-    return RecordStream(name, fmt, options, on_error)
+    return RecordStream(name, fmt, options, on_error, opener)
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
@@ -223,9 +234,9 @@ def _options(text_field: str | None, prompt_field: str | None, response_field: s
     return ReadOptions(fields=tuple(layout), id_field=id_field)
 
 
-def _open(path: str) -> BinaryIO:
+def _open(path: str, opener: Opener | None = None) -> BinaryIO:
     try:
-        return open(path, "rb")
+        return opener() if opener is not None else open(path, "rb")
     except FileNotFoundError:
         raise DataFormatError(path, None, None, "file not found", hint="check the path") from None
     except OSError as exc:
@@ -233,9 +244,9 @@ def _open(path: str) -> BinaryIO:
                               hint="check the path and its permissions") from None
 
 
-def _first_byte(path: str) -> bytes:
+def _first_byte(path: str, opener: Opener | None = None) -> bytes:
     """The first byte that is not a BOM or whitespace (b'' for an empty file)."""
-    with _open(path) as fh:
+    with _open(path, opener) as fh:
         chunk = fh.read(CHUNK_BYTES)
         if chunk.startswith(b"\xef\xbb\xbf"):
             chunk = chunk[3:]
@@ -247,16 +258,23 @@ def _first_byte(path: str) -> bytes:
     return b""
 
 
+def _suffix(path: str) -> str:
+    """The extension that names the content (``.csv`` for ``rows.csv.sealed``)."""
+    name = Path(path)
+    if name.suffix.lower() == ".sealed":
+        name = name.with_suffix("")
+    return name.suffix.lower()
+
+
 def _container(path: str) -> Literal["json", "csv"]:
-    return "csv" if Path(path).suffix.lower() in _CSV_SUFFIXES else "json"
+    return "csv" if _suffix(path) in _CSV_SUFFIXES else "json"
 
 
 def _items(fh: BinaryIO, path: str, fmt: Format, on_bad: Callable[[DataFormatError], None],
-           blank: Callable[[], None]) -> Iterator[Item]:
+           blank: Callable[[], None], opener: Opener | None) -> Iterator[Item]:
     if fmt.container == "csv":
-        return iter_csv(fh, path, on_bad, blank,
-                        delimiter=_CSV_SUFFIXES.get(Path(path).suffix.lower()))
-    if _first_byte(path) == b"[":
+        return iter_csv(fh, path, on_bad, blank, delimiter=_CSV_SUFFIXES.get(_suffix(path)))
+    if _first_byte(path, opener) == b"[":
         return iter_json_array(fh, path, on_bad)
     return iter_json_lines(fh, path, on_bad, blank)
 
@@ -265,15 +283,15 @@ class _StopSampling(Exception):
     pass
 
 
-def _detect(path: str, options: ReadOptions) -> str:
+def _detect(path: str, options: ReadOptions, opener: Opener | None = None) -> str:
     if _container(path) == "csv":
         return "csv"
-    first = _first_byte(path)
+    first = _first_byte(path, opener)
     hint = "name the format with --format (" + ", ".join(FORMATS) + ")"
     if first not in (b"{", b"["):
         problem = "empty file" if not first else "not JSON lines, a JSON array or a .csv file"
         raise DataFormatError(path, None, None, f"cannot detect the format: {problem}", hint=hint)
-    sample = _sample(path)
+    sample = _sample(path, opener)
     candidates = [f for f in FORMATS.values() if f.container == "json"]
     order = {name: i for i, name in enumerate(_PRIORITY)}
     scores = {f.name: sum(1 for obj in sample if f.matches(obj, options)) for f in candidates}
@@ -286,7 +304,7 @@ def _detect(path: str, options: ReadOptions) -> str:
     return best.name
 
 
-def _sample(path: str) -> list[dict[str, Any]]:
+def _sample(path: str, opener: Opener | None) -> list[dict[str, Any]]:
     bad = 0
 
     def ignore(error: DataFormatError) -> None:
@@ -296,8 +314,8 @@ def _sample(path: str) -> list[dict[str, Any]]:
             raise _StopSampling
 
     sample: list[dict[str, Any]] = []
-    with _open(path) as fh:
-        source = iter_json_array(fh, path, ignore) if _first_byte(path) == b"[" \
+    with _open(path, opener) as fh:
+        source = iter_json_array(fh, path, ignore) if _first_byte(path, opener) == b"[" \
             else iter_json_lines(fh, path, ignore, lambda: None)
         try:
             for _line, _index, obj in source:

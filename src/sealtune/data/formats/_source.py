@@ -10,6 +10,14 @@ skipped line does not poison the rest of the file.
 Problems go to an ``on_bad`` callback that either raises (fail mode) or
 counts and returns (skip mode). A syntax error inside a JSON array cannot be
 skipped (there is no line boundary to resume from), so it always raises.
+
+Two kinds of JSON that the ``json`` module parses but the rest of the stage
+cannot use are problems of their line (or array element), so skip mode skips
+them instead of aborting the run: an integer longer than Python's
+int-conversion limit (4300 digits by default; ``json`` would raise a bare
+``ValueError``) and a lone UTF-16 surrogate escape (``"\\ud800"``: ``json``
+returns a string that cannot be encoded as UTF-8, so sealing it would fail
+much later).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import codecs
 import csv
 import json
 import re
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
@@ -34,6 +43,68 @@ OnBad = Callable[[DataFormatError], None]
 _BOM = codecs.BOM_UTF8
 _WS = re.compile(r"[ \t\r\n]*")
 _DELIMITERS = ",\t;|"
+# A surrogate code point can only come from a \\uD800-\\uDFFF escape: look for
+# one in the raw text before walking the parsed object (the walk is rare).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _IntGuard:
+    """``parse_int`` hook: an integer over the conversion limit becomes 0 and is noted.
+
+    ``json`` would raise a bare ``ValueError`` from inside the scanner, which
+    loses the position (fatal in a JSON array); noting it lets the reader
+    skip just that line or element.
+    """
+
+    def __init__(self) -> None:
+        self.too_long = False
+
+    def __call__(self, digits: str) -> int:
+        try:
+            return int(digits)
+        except ValueError:
+            self.too_long = True
+            return 0
+
+
+def _decoder() -> tuple[json.JSONDecoder, _IntGuard]:
+    guard = _IntGuard()
+    return json.JSONDecoder(parse_int=guard), guard
+
+
+def _surrogate_field(obj: Any) -> str | None:
+    """The path of the first string (key or value) holding a lone surrogate, or None."""
+    stack: list[tuple[str, Any]] = [("", obj)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return path or "(value)"
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                name = f"{path}.{key}" if path else str(key)
+                if _SURROGATE.search(key):
+                    return f"{path} (a field name)" if path else "(a field name)"
+                stack.append((name, value))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(item))
+    return None
+
+
+def check_parsed(obj: Any, raw: str, guard: _IntGuard, path: str, line: int,
+                 where: str | None = None) -> DataFormatError | None:
+    """The problem with a parsed object that ``json`` accepted but the stage cannot use."""
+    if guard.too_long:
+        guard.too_long = False
+        return DataFormatError(path, line, where, "an integer longer than "
+                               f"{sys.get_int_max_str_digits()} digits")
+    if _SURROGATE_ESCAPE.search(raw):
+        field = _surrogate_field(obj)
+        if field is not None:
+            return DataFormatError(path, line, field if where is None else f"{where}.{field}",
+                                   "a lone surrogate escape (not valid Unicode text)")
+    return None
 
 
 def iter_lines(fh: BinaryIO, path: str, on_bad: OnBad) -> Iterator[tuple[int, str]]:
@@ -62,12 +133,13 @@ def iter_lines(fh: BinaryIO, path: str, on_bad: OnBad) -> Iterator[tuple[int, st
 def iter_json_lines(fh: BinaryIO, path: str, on_bad: OnBad,
                     blank: Callable[[], None]) -> Iterator[Item]:
     """One JSON object per non-blank line; the index is the 0-based line number."""
+    decoder, guard = _decoder()
     for number, text in iter_lines(fh, path, on_bad):
         if not text.strip():
             blank()
             continue
         try:
-            obj = json.loads(text)
+            obj = decoder.decode(text)
         except json.JSONDecodeError as exc:
             # exc.msg is a fixed phrase from the json module; exc.doc (the line) is not used.
             on_bad(DataFormatError(path, number, None,
@@ -75,6 +147,10 @@ def iter_json_lines(fh: BinaryIO, path: str, on_bad: OnBad,
             continue
         except RecursionError:
             on_bad(DataFormatError(path, number, None, "JSON nested too deeply"))
+            continue
+        problem = check_parsed(obj, text, guard, path, number)
+        if problem is not None:
+            on_bad(problem)
             continue
         if not isinstance(obj, dict):
             on_bad(DataFormatError(path, number, None, "expected a JSON object"))
@@ -131,9 +207,11 @@ class _ArrayReader:
             if not self.fill():
                 return ""
 
-    def element(self) -> Any:
-        decoder = json.JSONDecoder()
+    def element(self, index: int) -> tuple[Any, DataFormatError | None]:
+        """The next element, and the problem with it that skip mode may skip."""
+        decoder, guard = _decoder()
         while True:
+            guard.too_long = False
             try:
                 obj, end = decoder.raw_decode(self.buf, self.pos)
             except json.JSONDecodeError as exc:
@@ -145,10 +223,12 @@ class _ArrayReader:
                 raise self.fail("JSON nested too deeply") from None
             if end == len(self.buf) and self.fill():
                 continue  # a number or literal may continue in the next chunk
+            problem = check_parsed(obj, self.buf[self.pos:end], guard, self.path, self.line,
+                                   f"[{index}]")
             self.advance(end)
-            return obj
+            return obj, problem
 
-    def __iter__(self) -> Iterator[tuple[int, int, Any]]:
+    def __iter__(self) -> Iterator[tuple[int, int, Any, DataFormatError | None]]:
         if self.next_char() != "[":
             raise self.fail("expected a JSON array")
         self.advance(self.pos + 1)
@@ -159,7 +239,7 @@ class _ArrayReader:
             if self.next_char() == "":
                 raise self.fail("unexpected end of file inside the JSON array")
             line = self.line
-            yield line, index, self.element()
+            yield line, index, *self.element(index)
             index += 1
             sep = self.next_char()
             self.advance(self.pos + 1)
@@ -173,7 +253,10 @@ class _ArrayReader:
 
 def iter_json_array(fh: BinaryIO, path: str, on_bad: OnBad) -> Iterator[Item]:
     """Elements of a top-level JSON array; the index is the element's position."""
-    for line, index, obj in _ArrayReader(fh, path):
+    for line, index, obj, problem in _ArrayReader(fh, path):
+        if problem is not None:
+            on_bad(problem)
+            continue
         if not isinstance(obj, dict):
             on_bad(DataFormatError(path, line, f"[{index}]", "expected a JSON object"))
             continue

@@ -24,6 +24,12 @@ computed against the original offsets, so earlier replacements never shift
 later spans. The record's extra fields are minimised to the policy's
 ``keep_fields``.
 
+A value detected anywhere in a record is replaced at *every* occurrence in
+that record, in every turn and kept text field (and, given the dataset-wide
+values, in every record): see :mod:`.spread`. Within a record the same value
+always gets the same replacement, whatever the operator (a non-deterministic
+token included), so a conversation stays coherent.
+
 What this protects against: detected values reaching the sealed dataset
 and the model, and unneeded fields being kept. What it does not: values
 the detector missed stay (redaction is only as good as detection), and each
@@ -42,6 +48,7 @@ from sealtune.data.records import Message, Record
 from sealtune.data.redact import drop, mask, pseudonym, tag, token
 from sealtune.data.redact.base import OPERATORS, Effect, Operator, register_operator
 from sealtune.data.redact.keys import DatasetKeys, TokenKey
+from sealtune.data.redact.spread import DatasetValues, spread
 from sealtune.data.redact.tag import Tag
 from sealtune.data.redact.token import AuditSink, detokenize, tokenize
 from sealtune.errors import UsageError
@@ -50,8 +57,9 @@ if TYPE_CHECKING:
     from sealtune.data.policy import Policy
 
 __all__ = [
-    "OPERATORS", "AuditSink", "DatasetKeys", "Effect", "Operator", "RedactionOutcome",
-    "Redactor", "TextRedaction", "TokenKey", "detokenize", "register_operator", "tokenize",
+    "OPERATORS", "AuditSink", "DatasetKeys", "DatasetValues", "Effect", "Operator",
+    "RedactionOutcome", "Redactor", "TextRedaction", "TokenKey", "detokenize",
+    "register_operator", "tokenize",
 ]
 
 _ = (drop, mask, pseudonym, tag, token)  # imported to register the built-in operators
@@ -92,12 +100,15 @@ class RedactionOutcome:
         counts: ``{(entity type, action): n}`` over all its fields.
         drop_reason: why it was dropped (type, operator and field; never a value).
         minimised: the extra fields removed because the policy does not keep them.
+        spread: occurrences of detected values found undetected, per (scope,
+            type), scope ``record`` or ``dataset``; included in ``counts``.
     """
 
     record: Record | None
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     drop_reason: str | None = None
     minimised: tuple[str, ...] = ()
+    spread: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     @property
     def dropped(self) -> bool:
@@ -154,9 +165,12 @@ class Redactor:
             return self._secret
         return self._ops.get(entity_type, self._default)
 
-    def redact_text(self, text: str, entities: Sequence[Entity], *,
-                    where: str = "text") -> TextRedaction:
+    def redact_text(self, text: str, entities: Sequence[Entity], *, where: str = "text",
+                    memo: dict[tuple[str, str, str], str] | None = None) -> TextRedaction:
         """Redact ``text`` given its entities (offsets into ``text``; may overlap).
+
+        ``memo`` (operator, type, value) -> replacement, shared by the texts of
+        one record, makes every occurrence of a value get the same replacement.
 
         Raises:
             UsageError: an entity span lies outside the text (named by ``where``).
@@ -179,11 +193,19 @@ class Redactor:
                 winner = min(group, key=lambda e: (e.type != "SECRET", -e.score,
                                                    e.start - e.end, e.start))
                 value = text[start:end]
-                pieces += [text[cursor:start],
-                           op.apply(value, entity_type=winner.type, keys=self.keys)]
+                pieces += [text[cursor:start], self._apply(op, value, winner.type, memo)]
                 cursor = end
         pieces.append(text[cursor:])
         return TextRedaction("".join(pieces), effect, counts, reason)
+
+    def _apply(self, op: Operator, value: str, entity_type: str,
+               memo: dict[tuple[str, str, str], str] | None) -> str:
+        if memo is None:
+            return op.apply(value, entity_type=entity_type, keys=self.keys)
+        key = (op.name, entity_type, value)
+        if key not in memo:
+            memo[key] = op.apply(value, entity_type=entity_type, keys=self.keys)
+        return memo[key]
 
     def _group_operator(self, group: list[Entity]) -> Operator:
         ops = [self.operator_for(e.type) for e in group]
@@ -196,13 +218,18 @@ class Redactor:
 
     def redact_record(self, record: Record, entities_by_message: Sequence[Sequence[Entity]], *,
                       entities_by_extra: Mapping[str, Sequence[Entity]] | None = None,
-                      ) -> RedactionOutcome:
+                      dataset: DatasetValues | None = None) -> RedactionOutcome:
         """Redact one record and minimise its extra fields.
+
+        A value detected in any of its texts is also replaced wherever else it
+        occurs in the record, with the same replacement; with ``dataset``,
+        every dataset-wide value is too (:func:`.spread.spread`).
 
         Args:
             record: the parsed record (not modified).
             entities_by_message: entities of each message, aligned with ``record.messages``.
             entities_by_extra: entities of kept string extra fields, by field name.
+            dataset: the values detected anywhere in the dataset.
 
         Raises:
             UsageError: the entity lists do not fit the record.
@@ -210,45 +237,55 @@ class Redactor:
         if len(entities_by_message) != len(record.messages):
             raise UsageError(f"record at line {record.line}: {len(entities_by_message)} entity "
                              f"lists for {len(record.messages)} messages")
-        counts: Counter[tuple[str, str]] = Counter()
-        messages: list[Message] = []
-        for i, (message, entities) in enumerate(zip(record.messages, entities_by_message,
-                                                    strict=True)):
-            if not entities:
-                messages.append(Message(message.role, message.content))
-                continue
-            result = self.redact_text(message.content, entities, where=f"messages[{i}]")
-            counts += result.counts
-            if result.effect == "drop_record":
-                return RedactionOutcome(None, counts, result.reason)
-            messages.append(Message(message.role,
-                                    "" if result.effect == "drop_field" else result.text))
         extra = {k: v for k, v in record.extra.items() if k in self.keep_fields}
         minimised = tuple(sorted(k for k in record.extra if k not in self.keep_fields))
-        for key, entities in (entities_by_extra or {}).items():
-            if key not in extra or not entities:
-                continue
-            value = extra[key]
-            if not isinstance(value, str):
+        given = entities_by_extra or {}
+        for key, entities in given.items():
+            if key in extra and entities and not isinstance(extra[key], str):
                 raise UsageError(f"record at line {record.line}: extra field {key!r} is not text")
-            result = self.redact_text(value, entities, where=f"extra.{key}")
+        text_keys = [k for k, v in extra.items() if isinstance(v, str)]
+        everywhere, spread_counts = spread(
+            [*(m.content for m in record.messages), *(extra[k] for k in text_keys)],
+            [*entities_by_message, *(given.get(k, ()) for k in text_keys)], dataset=dataset)
+        n = len(record.messages)
+        memo: dict[tuple[str, str, str], str] = {}
+        counts: Counter[tuple[str, str]] = Counter()
+        messages: list[Message] = []
+        for i, (message, entities) in enumerate(zip(record.messages, everywhere[:n],
+                                                    strict=True)):
+            result = self._field(message.content, entities, f"messages[{i}]", memo)
             counts += result.counts
             if result.effect == "drop_record":
-                return RedactionOutcome(None, counts, result.reason, minimised)
+                return RedactionOutcome(None, counts, result.reason, spread=spread_counts)
+            messages.append(Message(message.role,
+                                    "" if result.effect == "drop_field" else result.text))
+        for key, entities in zip(text_keys, everywhere[n:], strict=True):
+            result = self._field(extra[key], entities, f"extra.{key}", memo)
+            counts += result.counts
+            if result.effect == "drop_record":
+                return RedactionOutcome(None, counts, result.reason, minimised, spread_counts)
             if result.effect == "drop_field":
                 del extra[key]
             else:
                 extra[key] = result.text
         new = Record(id=record.id, line=record.line, messages=messages, extra=extra,
                      source_format=record.source_format)
-        return RedactionOutcome(new, counts, None, minimised)
+        return RedactionOutcome(new, counts, None, minimised, spread_counts)
 
-    def redact(self, record: Record, detector: Detector) -> RedactionOutcome:
+    def _field(self, text: str, entities: Sequence[Entity], where: str,
+               memo: dict[tuple[str, str, str], str]) -> TextRedaction:
+        if not entities:
+            return TextRedaction(text, "replace", Counter())
+        return self.redact_text(text, entities, where=where, memo=memo)
+
+    def redact(self, record: Record, detector: Detector, *,
+               dataset: DatasetValues | None = None) -> RedactionOutcome:
         """Detect entities in every message and kept text field, then :meth:`redact_record`."""
         by_message = [detector.analyze(m.content) for m in record.messages]
         by_extra = {k: detector.analyze(v) for k, v in record.extra.items()
                     if k in self.keep_fields and isinstance(v, str)}
-        return self.redact_record(record, by_message, entities_by_extra=by_extra)
+        return self.redact_record(record, by_message, entities_by_extra=by_extra,
+                                  dataset=dataset)
 
 
 def _clusters(entities: Sequence[Entity], length: int, where: str) -> list[list[Entity]]:
