@@ -34,7 +34,7 @@ from sealtune.config import (
     WorkspaceConfig,
     load_config,
 )
-from sealtune.errors import ConfigError, WorkspaceError
+from sealtune.errors import ConfigError, IntegrityError, WorkspaceError
 from sealtune.keys.keyfile import KdfParams, KeyFile, atomic_write, b64decode, b64encode
 from sealtune.ledger.entry import Outcome
 
@@ -181,9 +181,32 @@ class Workspace:
 
     @property
     def keyfile(self) -> KeyFile:
-        """The unlocked keyring file (prompts for the passphrase once)."""
+        """The unlocked keyring file.
+
+        Opened with the key ``sealtune unlock`` cached in the kernel keyring
+        when that holds this keyring's key, else with the passphrase (asked
+        once). A cached key that does not open the file is ignored.
+        """
         if self._keyfile is None:
-            self._keyfile = KeyFile.open(self.keyfile_path, self._passphrase())
+            self._keyfile = self.keyfile_from_cache() or KeyFile.open(
+                self.keyfile_path, self._passphrase())
+        return self._keyfile
+
+    def keyfile_from_cache(self) -> KeyFile | None:
+        """The keyring opened from ``sealtune unlock``'s cache only, or None (nothing asked)."""
+        if self._keyfile is None:
+            from sealtune.keys.unlock import cached_key
+
+            try:
+                self._keyfile = KeyFile.open_with_key(
+                    self.keyfile_path, cached_key(self.config.workspace_id))
+            except IntegrityError:
+                return None  # stale or wrong: the passphrase decides, and reports tampering
+        return self._keyfile
+
+    def unlock_with_passphrase(self) -> KeyFile:
+        """The keyring opened with the passphrase, never the cache (``sealtune unlock``)."""
+        self._keyfile = KeyFile.open(self.keyfile_path, self._passphrase())
         return self._keyfile
 
     @property
