@@ -6,14 +6,18 @@ API key id came out as ``job-20261207-12…``, which cannot be copied. Here
 columns marked ``whole`` (identifiers, and short words like a state) get
 the width of their longest value and never wrap; the other columns fold
 (wrap, never losing a character); and columns marked ``drop`` are left
-out, in their stated order, until the whole columns fit. Where the columns that
-cannot be dropped do not fit in a box, the table goes borderless (two
+out, in their stated order, until the whole columns fit. Where the columns
+that cannot be dropped do not fit in a box, the table goes borderless (two
 spaces between columns); where even that does not fit, each row prints as
 a block of ``header  value`` lines, every value whole. Every value is
 always in ``--json``.
 
-Cells are plain text, never rich markup: a name holding ``[x]`` prints as
-is. This module lays out; it knows nothing about what the tables hold.
+Protects against: identifiers cut, ellipsised or split across lines at any
+width; cell text read as rich markup (cells are plain text, so a value
+holding ``[x]`` prints as is). Does not protect against: a terminal
+narrower than one identifier, which shows that one line wrapped (the
+output still holds it whole). This module lays out; it knows nothing about
+what the tables hold.
 """
 
 from __future__ import annotations
