@@ -142,11 +142,12 @@ def test_a_second_workspace_does_not_pick_up_the_first_ones_key(
     assert entries(other.config.workspace_id) == []
 
 
+@pytest.mark.parametrize("size", [32, 5])
 def test_a_wrong_cached_key_falls_back_to_the_passphrase(
-        ws: Workspace, passphrase: str) -> None:
+        ws: Workspace, passphrase: str, size: int) -> None:
     kdf_id = KeyFile.open(ws.keyfile_path, passphrase).kdf_id
     planted = kernel_keyring.add(description(ws.config.workspace_id, kdf_id),
-                                 secrets.token_bytes(32), timeout_s=60)
+                                 secrets.token_bytes(size), timeout_s=60)
     assert planted in entries(ws.config.workspace_id)
     assert not _opens_without_passphrase(ws)  # asks, never an integrity error
     opened = Workspace.open(ws.root, passphrase=passphrase)

@@ -185,6 +185,8 @@ class KeyFile:
         key = key_for(_kdf_id(header))
         if key is None:
             return None
+        if len(key) != 32:  # not a key this file could have: fail as a wrong key does
+            raise IntegrityError(f"cannot unlock keyring {path} with the cached key")
         return cls(path, key, header, cls._decrypt(path, key, header, nonce, ct))
 
     @property

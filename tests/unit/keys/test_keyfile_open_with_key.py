@@ -39,6 +39,9 @@ def test_no_key_is_none_and_a_wrong_key_fails_closed(keyfile: KeyFile, tmp_path:
     assert KeyFile.open_with_key(path, lambda kdf_id: None) is None
     with pytest.raises(IntegrityError, match="wrong passphrase or the file was tampered"):
         KeyFile.open_with_key(path, lambda kdf_id: secrets.token_bytes(32))
+    for size in (0, 5, 16, 33):  # garbage of any length fails the same way, never a crash
+        with pytest.raises(IntegrityError):
+            KeyFile.open_with_key(path, lambda kdf_id, n=size: b"\x01" * n)
 
 
 def test_the_kdf_id_follows_salt_and_parameters(keyfile: KeyFile, tmp_path: Path,
