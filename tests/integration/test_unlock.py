@@ -206,12 +206,38 @@ def test_the_training_sandbox_cannot_read_the_cached_key(
     assert serial is not None and kernel_keyring.read(serial) is not None  # readable here
     out = tmp_path / "out"
     out.mkdir()
+    desc = description(ws.config.workspace_id, kdf_id)
     with Sandbox(SandboxSpec(output_dir=out)) as box:
-        box.start("sealtune.train._probe_child", [f"keyctl={serial}"])
+        # by serial; and by linking the user keyring (same kernel uid) to possess it
+        box.start("sealtune.train._probe_child", [f"keyctl={serial}", f"keysteal={desc}"])
         events = list(box.events(timeout=20))
     box.destroy()
     checks = [e.fields for e in events if e.type == "event" and e.name == "check"]
-    assert [(c["check"], c["ok"]) for c in checks] == [("keyctl", False)]
+    assert [(c["check"], c["ok"], c["errno"]) for c in checks] == [
+        ("keyctl", False, "EPERM"), ("keysteal", False, "EPERM")]
+
+
+def _new_session() -> None:
+    # keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): a session keyring that does not link @u
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.syscall(_ARCH[os.uname().machine][2], 1, None) > 0
+
+
+def test_unlock_works_under_a_session_keyring_without_the_user_keyring(
+        ws: Workspace, passphrase: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALTUNE_")}
+    env["SEALTUNE_HOME"] = str(ws.root)
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*SEALTUNE, *args], env={**env, **extra}, capture_output=True,
+                              text=True, timeout=120, check=False, preexec_fn=_new_session)
+
+    res = run("unlock", "--for", "1m", SEALTUNE_PASSPHRASE=passphrase)
+    assert res.returncode == 0, res.stderr
+    res = run("keys", "list", "--json")  # another process, another fresh session keyring
+    assert res.returncode == 0 and '"platform"' in res.stdout, res.stderr
+    assert run("lock").returncode == 0
+    assert entries(ws.config.workspace_id) == []
 
 
 # A seccomp filter that fails add_key and keyctl with ENOSYS, as a container's

@@ -4,10 +4,14 @@ The store behind ``sealtune unlock``: a ``user`` key in the calling user's
 keyring (``@u``), with a timeout after which the kernel destroys it, and
 permissions for its *possessor* only (view, read, search): no user, group
 or other bits. A process possesses the key when ``@u`` is reachable from its
-own keyrings; a login session and the user-session keyring link ``@u``, so
-the user's ordinary processes do, while a process in a new session keyring
-that does not link ``@u`` (the training sandbox joins one, in a new user
-namespace) does not, even under the same uid.
+own keyrings. Login sessions and the user-session keyring link ``@u``; this
+module also links it into the calling process's own keyring, so it works
+under a session keyring that does not. Any process of the same kernel uid
+can do the same (it owns ``@u``): the permission bits keep the entry out of
+sight of processes that do not try (``/proc/keys`` does not even show its
+description to them), they do not stop one that does. The training sandbox
+shares the uid and is kept out by a seccomp filter
+(:mod:`sealtune.train._keyring_filter`).
 
 The secret is never in the kernel without a timeout: each entry is a
 keyring in ``@u`` that gets its timeout first, and the key is added into it
@@ -15,9 +19,9 @@ keyring in ``@u`` that gets its timeout first, and the key is added into it
 expiring keyring would take the key with it. A failure on the way unlinks
 the entry.
 
-Protects against: the payload outliving its timeout or ``drop``; processes
-that do not possess the user keyring. Does not protect against: processes of
-the same user that possess it, or root (see docs/threat-model.md).
+Protects against: the payload outliving its timeout or ``drop``; other
+users. Does not protect against: processes of the same kernel uid that are
+allowed keyring system calls, or root (see docs/threat-model.md).
 
 Linux only (x86_64 and aarch64 syscall numbers); elsewhere, or where a
 container's seccomp profile blocks ``keyctl``, every call raises
@@ -36,7 +40,9 @@ from sealtune.errors import BackendUnavailableError
 
 # (add_key, keyctl) per machine: asm/unistd_64.h and asm-generic/unistd.h
 _SYSCALLS = {"x86_64": (248, 250), "aarch64": (217, 219)}
+KEY_SPEC_PROCESS_KEYRING = -2
 KEY_SPEC_USER_KEYRING = -4
+_KEYCTL_LINK = 8
 _KEYCTL_SETPERM = 5
 _KEYCTL_DESCRIBE = 6
 _KEYCTL_UNLINK = 9
@@ -53,13 +59,23 @@ class KernelKeyringUnavailable(BackendUnavailableError):
     """The kernel keyring cannot be used here (not Linux, or keyctl blocked)."""
 
 
+_possessing: set[int] = set()  # the pids that linked @u into their process keyring
+
+
 def _libc() -> tuple[ctypes.CDLL, int, int]:
     numbers = _SYSCALLS.get(os.uname().machine)
     if numbers is None:
         raise KernelKeyringUnavailable(
             f"the kernel keyring is not supported on {os.uname().machine}",
             hint="run without 'sealtune unlock' (the passphrase is asked each time)")
-    return ctypes.CDLL(None, use_errno=True), numbers[0], numbers[1]
+    libc = ctypes.CDLL(None, use_errno=True)
+    if os.getpid() not in _possessing:
+        # Possess @u whatever our session keyring is (one that does not link @u,
+        # e.g. after 'keyctl new_session', would hide the possessor-only entries):
+        # link it into this process's own keyring, which dies with the process.
+        libc.syscall(numbers[1], _KEYCTL_LINK, KEY_SPEC_USER_KEYRING, KEY_SPEC_PROCESS_KEYRING)
+        _possessing.add(os.getpid())
+    return libc, numbers[0], numbers[1]
 
 
 def _unavailable(code: int) -> KernelKeyringUnavailable:

@@ -17,13 +17,15 @@ unusable kernel keyring is ignored when opening and an error when unlocking.
 
 Protects against: typing the passphrase, and paying the KDF, on every command
 within the window, without a secret at rest. Does not protect against: while
-the entry lives, processes of the same user that possess the user keyring,
-and root, can read the derived key, which opens this keyring file (and any
-copy of it) like the passphrase would (see docs/threat-model.md).
+the entry lives, processes of the same user that may make keyring system
+calls (the training sandbox may not), and root, can read the derived key,
+which opens this keyring file (and any copy of it) like the passphrase
+would (see docs/threat-model.md).
 """
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -113,9 +115,11 @@ def unlock(ws: Workspace, *, duration: timedelta) -> Unlocked:
     try:
         serial = kernel_keyring.add(desc, keyfile.master_key(), timeout_s=seconds)
     except OSError as exc:
+        quota = exc.errno == errno.EDQUOT
         raise KernelKeyringUnavailable(
             f"the kernel refused the key: {exc.strerror}",
-            hint="check the user's key quota (/proc/key-users)") from None
+            hint="the user's key quota is full (/proc/key-users)" if quota
+            else "run without 'sealtune unlock' (the passphrase is asked each time)") from None
     expires = datetime.now(UTC) + timedelta(seconds=seconds)
     try:
         ws.audit("workspace.unlock", ws.root.name, details={

@@ -15,7 +15,10 @@ touched) the launcher:
   program the entry execs relies on the core limit alone, which a
   ``core_pattern`` pipe handler may ignore;
 * joins a fresh anonymous session keyring, dropping possession of the
-  caller's kernel session keyring (which bubblewrap otherwise inherits);
+  caller's kernel session keyring (which bubblewrap otherwise inherits),
+  then installs a seccomp filter that refuses every keyring system call
+  (:mod:`sealtune.train._keyring_filter`): the caller's user keyring, which
+  may hold ``sealtune unlock``'s cached key, is otherwise reachable by uid;
 * reads the secrets (data keys) from the inherited key pipe until EOF.
 
 Then it imports ENTRY.MODULE and calls its ``main(ctx, argv)``; at the end it
@@ -271,6 +274,10 @@ def _harden(limits: Mapping[str, int]) -> None:
     libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 0
     # keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): a new anonymous session keyring.
     libc.syscall(250 if os.uname().machine == "x86_64" else 219, 1, None)
+    # Then no keyring syscalls at all: the caller's user keyring is reachable by uid.
+    from sealtune.train._keyring_filter import deny_kernel_keyring
+
+    deny_kernel_keyring()
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
