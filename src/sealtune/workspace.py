@@ -41,7 +41,7 @@ from sealtune.config import (
     WorkspaceConfig,
     load_config,
 )
-from sealtune.errors import ConfigError, WorkspaceError
+from sealtune.errors import ConfigError, IntegrityError, WorkspaceError
 from sealtune.keys.keyfile import KdfParams, KeyFile, b64decode, b64encode
 from sealtune.ledger.entry import Outcome
 from sealtune.outputs import write_atomic
@@ -215,14 +215,41 @@ class Workspace:
 
     @property
     def keyfile(self) -> KeyFile:
-        """The unlocked keyring file (prompts for the passphrase once)."""
+        """The unlocked keyring file.
+
+        Opened with the key ``sealtune unlock`` cached in the kernel keyring
+        when that holds this keyring's key, else with the passphrase (asked
+        once). A cached key that does not open the file is ignored.
+        """
         if self._keyfile is None:
-            self._keyfile = KeyFile.open(self.keyfile_path, self._passphrase())
-            if self._check_ledger:
-                # Before any key is used: a command must not act unaudited on a
-                # workspace whose log is missing or rolled back (IntegrityError).
-                self._check_ledger = False
-                _ = self.ledger
+            self._keyfile = self.keyfile_from_cache() or KeyFile.open(
+                self.keyfile_path, self._passphrase())
+            self._check_ledger_once()
+        return self._keyfile
+
+    def _check_ledger_once(self) -> None:
+        if self._check_ledger:
+            # Before any key is used: a command must not act unaudited on a
+            # workspace whose log is missing or rolled back (IntegrityError).
+            self._check_ledger = False
+            _ = self.ledger
+
+    def keyfile_from_cache(self) -> KeyFile | None:
+        """The keyring opened from ``sealtune unlock``'s cache only, or None (nothing asked)."""
+        if self._keyfile is None:
+            from sealtune.keys.unlock import cached_key
+
+            try:
+                self._keyfile = KeyFile.open_with_key(
+                    self.keyfile_path, cached_key(self.config.workspace_id))
+            except IntegrityError:
+                return None  # stale or wrong: the passphrase decides, and reports tampering
+        return self._keyfile
+
+    def unlock_with_passphrase(self) -> KeyFile:
+        """The keyring opened with the passphrase, never the cache (``sealtune unlock``)."""
+        self._keyfile = KeyFile.open(self.keyfile_path, self._passphrase())
+        self._check_ledger_once()
         return self._keyfile
 
     @property

@@ -11,6 +11,7 @@ only real TEEs (``sev-snp``, ``tdx``) and never ``dev-software``.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -155,8 +156,10 @@ def _tdx_policy(r: _Reader) -> TdxPolicy:
                      rtmr=rtmr, min_tee_tcb_svn=None if svn is None else svn.lower())
 
 
-def load_policy(path: Path) -> VerificationPolicy:
+def load_policy(path: str | os.PathLike[str]) -> VerificationPolicy:
     """Load a verification policy from JSON (``.json``) or YAML (``.yaml``/``.yml``).
+
+    ``path`` may be a ``str`` or any ``os.PathLike`` (``pathlib.Path``).
 
     Strict: unknown keys and wrong types are errors; nothing falls back to a default
     when the file is missing or invalid. ``snp.cert_chain`` is relative to the file.
@@ -164,6 +167,7 @@ def load_policy(path: Path) -> VerificationPolicy:
     Raises:
         ConfigError: missing, unreadable, malformed or invalid (names file and key).
     """
+    path = Path(path)
     try:
         text = path.read_text("utf-8")
     except FileNotFoundError:

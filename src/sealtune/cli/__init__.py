@@ -13,9 +13,13 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as dist_version
+from typing import Annotated
 
 import typer
 
+import sealtune
 from sealtune.cli import (
     attest,
     audit,
@@ -40,6 +44,28 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version() -> str:
+    try:
+        return dist_version("sealtune")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return sealtune.__version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"sealtune {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the version and exit.")] = False,
+) -> None:
+    """Secure LLM fine-tuning: sealed data, keys in your keyring, a tamper-evident audit log."""
 
 workspace.register(app)
 files.register(app)

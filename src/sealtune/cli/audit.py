@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from sealtune.cli._common import console, err_console, open_workspace, parse_duration
+from sealtune.cli._tables import Col, print_table, when
 from sealtune.errors import ConfigError, IntegrityError, PolicyViolation, UsageError
 from sealtune.outputs import STDIO, is_stdio, open_text_output
 
@@ -81,20 +81,13 @@ def log(
         for e in entries:
             print(json.dumps(e.to_json(), sort_keys=True, ensure_ascii=False))
         return
-    table = Table("seq", "time (UTC)", "actor", "action", "resource", "outcome", "details")
-    for e in entries:
-        style = "" if e.outcome == "success" else "red"
-        table.add_row(
-            str(e.seq),
-            e.time,
-            e.actor,
-            e.action,
-            e.resource,
-            e.outcome,
-            json.dumps(e.details, sort_keys=True, ensure_ascii=False),
-            style=style,
-        )
-    console.print(table)
+    columns = [Col("seq", whole=True, justify="right"), Col("time (UTC)"),
+               Col("actor", drop=2), Col("action", whole=True), Col("resource", whole=True),
+               Col("outcome", whole=True), Col("details", drop=1, min_width=24)]
+    rows = [(str(e.seq), when(e.time), e.actor, e.action, e.resource, e.outcome,
+             json.dumps(e.details, sort_keys=True, ensure_ascii=False)) for e in entries]
+    styles = ["" if e.outcome == "success" else "red" for e in entries]
+    print_table(console, columns, rows, row_styles=styles, boxed=False)
 
 
 @app.command("verify")
@@ -190,13 +183,13 @@ def checkpoint(
     witness: Annotated[
         list[str] | None,
         typer.Option("--witness", help="A witness URL to ask for a cosignature (repeatable; "
-                                       "default: the [ledger.witnesses] urls, if any)."),
+                                       "default: the \\[ledger.witnesses] urls, if any)."),
     ] = None,
     home: HomeOpt = None,
 ) -> None:
     """Sign the global checkpoint now and print it (C2SP tlog-checkpoint); keep it to audit.
 
-    With --witness (or [ledger.witnesses] urls), ask witnesses to cosign it, reporting on
+    With --witness (or \\[ledger.witnesses] urls), ask witnesses to cosign it, reporting on
     stderr: exit 3 if one shows the log rolled back or forked, 1 if fewer than k cosigned.
     """
     ws = open_workspace(home)

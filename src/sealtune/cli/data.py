@@ -33,6 +33,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sealtune.cli._common import console, err_console, open_workspace
+from sealtune.cli._tables import Col, print_table, when
 from sealtune.data.policy import (
     UNSAFE_NO_DATASET_WIDE,
     Policy,
@@ -236,12 +237,14 @@ def list_cmd(as_json: JsonOpt = False, home: HomeOpt = None) -> None:
         print(json.dumps([{"name": i.name, "created": i.created, "counts": i.counts}
                           for i in infos], indent=2))
         return
-    table = Table("name", "created", "records", "quarantined", "entities redacted")
-    for i in infos:
-        c = i.counts
-        table.add_row(i.name, i.created, str(c.get("records_out", 0)),
-                      str(c.get("quarantined", 0)), str(c.get("entities", 0)))
-    console.print(table)
+    columns = [Col("name", whole=True), Col("created (UTC)", drop=1),
+               Col("records", whole=True, justify="right"),
+               Col("quarantined", whole=True, justify="right"),
+               Col("entities redacted", justify="right")]
+    rows = [(i.name, when(i.created), str(i.counts.get("records_out", 0)),
+             str(i.counts.get("quarantined", 0)), str(i.counts.get("entities", 0)))
+            for i in infos]
+    print_table(console, columns, rows)
 
 
 @app.command("show")

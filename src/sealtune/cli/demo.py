@@ -23,9 +23,9 @@ from typing import Annotated
 
 import typer
 from rich.panel import Panel
-from rich.table import Table
 
 from sealtune.cli._common import console
+from sealtune.cli._tables import Col, print_table
 from sealtune.config import Pkcs11Config
 from sealtune.errors import IntegrityError, UsageError
 from sealtune.keys.files import describe_file, open_file, rewrap_file, seal_file
@@ -223,10 +223,10 @@ def _ingest_sample(ws: Workspace, sample: bytes, data_dir: Path) -> None:
     screening = result.findings["screening"]["counts"]
     dups = sum(screening.get(c, {}).get("drop", 0) for c in ("exact_duplicate", "near_duplicate"))
     triggers = screening.get("trigger", {}).get("quarantine", 0)
-    table = Table("entity type", "redacted", "as")
-    for etype, actions in result.findings["pii"]["by_type"].items():
-        table.add_row(etype, str(sum(actions.values())), ", ".join(actions))
-    console.print(table)
+    print_table(console, [Col("entity type", whole=True), Col("redacted", whole=True),
+                          Col("as")],
+                [(etype, str(sum(actions.values())), ", ".join(actions))
+                 for etype, actions in result.findings["pii"]["by_type"].items()])
     keks = ", ".join(result.manifest["keys"]["kek"])
     console.print(
         f"{counts['records_read']} records read: {dups} duplicates dropped, {triggers} records "
@@ -335,10 +335,9 @@ def _serve_step(ws: Workspace, home: Path, model_dir: Path | None) -> None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DevAttestationWarning)
             result = client.attest()
-        table = Table("check", "ok", "explanation")
-        for check in result.checks:
-            table.add_row(check.name, "yes" if check.ok else "NO", check.explanation)
-        console.print(table)
+        print_table(console, [Col("check", whole=True), Col("ok", whole=True),
+                              Col("explanation")],
+                    [(c.name, "yes" if c.ok else "NO", c.explanation) for c in result.checks])
         for w in caught:
             console.print(f"[yellow]warning:[/] {w.message}")
         for note in result.warnings:
@@ -360,23 +359,19 @@ def _serve_step(ws: Workspace, home: Path, model_dir: Path | None) -> None:
 
 
 def _keys_table(ws: Workspace) -> None:
-    table = Table("key", "backend", "algorithm", "current version")
-    for info in ws.keys.list():
-        table.add_row(info.name, info.backend, info.algorithm, str(info.current))
-    console.print(table)
+    columns = [Col("key", whole=True), Col("backend", whole=True), Col("algorithm", whole=True),
+               Col("current version", whole=True, justify="right")]
+    print_table(console, columns, [(i.name, i.backend, i.algorithm, str(i.current))
+                                   for i in ws.keys.list()])
 
 
 def _ledger_table(ws: Workspace) -> None:
-    table = Table("seq", "action", "resource", "outcome")
-    for e in ws.ledger.entries():
-        table.add_row(
-            str(e.seq),
-            e.action,
-            e.resource,
-            e.outcome,
-            style="" if e.outcome == "success" else "yellow",
-        )
-    console.print(table)
+    entries = list(ws.ledger.entries())
+    columns = [Col("seq", whole=True, justify="right"), Col("action", whole=True),
+               Col("resource", whole=True), Col("outcome", whole=True)]
+    print_table(console, columns, [(str(e.seq), e.action, e.resource, e.outcome)
+                                   for e in entries],
+                row_styles=["" if e.outcome == "success" else "yellow" for e in entries])
 
 
 def register(app: typer.Typer) -> None:

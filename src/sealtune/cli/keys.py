@@ -14,9 +14,9 @@ from typing import Annotated
 
 import typer
 from rich.progress import Progress
-from rich.table import Table
 
 from sealtune.cli._common import console, err_console, open_workspace
+from sealtune.cli._tables import Col, print_table, when
 from sealtune.errors import UsageError
 from sealtune.keys.base import KeyInfo
 from sealtune.keys.rotation import (
@@ -71,18 +71,13 @@ def list_keys(
         rows = [{**asdict(i), "versions": list(i.versions), "uri": i.uri} for i in infos]
         print(json.dumps(rows, indent=2, sort_keys=True))
         return
-    table = Table("name", "backend", "algorithm", "state", "current", "live versions", "created")
-    for i in infos:
-        table.add_row(
-            i.name,
-            i.backend,
-            i.algorithm,
-            i.state,
-            str(i.current),
-            ",".join(map(str, i.versions)) or "-",
-            i.created,
-        )
-    console.print(table)
+    columns = [Col("name", whole=True), Col("backend", whole=True),
+               Col("algorithm", whole=True, drop=2), Col("state", whole=True),
+               Col("current", whole=True, justify="right"), Col("live versions"),
+               Col("created (UTC)", drop=1)]
+    print_table(console, columns, [(i.name, i.backend, i.algorithm, i.state, str(i.current),
+                                    ",".join(map(str, i.versions)) or "-", when(i.created))
+                                   for i in infos])
 
 
 @app.command("show")

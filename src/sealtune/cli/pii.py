@@ -96,7 +96,8 @@ def detect_stream(lines: IO[str], out: IO[str], analyzer: Analyzer, *, source: P
 
 
 _HELP_FIELD = "The field of each JSON object that holds the text."
-_HELP_POLICY = "TOML policy with a [pii] table (types, recognizers, ner, min_score)."
+# Help texts are rich markup: "[pii]" unescaped vanished from --help; "\\[" prints "[".
+_HELP_POLICY = "TOML policy with a \\[pii] table (types, recognizers, ner, min_score)."
 _HELP_TYPES = "Comma-separated entity types to report (default: all)."
 _HELP_NER = "Add the model-based name tier (needs spaCy and jieba installed)."
 

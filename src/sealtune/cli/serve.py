@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from sealtune.cli._common import console, err_console, open_workspace, parse_duration
+from sealtune.cli._tables import Col, print_table, when
 from sealtune.errors import KeyringError, UsageError
 from sealtune.keys.keyfile import b64decode
 
@@ -332,24 +332,29 @@ def list_keys(
     if as_json:
         print(json.dumps([public_record(i) for i in infos], indent=2, sort_keys=True))
         return
-    table = Table("id", "name", "role", "created", "revoked", "rate/s")
-    for i in infos:
-        table.add_row(i.key_id, i.name, i.role, i.created, i.revoked or "-",
-                      "-" if i.rate_per_second is None else f"{i.rate_per_second:g}")
-    console.print(table)
+    columns = [Col("id", whole=True), Col("name", whole=True), Col("role", whole=True),
+               Col("created (UTC)", drop=2), Col("revoked (UTC)"),
+               Col("rate/s", whole=True, justify="right", drop=1)]
+    rows = [(i.key_id, i.name, i.role, when(i.created), when(i.revoked),
+             "-" if i.rate_per_second is None else f"{i.rate_per_second:g}") for i in infos]
+    print_table(console, columns, rows)
 
 
 @auth_app.command("revoke-key")
-def revoke_key(key_id: Annotated[str, typer.Argument(help="The key id.")],
+def revoke_key(key_ref: Annotated[str, typer.Argument(
+                   metavar="NAME_OR_ID", help="The key's id, or its name (sealtune auth "
+                                              "list-keys).")],
                home: HomeOpt = None) -> None:
     """Revoke an API key and every token issued for it."""
     ws = open_workspace(home)
     try:
-        info = _key_store(ws).revoke(key_id, now=datetime.now(UTC))
+        store = _key_store(ws)
+        key_id = store.resolve(key_ref).key_id
+        info = store.revoke(key_id, now=datetime.now(UTC))
         ws.audit("serve.key_revoked", f"serve-key:{key_id}", details={"key_id": key_id})
     finally:
         ws.close()
-    console.print(f"revoked API key {info.key_id} ({info.role})")
+    console.print(f"revoked API key {info.key_id} ({info.name}, {info.role})")
 
 
 @auth_app.command("issue-token")
@@ -437,7 +442,7 @@ def token_keys_cmd(
     if as_json:
         print(json.dumps(rows, indent=2, sort_keys=True))
         return
-    table = Table("kid", "created", "state", "stopped signing")
-    for row in rows:
-        table.add_row(row["kid"], row["created"], row["state"], row["superseded"] or "-")
-    console.print(table)
+    columns = [Col("kid", whole=True), Col("created (UTC)", drop=1), Col("state", whole=True),
+               Col("stopped signing (UTC)")]
+    print_table(console, columns, [(str(r["kid"]), when(r["created"]), str(r["state"]),
+                                    when(r["superseded"])) for r in rows])

@@ -15,9 +15,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
+from rich.text import Text
 
 from sealtune.cli._common import console, err_console, open_workspace
+from sealtune.cli._tables import Col, print_table, when
 from sealtune.errors import UsageError
 from sealtune.train.sandbox import SandboxEvent
 
@@ -140,13 +141,17 @@ def list_command(
     if as_json:
         print(json.dumps([_summary(j) for j in jobs], indent=2))
         return
-    table = Table("job", "status", "model", "dataset", "sandbox", "steps", "ε spent", "created")
+    columns = [Col("job", whole=True), Col("status", whole=True), Col("model", whole=True),
+               Col("dataset", drop=3), Col("sandbox", whole=True),
+               Col("steps", whole=True, justify="right", drop=2),
+               Col("ε spent", whole=True, justify="right"), Col("created (UTC)", drop=1)]
+    rows = []
     for j in jobs:
         s = _summary(j)
-        table.add_row(s["id"], s["status"], s["out_name"], s["dataset"],
-                      "yes" if s["sandboxed"] else "[red]NO[/]", _num(s["steps"]),
-                      _num(s["epsilon"]), s["created"])
-    console.print(table)
+        rows.append((s["id"], s["status"], str(s["out_name"]), str(s["dataset"]),
+                     "yes" if s["sandboxed"] else Text("NO", style="red"), _num(s["steps"]),
+                     _num(s["epsilon"]), when(s["created"])))
+    print_table(console, columns, rows)
 
 
 def _summary(job: dict[str, Any]) -> dict[str, Any]:
@@ -160,16 +165,17 @@ def _summary(job: dict[str, Any]) -> dict[str, Any]:
 
 @jobs_app.command("show")
 def show_command(
-    job_id: Annotated[str, typer.Argument(help="Job id (sealtune jobs list).")],
+    job_ref: Annotated[str, typer.Argument(
+        metavar="JOB", help="A job id (sealtune jobs list), a unique start of one, or 'latest'.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     home: HomeOpt = None,
 ) -> None:
     """Show a job: the sandbox timeline, final metrics and privacy report."""
-    from sealtune.train.jobs import show_job
+    from sealtune.train.job_records import resolve_job, show_job
 
     ws = open_workspace(home)
     try:
-        job = show_job(ws, job_id)
+        job = show_job(ws, resolve_job(ws, job_ref))
     finally:
         ws.close()
     if as_json:
@@ -190,13 +196,15 @@ def show_command(
 
 def print_timeline(timeline: list[dict[str, Any]]) -> None:
     """The sandbox's security timeline as a table (time, event, outcome, figures)."""
-    table = Table("time (UTC)", "event", "outcome", "details")
+    columns = [Col("time (UTC)", whole=True, drop=1), Col("event", whole=True),
+               Col("outcome", whole=True), Col("details")]
     skip = {"at", "event", "outcome", "measurement", "flags"}
+    rows, styles = [], []
     for entry in timeline:
         details = ", ".join(f"{k}={_num(v)}" for k, v in entry.items()
                             if k not in skip and not isinstance(v, dict | list))
         if "measurement" in entry:
             details = f"measurement {entry['measurement'].get('digest', '')[:23]}…  " + details
-        table.add_row(entry["at"][11:23], entry["event"], entry["outcome"], details,
-                      style="" if entry["outcome"] == "success" else "yellow")
-    console.print(table)
+        rows.append((entry["at"][11:23], entry["event"], entry["outcome"], details))
+        styles.append("" if entry["outcome"] == "success" else "yellow")
+    print_table(console, columns, rows, row_styles=styles)

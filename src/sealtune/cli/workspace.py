@@ -1,4 +1,4 @@
-"""``sealtune init``: create a workspace."""
+"""``sealtune init`` (create a workspace), ``unlock`` and ``lock`` (the kernel key cache)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from sealtune.cli._common import console, err_console
+from sealtune.cli._common import console, err_console, open_workspace, parse_duration
 from sealtune.config import OpenBaoConfig, Pkcs11Config
 from sealtune.errors import UsageError
 from sealtune.keys.keyfile import KdfParams
@@ -97,5 +97,51 @@ def init(
     )
 
 
+HomeOpt = Annotated[Path | None, typer.Option("--home", help="Workspace directory.")]
+
+
+def unlock(
+    duration: Annotated[str, typer.Option(
+        "--for", help="How long the key stays cached (e.g. 15m, 2h; at most 24h).")] = "15m",
+    home: HomeOpt = None,
+) -> None:
+    """Derive the keyring key once and keep it in the kernel keyring for a while.
+
+    Commands in this workspace then open the keyring without the passphrase
+    until the time is up or 'sealtune lock'. The passphrase itself is never
+    kept; the derived key is readable by your own processes meanwhile.
+    """
+    from sealtune.keys.unlock import unlock as unlock_workspace
+
+    ws = open_workspace(home)
+    try:
+        done = unlock_workspace(ws, duration=parse_duration(duration, option="--for"))
+    finally:
+        ws.close()
+    console.print(f"unlocked workspace {ws.config.workspace_id} until "
+                  f"{done.expires.isoformat(timespec='seconds')} (kernel user keyring); "
+                  "'sealtune lock' ends it sooner")
+
+
+def lock(home: HomeOpt = None) -> None:
+    """Destroy the key 'sealtune unlock' cached: the passphrase is needed again."""
+    from sealtune.keys.unlock import lock as lock_workspace
+
+    ws = open_workspace(home)
+    try:
+        dropped, audited = lock_workspace(ws)
+    finally:
+        ws.close()
+    if not dropped:
+        console.print(f"workspace {ws.config.workspace_id} was not unlocked")
+        return
+    console.print(f"locked workspace {ws.config.workspace_id}: the cached key is destroyed")
+    if not audited:
+        err_console.print("[yellow]note:[/] the cached key no longer opened the keyring "
+                          "(stale); it was destroyed without an audit event")
+
+
 def register(app: typer.Typer) -> None:
     app.command("init")(init)
+    app.command("unlock")(unlock)
+    app.command("lock")(lock)

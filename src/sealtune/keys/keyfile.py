@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import hashlib
 import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,11 @@ def _derive(passphrase: str, salt: bytes, kdf: KdfParams) -> bytes:
     ).derive(passphrase.encode("utf-8"))
 
 
+def _kdf_id(header: dict[str, Any]) -> str:
+    kdf = json.dumps(header["kdf"], sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return hashlib.sha256(b"sealtune-keyring-kdf/v1\0" + kdf).hexdigest()[:32]
+
+
 class KeyFile:
     """An unlocked keyring file: sections of named JSON records.
 
@@ -198,6 +204,38 @@ class KeyFile:
         key = _derive(passphrase, salt, params)
         doc = cls._decrypt(path, key, header, nonce, ct)
         return cls(path, key, header, doc)
+
+    @classmethod
+    def open_with_key(cls, path: Path, key_for: Callable[[str], bytes | None]) -> KeyFile | None:
+        """Unlock with an already-derived master key (``sealtune unlock``'s cache).
+
+        ``key_for`` is given the file's :attr:`kdf_id` (its salt and KDF
+        parameters) and returns the key derived for exactly those, or None;
+        so a key cached before the passphrase changed is never even tried.
+
+        Returns:
+            The unlocked file, or None when ``key_for`` has no key for it.
+
+        Raises:
+            WorkspaceError, ConfigError: as :meth:`open`.
+            IntegrityError: the key does not open the file (stale key or tampering).
+        """
+        header, nonce, ct = cls._read(path)
+        key = key_for(_kdf_id(header))
+        if key is None:
+            return None
+        if len(key) != 32:  # not a key this file could have: fail as a wrong key does
+            raise IntegrityError(f"cannot unlock keyring {path} with the cached key")
+        return cls(path, key, header, cls._decrypt(path, key, header, nonce, ct))
+
+    @property
+    def kdf_id(self) -> str:
+        """A digest of this file's KDF salt and parameters: what its master key was derived for."""
+        return _kdf_id(self._header)
+
+    def master_key(self) -> bytes:
+        """The derived master key, for the ``sealtune unlock`` cache only: never log or store it."""
+        return self._key
 
     @staticmethod
     def _read(path: Path) -> tuple[dict[str, Any], bytes, bytes]:

@@ -136,6 +136,29 @@ class KeyStore:
         keys = self._current()["keys"]
         return sorted((_info(k, v) for k, v in keys.items()), key=lambda i: (i.created, i.key_id))
 
+    def resolve(self, ref: str) -> ApiKeyInfo:
+        """The key ``ref`` names: its id, or the name of one key.
+
+        A name shared by several keys names the active one (names can be
+        reused after a revocation); a name or id that fits more than one key
+        is refused, never guessed.
+
+        Raises:
+            UsageError: no key, or several keys (their ids listed), fit ``ref``.
+        """
+        keys = self.list()
+        by_id = [i for i in keys if i.key_id == ref]
+        named = [i for i in keys if i.name == ref and i.key_id != ref]
+        matches = by_id + ([i for i in named if i.revoked is None] or named)
+        if not matches:
+            raise UsageError(f"no API key with id or name {ref!r}",
+                             hint="list keys with 'sealtune auth list-keys'")
+        if len(matches) > 1:
+            ids = ", ".join(i.key_id for i in matches)
+            raise UsageError(f"{ref!r} fits {len(matches)} API keys: {ids}",
+                             hint="give the key id")
+        return matches[0]
+
     def verify(self, presented: str) -> tuple[ApiKeyInfo | None, str]:
         """Check a presented API key.
 

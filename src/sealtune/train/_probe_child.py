@@ -12,6 +12,8 @@ action reports one event (numbers, booleans and short tokens only)::
     write=PATH         create and write a file      -> check(ok, errno)
     sysctl=PATH        write a sysctl's own value back -> check(ok, errno)
     keyctl=ID          read a kernel keyring key by id -> check(ok, errno)
+    keysteal=DESC      link the uid keyrings seen in /proc/keys into the process
+                       keyring, then search and read the user key DESC -> check(ok, errno)
     env=NAME           is the variable set          -> check(present)
     key=NAME           sha256 of the handed-over key, whether it is in environ
     out=NAME           write a small file into the output directory
@@ -134,6 +136,30 @@ def _environs() -> dict[str, bytes]:
         except OSError:
             continue
     return found
+
+
+def _keysteal(ctx: ChildContext, arg: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    keyctl = 250 if os.uname().machine == "x86_64" else 219
+
+    def call(*args: object) -> int:
+        result: int = libc.syscall(keyctl, *args)
+        if result < 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+        return result
+
+    def go() -> None:
+        with open("/proc/keys") as fh:
+            rings = [int(line.split()[0], 16) for line in fh if line.split()[7] == "keyring"
+                     and line.split()[8].startswith("_uid")]
+        for ring in rings:
+            call(8, ring, -2)  # KEYCTL_LINK into the process keyring
+        serial = call(10, -2, b"user", arg.encode(), 0)  # KEYCTL_SEARCH
+        buf = ctypes.create_string_buffer(256)
+        call(11, serial, buf, 256)  # KEYCTL_READ
+
+    _attempt(ctx, "keysteal", go)
 
 
 def _selfcheck(ctx: ChildContext, _: str) -> None:
@@ -270,6 +296,7 @@ ACTIONS: dict[str, Action] = {
     "uconnect": _uconnect,
     "sysctl": _sysctl,
     "keyctl": _keyctl,
+    "keysteal": _keysteal,
     "read": _read,
     "write": _write,
     "env": lambda ctx, name: ctx.events.event("check", check="env", present=name in os.environ),

@@ -16,7 +16,10 @@ touched) the launcher:
   ``core_pattern`` pipe handler may ignore;
 * joins a fresh anonymous session keyring, dropping possession of the
   caller's kernel session keyring (which bubblewrap otherwise inherits); this
-  is the one ``keyctl`` operation the seccomp filter lets through;
+  is the one ``keyctl`` operation the seccomp filter lets through (every other
+  keyring call is refused: the sandbox shares the caller's kernel uid, so the
+  caller's user keyring, which may hold ``sealtune unlock``'s cached key, would
+  otherwise be reachable);
 * reads the secrets (data keys) from the inherited key pipe until EOF.
 
 Then it imports ENTRY.MODULE and calls its ``main(ctx, argv)``; at the end it

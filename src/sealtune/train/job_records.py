@@ -92,6 +92,30 @@ def show_job(ws: Workspace, job_id: str) -> dict[str, Any]:
     return {**rec, "status": _status(rec)}
 
 
+def resolve_job(ws: Workspace, ref: str) -> str:
+    """The id of the job ``ref`` names: ``latest`` (the newest), an id, or a unique prefix.
+
+    Raises:
+        UsageError: no job matches, or a prefix matches several (their ids listed).
+    """
+    jobs = list_jobs(ws)
+    if ref == "latest":
+        if not jobs:
+            raise UsageError("there are no jobs yet", hint="start one with 'sealtune train'")
+        return str(jobs[-1]["id"])
+    ids = [str(j["id"]) for j in jobs]
+    if ref in ids:
+        return ref
+    matches = [i for i in ids if ref and i.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        shown = ", ".join(matches[:10]) + (", ..." if len(matches) > 10 else "")
+        raise UsageError(f"{ref!r} is the start of {len(matches)} job ids: {shown}",
+                         hint="give more of the id")
+    raise UsageError(f"no job {ref!r}", hint="list them with 'sealtune jobs list'")
+
+
 class _Job:
     """A job record that appends to its timeline, rewrites itself and audits each event."""
 

@@ -329,3 +329,28 @@ def test_load_policy_fails_closed(tmp_path: Path) -> None:
     import yaml  # noqa: F401
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_policy(tmp_path / "bad.yaml")
+
+
+class _FsPath:
+    """A minimal os.PathLike that is neither str nor pathlib.Path."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __fspath__(self) -> str:
+        return self.path
+
+
+def test_load_policy_accepts_str_and_pathlike(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "chain.pem").write_bytes(b"PEM")
+    doc = {"allowed_platforms": ["tdx"], "snp": {"cert_chain": "chain.pem"}}
+    (tmp_path / "p.json").write_text(json.dumps(doc))
+    expected = load_policy(tmp_path / "p.json")
+    assert expected.allowed_platforms == {"tdx"} and expected.snp.cert_chain_pem == b"PEM"
+    assert load_policy(str(tmp_path / "p.json")) == expected
+    assert load_policy(_FsPath(str(tmp_path / "p.json"))) == expected
+    monkeypatch.chdir(tmp_path)  # a relative str: cert_chain is still found next to the file
+    assert load_policy("p.json") == expected
+    with pytest.raises(ConfigError, match=r"missing\.json: policy file not found"):
+        load_policy(str(tmp_path / "missing.json"))
