@@ -237,7 +237,7 @@ def _new_record(job_id: str, *, out_name: str, dataset: str, base: Path, config:
         "format": JOB_FORMAT, "id": job_id, "out_name": out_name,
         "dataset": dataset, "base": str(base), "config": config.to_dict(),
         "fingerprint": config.fingerprint(), "sandboxed": sandbox,
-        "status": "running", "created": _now(), "timeline": [], "metrics": {},
+        "status": "running", "created": _now(), "timeline": [], "metrics": {}, "epochs": [],
         "resumed_job": None if previous is None else previous["id"],
         "seal_keys": list(seal_keys),
         "runner": {"pid": os.getpid(), "start": _proc_start(os.getpid())}}
