@@ -62,6 +62,17 @@ RENAMED: dict[str, str] = {
     "lora.r": "lora.rank", "lora.target_modules": "lora.target",
     "lora.lora_alpha": "lora.alpha", "lora.lora_dropout": "lora.dropout",
 }
+#: (key, lowest value, may be left out, hint) of each integer setting.
+_COUNTS: tuple[tuple[str, int, bool, str], ...] = (
+    ("epochs", 1, False, "1 to 3 passes are usual for fine-tuning"),
+    ("max_steps", 1, True, "leave it out to train every epoch"),
+    ("warmup_steps", 0, False, "0 turns the warm-up off"),
+    ("batch_size", 1, False, "if memory is short, lower physical_batch_size instead"),
+    ("physical_batch_size", 1, True, "leave it out to use the whole batch per pass"),
+    ("max_length", 8, False, "the default is 512 tokens"),
+    ("seed", 0, False, "any integer from 0 to 2**63 - 1"),
+    ("checkpoint_every", 0, False, "0 keeps only the final state"),
+)
 _YAML_FLOAT = "write numbers with a decimal point in YAML (1.0e-4: YAML 1.1 reads 1e-4 as text)"
 
 
@@ -172,28 +183,25 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid field and its option."""
         if self.method not in ("lora", "full"):
-            _fail("method", "lora or full")
+            _fail("method", "lora or full", "lora trains an adapter; full trains every weight")
         self._check_counts()
         self._check_rates()
         self._check_val_size()
         if not isinstance(self.allow_pickle, bool):
-            _fail("allow_pickle", "true or false")
+            _fail("allow_pickle", "true or false", "leave it out: safetensors need no pickle")
         if not isinstance(self.lora, LoraSettings):
-            _fail("lora", "an object")
+            _fail("lora", "an object", "rank, alpha, dropout and target go under lora")
         self.lora.validate()
         if self.dp is not None:
             self.dp.validate()
 
     def _check_counts(self) -> None:
-        for key, low, optional in (("epochs", 1, False), ("max_steps", 1, True),
-                                   ("warmup_steps", 0, False), ("batch_size", 1, False),
-                                   ("physical_batch_size", 1, True), ("max_length", 8, False),
-                                   ("seed", 0, False), ("checkpoint_every", 0, False)):
+        for key, low, optional, hint in _COUNTS:
             value = getattr(self, key)
             if not ((optional and value is None) or (_int(value) and value >= low)):
-                _fail(key, f"an integer >= {low}" + (" (or left out)" if optional else ""))
+                _fail(key, f"an integer >= {low}" + (" (or left out)" if optional else ""), hint)
         if self.seed >= 2**63:
-            _fail("seed", "below 2**63")
+            _fail("seed", "below 2**63", "any integer from 0 to 2**63 - 1")
 
     def _check_rates(self) -> None:
         if not (_num(self.lr) and self.lr > 0):
@@ -203,7 +211,7 @@ class TrainConfig:
         if not (_num(self.max_grad_norm) and self.max_grad_norm > 0):
             _fail("max_grad_norm", "a positive number", "1.0 is usual")
         if self.scheduler not in SCHEDULERS:
-            _fail("scheduler", " or ".join(SCHEDULERS))
+            _fail("scheduler", " or ".join(SCHEDULERS), "linear is the default")
         if not (_num(self.warmup_ratio) and 0 <= self.warmup_ratio < 1):
             _fail("warmup_ratio", "a number in [0, 1)", "0.1 warms up over a tenth of the steps")
         if self.warmup_steps and self.warmup_ratio:
