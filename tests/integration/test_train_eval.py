@@ -27,6 +27,7 @@ import torch
 from sealtune.cli import main as cli_main
 from sealtune.data.records import Message, Record
 from sealtune.data.store import sha256_file
+from sealtune.errors import UsageError
 from sealtune.keys.files import seal_file
 from sealtune.train.config import TrainConfig
 from sealtune.train.jobs import list_jobs, run_job, show_job
@@ -61,7 +62,7 @@ def marker() -> str:
     return "PLANTED-" + secrets.token_hex(8)
 
 
-def _dataset(ws: Workspace, name: str, marker: str, n: int) -> None:
+def _dataset(ws: Workspace, name: str, marker: str, n: int, *, counted: bool = False) -> None:
     """A catalogue dataset whose every record carries ``marker`` (sealed, plaintext removed)."""
     root = ws.root / "datasets" / name
     root.mkdir(parents=True, mode=0o700)
@@ -75,7 +76,8 @@ def _dataset(ws: Workspace, name: str, marker: str, n: int) -> None:
     digest, size = sha256_file(root / "data.jsonl.sealed")
     (root / "dataset.json").write_text(json.dumps({
         "format": "sealtune.dataset/v1", "name": name,
-        "files": {"data": {"name": "data.jsonl.sealed", "sha256": digest, "size": size}}}))
+        "files": {"data": {"name": "data.jsonl.sealed", "sha256": digest, "size": size}},
+        **({"counts": {"records_out": n}} if counted else {})}))
 
 
 def _files_containing(roots: list[Path], needle: bytes, since: float) -> list[Path]:
@@ -197,3 +199,16 @@ def test_two_ranks_evaluate_the_held_out_records_as_one_process(
         (e["epoch"], e["step"]) for e in b]
     for x, y in zip(a, b, strict=True):  # each rank evaluates its share; the sums are added
         assert x["eval_loss"] == pytest.approx(y["eval_loss"], rel=1e-4)
+
+
+def test_a_split_larger_than_the_dataset_is_refused_before_any_sandbox(
+        workspace: Workspace, base: Path, marker: str) -> None:
+    _dataset(workspace, "counted", marker, n=6, counted=True)
+    with pytest.raises(UsageError, match=r"val_size \(--val-size\) holds out 6 of the "
+                                         r"dataset's 6 records"):
+        run_job(workspace, dataset="counted", base=base, out_name="m", threads=1,
+                config=TrainConfig.from_dict({"val_size": 6}))
+    with pytest.raises(UsageError, match="holds out 60 of"):
+        run_job(workspace, dataset="counted", base=base, out_name="m", threads=1,
+                config=TrainConfig.from_dict({"val_size": 60}))
+    assert list_jobs(workspace) == [] and not (workspace.root / "jobs").exists()

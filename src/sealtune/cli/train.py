@@ -93,7 +93,8 @@ def train(
     val_size: Annotated[str | None, typer.Option(
         "--val-size", help="Hold out a fraction (0.1) or a count (200) of the records; "
                            "evaluated at every epoch's end.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help=f"Random seed (default {_D.seed}).")] = None,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", help=f"Random seed (default {_D.seed}).")] = None,
     max_grad_norm: Annotated[float | None, typer.Option(
         "--max-grad-norm", help="Gradient clipping norm (per example under DP; default "
                                 f"{_D.max_grad_norm:g}).")] = None,
