@@ -17,6 +17,7 @@ from sealtune.errors import ConfigError
 from sealtune.train.checkpoints import MemorySink
 from sealtune.train.config import TrainConfig
 from sealtune.train.dp import DPConfig
+from sealtune.train.job_run import _record_epoch
 from sealtune.train.metrics import EpochReport
 from sealtune.train.schedule import lr_lambda
 from sealtune.train.trainer import VAL_FRACTION_DP_NOTE, Progress, train
@@ -104,6 +105,12 @@ def test_dp_accounts_for_the_training_records_and_evaluates_every_epoch(
     counted = dataclasses.replace(config, val_size=4)
     again = train(make_records(20), base_dir=tiny_dir, config=counted, out_dir=tmp_path / "p")
     assert VAL_FRACTION_DP_NOTE not in again.notes and len(again.epochs) == 2
+    # Full fine-tuning under DP uses ghost clipping: its hooks too stay out of evaluation.
+    full = dataclasses.replace(counted, method="full", lr=3e-3)
+    ghost = train(make_records(20), base_dir=tiny_dir, config=full, out_dir=tmp_path / "g")
+    assert ghost.privacy is not None and "ghost" in ghost.privacy.clipping
+    assert [e.epoch for e in ghost.epochs] == [1.0, 2.0]
+    assert all(isinstance(e.eval_loss, float) for e in ghost.epochs)
 
 
 def test_the_scheduler_and_warmup_set_each_steps_learning_rate(
@@ -137,3 +144,15 @@ def test_lora_settings_reach_the_adapter(tiny_dir: Path, make_records: Any,
     with pytest.raises(ConfigError, match=r"lora.target \(--lora-target\).*c_attn") as info:
         train(make_records(4), base_dir=tiny_dir, config=missing, out_dir=tmp_path / "x")
     assert "q_proj" in (info.value.hint or "")
+
+
+def test_the_job_record_keeps_numbers_only_from_epoch_events() -> None:
+    first = {"epoch": 1.0, "step": 5, "train_loss": 1.5, "eval_loss": 2.0,
+             "eval_perplexity": math.exp(2.0)}
+    rec: dict[str, Any] = {"epochs": []}
+    _record_epoch(rec, {**first, "note": "extra-field"})
+    _record_epoch(rec, {**first, "step": 10, "epoch": 2.0, "eval_loss": "PLANTED-text"})
+    _record_epoch(rec, {**first, "step": True})
+    _record_epoch(rec, {**first, "step": 10, "epoch": 2.0, "train_loss": False})
+    _record_epoch(rec, dict(first))  # reported again (a resumed job): replaces, never duplicates
+    assert rec["epochs"] == [first]
