@@ -274,8 +274,9 @@ def print_epochs(epochs: list[dict[str, Any]]) -> None:
     """Each epoch's training loss and held-out loss and perplexity (numbers only)."""
     if not epochs:
         return
-    table = Table("epoch", "step", "train loss", "eval loss", "eval perplexity",
-                  title="per epoch")
+    table = Table(title="per epoch")
+    for name in ("epoch", "step", "train loss", "eval loss", "eval perplexity"):
+        table.add_column(name, justify="right")
     for e in epochs:
         table.add_row(*(_num(e.get(k)) if e.get(k) is not None else "-" for k in (
             "epoch", "step", "train_loss", "eval_loss", "eval_perplexity")))
