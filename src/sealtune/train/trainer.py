@@ -4,8 +4,8 @@
 unless ``allow_pickle``, then after an opcode scan), holds out a validation
 split if ``val_size`` asks for one (:mod:`.split`: never trained on), applies
 the chat template with the loss on assistant tokens only (:mod:`.data`),
-trains a LoRA adapter
-(peft; the default) or all weights, optionally with DP-SGD (:mod:`.dp`:
+trains a LoRA adapter (:mod:`.lora`, peft; the default) or all weights,
+optionally with DP-SGD (:mod:`.dp`:
 example-level (ε, δ)-DP for the records — not for the base model's
 pretraining data, not user-level when a person has many records), checks
 after the first step that the trainable weights moved and the frozen ones did
@@ -158,7 +158,8 @@ class _Run:
     # -- setup -----------------------------------------------------------------------
 
     def _encode(self, records: Sequence[Record]) -> None:
-        """Split off the held-out records, then tokenize both parts (training drops none)."""
+        """Split off the held-out records, then tokenize both parts (each keeps only the
+        examples that still have assistant tokens after truncation)."""
         cfg = self.config
         train_part, held = split_records(records, val_size=cfg.val_size, seed=cfg.seed)
         self.data = encode_records(train_part, self.tokenizer,
