@@ -19,6 +19,7 @@ import typer
 from sealtune.cli import (
     attest,
     audit,
+    bundle,
     data,
     demo,
     files,
@@ -44,6 +45,7 @@ workspace.register(app)
 files.register(app)
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
+app.add_typer(bundle.app, name="bundle")
 app.add_typer(attest.app, name="attest")
 app.add_typer(pii.app, name="pii")
 app.add_typer(models.app, name="models")
