@@ -90,6 +90,28 @@ def collect(ledger: Ledger, seqs: Iterable[int]) -> LedgerEvidence:
     return LedgerEvidence(files, events)
 
 
+class _VerifyOnce(NoteVerifier):
+    """A ledger verifier that checks each (note, signature) pair once per bundle.
+
+    Every proof of a segment carries the same checkpoint note; its Ed25519
+    signature need not be verified again for each event. Only successes are
+    remembered, so a bad signature is refused every time.
+    """
+
+    def __init__(self, inner: NoteVerifier) -> None:
+        super().__init__(inner.name, inner.public_key)
+        self._good: set[tuple[bytes, bytes]] = set()
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        seen = (bytes(message), bytes(signature))
+        if seen in self._good:
+            return True
+        ok = super().verify(message, signature)
+        if ok:
+            self._good.add(seen)
+        return ok
+
+
 def _text(data: bytes, name: str) -> str:
     try:
         return data.decode("utf-8")
@@ -140,6 +162,7 @@ def check(files: Mapping[str, bytes], *, events: Mapping[int, str],
     Returns:
         ``ledger.checkpoint`` and ``ledger.proofs``.
     """
+    verifiers = [_VerifyOnce(v) for v in verifiers]
     first, head = _checkpoint(files, verifiers, origin)
     proofs = {int(m.group(1)): data for p, data in files.items()
               if (m := _PROOF.fullmatch(p)) is not None}
