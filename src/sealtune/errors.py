@@ -69,7 +69,25 @@ class KeyNotFoundError(KeyringError):
 
 
 class KeyDestroyedError(KeyringError):
-    """The key (or key version) was destroyed; data under it is unrecoverable."""
+    """The key (or key version) was destroyed or retired; data only under it is unrecoverable.
+
+    Exits 3, like an integrity failure: the data cannot be opened, and nothing
+    the user retries will change that.
+    """
+
+    exit_code = 3
+    default_hint = (
+        "open it with another key it is wrapped for, or restore it from a copy sealed "
+        "under a live key; to retire old versions safely, use 'sealtune keys rotate NAME "
+        "--retire-old', which re-wraps every file the workspace knows first"
+    )
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint or self.default_hint)
+
+
+class KeyInUseError(KeyringError):
+    """A key version is not retired or destroyed because files still depend on it."""
 
 
 class BackendUnavailableError(KeyringError):

@@ -31,7 +31,8 @@ from rich.text import Text
 from sealtune.cli._common import console, err_console, open_workspace
 from sealtune.data.policy import Policy, default_policy, load_policy, write_default_policy
 from sealtune.data.store import export_bom, list_datasets, show_dataset
-from sealtune.errors import IntegrityError, UsageError
+from sealtune.errors import IntegrityError, SealtuneError, UsageError
+from sealtune.keys.files import describe_file
 from sealtune.outputs import STDIO, is_stdio, open_text_output
 
 if TYPE_CHECKING:  # the stage itself (numpy, datasketch, cyclonedx) loads only when used
@@ -236,18 +237,28 @@ def show_cmd(name: Annotated[str, typer.Argument(help="Dataset name.")],
         console.print(f"policy: {m['policy']['source']}; redaction digest "
                       f"{m['policy']['redaction_digest'][:16]}…, screening digest "
                       f"{m['policy']['screening_digest'][:16]}…")
-        console.print(f"keys: {', '.join(m['keys']['kek'])}")
-        table = Table("file", "records", "sha256", "intact")
+        console.print(f"keys: {_keys_now(info.file('data'), m['keys']['kek'])}")
+        table = Table("file", "records", "content sha256", "intact")
         for role in ("data", "quarantine", "keys"):
             f = m["files"][role]
+            digest = f.get("content_sha256") or f.get("sha256", "")
             table.add_row(f["name"], str(f["records"]) if role != "keys" else "-",
-                          f["sha256"][:16] + "…", "yes" if info.intact.get(f["name"]) else "NO")
+                          digest[:16] + "…", "yes" if info.intact.get(f["name"]) else "NO")
         console.print(table)
         console.print(_counts_table("counts", info.counts))
     broken = sorted(f for f, ok in info.intact.items() if not ok)
     if broken:
         raise IntegrityError(f"dataset {name}: {', '.join(broken)} do not match the manifest",
                              hint="restore the dataset from a trusted copy")
+
+
+def _keys_now(path: Path, at_ingest: list[str]) -> str:
+    """The KEKs the data file's header names now (rotation changes them), else the manifest's."""
+    try:
+        entries = describe_file(path).entries
+    except SealtuneError:
+        return ", ".join(at_ingest) + " (at ingest)"
+    return ", ".join(f"{e.kek_uri}@{e.version}" for e in entries)
 
 
 @app.command("export-bom")

@@ -1,8 +1,13 @@
-"""``sealtune keys``: create, list, rotate (and re-wrap), retire, destroy."""
+"""``sealtune keys``: create, list, rotate (and re-wrap), retire, destroy.
+
+Thin: the logic is :mod:`sealtune.keys.rotation` (what depends on which
+version, the checked retire, what a destroy leaves readable).
+"""
 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -12,9 +17,14 @@ from rich.progress import Progress
 from rich.table import Table
 
 from sealtune.cli._common import console, err_console, open_workspace
-from sealtune.errors import SealtuneError, UsageError
+from sealtune.errors import UsageError
 from sealtune.keys.base import KeyInfo
-from sealtune.keys.files import describe_file, rewrap_file
+from sealtune.keys.rotation import (
+    RotationReport,
+    destroy_impact,
+    retire_checked,
+    rotate_workspace,
+)
 
 app = typer.Typer(
     help="Key-encryption keys (KEKs) in local, pkcs11 or openbao keyrings.", no_args_is_help=True
@@ -85,64 +95,72 @@ def show(name: Annotated[str, typer.Argument()], home: HomeOpt = None) -> None:
         ws.close()
 
 
-def is_sealed_file(path: Path) -> bool:
-    """True if ``path`` starts with the sealed-file magic."""
-    with path.open("rb") as fh:
-        return fh.read(8) == b"SEALTUNE"
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="UNSAFE: retire even while files or running jobs still depend on an old "
+        "version (they become unreadable; recorded in the audit log).",
+    ),
+]
 
 
-def _rewrap_dir(ws: object, name: str, directory: Path) -> tuple[int, int]:
-    from sealtune.workspace import Workspace
-
-    assert isinstance(ws, Workspace)
-    if not directory.is_dir():
-        raise UsageError(f"--rewrap {directory}: not a directory")
-    candidates = [p for p in sorted(directory.rglob("*")) if p.is_file() and is_sealed_file(p)]
-    done = skipped = 0
-    with Progress(console=err_console, transient=True) as progress:
-        task = progress.add_task("re-wrapping", total=len(candidates))
-        for path in candidates:
-            if any(e.kek_uri.split(":", 1)[1] == name for e in describe_file(path).entries):
-                rewrap_file(path, keys=ws.keys, key_name=name)
-                done += 1
-            else:
-                skipped += 1
-            progress.advance(task)
-    return done, skipped
+def _print_rotation(report: RotationReport, name: str) -> None:
+    if report.resumed:
+        console.print(f"resumed the interrupted rotation of {name} (v{report.key.current})")
+    console.print(
+        f"re-wrapped {len(report.rewrapped)} sealed file(s) under {name} "
+        f"v{report.key.current or '-'} ({report.current} already current, "
+        f"{report.other} not under {name})"
+    )
+    for path, error in report.failed:
+        err_console.print(f"[yellow]could not re-wrap[/] {path} ({error})")
+    if report.failed:
+        err_console.print(f"rerun 'sealtune keys rotate {name}' to finish the rotation")
 
 
 @app.command("rotate")
 def rotate(
     name: Annotated[str, typer.Argument()],
     rewrap: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
-            "--rewrap", help="Re-wrap the data keys of sealed files under DIR (header only)."
+            "--rewrap",
+            help="Also re-wrap the sealed files under DIR (links are not followed); "
+            "the workspace's own files are always re-wrapped. Repeatable.",
         ),
     ] = None,
     retire_old: Annotated[
-        bool, typer.Option("--retire-old", help="After re-wrapping, destroy the old versions.")
+        bool,
+        typer.Option(
+            "--retire-old",
+            help="Then destroy the old versions: refused while anything still depends on one.",
+        ),
     ] = False,
+    force: ForceOpt = False,
     home: HomeOpt = None,
 ) -> None:
-    """Make a new key version current; optionally re-wrap files and retire old versions."""
-    if retire_old and rewrap is None:
-        raise UsageError(
-            "--retire-old needs --rewrap DIR",
-            hint="retiring old versions without re-wrapping makes files unreadable",
-        )
+    """Make a new key version current and re-wrap every sealed file the workspace knows."""
+    if force and not retire_old:
+        raise UsageError("--force only applies with --retire-old")
     ws = open_workspace(home)
     try:
-        info = ws.keys.rotate(name)
-        console.print(f"rotated {_show(info)}")
-        if rewrap is not None:
-            done, skipped = _rewrap_dir(ws, name, rewrap)
-            console.print(
-                f"re-wrapped {done} sealed file(s) under {rewrap} ({skipped} not under {name})"
-            )
-        if retire_old:
-            info = ws.keys.retire(name, below=info.current)
-            console.print(f"retired old versions: {_show(info)}")
+        with Progress(console=err_console, transient=True) as progress:
+            task = progress.add_task("re-wrapping", total=None)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                report = rotate_workspace(
+                    ws, name, dirs=rewrap or (), retire_old=retire_old, force=force,
+                    on_file=lambda _path: progress.advance(task),
+                )
+        console.print(f"rotated {_show(report.key)}")
+        _print_rotation(report, name)
+        for warning in caught:
+            err_console.print(f"[bold red]WARNING[/]: {warning.message}")
+        for line in report.forced:
+            err_console.print(f"  now unreadable: {line}")
+        if report.retired:
+            console.print(f"retired old versions: {_show(report.key)}")
     finally:
         ws.close()
 
@@ -151,12 +169,24 @@ def rotate(
 def retire(
     name: Annotated[str, typer.Argument()],
     below: Annotated[int, typer.Option(help="Destroy versions lower than this one.")],
+    rewrap: Annotated[
+        list[Path] | None,
+        typer.Option("--rewrap", help="Also check the sealed files under DIR. Repeatable."),
+    ] = None,
+    force: ForceOpt = False,
     home: HomeOpt = None,
 ) -> None:
-    """Destroy old versions of a key (files still wrapped only by them become unreadable)."""
+    """Destroy old versions of a key; refused while known files still depend on them."""
     ws = open_workspace(home)
     try:
-        console.print(f"retired: {_show(ws.keys.retire(name, below=below))}")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            forced = retire_checked(ws, name, below=below, dirs=rewrap or (), force=force)
+        for warning in caught:
+            err_console.print(f"[bold red]WARNING[/]: {warning.message}")
+        for line in forced:
+            err_console.print(f"  now unreadable: {line}")
+        console.print(f"retired: {_show(ws.keys.info(name))}")
     finally:
         ws.close()
 
@@ -180,9 +210,18 @@ def destroy(
         )
     ws = open_workspace(home)
     try:
+        impact = destroy_impact(ws, name)
         ws.keys.destroy(name)
-        console.print(f"destroyed key {name}: data sealed only under it is now unrecoverable")
-    except SealtuneError:
-        raise
+        console.print(
+            f"destroyed key {name}: {len(impact.shredded)} known file(s) sealed only under it "
+            "are now unrecoverable"
+        )
+        if impact.still_open:
+            err_console.print(
+                f"[bold yellow]NOT shredded[/]: {len(impact.still_open)} known file(s) are "
+                "also wrapped under another live key and still open with it:"
+            )
+            for path, others in impact.still_open:
+                err_console.print(f"  {path} (opens with {', '.join(others)})")
     finally:
         ws.close()

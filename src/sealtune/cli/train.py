@@ -77,6 +77,9 @@ def train(
         "--no-sandbox", help="UNSAFE: train without OS isolation (recorded).")] = False,
     resume: Annotated[str | None, typer.Option(
         "--resume", help="Resume this killed or failed job.")] = None,
+    key: Annotated[list[str] | None, typer.Option(
+        "--key", help="KEK to seal the checkpoints and the model under; repeat for several "
+                      "(default: the KEKs the dataset is sealed under).")] = None,
     home: HomeOpt = None,
 ) -> None:
     """Fine-tune a base model on a sealed dataset inside the sandbox; seal the outputs."""
@@ -101,7 +104,7 @@ def train(
             warnings.simplefilter("ignore", UserWarning)  # shown above, in red
             result = run_job(ws, dataset=dataset, base=base, config=config, out_name=out_name,
                              sandbox=not no_sandbox, nproc=nproc, progress=bar,
-                             resume=resume, threads=threads)
+                             resume=resume, threads=threads, key_names=key)
     finally:
         bar.progress.stop()
         ws.close()

@@ -3,11 +3,15 @@
 One BOM per ingested dataset. Its ``metadata.component`` is the dataset
 (type ``data``); ``components`` holds the raw input file and each sealed
 output file, all of type ``data`` with their SHA-256 and record counts. The
-input's hash is of the raw file as read; an output's hash is of the *sealed*
-file as stored, so anyone can check the stored files against the BOM
-without a key. Provenance is expressed with what the library models:
-``dependencies`` (each output depends on the input; the dataset on its
-outputs), ``pedigree.ancestors`` of each output (the input), the tool
+input's hash is of the raw file as read; an output's hash is the *content
+digest* of the sealed file as stored (SHA-256 over its prefix and payload,
+skipping the header slots that key rotation rewrites: see
+:mod:`sealtune.keys.content` and ``docs/formats/sealed-v1.md``), so anyone
+can check the stored files against the BOM without a key, before and after
+a rotation; each output says so in its ``sealtune:digest`` property.
+Provenance is expressed with what the library models: ``dependencies``
+(each output depends on the input; the dataset on its outputs),
+``pedigree.ancestors`` of each output (the input), the tool
 (sealtune and its version) in ``metadata.tools``, and properties in the
 ``sealtune:`` namespace: the redaction- and screening-policy digests, the
 input format, per-type entity counts and per-action screening counts.
@@ -48,7 +52,8 @@ class DataFile:
     Attributes:
         role: ``input``, ``data`` or ``quarantine``.
         name: file name (the input's base name; the sealed file's name).
-        sha256: hex digest of the file's bytes.
+        sha256: hex digest: of the file's bytes (input), or the sealed file's content
+            digest (outputs).
         size: bytes.
         records: records it holds.
         properties: more ``sealtune:`` properties (name without namespace -> value).
@@ -76,10 +81,13 @@ def _component(f: DataFile, *, ref: str | None, description: str) -> Component:
 
 _DESCRIPTIONS = {
     "input": "raw input file as read (hash of the plaintext file)",
-    "data": "cleaned records, sealed (hash of the sealed file)",
-    "quarantine": "records quarantined by screening, sealed aside for review (hash of the "
-                  "sealed file)",
+    "data": "cleaned records, sealed (hash: the sealed file's content digest, SHA-256 over "
+            "its prefix and payload)",
+    "quarantine": "records quarantined by screening, sealed aside for review (hash: the "
+                  "sealed file's content digest, SHA-256 over its prefix and payload)",
 }
+#: The ``sealtune:digest`` property of a sealed output: what its hash covers.
+SEALED_DIGEST = "content-sha256: sealed-v1 prefix || payload (header slots excluded)"
 
 
 def build_bom(*, name: str, created: datetime, input_file: DataFile,
@@ -107,7 +115,9 @@ def build_bom(*, name: str, created: datetime, input_file: DataFile,
     made = []
     for out in outputs:
         ancestor = _component(input_file, ref=None, description=_DESCRIPTIONS["input"])
-        component = _component(out, ref=f"output:{out.role}",
+        sealed = DataFile(out.role, out.name, out.sha256, out.size, out.records,
+                          {"digest": SEALED_DIGEST, **out.properties})
+        component = _component(sealed, ref=f"output:{out.role}",
                                description=_DESCRIPTIONS.get(out.role, out.role))
         component.pedigree = Pedigree(ancestors=[ancestor],
                                       notes="derived from the input by sealtune data ingest")

@@ -73,6 +73,7 @@ from sealtune.data.redact import AuditSink, DatasetKeys, Redactor
 from sealtune.data.screen import ScreenReport
 from sealtune.data.sealed import SealedFile, SealedWriter, seal_bytes
 from sealtune.errors import SealtuneError, UsageError
+from sealtune.keys.versions import CommitGuard
 from sealtune.outputs import fsync_dir, write_atomic
 
 if TYPE_CHECKING:
@@ -251,7 +252,7 @@ def _bom(b: _Build, created: datetime, outputs: Sequence[SealedFile]) -> str:
     stats = b.source.stats
     src = bom.DataFile("input", b.source.path.name, b.input_sha, b.input_size, stats.read,
                        {"format": stats.format, "skipped-lines": str(stats.skipped)})
-    outs = [bom.DataFile(role, f.name, f.sha256, f.size, f.lines)
+    outs = [bom.DataFile(role, f.name, f.content_sha256, f.size, f.lines)
             for role, f in zip(("data", "quarantine"), outputs, strict=True)]
     facts = policy_facts(b.policy)
     props: dict[str, object] = {
@@ -298,6 +299,12 @@ def _write_build(b: _Build, report: ScreenReport) -> tuple[dict[str, Any], dict[
     return manifest, findings
 
 
+def _wrapped_entries(manifest: Mapping[str, Any]) -> list[str]:
+    """``uri@version`` of every wrapped key of the dataset's sealed files."""
+    return sorted({k for f in manifest["files"].values() if isinstance(f, dict)
+                   for k in f.get("keys", ())})
+
+
 def _run(ws: Workspace, src: Path, name: str, policy: Policy, source: RecordPasses,
          key_names: Sequence[str]) -> tuple[_Build, dict[str, Any], dict[str, Any]]:
     before = _identity(src)
@@ -313,7 +320,10 @@ def _run(ws: Workspace, src: Path, name: str, policy: Policy, source: RecordPass
         manifest, findings = _write_build(b, report)
         if _identity(src) != before:
             raise changed(src)
-        os.rename(build, root / name)
+        # Published only while every KEK version it was sealed under is live (keys.versions).
+        with CommitGuard(ws.keys, _wrapped_entries(manifest), what=f"dataset {name!r}") as guard:
+            guard.check()
+            os.rename(build, root / name)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
@@ -361,7 +371,8 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
                  details={"error": type(exc).__name__})
         raise
     ws.audit("data.ingest", f"dataset/{name}", details={
-        "input_sha256": b.input_sha, "output_sha256": manifest["files"]["data"]["sha256"],
+        "input_sha256": b.input_sha,
+        "output_content_sha256": manifest["files"]["data"]["content_sha256"],
         "counts": dict(b.counts), "policy_digest": manifest["policy"]["digest"]})
     for rid in b.quarantined:
         ws.audit("data.quarantine", f"dataset/{name}/{rid}")

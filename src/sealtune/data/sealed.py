@@ -9,6 +9,14 @@ the caller's thread (the keyring and the audit ledger are used there only),
 the payload is decrypted in a thread into a bounded pipe and handed out
 segment by segment; :func:`iter_sealed_lines` splits it into lines.
 
+A writer wraps its data key when it starts; when it closes it checks, under
+the key-version lock (:mod:`sealtune.keys.versions`), that every version it
+wrapped under is still live, and deletes the file otherwise, so a rotation
+that retired the version meanwhile cannot leave a file nobody can open. The
+facts it returns carry the file's content digest
+(:mod:`sealtune.keys.content`), hashed as it is written, which rotation does
+not change.
+
 What this protects against: plaintext records on disk (temp files, crash
 leftovers) while a dataset is written or read. What it does not: the
 plaintext is in process memory while it is processed (and reaches swap if
@@ -31,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from sealtune.core.envelope import (
+    PREFIX_BYTES,
     Unwrap,
     decrypt_payload,
     make_prefix,
@@ -43,6 +52,7 @@ from sealtune.core.envelope import (
 )
 from sealtune.errors import IntegrityError, SealtuneError, UsageError
 from sealtune.keys.base import WrappedKey
+from sealtune.keys.versions import check_live
 from sealtune.outputs import disk_full, writing
 
 if TYPE_CHECKING:
@@ -63,7 +73,8 @@ class SealedFile:
 
     Attributes:
         name: the file name.
-        sha256: hex SHA-256 of the sealed file as written.
+        content_sha256: the sealed file's content digest (hex SHA-256 of its prefix and
+            payload, see :mod:`sealtune.keys.content`): unchanged by key rotation.
         size: bytes on disk.
         plaintext_size: bytes sealed.
         lines: lines (records) written.
@@ -72,7 +83,7 @@ class SealedFile:
     """
 
     name: str
-    sha256: str
+    content_sha256: str
     size: int
     plaintext_size: int
     lines: int
@@ -81,16 +92,21 @@ class SealedFile:
 
     def as_dict(self) -> dict[str, Any]:
         """The manifest's entry for this file."""
-        return {"name": self.name, "sha256": self.sha256, "size": self.size,
+        return {"name": self.name, "content_sha256": self.content_sha256, "size": self.size,
                 "plaintext_size": self.plaintext_size, "records": self.lines,
                 "file_id": self.file_id, "keys": list(self.keys)}
 
 
 class _HashingFile(io.RawIOBase):
-    """A write-only file that hashes what it writes (the sealed bytes)."""
+    """A write-only file that hashes what it writes, except the header slots.
 
-    def __init__(self, fh: BinaryIO) -> None:
+    What it hashes is the sealed file's content digest (prefix and payload:
+    :mod:`sealtune.keys.content`), computed in the one pass that writes it.
+    """
+
+    def __init__(self, fh: BinaryIO, *, skip: tuple[int, int]) -> None:
         self._fh = fh
+        self._skip = skip
         self.sha256 = hashlib.sha256()
         self.size = 0
 
@@ -98,10 +114,16 @@ class _HashingFile(io.RawIOBase):
         return True
 
     def write(self, data: Any) -> int:
-        view = memoryview(data)
-        self.sha256.update(view)
+        view = memoryview(data).cast("B")
+        start, end = self.size, self.size + len(view)
+        lo, hi = self._skip
+        if end <= lo or start >= hi:
+            self.sha256.update(view)
+        else:  # the slots [lo, hi) are left out: rotation rewrites them
+            self.sha256.update(view[: max(0, lo - start)])
+            self.sha256.update(view[max(0, hi - start):])
         self._fh.write(view)
-        self.size += len(view)
+        self.size = end
         return len(view)
 
 
@@ -176,7 +198,7 @@ class SealedWriter:
         with writing(path):
             self._fh = open(path, "xb")  # noqa: SIM115 - closed in close() or abort()
         os.chmod(path, 0o600)
-        self._out = _HashingFile(self._fh)
+        self._out = _HashingFile(self._fh, skip=(PREFIX_BYTES, prefix.payload_offset))
         self._chunks: queue.Queue[Any] = queue.Queue(maxsize=_DEPTH)
         self._buf = bytearray()
         self._error: BaseException | None = None
@@ -223,7 +245,12 @@ class SealedWriter:
             self._buf.clear()
 
     def close(self) -> SealedFile:
-        """Finish the stream, fsync the file and return its facts (audited as ``file.seal``)."""
+        """Finish the stream, fsync the file and return its facts (audited as ``file.seal``).
+
+        Raises:
+            KeyDestroyedError: a KEK version it was wrapped under was retired or
+                destroyed since the writer started (the file is deleted).
+        """
         self._flush()
         _put(self._chunks, _END, self._thread)
         self._thread.join()
@@ -232,6 +259,12 @@ class SealedWriter:
             self._fh.flush()
             os.fsync(self._fh.fileno())
             self._fh.close()
+        try:  # the versions wrapped at the start must still be live now (keys.versions)
+            with self._keys.version_lock.shared():
+                check_live(self._keys, self._entries, what=str(self.path))
+        except SealtuneError:
+            self.path.unlink(missing_ok=True)
+            raise
         info = SealedFile(self.path.name, self._out.sha256.hexdigest(), self._out.size,
                           self._plaintext, self.lines, self._file_id, self._entries)
         self._keys.audit("file.seal", str(self.path), details={
@@ -262,7 +295,7 @@ def seal_bytes(path: Path, data: bytes, *, keys: KeyService,
 
 def _unwrapper(keys: KeyService) -> Unwrap:
     def unwrap(entry: WrappedKey, aad: bytes) -> bytes | None:
-        return keys.unwrap(entry, aad=aad) if keys.can_unwrap(entry) else None
+        return keys.unwrap_if_held(entry, aad)
     return unwrap
 
 

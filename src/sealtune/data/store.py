@@ -16,8 +16,11 @@ complete datasets (a directory with a manifest).
 What this protects against: a dataset read without a trace
 (:func:`read_dataset` and :func:`open_dataset_keys` write audit events) and
 a stored file swapped or damaged unnoticed (:func:`show_dataset` checks every
-sealed file's SHA-256 against the manifest, and the sealed format
-authenticates every byte on reading). What it does not: the manifest, the
+sealed file's content digest against the manifest, and the sealed format
+authenticates every byte on reading). The content digest
+(:mod:`sealtune.keys.content`) covers the sealed file's prefix and payload
+but not its header slots, so re-wrapping the files under a rotated key leaves
+the manifest true. What it does not: the manifest, the
 findings and the BOM are plain JSON, unsigned here: whoever can write the
 workspace can rewrite them consistently (the registry signs what links to
 them).
@@ -37,6 +40,7 @@ from sealtune.data.records import Record
 from sealtune.data.redact import DatasetKeys
 from sealtune.data.sealed import iter_sealed_chunks, iter_sealed_lines
 from sealtune.errors import IntegrityError, UsageError, WorkspaceError
+from sealtune.keys.content import content_digest
 from sealtune.outputs import open_text_output
 
 if TYPE_CHECKING:
@@ -87,8 +91,8 @@ class DatasetInfo:
         name: the dataset name.
         path: its directory.
         manifest: the parsed ``dataset.json``.
-        intact: sealed file name -> whether its SHA-256 matches the manifest
-            (empty when not checked).
+        intact: sealed file name -> whether its content digest matches the
+            manifest (empty when not checked).
     """
 
     name: str
@@ -142,11 +146,26 @@ def _load(path: Path, *, verify: bool) -> DatasetInfo:
     intact: dict[str, bool] = {}
     if verify:
         for entry in manifest.get("files", {}).values():
-            if isinstance(entry, dict) and "sha256" in entry:
+            if isinstance(entry, dict) and ("content_sha256" in entry or "sha256" in entry):
                 file = path / str(entry["name"])
-                intact[str(entry["name"])] = file.is_file() and \
-                    sha256_file(file)[0] == entry["sha256"]
+                intact[str(entry["name"])] = file.is_file() and _matches(file, entry)
     return DatasetInfo(path.name, path, manifest, intact)
+
+
+def _matches(file: Path, entry: dict[str, Any]) -> bool:
+    """Whether a sealed file matches its manifest entry.
+
+    ``content_sha256`` (what ingest writes) is the content digest, which key
+    rotation does not change. A manifest written before it carries ``sha256``,
+    the digest of the whole file, which any re-wrap changes: it is still
+    checked as it was (such a dataset fails after a rotation: re-ingest it).
+    """
+    if "content_sha256" in entry:
+        try:
+            return content_digest(file) == str(entry["content_sha256"])
+        except IntegrityError:
+            return False
+    return sha256_file(file)[0] == str(entry["sha256"])
 
 
 def list_datasets(ws: Workspace) -> list[DatasetInfo]:
@@ -159,7 +178,7 @@ def list_datasets(ws: Workspace) -> list[DatasetInfo]:
 
 
 def show_dataset(ws: Workspace, name: str, *, verify: bool = True) -> DatasetInfo:
-    """One dataset; with ``verify`` each sealed file's SHA-256 is checked against the manifest.
+    """One dataset; with ``verify`` each sealed file's content digest is checked.
 
     Raises:
         UsageError: no dataset of that name.

@@ -11,12 +11,11 @@ never a message). What it does not: decide anything about keys or outputs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from sealtune.errors import IntegrityError, KeyDestroyedError, KeyNotFoundError, SealtuneError
-from sealtune.keys.base import WrappedKey
+from sealtune.errors import IntegrityError, SealtuneError
 
 if TYPE_CHECKING:
     from sealtune.keys.service import KeyService
@@ -37,26 +36,6 @@ def io_errors(name: object) -> Iterator[None]:
         raise SealtuneError(
             f"{exc.filename or name}: {reason}", hint="check the path, permissions and free space"
         ) from None
-
-
-def unwrapper(keys: KeyService) -> Callable[[WrappedKey, bytes], bytes | None]:
-    """The unwrap callback: None for a KEK not held here; a destroyed KEK raises."""
-
-    def unwrap(entry: WrappedKey, aad: bytes) -> bytes | None:
-        if keys.can_unwrap(entry):
-            return keys.unwrap(entry, aad=aad)
-        try:
-            info = keys.info(entry.name)
-        except KeyNotFoundError:
-            return None
-        if info.backend == entry.backend and info.state == "destroyed":
-            raise KeyDestroyedError(
-                f"key {entry.kek_uri} was destroyed",
-                hint="the file can only be opened with another key it is wrapped for",
-            )
-        return None
-
-    return unwrap
 
 
 @contextmanager

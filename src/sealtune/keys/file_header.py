@@ -29,7 +29,7 @@ from sealtune.core.envelope import (
     wrap_aad,
 )
 from sealtune.errors import IntegrityError, UsageError
-from sealtune.keys._file_io import INTEGRITY_HINT, audit_failures, io_errors, unwrapper
+from sealtune.keys._file_io import INTEGRITY_HINT, audit_failures, io_errors
 from sealtune.keys.base import WrappedKey
 from sealtune.keys.file_results import FileInfo, RewrapResult, key_entries, labels
 
@@ -78,7 +78,7 @@ def _rewrite_header(
 ) -> tuple[OpenedHeader, list[WrappedKey]]:
     """Write the new entries to the inactive slot, then zero the old one, fsyncing each."""
     with io_errors(path), path.open("r+b", buffering=0) as f:
-        opened = unlock_header(read_header(f), unwrap=unwrapper(keys))
+        opened = unlock_header(read_header(f), unwrap=keys.unwrap_if_held)
         new = _new_entries(opened, keys, key_name, add, remove)
         for offset, data in plan_rewrap(opened, new):
             if os.pwrite(f.fileno(), data, offset) != len(data):

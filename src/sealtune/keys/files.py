@@ -57,7 +57,7 @@ from sealtune.core.envelope import (
     wrap_aad,
 )
 from sealtune.errors import UsageError
-from sealtune.keys._file_io import audit_failures, io_errors, unwrapper
+from sealtune.keys._file_io import audit_failures, io_errors
 from sealtune.keys.file_header import describe_file, rewrap_file
 from sealtune.keys.file_results import (
     FileInfo,
@@ -68,6 +68,8 @@ from sealtune.keys.file_results import (
     key_entries,
     labels,
 )
+from sealtune.keys.inventory import remember
+from sealtune.keys.versions import CommitGuard
 from sealtune.outputs import Output, Target, is_stdio, open_input, open_output, resolve_output
 
 if TYPE_CHECKING:
@@ -118,7 +120,9 @@ def seal_file(src: Target, dst: Target, *, keys: KeyService,
 
     Raises:
         UsageError: no key, a duplicate key, bad paths, or too many keys for a slot.
-        KeyringError: a KEK is missing, destroyed or its backend unavailable.
+        KeyringError: a KEK is missing, destroyed or its backend unavailable;
+            ``KeyDestroyedError`` also when a version it was wrapped under was
+            retired before the file was published (nothing is left under ``dst``).
     """
     names = list(key_names)
     if not names or len(set(names)) != len(names):
@@ -131,8 +135,13 @@ def seal_file(src: Target, dst: Target, *, keys: KeyService,
         prefix = make_prefix(data_key, suite=suite)
         aad = wrap_aad(prefix)
         wrapped = [keys.wrap(name, data_key, aad=aad) for name in names]
-        with open_output(out) as fout:
+        # The guard re-checks at commit that no wrapped version was retired meanwhile, and
+        # holds the version lock shared until the file has its name (keys.versions).
+        with CommitGuard(keys, wrapped, what=out.name) as guard, open_output(out) as fout:
             info = seal_stream(fin, fout, prefix=prefix, data_key=data_key, wrapped=wrapped)
+            guard.check()
+    if out.kind == "file" and out.path is not None:
+        remember(keys.root, [out.path])
     result = SealResult(Path(out.name), prefix.file_id.hex(), suite.algorithm,
                         info.plaintext_size, info.sealed_size, key_entries(wrapped))
     keys.audit("file.seal", out.name, details={
@@ -177,7 +186,7 @@ def _open_in_two_passes(fin: BinaryIO, fout: BinaryIO, *, keys: KeyService) -> O
     """
     with _seekable(fin) as src:
         start = src.tell()
-        opened = unlock_header(read_header(src), unwrap=unwrapper(keys))
+        opened = unlock_header(read_header(src), unwrap=keys.unwrap_if_held)
         decrypt_payload(src, cast(BinaryIO, _Discard()), opened=opened)
         src.seek(start + opened.prefix.payload_offset)
         size = decrypt_payload(src, fout, opened=opened)
@@ -234,7 +243,7 @@ def open_file(src: Target, dst: Target, *, keys: KeyService,
         open_output(out, plaintext=True, allow_terminal=allow_terminal) as fout,
     ):
         if out.atomic:
-            info = open_stream(fin, fout, unwrap=unwrapper(keys))
+            info = open_stream(fin, fout, unwrap=keys.unwrap_if_held)
         else:
             info = _open_in_two_passes(fin, fout, keys=keys)
     result, details = _record(out.name, info)
@@ -261,7 +270,7 @@ def verify_file(src: Target, *, keys: KeyService) -> OpenResult:
     """
     name = _input_name(src)
     with open_input(src) as fin, audit_failures(keys, "file.verify", name), io_errors(name):
-        info = open_stream(fin, cast(BinaryIO, _Discard()), unwrap=unwrapper(keys))
+        info = open_stream(fin, cast(BinaryIO, _Discard()), unwrap=keys.unwrap_if_held)
     result, details = _record(name, info)
     keys.audit("file.verify", name, details=details)
     return result

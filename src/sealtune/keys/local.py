@@ -11,21 +11,26 @@ Protects against: someone who copies sealed files, or the keyring file,
 without the passphrase; a wrapped key moved to another file (the associated
 data no longer matches); tampering with a wrapped key (opaque
 ``IntegrityError``). ``retire`` and ``destroy`` remove the version keys from
-the keyring file (crypto-shredding) and keep a tombstone so a destroyed key
-is reported as destroyed, not missing.
+the keyring file and keep a tombstone in it, so a destroyed key is reported
+as destroyed, not missing; they also append a tombstone to
+``key-tombstones.jsonl`` beside it (:mod:`sealtune.keys.tombstones`), which
+this keyring applies on every read, so an older copy of the keyring file
+restored from a backup cannot bring a removed key back.
 
 Does not protect against: a compromised host, since the KEKs live on the
 same machine as the data and anyone with the passphrase (or a process that
 holds the unlocked keyring) can unwrap; nor against old copies of the
-keyring file (backups, snapshots) made before a retire or destroy, which
-still hold the removed keys. Use ``pkcs11`` or ``openbao`` to keep the KEK
-off the host.
+keyring file (backups, snapshots) made before a retire or destroy, used
+together with an old copy of the tombstone file (or elsewhere): a file on
+the host cannot shred. Use ``pkcs11`` or ``openbao`` to keep the KEK off the
+host and really destroy it.
 """
 
 from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidTag
@@ -41,6 +46,7 @@ from sealtune.errors import (
 from sealtune.keys.base import ALGORITHMS, Algorithm, KeyInfo, WrappedKey, register_keyring
 from sealtune.keys.keyfile import KeyFile, b64decode, b64encode
 from sealtune.keys.service import check_key_name
+from sealtune.keys.tombstones import TOMBSTONES, bury, stone_for
 
 if TYPE_CHECKING:
     from sealtune.workspace import Workspace
@@ -91,8 +97,26 @@ class LocalKeyring:
 
     backend = "local"
 
-    def __init__(self, keyfile: KeyFile) -> None:
+    def __init__(self, keyfile: KeyFile, *, tombstones: Path | None = None) -> None:
         self._kf = keyfile
+        self._tombstones = tombstones
+
+    def _buried(self, name: str, rec: dict[str, Any]) -> dict[str, Any]:
+        """``rec`` as its tombstone leaves it: a restored keyring file resurrects nothing."""
+        stone = stone_for(self._tombstones, name, str(rec.get("created", "")))
+        if stone.destroyed and rec["state"] != "destroyed":
+            return {**rec, "state": "destroyed", "keys": {}, "resurrected": True}
+        if stone.below:
+            return {**rec, "retired_below": stone.below,
+                    "keys": {v: k for v, k in rec["keys"].items() if int(v) >= stone.below}}
+        return rec
+
+    def _destroyed_error(self, name: str, rec: dict[str, Any]) -> KeyDestroyedError:
+        message = f"key {self._uri(name)} was destroyed; data wrapped under it is unrecoverable"
+        if rec.get("resurrected"):
+            message += (" (the keyring file holds it again, as if restored from a backup: "
+                        f"its tombstone in {TOMBSTONES} refuses it)")
+        return KeyDestroyedError(message)
 
     # -- helpers -----------------------------------------------------------------
 
@@ -105,14 +129,17 @@ class LocalKeyring:
             raise KeyNotFoundError(
                 f"no local key named {name!r}", hint="list keys with 'sealtune keys list'"
             )
-        return rec
+        return self._buried(name, rec)
 
     def _live(self, doc: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
+        """The record to change inside a transaction; tombstoned versions are dropped from it."""
         rec: dict[str, Any] | None = doc.get(SECTION, {}).get(name)
         if rec is None:
             raise KeyNotFoundError(f"no local key named {name!r}")
-        if rec["state"] == "destroyed":
-            raise KeyDestroyedError(f"key {self._uri(name)} was destroyed")
+        buried = self._buried(name, rec)
+        if buried["state"] == "destroyed":
+            raise self._destroyed_error(name, buried)
+        rec["keys"] = buried["keys"]  # heals a restored file when the transaction saves
         return rec
 
     def _info(self, name: str, rec: dict[str, Any]) -> KeyInfo:
@@ -181,6 +208,9 @@ class LocalKeyring:
                     f"(current version is {rec['current']})",
                     hint="'below' must be between 1 and the current version; rotate first",
                 )
+            # The tombstone first: a crash between the two leaves the versions refused.
+            if self._tombstones is not None:
+                bury(self._tombstones, name=name, created=str(rec["created"]), below=below)
             rec["keys"] = {v: k for v, k in rec["keys"].items() if int(v) >= below}
         return self._info(name, rec)
 
@@ -188,6 +218,8 @@ class LocalKeyring:
         """Delete every version of ``name`` from the keyring file, leaving a tombstone."""
         with self._kf.transaction() as doc:
             rec = self._live(doc, name)
+            if self._tombstones is not None:  # first, as in retire
+                bury(self._tombstones, name=name, created=str(rec["created"]), destroyed=True)
             rec["keys"] = {}
             rec["state"] = "destroyed"
             rec["destroyed"] = _now()
@@ -200,7 +232,8 @@ class LocalKeyring:
     def list(self) -> list[KeyInfo]:
         """Describe every local KEK, destroyed ones included, sorted by name."""
         self._kf.reload()
-        return [self._info(n, r) for n, r in sorted(self._kf.items(SECTION).items())]
+        return [self._info(n, self._buried(n, r))
+                for n, r in sorted(self._kf.items(SECTION).items())]
 
     # -- use ---------------------------------------------------------------------------
 
@@ -210,8 +243,11 @@ class LocalKeyring:
         self._kf.reload()  # see rotations and destructions made by other processes
         rec = self._record(name)
         if rec["state"] == "destroyed":
-            raise KeyDestroyedError(f"key {self._uri(name)} was destroyed")
+            raise self._destroyed_error(name, rec)
         version = int(rec["current"])
+        if str(version) not in rec["keys"]:  # a restored keyring whose current was retired
+            raise KeyDestroyedError(f"version {version} of key {self._uri(name)} was retired",
+                                    hint=f"rotate it: 'sealtune keys rotate {name}'")
         kek = b64decode(rec["keys"][str(version)])
         nonce = secrets.token_bytes(NONCE_BYTES)
         blob = nonce + _seal(rec["algorithm"], kek, nonce, bytes(data_key), aad)
@@ -230,13 +266,12 @@ class LocalKeyring:
         self._kf.reload()
         rec = self._record(wrapped.name)
         if rec["state"] == "destroyed":
-            raise KeyDestroyedError(
-                f"key {wrapped.kek_uri} was destroyed; data wrapped under it is unrecoverable"
-            )
+            raise self._destroyed_error(wrapped.name, rec)
         keys: dict[str, str] = rec["keys"]
         held = sorted(int(v) for v in keys)
         if str(wrapped.version) not in keys:
-            if held and 1 <= wrapped.version < held[0]:
+            floor = max(held[0] if held else 0, int(rec.get("retired_below", 0)))
+            if 1 <= wrapped.version < floor:
                 raise KeyDestroyedError(
                     f"version {wrapped.version} of key {wrapped.kek_uri} was retired; "
                     "data wrapped under it is unrecoverable"
@@ -256,7 +291,7 @@ class LocalKeyring:
 
 
 def _factory(ws: Workspace) -> LocalKeyring:
-    return LocalKeyring(ws.keyfile)
+    return LocalKeyring(ws.keyfile, tombstones=ws.root / TOMBSTONES)
 
 
 register_keyring("local", _factory)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sealtune.errors import (
@@ -21,6 +22,7 @@ from sealtune.errors import (
     UsageError,
 )
 from sealtune.keys.base import ALGORITHMS, Algorithm, KeyInfo, Keyring, WrappedKey, keyring_for
+from sealtune.keys.versions import VersionLock
 from sealtune.ledger.entry import Outcome
 
 if TYPE_CHECKING:
@@ -45,8 +47,14 @@ class KeyService:
     def __init__(self, workspace: Workspace) -> None:
         self._ws = workspace
         self._backends: dict[str, Keyring] = {}
+        self.version_lock = VersionLock(workspace.root)
 
     # -- helpers ---------------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        """The workspace directory (where the version lock and the inventory live)."""
+        return self._ws.root
 
     def backend(self, name: str) -> Keyring:
         """Return (and cache) the keyring for backend ``name``."""
@@ -152,9 +160,16 @@ class KeyService:
         return info
 
     def retire(self, name: str, *, below: int) -> KeyInfo:
-        """Destroy the versions of ``name`` lower than ``below``."""
+        """Destroy the versions of ``name`` lower than ``below``.
+
+        Holds the version lock exclusively, so no seal that wrapped under a
+        removed version publishes its file afterwards (see :mod:`sealtune.keys.versions`).
+        This does not check which files still need those versions:
+        :func:`sealtune.keys.rotation.retire_checked` does.
+        """
         rec = self._live(name)
-        info = self.backend(rec["backend"]).retire(name, below=below)
+        with self.version_lock.exclusive():
+            info = self.backend(rec["backend"]).retire(name, below=below)
         self.audit("key.retire", info.uri, details={"below": below})
         return info
 
@@ -171,9 +186,10 @@ class KeyService:
             self._clear_interrupted(name, rec)
             return
         rec = self._live(name)
-        self.backend(rec["backend"]).destroy(name)
-        with self._ws.keyfile.transaction() as doc:
-            doc[CATALOGUE][name]["state"] = "destroyed"
+        with self.version_lock.exclusive():
+            self.backend(rec["backend"]).destroy(name)
+            with self._ws.keyfile.transaction() as doc:
+                doc[CATALOGUE][name]["state"] = "destroyed"
         self.audit("key.destroy", f"{rec['backend']}:{name}")
 
     def _clear_interrupted(self, name: str, rec: dict[str, Any]) -> None:
@@ -217,6 +233,21 @@ class KeyService:
         """True if the catalogue has a live key for this wrapped entry."""
         rec = self._ws.keyfile.get(CATALOGUE, wrapped.name)
         return rec is not None and rec["backend"] == wrapped.backend and rec["state"] == "active"
+
+    def unwrap_if_held(self, wrapped: WrappedKey, aad: bytes) -> bytes | None:
+        """The ``unwrap`` callback of :func:`sealtune.core.envelope.unlock_header`.
+
+        Returns None for a KEK this workspace does not hold (the reader tries the
+        file's next entry) and raises ``KeyDestroyedError`` for one it destroyed,
+        so a file that only a destroyed key opened says so (exit 3), not "no key".
+        """
+        if self.can_unwrap(wrapped):
+            return self.unwrap(wrapped, aad=aad)
+        rec = self._ws.keyfile.get(CATALOGUE, wrapped.name)
+        if rec is not None and rec["backend"] == wrapped.backend and rec["state"] == "destroyed":
+            raise KeyDestroyedError(f"key {wrapped.kek_uri} was destroyed; data wrapped only "
+                                    "under it is unrecoverable")
+        return None
 
     def unwrap(self, wrapped: WrappedKey, *, aad: bytes) -> bytes:
         """Unwrap a data key; audit-logs success and failure."""

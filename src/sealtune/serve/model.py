@@ -146,9 +146,7 @@ class SealedModelDir:
         return sorted(self._clear | set(self._sealed))
 
     def _unwrap(self, entry: WrappedKey, aad: bytes) -> bytes | None:
-        if self._keys.can_unwrap(entry):
-            return self._keys.unwrap(entry, aad=aad)
-        return None
+        return self._keys.unwrap_if_held(entry, aad)
 
     def read(self, name: str) -> bytes:
         if name in self._clear:

@@ -2,24 +2,41 @@
 
 The dataset's data key is unwrapped from the sealed file's header through the
 workspace's key service (audited there); fresh data keys for the model outputs
-and the checkpoints are made here and wrapped under the workspace's default
-key; resuming unwraps the earlier job's checkpoint key again. The keyring
-itself never enters the sandbox: only these data keys do, over the key pipe.
+and the checkpoints are made here and wrapped under the job's KEKs: by
+default the live KEKs the dataset itself is wrapped under
+(:func:`dataset_keks`, read from its header), so whoever can open the dataset
+can open what was trained on it, and destroying the customer's key shreds
+both. Resuming unwraps the earlier job's checkpoint key again, from the
+header of its newest sealed checkpoint (which a rotation may have re-wrapped
+since), not from the job record. The keyring itself never enters the
+sandbox: only these data keys do, over the key pipe.
 
 What this protects against: the keyring or the passphrase reaching the
-training code, and outputs sealed under a key the workspace cannot unwrap.
-What it does not: the returned keys are plain ``bytearray`` copies in this
-process's memory until the job wipes them (Python may have made other copies);
-this is OS isolation, not a TEE, so root on the host can read them.
+training code; outputs sealed under a key the workspace cannot unwrap;
+weights that outlive the customer key of their data (sealed under the
+platform key only). What it does not: the returned keys are plain
+``bytearray`` copies in this process's memory until the job wipes them
+(Python may have made other copies); this is OS isolation, not a TEE, so
+root on the host can read them. A job given ``--key`` seals under exactly
+those keys, even if that leaves out the dataset's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sealtune.core.envelope import make_prefix, new_data_key, read_header, suite_for, unlock_header
 from sealtune.core.envelope import wrap_aad as _wrap_aad
+from sealtune.errors import (
+    IntegrityError,
+    KeyDestroyedError,
+    KeyNotFoundError,
+    SealtuneError,
+    UsageError,
+)
+from sealtune.keys.files import describe_file
 from sealtune.train.worker import SealTarget
 
 if TYPE_CHECKING:
@@ -29,22 +46,70 @@ if TYPE_CHECKING:
 def _file_key(ws: Workspace, path: Path) -> bytearray:
     """Unwrap a sealed file's data key through the workspace's key service (audited)."""
     with path.open("rb") as fh:
-        opened = unlock_header(read_header(fh), unwrap=lambda entry, aad: ws.keys.unwrap(
-            entry, aad=aad) if ws.keys.can_unwrap(entry) else None)
+        opened = unlock_header(read_header(fh), unwrap=ws.keys.unwrap_if_held)
     return bytearray(opened.data_key)
 
 
-def _new_target(ws: Workspace) -> tuple[bytearray, SealTarget]:
-    key_name = ws.config.default_key
-    suite = suite_for(ws.keys.info(key_name).algorithm)
+def dataset_keks(ws: Workspace, data_path: Path) -> list[str]:
+    """The names of the live KEKs the dataset's data file is wrapped under, in header order.
+
+    Raises:
+        KeyDestroyedError: every one of them that this workspace holds was destroyed.
+        KeyNotFoundError: none of them is a live key of this workspace.
+    """
+    names: list[str] = []
+    destroyed = False
+    for entry in describe_file(data_path).entries:
+        name = entry.kek_uri.split(":", 1)[1]
+        try:
+            info = ws.keys.info(name)
+        except SealtuneError:
+            continue  # a key this workspace lacks, or whose backend is unreachable
+        destroyed = destroyed or (info.uri == entry.kek_uri and info.state == "destroyed")
+        if info.uri == entry.kek_uri and info.state == "active" and name not in names:
+            names.append(name)
+    if names:
+        return names
+    if destroyed:
+        raise KeyDestroyedError(f"{data_path}: the keys the dataset is sealed under were "
+                                "destroyed: it is unrecoverable")
+    raise KeyNotFoundError(f"{data_path}: none of the keys the dataset is sealed under is "
+                           "a live key of this workspace",
+                           hint="name the keys to seal the model under with --key")
+
+
+def check_job_keys(key_names: Sequence[str]) -> list[str]:
+    """A non-empty list of distinct key names (``--key``)."""
+    names = list(key_names)
+    if not names or len(set(names)) != len(names):
+        raise UsageError("name one or more distinct keys to seal the model under (--key)")
+    return names
+
+
+def _new_target(ws: Workspace, key_names: Sequence[str]) -> tuple[bytearray, SealTarget]:
+    """A fresh data key, wrapped under each of ``key_names`` (the first picks the suite)."""
+    names = check_job_keys(key_names)
+    suite = suite_for(ws.keys.info(names[0]).algorithm)
     key = new_data_key(suite)
     prefix = make_prefix(key, suite=suite)
-    wrapped = ws.keys.wrap(key_name, key, aad=_wrap_aad(prefix))
-    return bytearray(key), SealTarget(prefix, (wrapped,))
+    wrapped = tuple(ws.keys.wrap(name, key, aad=_wrap_aad(prefix)) for name in names)
+    return bytearray(key), SealTarget(prefix, wrapped)
 
 
-def _old_target(ws: Workspace, rec: dict[str, Any]) -> tuple[bytearray, SealTarget]:
-    """The checkpoint key of the job being resumed, unwrapped again."""
-    target = SealTarget.from_dict(rec["checkpoint"], f"job {rec['id']} checkpoint")
-    key = ws.keys.unwrap(target.wrapped[0], aad=_wrap_aad(target.prefix))
-    return bytearray(key), target
+def _old_target(ws: Workspace, rec: dict[str, Any],
+                checkpoints: Path) -> tuple[bytearray, SealTarget]:
+    """The checkpoint key of the job being resumed, from its newest sealed checkpoint.
+
+    The header is read from the file, not from the job record: a rotation
+    re-wraps the file (the record keeps the wrap of the job's start, which a
+    retirement makes useless), and the resumed job seals its own checkpoints
+    with the same, current, entries.
+    """
+    newest = max(checkpoints.glob("ckpt-*.sealed"))
+    with newest.open("rb") as fh:
+        opened = unlock_header(read_header(fh), unwrap=ws.keys.unwrap_if_held)
+    recorded = SealTarget.from_dict(rec["checkpoint"], f"job {rec['id']} checkpoint")
+    if opened.prefix.encode() != recorded.prefix.encode():
+        raise IntegrityError(f"{newest} is not a checkpoint of job {rec['id']}",
+                             hint="resume from the job's own checkpoint directory")
+    return bytearray(opened.data_key), SealTarget(opened.prefix, tuple(opened.slot.entries))

@@ -28,7 +28,6 @@ process and the host's temp dir); ``model.json`` is unsigned plain JSON.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -42,6 +41,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sealtune.errors import DiskFullError, IntegrityError, SealtuneError
+from sealtune.keys.base import WrappedKey
+from sealtune.keys.content import labelled_digest
+from sealtune.keys.versions import CommitGuard, lease
 from sealtune.train import seccomp
 from sealtune.train.job_keys import _file_key, _new_target, _old_target
 from sealtune.train.job_records import MODEL_FORMAT, MODELS, _Job, _now, _write_json
@@ -113,6 +115,7 @@ class _Run:
                                                                      threads, timeout)
         self.nproc = nproc
         self.keys: dict[str, bytearray] = {}
+        self.pending: list[WrappedKey] = []  # what the sandbox will seal under (leased)
         self.fields: dict[str, dict[str, Any]] = {}
         self.errors: list[str] = []
 
@@ -120,15 +123,9 @@ class _Run:
         rec = self.job.rec
         try:
             args = self._prepare()
-            measurement = measure(code=[Path(__file__).resolve().parents[1]],
-                                  config=json.dumps(rec["config"], sort_keys=True).encode(),
-                                  base_model=self.spec.inputs["base"],
-                                  inputs={"dataset": self.spec.inputs["dataset"]})
-            rec["measurement"] = {**measurement.to_dict(), "digest": measurement.digest}
-            self.job.save()
-            teardown = self._sandboxed(args) if rec["sandboxed"] else self._unsandboxed(args)
-            self._check(teardown)
-            model_dir = self._install()
+            # While it runs, a retire of a version it seals under is refused (keys.versions).
+            with lease(self.ws.root, f"job {rec['id']}", self.pending):
+                model_dir, teardown = self._run(rec, args)
         except BaseException as exc:
             rec["status"], rec["error"] = "failed", type(exc).__name__
             self.job.event("train.failed", {"error": type(exc).__name__}, outcome="failure")
@@ -137,6 +134,18 @@ class _Run:
             for key in self.keys.values():
                 key[:] = bytes(len(key))
         return self._finish(model_dir, teardown)
+
+    def _run(self, rec: dict[str, Any], args: list[str]) -> tuple[Path, dict[str, Any]]:
+        """Measure, run the worker (sandboxed or not), check it, install the sealed model."""
+        measurement = measure(code=[Path(__file__).resolve().parents[1]],
+                              config=json.dumps(rec["config"], sort_keys=True).encode(),
+                              base_model=self.spec.inputs["base"],
+                              inputs={"dataset": self.spec.inputs["dataset"]})
+        rec["measurement"] = {**measurement.to_dict(), "digest": measurement.digest}
+        self.job.save()
+        teardown = self._sandboxed(args) if rec["sandboxed"] else self._unsandboxed(args)
+        self._check(teardown)
+        return self._install(), teardown
 
     def _check(self, teardown: Mapping[str, Any]) -> None:
         """Fail unless the worker sealed its outputs and left nothing else behind."""
@@ -164,13 +173,16 @@ class _Run:
             warnings.warn(UNSAFE_WARNING, UserWarning, stacklevel=4)
             self.job.event("train.unsafe_no_sandbox", {"out_name": rec["out_name"]})
         self.keys["dataset"] = _file_key(self.ws, self.spec.inputs["dataset"])
-        self.keys["output"], output = _new_target(self.ws)
+        seal_keys = rec.get("seal_keys") or [self.ws.config.default_key]
+        self.keys["output"], output = _new_target(self.ws, seal_keys)
         if self.previous is not None:
-            self.keys["checkpoint"], checkpoint = _old_target(self.ws, self.previous)
+            self.keys["checkpoint"], checkpoint = _old_target(self.ws, self.previous,
+                                                              self.spec.inputs["resume"])
         else:
-            self.keys["checkpoint"], checkpoint = _new_target(self.ws)
+            self.keys["checkpoint"], checkpoint = _new_target(self.ws, seal_keys)
         rec["checkpoint"] = checkpoint.to_dict()
-        rec["output_key"] = output.wrapped[0].kek_uri
+        rec["output_keys"] = [f"{w.kek_uri}@{w.version}" for w in output.wrapped]
+        self.pending = [*output.wrapped, *checkpoint.wrapped]
         threads = max(1, (self.threads or os.cpu_count() or 1) // self.nproc)
         job_spec = JobSpec(dataset="dataset", base="base", config=self.config, output=output,
                            checkpoint=checkpoint, threads=threads, nproc=self.nproc,
@@ -258,21 +270,25 @@ class _Run:
             with path.open("rb") as fh:
                 if not path.name.endswith(".sealed") or fh.read(8) != SEALED_MAGIC:
                     raise IntegrityError(f"sandbox output {path.name} is not a sealed file")
-                fh.seek(0)
-                files[path.name] = "sha256:" + hashlib.file_digest(fh, "sha256").hexdigest()
+            files[path.name] = labelled_digest(path)  # unchanged by key rotation
             os.replace(path, build / path.name)
         finished = self.fields.get("training_finished", {})
         measurement = rec["measurement"]
         _write_json(build / "model.json", {
             "format": MODEL_FORMAT, "name": rec["out_name"], "job": rec["id"],
             "created": _now(), "sandboxed": rec["sandboxed"],
-            "dataset": {"name": rec["dataset"], "digest": measurement["inputs"]["dataset"]},
+            "dataset": {"name": rec["dataset"],
+                        "digest": labelled_digest(self.spec.inputs["dataset"])},
             "base": {"path": rec["base"], "digest": measurement["base_model"]},
             "config": rec["config"], "privacy": _privacy(finished),
             "measurement": measurement, "files": files,
-            "key": rec["output_key"]})
+            "keys": rec["output_keys"]})
         final: Path = models / str(rec["out_name"])
-        os.rename(build, final)
+        # Installed only while the versions it is sealed under are live (keys.versions).
+        with CommitGuard(self.ws.keys, rec["output_keys"], what=f"model {rec['out_name']!r}"
+                         ) as guard:
+            guard.check()
+            os.rename(build, final)
         with contextlib.suppress(OSError):
             (self.spec.output_dir / "model").rmdir()
         return final

@@ -38,6 +38,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +55,7 @@ from sealtune.train.distributed import MAX_NPROC
 from sealtune.train.job_keys import _file_key as _file_key
 from sealtune.train.job_keys import _new_target as _new_target
 from sealtune.train.job_keys import _old_target as _old_target
+from sealtune.train.job_keys import check_job_keys, dataset_keks
 from sealtune.train.job_records import (
     _NAME,
     JOB_FORMAT,
@@ -122,11 +124,12 @@ def _check_nproc(nproc: int, *, config: TrainConfig, sandbox: bool) -> None:
 def run_job(ws: Workspace, *, dataset: str, base: Path, config: TrainConfig, out_name: str,
             sandbox: bool = True, nproc: int = 1, progress: ProgressFn | None = None,
             resume: str | None = None, threads: int | None = None, bwrap: str = "bwrap",
-            tmpfs_size: int = 1 << 30, timeout: float | None = None) -> JobResult:
+            tmpfs_size: int = 1 << 30, timeout: float | None = None,
+            key_names: Sequence[str] | None = None) -> JobResult:
     """Fine-tune ``base`` on the catalogue dataset ``dataset`` in a sandbox; install the model.
 
     Args:
-        ws: the workspace (its default key seals the outputs and checkpoints).
+        ws: the workspace.
         dataset: a dataset name in ``<workspace>/datasets``.
         base: the base model directory (safetensors).
         config: the training settings (validated here).
@@ -142,6 +145,9 @@ def run_job(ws: Workspace, *, dataset: str, base: Path, config: TrainConfig, out
         bwrap: the bubblewrap executable.
         tmpfs_size: bytes of the sandbox's private tmpfs workspace.
         timeout: seconds after which the sandbox is destroyed and the job fails.
+        key_names: the KEKs that seal the checkpoints and the model (default: the live
+            KEKs the dataset is sealed under, so destroying the dataset's key also
+            shreds the weights trained on it).
 
     Raises:
         SandboxUnavailableError: the sandbox cannot be created (and ``sandbox`` is True).
@@ -153,6 +159,9 @@ def run_job(ws: Workspace, *, dataset: str, base: Path, config: TrainConfig, out
     _check_names(ws, out_name, base)
     _check_nproc(nproc, config=config, sandbox=sandbox)
     data_path = _dataset_file(ws, dataset)
+    seal_keys = dataset_keks(ws, data_path) if key_names is None else check_job_keys(key_names)
+    for name in seal_keys:
+        ws.keys.info(name)  # a missing key fails here, before any sandbox starts
     job_id, run_dir = _new_run_dir(ws)
     spec = _job_spec(ws, run_dir=run_dir, data_path=data_path, base=base, threads=threads,
                      nproc=nproc, tmpfs_size=tmpfs_size, bwrap=bwrap)
@@ -165,14 +174,19 @@ def run_job(ws: Workspace, *, dataset: str, base: Path, config: TrainConfig, out
         assert resume_dir is not None
         spec = replace(spec, inputs={**spec.inputs, "resume": resume_dir})
     job = _Job(ws, _new_record(job_id, out_name=out_name, dataset=dataset, base=base,
-                               config=config, sandbox=sandbox, previous=previous, nproc=nproc))
+                               config=config, sandbox=sandbox, previous=previous, nproc=nproc,
+                               seal_keys=seal_keys))
     # Called from here, so that the no-sandbox warning's stacklevel names our caller.
     return _Run(ws, job, spec, config, previous, progress, threads, timeout,
                 nproc).execute()
 
 
 def _dataset_file(ws: Workspace, dataset: str) -> Path:
-    """The dataset's sealed data file, refused if it does not match its manifest digest."""
+    """The dataset's sealed data file, refused if it does not match its manifest digest.
+
+    The manifest binds the content digest, so a dataset whose key was rotated
+    (its header re-wrapped) still matches.
+    """
     from sealtune.data.store import show_dataset
 
     info = show_dataset(ws, dataset, verify=True)
@@ -216,7 +230,8 @@ def _probe_or_refuse(ws: Workspace, spec: SandboxSpec, *, job_id: str, run_dir: 
 
 
 def _new_record(job_id: str, *, out_name: str, dataset: str, base: Path, config: TrainConfig,
-                sandbox: bool, previous: dict[str, Any] | None, nproc: int) -> dict[str, Any]:
+                sandbox: bool, previous: dict[str, Any] | None, nproc: int,
+                seal_keys: Sequence[str]) -> dict[str, Any]:
     """A new job record, ``running`` under this process (pid and start time)."""
     rec: dict[str, Any] = {
         "format": JOB_FORMAT, "id": job_id, "out_name": out_name,
@@ -224,6 +239,7 @@ def _new_record(job_id: str, *, out_name: str, dataset: str, base: Path, config:
         "fingerprint": config.fingerprint(), "sandboxed": sandbox,
         "status": "running", "created": _now(), "timeline": [], "metrics": {},
         "resumed_job": None if previous is None else previous["id"],
+        "seal_keys": list(seal_keys),
         "runner": {"pid": os.getpid(), "start": _proc_start(os.getpid())}}
     if nproc > 1:
         rec["nproc"] = nproc

@@ -139,15 +139,22 @@ def test_bom_validates_and_digests_match(workspace: Workspace, raw: Path) -> Non
     def sha(path: Path) -> str:
         return hashlib.sha256(path.read_bytes()).hexdigest()
 
+    def content(path: Path) -> str:  # sealed-v1: SHA-256(prefix || payload), slots skipped
+        blob = path.read_bytes()
+        slot = int.from_bytes(blob[16:20], "big")
+        return hashlib.sha256(blob[:68] + blob[68 + 2 * slot:]).hexdigest()
+
     def prop(component: dict, name: str) -> str:
         return next(p["value"] for p in component["properties"] if p["name"] == name)
 
     assert parts["input"]["hashes"][0]["content"] == sha(raw)
     assert prop(parts["input"], "sealtune:records") == "27"
-    assert parts["output:data"]["hashes"][0]["content"] == sha(result.path / "data.jsonl.sealed")
+    assert parts["output:data"]["hashes"][0]["content"] == content(
+        result.path / "data.jsonl.sealed")
     assert prop(parts["output:data"], "sealtune:records") == "25"
     quarantine = result.path / "quarantine.jsonl.sealed"
-    assert parts["output:quarantine"]["hashes"][0]["content"] == sha(quarantine)
+    assert parts["output:quarantine"]["hashes"][0]["content"] == content(quarantine)
+    assert prop(parts["output:data"], "sealtune:digest").startswith("content-sha256")
     meta = bom["metadata"]["component"]
     policy = default_policy()
     assert prop(meta, "sealtune:policy:redaction-digest") == policy.digest(
@@ -158,7 +165,8 @@ def test_bom_validates_and_digests_match(workspace: Workspace, raw: Path) -> Non
     assert deps["output:data"] == ["input"]
     manifest = result.manifest
     assert manifest["input"]["sha256"] == sha(raw)
-    assert manifest["files"]["data"]["sha256"] == sha(result.path / "data.jsonl.sealed")
+    assert manifest["files"]["data"]["content_sha256"] == content(
+        result.path / "data.jsonl.sealed")
     assert show_dataset(workspace, "bom").intact == dict.fromkeys(
         ["data.jsonl.sealed", "quarantine.jsonl.sealed", "dataset-keys.sealed"], True)
 
