@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -180,29 +181,36 @@ def test_in_toto_verifies_every_envelope_with_the_pinned_key(run: Run) -> None:
     assert manifest.verify([key], 1)
 
 
-def _statement(files: dict[str, bytes], step: str) -> dict[str, object]:
+def _statement(files: dict[str, bytes], step: str) -> dict[str, Any]:
     env = json.loads(files[f"statements/{step}.dsse.json"])
-    return json.loads(base64.b64decode(env["payload"]))
+    doc: dict[str, Any] = json.loads(base64.b64decode(env["payload"]))
+    return doc
+
+
+def _digests(descriptors: list[dict[str, Any]]) -> dict[str, str]:
+    return {d["name"]: ":".join(*d["digest"].items()) for d in descriptors}
 
 
 def test_the_statements_state_what_the_run_did(run: Run) -> None:
     files = layout.read_dir(run.bundle)
     data, train = _statement(files, "data"), _statement(files, "train")
     manifest = show_dataset(run.ws, "support").manifest
-    subjects = {s["name"]: s["digest"]["sha256"] for s in data["subject"]}  # type: ignore[index]
-    assert subjects["support/data"] == manifest["files"]["data"]["sha256"]
-    assert subjects["support/bom"] == hashlib.sha256(
+    subjects = _digests(data["subject"])
+    assert subjects["support/data"] == "content-sha256:" + manifest["files"]["data"][
+        "content_sha256"]  # the digest key rotation keeps
+    assert subjects["support/bom"] == "sha256:" + hashlib.sha256(
         export_bom(run.ws, "support").encode()).hexdigest()
     assert files["bom/support.cdx.json"] == export_bom(run.ws, "support").encode()
-    deps = {d["name"]: d["digest"]["sha256"]  # type: ignore[index]
-            for d in train["predicate"]["buildDefinition"]["resolvedDependencies"]}  # type: ignore[index]
+    build = train["predicate"]["buildDefinition"]
+    deps = _digests(build["resolvedDependencies"])
     assert deps["dataset"] == subjects["support/data"]
     job = show_job(run.ws, run.job)
-    internal = train["predicate"]["buildDefinition"]["internalParameters"]  # type: ignore[index]
-    assert internal["sandbox"]["digest"] == job["measurement"]["digest"]
+    model = json.loads((Path(job["model"]) / "model.json").read_text())
+    assert _digests(train["subject"]) == {f"m1/{n}": d for n, d in model["files"].items()}
+    assert build["internalParameters"]["sandbox"]["digest"] == job["measurement"]["digest"]
     record = json.loads(files[f"training/{run.job}.json"])
     assert record["privacy"]["epsilon_spent"] == job["privacy"]["epsilon_spent"] > 0
-    events = [b["name"] for b in train["predicate"]["runDetails"]["byproducts"]  # type: ignore[index]
+    events = [b["name"] for b in train["predicate"]["runDetails"]["byproducts"]
               if b["name"].startswith("ledger/")]
     actions = [run.ws.ledger.entry(int(e.split("/")[1])).action for e in events]
     assert {"sandbox.created", "train.finished", "sandbox.destroyed"} <= set(actions)

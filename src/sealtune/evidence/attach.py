@@ -44,12 +44,23 @@ def _when(text: object) -> datetime | None:
         return None
 
 
+def _sealed_digest(entry: Any) -> str:
+    """A sealed file's digest from its manifest entry: the content digest if recorded.
+
+    The content digest survives key rotation; manifests written before it
+    existed carry only the whole file's ``sha256``.
+    """
+    if isinstance(entry, dict) and "content_sha256" in entry:
+        return f"content-sha256:{entry['content_sha256']}"
+    return f"sha256:{entry['sha256']}"
+
+
 def record_dataset(recorder: EvidenceRecorder, ws: Workspace, dataset: str, *,
                    step: str = "data", ledger_seqs: Sequence[int] = ()) -> None:
     """Record the ingest of ``dataset`` as step ``step`` (kind ``data``), with its BOM.
 
     The raw input's digest is declared as a run input; the outputs are the
-    sealed data and quarantine files and the BOM.
+    sealed data and quarantine files (by content digest) and the BOM.
 
     Raises:
         UsageError: no such dataset.
@@ -61,12 +72,12 @@ def record_dataset(recorder: EvidenceRecorder, ws: Workspace, dataset: str, *,
     manifest = info.manifest
     files = manifest.get("files", {})
     try:
-        raw = manifest["input"]["sha256"]
-        outputs = {role: files[role]["sha256"] for role in ("data", "quarantine")}
+        raw = "sha256:" + manifest["input"]["sha256"]
+        outputs = {role: _sealed_digest(files[role]) for role in ("data", "quarantine")}
     except (KeyError, TypeError):
         raise IntegrityError(f"{info.path}/dataset.json: no input or output digests") from None
     bom = export_bom(ws, dataset).encode("utf-8")
-    outputs["bom"] = hashlib.sha256(bom).hexdigest()
+    outputs["bom"] = "sha256:" + hashlib.sha256(bom).hexdigest()
     recorder.add_input(f"{dataset}-raw", raw)
     when = _when(manifest.get("created"))
     recorder.step(step, "data", inputs={f"{dataset}-raw": raw},
@@ -92,23 +103,23 @@ def training_record(rec: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _model_files(rec: Mapping[str, Any]) -> dict[str, str]:
+def _model(rec: Mapping[str, Any]) -> dict[str, Any]:
     model = rec.get("model")
     if not model:
         raise IntegrityError(f"job {rec.get('id')} installed no model; nothing to record")
-    manifest = json.loads((Path(str(model)) / "model.json").read_text("utf-8"))
-    return {f"{rec['out_name']}/{name}": digest
-            for name, digest in sorted(manifest.get("files", {}).items())}
+    manifest: dict[str, Any] = json.loads((Path(str(model)) / "model.json").read_text("utf-8"))
+    return manifest
 
 
 def record_training(recorder: EvidenceRecorder, ws: Workspace, job_id: str, *,
                     step: str = "train", ledger_seqs: Sequence[int] = ()) -> None:
     """Record training job ``job_id`` as step ``step`` (kind ``train``), with its record.
 
-    Inputs are the dataset and base model digests of its sandbox measurement
-    (the dataset must be an earlier step's output; the base model is declared
-    a run input), outputs the sealed model files, the measurement goes into the
-    statement, and the training record (with ε) is attached.
+    Inputs are the dataset (by the content digest its model record names; it
+    must be an earlier step's output) and the base model (by the measurement's
+    tree digest; declared a run input), outputs the sealed model files (by
+    content digest), the sandbox measurement goes into the statement, and the
+    training record (with ε) is attached.
 
     Raises:
         UsageError: no such job, or its dataset is not an earlier output.
@@ -121,11 +132,14 @@ def record_training(recorder: EvidenceRecorder, ws: Workspace, job_id: str, *,
     if rec.get("status") != "finished" or "digest" not in measurement:
         raise IntegrityError(f"job {job_id} is {rec.get('status')}; only a finished job "
                              "with a sandbox measurement can be recorded")
-    inputs = {"dataset": measurement["inputs"]["dataset"], "base": measurement["base_model"]}
+    model = _model(rec)
+    inputs = {"dataset": model["dataset"]["digest"], "base": measurement["base_model"]}
     recorder.add_input(f"{rec['out_name']}-base", inputs["base"])
+    outputs = {f"{rec['out_name']}/{name}": digest
+               for name, digest in sorted(model.get("files", {}).items())}
     config = {"job": job_id, "dataset": rec["dataset"], "out_name": rec["out_name"],
               "sandboxed": bool(rec.get("sandboxed")), "train": rec["config"]}
-    recorder.step(step, "train", inputs=inputs, outputs=_model_files(rec), config=config,
+    recorder.step(step, "train", inputs=inputs, outputs=outputs, config=config,
                   measurement=measurement if rec.get("sandboxed") else None,
                   ledger_seqs=ledger_seqs, started_on=_when(rec.get("created")),
                   finished_on=_when(rec.get("updated")))

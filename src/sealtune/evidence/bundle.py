@@ -161,7 +161,7 @@ class EvidenceRecorder:
         if not layout.allowed(path) or path in self._files:
             raise UsageError(f"{path!r} is not a bundle file name, or is already attached")
         self._files[path] = data
-        digest = hashlib.sha256(data).hexdigest()
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
         self._steps[step].attached.append((path, descriptor(path, digest, **annotations)))
 
     def attach_bom(self, step: str, *, dataset: str, bom: bytes) -> None:
@@ -214,7 +214,8 @@ class EvidenceRecorder:
         files.update(ledger.files)
         workspace_id = self.ws.config.workspace_id
         for name, step in self._steps.items():
-            byproducts = [descriptor(f"ledger/{s}", ledger.events[s]) for s in step.seqs]
+            byproducts = [descriptor(f"ledger/{s}", "sha256:" + ledger.events[s])
+                          for s in step.seqs]
             byproducts += [d for _, d in step.attached]
             record = replace(step.record, byproducts=tuple(byproducts))
             payload = build_statement(record, run_id=self.run_id, workspace_id=workspace_id)

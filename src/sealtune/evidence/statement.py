@@ -48,6 +48,8 @@ BUILD_TYPE = "https://sealtune.local/buildtypes/{kind}/v1"
 BUILDER_ID = "https://sealtune.local/builder/{workspace}"
 #: The step kinds of a pipeline, in their usual order.
 KINDS = ("data", "train", "assess", "register", "deploy")
+#: The digest algorithms of a ResourceDescriptor's DigestSet that statements use.
+DIGEST_ALGORITHMS = ("sha256", "content-sha256")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}")
 _TIME = "%Y-%m-%dT%H:%M:%SZ"
@@ -57,16 +59,24 @@ _SECRET_FIELD = re.compile(
 
 
 def normalize_digest(value: str, *, what: str) -> str:
-    """``sha256:<hex>`` or ``<hex>`` (64 lower-case hex digits) to the bare hex.
+    """A digest as ``<algorithm>:<64 lower-case hex>``; bare hex means ``sha256``.
+
+    Algorithms: ``sha256`` (of a file's bytes, or sealtune's tree digest of a
+    directory, as the sandbox measurement labels it) and ``content-sha256``
+    (a sealed file's content digest, which key rotation does not change).
 
     Raises:
         UsageError: anything else.
     """
-    hexpart = value[7:] if isinstance(value, str) and value.startswith("sha256:") else value
-    if not isinstance(hexpart, str) or not _HEX64.fullmatch(hexpart):
-        raise UsageError(f"{what}: not a SHA-256 digest",
-                         hint="pass 64 lower-case hex digits, optionally prefixed 'sha256:'")
-    return hexpart
+    alg, sep, hexpart = value.partition(":") if isinstance(value, str) else ("", "", "")
+    if not sep:
+        alg, hexpart = "sha256", value
+    if alg not in DIGEST_ALGORITHMS or not isinstance(hexpart, str) or not _HEX64.fullmatch(
+            hexpart):
+        raise UsageError(f"{what}: not a digest sealtune records",
+                         hint="pass 64 lower-case hex digits, optionally prefixed 'sha256:' "
+                              "or 'content-sha256:'")
+    return f"{alg}:{hexpart}"
 
 
 def check_name(name: str, *, what: str) -> str:
@@ -108,8 +118,15 @@ def timestamp(when: datetime) -> str:
 
 
 def descriptor(name: str, digest: str, **annotations: Any) -> dict[str, Any]:
-    """An in-toto ResourceDescriptor ``{name, digest: {sha256}[, annotations]}``."""
-    out: dict[str, Any] = {"name": name, "digest": {"sha256": digest}}
+    """An in-toto ResourceDescriptor ``{name, digest: {alg: hex}[, annotations]}``.
+
+    Args:
+        name: the resource's name.
+        digest: ``<algorithm>:<hex>`` (see :func:`normalize_digest`).
+        annotations: more facts about it (JSON values).
+    """
+    alg, _, hexpart = digest.partition(":")
+    out: dict[str, Any] = {"name": name, "digest": {alg: hexpart}}
     if annotations:
         out["annotations"] = annotations
     return out
@@ -117,7 +134,7 @@ def descriptor(name: str, digest: str, **annotations: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class StepRecord:
-    """What one step did, as the statement states it (digests are bare hex).
+    """What one step did, as the statement states it (digests ``<alg>:<hex>``).
 
     Attributes:
         name: the step's name (its statement file is ``statements/<name>.dsse.json``).
@@ -176,8 +193,8 @@ class ParsedStatement:
         kind: the step kind from the build type.
         run_id: ``invocationId``.
         builder: the builder id.
-        inputs, outputs: name -> hex digest.
-        byproducts: name -> the descriptor (digest and annotations).
+        inputs, outputs: name -> ``<alg>:<hex>`` digest.
+        byproducts: name -> the descriptor (``digest``: ``<alg>:<hex>``, ``annotations``).
         measurement: the sandbox measurement, if any.
     """
 
@@ -198,18 +215,21 @@ def _obj(value: Any, keys: set[str], what: str, *,
 
 
 def _descriptors(value: Any, what: str) -> dict[str, dict[str, Any]]:
+    """name -> ``{"digest": "<alg>:<hex>", "annotations": {...}}``, strictly."""
     if not isinstance(value, list):
         raise IntegrityError(f"{what}: not a list")
     out: dict[str, dict[str, Any]] = {}
     for item in value:
         d = _obj(item, {"name", "digest"}, what, optional=frozenset({"annotations"}))
-        if not isinstance(d.get("annotations", {}), dict):
-            raise IntegrityError(f"{what}: annotations must be an object")
-        digest = _obj(d["digest"], {"sha256"}, what)["sha256"]
-        if (not isinstance(d["name"], str) or d["name"] in out
-                or not isinstance(digest, str) or not _HEX64.fullmatch(digest)):
-            raise IntegrityError(f"{what}: bad or repeated name, or not a SHA-256 digest")
-        out[d["name"]] = d
+        digest, annotations = d["digest"], d.get("annotations", {})
+        if (not isinstance(d["name"], str) or d["name"] in out or not isinstance(digest, dict)
+                or len(digest) != 1 or not isinstance(annotations, dict)):
+            raise IntegrityError(f"{what}: a repeated name, or not one digest")
+        [(alg, hexpart)] = digest.items()
+        if alg not in DIGEST_ALGORITHMS or not isinstance(hexpart, str) or not \
+                _HEX64.fullmatch(hexpart):
+            raise IntegrityError(f"{what}: {d['name']!r} has no digest sealtune records")
+        out[d["name"]] = {"digest": f"{alg}:{hexpart}", "annotations": annotations}
     return out
 
 
@@ -241,7 +261,7 @@ def parse_statement(payload: bytes, *, what: str) -> ParsedStatement:
     deps = _descriptors(build["resolvedDependencies"], f"{what}: resolvedDependencies")
     return ParsedStatement(
         kind=kinds[build["buildType"]], run_id=meta["invocationId"], builder=builder["id"],
-        inputs={n: d["digest"]["sha256"] for n, d in deps.items()},
-        outputs={n: d["digest"]["sha256"] for n, d in subjects.items()},
+        inputs={n: d["digest"] for n, d in deps.items()},
+        outputs={n: d["digest"] for n, d in subjects.items()},
         byproducts=_descriptors(run["byproducts"], f"{what}: byproducts"),
         measurement=measurement)

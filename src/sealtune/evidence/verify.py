@@ -49,7 +49,7 @@ from sealtune.evidence.pins import Pins, load_public_pem
 from sealtune.evidence.report import BundleReport
 from sealtune.evidence.statement import BUILDER_ID, ParsedStatement, parse_statement
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+_DIGEST = re.compile(r"(sha256|content-sha256):[0-9a-f]{64}")
 _LEDGER_EVENT = re.compile(r"ledger/([1-9][0-9]{0,17})")
 _MANIFEST_KEYS = {"format", "run_id", "workspace_id", "created", "steps", "inputs",
                   "evidence_key", "ledger", "files"}
@@ -124,7 +124,7 @@ def _check_manifest(doc: Any) -> dict[str, Any]:
     if (not isinstance(steps, list) or not steps or len(set(steps)) != len(steps)
             or not all(isinstance(s, str) and layout.STEP_NAME.fullmatch(s) for s in steps)
             or not isinstance(inputs, dict)
-            or not all(isinstance(d, str) and _HEX64.fullmatch(d) for d in inputs.values())
+            or not all(isinstance(d, str) and _DIGEST.fullmatch(d) for d in inputs.values())
             or not isinstance(ledger, dict) or set(ledger) != {"origin", "key"}
             or not all(isinstance(v, str) for v in ledger.values())
             or not all(isinstance(doc[k], str) for k in ("run_id", "workspace_id"))
@@ -245,8 +245,8 @@ def _ledger(files: Mapping[str, bytes], manifest: dict[str, Any],
     for st in statements.values():
         for name, d in st.byproducts.items():
             m = _LEDGER_EVENT.fullmatch(name)
-            if m is not None:
-                events[int(m.group(1))] = d["digest"]["sha256"]
+            if m is not None and d["digest"].startswith("sha256:"):
+                events[int(m.group(1))] = d["digest"].removeprefix("sha256:")
     if verifiers is None:
         return
     for check in ledger_proofs.check(files, events=events, verifiers=verifiers,
@@ -270,12 +270,11 @@ def _attachments(files: Mapping[str, bytes], statements: Mapping[str, ParsedStat
             continue
         name = f"{'bom' if bom else 'training'}.{match.group(1)}"
         named = _named(statements, path)
-        digest = hashlib.sha256(files[path]).hexdigest()
-        if named is None or named["digest"]["sha256"] != digest:
+        digest = "sha256:" + hashlib.sha256(files[path]).hexdigest()
+        if named is None or named["digest"] != digest:
             report.add(name, False, f"{path}: no statement names this file with its SHA-256")
         elif bom is not None:
-            report.add(name, True, f"{path}: SHA-256 {digest[:16]}… is the one a statement "
-                       "names")
+            report.add(name, True, f"{path}: {digest[:23]}… is the digest a statement names")
         else:
             _training(path, files[path], named, name, report)
 
@@ -294,7 +293,7 @@ def _training(path: str, data: bytes, named: dict[str, Any], name: str,
     privacy = record.get("privacy") if isinstance(record, dict) else None
     privacy = privacy if isinstance(privacy, dict) else {}
     eps, delta = privacy.get("epsilon_spent"), privacy.get("delta")
-    ann = named.get("annotations") or {}
+    ann = named["annotations"]
     if not (_figure(eps) and _figure(delta)) or (eps, delta) != (
             ann.get("epsilon_spent"), ann.get("delta")):
         report.add(name, False, f"{path}: ε or δ differ from the statement's")

@@ -25,7 +25,8 @@ D1, D2, D3 = "1" * 64, "2" * 64, "3" * 64
 
 def _step(**kw: object) -> StepRecord:
     base: dict[str, object] = dict(
-        name="train", kind="train", inputs={"dataset": D1}, outputs={"model": D2},
+        name="train", kind="train", inputs={"dataset": "content-sha256:" + D1},
+        outputs={"model": "sha256:" + D2},
         config={"lr": 0.01, "epochs": 1}, measurement={"digest": "sha256:" + D3},
         started_on="2026-01-02T03:04:05Z", finished_on="2026-01-02T03:05:06Z",
         byproducts=({"name": "ledger/7", "digest": {"sha256": D3}},))
@@ -39,7 +40,8 @@ def test_a_statement_is_in_toto_v1_with_slsa_provenance_v1() -> None:
     assert doc["_type"] == STATEMENT_TYPE and doc["predicateType"] == PREDICATE_TYPE
     assert doc["subject"] == [{"name": "model", "digest": {"sha256": D2}}]
     build, run = doc["predicate"]["buildDefinition"], doc["predicate"]["runDetails"]
-    assert build["resolvedDependencies"] == [{"name": "dataset", "digest": {"sha256": D1}}]
+    assert build["resolvedDependencies"] == [{"name": "dataset",
+                                              "digest": {"content-sha256": D1}}]
     assert build["externalParameters"] == {"lr": 0.01, "epochs": 1}
     assert build["internalParameters"] == {"sandbox": {"digest": "sha256:" + D3}}
     assert build["buildType"].endswith("/train/v1")
@@ -52,9 +54,9 @@ def test_a_statement_is_in_toto_v1_with_slsa_provenance_v1() -> None:
 
 def test_parse_reads_back_what_build_wrote() -> None:
     st = parse_statement(build_statement(_step(), run_id="r", workspace_id="w"), what="s")
-    assert (st.kind, st.run_id, st.inputs, st.outputs) == ("train", "r", {"dataset": D1},
-                                                          {"model": D2})
-    assert st.byproducts["ledger/7"]["digest"]["sha256"] == D3
+    assert (st.kind, st.run_id, st.inputs, st.outputs) == (
+        "train", "r", {"dataset": "content-sha256:" + D1}, {"model": "sha256:" + D2})
+    assert st.byproducts["ledger/7"] == {"digest": "sha256:" + D3, "annotations": {}}
     assert st.measurement == {"digest": "sha256:" + D3}
 
 
@@ -64,7 +66,8 @@ def test_parse_reads_back_what_build_wrote() -> None:
     lambda d: d["predicate"]["buildDefinition"].update(buildType="https://x/y"),
     lambda d: d["subject"].append(dict(d["subject"][0])),                   # repeated name
     lambda d: d["subject"][0]["digest"].update(sha256="A" * 64),            # upper-case hex
-    lambda d: d["subject"][0]["digest"].update(sha512="0" * 128),           # unexpected alg
+    lambda d: d["subject"][0]["digest"].update(sha512="0" * 128),           # two digests
+    lambda d: d["subject"][0].update(digest={"md5": "0" * 32}),             # unknown alg
     lambda d: d["predicate"]["runDetails"].pop("byproducts"),
     lambda d: d["predicate"]["runDetails"]["byproducts"][0].update(annotations=[1]),
     lambda d: d["predicate"].update(extra=1),
@@ -98,8 +101,10 @@ def test_ordinary_field_names_pass() -> None:
 
 
 def test_digests_and_times_have_one_form() -> None:
-    assert normalize_digest("sha256:" + D1, what="x") == normalize_digest(D1, what="x") == D1
-    for bad in ("sha256:" + "A" * 64, "1" * 63, "md5:" + D1, "sha512:" + D1):
+    assert normalize_digest("sha256:" + D1, what="x") == normalize_digest(D1, what="x") == \
+        "sha256:" + D1
+    assert normalize_digest("content-sha256:" + D1, what="x") == "content-sha256:" + D1
+    for bad in ("sha256:" + "A" * 64, "1" * 63, "md5:" + D1, "sha512:" + D1, ":" + D1):
         with pytest.raises(UsageError):
             normalize_digest(bad, what="x")
     assert timestamp(datetime(2026, 1, 2, 3, 4, 5, 999, tzinfo=UTC)) == "2026-01-02T03:04:05Z"
