@@ -19,11 +19,11 @@ What it does not: tell you which keys to pin; get them out of band
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -69,7 +69,7 @@ def load_public_pem(data: bytes, *, what: str) -> Ed25519PublicKey:
     """
     try:
         key = load_pem_public_key(data)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise ConfigError(f"{what}: not a PEM public key") from None
     if not isinstance(key, Ed25519PublicKey):
         raise ConfigError(f"{what}: not an Ed25519 public key")
@@ -156,8 +156,3 @@ def load_pins(keys: list[str], ledger_keys: list[str] | None = None) -> Pins:
         add_ledger_pin(pins, value)
     return pins
 
-
-def json_dumps_pins(pins: Pins) -> str:
-    """A short description of the pins (key ids only), for messages."""
-    return json.dumps({"evidence": [keyid(k) for k in pins.evidence] + pins.evidence_ids,
-                       "ledger": [v.key_string for v in pins.ledger]})

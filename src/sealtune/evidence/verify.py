@@ -127,7 +127,8 @@ def _check_manifest(doc: Any) -> dict[str, Any]:
             or not all(isinstance(d, str) and _DIGEST.fullmatch(d) for d in inputs.values())
             or not isinstance(ledger, dict) or set(ledger) != {"origin", "key"}
             or not all(isinstance(v, str) for v in ledger.values())
-            or not all(isinstance(doc[k], str) for k in ("run_id", "workspace_id"))
+            or not all(isinstance(doc[k], str) for k in ("run_id", "workspace_id", "created",
+                                                         "evidence_key"))
             or not isinstance(files, dict)):
         raise bad
     for name, entry in files.items():

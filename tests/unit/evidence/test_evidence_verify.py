@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sealtune.errors import IntegrityError, UsageError
 from sealtune.evidence import (
@@ -239,3 +241,38 @@ def test_raise_if_failed_names_the_failed_checks(bundle_dir: tuple[Run, Path]) -
     with pytest.raises(IntegrityError, match=r"manifest\.signature") as exc:
         report.raise_if_failed()
     assert exc.value.exit_code == 3
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+                     | st.floats(allow_nan=False, allow_infinity=False),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=12)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from(["manifest", "statement", "byproduct", "file"]), junk=_JSON)
+def test_verify_never_raises_on_signed_nonsense(bundle_dir: tuple[Run, Path], where: str,
+                                                junk: Any) -> None:
+    """Even content signed by the pinned key is parsed defensively: a failed check, no crash."""
+    run, path = bundle_dir
+    files = layout.read_dir(path)
+
+    def statement(name: str, doc: dict[str, Any]) -> None:
+        if where == "statement" and name.endswith("/train.dsse.json"):
+            doc["predicate"]["buildDefinition"]["resolvedDependencies"] = [junk]
+        if where == "byproduct":
+            doc["predicate"]["runDetails"]["byproducts"].append(junk)
+
+    def manifest(doc: dict[str, Any]) -> None:
+        if where == "manifest":
+            doc["files"] = junk
+        if where == "file":
+            doc["inputs"] = {"raw": junk}
+
+    if where == "file":
+        files["training/j1.json"] = _json.canonical(junk)
+    report = verify_files(_resign(run.ws, files, statement=statement, manifest=manifest),
+                          _pins(run.ws))
+    assert not report.ok
+    assert "bundle.content" not in _failed(report)  # refused by a named check, not the net
