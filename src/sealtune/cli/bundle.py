@@ -3,7 +3,11 @@
 ``bundle verify`` needs no workspace and no passphrase: only the bundle and
 the pinned keys (``--key``: a pin file, a PEM public key or a key id;
 ``--ledger-key``: the ledger verifier key string). ``bundle keys`` prints (or
-writes) the workspace's pin file for auditors to keep.
+writes) the workspace's pin file for auditors to keep, creating the evidence
+key on first use. The logic is in :mod:`sealtune.evidence`; this module parses,
+calls and prints. What it protects against: check names and explanations from
+a hostile bundle are printed literally (never as terminal markup). What it does
+not: decide which keys to trust (that is what you pin).
 """
 
 from __future__ import annotations

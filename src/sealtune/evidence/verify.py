@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from sealtune.core.note import NoteVerifier
-from sealtune.errors import ConfigError, SealtuneError
+from sealtune.errors import ConfigError, SealtuneError, UsageError
 from sealtune.evidence import _json, dsse, layout, ledger_proofs
 from sealtune.evidence.bundle import MANIFEST_FORMAT, MANIFEST_TYPE
 from sealtune.evidence.pins import Pins, load_public_pem
@@ -60,12 +60,20 @@ def verify_bundle(path: Path, pins: Pins) -> BundleReport:
 
     Returns:
         The report; ``report.raise_if_failed()`` raises IntegrityError (exit 3).
+
+    Raises:
+        UsageError: nothing at ``path``.
     """
     report = BundleReport(str(path))
     try:
         files, kind = layout.read_bundle(path)
+    except UsageError:
+        raise  # nothing there: a usage error (exit 2), not a failed check
     except SealtuneError as exc:
         report.add("bundle.read", False, exc.message)
+        return report
+    except OSError as exc:
+        report.add("bundle.read", False, f"{path}: {exc.strerror or type(exc).__name__}")
         return report
     report.add("bundle.read", True, f"a {kind} of {len(files)} files, all under known names")
     return verify_files(files, pins, report=report)
