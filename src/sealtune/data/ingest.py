@@ -212,6 +212,8 @@ class _Build:
     key_names: Sequence[str]
     input_sha: str
     input_size: int
+    dataset_keys: DatasetKeys | None = None
+    provenance: Mapping[str, Any] | None = None
     pii: PiiStats = field(default_factory=PiiStats)
     counts: Counter[str] = field(default_factory=Counter)
     quarantined: list[str] = field(default_factory=list)
@@ -221,8 +223,10 @@ def _write_records(b: _Build, decisions: Mapping[str, str],
                    keys: DatasetKeys) -> tuple[SealedFile, SealedFile]:
     analyzer = b.source.analyzer
     redactor = Redactor(b.policy, keys=keys)
-    data = SealedWriter(b.dir / store.DATA_FILE, keys=b.ws.keys, key_names=b.key_names)
-    held = SealedWriter(b.dir / store.QUARANTINE_FILE, keys=b.ws.keys, key_names=b.key_names)
+    data = SealedWriter(b.dir / store.DATA_FILE, keys=b.ws.keys, key_names=b.key_names,
+                        digest_plaintext=True)
+    held = SealedWriter(b.dir / store.QUARANTINE_FILE, keys=b.ws.keys, key_names=b.key_names,
+                        digest_plaintext=True)
     try:
         for record in b.source.records("redacting and sealing"):
             action = decisions.get(record.id)
@@ -267,7 +271,7 @@ def _bom(b: _Build, created: datetime, outputs: Sequence[SealedFile]) -> str:
 
 def _write_build(b: _Build, report: ScreenReport) -> tuple[dict[str, Any], dict[str, Any]]:
     """Write every file of the dataset into the build directory; return manifest, findings."""
-    dataset_keys = DatasetKeys.generate()
+    dataset_keys = b.dataset_keys or DatasetKeys.generate()
     data, held = _write_records(b, report.decisions(), dataset_keys)
     secret = seal_bytes(b.dir / store.KEYS_FILE, dataset_keys.secret, keys=b.ws.keys,
                         key_names=b.key_names)
@@ -292,6 +296,8 @@ def _write_build(b: _Build, report: ScreenReport) -> tuple[dict[str, Any], dict[
         "files": {"data": data.as_dict(), "quarantine": held.as_dict(),
                   "keys": secret.as_dict(), "findings": store.FINDINGS_FILE,
                   "bom": store.BOM_FILE}}
+    if b.provenance is not None:
+        manifest["pipeline"] = dict(b.provenance)
     store.write_json(b.dir / store.FINDINGS_FILE, findings)
     write_atomic(b.dir / store.BOM_FILE, _bom(b, created, (data, held)).encode("utf-8"))
     store.write_json(b.dir / store.MANIFEST_FILE, manifest)
@@ -306,7 +312,8 @@ def _wrapped_entries(manifest: Mapping[str, Any]) -> list[str]:
 
 
 def _run(ws: Workspace, src: Path, name: str, policy: Policy, source: RecordPasses,
-         key_names: Sequence[str]) -> tuple[_Build, dict[str, Any], dict[str, Any]]:
+         key_names: Sequence[str], extra: dict[str, Any]
+         ) -> tuple[_Build, dict[str, Any], dict[str, Any]]:
     before = _identity(src)
     input_sha, input_size = store.sha256_file(src)
     report = screen_passes(source, policy)
@@ -316,7 +323,7 @@ def _run(ws: Workspace, src: Path, name: str, policy: Policy, source: RecordPass
     build = root / f".build-{name}-{os.urandom(4).hex()}"
     build.mkdir(mode=0o700)
     try:
-        b = _Build(ws, name, policy, source, build, key_names, input_sha, input_size)
+        b = _Build(ws, name, policy, source, build, key_names, input_sha, input_size, **extra)
         manifest, findings = _write_build(b, report)
         if _identity(src) != before:
             raise changed(src)
@@ -335,7 +342,8 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
            policy: Policy | None = None, format: str | None = None,
            text_field: str | None = None, on_error: str | None = None,
            shred_original: bool = False, key_names: Sequence[str] | None = None,
-           progress: Progress | None = None) -> IngestResult:
+           progress: Progress | None = None, dataset_keys: DatasetKeys | None = None,
+           provenance: Mapping[str, Any] | None = None) -> IngestResult:
     """Turn a raw fine-tuning file into the sealed dataset ``datasets/<name>``.
 
     Args:
@@ -350,6 +358,9 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
             docstring for what that cannot guarantee).
         key_names: KEKs to seal under (default: the workspace's default key).
         progress: progress callback.
+        dataset_keys: the redaction keys (default: fresh random ones). A pipeline passes
+            keys derived from its sealed secret, so that a rerun redacts identically.
+        provenance: facts recorded in the manifest as ``pipeline`` (names and digests).
 
     Raises:
         UsageError: a bad name, an existing dataset, an unusable input path.
@@ -365,7 +376,8 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
     source = RecordPasses(src, format=format, text_field=text_field, on_error=on_error,
                      analyzer=policy.analyzer(), progress=progress)
     try:
-        b, manifest, findings = _run(ws, src, name, policy, source, keys)
+        b, manifest, findings = _run(ws, src, name, policy, source, keys, {
+            "dataset_keys": dataset_keys, "provenance": provenance})
     except BaseException as exc:
         ws.audit("data.ingest", f"dataset/{name}", outcome="failure",
                  details={"error": type(exc).__name__})
