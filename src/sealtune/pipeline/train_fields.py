@@ -59,7 +59,7 @@ def _type_name(hint: Any) -> str:
     if origin in (Union, types.UnionType):
         return " or ".join(_type_name(a) for a in get_args(hint))
     if origin is tuple:
-        return f"a list of {_type_name(get_args(hint)[0])}"
+        return f"a list ({_type_name(get_args(hint)[0])} each)"
     if dataclasses.is_dataclass(hint):
         return "a mapping"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
@@ -70,7 +70,13 @@ def _check(node: YNode, hint: Any, path: str) -> Any:
     """The plain value of ``node`` if it has type ``hint``; else a positioned ConfigError."""
     origin = get_origin(hint)
     if origin in (Union, types.UnionType):
-        for arg in get_args(hint):
+        args = get_args(hint)
+        if isinstance(node, YScalar) and node.value is None and type(None) in args:
+            return None
+        others = [a for a in args if a is not type(None)]
+        if len(others) == 1:  # Optional[X]: X's own, more precise, error
+            return _check(node, others[0], path)
+        for arg in others:
             try:
                 return _check(node, arg, path)
             except ConfigError:
@@ -143,7 +149,7 @@ def check_train_fields(section: YMap, keys: typing.Iterable[str], *,
     try:
         return TrainConfig.from_dict(plain)
     except ConfigError as exc:
-        raise _placed(exc, section, keys, path) from None
+        raise _placed(exc, section, plain, path) from None
 
 
 def _leaves(section: YMap, keys: typing.Iterable[str]) -> dict[str, Mark]:
@@ -158,12 +164,36 @@ def _leaves(section: YMap, keys: typing.Iterable[str]) -> dict[str, Mark]:
     return found
 
 
-def _placed(exc: ConfigError, section: YMap, keys: typing.Iterable[str],
+def _without(plain: dict[str, Any], leaf: str) -> dict[str, Any]:
+    outer, _, inner = leaf.partition(".")
+    if not inner:
+        return {k: v for k, v in plain.items() if k != outer}
+    return {**plain, outer: {k: v for k, v in plain[outer].items() if k != inner}}
+
+
+def _culprit(plain: dict[str, Any], leaves: typing.Iterable[str]) -> str | None:
+    """The one setting whose removal (its default instead) makes the settings valid."""
+    for leaf in sorted(leaves, key=lambda n: (-n.count("."), n)):
+        try:
+            TrainConfig.from_dict(_without(plain, leaf))
+        except (ConfigError, TypeError, KeyError):
+            continue
+        return leaf
+    return None
+
+
+def _placed(exc: ConfigError, section: YMap, plain: dict[str, Any],
             path: str) -> ConfigError:
-    """``exc`` placed on the setting its message names (else on the section)."""
+    """``exc`` placed on the setting at fault: the one whose removal makes the settings
+    valid, else the one its message names, else the section."""
     message = re.sub(r"^training config:\s*", "", exc.message)
-    leaves = _leaves(section, keys)
-    for name in sorted(leaves, key=len, reverse=True):
-        if re.search(rf"(?<![\w.]){re.escape(name)}(?![\w])", message):
-            return leaves[name].error(f"{path}.{name}", message, hint=exc.hint)
+    leaves = _leaves(section, plain)
+
+    def named(candidates: typing.Iterable[str]) -> str | None:
+        return next((n for n in sorted(candidates, key=len, reverse=True)
+                     if re.search(rf"(?<![\w.]){re.escape(n)}(?![\w])", message)), None)
+
+    leaf = named(n for n in leaves if "." in n) or _culprit(plain, leaves) or named(leaves)
+    if leaf is not None:
+        return leaves[leaf].error(f"{path}.{leaf}", message, hint=exc.hint)
     return section.mark.error(path, message, hint=exc.hint)

@@ -119,6 +119,8 @@ def weights_digest(directory: Path) -> str:
             if size > _MAX_HEADER:
                 raise ValueError("header too large")
             header = json.loads(data[8:8 + size])
+            if not isinstance(header, dict):
+                raise ValueError("header is not an object")
             body = memoryview(data)[8 + size:]
             outer.update(f"F {path.name}\n".encode())
             for name in sorted(k for k in header if k != "__metadata__"):
