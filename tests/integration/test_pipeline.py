@@ -253,3 +253,26 @@ def test_sigkill_during_data_and_during_training_then_rerun_gives_the_same_diges
     assert jobs[-1]["resumed_job"] == jobs[0]["id"]
     assert (jobs[-1]["metrics"] or {}).get("resumed_from") == 2
     assert not list((w2 / "datasets").glob(".build-*"))  # the killed build was cleaned up
+
+
+def test_cli_refusals_name_the_fix(example: Path, tmp_path: Path) -> None:
+    env = _env(tmp_path, tmp_path / "nowhere")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    res = _run(env, "pipeline", "init", str(busy), check=False)
+    assert res.returncode == 2 and "not an empty directory" in res.stderr
+    assert (busy / "keep.txt").read_text() == "mine"
+    folder = tmp_path / "ex"
+    shutil.copytree(example, folder)
+    res = _run(env, "run", str(folder / "pipeline.yaml"), check=False)
+    assert res.returncode == 1 and "no sealtune workspace" in res.stderr
+    assert "sealtune init" in res.stderr  # the hint: fail closed, say how
+    text = (folder / "pipeline.yaml").read_text()
+    (folder / "pipeline.yaml").write_text(text.replace("name: support-bot",
+                                                       "name: support-bot\nworkspce: ws"))
+    res = subprocess.run([*SEALTUNE, "run", "pipeline.yaml"], env=env, cwd=folder,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 1
+    assert "pipeline.yaml:9:1: workspce: unknown key (did you mean 'workspace'?)" in res.stderr
+    assert "allowed here: name, steps, version, workspace" in res.stderr

@@ -116,16 +116,9 @@ def demo(
     """Run the whole lifecycle on bundled sample data: the example pipeline, narrated."""
     home = home.absolute()
     _fresh_dir(home)
-    passphrase = os.environ.get(ENV_PASSPHRASE)
-    if not passphrase:
-        passphrase = "demo-" + secrets.token_urlsafe(18)
-        console.print(
-            f"[yellow]{ENV_PASSPHRASE} is not set: this demo workspace uses a random "
-            f"passphrase, shown once so you can explore it afterwards:[/] {passphrase}"
-        )
     ws_root = home / "workspace"
     _step(1, "Workspace and keys")
-    ws = _workspace(home, ws_root, passphrase)
+    ws = _workspace(home, ws_root, _passphrase())
     try:
         _step(2, "The pipeline: one file, from raw conversations to a sealed model")
         pipeline = _pipeline_file(home / "pipeline")
@@ -149,6 +142,17 @@ def demo(
         f"\nworkspace: {ws_root}  (explore with: SEALTUNE_HOME={ws_root} sealtune audit log;"
         f" rerun with: SEALTUNE_HOME={ws_root} sealtune run {pipeline.display})"
     )
+
+
+def _passphrase() -> str:
+    passphrase = os.environ.get(ENV_PASSPHRASE)
+    if not passphrase:
+        passphrase = "demo-" + secrets.token_urlsafe(18)
+        console.print(
+            f"[yellow]{ENV_PASSPHRASE} is not set: this demo workspace uses a random "
+            f"passphrase, shown once so you can explore it afterwards:[/] {passphrase}"
+        )
+    return passphrase
 
 
 def _workspace(home: Path, ws_root: Path, passphrase: str) -> Workspace:

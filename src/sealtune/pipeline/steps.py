@@ -100,8 +100,8 @@ def _replacing(target: Path, *, force: bool) -> Any:
         if aside is not None and not target.exists():
             os.rename(aside, target)
         raise
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
+    for old in target.parent.glob(f".replaced-{target.name}-*"):  # this one, and a killed run's
+        shutil.rmtree(old, ignore_errors=True)
 
 
 class DataAdapter:
@@ -116,9 +116,11 @@ class DataAdapter:
         self.keys = list(step.keys) if step.keys is not None else [default_key]
 
     def settings(self) -> dict[str, Any]:
+        """The step's normalised settings, with the KEK names resolved."""
         return {**self.step.settings(), "keys": self.keys}
 
     def inputs(self, ws: Workspace, done: Mapping[str, StepRecord]) -> dict[str, str]:
+        """The raw input's SHA-256 (checked against ``input_sha256``) and the policy digest."""
         digest = file_sha256(self.step.input)
         pin = self.step.input_sha256
         if pin is not None and digest != f"sha256:{pin}":
@@ -208,9 +210,11 @@ class TrainAdapter:
         self.step = step
 
     def settings(self) -> dict[str, Any]:
+        """The step's normalised settings (every training field, defaults included)."""
         return self.step.settings()
 
     def inputs(self, ws: Workspace, done: Mapping[str, StepRecord]) -> dict[str, str]:
+        """The dataset (checked against the data step's record) and the base model digests."""
         data = done["data"]
         dataset = str(data.summary["dataset"])
         rel = f"datasets/{dataset}/data.jsonl.sealed"
