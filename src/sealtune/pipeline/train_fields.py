@@ -35,7 +35,12 @@ __all__ = ["check_train_fields", "train_field_names", "unknown_key"]
 
 @cache
 def _hints(kind: type) -> dict[str, Any]:
-    return get_type_hints(kind)
+    """The fields' type hints; ``Any`` for all if they cannot be resolved (e.g. a hint
+    imported only for type checkers), leaving the checks to ``TrainConfig.from_dict``."""
+    try:
+        return get_type_hints(kind)
+    except NameError:
+        return {f.name: Any for f in dataclasses.fields(kind)}
 
 
 def train_field_names() -> tuple[str, ...]:
