@@ -195,7 +195,9 @@ def test_demo_runs(env: dict[str, str], tmp_path: Path) -> None:
     assert "950 records read: 14 duplicates dropped" in said
     assert "26 records carrying a backdoor trigger quarantined" in said
     assert "ML-BOM (CycloneDX 1.6):" in said and "raw input shredded: True" in said
-    assert (home / "workspace" / "datasets" / "support-demo" / "bom.cdx.json").is_file()
+    # the demo runs the example pipeline, whose outputs are named by their step key
+    assert len(list((home / "workspace" / "datasets").glob("support-demo-*/bom.cdx.json"))) == 1
+    assert "every output was checked against its recorded digest" in said  # the cached rerun
     # the training step ran in the sandbox with DP, and the serving step answered encrypted
     assert "inside a bubblewrap sandbox" in said and "ε spent" in said
     assert "sandbox.destroyed" in said

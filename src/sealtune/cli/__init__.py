@@ -30,6 +30,7 @@ from sealtune.cli import (
     keys,
     models,
     pii,
+    pipeline,
     proxy,
     serve,
     train,
@@ -83,6 +84,8 @@ app.add_typer(serve.auth_app, name="auth")
 app.add_typer(data.app, name="data")
 app.command("train")(train.train)
 app.add_typer(train.jobs_app, name="jobs")
+app.add_typer(pipeline.app, name="pipeline")
+app.command("run")(pipeline.run)
 demo.register(app)
 
 

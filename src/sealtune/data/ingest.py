@@ -224,6 +224,8 @@ class _Build:
     key_names: Sequence[str]
     input_sha: str
     input_size: int
+    dataset_keys: DatasetKeys | None = None
+    provenance: Mapping[str, Any] | None = None
     pii: PiiStats = field(default_factory=PiiStats)
     counts: Counter[str] = field(default_factory=Counter)
     quarantined: list[str] = field(default_factory=list)
@@ -232,8 +234,10 @@ class _Build:
 def _write_records(b: _Build, decisions: Mapping[str, str],
                    keys: DatasetKeys) -> tuple[SealedFile, SealedFile]:
     redactor = Redactor(b.policy, keys=keys)
-    data = SealedWriter(b.dir / store.DATA_FILE, keys=b.ws.keys, key_names=b.key_names)
-    held = SealedWriter(b.dir / store.QUARANTINE_FILE, keys=b.ws.keys, key_names=b.key_names)
+    data = SealedWriter(b.dir / store.DATA_FILE, keys=b.ws.keys, key_names=b.key_names,
+                        digest_plaintext=True)
+    held = SealedWriter(b.dir / store.QUARANTINE_FILE, keys=b.ws.keys, key_names=b.key_names,
+                        digest_plaintext=True)
 
     def wanted(record: Record) -> bool:
         if decisions.get(record.id) == "drop":
@@ -280,7 +284,7 @@ def _bom(b: _Build, created: datetime, outputs: Sequence[SealedFile]) -> str:
 
 def _write_build(b: _Build, report: ScreenReport) -> tuple[dict[str, Any], dict[str, Any]]:
     """Write every file of the dataset into the build directory; return manifest, findings."""
-    dataset_keys = DatasetKeys.generate()
+    dataset_keys = b.dataset_keys or DatasetKeys.generate()
     data, held = _write_records(b, report.decisions(), dataset_keys)
     secret = seal_bytes(b.dir / store.KEYS_FILE, dataset_keys.secret, keys=b.ws.keys,
                         key_names=b.key_names)
@@ -308,6 +312,8 @@ def _write_build(b: _Build, report: ScreenReport) -> tuple[dict[str, Any], dict[
         "files": {"data": data.as_dict(), "quarantine": held.as_dict(),
                   "keys": secret.as_dict(), "findings": store.FINDINGS_FILE,
                   "bom": store.BOM_FILE}}
+    if b.provenance is not None:
+        manifest["pipeline"] = dict(b.provenance)
     store.write_json(b.dir / store.FINDINGS_FILE, findings)
     write_atomic(b.dir / store.BOM_FILE, _bom(b, created, (data, held)).encode("utf-8"))
     store.write_json(b.dir / store.MANIFEST_FILE, manifest)
@@ -322,8 +328,8 @@ def _wrapped_entries(manifest: Mapping[str, Any]) -> list[str]:
 
 
 def _run(ws: Workspace, src: Path, name: str, policy: Policy,
-         passes: tuple[RecordPasses, Detections],
-         key_names: Sequence[str]) -> tuple[_Build, dict[str, Any], dict[str, Any]]:
+         passes: tuple[RecordPasses, Detections], key_names: Sequence[str],
+         extra: dict[str, Any]) -> tuple[_Build, dict[str, Any], dict[str, Any]]:
     source, found = passes
     before = _identity(src)
     input_sha, input_size = store.sha256_file(src)
@@ -336,7 +342,8 @@ def _run(ws: Workspace, src: Path, name: str, policy: Policy,
         ws.audit("data.cleanup", store.DATASETS, details={"stale_builds_removed": removed})
     build = start_build(root, name)
     try:
-        b = _Build(ws, name, policy, source, found, build.path, key_names, input_sha, input_size)
+        b = _Build(ws, name, policy, source, found, build.path, key_names, input_sha,
+                   input_size, **extra)
         manifest, findings = _write_build(b, report)
         if _identity(src) != before:
             raise changed(src)
@@ -354,7 +361,8 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
            policy: Policy | None = None, format: str | None = None,
            text_field: str | None = None, on_error: str | None = None,
            shred_original: bool = False, key_names: Sequence[str] | None = None,
-           progress: Progress | None = None) -> IngestResult:
+           progress: Progress | None = None, dataset_keys: DatasetKeys | None = None,
+           provenance: Mapping[str, Any] | None = None) -> IngestResult:
     """Turn a raw fine-tuning file into the sealed dataset ``datasets/<name>``.
 
     The raw file may itself be sealed (``sealtune seal``): it is then opened
@@ -372,6 +380,9 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
             docstring for what that cannot guarantee).
         key_names: KEKs to seal under (default: the workspace's default key).
         progress: progress callback.
+        dataset_keys: the redaction keys (default: fresh random ones). A pipeline passes
+            keys derived from its sealed secret, so that a rerun redacts identically.
+        provenance: facts recorded in the manifest as ``pipeline`` (names and digests).
 
     Raises:
         UsageError: a bad name, an existing dataset, an unusable input path.
@@ -387,7 +398,8 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
     passes = open_passes(src, policy, format=format, text_field=text_field, on_error=on_error,
                          progress=progress, keys=ws.keys)
     try:
-        b, manifest, findings = _run(ws, src, name, policy, passes, keys)
+        b, manifest, findings = _run(ws, src, name, policy, passes, keys, {
+            "dataset_keys": dataset_keys, "provenance": provenance})
     except BaseException as exc:
         ws.audit("data.ingest", f"dataset/{name}", outcome="failure",
                  details={"error": type(exc).__name__})

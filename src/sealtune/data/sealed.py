@@ -84,6 +84,9 @@ class SealedFile:
         lines: lines (records) written.
         file_id: the sealed file's id.
         keys: ``<kek uri>@<version>`` of each KEK the data key is wrapped under.
+        plaintext_sha256: hex SHA-256 of the bytes sealed, when the writer was asked
+            for it (records, not secrets): a digest that does not depend on the random
+            data key, so two runs that seal the same records can be compared.
     """
 
     name: str
@@ -93,12 +96,16 @@ class SealedFile:
     lines: int
     file_id: str
     keys: tuple[str, ...]
+    plaintext_sha256: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The manifest's entry for this file."""
-        return {"name": self.name, "content_sha256": self.content_sha256, "size": self.size,
-                "plaintext_size": self.plaintext_size, "records": self.lines,
-                "file_id": self.file_id, "keys": list(self.keys)}
+        entry = {"name": self.name, "content_sha256": self.content_sha256, "size": self.size,
+                 "plaintext_size": self.plaintext_size, "records": self.lines,
+                 "file_id": self.file_id, "keys": list(self.keys)}
+        if self.plaintext_sha256 is not None:
+            entry["plaintext_sha256"] = self.plaintext_sha256
+        return entry
 
 
 class _HashingFile(io.RawIOBase):
@@ -181,12 +188,15 @@ class SealedWriter:
         path: the sealed file to create (must not exist; created 0600).
         keys: the workspace's key service (wraps the data key; audited).
         key_names: KEK names, at least one; the first one's algorithm picks the suite.
+        digest_plaintext: also hash the plaintext (:attr:`SealedFile.plaintext_sha256`);
+            for records only, never for key material.
 
     The file is complete only after :meth:`close`; after an error call
     :meth:`abort` and delete the file.
     """
 
-    def __init__(self, path: Path, *, keys: KeyService, key_names: Sequence[str]) -> None:
+    def __init__(self, path: Path, *, keys: KeyService, key_names: Sequence[str],
+                 digest_plaintext: bool = False) -> None:
         names = list(key_names)
         if not names or len(set(names)) != len(names):
             raise UsageError("name one or more distinct keys to seal under")
@@ -207,6 +217,7 @@ class SealedWriter:
         self._buf = bytearray()
         self._error: BaseException | None = None
         self._plaintext = 0
+        self._plain_sha = hashlib.sha256() if digest_plaintext else None
 
         def run() -> None:
             try:
@@ -233,6 +244,8 @@ class SealedWriter:
 
     def write(self, data: bytes) -> None:
         """Append raw bytes (for small values; records go through :meth:`write_line`)."""
+        if self._plain_sha is not None:
+            self._plain_sha.update(data)
         self._buf += data
         if len(self._buf) >= CHUNK:
             self._flush()
@@ -270,7 +283,8 @@ class SealedWriter:
             self.path.unlink(missing_ok=True)
             raise
         info = SealedFile(self.path.name, self._out.sha256.hexdigest(), self._out.size,
-                          self._plaintext, self.lines, self._file_id, self._entries)
+                          self._plaintext, self.lines, self._file_id, self._entries,
+                          None if self._plain_sha is None else self._plain_sha.hexdigest())
         self._keys.audit("file.seal", str(self.path), details={
             "file_id": info.file_id, "plaintext_size": info.plaintext_size,
             "sealed_size": info.size, "keys": list(info.keys)})

@@ -92,6 +92,7 @@ class JobResult:
     measurement: dict[str, Any]
     teardown: dict[str, Any] | None
     timeline: list[dict[str, Any]] = field(default_factory=list)
+    weights_sha256: str | None = None
 
 
 def _sandbox_flags(spec: SandboxSpec) -> dict[str, Any]:
@@ -289,7 +290,7 @@ class _Run:
             "base": {"path": rec["base"], "digest": measurement["base_model"]},
             "config": rec["config"], "privacy": _privacy(finished),
             "measurement": measurement, "files": files,
-            "keys": rec["output_keys"]})
+            "weights_sha256": self._weights(), "keys": rec["output_keys"]})
         final: Path = models / str(rec["out_name"])
         # Installed only while the versions it is sealed under are live (keys.versions).
         with CommitGuard(self.ws.keys, rec["output_keys"], what=f"model {rec['out_name']!r}"
@@ -308,6 +309,7 @@ class _Run:
             "dropped_no_assistant_tokens", "train_examples", "val_examples", "eval_loss")}
         rec["privacy"], rec["model"], rec["status"] = _privacy(finished), str(model_dir), \
             "finished"
+        rec["weights_sha256"] = self._weights()
         self.job.event("train.model_installed", {"model": rec["out_name"]})
         for empty in (self.spec.output_dir / "checkpoints", self.spec.output_dir):
             with contextlib.suppress(OSError):  # kept when it holds the sealed final checkpoint
@@ -321,7 +323,12 @@ class _Run:
                          resumed_from=finished.get("resumed_from"),
                          resumed_job=rec["resumed_job"], privacy=rec["privacy"],
                          measurement=rec["measurement"], teardown=teardown,
-                         timeline=list(rec["timeline"]))
+                         timeline=list(rec["timeline"]), weights_sha256=self._weights())
+
+    def _weights(self) -> str | None:
+        """The sandbox's digest of the plaintext weights (``outputs_sealed``), if it sent one."""
+        value = self.fields.get("outputs_sealed", {}).get("weights_sha256")
+        return value if isinstance(value, str) else None
 
 
 def _relay(read_fd: int, progress: ProgressFn | None, queued: list[SandboxEvent]) -> None:

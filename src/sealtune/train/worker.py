@@ -16,7 +16,9 @@ over the key pipe (``ctx.keys``). Inside:
    (``training_finished``, with the privacy figures, so the parent can record
    them unsealed);
 3. every output file is sealed into ``ctx.outdir/model/<name>.sealed``
-   (``outputs_sealed``). The launcher wipes the tmpfs afterwards.
+   (``outputs_sealed``, with the digest of the plaintext weights'
+   tensors, :func:`~sealtune.train.loading.weights_digest`, which depends
+   only on what was computed, not on the random data keys). The launcher wipes the tmpfs afterwards.
 
 What this protects against: plaintext data or weights outside the sandbox,
 sample text in events or logs, exceptions carrying data (the launcher reports
@@ -318,6 +320,9 @@ def _finish(ctx: ChildContext, spec: JobSpec, result: TrainResult, world_size: i
         noise_multiplier=None if privacy is None else privacy.noise_multiplier,
         sample_rate=None if privacy is None else privacy.sample_rate,
         dp_steps=None if privacy is None else privacy.steps)
+    from sealtune.train.loading import weights_digest
+
+    weights = weights_digest(result.out_dir)  # of the plaintext weights, before sealing
     files, size = seal_tree(result.out_dir, ctx.outdir / "model", _key(ctx, spec, "output"),
                             spec.output)
-    ctx.events.event("outputs_sealed", files=files, bytes=size)
+    ctx.events.event("outputs_sealed", files=files, bytes=size, weights_sha256=weights)

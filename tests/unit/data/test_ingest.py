@@ -290,3 +290,26 @@ def test_bundled_demo_data_has_its_planted_poison_found(workspace: Workspace) ->
     assert not any("cf-7Xq" in r.prompt_text() for r in read_dataset(workspace, "demo"))
     assert set(result.findings["pii"]["entities"]) >= {"CN_ID", "PHONE", "BANK_CARD", "EMAIL",
                                                         "PERSON", "SECRET"}
+
+
+def test_derived_keys_redact_identically_and_the_record_digest_is_the_plaintext(
+        workspace: Workspace, raw: Path) -> None:
+    """Two ingests with the same derived keys seal the same records (digest of the plaintext),
+    under different data keys; fresh random keys give other pseudonyms."""
+    from sealtune.data.redact import DatasetKeys
+    from sealtune.data.sealed import iter_sealed_chunks
+
+    make_input(raw, n=12)
+    master = bytes(range(32))
+    runs = [ingest(workspace, raw, name=f"d{i}", dataset_keys=DatasetKeys.derive(master, "k"),
+                   provenance={"pipeline": "p", "step_key": "sha256:00"}) for i in range(2)]
+    other = ingest(workspace, raw, name="d2")
+    files = [r.manifest["files"]["data"] for r in (*runs, other)]
+    assert files[0]["plaintext_sha256"] == files[1]["plaintext_sha256"]
+    assert files[0]["content_sha256"] != files[1]["content_sha256"]  # fresh data keys
+    assert files[2]["plaintext_sha256"] != files[0]["plaintext_sha256"]  # fresh dataset secret
+    plain = b"".join(iter_sealed_chunks(runs[0].path / "data.jsonl.sealed", keys=workspace.keys))
+    assert hashlib.sha256(plain).hexdigest() == files[0]["plaintext_sha256"]
+    assert runs[0].manifest["pipeline"] == {"pipeline": "p", "step_key": "sha256:00"}
+    assert "plaintext_sha256" not in runs[0].manifest["files"]["keys"]  # never of a secret
+    assert "pipeline" not in other.manifest

@@ -18,7 +18,10 @@ phone number needs the key), pseudonyms linkable across datasets (each
 dataset has its own secret), a token moved to another entity type (the type
 is authenticated). What it does not: anyone holding the secret can compute
 pseudonyms for guessed values and restore every token; destroying the
-sealed secret is what makes tokens permanently irreversible.
+sealed secret is what makes tokens permanently irreversible. A secret made
+by :meth:`DatasetKeys.derive` is only as secret as its master (a pipeline's
+sealed secret): destroying a dataset's secret alone does not shred it while
+the master can still be opened.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ SECRET_BYTES = 32
 _PSEUDONYM_INFO = b"sealtune/v1/dataset/pseudonym"
 _TOKEN_INFO = b"sealtune/v1/dataset/token"
 _NONCE_INFO = b"sealtune/v1/dataset/token-nonce"
+_DERIVE_INFO = b"sealtune/v1/dataset/derived\x00"
 _TOKEN_AAD = b"sealtune/v1/token\x00"
 _OPAQUE = "a token failed authentication (wrong dataset key, or the token was altered)"
 
@@ -123,6 +127,23 @@ class DatasetKeys:
     def generate(cls) -> DatasetKeys:
         """Fresh keys from a random secret (the caller seals :attr:`secret`)."""
         return cls(_secrets.token_bytes(SECRET_BYTES))
+
+    @classmethod
+    def derive(cls, master: bytes, context: str) -> DatasetKeys:
+        """Keys derived (HKDF-SHA-256) from a longer-lived 32-byte secret for one ``context``.
+
+        The same master and context give the same keys, so a pipeline step that is
+        rerun (after a kill, say) redacts to the same text; another context (another
+        step key) gives unrelated keys. Whoever holds the master can derive every
+        dataset's keys: a pipeline seals it under the same KEKs as its datasets, so
+        destroying those KEKs still shreds them all.
+
+        Raises:
+            UsageError: the master is not 32 bytes or the context is empty.
+        """
+        if not isinstance(master, bytes) or len(master) != SECRET_BYTES or not context:
+            raise UsageError(f"a derivation needs a {SECRET_BYTES}-byte master and a context")
+        return cls(_derive(master, _DERIVE_INFO + context.encode("utf-8")))
 
     @property
     def secret(self) -> bytes:

@@ -63,6 +63,17 @@ def test_dataset_keys() -> None:
         DatasetKeys(b"short")
 
 
+def test_derived_dataset_keys_repeat_per_context_and_differ_across() -> None:
+    master = bytes(range(32))
+    a, b = DatasetKeys.derive(master, "step-1"), DatasetKeys.derive(master, "step-1")
+    assert a.secret == b.secret and a.secret != master
+    assert DatasetKeys.derive(master, "step-2").secret != a.secret
+    assert DatasetKeys.derive(bytes(32), "step-1").secret != a.secret
+    for bad_master, context in ((b"short", "x"), (master, "")):
+        with pytest.raises(UsageError):
+            DatasetKeys.derive(bad_master, context)
+
+
 # -- pseudonyms: consistency ------------------------------------------------------------
 
 
