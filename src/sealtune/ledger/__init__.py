@@ -12,7 +12,7 @@ protects against and what it does not is stated in
 """
 
 from sealtune.ledger.anchors import Anchors
-from sealtune.ledger.audit import unsafe_reset_trust, verify_ledger
+from sealtune.ledger.audit import read_checkpoint_file, unsafe_reset_trust, verify_ledger
 from sealtune.ledger.base import DEFAULT_RETENTION, LedgerError, LedgerStore
 from sealtune.ledger.checkpoint import (
     ConsistencyProof,
@@ -48,6 +48,7 @@ __all__ = [
     "VerifyReport",
     "WitnessPolicy",
     "export_entries",
+    "read_checkpoint_file",
     "unsafe_reset_trust",
     "utc_now",
     "verify_consistency_proof",
