@@ -35,9 +35,9 @@ HomeOpt = Annotated[Path | None, typer.Option("--home", help="Workspace director
 
 def __getattr__(name: str) -> Any:
     # cli/demo.py (being changed elsewhere) still imports token_service from here; the
-    # function lives in sealtune.serve.token_admin, loaded only when asked for.
+    # function lives in sealtune.serve (token_admin), loaded only when asked for.
     if name == "token_service":
-        from sealtune.serve.token_admin import token_service
+        from sealtune.serve import token_service
 
         return token_service
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -81,8 +81,7 @@ def serve(
     home: HomeOpt = None,
 ) -> None:
     """Serve a model: OpenAI-compatible, attested, end-to-end encrypted."""
-    from sealtune.serve import ServeOptions, build_server, run_server
-    from sealtune.serve.settings import ConnectionLimits
+    from sealtune.serve import ConnectionLimits, ServeOptions, build_server, run_server
 
     options = ServeOptions(
         model=model, base=base, host=host, port=port, attestation=attestation,
@@ -115,7 +114,7 @@ def create_key(
     home: HomeOpt = None,
 ) -> None:
     """Create an API key and print it ONCE (only a salted hash is stored)."""
-    from sealtune.serve.token_admin import create_api_key
+    from sealtune.serve import create_api_key
 
     ws = open_workspace(home)
     try:
@@ -133,8 +132,7 @@ def list_keys(
     home: HomeOpt = None,
 ) -> None:
     """List API keys (ids, roles, states; never secrets)."""
-    from sealtune.serve.keystore import public_record
-    from sealtune.serve.token_admin import open_key_store
+    from sealtune.serve import open_key_store, public_record
 
     ws = open_workspace(home)
     try:
@@ -158,7 +156,7 @@ def revoke_key(key_ref: Annotated[str, typer.Argument(
                                               "list-keys).")],
                home: HomeOpt = None) -> None:
     """Revoke an API key and every token issued for it."""
-    from sealtune.serve.token_admin import revoke_api_key
+    from sealtune.serve import revoke_api_key
 
     ws = open_workspace(home)
     try:
@@ -175,7 +173,7 @@ def issue_token(
     home: HomeOpt = None,
 ) -> None:
     """Issue a short-lived JWT for an API key (same role and rate limit); printed once."""
-    from sealtune.serve.token_admin import issue_token as issue
+    from sealtune.serve import issue_token as issue
 
     lifetime = parse_duration(ttl, option="--ttl")
     ws = open_workspace(home)
@@ -192,8 +190,7 @@ def issue_token(
 @auth_app.command("rotate-token-key")
 def rotate_token_key_cmd(home: HomeOpt = None) -> None:
     """Make a new token signing key; the current one keeps verifying until retired."""
-    from sealtune.serve.token_admin import rotate_token_key
-    from sealtune.serve.tokens import MAX_TTL
+    from sealtune.serve import MAX_TTL, rotate_token_key
 
     now = datetime.now(UTC)
     ws = open_workspace(home)
@@ -216,7 +213,7 @@ def retire_token_key_cmd(
     home: HomeOpt = None,
 ) -> None:
     """Delete a verify-only token key: tokens it signed are refused from then on."""
-    from sealtune.serve.token_admin import retire_token_key
+    from sealtune.serve import retire_token_key
 
     ws = open_workspace(home)
     try:
@@ -240,7 +237,7 @@ def token_keys_cmd(
     Like every token command, it first creates the signing key, or migrates
     the single key of earlier versions, if needed.
     """
-    from sealtune.serve.token_admin import token_keys
+    from sealtune.serve import token_keys
 
     ws = open_workspace(home)
     try:

@@ -8,7 +8,8 @@ it until a name is used):
   :mod:`sealtune.keys.file_header`);
 * the workspace's keys: :class:`KeyService` (create, wrap, unwrap, rotate,
   retire, destroy, every change in the audit log), and workspace-wide
-  :func:`rotate_workspace`, :func:`retire_checked`, :func:`destroy_impact`
+  :func:`rotate_workspace`, :func:`retire_checked`, :func:`destroy_key`,
+  :func:`destroy_impact`
   (:mod:`sealtune.keys.rotation`), :func:`unlock_workspace` /
   :func:`lock_workspace` (the kernel key cache, :mod:`sealtune.keys.unlock`);
 * the Keyring port: :class:`Keyring`, :class:`KeyInfo`, :class:`WrappedKey`,
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
         DestroyImpact,
         RotationReport,
         destroy_impact,
+        destroy_key,
         retire_checked,
         rotate_workspace,
     )
@@ -70,6 +72,7 @@ __all__ = [
     "derive_key",
     "describe_file",
     "destroy_impact",
+    "destroy_key",
     "keyed_digest",
     "keyring_for",
     "lock_workspace",
@@ -91,8 +94,8 @@ __getattr__, __dir__ = attach(__name__, {
     **dict.fromkeys(("FileInfo", "OpenResult", "RewrapResult", "SealResult"),
                     "sealtune.keys.file_results"),
     **dict.fromkeys(("open_file", "seal_file", "verify_file"), "sealtune.keys.files"),
-    **dict.fromkeys(("DestroyImpact", "RotationReport", "destroy_impact", "retire_checked",
-                     "rotate_workspace"), "sealtune.keys.rotation"),
+    **dict.fromkeys(("DestroyImpact", "RotationReport", "destroy_impact", "destroy_key",
+                     "retire_checked", "rotate_workspace"), "sealtune.keys.rotation"),
     "KeyService": "sealtune.keys.service",
     # keys.unlock's own names are its module's name and a builtin-like "lock"
     "lock_workspace": "sealtune.keys.unlock:lock",

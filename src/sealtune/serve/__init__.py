@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from sealtune.serve.auth import Authenticator, RateLimit
     from sealtune.serve.engines import make_engine
     from sealtune.serve.filter import FilterPolicy
-    from sealtune.serve.keystore import ApiKeyInfo, KeyStore
+    from sealtune.serve.keystore import ApiKeyInfo, KeyStore, public_record
     from sealtune.serve.launch import (
         LoadedEngine,
         ServeOptions,
@@ -61,9 +61,10 @@ if TYPE_CHECKING:
         token_keys,
         token_service,
     )
-    from sealtune.serve.tokens import IssuedToken, TokenKeySet, TokenService
+    from sealtune.serve.tokens import MAX_TTL, IssuedToken, TokenKeySet, TokenService
 
 __all__ = [
+    "MAX_TTL",
     "ApiKeyInfo",
     "Authenticator",
     "ConnectionLimits",
@@ -84,6 +85,7 @@ __all__ = [
     "load_engine",
     "make_engine",
     "open_key_store",
+    "public_record",
     "retire_token_key",
     "revoke_api_key",
     "rotate_token_key",
@@ -98,12 +100,13 @@ __getattr__, __dir__ = attach(__name__, {
     **dict.fromkeys(("Authenticator", "RateLimit"), "sealtune.serve.auth"),
     "make_engine": "sealtune.serve.engines",
     "FilterPolicy": "sealtune.serve.filter",
-    **dict.fromkeys(("ApiKeyInfo", "KeyStore"), "sealtune.serve.keystore"),
+    **dict.fromkeys(("ApiKeyInfo", "KeyStore", "public_record"), "sealtune.serve.keystore"),
     **dict.fromkeys(("LoadedEngine", "ServeOptions", "Server", "build_server", "load_engine",
                      "run_server"), "sealtune.serve.launch"),
     **dict.fromkeys(("ConnectionLimits", "ServeSettings"), "sealtune.serve.settings"),
     **dict.fromkeys(("create_api_key", "issue_token", "open_key_store", "retire_token_key",
                      "revoke_api_key", "rotate_token_key", "token_keys", "token_service"),
                     "sealtune.serve.token_admin"),
-    **dict.fromkeys(("IssuedToken", "TokenKeySet", "TokenService"), "sealtune.serve.tokens"),
+    **dict.fromkeys(("MAX_TTL", "IssuedToken", "TokenKeySet", "TokenService"),
+                    "sealtune.serve.tokens"),
 })
