@@ -67,7 +67,7 @@ def train_config(variant: str, seed: int, setup: dict[str, Any]) -> Any:
     dp = (DPConfig(epsilon=EPSILON[variant], max_grad_norm=setup["max_grad_norm"])
           if variant in EPSILON else None)
     return TrainConfig(method="full", epochs=setup["epochs"], batch_size=setup["batch_size"],
-                       lr=setup["lr"], schedule="constant", max_length=setup["max_length"],
+                       lr=setup["lr"], scheduler="constant", max_length=setup["max_length"],
                        max_grad_norm=setup["max_grad_norm"], seed=seed, dp=dp)
 
 

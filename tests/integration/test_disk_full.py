@@ -101,7 +101,8 @@ def test_ingest_names_the_dataset_file(env: dict[str, str], tmp_path: Path,
     written = Path(line.removeprefix("error: ").removesuffix(f": {FULL}"))
     assert written.parent.parent == datasets and written.name.endswith(".sealed"), line
     assert str(src) not in res.stderr
-    assert list(datasets.iterdir()) == []  # the build directory is gone
+    # the build directory is gone; only the catalogue's lock file stays
+    assert [p.name for p in datasets.iterdir()] == [".lock"]
 
 
 def test_a_full_keyring_file_system_names_the_keyring(env: dict[str, str], tmp_path: Path,
@@ -112,7 +113,8 @@ def test_a_full_keyring_file_system_names_the_keyring(env: dict[str, str], tmp_p
     small_fs(home)
     for name in ("config.toml", "keyring.sealed"):
         (home / name).write_bytes((moved / name).read_bytes())
-    (home / "ledger.db").symlink_to(moved / "ledger.db")
+    for name in ("ledger.db", "ledger.trust"):  # the audit log stays on the roomy disk
+        (home / name).symlink_to(moved / name)
     before = (home / "keyring.sealed").read_bytes()
     filler = home / "filler"
     with filler.open("wb", buffering=0) as fh, pytest.raises(OSError):
@@ -122,7 +124,8 @@ def test_a_full_keyring_file_system_names_the_keyring(env: dict[str, str], tmp_p
     _assert_full(res, home / "keyring.sealed")
     assert (home / "keyring.sealed").read_bytes() == before  # the old one, intact
     assert sorted(p.name for p in home.iterdir()) == [
-        "config.toml", "filler", "keyring.sealed", "keyring.sealed.lock", "ledger.db"]
+        "config.toml", "filler", "keyring.sealed", "keyring.sealed.lock", "ledger.db",
+        "ledger.trust"]
 
 
 def test_training_outputs_on_a_full_disk_name_the_job_directory(

@@ -96,7 +96,7 @@ def base_perplexity(base: Path, private: tuple[list[Canary], list[Record], list[
 
 def _config(dp: DPConfig | None) -> TrainConfig:
     return TrainConfig(method="full", epochs=EPOCHS, batch_size=BATCH, lr=LR,
-                       schedule="constant", max_length=MAX_LENGTH, max_grad_norm=CLIP,
+                       scheduler="constant", max_length=MAX_LENGTH, max_grad_norm=CLIP,
                        seed=SEED, dp=dp)
 
 

@@ -23,6 +23,7 @@ import sealtune
 from sealtune.cli import (
     attest,
     audit,
+    bundle,
     data,
     demo,
     files,
@@ -72,6 +73,7 @@ files.register(app)
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
 app.add_typer(witness.app, name="witness")
+app.add_typer(bundle.app, name="bundle")
 app.add_typer(attest.app, name="attest")
 app.add_typer(pii.app, name="pii")
 app.add_typer(models.app, name="models")

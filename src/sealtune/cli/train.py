@@ -19,12 +19,14 @@ from rich.text import Text
 
 from sealtune.cli._common import console, err_console, open_workspace
 from sealtune.cli._tables import Col, print_table, when
-from sealtune.errors import UsageError
+from sealtune.errors import ConfigError, UsageError
+from sealtune.train.config import TrainConfig
 from sealtune.train.sandbox import SandboxEvent
 
 jobs_app = typer.Typer(help="Training jobs: status, sandbox timeline, metrics.",
                        no_args_is_help=True, pretty_exceptions_enable=False)
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Workspace directory.")]
+_D = TrainConfig()  # the defaults shown in the help come from the config itself
 
 
 class _Bar:
@@ -55,21 +57,54 @@ def train(
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (sealtune data list).")],
     base: Annotated[Path, typer.Option("--base", help="Base model directory (safetensors).")],
     out_name: Annotated[str, typer.Option("--out-name", help="Name of the trained model.")],
-    method: Annotated[str, typer.Option("--method", help="lora or full.")] = "lora",
+    method: Annotated[str | None, typer.Option("--method", help="lora (default) or full.")] = None,
+    lora_rank: Annotated[int | None, typer.Option(
+        "--lora-rank", "--lora-r", help=f"LoRA rank (default {_D.lora.rank}).")] = None,
+    lora_alpha: Annotated[int | None, typer.Option(
+        "--lora-alpha", help=f"LoRA alpha: updates scale by alpha/rank (default "
+                             f"{_D.lora.alpha}).")] = None,
+    lora_dropout: Annotated[float | None, typer.Option(
+        "--lora-dropout", help=f"LoRA dropout (default {_D.lora.dropout}).")] = None,
+    lora_target: Annotated[list[str] | None, typer.Option(
+        "--lora-target", help="Modules to adapt: q_proj,v_proj (or repeat the option), or "
+                              "all (default: all attention and MLP projections).")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        "--epochs", help=f"Passes over the training records (default {_D.epochs}).")] = None,
+    max_steps: Annotated[int | None, typer.Option(
+        "--max-steps", help="Stop after this many optimizer steps.")] = None,
+    lr: Annotated[float | None, typer.Option(
+        "--lr", help=f"Peak learning rate (default {_D.lr:g}).")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Learning-rate schedule after the warm-up: linear (default), "
+                            "cosine or constant.")] = None,
+    warmup_steps: Annotated[int | None, typer.Option(
+        "--warmup-steps", help="Warm up linearly over N steps (not with --warmup-ratio).")] = None,
+    warmup_ratio: Annotated[float | None, typer.Option(
+        "--warmup-ratio", help="Warm up over this fraction of the steps.")] = None,
+    weight_decay: Annotated[float | None, typer.Option(
+        "--weight-decay", help=f"AdamW weight decay (default {_D.weight_decay:g}).")] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", help=f"Examples per optimizer step (default {_D.batch_size}; under DP "
+                             "the expected Poisson batch).")] = None,
+    physical_batch_size: Annotated[int | None, typer.Option(
+        "--physical-batch-size", help="At most this many examples per forward pass.")] = None,
+    max_length: Annotated[int | None, typer.Option(
+        "--max-length", "--cutoff-len", help=f"Cut sequences to this many tokens (default "
+                                             f"{_D.max_length}).")] = None,
+    val_size: Annotated[str | None, typer.Option(
+        "--val-size", help="Hold out a fraction (0.1) or a count (200) of the records; "
+                           "evaluated at every epoch's end.")] = None,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", help=f"Random seed (default {_D.seed}).")] = None,
+    max_grad_norm: Annotated[float | None, typer.Option(
+        "--max-grad-norm", help="Gradient clipping norm (per example under DP; default "
+                                f"{_D.max_grad_norm:g}).")] = None,
     dp_epsilon: Annotated[float | None, typer.Option(
         "--dp-epsilon", help="Train with DP-SGD to this ε (example-level).")] = None,
     dp_delta: Annotated[float | None, typer.Option(
         "--dp-delta", help="δ (default min(1e-5, N^-1.1)).")] = None,
-    max_grad_norm: Annotated[float, typer.Option(
-        "--max-grad-norm", help="Per-example clipping norm under DP.")] = 1.0,
-    epochs: Annotated[int, typer.Option("--epochs")] = 1,
-    max_steps: Annotated[int | None, typer.Option("--max-steps")] = None,
-    lr: Annotated[float, typer.Option("--lr")] = 2e-4,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
-    max_length: Annotated[int, typer.Option("--max-length")] = 512,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    checkpoint_every: Annotated[int, typer.Option(
-        "--checkpoint-every", help="Seal a checkpoint every N steps (0: at the end).")] = 0,
+    checkpoint_every: Annotated[int | None, typer.Option(
+        "--checkpoint-every", help="Seal a checkpoint every N steps (0: at the end).")] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="Torch threads.")] = None,
     nproc: Annotated[int, typer.Option(
         "--nproc", help="Training processes in the sandbox (data parallel, gloo; not "
@@ -83,19 +118,22 @@ def train(
                       "(default: the KEKs the dataset is sealed under).")] = None,
     home: HomeOpt = None,
 ) -> None:
-    """Fine-tune a base model on a sealed dataset inside the sandbox; seal the outputs."""
-    from sealtune.train.config import TrainConfig
+    """Fine-tune a base model on a sealed dataset inside the sandbox; seal the outputs.
+
+    Every training setting is a key of the pipeline YAML's train step too
+    (docs/training.md lists them with their defaults).
+    """
     from sealtune.train.jobs import UNSAFE_WARNING, run_job
 
-    dp: dict[str, Any] | None = None
-    if dp_epsilon is not None:
-        dp = {"epsilon": dp_epsilon, "delta": dp_delta, "max_grad_norm": max_grad_norm}
-    elif dp_delta is not None:
-        raise UsageError("--dp-delta needs --dp-epsilon")
-    config = TrainConfig.from_dict({
-        "method": method, "epochs": epochs, "max_steps": max_steps, "lr": lr,
-        "batch_size": batch_size, "max_length": max_length, "seed": seed,
-        "checkpoint_every": checkpoint_every, **({"dp": dp} if dp else {})})
+    config = config_from_options({
+        "method": method, "lora.rank": lora_rank, "lora.alpha": lora_alpha,
+        "lora.dropout": lora_dropout, "lora.target": _targets(lora_target), "epochs": epochs,
+        "max_steps": max_steps, "lr": lr, "scheduler": scheduler,
+        "warmup_steps": warmup_steps, "warmup_ratio": warmup_ratio,
+        "weight_decay": weight_decay, "batch_size": batch_size,
+        "physical_batch_size": physical_batch_size, "max_length": max_length,
+        "val_size": _val_size(val_size), "seed": seed, "max_grad_norm": max_grad_norm,
+        "checkpoint_every": checkpoint_every, "dp.epsilon": dp_epsilon, "dp.delta": dp_delta})
     if no_sandbox:
         err_console.print(f"[bold red]WARNING[/]: {UNSAFE_WARNING}")
     ws = open_workspace(home)
@@ -109,6 +147,49 @@ def train(
     finally:
         bar.progress.stop()
         ws.close()
+    _print_result(result)
+
+
+def config_from_options(values: dict[str, Any]) -> TrainConfig:
+    """The :class:`TrainConfig` of ``sealtune train``'s options (``None``: not given).
+
+    Options map 1:1 onto config keys (:data:`~sealtune.train.config.OPTIONS`), except
+    ``--max-grad-norm``, which is ``dp.max_grad_norm`` under DP. A bad value is a usage
+    error naming the option.
+
+    Raises:
+        UsageError: an invalid value or combination.
+    """
+    given = {k: v for k, v in values.items() if v is not None}
+    if "dp.delta" in given and "dp.epsilon" not in given:
+        raise UsageError("--dp-delta needs --dp-epsilon")
+    if "dp.epsilon" in given and "max_grad_norm" in given:
+        given["dp.max_grad_norm"] = given.pop("max_grad_norm")
+    try:
+        return TrainConfig.from_flat(given)
+    except ConfigError as exc:  # from options: a usage error (exit 2), same words
+        raise UsageError(exc.message, hint=exc.hint) from None
+
+
+def _targets(values: list[str] | None) -> list[str] | None:
+    """``--lora-target q_proj,v_proj`` and repeated ``--lora-target`` alike."""
+    if not values:
+        return None
+    return [name.strip() for value in values for name in value.split(",")]
+
+
+def _val_size(text: str | None) -> int | float | None:
+    """``--val-size``: a whole number is a count of records, a decimal a fraction."""
+    if text is None:
+        return None
+    try:
+        return int(text) if text.strip().isdigit() else float(text)
+    except ValueError:
+        raise UsageError(f"--val-size: cannot read {text[:20]!r} as a number",
+                         hint="give a fraction such as 0.1 or a count such as 200") from None
+
+
+def _print_result(result: Any) -> None:
     console.print(f"job {result.job_id}: {result.steps} steps, final loss "
                   f"{_num(result.final_loss)}"
                   + (f", resumed from step {result.resumed_from} of job {result.resumed_job}"
@@ -192,6 +273,18 @@ def show_command(
                                               for k, v in job["privacy"].items()))
     if job.get("measurement"):
         console.print(f"measurement: {job['measurement']['digest']}")
+    print_epochs(job.get("epochs") or [])
+
+
+def print_epochs(epochs: list[dict[str, Any]]) -> None:
+    """Each epoch's training loss and held-out loss and perplexity (numbers only)."""
+    if not epochs:
+        return
+    columns = [Col(name, whole=True, justify="right")
+               for name in ("epoch", "step", "train loss", "eval loss", "eval perplexity")]
+    rows = [[_num(e.get(k)) if e.get(k) is not None else "-" for k in (
+        "epoch", "step", "train_loss", "eval_loss", "eval_perplexity")] for e in epochs]
+    print_table(console, columns, rows, title="per epoch")
 
 
 def print_timeline(timeline: list[dict[str, Any]]) -> None:

@@ -3,7 +3,10 @@
 :class:`_Run` unwraps and makes the job's data keys (:mod:`job_keys`),
 measures what will run, starts :mod:`sealtune.train.worker` in a
 :class:`~sealtune.train.sandbox.Sandbox` with the keys over the key pipe,
-relays progress, records the security timeline (``sandbox.created`` with the
+relays progress, keeps each epoch's losses in the job record (``epochs``:
+numbers only; a resumed job's worker reports its checkpoint's epochs again,
+so the record has them all), records the security timeline
+(``sandbox.created`` with the
 measurement and the isolation flags, ``sandbox.data_decrypted``,
 ``train.finished``, ``sandbox.outputs_sealed``, ``sandbox.destroyed`` with
 the teardown result, and ``sandbox.unexpected_outputs`` naming anything the
@@ -197,6 +200,10 @@ class _Run:
         if ev.type == "error":
             self.errors.append(str(ev.fields.get("kind")))
             return
+        if ev.type == "event" and ev.name == "epoch_finished":
+            _record_epoch(self.job.rec, ev.fields)
+            self.job.save()
+            return
         self.fields[ev.name] = dict(ev.fields)
         if ev.type == "lifecycle" and ev.name == "created":
             self.job.event("sandbox.created", {
@@ -298,7 +305,7 @@ class _Run:
         finished = self.fields.get("training_finished", {})
         rec["metrics"] = {k: finished.get(k) for k in (
             "steps", "final_loss", "resumed_from", "stop", "world_size", "seconds",
-            "dropped_no_assistant_tokens")}
+            "dropped_no_assistant_tokens", "train_examples", "val_examples", "eval_loss")}
         rec["privacy"], rec["model"], rec["status"] = _privacy(finished), str(model_dir), \
             "finished"
         self.job.event("train.model_installed", {"model": rec["out_name"]})
@@ -332,6 +339,20 @@ def _relay(read_fd: int, progress: ProgressFn | None, queued: list[SandboxEvent]
             if ev.type == "progress" and progress is not None:
                 progress(ev)
             queued.append(ev)
+
+
+#: The fields of an ``epoch_finished`` event kept in the job record (all numbers).
+EPOCH_FIELDS = ("epoch", "step", "train_loss", "eval_loss", "eval_perplexity")
+
+
+def _record_epoch(rec: dict[str, Any], fields: Mapping[str, Any]) -> None:
+    """Add one epoch's figures to ``rec["epochs"]`` (a report for the same step replaces it)."""
+    entry = {k: fields.get(k) for k in EPOCH_FIELDS}
+    if not all(v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+               for v in entry.values()) or not isinstance(entry["step"], int):
+        return  # numbers only: anything else from the sandbox is not recorded
+    epochs = [e for e in rec.get("epochs", []) if e.get("step") != entry["step"]]
+    rec["epochs"] = sorted([*epochs, entry], key=lambda e: int(e["step"]))
 
 
 def _privacy(finished: Mapping[str, Any]) -> dict[str, Any] | None:

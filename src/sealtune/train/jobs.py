@@ -85,6 +85,7 @@ from sealtune.train.sandbox import SandboxEvent as SandboxEvent
 from sealtune.train.sandbox import SandboxSpec, probe
 from sealtune.train.sandbox import build_argv as build_argv
 from sealtune.train.sandbox import measure as measure
+from sealtune.train.split import val_count
 from sealtune.train.worker import OFFLINE_ENV
 from sealtune.train.worker import JobSpec as JobSpec
 from sealtune.train.worker import SealTarget as SealTarget
@@ -158,7 +159,7 @@ def run_job(ws: Workspace, *, dataset: str, base: Path, config: TrainConfig, out
     base = base.resolve()
     _check_names(ws, out_name, base)
     _check_nproc(nproc, config=config, sandbox=sandbox)
-    data_path = _dataset_file(ws, dataset)
+    data_path = _dataset_file(ws, dataset, val_size=config.val_size)
     seal_keys = dataset_keks(ws, data_path) if key_names is None else check_job_keys(key_names)
     for name in seal_keys:
         ws.keys.info(name)  # a missing key fails here, before any sandbox starts
@@ -181,11 +182,13 @@ def run_job(ws: Workspace, *, dataset: str, base: Path, config: TrainConfig, out
                 nproc).execute()
 
 
-def _dataset_file(ws: Workspace, dataset: str) -> Path:
+def _dataset_file(ws: Workspace, dataset: str, *, val_size: int | float = 0) -> Path:
     """The dataset's sealed data file, refused if it does not match its manifest digest.
 
     The manifest binds the content digest, so a dataset whose key was rotated
-    (its header re-wrapped) still matches.
+    (its header re-wrapped) still matches. Where the manifest counts the records,
+    a validation split that would leave none to train on is refused here, with its
+    numbers (inside the sandbox an error reaches us by class name only).
     """
     from sealtune.data.store import show_dataset
 
@@ -194,6 +197,9 @@ def _dataset_file(ws: Workspace, dataset: str) -> Path:
     if info.intact.get(data_path.name) is False:
         raise IntegrityError(f"dataset {dataset!r}: {data_path.name} does not match its "
                              "manifest digest", hint="restore the dataset from a trusted copy")
+    records = info.counts.get("records_out")
+    if isinstance(records, int) and not isinstance(records, bool):
+        val_count(val_size, records)
     return data_path
 
 
@@ -237,7 +243,7 @@ def _new_record(job_id: str, *, out_name: str, dataset: str, base: Path, config:
         "format": JOB_FORMAT, "id": job_id, "out_name": out_name,
         "dataset": dataset, "base": str(base), "config": config.to_dict(),
         "fingerprint": config.fingerprint(), "sandboxed": sandbox,
-        "status": "running", "created": _now(), "timeline": [], "metrics": {},
+        "status": "running", "created": _now(), "timeline": [], "metrics": {}, "epochs": [],
         "resumed_job": None if previous is None else previous["id"],
         "seal_keys": list(seal_keys),
         "runner": {"pid": os.getpid(), "start": _proc_start(os.getpid())}}

@@ -4,11 +4,13 @@ The state is: the trainable weights; the optimizer state (AdamW moments, per
 parameter, in parameter order) and its parameter groups; the learning-rate
 scheduler; the random streams (torch's global generator — dropout —, the DP
 sampler's and the DP noise generator's, Python's ``random``); the privacy
-accountant's history; the step and the loss history. The data order without DP
-is a pure function of ``(seed, epoch)``, so it needs no state.
+accountant's history; the step, the loss history and the epoch reports (with
+their held-out losses, so a resumed job reports every epoch). The data order
+without DP is a pure function of ``(seed, epoch)``, so it needs no state.
 
 A checkpoint is accepted only for the same training settings and the same
-tokenized data (both fingerprinted); otherwise resuming fails closed.
+tokenized data, training and held-out (all fingerprinted); otherwise resuming
+fails closed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, BinaryIO
 
 from sealtune.errors import ConfigError, IntegrityError
 from sealtune.train.checkpoints import pack_state, unpack_state
+from sealtune.train.metrics import EpochReport
 
 
 def _optimizer_state(optimizer: Any, tensors: dict[str, Any]) -> dict[str, Any]:
@@ -61,6 +64,7 @@ def snapshot_state(run: Any) -> BinaryIO:
         "losses": run.losses, "optimizer": _optimizer_state(run.optimizer, tensors),
         "scheduler": run.scheduler.state_dict(), "python_rng": random.getstate(),
         "dp": None if run.dp is None else run.dp.state(),
+        "eval_data": run.eval_digest(), "epochs": [e.to_dict() for e in run.epochs],
     }
     return io.BytesIO(pack_state(tensors, meta))
 
@@ -81,7 +85,8 @@ def restore_state(run: Any) -> int | None:
     tensors, meta = unpack_state(stream.read())
     if meta.get("step") != step:
         raise IntegrityError("checkpoint step does not match its name")
-    if meta.get("config") != run.config.fingerprint() or meta.get("data") != run.data.digest():
+    if (meta.get("config") != run.config.fingerprint() or meta.get("data") != run.data.digest()
+            or meta.get("eval_data") != run.eval_digest()):
         raise ConfigError("the checkpoint belongs to a run with other settings or other data",
                           hint="resume with the same job spec and dataset, or start afresh")
     with torch.no_grad():
@@ -99,4 +104,5 @@ def restore_state(run: Any) -> int | None:
     torch.set_rng_state(tensors["rng/torch"])
     run.step = step
     run.losses = list(meta["losses"])
+    run.epochs = [EpochReport.from_dict(e) for e in meta.get("epochs", [])]
     return int(step)

@@ -1,19 +1,23 @@
 """The training core: fine-tune a causal LM on chat records, LoRA or full, optionally DP.
 
 :func:`train` loads the base model safely (:mod:`.loading`: safetensors only
-unless ``allow_pickle``, then after an opcode scan), applies the chat template
-with the loss on assistant tokens only (:mod:`.data`), trains a LoRA adapter
-(peft; the default) or all weights, optionally with DP-SGD (:mod:`.dp`:
+unless ``allow_pickle``, then after an opcode scan), holds out a validation
+split if ``val_size`` asks for one (:mod:`.split`: never trained on), applies
+the chat template with the loss on assistant tokens only (:mod:`.data`),
+trains a LoRA adapter (:mod:`.lora`, peft; the default) or all weights,
+optionally with DP-SGD (:mod:`.dp`:
 example-level (ε, δ)-DP for the records — not for the base model's
 pretraining data, not user-level when a person has many records), checks
 after the first step that the trainable weights moved and the frozen ones did
 not (:mod:`.guard`, the Opacus #820 failure), checkpoints to a sink
 (:mod:`.checkpoints`) and resumes from its latest checkpoint to the same
-final weights, and writes safetensors plus ``training.json``.
+final weights, reports every epoch's training loss and held-out loss
+(:mod:`.metrics`), and writes safetensors plus ``training.json``.
 
 It runs in-process (tests, ``--no-sandbox``) and inside the sandbox (through
 :mod:`.worker`). The progress callback receives aggregate numbers only (step,
-loss, learning rate, gradient norm, ε): never text, token ids or tensors.
+loss, learning rate, gradient norm, ε), the epoch callback an
+:class:`~sealtune.train.metrics.EpochReport`: never text, token ids or tensors.
 What this module does not do: isolate anything (that is the sandbox), or seal
 anything (the worker and the checkpoint sink do). Its plaintext outputs go to
 ``out_dir``; inside the sandbox that is the tmpfs.
@@ -24,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -37,6 +41,11 @@ from sealtune.train.data import Collator, ExampleDataset, encode_records
 from sealtune.train.dp import DPConfig, DPSession, PrivacyReport, quiet_library_warnings
 from sealtune.train.guard import UpdateGuard, check_optimizer
 from sealtune.train.loading import load_base, save_weights
+from sealtune.train.lora import apply_lora
+from sealtune.train.metrics import EpochFn, EpochReport, epoch_report, eval_loss, example_losses
+from sealtune.train.result import TRAINING_JSON, Progress, ProgressFn, TrainResult
+from sealtune.train.schedule import lr_lambda
+from sealtune.train.split import split_records
 from sealtune.train.state import restore_state, snapshot_state
 
 if TYPE_CHECKING:
@@ -44,66 +53,17 @@ if TYPE_CHECKING:
 
 __all__ = ["DPConfig", "LoraSettings", "Progress", "TrainConfig", "TrainResult", "train"]
 
-TRAINING_JSON = "training.json"
 SECURE_RNG_NOTE = ("dp.secure_mode is off: noise and sampling come from torch's PRNG, fine for "
                    "experiments; turn it on for production runs")
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One optimizer step's aggregate metrics (what may leave the sandbox)."""
-
-    step: int
-    total: int
-    loss: float | None
-    lr: float
-    grad_norm: float | None
-    epsilon: float | None  # PRV ε so far, every ``dp.epsilon_every`` steps and at the end
-
-
-ProgressFn = Callable[[Progress], None]
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """What a run produced (also written, with the config, to ``training.json``)."""
-
-    out_dir: Path
-    files: tuple[str, ...]
-    method: str
-    steps: int
-    planned_steps: int
-    stop_reason: str
-    final_loss: float | None
-    loss_history: tuple[float | None, ...]
-    trainable_parameters: int
-    total_parameters: int
-    seconds: float
-    resumed_from: int | None
-    data: dict[str, int]
-    guard: dict[str, int]
-    privacy: PrivacyReport | None
-    notes: tuple[str, ...] = ()
-    dropped_no_assistant_tokens: int = 0
-    world_size: int = 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "steps": self.steps, "planned_steps": self.planned_steps,
-                "stop_reason": self.stop_reason, "final_loss": self.final_loss,
-                "loss_history": list(self.loss_history),
-                "trainable_parameters": self.trainable_parameters,
-                "total_parameters": self.total_parameters, "seconds": round(self.seconds, 3),
-                "resumed_from": self.resumed_from, "data": self.data, "guard": self.guard,
-                "privacy": None if self.privacy is None else self.privacy.to_dict(),
-                "notes": list(self.notes), "files": list(self.files),
-                "dropped_no_assistant_tokens": self.dropped_no_assistant_tokens,
-                "world_size": self.world_size}
+VAL_FRACTION_DP_NOTE = ("val_size is a fraction: the held-out count follows the dataset's size, "
+                        "so one record more or less can also swap one record across the split "
+                        "(2ε by group privacy at worst); a count (val_size: 200) avoids that")
 
 
 def train(records: Sequence[Record], *, base_dir: Path, config: TrainConfig, out_dir: Path,
           progress: ProgressFn | None = None,
           checkpoint: CheckpointSink | None = None,
-          dist: DistContext | None = None) -> TrainResult:
+          dist: DistContext | None = None, on_epoch: EpochFn | None = None) -> TrainResult:
     """Fine-tune the model in ``base_dir`` on ``records``; write the result to ``out_dir``.
 
     Args:
@@ -118,10 +78,16 @@ def train(records: Sequence[Record], *, base_dir: Path, config: TrainConfig, out
         dist: this process's rank in a data-parallel group (:mod:`.distributed`); each
             rank trains on its shard of every logical batch, the gradients are summed
             over the group, and only rank 0 checkpoints and writes ``out_dir``.
+        on_epoch: called at the end of every epoch (and after the last step, if that
+            ends an epoch early) with the epoch's training loss and, with ``val_size``,
+            the held-out loss; on resume, first with the epochs the checkpoint holds.
 
     Examples whose assistant tokens were all cut by ``max_length`` carry no loss: they
     are dropped before training (a per-record decision) and counted in
     ``dropped_no_assistant_tokens``; if none remain, training refuses.
+
+    With ``config.val_size`` the held-out records (:func:`~.split.split_records`) are
+    never trained on; under DP the privacy accounting covers the training records.
 
     Seeds torch's global RNG with ``config.seed``.
 
@@ -140,7 +106,7 @@ def train(records: Sequence[Record], *, base_dir: Path, config: TrainConfig, out
         raise UsageError(f"output directory {out_dir} is not empty")
     with quiet_library_warnings():
         return _Run(config, base_dir, out_dir, progress if main else None,
-                    checkpoint, dist).run(records)
+                    checkpoint, dist, on_epoch if main else None).run(records)
 
 
 @dataclass
@@ -151,8 +117,10 @@ class _Run:
     progress: ProgressFn | None
     sink: CheckpointSink | None
     dist: DistContext | None = None
+    on_epoch: EpochFn | None = None
     step: int = 0
     losses: list[float | None] = field(default_factory=list)
+    epochs: list[EpochReport] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     dp: DPSession | None = None
     guard_report: dict[str, int] = field(default_factory=dict)
@@ -165,15 +133,14 @@ class _Run:
         model, self.tokenizer, notes = load_base(self.base_dir,
                                                  allow_pickle=self.config.allow_pickle)
         self.notes += notes
-        encoded = encode_records(records, self.tokenizer, max_length=self.config.max_length)
-        self.data = encoded.with_loss_only()
-        if self.data.dropped_no_assistant_tokens:
-            self.notes.append(f"{self.data.dropped_no_assistant_tokens} example(s) dropped: "
-                              "max_length cut all their assistant tokens")
+        self._encode(records)
         self.model = self._prepare(model)
         self.trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self._build()
         resumed = restore_state(self)
+        if self.on_epoch is not None:  # the checkpoint's epochs: a resumed job reports them all
+            for report in self.epochs:
+                self.on_epoch(report)
         if self.dist is not None:
             self.dist.broadcast_params([p for _, p in self.trainable])
         self.guard = UpdateGuard(self.model, trainable={n for n, _ in self.trainable},
@@ -190,19 +157,28 @@ class _Run:
 
     # -- setup -----------------------------------------------------------------------
 
+    def _encode(self, records: Sequence[Record]) -> None:
+        """Split off the held-out records, then tokenize both parts (each keeps only the
+        examples that still have assistant tokens after truncation)."""
+        cfg = self.config
+        train_part, held = split_records(records, val_size=cfg.val_size, seed=cfg.seed)
+        self.data = encode_records(train_part, self.tokenizer,
+                                   max_length=cfg.max_length).with_loss_only()
+        if self.data.dropped_no_assistant_tokens:
+            self.notes.append(f"{self.data.dropped_no_assistant_tokens} example(s) dropped: "
+                              "max_length cut all their assistant tokens")
+        self.val = None if not held else encode_records(
+            held, self.tokenizer, max_length=cfg.max_length).with_loss_only()
+        if self.val is not None and cfg.dp is not None and isinstance(cfg.val_size, float):
+            self.notes.append(VAL_FRACTION_DP_NOTE)
+
+    def eval_digest(self) -> str | None:
+        """Identifies the held-out examples a checkpoint's epoch reports were measured on."""
+        return None if self.val is None else self.val.digest()
+
     def _prepare(self, model: Any) -> Any:
         model.train()
-        if self.config.method == "full":
-            return model
-        from peft import LoraConfig, get_peft_model
-
-        lora = self.config.lora
-        peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                 target_modules=list(lora.target_modules), bias="none",
-                                 task_type="CAUSAL_LM")
-        peft_model = get_peft_model(model, peft_config)
-        peft_model.train()
-        return peft_model
+        return model if self.config.method == "full" else apply_lora(model, self.config.lora)
 
     def _build(self) -> None:
         import torch
@@ -237,6 +213,7 @@ class _Run:
                             else "max_steps" if limit < natural else "completed")
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda=lr_lambda(cfg, self.planned))
+        self.val_items = None if self.val is None else ExampleDataset(self.val)
 
     # -- loops -------------------------------------------------------------------------
 
@@ -343,10 +320,26 @@ class _Run:
             eps = self.dp.epsilon()
         if self.progress is not None:
             self.progress(Progress(self.step, self.planned, loss, lr, norm, eps))
+        if last or self.step % self.steps_per_epoch == 0:
+            self._end_epoch()  # before the checkpoint, which then holds this epoch's report
         every = self.config.checkpoint_every
         main = self.dist is None or self.dist.is_main
         if self.sink is not None and main and every and (last or self.step % every == 0):
             self.sink.save(self.step, snapshot_state(self))
+
+    def _end_epoch(self) -> None:
+        """Report the epoch: its mean step loss and, with a split, the held-out loss."""
+        since = self.epochs[-1].step if self.epochs else 0
+        held_out = None
+        if self.val_items is not None:
+            size = self.config.physical_batch_size or self.config.batch_size
+            held_out = eval_loss(self.model, self.val_items, self.collate, batch=size,
+                                 dist=self.dist)
+        report = epoch_report(step=self.step, steps_per_epoch=self.steps_per_epoch,
+                              losses=self.losses[since:self.step], eval_loss=held_out)
+        self.epochs.append(report)
+        if self.on_epoch is not None:
+            self.on_epoch(report)
 
     # -- outputs -----------------------------------------------------------------------
 
@@ -369,7 +362,9 @@ class _Run:
             data=self.data.stats(), guard=self.guard_report, privacy=privacy,
             notes=tuple(dict.fromkeys(self.notes)),
             dropped_no_assistant_tokens=self.data.dropped_no_assistant_tokens,
-            world_size=1 if self.dist is None else self.dist.world_size)
+            world_size=1 if self.dist is None else self.dist.world_size,
+            epochs=tuple(self.epochs),
+            validation=None if self.val is None else self.val.stats())
         if not main:
             return result
         doc = {"format": "sealtune-training/1", "config": self.config.to_dict(),
@@ -383,33 +378,6 @@ def build_optimizer(params: list[Any], config: TrainConfig) -> Any:
     import torch
 
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-
-
-def lr_lambda(config: TrainConfig, total: int) -> Callable[[int], float]:
-    """Linear warm-up, then linear decay to 0 at ``total`` (or constant)."""
-    warm = config.warmup_steps
-
-    def factor(step: int) -> float:
-        if warm and step < warm:
-            return (step + 1) / warm
-        if config.schedule == "constant":
-            return 1.0
-        return max(0.0, (total - step) / max(1, total - warm))
-
-    return factor
-
-
-def example_losses(model: Any, ids: Any, mask: Any, labels: Any) -> Any:
-    """Mean token loss of each example (assistant tokens only; 0 where none)."""
-    import torch
-
-    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1, :]
-    targets = labels[:, 1:]
-    tokens = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100,
-        reduction="none").view(targets.shape)
-    counts = (targets != -100).sum(dim=1).clamp(min=1)
-    return tokens.sum(dim=1) / counts
 
 
 def grad_norm(params: Sequence[Any]) -> float | None:

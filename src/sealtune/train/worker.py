@@ -10,9 +10,11 @@ over the key pipe (``ctx.keys``). Inside:
 1. the sealed dataset is authenticated and decrypted into memory (never to
    disk), parsed, and the buffer zeroed (``data_decrypted``);
 2. :func:`~sealtune.train.trainer.train` runs with its plaintext outputs on the
-   sandbox's tmpfs (``ctx.workdir``), progress forwarded as numbers only, and
-   checkpoints sealed into ``ctx.outdir/checkpoints`` (``training_finished``,
-   with the privacy figures, so the parent can record them unsealed);
+   sandbox's tmpfs (``ctx.workdir``), progress and each epoch's losses
+   (``epoch_finished``: training loss, held-out loss and perplexity) forwarded
+   as numbers only, and checkpoints sealed into ``ctx.outdir/checkpoints``
+   (``training_finished``, with the privacy figures, so the parent can record
+   them unsealed);
 3. every output file is sealed into ``ctx.outdir/model/<name>.sealed``
    (``outputs_sealed``). The launcher wipes the tmpfs afterwards.
 
@@ -56,7 +58,8 @@ if TYPE_CHECKING:
     from sealtune.data.records import Record
     from sealtune.train._sandbox_child import ChildContext
     from sealtune.train.distributed import DistContext
-    from sealtune.train.trainer import Progress, TrainResult
+    from sealtune.train.metrics import EpochReport
+    from sealtune.train.result import Progress, TrainResult
 
 JOB_FORMAT = "sealtune-train-job/1"
 #: Set inside the sandbox before transformers is imported (the job runner should set
@@ -212,6 +215,13 @@ def _progress(ctx: ChildContext) -> Any:
     return forward
 
 
+def _epochs(ctx: ChildContext) -> Any:
+    def forward(e: EpochReport) -> None:
+        ctx.events.event("epoch_finished", epoch=e.epoch, step=e.step, train_loss=e.train_loss,
+                         eval_loss=e.eval_loss, eval_perplexity=e.eval_perplexity)
+    return forward
+
+
 def main(ctx: ChildContext, argv: list[str]) -> None:
     """Entry point inside the sandbox (see the module docstring for the protocol)."""
     for name, value in OFFLINE_ENV.items():
@@ -288,16 +298,20 @@ def _train(ctx: ChildContext, spec: JobSpec, dist: DistContext | None) -> TrainR
     out_dir = ctx.workdir / "model"
     return train(records, base_dir=ctx.indir / spec.base, config=spec.config,
                  out_dir=out_dir, progress=_progress(ctx) if main else None,
-                 checkpoint=sink, dist=dist)
+                 checkpoint=sink, dist=dist, on_epoch=_epochs(ctx) if main else None)
 
 
 def _finish(ctx: ChildContext, spec: JobSpec, result: TrainResult, world_size: int) -> None:
     privacy = result.privacy
+    last = result.epochs[-1] if result.epochs else None
     ctx.events.event(
         "training_finished", steps=result.steps, stop=result.stop_reason,
         final_loss=result.final_loss, resumed_from=result.resumed_from,
         world_size=world_size, seconds=round(result.seconds, 3),
         dropped_no_assistant_tokens=result.dropped_no_assistant_tokens,
+        train_examples=result.data["examples"],
+        val_examples=0 if result.validation is None else result.validation["examples"],
+        eval_loss=None if last is None else last.eval_loss,
         dp=privacy is not None,
         epsilon=None if privacy is None else privacy.epsilon_spent,
         delta=None if privacy is None else privacy.delta,

@@ -44,7 +44,7 @@ def test_round_trip(tmp_path: Path) -> None:
     (f'k = 1\nkeys = ["{K1[:-2]}"]\n', "keys\\[0\\]"),
     (f'k = 1\nkeys = ["{K1}", "{K1}"]\n', "twice"),
     (f'k = true\nkeys = ["{K1}"]\n', "k must be"),
-])
+], ids=["k-too-big", "k-zero", "no-keys", "bad-url", "unknown", "bad-key", "twice", "k-bool"])
 def test_invalid_policies_fail_closed(tmp_path: Path, body: str, field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         load_config(write(tmp_path, body))

@@ -237,7 +237,7 @@ def test_resume_gives_the_same_final_weights(tiny_dir: Path, make_records: Any,
 
 
 def test_config_fails_closed(tiny_dir: Path, make_records: Any, tmp_path: Path) -> None:
-    config = _config(lora=LoraSettings(r=4, target_modules=("q_proj",)))
+    config = _config(lora=LoraSettings(rank=4, target=("q_proj",)))
     assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     with pytest.raises(ConfigError, match="epsilom"):
         TrainConfig.from_dict({"dp": {"epsilon": 1.0, "epsilom": 2.0}})
