@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from sealtune.core import envelope as env  # noqa: E402
-from sealtune.keys.base import WrappedKey  # noqa: E402
+from sealtune.core.wrapped_key import WrappedKey  # noqa: E402
 
 MIB = 1 << 20
 BUF = 1 << 20

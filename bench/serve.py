@@ -5,9 +5,10 @@ Usage::
     .venv/bin/python bench/serve.py [--seconds 60] [--clients 50] [--requests 1000]
                                     [--ttft-requests 500] [--throughput-seconds 10]
 
-The server runs in its own process through ``sealtune serve`` (the CLI
-function, uvicorn, the real auth, ledger, output filter and request log to a
-file) with the dev-software provider, on loopback; this process is the client
+The server runs in its own process through what ``sealtune serve`` calls
+(:func:`sealtune.serve.build_server` and :func:`~sealtune.serve.run_server`:
+uvicorn, the real auth, ledger, output filter and request log to a file)
+with the dev-software provider, on loopback; this process is the client
 (httpx, requests sealed with ``sealtune.core.protocol``). Three parts:
 
 1. **Latency and throughput, echo engine** (isolates the protocol cost):
@@ -75,14 +76,16 @@ PASSPHRASE = "bench-" + secrets.token_hex(8)
 
 
 def _child(engine: str, model: str, port: int, home: str) -> None:
-    """Run ``sealtune serve`` in this process (the benchmark's server)."""
-    from sealtune.cli.serve import serve
+    """Run the server in this process as ``sealtune serve`` does (the benchmark's server)."""
+    from sealtune.serve import ServeOptions, build_server, run_server
+    from sealtune.workspace import Workspace
 
-    serve(model=model, base=None, host="127.0.0.1", port=port, attestation="dev-software",
-          encrypted_only=False, engine=engine, blocked_term=None, no_pii_filter=False,
-          rate=1e6, rotate_key_after=None, dev_attestation_key=None,
-          log_file=Path(home) / "serve.log", ssl_certfile=None, ssl_keyfile=None,
-          home=Path(home))
+    ws = Workspace.open(Path(home))
+    try:
+        run_server(build_server(ws, ServeOptions(
+            model=model, port=port, engine=engine, rate=1e6, log_file=Path(home) / "serve.log")))
+    finally:
+        ws.close()
 
 
 def _free_port() -> int:

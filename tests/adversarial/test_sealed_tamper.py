@@ -17,8 +17,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sealtune.core import envelope as env
+from sealtune.core.wrapped_key import WrappedKey
 from sealtune.errors import IntegrityError, KeyNotFoundError
-from sealtune.keys.base import WrappedKey
 
 SEG = env.SEGMENT_BYTES
 

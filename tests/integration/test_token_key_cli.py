@@ -17,7 +17,7 @@ from typing import Any
 import jwt
 import pytest
 
-from sealtune.cli.serve import token_service
+from sealtune.serve import token_service
 from sealtune.serve.auth import Denied
 from sealtune.workspace import Workspace
 

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sealtune.core import envelope as env
 from sealtune.core.hazmat.aead import gcm_decrypt, gcm_encrypt
-from sealtune.keys.base import WrappedKey
+from sealtune.core.wrapped_key import WrappedKey
 
 DATA = Path(__file__).parent / "data"
 SEG = 1048576

@@ -190,6 +190,22 @@ def decode_nonce(text: str) -> bytes:
     return check_nonce(raw)
 
 
+def read_report_file(path: Path) -> bytes:
+    """Read a saved report, at most :data:`MAX_REPORT_BYTES` + 1 bytes (so a larger one is
+    refused by the parser, never read whole).
+
+    Raises:
+        AttestationError: the file is missing or cannot be read (naming it).
+    """
+    try:
+        with path.open("rb") as f:
+            return f.read(MAX_REPORT_BYTES + 1)
+    except FileNotFoundError:
+        raise AttestationError(f"{path}: report file not found") from None
+    except OSError as exc:
+        raise AttestationError(f"{path}: cannot read the report ({type(exc).__name__})") from None
+
+
 def b64(data: bytes) -> str:
     """Standard base64 with padding."""
     return base64.b64encode(data).decode("ascii")

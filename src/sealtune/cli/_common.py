@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import getpass
+import os
 import re
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from sealtune.errors import UsageError
 from sealtune.workspace import Workspace, default_home
+
+if TYPE_CHECKING:
+    from sealtune.keys.keyfile import KdfParams
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -49,3 +54,17 @@ def parse_duration(text: str, *, option: str) -> timedelta:
             hint="use a number and a unit, e.g. 180d, 12h, 30m",
         )
     return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+
+
+def unsafe_fast_kdf(consequence: str) -> KdfParams | None:
+    """Test-only KDF parameters when ``SEALTUNE_UNSAFE_FAST_KDF=1``, with a warning; else None.
+
+    Args:
+        consequence: what the warning says it means for this command.
+    """
+    if os.environ.get("SEALTUNE_UNSAFE_FAST_KDF") != "1":
+        return None
+    from sealtune.keys.keyfile import KdfParams
+
+    err_console.print(f"[yellow]warning:[/] SEALTUNE_UNSAFE_FAST_KDF=1: {consequence}")
+    return KdfParams.unsafe_fast()

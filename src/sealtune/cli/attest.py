@@ -20,12 +20,13 @@ from typing import Annotated
 
 import typer
 
-from sealtune.attest.report import MAX_REPORT_BYTES, decode_nonce
-from sealtune.attest.verify import (
+from sealtune.attest import (
     VerificationFailed,
     VerificationPolicy,
     VerificationResult,
+    decode_nonce,
     load_policy,
+    read_report_file,
     verify_report,
 )
 from sealtune.errors import AttestationError, UsageError
@@ -37,17 +38,6 @@ app = typer.Typer(help="Verify attestation reports offline (the client's checks,
 @app.callback()
 def _group() -> None:
     """Attestation reports (a group, so that ``verify`` stays a sub-command)."""
-
-
-def _read_report(path: Path) -> bytes:
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_REPORT_BYTES + 1)
-    except FileNotFoundError:
-        raise AttestationError(f"{path}: report file not found") from None
-    except OSError as exc:
-        raise AttestationError(f"{path}: cannot read the report ({type(exc).__name__})") from None
-    return data
 
 
 def _print_result(result: VerificationResult) -> None:
@@ -85,7 +75,7 @@ def verify(
         sent = decode_nonce(nonce) if nonce is not None else None
     except AttestationError as exc:
         raise UsageError(f"--nonce: {exc.message}", hint=exc.hint) from None
-    data = _read_report(report)
+    data = read_report_file(report)
     try:
         result = verify_report(data, policy=rules, nonce=sent, now=datetime.now(UTC))
     except VerificationFailed as exc:

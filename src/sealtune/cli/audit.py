@@ -19,16 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from sealtune.cli._common import console, err_console, open_workspace, parse_duration
 from sealtune.cli._tables import Col, print_table, when
-from sealtune.errors import ConfigError, IntegrityError, PolicyViolation, UsageError
+from sealtune.errors import ConfigError, UsageError
 from sealtune.outputs import STDIO, is_stdio, open_text_output
 
 if TYPE_CHECKING:
     from sealtune.ledger.log import Ledger
-    from sealtune.ledger.verify_global import WitnessPolicy
-    from sealtune.ledger.witness import WitnessRun
     from sealtune.workspace import Workspace
 
 app = typer.Typer(
@@ -114,9 +113,9 @@ def verify(
 ) -> None:
     """Verify every entry, tree, signed checkpoint and the trust state; exit 3 on any break."""
     from sealtune.core.note import NoteVerifier
-    from sealtune.ledger.audit import unsafe_reset_trust, verify_ledger
+    from sealtune.ledger import read_checkpoint_file, unsafe_reset_trust, verify_ledger
 
-    notes = [_read_checkpoint_file(p) for p in trusted or []]
+    notes = [read_checkpoint_file(p) for p in trusted or []]
     ws = open_workspace(home, check_ledger=False)  # verify reports what is wrong itself
     try:
         if reset_trust:
@@ -135,17 +134,7 @@ def verify(
         ws.close()
     if as_json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
-    if not report.ok:
-        seq = report.first_bad_seq
-        where = "" if seq is None else f" at sequence number {seq}"
-        unwitnessed = report.problem_count == 1 and report.cosigned < report.witnesses_required
-        raise IntegrityError(
-            f"audit log broken{where}: {report.reason}",
-            hint="entries appended since the last witnessing need new cosignatures: run "
-                 "'sealtune audit checkpoint --witness'" if unwitnessed else
-                 "the log was edited, deleted or rolled back outside sealtune; keep this "
-                 "workspace for investigation",
-        )
+    report.raise_if_failed()
     if not as_json:
         for warning in report.warnings:
             err_console.print(f"[yellow]warning:[/] {warning}")
@@ -154,18 +143,6 @@ def verify(
             console.print("no witness policy configured: a rollback of both ledger.db and "
                           "ledger.trust is detected only with --trusted or witnesses "
                           "(\\[ledger.witnesses] in config.toml)")
-
-
-def _read_checkpoint_file(path: Path) -> str:
-    try:
-        data = path.read_bytes()[: 64 * 1024 + 1]
-        if len(data) > 64 * 1024:
-            raise UsageError(f"--trusted {path}: too large to be a checkpoint")
-        return data.decode("utf-8")
-    except OSError as exc:
-        raise UsageError(f"--trusted {path}: cannot read it ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise IntegrityError(f"--trusted {path} is not a checkpoint note") from None
 
 
 @app.command("key")
@@ -206,32 +183,16 @@ def checkpoint(
             raise ConfigError("no witness policy: add [ledger.witnesses] with k and the "
                               "witnesses' keys to config.toml",
                               hint="see docs/formats/ledger-v1.md, section 4c")
-        run = _ask_witnesses(ws, note, urls, policy)
+        from sealtune.ledger.witness import request_cosignatures
+
+        run = request_cosignatures(ws.ledger.anchors, note, urls, policy.verifiers)
     finally:
         ws.close()
     for outcome in run.outcomes:
         style = "red" if outcome.evidence else ("green" if outcome.cosignatures else "yellow")
-        err_console.print(f"[{style}]{outcome.url}[/]: {outcome.message}")
-    if run.evidence:
-        raise IntegrityError("a witness has seen a different or longer history of this audit "
-                             "log: it was rolled back or forked",
-                             hint="keep the workspace as evidence; run 'sealtune audit verify'")
-    if run.cosigned < policy.k:
-        raise PolicyViolation(f"{run.cosigned} of the {policy.k} required witnesses cosigned "
-                              f"the checkpoint at size {run.size}",
-                              hint="check that the witnesses run and trust this log's key")
+        err_console.print(f"[{style}]{escape(outcome.url)}[/]: {escape(outcome.message)}")
+    run.raise_if_failed(policy.k)
     err_console.print(f"checkpoint at size {run.size} cosigned by {run.cosigned} witness(es)")
-
-
-def _ask_witnesses(ws: Workspace, note: str, urls: list[str], policy: WitnessPolicy) -> WitnessRun:
-    import httpx
-
-    from sealtune.ledger.witness import request_cosignatures
-
-    if any(not u.startswith(("http://", "https://")) for u in urls):
-        raise UsageError("witness URLs must be http or https URLs")
-    with httpx.Client(timeout=10.0) as http:
-        return request_cosignatures(ws.ledger.anchors, note, urls, policy.verifiers, http=http)
 
 
 def _readable_ledger(ws: Workspace) -> Ledger:

@@ -1,7 +1,7 @@
 """``sealtune data``: scan, ingest, list, show, export, export-bom, and ``policy init``.
 
-Every command calls the public API of :mod:`sealtune.data.ingest`,
-:mod:`sealtune.data.store` and :mod:`sealtune.data.export`. Output is counts,
+Every command calls the data stage's public API (:mod:`sealtune.data`:
+ingest, store, export, policy) and prints. Output is counts,
 ids, digests and masked examples only: no record text, no raw value, so the
 terminal and its scrollback are not one more place where the data leaks.
 The exception is ``export``, whose job is to write the redacted records in
@@ -34,20 +34,21 @@ from rich.text import Text
 
 from sealtune.cli._common import console, err_console, open_workspace
 from sealtune.cli._tables import Col, print_table, when
-from sealtune.data.policy import (
+from sealtune.data import (
     UNSAFE_NO_DATASET_WIDE,
     Policy,
     default_policy,
+    export_bom,
+    list_datasets,
     load_policy,
+    show_dataset,
     write_default_policy,
 )
-from sealtune.data.store import export_bom, list_datasets, show_dataset
-from sealtune.errors import IntegrityError, SealtuneError, UsageError
-from sealtune.keys.files import describe_file
+from sealtune.errors import UsageError
 from sealtune.outputs import STDIO, is_stdio, open_text_output
 
 if TYPE_CHECKING:  # the stage itself (numpy, datasketch, cyclonedx) loads only when used
-    from sealtune.data.ingest import IngestResult
+    from sealtune.data import IngestResult
 
 app = typer.Typer(help="The data stage: redact PII, screen for poisoning, seal datasets.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -154,7 +155,7 @@ def scan_cmd(input_path: InArg, policy: PolicyOpt = None, fmt: FormatOpt = None,
              text_field: TextFieldOpt = None, on_error: OnErrorOpt = None,
              as_json: JsonOpt = False, home: HomeOpt = None) -> None:
     """Findings and statistics for IN (plain or sealed); changes nothing (audited)."""
-    from sealtune.data.ingest import scan
+    from sealtune.data import scan
 
     chosen = _policy(policy)
     ws = open_workspace(home)
@@ -194,7 +195,7 @@ def ingest_cmd(
     home: HomeOpt = None,
 ) -> None:
     """Redact, minimise, screen and seal IN as dataset NAME, with findings and an ML-BOM."""
-    from sealtune.data.ingest import ingest
+    from sealtune.data import ingest_dataset as ingest
 
     chosen = _policy(policy)
     ws = open_workspace(home)
@@ -268,7 +269,8 @@ def show_cmd(name: Annotated[str, typer.Argument(help="Dataset name.")],
         console.print(f"policy: {m['policy']['source']}; redaction digest "
                       f"{m['policy']['redaction_digest'][:16]}…, screening digest "
                       f"{m['policy']['screening_digest'][:16]}…")
-        console.print(f"keys: {_keys_now(info.file('data'), m['keys']['kek'])}")
+        keks, now = info.keks()
+        console.print(f"keys: {', '.join(keks)}{'' if now else ' (at ingest)'}")
         table = Table("file", "records", "content sha256", "intact")
         for role in ("data", "quarantine", "keys"):
             f = m["files"][role]
@@ -277,19 +279,7 @@ def show_cmd(name: Annotated[str, typer.Argument(help="Dataset name.")],
                           digest[:16] + "…", "yes" if info.intact.get(f["name"]) else "NO")
         console.print(table)
         console.print(_counts_table("counts", info.counts))
-    broken = sorted(f for f, ok in info.intact.items() if not ok)
-    if broken:
-        raise IntegrityError(f"dataset {name}: {', '.join(broken)} do not match the manifest",
-                             hint="restore the dataset from a trusted copy")
-
-
-def _keys_now(path: Path, at_ingest: list[str]) -> str:
-    """The KEKs the data file's header names now (rotation changes them), else the manifest's."""
-    try:
-        entries = describe_file(path).entries
-    except SealtuneError:
-        return ", ".join(at_ingest) + " (at ingest)"
-    return ", ".join(f"{e.kek_uri}@{e.version}" for e in entries)
+    info.raise_if_broken()
 
 
 @app.command("export")
@@ -304,7 +294,7 @@ def export_cmd(
     home: HomeOpt = None,
 ) -> None:
     """Write the dataset's (redacted) records in PLAINTEXT for review; audited."""
-    from sealtune.data.export import export_dataset
+    from sealtune.data import export_dataset
 
     ws = open_workspace(home)
     try:

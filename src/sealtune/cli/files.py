@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from sealtune.cli._common import console, err_console, open_workspace
-from sealtune.keys.files import open_file, seal_file, verify_file
+from sealtune.keys import open_file, seal_file, verify_file
 from sealtune.outputs import is_stdio
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Workspace directory.")]

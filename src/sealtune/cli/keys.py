@@ -18,10 +18,10 @@ from rich.progress import Progress
 from sealtune.cli._common import console, err_console, open_workspace
 from sealtune.cli._tables import Col, print_table, when
 from sealtune.errors import UsageError
-from sealtune.keys.base import KeyInfo
-from sealtune.keys.rotation import (
+from sealtune.keys import (
+    KeyInfo,
     RotationReport,
-    destroy_impact,
+    destroy_key,
     retire_checked,
     rotate_workspace,
 )
@@ -205,8 +205,7 @@ def destroy(
         )
     ws = open_workspace(home)
     try:
-        impact = destroy_impact(ws, name)
-        ws.keys.destroy(name)
+        impact = destroy_key(ws, name)
         console.print(
             f"destroyed key {name}: {len(impact.shredded)} known file(s) sealed only under it "
             "are now unrecoverable"

@@ -30,7 +30,7 @@ def make_tiny_command(
     seed: Annotated[int, typer.Option(help="Seed of the weight initialisation.")] = 0,
 ) -> None:
     """Write a tiny causal LM (Llama-style, ~0.5 M parameters) for demos and tests."""
-    from sealtune.train.tiny import make_tiny
+    from sealtune.train import make_tiny
 
     out = make_tiny(directory, seed=seed)
     console.print(f"tiny model written to {out} (seed {seed}); load it with "

@@ -48,9 +48,8 @@ def proxy(
              "(exponential back-off), before it gets 503.")] = 30.0,
 ) -> None:
     """Proxy plaintext OpenAI calls on loopback to an attested, end-to-end encrypted server."""
-    from sealtune.attest.policy import VerificationPolicy, load_policy
-    from sealtune.client.proxy import make_proxy, serve
-    from sealtune.client.transport import DevAttestationWarning
+    from sealtune.attest import VerificationPolicy, load_policy
+    from sealtune.client import DevAttestationWarning, make_proxy, run_proxy
     from sealtune.errors import AttestationUnavailable
 
     policy = load_policy(policy_file) if policy_file else VerificationPolicy()
@@ -89,4 +88,4 @@ def proxy(
             err_console.print(f"  note: {note}")
     err_console.print(f"proxy listening on {server.url} -> {server.upstream} "
                       "(chat completions end-to-end encrypted)")
-    serve(server)
+    run_proxy(server)

@@ -3,209 +3,44 @@
 Wire into the main CLI with ``app.command("serve")(serve.serve)`` and
 ``app.add_typer(serve.auth_app, name="auth")``.
 
-Token signing keys live in the keyring's ``serve`` section, one record per
-key, ``jwt-hs256:<kid>`` (the layout is in :mod:`sealtune.serve.tokens`).
-``rotate-token-key`` adds a signing key and makes the old one verify-only;
-``retire-token-key`` deletes a verify-only key's record (crypto-shredding:
-tokens it signed can never verify again; copies of the keyring file in
-backups still hold it), refusing the signing key and, without ``--force``,
-a key that stopped signing less than 24 hours ago. Every change is one
-keyring transaction, so concurrent processes never make two signing keys,
-and a ledger event (kids only, never key material). A running server picks
-the changes up within 30 seconds.
+Parse, call, print: the server is assembled by :func:`sealtune.serve.build_server`
+from a :class:`~sealtune.serve.ServeOptions`, and the keys and tokens are
+administered by :mod:`sealtune.serve.token_admin` (which says what it
+protects against). This module only maps options, prints the warnings the
+stage returns, and prints keys and tokens once.
 
-What this protects against: API keys are printed once and stored only as
-salted hashes; tokens are short-lived; every key and token operation is a
-ledger event. What it does not: a key printed to a terminal is in that
-terminal's scrollback; with ``dev-software`` attestation (the default here,
-for development) clients learn nothing about hardware isolation.
+What printing protects against and what it does not: an API key or a token
+is shown once, on stdout (the message around it on stderr), so it can be
+piped; a key printed to a terminal stays in that terminal's scrollback.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import secrets
 import sys
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from sealtune.cli._common import console, err_console, open_workspace, parse_duration
 from sealtune.cli._tables import Col, print_table, when
-from sealtune.errors import KeyringError, UsageError
-from sealtune.keys.keyfile import b64decode
-
-if TYPE_CHECKING:
-    from sealtune.serve.tokens import TokenKeySet, TokenService
-    from sealtune.workspace import Workspace
 
 auth_app = typer.Typer(help="API keys and bearer tokens of the inference server.",
                        no_args_is_help=True)
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Workspace directory.")]
-_JWT_SECTION, _LEGACY_JWT = "serve", "jwt-hs256"
-_LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
-def _key_store(ws: Workspace) -> Any:
-    from sealtune.serve.keystore import FILE_NAME, KeyStore
+def __getattr__(name: str) -> Any:
+    # cli/demo.py (being changed elsewhere) still imports token_service from here; the
+    # function lives in sealtune.serve (token_admin), loaded only when asked for.
+    if name == "token_service":
+        from sealtune.serve import token_service
 
-    return KeyStore(ws.root / FILE_NAME)
-
-
-def _key_resource(kid: str) -> str:
-    return f"keyring:{_JWT_SECTION}/{_LEGACY_JWT}:{kid}"  # the record jwt-hs256:<kid>
-
-
-def _token_keys(ws: Workspace) -> TokenKeySet:
-    """Re-read the keyring and return its token keys (a running server's loader)."""
-    from sealtune.serve.tokens import TokenKeySet
-
-    ws.keyfile.reload()
-    return TokenKeySet.from_records(ws.keyfile.items(_JWT_SECTION))
-
-
-def _migrate(section: dict[str, Any], *, now: datetime) -> list[tuple[str, str]]:
-    """Turn a legacy ``jwt-hs256`` record into a keyed one; create the first key if none.
-
-    Returns the ledger events to write, as (action, kid).
-    """
-    from sealtune.serve.tokens import JWT_RECORD_PREFIX, TokenKey
-
-    ours = [r for n, r in section.items() if n.startswith(JWT_RECORD_PREFIX)]
-    signing = any(r.get("superseded") is None for r in ours)
-    events = []
-    legacy = section.pop(_LEGACY_JWT, None)
-    if legacy is not None:  # kept as the signing key, or verify-only if one already signs
-        try:
-            secret = b64decode(legacy["key"])
-        except (KeyError, TypeError):
-            raise KeyringError(f"keyring record {_JWT_SECTION}/{_LEGACY_JWT} is malformed") \
-                from None
-        key = TokenKey(secrets.token_hex(8), secret, now, now if signing else None)
-        section[JWT_RECORD_PREFIX + key.kid] = key.record()
-        events.append(("serve.jwt_key_migrated", key.kid))
-    elif not ours:
-        key = TokenKey.generate(now=now)
-        section[JWT_RECORD_PREFIX + key.kid] = key.record()
-        events.append(("serve.jwt_key_created", key.kid))
-    return events
-
-
-def _edit_token_keys(
-    ws: Workspace, change: Callable[[TokenKeySet], TokenKeySet] | None = None,
-) -> tuple[TokenKeySet, TokenKeySet]:
-    """Migrate, then apply ``change`` to the token keys, in ONE keyring transaction.
-
-    Under the keyring's lock, so concurrent processes never make two signing
-    keys. Returns the key sets before and after ``change``.
-    """
-    from sealtune.serve.tokens import JWT_RECORD_PREFIX, TokenKeySet
-
-    ws.keyfile.reload()
-    section = ws.keyfile.items(_JWT_SECTION)
-    if change is None and _LEGACY_JWT not in section \
-            and any(n.startswith(JWT_RECORD_PREFIX) for n in section):
-        keys = TokenKeySet.from_records(section)  # nothing to migrate: no write, no lock
-        return keys, keys
-    with ws.keyfile.transaction() as doc:  # re-read under the lock
-        section = doc.setdefault(_JWT_SECTION, {})
-        events = _migrate(section, now=datetime.now(UTC))
-        before = TokenKeySet.from_records(section)
-        after = before if change is None else change(before)
-        for name in [n for n in section if n.startswith(JWT_RECORD_PREFIX)]:
-            del section[name]  # a retired key's record goes: crypto-shredding
-        section.update(after.records())
-    for action, kid in events:
-        ws.audit(action, _key_resource(kid), details={"kid": kid})
-    return before, after
-
-
-def token_service(
-    ws: Workspace, *, clock: Callable[[], float] = time.monotonic,
-) -> TokenService:
-    """The workspace's JWT service, following the token keys in the keyring.
-
-    The first call creates the signing key, or migrates the single
-    ``jwt-hs256`` record of earlier versions (it keeps signing, under a new
-    kid). The service re-reads the keyring to pick up keys rotated or
-    retired by other processes (see :class:`~sealtune.serve.tokens.TokenService`;
-    ``clock`` is its monotonic clock, for tests).
-    """
-    from sealtune.serve.tokens import TokenService
-
-    _, keys = _edit_token_keys(ws)
-    return TokenService(keys, issuer=f"sealtune/{ws.config.workspace_id}",
-                        loader=lambda: _token_keys(ws), clock=clock)
-
-
-def rotate_token_key(ws: Workspace, *, now: datetime) -> tuple[str, str]:
-    """Make a new signing key; the old one becomes verify-only. Returns (old kid, new kid)."""
-    before, after = _edit_token_keys(ws, lambda keys: keys.rotated(now=now))
-    old, new = before.signing.kid, after.signing.kid
-    ws.audit("serve.jwt_key_rotated", _key_resource(new),
-             details={"old_kid": old, "new_kid": new})
-    return old, new
-
-
-def retire_token_key(ws: Workspace, kid: str, *, now: datetime, force: bool = False) -> None:
-    """Delete the verify-only key ``kid``: tokens it signed are refused from then on.
-
-    Raises:
-        UsageError: see :meth:`~sealtune.serve.tokens.TokenKeySet.retired`.
-    """
-    _edit_token_keys(ws, lambda keys: keys.retired(kid, now=now, force=force))
-    ws.audit("serve.jwt_key_retired", _key_resource(kid),
-             details={"kid": kid, "forced": force})
-
-
-def _provider(name: str, dev_key: Path | None) -> Any:
-    from sealtune.attest.base import get_provider
-
-    if name == "dev-software":
-        from sealtune.attest.software import SoftwareProvider
-
-        provider = SoftwareProvider.load(dev_key) if dev_key else SoftwareProvider()
-        err_console.print("[yellow]warning:[/] dev-software attestation is NOT a TEE: the "
-                          "report proves only possession of its key "
-                          f"(fingerprint {provider.fingerprint})")
-        return provider
-    if dev_key is not None:
-        raise UsageError("--dev-attestation-key applies to dev-software only")
-    return get_provider(name)
-
-
-def _engine(ws: Workspace, engine: str, model: str, base: Path | None
-            ) -> tuple[Any, str, str]:
-    """Build the engine; return it, the served model id and the measured model digest."""
-    from sealtune.serve.engines import make_engine
-    from sealtune.serve.model import (
-        adapter_digest,
-        is_adapter,
-        model_digest,
-        resolve_base,
-        resolve_model,
-    )
-
-    model_id = Path(model).name or model
-    if engine == "echo":
-        if base is not None:
-            raise UsageError("--base applies to the transformers engine only")
-        return (make_engine("echo", model_id=model_id), model_id,
-                hashlib.sha256(b"sealtune echo engine").hexdigest())
-    files = resolve_model(model, keys=ws.keys, workspace_root=ws.root)
-    if not is_adapter(files):
-        if base is not None:
-            raise UsageError(f"--base applies to LoRA adapters; {files.label} is a whole model")
-        return make_engine(engine, files=files, model_id=model_id), model_id, \
-            model_digest(files)
-    base_files = resolve_base(Path(files.label), base=base)
-    gen = make_engine(engine, files=files, model_id=model_id, base=base_files)
-    return gen, model_id, adapter_digest(files, base_files)
+        return token_service
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def serve(
@@ -246,50 +81,26 @@ def serve(
     home: HomeOpt = None,
 ) -> None:
     """Serve a model: OpenAI-compatible, attested, end-to-end encrypted."""
-    import uvicorn
+    from sealtune.serve import ConnectionLimits, ServeOptions, build_server, run_server
 
-    from sealtune.core.protocol import ServerKeys
-    from sealtune.serve import ServeSettings, create_app
-    from sealtune.serve.auth import Authenticator, RateLimit
-    from sealtune.serve.connections import uvicorn_options, within_fd_limit
-    from sealtune.serve.filter import FilterPolicy
-    from sealtune.serve.logs import configure_logging
-    from sealtune.serve.settings import ConnectionLimits
-
-    if not 0 < rate <= 1e6:
-        raise UsageError("--rate must be a positive number of requests per second")
-    limits = within_fd_limit(ConnectionLimits(
-        header_timeout=header_timeout, body_timeout=body_timeout,
-        max_per_client=max_connections_per_client, max_connections=max_connections))
+    options = ServeOptions(
+        model=model, base=base, host=host, port=port, attestation=attestation,
+        encrypted_only=encrypted_only, engine=engine, blocked_terms=tuple(blocked_term or ()),
+        unsafe_no_pii_filter=no_pii_filter, rate=rate,
+        rotate_key_after=(parse_duration(rotate_key_after, option="--rotate-key-after")
+                          if rotate_key_after else None),
+        dev_attestation_key=dev_attestation_key, log_file=log_file,
+        ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+        limits=ConnectionLimits(header_timeout=header_timeout, body_timeout=body_timeout,
+                                max_per_client=max_connections_per_client,
+                                max_connections=max_connections))
     ws = open_workspace(home)
     try:
-        policy = FilterPolicy(blocked_terms=tuple(blocked_term or ()),
-                              pii_types=() if no_pii_filter else FilterPolicy().pii_types)
-        if no_pii_filter:
-            err_console.print("[yellow]warning:[/] --no-pii-filter: outputs are not redacted")
-            ws.audit("serve.unsafe_no_pii_filter", model)
-        gen, model_id, digest = _engine(ws, engine, model, base)
-        settings = ServeSettings(model_id=model_id, model_digest=digest, engine=engine,
-                                 encrypted_only=encrypted_only, filter=policy)
-        rotate = (parse_duration(rotate_key_after, option="--rotate-key-after").total_seconds()
-                  if rotate_key_after else None)
-        keys = ServerKeys(now=time.time(), rotate_after_seconds=rotate)
-        auth = Authenticator(_key_store(ws), token_service(ws),
-                             limit=RateLimit(rate, max(1.0, 2 * rate)))
-        app = create_app(settings, engine=gen, keys=keys,
-                         provider=_provider(attestation, dev_attestation_key), auth=auth,
-                         ledger_audit=ws.ledger.append)
-        configure_logging(path=str(log_file) if log_file else None)
-        if host not in _LOOPBACK and ssl_certfile is None:
-            err_console.print("[yellow]warning:[/] listening beyond loopback without TLS: "
-                              "bearer credentials travel in the clear (prompts stay "
-                              "protected only in end-to-end encrypted mode)")
-        err_console.print(f"serving {model_id} on {host}:{port} ({engine}, {attestation}"
-                          f"{', encrypted only' if encrypted_only else ''})")
-        uvicorn.run(app, host=host, port=port, access_log=False, server_header=False,
-                    ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
-                    ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
-                    **uvicorn_options(limits))
+        server = build_server(ws, options)
+        for warning in server.warnings:
+            err_console.print(f"[yellow]warning:[/] {escape(warning)}")
+        err_console.print(escape(server.description))
+        run_server(server)
     finally:
         ws.close()
 
@@ -303,12 +114,11 @@ def create_key(
     home: HomeOpt = None,
 ) -> None:
     """Create an API key and print it ONCE (only a salted hash is stored)."""
+    from sealtune.serve import create_api_key
+
     ws = open_workspace(home)
     try:
-        key, info = _key_store(ws).create(role=role, name=name, rate_per_second=rate,
-                                          now=datetime.now(UTC))
-        ws.audit("serve.key_created", f"serve-key:{info.key_id}",
-                 details={"key_id": info.key_id, "role": info.role, "name": info.name})
+        key, info = create_api_key(ws, role=role, name=name, rate_per_second=rate)
     finally:
         ws.close()
     err_console.print(f"created API key {info.key_id} (role {info.role}); it is shown once, "
@@ -322,11 +132,11 @@ def list_keys(
     home: HomeOpt = None,
 ) -> None:
     """List API keys (ids, roles, states; never secrets)."""
-    from sealtune.serve.keystore import public_record
+    from sealtune.serve import open_key_store, public_record
 
     ws = open_workspace(home)
     try:
-        infos = _key_store(ws).list()
+        infos = open_key_store(ws).list()
     finally:
         ws.close()
     if as_json:
@@ -346,12 +156,11 @@ def revoke_key(key_ref: Annotated[str, typer.Argument(
                                               "list-keys).")],
                home: HomeOpt = None) -> None:
     """Revoke an API key and every token issued for it."""
+    from sealtune.serve import revoke_api_key
+
     ws = open_workspace(home)
     try:
-        store = _key_store(ws)
-        key_id = store.resolve(key_ref).key_id
-        info = store.revoke(key_id, now=datetime.now(UTC))
-        ws.audit("serve.key_revoked", f"serve-key:{key_id}", details={"key_id": key_id})
+        info = revoke_api_key(ws, key_ref)
     finally:
         ws.close()
     console.print(f"revoked API key {info.key_id} ({info.name}, {info.role})")
@@ -364,16 +173,12 @@ def issue_token(
     home: HomeOpt = None,
 ) -> None:
     """Issue a short-lived JWT for an API key (same role and rate limit); printed once."""
+    from sealtune.serve import issue_token as issue
+
+    lifetime = parse_duration(ttl, option="--ttl")
     ws = open_workspace(home)
     try:
-        info = _key_store(ws).get(key_id)
-        if info is None:
-            raise UsageError(f"no API key with id {key_id!r}",
-                             hint="list keys with 'sealtune auth list-keys'")
-        issued = token_service(ws).issue(info, ttl=parse_duration(ttl, option="--ttl"),
-                                         now=datetime.now(UTC))
-        ws.audit("serve.token_issued", f"serve-key:{key_id}",
-                 details={"key_id": key_id, "jti": issued.jti, "expires": issued.expires})
+        issued = issue(ws, key_id, ttl=lifetime)
     finally:
         ws.close()
     expires = datetime.fromtimestamp(issued.expires, UTC).isoformat(timespec="seconds")
@@ -385,7 +190,7 @@ def issue_token(
 @auth_app.command("rotate-token-key")
 def rotate_token_key_cmd(home: HomeOpt = None) -> None:
     """Make a new token signing key; the current one keeps verifying until retired."""
-    from sealtune.serve.tokens import MAX_TTL
+    from sealtune.serve import MAX_TTL, rotate_token_key
 
     now = datetime.now(UTC)
     ws = open_workspace(home)
@@ -408,6 +213,8 @@ def retire_token_key_cmd(
     home: HomeOpt = None,
 ) -> None:
     """Delete a verify-only token key: tokens it signed are refused from then on."""
+    from sealtune.serve import retire_token_key
+
     ws = open_workspace(home)
     try:
         retire_token_key(ws, kid, now=datetime.now(UTC), force=force)
@@ -430,9 +237,11 @@ def token_keys_cmd(
     Like every token command, it first creates the signing key, or migrates
     the single key of earlier versions, if needed.
     """
+    from sealtune.serve import token_keys
+
     ws = open_workspace(home)
     try:
-        _, keys = _edit_token_keys(ws)
+        keys = token_keys(ws)
     finally:
         ws.close()
     rows = [{"kid": k.kid, "created": k.created.isoformat(timespec="seconds"), "state": k.state,

@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from sealtune.cli._common import console, err_console
+from sealtune.cli._common import console, err_console, unsafe_fast_kdf
 from sealtune.errors import UsageError
 
 app = typer.Typer(help="A transparency-log witness: cosigns checkpoints that only grow.",
@@ -55,14 +55,9 @@ def init(
                                                      "witness.example/w1.")],
 ) -> None:
     """Create a witness: its key (sealed), an empty log list and state; print its key."""
-    from sealtune.keys.keyfile import KdfParams
     from sealtune.ledger.witness import WitnessHome
 
-    kdf = None
-    if os.environ.get("SEALTUNE_UNSAFE_FAST_KDF") == "1":
-        err_console.print("[yellow]warning:[/] SEALTUNE_UNSAFE_FAST_KDF=1: the witness key is "
-                          "sealed with test-only KDF parameters")
-        kdf = KdfParams.unsafe_fast()
+    kdf = unsafe_fast_kdf("the witness key is sealed with test-only KDF parameters")
     _, vkey = WitnessHome.init(directory, name=name, passphrase=_passphrase(confirm=True), kdf=kdf)
     err_console.print(f"witness {name} created in {directory}; its verifier key:")
     print(vkey)
@@ -90,26 +85,18 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
 ) -> None:
     """Serve POST /add-checkpoint (C2SP tlog-witness) until interrupted."""
-    from sealtune.ledger.witness import Witness, WitnessHome, lock_home, make_server
+    from sealtune.core.cosignature import CosignatureSigner
+    from sealtune.ledger.witness import WitnessHome, WitnessServer, run_witness
 
-    home = WitnessHome(directory or _default_dir())
-    logs = home.logs()
-    if not logs:
-        raise UsageError(f"{home.logs_path} lists no log: the witness would refuse everything",
-                         hint="add one with 'sealtune witness add-log'")
-    signer = home.signer(_passphrase(confirm=False))
-    lock = lock_home(home)
-    try:
-        server = make_server(Witness(signer=signer, logs=logs, home=home), host=host, port=port)
+    def listening(server: WitnessServer, signer: CosignatureSigner) -> None:
         # Plain lines (no wrapping): scripts read the URL and the key from them.
-        print(f"witness {signer.name} listening on {server.url} ({len(logs)} log(s))",
+        print(f"witness {signer.name} listening on {server.url} ({len(home.logs())} log(s))",
               file=sys.stderr, flush=True)
         print(f"verifier key {signer.verifier_key}", file=sys.stderr, flush=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            err_console.print("witness: stopping")
-        finally:
-            server.server_close()
-    finally:
-        os.close(lock)
+
+    home = WitnessHome(directory or _default_dir())
+    try:
+        run_witness(home, passphrase=lambda: _passphrase(confirm=False), host=host, port=port,
+                    on_listening=listening)
+    except KeyboardInterrupt:
+        err_console.print("witness: stopping")

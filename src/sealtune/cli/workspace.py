@@ -1,36 +1,38 @@
-"""``sealtune init`` (create a workspace), ``unlock`` and ``lock`` (the kernel key cache)."""
+"""``sealtune init`` (create a workspace), ``unlock`` and ``lock`` (the kernel key cache).
+
+Parse, call, print: the choices are checked by
+:class:`sealtune.workspace_init.WorkspaceOptions` before the passphrase is
+asked for, and :func:`~sealtune.workspace_init.create_workspace` makes the
+workspace; unlock and lock are :func:`sealtune.keys.unlock_workspace` and
+:func:`~sealtune.keys.lock_workspace`. A new passphrase is prompted twice,
+never echoed, or read from ``SEALTUNE_PASSPHRASE``.
+"""
 
 from __future__ import annotations
 
 import getpass
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from sealtune.cli._common import console, err_console, open_workspace, parse_duration
-from sealtune.config import OpenBaoConfig, Pkcs11Config
+from sealtune.cli._common import (
+    console,
+    err_console,
+    open_workspace,
+    parse_duration,
+    unsafe_fast_kdf,
+)
 from sealtune.errors import UsageError
-from sealtune.keys.keyfile import KdfParams
-from sealtune.workspace import ENV_PASSPHRASE, Workspace, default_home, env_passphrase
-
-#: The shortest passphrase ``init`` accepts, prompted or from the environment.
-MIN_PASSPHRASE = 12
-
-
-def _checked(passphrase: str, source: str) -> str:
-    if len(passphrase) < MIN_PASSPHRASE:
-        raise UsageError(f"the passphrase {source} is shorter than {MIN_PASSPHRASE} characters",
-                         hint="choose a longer one: the keyring's KDF only slows guessing")
-    return passphrase
+from sealtune.workspace import ENV_PASSPHRASE, default_home, env_passphrase
+from sealtune.workspace_init import WorkspaceOptions, check_new_passphrase, create_workspace
 
 
 def _new_passphrase() -> str:
     value = env_passphrase()
     if value:
-        return _checked(value, f"in {ENV_PASSPHRASE}")
+        return check_new_passphrase(value, source=f"in {ENV_PASSPHRASE}")
     if not sys.stdin.isatty():
         raise UsageError(
             "a passphrase for the new keyring is needed and there is no terminal",
@@ -39,7 +41,7 @@ def _new_passphrase() -> str:
     first = getpass.getpass("new keyring passphrase: ")
     if first != getpass.getpass("repeat passphrase: "):
         raise UsageError("the passphrases differ")
-    return _checked(first, "entered")
+    return check_new_passphrase(first, source="entered")
 
 
 def init(
@@ -65,31 +67,13 @@ def init(
     openbao_mount: Annotated[str, typer.Option(help="Transit mount path.")] = "transit",
 ) -> None:
     """Create a workspace: config, passphrase-sealed keyring, ledger key, platform key."""
-    if algorithm not in ("aes-256-gcm", "sm4-gcm"):
-        raise UsageError(
-            f"--algorithm {algorithm!r} is not supported", hint="use aes-256-gcm or sm4-gcm"
-        )
-    if bool(pkcs11_module) != bool(pkcs11_token):
-        raise UsageError("--pkcs11-module and --pkcs11-token go together")
+    options = WorkspaceOptions(default_key=default_key, algorithm=algorithm,
+                               pkcs11_module=pkcs11_module, pkcs11_token=pkcs11_token,
+                               openbao_addr=openbao_addr, openbao_mount=openbao_mount)
     root = home or default_home()
-    kdf = None
-    if os.environ.get("SEALTUNE_UNSAFE_FAST_KDF") == "1":
-        err_console.print(
-            "[yellow]warning:[/] SEALTUNE_UNSAFE_FAST_KDF=1: the keyring passphrase "
-            "KDF uses test-only parameters; this is recorded in the audit log"
-        )
-        kdf = KdfParams.unsafe_fast()
-    ws = Workspace.init(
-        root,
-        passphrase=_new_passphrase(),
-        kdf=kdf,
-        default_key=default_key,
-        algorithm=algorithm,  # type: ignore[arg-type]
-        pkcs11=Pkcs11Config(module=pkcs11_module, token_label=pkcs11_token)
-        if pkcs11_module and pkcs11_token
-        else None,
-        openbao=OpenBaoConfig(addr=openbao_addr, mount=openbao_mount) if openbao_addr else None,
-    )
+    kdf = unsafe_fast_kdf("the keyring passphrase KDF uses test-only parameters; this is "
+                          "recorded in the audit log")
+    ws = create_workspace(root, options, passphrase=_new_passphrase(), kdf=kdf)
     ws.close()
     console.print(
         f"initialised workspace [bold]{root}[/] (id {ws.config.workspace_id}); "
@@ -111,7 +95,7 @@ def unlock(
     until the time is up or 'sealtune lock'. The passphrase itself is never
     kept; the derived key is readable by your own processes meanwhile.
     """
-    from sealtune.keys.unlock import unlock as unlock_workspace
+    from sealtune.keys import unlock_workspace
 
     ws = open_workspace(home)
     try:
@@ -125,7 +109,7 @@ def unlock(
 
 def lock(home: HomeOpt = None) -> None:
     """Destroy the key 'sealtune unlock' cached: the passphrase is needed again."""
-    from sealtune.keys.unlock import lock as lock_workspace
+    from sealtune.keys import lock_workspace
 
     ws = open_workspace(home)
     try:

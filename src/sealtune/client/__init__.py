@@ -3,8 +3,9 @@
 The public surface: :class:`SealtuneClient` (an ``openai.OpenAI`` over the
 encrypting transport), :class:`E2ETransport` / :class:`AsyncE2ETransport`
 (``httpx`` transports for any ``httpx`` client), :class:`DevAttestationWarning`,
-and ``sealtune proxy`` (:mod:`sealtune.client.proxy`) for tools that cannot
-be changed. Formats: ``docs/formats/e2e-http-v1.md``.
+and ``sealtune proxy`` (:func:`make_proxy`, :func:`run_proxy`:
+:mod:`sealtune.client.proxy`) for tools that cannot be changed. Formats:
+``docs/formats/e2e-http-v1.md``.
 
 What it guarantees: prompts leave this machine only encrypted (HPKE, RFC
 9180) to a server key bound into an attestation report that this client
@@ -26,19 +27,29 @@ This package never imports :mod:`sealtune.serve`, torch or a web server; the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from sealtune._lazy import attach
 from sealtune.client.transport import AsyncE2ETransport, DevAttestationWarning, E2ETransport
 
 if TYPE_CHECKING:
+    from sealtune.client.proxy import ProxyServer, make_proxy
+    from sealtune.client.proxy import serve as run_proxy
     from sealtune.client.sdk import SealtuneClient
 
-__all__ = ["AsyncE2ETransport", "DevAttestationWarning", "E2ETransport", "SealtuneClient"]
+__all__ = [
+    "AsyncE2ETransport",
+    "DevAttestationWarning",
+    "E2ETransport",
+    "ProxyServer",
+    "SealtuneClient",
+    "make_proxy",
+    "run_proxy",
+]
 
-
-def __getattr__(name: str) -> Any:
-    if name == "SealtuneClient":  # imports openai only when asked for
-        from sealtune.client.sdk import SealtuneClient
-
-        return SealtuneClient
-    raise AttributeError(f"module 'sealtune.client' has no attribute {name!r}")
+# SealtuneClient imports openai, the proxy an HTTP server: each only when asked for.
+__getattr__, __dir__ = attach(__name__, {
+    "SealtuneClient": "sealtune.client.sdk",
+    **dict.fromkeys(("ProxyServer", "make_proxy"), "sealtune.client.proxy"),
+    "run_proxy": "sealtune.client.proxy:serve",
+})

@@ -73,8 +73,8 @@ from sealtune.core.envelope_payload import (
     suite_for,
 )
 from sealtune.core.hazmat.aead import write_all
+from sealtune.core.wrapped_key import WrappedKey
 from sealtune.errors import IntegrityError, KeyNotFoundError, KeyringError, UsageError
-from sealtune.keys.base import WrappedKey
 
 __all__ = [
     "AES_256_GCM",

@@ -37,8 +37,8 @@ from sealtune.core.hazmat.kdf import (
     hmac_sha256,
     hmac_sha256_verify,
 )
+from sealtune.core.wrapped_key import WrappedKey
 from sealtune.errors import IntegrityError, UsageError
-from sealtune.keys.base import WrappedKey
 
 MAGIC = b"SEALTUNE"
 FORMAT_VERSION = 1

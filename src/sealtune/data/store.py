@@ -39,8 +39,9 @@ from typing import TYPE_CHECKING, Any
 from sealtune.data.records import Record
 from sealtune.data.redact import DatasetKeys
 from sealtune.data.sealed import iter_sealed_chunks, iter_sealed_lines
-from sealtune.errors import IntegrityError, UsageError, WorkspaceError
+from sealtune.errors import IntegrityError, SealtuneError, UsageError, WorkspaceError
 from sealtune.keys.content import content_digest
+from sealtune.keys.file_header import describe_file
 from sealtune.outputs import open_text_output
 
 if TYPE_CHECKING:
@@ -114,6 +115,30 @@ class DatasetInfo:
         """The path of the file with ``role``: data, quarantine, keys, findings, bom."""
         entry = self.manifest["files"][role]
         return self.path / str(entry["name"] if isinstance(entry, dict) else entry)
+
+    def keks(self) -> tuple[list[str], bool]:
+        """The KEKs that open the data file, and whether they were read from it now.
+
+        A rotation changes them, so they come from the sealed header
+        (``uri@version``); if it cannot be read, the manifest's names at ingest
+        are returned with ``False``.
+        """
+        try:
+            entries = describe_file(self.file("data")).entries
+        except SealtuneError:
+            return [str(k) for k in self.manifest["keys"]["kek"]], False
+        return [f"{e.kek_uri}@{e.version}" for e in entries], True
+
+    def raise_if_broken(self) -> None:
+        """Raise unless every checked sealed file matched the manifest.
+
+        Raises:
+            IntegrityError: naming the files that do not match.
+        """
+        broken = sorted(f for f, ok in self.intact.items() if not ok)
+        if broken:
+            raise IntegrityError(f"dataset {self.name}: {', '.join(broken)} do not match the "
+                                 "manifest", hint="restore the dataset from a trusted copy")
 
 
 def sha256_file(path: Path) -> tuple[str, int]:

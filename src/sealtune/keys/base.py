@@ -20,39 +20,33 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
+from sealtune.core.wrapped_key import WrappedKey
 from sealtune.errors import BackendUnavailableError, ConfigError
 
 if TYPE_CHECKING:
     from sealtune.workspace import Workspace
+
+# WrappedKey is a record of the sealed-file format (core); it is part of this
+# port's public types, so it is re-exported here.
+__all__ = [
+    "ALGORITHMS",
+    "DATA_KEY_BYTES",
+    "KEYRINGS",
+    "Algorithm",
+    "KeyInfo",
+    "Keyring",
+    "KeyringFactory",
+    "WrappedKey",
+    "keyring_for",
+    "register_keyring",
+    "require_module",
+]
 
 Algorithm = Literal["aes-256-gcm", "sm4-gcm"]
 ALGORITHMS: tuple[Algorithm, ...] = ("aes-256-gcm", "sm4-gcm")
 
 #: Data key length in bytes per payload algorithm.
 DATA_KEY_BYTES: dict[str, int] = {"aes-256-gcm": 32, "sm4-gcm": 16}
-
-
-@dataclass(frozen=True)
-class WrappedKey:
-    """A data key encrypted under one version of one KEK.
-
-    Attributes:
-        kek_uri: ``<backend>:<name>``, e.g. ``local:platform`` or ``pkcs11:cmk``.
-        version: the KEK version that wrapped it.
-        blob: the backend's ciphertext (opaque; never contains the key in clear).
-    """
-
-    kek_uri: str
-    version: int
-    blob: bytes
-
-    @property
-    def backend(self) -> str:
-        return self.kek_uri.split(":", 1)[0]
-
-    @property
-    def name(self) -> str:
-        return self.kek_uri.split(":", 1)[1]
 
 
 @dataclass(frozen=True)

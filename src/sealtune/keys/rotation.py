@@ -262,3 +262,14 @@ def destroy_impact(ws: Workspace, name: str, *, dirs: Sequence[Path] = ()) -> De
         else:
             shredded.append(known.path)
     return DestroyImpact(tuple(shredded), tuple(still_open))
+
+
+def destroy_key(ws: Workspace, name: str, *, dirs: Sequence[Path] = ()) -> DestroyImpact:
+    """Destroy every version of ``name`` (crypto-shredding); returns what that did.
+
+    The impact is worked out first, so the caller can say which known files
+    are now unrecoverable and which another live key still opens.
+    """
+    impact = destroy_impact(ws, name, dirs=dirs)
+    ws.keys.destroy(name)
+    return impact

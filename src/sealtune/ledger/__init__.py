@@ -5,11 +5,14 @@ with C2SP signed checkpoints, plus one global tree with a stable origin that a
 trust state outside the database (:class:`TrustState`), auditors and C2SP
 witnesses (:mod:`sealtune.ledger.witness`) track; see :class:`Ledger` and
 ``docs/formats/ledger-v1.md``.
-What it protects against and what it does not is stated in
+:func:`verify_ledger` checks a ledger file against its trust state, auditors'
+checkpoints and the witness policy (``sealtune audit verify``). What it
+protects against and what it does not is stated in
 :mod:`sealtune.ledger.log` and :mod:`sealtune.ledger.verify`.
 """
 
 from sealtune.ledger.anchors import Anchors
+from sealtune.ledger.audit import read_checkpoint_file, unsafe_reset_trust, verify_ledger
 from sealtune.ledger.base import DEFAULT_RETENTION, LedgerError, LedgerStore
 from sealtune.ledger.checkpoint import (
     ConsistencyProof,
@@ -45,7 +48,10 @@ __all__ = [
     "VerifyReport",
     "WitnessPolicy",
     "export_entries",
+    "read_checkpoint_file",
+    "unsafe_reset_trust",
     "utc_now",
     "verify_consistency_proof",
     "verify_inclusion_proof",
+    "verify_ledger",
 ]

@@ -6,7 +6,8 @@ checkpoint an auditor kept) and meet the witness policy; on success the trust
 state moves forward. :func:`unsafe_reset_trust` adopts the current ledger as
 trusted after a full verification, for a workspace created before trust
 states existed or after an investigated incident; it is recorded in the
-ledger as ``ledger.unsafe_trust_reset``.
+ledger as ``ledger.unsafe_trust_reset``. :func:`read_checkpoint_file` reads
+a checkpoint an auditor kept, bounded in size.
 
 What this protects against: a missing, truncated, rolled-back or forked
 ledger passing ``audit verify`` (exit 3 names what is wrong); the trust state
@@ -25,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from sealtune.core.note import NoteSigner, NoteVerifier
+from sealtune.errors import IntegrityError, UsageError
 from sealtune.ledger.log import Ledger
 from sealtune.ledger.report import Problem, VerifyReport
 from sealtune.ledger.trust import TrustState
@@ -94,6 +96,30 @@ def unsafe_reset_trust(
         ledger.seal()
         ledger.anchors.advance_trust(trust, signer.verifier(), reset=True)
     return report
+
+
+#: The largest checkpoint file :func:`read_checkpoint_file` reads.
+MAX_CHECKPOINT_FILE = 64 * 1024
+
+
+def read_checkpoint_file(path: Path) -> str:
+    """Read a checkpoint an auditor kept (``audit checkpoint`` output) for ``trusted``.
+
+    Raises:
+        UsageError: it cannot be read or is larger than a checkpoint can be.
+        IntegrityError: it is not UTF-8 text.
+    """
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_CHECKPOINT_FILE + 1)
+    except OSError as exc:
+        raise UsageError(f"--trusted {path}: cannot read it ({exc.strerror})") from None
+    if len(data) > MAX_CHECKPOINT_FILE:
+        raise UsageError(f"--trusted {path}: too large to be a checkpoint")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise IntegrityError(f"--trusted {path} is not a checkpoint note") from None
 
 
 def _size_line(note: str) -> int | None:

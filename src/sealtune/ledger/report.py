@@ -101,10 +101,20 @@ class VerifyReport:
         return data
 
     def raise_if_failed(self) -> None:
-        """Raise :class:`~sealtune.errors.IntegrityError` unless ``ok``."""
-        if not self.ok:
-            where = "" if self.first_bad_seq is None else f" at entry {self.first_bad_seq}"
-            raise IntegrityError(
-                f"audit ledger failed verification{where}: {self.reason}",
-                hint="keep the database file as evidence; compare with exported checkpoints",
-            )
+        """Raise :class:`~sealtune.errors.IntegrityError` unless ``ok``.
+
+        The hint says what to do: when the only problem is that entries appended
+        since the last witnessing lack cosignatures, ask the witnesses again;
+        otherwise the log was changed outside sealtune and is evidence.
+        """
+        if self.ok:
+            return
+        where = "" if self.first_bad_seq is None else f" at sequence number {self.first_bad_seq}"
+        unwitnessed = self.problem_count == 1 and self.cosigned < self.witnesses_required
+        raise IntegrityError(
+            f"audit log broken{where}: {self.reason}",
+            hint="entries appended since the last witnessing need new cosignatures: run "
+                 "'sealtune audit checkpoint --witness'" if unwitnessed else
+                 "the log was edited, deleted or rolled back outside sealtune; keep this "
+                 "workspace for investigation",
+        )

@@ -32,7 +32,7 @@ Token keys in the workspace keyring (section ``serve``), one record per key:
 ISO 8601 UTC, "superseded": null for the signing key, else the ISO 8601 UTC
 time it stopped signing}``. The single record ``jwt-hs256`` = ``{"key":
 ...}`` of earlier versions is migrated on first use (see
-:func:`sealtune.cli.serve.token_service`).
+:func:`sealtune.serve.token_admin.token_service`).
 
 What this protects against: forged tokens, re-algorithmed tokens (``alg``
 swaps, ``none``, key-carrying headers), expired tokens, tokens naming an

@@ -23,8 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sealtune.core import envelope as env
+from sealtune.core.wrapped_key import WrappedKey
 from sealtune.errors import IntegrityError, KeyDestroyedError, KeyNotFoundError, UsageError
-from sealtune.keys.base import WrappedKey
 
 SUITES = [env.AES_256_GCM, env.SM4_GCM]
 

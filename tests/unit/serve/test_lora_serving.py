@@ -141,14 +141,15 @@ def test_an_adapter_without_a_base_or_with_missing_tensors_is_refused(
 
 def test_the_serve_command_builds_adapters_and_refuses_a_misplaced_base(
         trained: tuple[Path, Path, list[int]], workspace: Workspace) -> None:
-    from sealtune.cli.serve import _engine
     from sealtune.errors import UsageError
+    from sealtune.serve import load_engine
 
     base, adapter, _ = trained
-    engine, model_id, digest = _engine(workspace, "transformers", str(adapter), base)
+    engine, model_id, digest = load_engine(workspace, engine="transformers", model=str(adapter),
+                                           base=base)
     assert model_id == "adapter" and _text(engine)
     assert digest == adapter_digest(PlainModelDir(adapter), PlainModelDir(base))
     with pytest.raises(UsageError, match="whole model"):
-        _engine(workspace, "transformers", str(base), base)
+        load_engine(workspace, engine="transformers", model=str(base), base=base)
     with pytest.raises(UsageError, match="transformers engine only"):
-        _engine(workspace, "echo", "echo", base)
+        load_engine(workspace, engine="echo", model="echo", base=base)

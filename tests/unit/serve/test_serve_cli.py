@@ -6,7 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from sealtune.cli import main as cli_main
-from sealtune.cli.serve import auth_app, token_service
+from sealtune.cli.serve import auth_app
+from sealtune.serve import token_service
 from sealtune.serve.auth import Authenticator
 from sealtune.serve.keystore import KeyStore
 from sealtune.workspace import Workspace

@@ -12,9 +12,9 @@ from typing import Any
 import jwt
 import pytest
 
-from sealtune.cli.serve import retire_token_key, rotate_token_key, token_service
 from sealtune.errors import KeyringError, UsageError
 from sealtune.keys.keyfile import b64encode
+from sealtune.serve import retire_token_key, rotate_token_key, token_service
 from sealtune.serve.auth import (
     JWT_RECORD_PREFIX,
     MAX_TTL,

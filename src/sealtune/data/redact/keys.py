@@ -8,9 +8,11 @@ from the token key, so the token key alone is enough to restore tokens. The
 caller (ingest) seals the secret with the KeyService; it never leaves this
 object otherwise and ``repr`` hides it.
 
-This module is the data stage's one door to the crypto primitives of
-``sealtune.core.hazmat`` (HKDF, HMAC, GCM): operators ask it for a keyed
-digest or a sealed token and never touch a key or a primitive themselves.
+The primitives (HKDF, HMAC, AES-GCM with a synthetic IV) come from the
+keyed API of :mod:`sealtune.keys.derive`, never from ``core.hazmat``; this
+module fixes the labels and the associated data, and operators ask it for a
+keyed digest or a sealed token and never touch a key or a primitive
+themselves.
 
 What this protects against: surrogates and tokens that can be computed or
 reversed without the dataset secret (a dictionary attack on a pseudonymised
@@ -30,11 +32,8 @@ import base64
 import secrets as _secrets
 from functools import cached_property
 
-from cryptography.exceptions import InvalidTag
-
-from sealtune.core.hazmat.aead import NONCE_BYTES, TAG_BYTES, gcm_decrypt, gcm_encrypt
-from sealtune.core.hazmat.kdf import hkdf, hmac_sha256
 from sealtune.errors import IntegrityError, UsageError
+from sealtune.keys.derive import TokenCipher, derive_key, keyed_digest
 
 SECRET_BYTES = 32
 _PSEUDONYM_INFO = b"sealtune/v1/dataset/pseudonym"
@@ -46,7 +45,7 @@ _OPAQUE = "a token failed authentication (wrong dataset key, or the token was al
 
 
 def _derive(ikm: bytes, info: bytes) -> bytes:
-    return hkdf(hash="sha256", ikm=ikm, salt=b"", info=info, length=32)
+    return derive_key(ikm, label=info)
 
 
 def b64url(raw: bytes) -> str:
@@ -68,14 +67,10 @@ class TokenKey:
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
             raise UsageError("a token key is 32 bytes")
-        self._key = key
+        self._cipher = TokenCipher(key, nonce_label=_NONCE_INFO)
 
     def __repr__(self) -> str:
         return "TokenKey(<hidden>)"
-
-    @cached_property
-    def _nonce_key(self) -> bytes:
-        return _derive(self._key, _NONCE_INFO)
 
     def seal(self, entity_type: str, value: str, *, deterministic: bool) -> bytes:
         """``nonce | ciphertext | tag`` of ``value``, bound to ``entity_type``.
@@ -84,13 +79,8 @@ class TokenKey:
         (a synthetic IV): the same value gives the same token, and distinct
         values get distinct nonces except with negligible probability.
         """
-        aad = _TOKEN_AAD + entity_type.encode()
-        data = value.encode("utf-8")
-        if deterministic:
-            nonce = hmac_sha256(self._nonce_key, (aad, b"\x00", data))[:NONCE_BYTES]
-        else:
-            nonce = _secrets.token_bytes(NONCE_BYTES)
-        return nonce + gcm_encrypt("aes", self._key, nonce, data, aad)
+        return self._cipher.seal(value.encode("utf-8"), aad=_TOKEN_AAD + entity_type.encode(),
+                                 deterministic=deterministic)
 
     def open(self, entity_type: str, blob: bytes) -> str:
         """The value sealed in ``blob``.
@@ -98,13 +88,10 @@ class TokenKey:
         Raises:
             IntegrityError: wrong key, wrong type, or an altered token (opaque).
         """
-        if len(blob) < NONCE_BYTES + TAG_BYTES:
-            raise IntegrityError(_OPAQUE)
-        aad = _TOKEN_AAD + entity_type.encode()
         try:
-            data = gcm_decrypt("aes", self._key, blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
+            data = self._cipher.open(blob, aad=_TOKEN_AAD + entity_type.encode())
             return data.decode("utf-8")
-        except (InvalidTag, UnicodeDecodeError):
+        except (IntegrityError, UnicodeDecodeError):
             raise IntegrityError(_OPAQUE) from None
 
 
@@ -164,5 +151,5 @@ class DatasetKeys:
 
     def pseudonym_seed(self, entity_type: str, canonical: str) -> bytes:
         """HMAC-SHA-256 of the type and the canonical value under the pseudonym key."""
-        return hmac_sha256(self._pseudonym_key,
-                           (entity_type.encode(), b"\x00", canonical.encode("utf-8")))
+        return keyed_digest(self._pseudonym_key,
+                            (entity_type.encode(), b"\x00", canonical.encode("utf-8")))

@@ -13,7 +13,7 @@ What this protects against and what it does not is stated in each module.
 
 from sealtune.ledger.witness.client import WitnessOutcome, WitnessRun, request_cosignatures
 from sealtune.ledger.witness.home import WitnessHome
-from sealtune.ledger.witness.server import WitnessServer, lock_home, make_server
+from sealtune.ledger.witness.server import WitnessServer, lock_home, make_server, run_witness
 from sealtune.ledger.witness.service import Reply, Witness
 
 __all__ = [
@@ -26,4 +26,5 @@ __all__ = [
     "lock_home",
     "make_server",
     "request_cosignatures",
+    "run_witness",
 ]

@@ -33,7 +33,7 @@ from sealtune.core.cosignature import (
 )
 from sealtune.core.note import parse_checkpoint, parse_note
 from sealtune.core.tlog_witness import SIZE_CONTENT_TYPE, AddCheckpoint, parse_size
-from sealtune.errors import IntegrityError
+from sealtune.errors import IntegrityError, PolicyViolation, UsageError
 from sealtune.ledger.anchors import Anchors
 
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -76,20 +76,47 @@ class WitnessRun:
         """Whether any witness showed the ledger rolled back or forked."""
         return any(o.evidence for o in self.outcomes)
 
+    def raise_if_failed(self, k: int) -> None:
+        """Raise unless no witness showed a rollback or fork and at least ``k`` cosigned.
+
+        Raises:
+            IntegrityError: a witness has seen a different or longer history.
+            PolicyViolation: fewer than ``k`` witnesses cosigned.
+        """
+        if self.evidence:
+            raise IntegrityError("a witness has seen a different or longer history of this "
+                                 "audit log: it was rolled back or forked",
+                                 hint="keep the workspace as evidence; run 'sealtune audit "
+                                      "verify'")
+        if self.cosigned < k:
+            raise PolicyViolation(f"{self.cosigned} of the {k} required witnesses cosigned "
+                                  f"the checkpoint at size {self.size}",
+                                  hint="check that the witnesses run and trust this log's key")
+
 
 def request_cosignatures(
     anchors: Anchors, note: str, urls: Sequence[str], verifiers: Sequence[CosignatureVerifier],
-    *, http: httpx.Client,
+    *, http: httpx.Client | None = None, timeout: float = 10.0,
 ) -> WitnessRun:
     """Ask each witness to cosign global checkpoint ``note``; store what verifies.
 
     Args:
         anchors: the ledger's anchors (proofs, cosignature and size records).
         note: the newest signed global checkpoint.
-        urls: witness submission prefixes (``POST <url>/add-checkpoint``).
+        urls: witness submission prefixes (``POST <url>/add-checkpoint``), http or https.
         verifiers: the witness keys whose cosignatures are kept.
-        http: the HTTP client (timeouts are its business).
+        http: the HTTP client (timeouts are its business); None: one of this
+            module's, with ``timeout`` seconds per request.
+        timeout: see ``http``.
+
+    Raises:
+        UsageError: a URL that is not http or https.
     """
+    if any(not u.startswith(("http://", "https://")) for u in urls):
+        raise UsageError("witness URLs must be http or https URLs")
+    if http is None:
+        with httpx.Client(timeout=timeout) as own:
+            return request_cosignatures(anchors, note, urls, verifiers, http=own)
     text = parse_note(note)[0]
     size = parse_checkpoint(text).size
     outcomes = []

@@ -22,12 +22,14 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
+from sealtune.core.cosignature import CosignatureSigner
 from sealtune.core.tlog_witness import MAX_REQUEST_BYTES
-from sealtune.errors import WorkspaceError
+from sealtune.errors import UsageError, WorkspaceError
 from sealtune.ledger.witness.home import WitnessHome
 from sealtune.ledger.witness.service import Witness
 
@@ -131,3 +133,35 @@ def lock_home(home: WitnessHome) -> int:
 def make_server(witness: Witness, *, host: str = "127.0.0.1", port: int = 0) -> WitnessServer:
     """Bind (but not start) a server for ``witness``; port 0 picks a free one."""
     return WitnessServer((host, port), witness)
+
+
+def run_witness(home: WitnessHome, *, passphrase: Callable[[], str], host: str = "127.0.0.1",
+                port: int = 0,
+                on_listening: Callable[[WitnessServer, CosignatureSigner], None] | None = None,
+                ) -> None:
+    """Serve the witness in ``home`` until interrupted (``KeyboardInterrupt`` propagates).
+
+    Refuses a witness that trusts no log before asking for ``passphrase``;
+    holds the directory's serve lock while it runs; ``on_listening`` is told
+    the bound server (its ``url``) and the signer (name and verifier key).
+
+    Raises:
+        UsageError: the witness trusts no log.
+        WorkspaceError: another process serves this directory.
+    """
+    logs = home.logs()
+    if not logs:
+        raise UsageError(f"{home.logs_path} lists no log: the witness would refuse everything",
+                         hint="add one with 'sealtune witness add-log'")
+    signer = home.signer(passphrase())
+    lock = lock_home(home)
+    try:
+        server = make_server(Witness(signer=signer, logs=logs, home=home), host=host, port=port)
+        try:
+            if on_listening is not None:
+                on_listening(server, signer)
+            server.serve_forever()
+        finally:
+            server.server_close()
+    finally:
+        os.close(lock)
