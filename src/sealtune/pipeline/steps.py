@@ -125,7 +125,7 @@ class DataAdapter:
         A sealed raw input (``sealtune seal``) is named by its content digest, which a
         key rotation does not change; it is opened only by the ingest, in memory.
         """
-        from sealtune.data.sealed import is_sealed
+        from sealtune.keys.sealing import is_sealed
 
         sealed = is_sealed(self.step.input)
         digest = labelled_digest(self.step.input) if sealed else file_sha256(self.step.input)

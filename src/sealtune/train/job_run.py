@@ -48,7 +48,7 @@ from sealtune.keys.base import WrappedKey
 from sealtune.keys.content import labelled_digest
 from sealtune.keys.versions import CommitGuard, lease
 from sealtune.train import seccomp
-from sealtune.train.job_keys import _file_key, _new_target, _old_target
+from sealtune.train.job_keys import dataset_key, output_target, resumed_target
 from sealtune.train.job_records import MODEL_FORMAT, MODELS, _Job, _now, _write_json
 from sealtune.train.sandbox import Sandbox, SandboxEvent, SandboxSpec, build_argv, measure
 from sealtune.train.sandbox_process import native_arch
@@ -176,16 +176,17 @@ class _Run:
         if not rec["sandboxed"]:
             warnings.warn(UNSAFE_WARNING, UserWarning, stacklevel=4)
             self.job.event("train.unsafe_no_sandbox", {"out_name": rec["out_name"]})
-        self.keys["dataset"] = _file_key(self.ws, self.spec.inputs["dataset"])
+        self.keys["dataset"] = dataset_key(self.ws, self.spec.inputs["dataset"])
         seal_keys = rec.get("seal_keys") or [self.ws.config.default_key]
-        self.keys["output"], output = _new_target(self.ws, seal_keys)
-        if self.previous is not None:
-            self.keys["checkpoint"], checkpoint = _old_target(self.ws, self.previous,
-                                                              self.spec.inputs["resume"])
-        else:
-            self.keys["checkpoint"], checkpoint = _new_target(self.ws, seal_keys)
+        output = output_target(self.ws, seal_keys)
+        checkpoint = (output_target(self.ws, seal_keys) if self.previous is None else
+                      resumed_target(self.ws, self.previous, self.spec.inputs["resume"]))
+        # The targets' keys go over the key pipe; the job spec carries their public halves.
+        # Zeroed when the run ends, with the dataset key.
+        assert output.data_key is not None and checkpoint.data_key is not None
+        self.keys["output"], self.keys["checkpoint"] = output.data_key, checkpoint.data_key
         rec["checkpoint"] = checkpoint.to_dict()
-        rec["output_keys"] = [f"{w.kek_uri}@{w.version}" for w in output.wrapped]
+        rec["output_keys"] = list(output.entries)
         self.pending = [*output.wrapped, *checkpoint.wrapped]
         threads = max(1, (self.threads or os.cpu_count() or 1) // self.nproc)
         job_spec = JobSpec(dataset="dataset", base="base", config=self.config, output=output,

@@ -44,17 +44,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sealtune.core.envelope import make_prefix as make_prefix
-from sealtune.core.envelope import new_data_key as new_data_key
-from sealtune.core.envelope import read_header as read_header
-from sealtune.core.envelope import suite_for as suite_for
-from sealtune.core.envelope import unlock_header as unlock_header
-from sealtune.core.envelope import wrap_aad as _wrap_aad  # noqa: F401 - re-exported, as before
 from sealtune.errors import ConfigError, IntegrityError, SealtuneError, UsageError
 from sealtune.train.distributed import MAX_NPROC
-from sealtune.train.job_keys import _file_key as _file_key
-from sealtune.train.job_keys import _new_target as _new_target
-from sealtune.train.job_keys import _old_target as _old_target
 from sealtune.train.job_keys import check_job_keys, dataset_keks
 from sealtune.train.job_records import (
     _NAME,
@@ -88,7 +79,6 @@ from sealtune.train.sandbox import measure as measure
 from sealtune.train.split import val_count
 from sealtune.train.worker import OFFLINE_ENV
 from sealtune.train.worker import JobSpec as JobSpec
-from sealtune.train.worker import SealTarget as SealTarget
 
 if TYPE_CHECKING:
     from sealtune.train.config import TrainConfig
