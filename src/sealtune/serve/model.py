@@ -208,7 +208,7 @@ def resolve_base(root: Path, *, base: Path | None) -> PlainModelDir:
         ConfigError: no base given or recorded, or it is not a directory.
         IntegrityError: the base differs from the one the adapter was trained on.
     """
-    from sealtune.train.sandbox import digest_tree
+    from sealtune.sandbox.measurement import digest_tree
 
     recorded = _recorded_base(root)
     chosen = base or (Path(recorded["path"]) if recorded.get("path") else None)

@@ -2,13 +2,14 @@
 
 :class:`_Run` unwraps and makes the job's data keys (:mod:`job_keys`),
 measures what will run, starts :mod:`sealtune.train.worker` in a
-:class:`~sealtune.train.sandbox.Sandbox` with the keys over the key pipe,
+:class:`~sealtune.sandbox.process.Sandbox` with the keys over the key pipe,
 relays progress, keeps each epoch's losses in the job record (``epochs``:
 numbers only; a resumed job's worker reports its checkpoint's epochs again,
 so the record has them all), records the security timeline
-(``sandbox.created`` with the
-measurement and the isolation flags, ``sandbox.data_decrypted``,
-``train.finished``, ``sandbox.outputs_sealed``, ``sandbox.destroyed`` with
+(:class:`~sealtune.sandbox.timeline.Timeline`, each ``sandbox.*`` entry
+marked ``"stage": "train"``: ``sandbox.created`` with the measurement and
+the isolation flags, ``sandbox.data_decrypted``, ``train.finished``,
+``sandbox.outputs_sealed``, ``sandbox.destroyed`` with
 the teardown result, and ``sandbox.unexpected_outputs`` naming anything the
 sandbox left beyond its sealed outputs, which fails the job), accepts only
 sealed files as outputs and installs them
@@ -23,7 +24,7 @@ must carry the sealed-file magic), a model installed from a sandbox that wrote
 files it should not have, a failure inside reported with sample text
 (errors travel by exception class only), a no-sandbox run that goes unrecorded.
 What it does not: this is OS isolation, not a TEE (see
-:mod:`sealtune.train.sandbox`); the keys sit in this process's memory while the
+:mod:`sealtune.sandbox`); the keys sit in this process's memory while the
 job runs; ``--no-sandbox`` offers no isolation at all (plaintext reaches this
 process and the host's temp dir); ``model.json`` is unsigned plain JSON.
 """
@@ -47,11 +48,12 @@ from sealtune.errors import DiskFullError, IntegrityError, SealtuneError
 from sealtune.keys.base import WrappedKey
 from sealtune.keys.content import labelled_digest
 from sealtune.keys.versions import CommitGuard, lease
-from sealtune.train import seccomp
+from sealtune.sandbox.measurement import measure
+from sealtune.sandbox.process import Sandbox, SandboxEvent
+from sealtune.sandbox.spec import SandboxSpec
+from sealtune.sandbox.timeline import Timeline
 from sealtune.train.job_keys import dataset_key, output_target, resumed_target
 from sealtune.train.job_records import MODEL_FORMAT, MODELS, _Job, _now, _write_json
-from sealtune.train.sandbox import Sandbox, SandboxEvent, SandboxSpec, build_argv, measure
-from sealtune.train.sandbox_process import native_arch
 from sealtune.train.worker import JobSpec
 
 if TYPE_CHECKING:
@@ -62,8 +64,8 @@ SEALED_MAGIC = b"SEALTUNE"
 UNSAFE_WARNING = ("training WITHOUT the sandbox (--no-sandbox): plaintext data and weights "
                   "will exist in this process and on the host's temp dir; recorded in the "
                   "audit ledger as train.unsafe_no_sandbox")
-_LEDGER = {"data_decrypted": "sandbox.data_decrypted", "training_finished": "train.finished",
-           "outputs_sealed": "sandbox.outputs_sealed"}
+#: The worker's own milestone beyond the sandbox's (sealtune.sandbox.timeline.MILESTONES).
+MILESTONES = {"training_finished": "train.finished"}
 ProgressFn = Callable[[SandboxEvent], None]
 #: The entry module the sandbox runs.
 WORKER = "sealtune.train.worker"
@@ -95,19 +97,6 @@ class JobResult:
     weights_sha256: str | None = None
 
 
-def _sandbox_flags(spec: SandboxSpec) -> dict[str, Any]:
-    """The isolation settings for the ledger, taken from the argv the sandbox runs with."""
-    argv = build_argv(spec, ["entry"], bwrap="bwrap", seccomp_fd=-1)
-    isolation = {"--die-with-parent", "--new-session", "--clearenv", "--disable-userns",
-                 "--as-pid-1"}
-    return {"isolation": [a for a in argv if a.startswith("--unshare") or a in isolation],
-            "cap_drop": "ALL", "network": "loopback only", "tmpfs_bytes": spec.tmpfs_size,
-            "limits": spec.limits.as_args(), "inputs": sorted(spec.inputs),
-            "hidden": [str(h) for h in spec.hidden], "env": sorted(spec.environment()),
-            "seccomp": {"arch": native_arch(), "program": seccomp.digest(native_arch()),
-                        "denied": len(seccomp.DENIED)}}
-
-
 class _Run:
     """One job's execution (split from :func:`run_job` to keep each step small)."""
 
@@ -122,6 +111,7 @@ class _Run:
         self.pending: list[WrappedKey] = []  # what the sandbox will seal under (leased)
         self.fields: dict[str, dict[str, Any]] = {}
         self.errors: list[str] = []
+        self.timeline: Timeline | None = None  # made once the run is measured
 
     def execute(self) -> JobResult:
         rec = self.job.rec
@@ -147,6 +137,8 @@ class _Run:
                               inputs={"dataset": self.spec.inputs["dataset"]})
         rec["measurement"] = {**measurement.to_dict(), "digest": measurement.digest}
         self.job.save()
+        self.timeline = Timeline(self.spec, self.job.event, measurement=rec["measurement"],
+                                 milestones=MILESTONES)
         teardown = self._sandboxed(args) if rec["sandboxed"] else self._unsandboxed(args)
         self._check(teardown)
         return self._install(), teardown
@@ -207,12 +199,8 @@ class _Run:
             self.job.save()
             return
         self.fields[ev.name] = dict(ev.fields)
-        if ev.type == "lifecycle" and ev.name == "created":
-            self.job.event("sandbox.created", {
-                "pid": ev.fields.get("pid"), "measurement": self.job.rec["measurement"],
-                "flags": _sandbox_flags(self.spec)}, at=ev.at)
-        elif ev.type == "event" and ev.name in _LEDGER:
-            self.job.event(_LEDGER[ev.name], dict(ev.fields), at=ev.at)
+        assert self.timeline is not None
+        self.timeline.observe(ev)
 
     def _sandboxed(self, args: list[str]) -> dict[str, Any]:
         with Sandbox(self.spec) as box:
@@ -221,23 +209,17 @@ class _Run:
                 for ev in box.events(timeout=self.timeout):
                     self._handle(ev)
             finally:
-                td = box.destroy()
                 wiped = self.fields.get("workspace_wiped", {}).get("files")
-                teardown = {"processes_left": td.processes_left,
-                            "namespaces_released": td.namespaces_released,
-                            "outputs_removed": td.outputs_removed, "seconds": td.seconds,
-                            "tmpfs_files_wiped": wiped, "exit_code": box.exit_code}
-                self.job.event("sandbox.destroyed", teardown)
-                if td.outputs_removed:
-                    self.job.event("sandbox.unexpected_outputs",
-                                   {"count": td.outputs_removed, "names": list(td.unexpected)},
-                                   outcome="failure")
+                assert self.timeline is not None
+                teardown = self.timeline.destroyed(box.destroy(), exit_code=box.exit_code,
+                                                   wiped=wiped)
         return teardown
 
     def _unsandboxed(self, args: list[str]) -> dict[str, Any]:
         """Run the worker in this process (``--no-sandbox``): same protocol, no isolation."""
+        from sealtune.sandbox.launcher import ChildContext, wipe_tree
+        from sealtune.sandbox.wire import EventWriter
         from sealtune.train import worker
-        from sealtune.train._sandbox_child import ChildContext, EventWriter, wipe_tree
 
         work = Path(tempfile.mkdtemp(prefix="sealtune-unsafe-"))
         (work / "in").mkdir()
@@ -263,9 +245,8 @@ class _Run:
         for ev in queued:
             if ev.type != "progress":
                 self._handle(ev)
-        teardown = {"tmpfs_files_wiped": wiped, "unsandboxed": True}
-        self.job.event("sandbox.destroyed", teardown)
-        return teardown
+        assert self.timeline is not None
+        return self.timeline.unsandboxed(wiped=wiped)
 
     def _install(self) -> Path:
         """Move the sealed outputs into ``models/<out_name>/`` with ``model.json``, atomically."""
@@ -337,7 +318,7 @@ def _relay(read_fd: int, progress: ProgressFn | None, queued: list[SandboxEvent]
 
     Runs in a thread; the ledger is written from the main thread only.
     """
-    from sealtune.train._sandbox_child import decode_event
+    from sealtune.sandbox.wire import decode_event
 
     with os.fdopen(read_fd, "rb") as fh:
         for line in fh:

@@ -3,7 +3,7 @@
 :func:`run_job` unwraps the dataset's data key in this process (the keyring
 never enters the sandbox), makes fresh data keys for the outputs and the
 checkpoints, measures what will run, starts :mod:`sealtune.train.worker` in a
-bubblewrap :class:`~sealtune.train.sandbox.Sandbox` with the keys over the key
+bubblewrap :class:`~sealtune.sandbox.process.Sandbox` with the keys over the key
 pipe, relays progress, records the security timeline in the audit ledger
 (``sandbox.created`` with the measurement, ``sandbox.data_decrypted``,
 ``train.finished`` with the privacy figures, ``sandbox.outputs_sealed``,
@@ -45,6 +45,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sealtune.errors import ConfigError, IntegrityError, SealtuneError, UsageError
+from sealtune.sandbox.selfcheck import probe
+from sealtune.sandbox.spec import SandboxSpec
 from sealtune.train.distributed import MAX_NPROC
 from sealtune.train.job_keys import check_job_keys, dataset_keks
 from sealtune.train.job_records import (
@@ -63,19 +65,12 @@ from sealtune.train.job_records import _status as _status
 from sealtune.train.job_records import _write_json as _write_json
 from sealtune.train.job_records import list_jobs as list_jobs
 from sealtune.train.job_records import show_job as show_job
-from sealtune.train.job_run import _LEDGER as _LEDGER
 from sealtune.train.job_run import OUTPUTS, JobResult, _Run
 from sealtune.train.job_run import SEALED_MAGIC as SEALED_MAGIC
 from sealtune.train.job_run import UNSAFE_WARNING as UNSAFE_WARNING
 from sealtune.train.job_run import ProgressFn as ProgressFn
 from sealtune.train.job_run import TrainingError as TrainingError
 from sealtune.train.job_run import _privacy as _privacy
-from sealtune.train.job_run import _sandbox_flags as _sandbox_flags
-from sealtune.train.sandbox import Sandbox as Sandbox
-from sealtune.train.sandbox import SandboxEvent as SandboxEvent
-from sealtune.train.sandbox import SandboxSpec, probe
-from sealtune.train.sandbox import build_argv as build_argv
-from sealtune.train.sandbox import measure as measure
 from sealtune.train.split import val_count
 from sealtune.train.worker import OFFLINE_ENV
 from sealtune.train.worker import JobSpec as JobSpec
@@ -211,7 +206,7 @@ def _job_spec(ws: Workspace, *, run_dir: Path, data_path: Path, base: Path,
                                ws.root / MODELS),
                        env={**OFFLINE_ENV, "OMP_NUM_THREADS": str(
                            max(1, (threads or os.cpu_count() or 1) // nproc))},
-                       tmpfs_size=tmpfs_size, bwrap=bwrap, outputs=OUTPUTS)
+                       tmpfs_size=tmpfs_size, bwrap=bwrap, outputs=OUTPUTS, stage="train")
 
 
 def _probe_or_refuse(ws: Workspace, spec: SandboxSpec, *, job_id: str, run_dir: Path) -> None:

@@ -1,6 +1,6 @@
 """The sandbox entry module: decrypt the dataset, train, seal every output.
 
-Runs as ``sealtune.train.worker`` under :mod:`sealtune.train._sandbox_child`
+Runs as ``sealtune.train.worker`` under :mod:`sealtune.sandbox.launcher`
 (``main(ctx, argv)``). The job spec is JSON — ``--spec-json TEXT``, ``--spec
 PATH``, or the input named ``job`` — and holds no secret: input names, the
 training config, and for each sealed output the prefix and wrapped data key
@@ -55,7 +55,7 @@ from sealtune.outputs import open_output
 
 if TYPE_CHECKING:
     from sealtune.data.records import Record
-    from sealtune.train._sandbox_child import ChildContext
+    from sealtune.sandbox.launcher import ChildContext
     from sealtune.train.distributed import DistContext
     from sealtune.train.metrics import EpochReport
     from sealtune.train.result import Progress, TrainResult
@@ -237,7 +237,7 @@ def run_rank(ctx: ChildContext, argv: list[str], dist: DistContext) -> None:
 
 def _abort(ctx: ChildContext) -> None:
     """A rank failed: the others may block in a collective, so end rank 0 now (wiped)."""
-    from sealtune.train._sandbox_child import wipe_tree
+    from sealtune.sandbox.launcher import wipe_tree
     from sealtune.train.distributed import RankFailedError
 
     with contextlib.suppress(Exception):

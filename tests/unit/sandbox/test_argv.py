@@ -7,10 +7,16 @@ list, flag for flag and in this order, whichever stage builds it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
-from sealtune.train.sandbox import SandboxSpec, build_argv
+import pytest
+
+from sealtune.errors import ConfigError
+from sealtune.sandbox import Sandbox, SandboxSpec, build_argv, seccomp, wire
+from sealtune.sandbox.launcher import load_entry
+from sealtune.sandbox.wire import ProtocolError
 
 
 def _root_links() -> list[str]:
@@ -23,14 +29,18 @@ def _root_links() -> list[str]:
     return out
 
 
-def test_a_training_spec_gives_the_pinned_argv() -> None:
-    spec = SandboxSpec(
+def _spec() -> SandboxSpec:
+    return SandboxSpec(
         output_dir=Path("/w/jobs/job-1"),
         inputs={"dataset": Path("/w/datasets/d/data.sealed"), "base": Path("/m/base")},
         hidden=(Path("/w/keys.json"),), python=Path("/venv/bin/python"),
         runtime_dirs=(Path("/venv"), Path("/usr/local/lib/python3.11")),
         code_dirs=(Path("/src"),), env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"},
         tmpfs_size=1 << 29)
+
+
+def test_a_training_spec_gives_the_pinned_argv() -> None:
+    spec = dataclasses.replace(_spec(), stage="train")
     argv = build_argv(spec, ["/venv/bin/python", "-m", "entry"], bwrap="/usr/bin/bwrap",
                       seccomp_fd=7, status_fd=9)
     assert argv == [
@@ -60,3 +70,41 @@ def test_a_training_spec_gives_the_pinned_argv() -> None:
         "--bind", "/w/jobs/job-1", "/sandbox/out",
         "--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/tmp",
         "--", "/venv/bin/python", "-m", "entry"]
+
+
+def test_the_stage_marks_the_ledger_only_and_must_be_known(tmp_path: Path) -> None:
+    argv = build_argv(_spec(), ["x"], bwrap="bwrap", seccomp_fd=3)
+    for stage in ("train", "data"):
+        assert build_argv(dataclasses.replace(_spec(), stage=stage), ["x"], bwrap="bwrap",
+                          seccomp_fd=3) == argv
+    with pytest.raises(ConfigError, match="stage 'serve'"):
+        SandboxSpec(output_dir=tmp_path, stage="serve").validate()
+
+
+def test_the_seccomp_programs_are_pinned() -> None:
+    # The filter moved with the sandbox package; its bytes did not change.
+    assert seccomp.digest("x86_64") == (
+        "sha256:f3b894f5ecef221f17e85c887deef59ed67d4b51cdd4e52e267b0ed5747bd9da")
+    assert seccomp.digest("aarch64") == (
+        "sha256:b28e1f2bd9b873a8bbcfc14c922813f4eeab9bd6c4ac09e9e80a61875d2059fb")
+
+
+@pytest.mark.parametrize("entry", ["", "os; rm -rf /", "../x", "a..b", "mod:", ":main",
+                                   "mod:fn:extra", "mod name", "-m", "mod\n"])
+def test_an_entry_that_is_not_a_module_name_is_refused_before_anything_runs(
+        tmp_path: Path, entry: str) -> None:
+    box = Sandbox(SandboxSpec(output_dir=tmp_path))
+    with pytest.raises(ConfigError, match=r"package\.module"):
+        box.start(entry)
+    assert box.pid is None  # nothing started
+    with pytest.raises(ProtocolError):
+        load_entry(entry)
+
+
+def test_an_entry_names_a_module_s_main_or_one_of_its_functions() -> None:
+    from sealtune.sandbox import _probe_child
+
+    assert load_entry("sealtune.sandbox._probe_child") is _probe_child.main
+    assert load_entry("sealtune.sandbox._probe_child:main") is _probe_child.main
+    assert load_entry("sealtune.sandbox.wire:environ_names_digest") is (
+        wire.environ_names_digest)
