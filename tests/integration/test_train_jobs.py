@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import sealtune.train.jobs.run as job_run
 from sealtune.cli import main as cli_main
 from sealtune.data.records import Message, Record
 from sealtune.data.store import sha256_file
@@ -30,7 +31,6 @@ from sealtune.sandbox import SandboxUnavailableError, probe, seccomp
 from sealtune.serve.engines import Message as ChatMessage
 from sealtune.serve.engines import Sampling, make_engine
 from sealtune.serve.model import resolve_base, resolve_model
-from sealtune.train import job_run
 from sealtune.train.config import TrainConfig
 from sealtune.train.jobs import list_jobs, run_job, show_job
 from sealtune.train.tiny import make_tiny

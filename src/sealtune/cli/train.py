@@ -252,7 +252,7 @@ def show_command(
     home: HomeOpt = None,
 ) -> None:
     """Show a job: the sandbox timeline, final metrics and privacy report."""
-    from sealtune.train.job_records import resolve_job, show_job
+    from sealtune.train.jobs.records import resolve_job, show_job
 
     ws = open_workspace(home)
     try:

@@ -27,9 +27,9 @@ if TYPE_CHECKING:
     from sealtune.sandbox.process import SandboxEvent
     from sealtune.sandbox.spec import SandboxUnavailableError
     from sealtune.train.config import LoraSettings, TrainConfig
-    from sealtune.train.job_records import list_jobs, resolve_job, show_job
-    from sealtune.train.job_run import UNSAFE_WARNING, JobResult, TrainingError
-    from sealtune.train.jobs import run_job
+    from sealtune.train.jobs.records import list_jobs, resolve_job, show_job
+    from sealtune.train.jobs.run import UNSAFE_WARNING, JobResult, TrainingError
+    from sealtune.train.jobs.start import run_job
     from sealtune.train.tiny import make_tiny
 
 __all__ = [
@@ -49,9 +49,9 @@ __all__ = [
 
 __getattr__, __dir__ = attach(__name__, {
     **dict.fromkeys(("LoraSettings", "TrainConfig"), "sealtune.train.config"),
-    **dict.fromkeys(("list_jobs", "resolve_job", "show_job"), "sealtune.train.job_records"),
-    **dict.fromkeys(("UNSAFE_WARNING", "JobResult", "TrainingError"), "sealtune.train.job_run"),
-    "run_job": "sealtune.train.jobs",
+    **dict.fromkeys(("list_jobs", "resolve_job", "show_job"), "sealtune.train.jobs.records"),
+    **dict.fromkeys(("UNSAFE_WARNING", "JobResult", "TrainingError"), "sealtune.train.jobs.run"),
+    "run_job": "sealtune.train.jobs.start",
     "SandboxEvent": "sealtune.sandbox.process",
     "SandboxUnavailableError": "sealtune.sandbox.spec",
     "make_tiny": "sealtune.train.tiny",

@@ -27,10 +27,11 @@ docstring (OS isolation, not a TEE); the data keys sit in this process's
 memory while the job runs; the job record and ``model.json`` are unsigned
 plain JSON (the registry signs what links to them).
 
-This module holds :func:`run_job` and its checks, and re-exports the rest
-(import from here): ``job_records`` (the job catalogue: records, status,
-resume selection), ``job_keys`` (the job's data keys) and ``job_run`` (one
-job's execution, from keys in to the installed model).
+This module holds :func:`run_job` and its checks; the rest of the job
+machinery is beside it: :mod:`.records` (the job catalogue: records,
+status, resume selection), :mod:`.keys` (the job's data keys and sealing
+targets) and :mod:`.run` (one job's execution, from keys in to the
+installed model).
 """
 
 from __future__ import annotations
@@ -48,42 +49,31 @@ from sealtune.errors import ConfigError, IntegrityError, SealtuneError, UsageErr
 from sealtune.sandbox.selfcheck import probe
 from sealtune.sandbox.spec import SandboxSpec
 from sealtune.train.distributed import MAX_NPROC
-from sealtune.train.job_keys import check_job_keys, dataset_keks
-from sealtune.train.job_records import (
-    _NAME,
+from sealtune.train.jobs.keys import check_job_keys, dataset_keks
+from sealtune.train.jobs.records import (
     JOB_FORMAT,
     JOBS,
     MODELS,
-    _checkpoints,
-    _Job,
-    _now,
-    _proc_start,
-    _resume_from,
+    NAME_RE,
+    JobRecord,
+    checkpoint_dir,
+    now,
+    process_start,
+    resume_from,
 )
-from sealtune.train.job_records import MODEL_FORMAT as MODEL_FORMAT
-from sealtune.train.job_records import _status as _status
-from sealtune.train.job_records import _write_json as _write_json
-from sealtune.train.job_records import list_jobs as list_jobs
-from sealtune.train.job_records import show_job as show_job
-from sealtune.train.job_run import OUTPUTS, JobResult, _Run
-from sealtune.train.job_run import SEALED_MAGIC as SEALED_MAGIC
-from sealtune.train.job_run import UNSAFE_WARNING as UNSAFE_WARNING
-from sealtune.train.job_run import ProgressFn as ProgressFn
-from sealtune.train.job_run import TrainingError as TrainingError
-from sealtune.train.job_run import _privacy as _privacy
+from sealtune.train.jobs.run import OUTPUTS, JobResult, JobRun, ProgressFn
 from sealtune.train.split import val_count
 from sealtune.train.worker import OFFLINE_ENV
-from sealtune.train.worker import JobSpec as JobSpec
 
 if TYPE_CHECKING:
     from sealtune.train.config import TrainConfig
     from sealtune.workspace import Workspace
 
-__all__ = ["JobResult", "TrainingError", "list_jobs", "run_job", "show_job"]
+__all__ = ["run_job"]
 
 
 def _check_names(ws: Workspace, out_name: str, base: Path) -> None:
-    if not _NAME.match(out_name):
+    if not NAME_RE.match(out_name):
         raise UsageError(f"model name {out_name!r} is not allowed",
                          hint="use 1-64 letters, digits, '.', '_' or '-'")
     if (ws.root / MODELS / out_name).exists():
@@ -153,17 +143,17 @@ def run_job(ws: Workspace, *, dataset: str, base: Path, config: TrainConfig, out
                      nproc=nproc, tmpfs_size=tmpfs_size, bwrap=bwrap)
     if sandbox:
         _probe_or_refuse(ws, spec, job_id=job_id, run_dir=run_dir)
-    previous = _resume_from(ws, out_name=out_name, dataset=dataset,
+    previous = resume_from(ws, out_name=out_name, dataset=dataset,
                             fingerprint=config.fingerprint(), resume=resume)
     if previous is not None:
-        resume_dir = _checkpoints(ws, previous)
+        resume_dir = checkpoint_dir(ws, previous)
         assert resume_dir is not None
         spec = replace(spec, inputs={**spec.inputs, "resume": resume_dir})
-    job = _Job(ws, _new_record(job_id, out_name=out_name, dataset=dataset, base=base,
+    job = JobRecord(ws, _new_record(job_id, out_name=out_name, dataset=dataset, base=base,
                                config=config, sandbox=sandbox, previous=previous, nproc=nproc,
                                seal_keys=seal_keys))
     # Called from here, so that the no-sandbox warning's stacklevel names our caller.
-    return _Run(ws, job, spec, config, previous, progress, threads, timeout,
+    return JobRun(ws, job, spec, config, previous, progress, threads, timeout,
                 nproc).execute()
 
 
@@ -228,10 +218,10 @@ def _new_record(job_id: str, *, out_name: str, dataset: str, base: Path, config:
         "format": JOB_FORMAT, "id": job_id, "out_name": out_name,
         "dataset": dataset, "base": str(base), "config": config.to_dict(),
         "fingerprint": config.fingerprint(), "sandboxed": sandbox,
-        "status": "running", "created": _now(), "timeline": [], "metrics": {}, "epochs": [],
+        "status": "running", "created": now(), "timeline": [], "metrics": {}, "epochs": [],
         "resumed_job": None if previous is None else previous["id"],
         "seal_keys": list(seal_keys),
-        "runner": {"pid": os.getpid(), "start": _proc_start(os.getpid())}}
+        "runner": {"pid": os.getpid(), "start": process_start(os.getpid())}}
     if nproc > 1:
         rec["nproc"] = nproc
     return rec

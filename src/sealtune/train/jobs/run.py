@@ -1,6 +1,6 @@
 """One training job's execution: keys in, the sandboxed worker, events to the ledger, model out.
 
-:class:`_Run` unwraps and makes the job's data keys (:mod:`job_keys`),
+:class:`JobRun` unwraps and makes the job's data keys (:mod:`.keys`),
 measures what will run, starts :mod:`sealtune.train.worker` in a
 :class:`~sealtune.sandbox.process.Sandbox` with the keys over the key pipe,
 relays progress, keeps each epoch's losses in the job record (``epochs``:
@@ -52,8 +52,8 @@ from sealtune.sandbox.measurement import measure
 from sealtune.sandbox.process import Sandbox, SandboxEvent
 from sealtune.sandbox.spec import SandboxSpec
 from sealtune.sandbox.timeline import Timeline
-from sealtune.train.job_keys import dataset_key, output_target, resumed_target
-from sealtune.train.job_records import MODEL_FORMAT, MODELS, _Job, _now, _write_json
+from sealtune.train.jobs.keys import dataset_key, output_target, resumed_target
+from sealtune.train.jobs.records import MODEL_FORMAT, MODELS, JobRecord, now, write_json
 from sealtune.train.worker import JobSpec
 
 if TYPE_CHECKING:
@@ -69,6 +69,8 @@ MILESTONES = {"training_finished": "train.finished"}
 ProgressFn = Callable[[SandboxEvent], None]
 #: The entry module the sandbox runs.
 WORKER = "sealtune.train.worker"
+#: The code a job measures: the whole sealtune package (jobs -> train -> sealtune).
+CODE_DIR = Path(__file__).resolve().parents[2]
 #: What the worker leaves in its output directory; anything else is removed.
 OUTPUTS = ("model/*.sealed", "checkpoints/ckpt-??????????.sealed")
 
@@ -97,10 +99,14 @@ class JobResult:
     weights_sha256: str | None = None
 
 
-class _Run:
-    """One job's execution (split from :func:`run_job` to keep each step small)."""
+class JobRun:
+    """One job's execution, from keys in to the installed model.
 
-    def __init__(self, ws: Workspace, job: _Job, spec: SandboxSpec, config: TrainConfig,
+    :func:`~sealtune.train.jobs.start.run_job` checks the request, makes the
+    run directory, the sandbox spec and the record, then calls :meth:`execute`.
+    """
+
+    def __init__(self, ws: Workspace, job: JobRecord, spec: SandboxSpec, config: TrainConfig,
                  previous: dict[str, Any] | None, progress: ProgressFn | None,
                  threads: int | None, timeout: float | None, nproc: int = 1) -> None:
         self.ws, self.job, self.spec, self.config = ws, job, spec, config
@@ -114,6 +120,7 @@ class _Run:
         self.timeline: Timeline | None = None  # made once the run is measured
 
     def execute(self) -> JobResult:
+        """Run the job and install its model; its data keys are zeroed however it ends."""
         rec = self.job.rec
         try:
             args = self._prepare()
@@ -131,7 +138,7 @@ class _Run:
 
     def _run(self, rec: dict[str, Any], args: list[str]) -> tuple[Path, dict[str, Any]]:
         """Measure, run the worker (sandboxed or not), check it, install the sealed model."""
-        measurement = measure(code=[Path(__file__).resolve().parents[1]],
+        measurement = measure(code=[CODE_DIR],
                               config=json.dumps(rec["config"], sort_keys=True).encode(),
                               base_model=self.spec.inputs["base"],
                               inputs={"dataset": self.spec.inputs["dataset"]})
@@ -195,7 +202,7 @@ class _Run:
             self.errors.append(str(ev.fields.get("kind")))
             return
         if ev.type == "event" and ev.name == "epoch_finished":
-            _record_epoch(self.job.rec, ev.fields)
+            record_epoch(self.job.rec, ev.fields)
             self.job.save()
             return
         self.fields[ev.name] = dict(ev.fields)
@@ -264,9 +271,9 @@ class _Run:
             os.replace(path, build / path.name)
         finished = self.fields.get("training_finished", {})
         measurement = rec["measurement"]
-        _write_json(build / "model.json", {
+        write_json(build / "model.json", {
             "format": MODEL_FORMAT, "name": rec["out_name"], "job": rec["id"],
-            "created": _now(), "sandboxed": rec["sandboxed"],
+            "created": now(), "sandboxed": rec["sandboxed"],
             "dataset": {"name": rec["dataset"],
                         "digest": labelled_digest(self.spec.inputs["dataset"])},
             "base": {"path": rec["base"], "digest": measurement["base_model"]},
@@ -297,7 +304,7 @@ class _Run:
             with contextlib.suppress(OSError):  # kept when it holds the sealed final checkpoint
                 empty.rmdir()
         if self.previous is not None:
-            old = _Job(self.ws, {**self.previous, "resumed_by": rec["id"]})
+            old = JobRecord(self.ws, {**self.previous, "resumed_by": rec["id"]})
             old.save()
         return JobResult(job_id=rec["id"], model_dir=model_dir, sandboxed=rec["sandboxed"],
                          steps=int(finished.get("steps") or 0),
@@ -334,7 +341,7 @@ def _relay(read_fd: int, progress: ProgressFn | None, queued: list[SandboxEvent]
 EPOCH_FIELDS = ("epoch", "step", "train_loss", "eval_loss", "eval_perplexity")
 
 
-def _record_epoch(rec: dict[str, Any], fields: Mapping[str, Any]) -> None:
+def record_epoch(rec: dict[str, Any], fields: Mapping[str, Any]) -> None:
     """Add one epoch's figures to ``rec["epochs"]`` (a report for the same step replaces it)."""
     entry = {k: fields.get(k) for k in EPOCH_FIELDS}
     if not all(v is None or (isinstance(v, int | float) and not isinstance(v, bool))

@@ -1,8 +1,9 @@
 """The data keys of a training job, unwrapped and made in this (the parent) process.
 
 The dataset's data key is unwrapped from the sealed file's header through the
-workspace's key service (audited there); fresh data keys for the model outputs
-and the checkpoints are made here and wrapped under the job's KEKs: by
+workspace's key service (audited there); fresh sealing targets for the model
+outputs and the checkpoints (:func:`sealtune.keys.sealing.new_target`: a data
+key, its prefix, the key wrapped) are made here under the job's KEKs: by
 default the live KEKs the dataset itself is wrapped under
 (:func:`dataset_keks`, read from its header), so whoever can open the dataset
 can open what was trained on it, and destroying the customer's key shreds
