@@ -74,18 +74,15 @@ def keys(
     home: HomeOpt = None,
 ) -> None:
     """Print the workspace's evidence, ledger and witness keys to pin (a pin file)."""
-    from sealtune.evidence import evidence_signer, pin_file
+    from sealtune.evidence import workspace_pins
 
     ws = open_workspace(home)
     try:
-        signer = evidence_signer(ws)
-        data = pin_file(signer.public_key, ws.ledger_signer().verifier_key,
-                        workspace_id=ws.config.workspace_id,
-                        witnesses=ws.config.ledger.witnesses)
+        data, keyid = workspace_pins(ws)
     finally:
         ws.close()
     target = out if out is not None else Path(STDIO)
     with open_output(target, mode=0o644) as fh:  # public keys only
         fh.write(data)
     if not is_stdio(target):
-        console.print(f"pin file written to {target} (evidence key {signer.keyid})")
+        console.print(f"pin file written to {target} (evidence key {keyid})")
