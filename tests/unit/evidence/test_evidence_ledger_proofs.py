@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +20,7 @@ from sealtune.core.cosignature import (
     parse_signature_lines,
 )
 from sealtune.core.note import NoteSigner, NoteVerifier, parse_note
-from sealtune.errors import PolicyViolation, UsageError
+from sealtune.errors import IntegrityError, PolicyViolation, UsageError
 from sealtune.evidence import ledger_proofs, run_events
 from sealtune.keys.keyfile import KdfParams
 from sealtune.ledger import LedgerError
@@ -224,3 +226,48 @@ def test_collect_with_a_policy_needs_k_valid_cosignatures(tmp_path: Path,
         assert ev.files[ledger_proofs.COSIGNATURES].decode().count("\n") == 2
     finally:
         ws.close()
+
+
+def test_a_witness_that_saw_more_stops_the_bundle_of_a_rolled_back_ledger(
+        tmp_path: Path, passphrase: str) -> None:
+    from sealtune.ledger.witness import Witness, WitnessHome, make_server
+
+    ws = Workspace.init(tmp_path / "ws", passphrase=passphrase, kdf=KdfParams.unsafe_fast())
+    home, vkey = WitnessHome.init(tmp_path / "w1", name="w.test/1", passphrase=passphrase,
+                                  kdf=KdfParams.unsafe_fast())
+    home.add_log(ws.origin, ws.ledger_signer().verifier_key)
+    ws.close()
+    server = make_server(Witness(signer=home.signer(passphrase), logs=home.logs(), home=home),
+                         port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = load_config(ws.root / "config.toml")
+        policy = WitnessPolicyConfig(k=1, keys=(vkey,), urls=(server.url,))
+        write_atomic(ws.root / "config.toml", replace(
+            cfg, ledger=replace(cfg.ledger, witnesses=policy)).to_toml().encode())
+        for n in range(2):
+            if n == 1:  # what a backup holds: the ledger as the witness first saw it
+                for name in ("ledger.db", "ledger.trust"):
+                    shutil.copy2(ws.root / name, tmp_path / name)
+            ws = Workspace.open(ws.root, passphrase=passphrase)
+            try:
+                ws.audit("data.read", "dataset/ds")
+                ev = ledger_proofs.collect(ws, [1], run_id=f"run-{n}")
+                assert (ev.cosigned, ev.required) == (1, 1)
+            finally:
+                ws.close()
+        for name in ("ledger.db", "ledger.trust"):  # both rolled back together
+            for suffix in ("-wal", "-shm"):
+                (ws.root / (name + suffix)).unlink(missing_ok=True)
+            shutil.copy2(tmp_path / name, ws.root / name)
+        ws = Workspace.open(ws.root, passphrase=passphrase)
+        try:
+            with pytest.raises(IntegrityError, match="rolled back or forked"):
+                ledger_proofs.collect(ws, [1], run_id="run-2")
+            short = [e for e in ws.ledger.entries() if e.action == "evidence.witnesses_short"]
+            assert short[-1].details["evidence"] is True
+        finally:
+            ws.close()
+    finally:
+        server.shutdown()
+        server.server_close()
