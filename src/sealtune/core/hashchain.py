@@ -8,7 +8,7 @@ smaller than ``n`` (RFC 9162 §2.1.1). A :class:`CompactRange` (the
 and computing the root are both O(log n) and the state can be stored as a few
 hundred bytes next to the log. Inclusion and consistency proofs are generated
 from a list of leaf hashes and verified with the RFC 9162 §2.1.3.2 and
-§2.1.4.2 algorithms.
+§2.1.4.2 algorithms; :func:`inclusion_proofs` proves many leaves in one pass.
 
 What this protects against: given a trusted root (for instance from a signed
 checkpoint), any change, insertion, deletion or reordering of leaves below it,
