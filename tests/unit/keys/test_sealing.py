@@ -188,3 +188,12 @@ def test_a_writer_on_a_given_target_needs_no_keyring_and_audits_nothing(
         SealedWriter(tmp_path / "y.sealed", target=SealingTarget.from_dict(
             target.to_dict(), "t"))
     assert not (tmp_path / "x.sealed").exists() and not (tmp_path / "y.sealed").exists()
+
+
+def test_a_writer_that_cannot_create_its_file_leaves_it_alone(workspace: Workspace,
+                                                             tmp_path: Path) -> None:
+    path = tmp_path / "taken.sealed"
+    path.write_bytes(b"someone else's file")
+    with pytest.raises(FileExistsError):
+        SealedWriter(path, keys=workspace.keys, key_names=["k1"])
+    assert path.read_bytes() == b"someone else's file"  # never overwritten

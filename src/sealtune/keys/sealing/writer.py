@@ -160,7 +160,7 @@ class SealedWriter:
     """Seal lines into ``path`` as they are written.
 
     Args:
-        path: the sealed file to create (must not exist; created 0600).
+        path: the sealed file to create (created 0600; ``FileExistsError`` if it exists).
         keys: the workspace's key service: seal under a fresh data key wrapped by
             each of ``key_names`` (the first one's algorithm picks the suite).
         key_names: KEK names, at least one (with ``keys``).
@@ -180,8 +180,13 @@ class SealedWriter:
         self.path = path
         self.lines = 0
         self._keys = keys
-        with writing(path):
-            self._fh = open(path, "xb")  # noqa: SIM115 - closed in close() or abort()
+        try:
+            with writing(path):
+                self._fh = open(path, "xb")  # noqa: SIM115 - closed in close() or abort()
+        except BaseException:
+            if self._owned:
+                self.target.wipe()
+            raise
         os.chmod(path, 0o600)
         prefix = self.target.prefix
         self._out = _HashingFile(self._fh, skip=(PREFIX_BYTES, prefix.payload_offset))
