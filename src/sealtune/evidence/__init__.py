@@ -11,7 +11,9 @@ Public API (the pipeline runner and the CLI use only these):
 * :func:`verify_bundle` with :func:`load_pins` — check a bundle with pinned
   keys, returning a :class:`BundleReport` of named checks;
 * :func:`evidence_signer`, :func:`pin_file` — the workspace's evidence key and
-  the pin file auditors keep.
+  the pin file auditors keep;
+* :func:`gate_report_signer`, :func:`verify_gate_report` — the release gate's
+  report signed with the evidence key, and its check for one model digest.
 
 Each module says what it protects against and what it does not; in short, a
 verified bundle shows that the holder of the pinned evidence key signed these
@@ -22,6 +24,7 @@ See ``docs/evidence.md``.
 
 from sealtune.evidence.attach import record_dataset, record_training, training_record
 from sealtune.evidence.bundle import EvidenceRecorder, WrittenBundle
+from sealtune.evidence.gate import gate_report_signer, verify_gate_report
 from sealtune.evidence.ledger_proofs import run_events
 from sealtune.evidence.pins import Pins, load_pins, pin_file
 from sealtune.evidence.report import BundleReport, Check
@@ -35,6 +38,7 @@ __all__ = [
     "Pins",
     "WrittenBundle",
     "evidence_signer",
+    "gate_report_signer",
     "load_pins",
     "pin_file",
     "record_dataset",
@@ -43,4 +47,5 @@ __all__ = [
     "training_record",
     "verify_bundle",
     "verify_files",
+    "verify_gate_report",
 ]

@@ -8,7 +8,7 @@ The public surface::
     pipeline = load_pipeline("support/pipeline.yaml")  # validated; errors at line:column
     result = run_pipeline(pipeline, ws)                # steps in order, cached when unchanged
 
-Layout: :mod:`.yaml_source` reads the file with positions, :mod:`.schema`
+Layout: :mod:`sealtune.yaml_source` reads the file with positions, :mod:`.schema`
 (with :mod:`.train_fields`) validates it into frozen dataclasses,
 :mod:`.cache` computes step keys, :mod:`.state` keeps the run state,
 :mod:`.secret` the pipeline's sealed secret, :mod:`.steps` adapts the

@@ -1,6 +1,6 @@
 """The pipeline file's typed schema (frozen dataclasses) and its validator.
 
-:func:`load_pipeline` reads ``pipeline.yaml`` (:mod:`.yaml_source`) and
+:func:`load_pipeline` reads ``pipeline.yaml`` (:mod:`sealtune.yaml_source`) and
 checks all of it before anything runs: the shape, every key (an unknown one
 is an error that suggests the closest allowed key and lists them), every
 type and value, that the files it names exist, the data policy (a file or
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from sealtune.errors import ConfigError
 from sealtune.pipeline.train_fields import check_train_fields, train_field_names, unknown_key
-from sealtune.pipeline.yaml_source import Mark, YMap, YNode, YScalar, YSeq, read_source, to_plain
+from sealtune.yaml_source import Mark, YMap, YNode, YScalar, YSeq, read_source, to_plain
 
 if TYPE_CHECKING:
     from sealtune.data.policy import Policy

@@ -13,8 +13,8 @@ from sealtune.pipeline import load_pipeline
 from sealtune.pipeline.example import render_example
 from sealtune.pipeline.schema import STEP_ORDER
 from sealtune.pipeline.train_fields import train_field_names
-from sealtune.pipeline.yaml_source import MAX_BYTES, MAX_DEPTH, parse_text
 from sealtune.train.config import TrainConfig
+from sealtune.yaml_source import MAX_BYTES, MAX_DEPTH, parse_text
 
 BASE = """\
 version: 1
