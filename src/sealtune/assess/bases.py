@@ -173,8 +173,15 @@ def is_registered(ws: Workspace, ref: str) -> bool:
     return bool(NAME.match(ref)) and (ws.root / BASES / f"{ref}.json").is_file()
 
 
-def resolve_base(ws: Workspace, ref: str | Path) -> BaseModel:
+def resolve_base(ws: Workspace, ref: str | Path, *, warn: bool = True) -> BaseModel:
     """A base model by registered NAME (verified) or plain directory (unpinned, warned).
+
+    Args:
+        ws: the workspace (its catalogue; its ledger records an unpinned use).
+        ref: a registered name, or a directory.
+        warn: warn (``UserWarning``) when the base is an unpinned directory; callers that
+            report it otherwise (the pipeline's step summary) pass False. The audit log
+            records ``base.unpinned`` either way.
 
     Raises:
         IntegrityError: a registered base whose files changed since it was added.
@@ -191,7 +198,8 @@ def resolve_base(ws: Workspace, ref: str | Path) -> BaseModel:
                           hint="list them with 'sealtune models base list', or pass a "
                                "model directory")
     path = path.resolve()
-    warnings.warn(UNPINNED_WARNING.format(path=path), UserWarning, stacklevel=2)
+    if warn:
+        warnings.warn(UNPINNED_WARNING.format(path=path), UserWarning, stacklevel=2)
     digest = digest_tree(path)
     ws.audit("base.unpinned", str(path), details={"digest": digest})
     return BaseModel(path, None, digest, False)

@@ -55,7 +55,8 @@ class _Bar:
 
 def train(
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (sealtune data list).")],
-    base: Annotated[Path, typer.Option("--base", help="Base model directory (safetensors).")],
+    base: Annotated[str, typer.Option("--base", help="Base model: a registered name (sealtune "
+                                                     "models base list) or a directory.")],
     out_name: Annotated[str, typer.Option("--out-name", help="Name of the trained model.")],
     method: Annotated[str | None, typer.Option("--method", help="lora (default) or full.")] = None,
     lora_rank: Annotated[int | None, typer.Option(
@@ -139,15 +140,28 @@ def train(
     ws = open_workspace(home)
     bar = _Bar()
     try:
+        base_dir = _resolve_base(ws, base)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # shown above, in red
-            result = run_job(ws, dataset=dataset, base=base, config=config, out_name=out_name,
+            result = run_job(ws, dataset=dataset, base=base_dir, config=config, out_name=out_name,
                              sandbox=not no_sandbox, nproc=nproc, progress=bar,
                              resume=resume, threads=threads, key_names=key)
     finally:
         bar.progress.stop()
         ws.close()
     _print_result(result)
+
+
+def _resolve_base(ws: Any, base: str) -> Path:
+    """``--base``: a registered base (verified; exit 3 if it changed) or a directory (warned)."""
+    from sealtune.assess import resolve_base
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        path = resolve_base(ws, base).path
+    for warning in caught:
+        err_console.print(f"[yellow]warning:[/] {warning.message}")
+    return path
 
 
 def config_from_options(values: dict[str, Any]) -> TrainConfig:

@@ -94,7 +94,8 @@ class TrainStep:
     """``steps.train``: fine-tune ``base`` on the data step's dataset in the sandbox.
 
     Attributes:
-        base: the base model directory (absolute).
+        base: the base model directory (absolute), or the name of a registered base
+            (``sealtune models base add``), resolved and verified when the step runs.
         out: the model name's prefix (the stored name adds the step key).
         config: the training settings.
         keys: KEK names to seal the model under (None: the dataset's KEKs).
@@ -104,7 +105,7 @@ class TrainStep:
         timeout_s: seconds after which the job is stopped (None: no limit).
     """
 
-    base: Path
+    base: Path | str
     out: str
     config: TrainConfig
     keys: tuple[str, ...] | None = None
@@ -223,7 +224,7 @@ def _train(section: YMap, base_dir: Path) -> TrainStep:
     config = check_train_fields(section, [k for k in section.items if k in fields], path=path)
     timeout = get("timeout_s")
     return TrainStep(
-        base=_path(section.items["base"], f"{path}.base", base_dir, kind="dir"),
+        base=_base(section.items["base"], f"{path}.base", base_dir),
         out=_string(section.items["out"], f"{path}.out", pattern=_SHORT_NAME,
                     rule="1-48 letters, digits, '.', '_' or '-'"),
         config=config, keys=_key_names(get("keys"), f"{path}.keys"),
@@ -327,6 +328,14 @@ def _path(node: YNode, path: str, base_dir: Path, *, kind: str | None = None) ->
                               "pipeline file's directory)", hint="fix the path; 'sealtune "
                               "models make-tiny DIR' writes a tiny local model")
     return resolved
+
+
+def _base(node: YNode, path: str, base_dir: Path) -> Path | str:
+    """A directory (as :func:`_path`), or a plain name: a registered base, checked at run."""
+    text = _string(node, path)
+    if _NAME.match(text) and not (base_dir / text).is_dir():
+        return text
+    return _path(node, path, base_dir, kind="dir")
 
 
 def _formats() -> tuple[str, ...]:

@@ -43,6 +43,7 @@ from sealtune.keys.content import DIGEST_LABEL, labelled_digest
 from sealtune.pipeline.cache import DATA_PACKAGES, TRAIN_PACKAGES, file_sha256, tree_digest
 
 if TYPE_CHECKING:
+    from sealtune.assess.bases import BaseModel
     from sealtune.pipeline.schema import DataStep, TrainStep
     from sealtune.pipeline.state import StepRecord
     from sealtune.workspace import Workspace
@@ -216,10 +217,23 @@ class TrainAdapter:
 
     def __init__(self, step: TrainStep) -> None:
         self.step = step
+        self._base: BaseModel | None = None
 
     def settings(self) -> dict[str, Any]:
         """The step's normalised settings (every training field, defaults included)."""
         return self.step.settings()
+
+    def base(self, ws: Workspace) -> Path:
+        """The base directory: a registered base verified (exit 3 if changed), or the path.
+
+        An unpinned directory is not warned about here (the step's summary says
+        ``base_pinned: false``, and the audit log records ``base.unpinned``).
+        """
+        if self._base is None:
+            from sealtune.assess import resolve_base
+
+            self._base = resolve_base(ws, self.step.base, warn=False)
+        return self._base.path
 
     def inputs(self, ws: Workspace, done: Mapping[str, StepRecord]) -> dict[str, str]:
         """The dataset (checked against the data step's record) and the base model digests."""
@@ -233,7 +247,7 @@ class TrainAdapter:
                                  "recorded it", hint="restore the dataset, or rerun with "
                                  "--force-step data to rebuild it")
         return {"dataset": recorded, "records": data.digests["records"],
-                "base": tree_digest(self.step.base)}
+                "base": tree_digest(self.base(ws))}
 
     def execute(self, ws: Workspace, *, key: str, inputs: Mapping[str, str],
                 done: Mapping[str, StepRecord], force: bool, progress: ProgressFn | None,
@@ -259,7 +273,7 @@ class TrainAdapter:
                                                          "eta_s")})
 
         s = self.step
-        run_job(ws, dataset=dataset, base=s.base, config=s.config, out_name=name,
+        run_job(ws, dataset=dataset, base=self.base(ws), config=s.config, out_name=name,
                        nproc=s.nproc, progress=relay, threads=s.threads,
                        tmpfs_size=s.tmpfs_mb << 20, timeout=s.timeout_s,
                        key_names=None if s.keys is None else list(s.keys))
@@ -293,6 +307,8 @@ class TrainAdapter:
         summary = {"model": target.name, "adopted": adopted, "job": model["job"],
                    "sandboxed": model.get("sandboxed"), "keys": model.get("keys"),
                    "epsilon_spent": privacy.get("epsilon_spent"), "delta": privacy.get("delta"),
-                   "steps": metrics.get("steps"), "final_loss": metrics.get("final_loss")}
+                   "steps": metrics.get("steps"), "final_loss": metrics.get("final_loss"),
+                   "base": None if self._base is None else self._base.name,
+                   "base_pinned": None if self._base is None else self._base.pinned}
         return Outcome(outputs=outputs, digests={"weights": model["weights_sha256"]},
                        summary=summary, measurement=model.get("measurement"))

@@ -235,8 +235,9 @@ def test_an_inline_policy_may_name_secret_entity_types(folder: Path) -> None:
 def test_missing_files_and_required_keys(folder: Path) -> None:
     exc = _error(folder, BASE.replace("input: raw.jsonl", "input: nope.jsonl"))
     assert exc.message.startswith("pipeline.yaml:5:12: steps.data.input: nope.jsonl: no such")
-    exc = _error(folder, BASE.replace("base: base", "base: nope"))
-    assert exc.message.startswith("pipeline.yaml:8:11: steps.train.base: nope: no such dir")
+    # a bare name is a registered base now (resolved when the step runs): a path must exist
+    exc = _error(folder, BASE.replace("base: base", "base: ./nope"))
+    assert exc.message.startswith("pipeline.yaml:8:11: steps.train.base: ./nope: no such dir")
     exc = _error(folder, BASE.replace("    dataset: ds\n", ""))
     assert exc.message.startswith("pipeline.yaml:5:5: steps.data.dataset: required")
     exc = _error(folder, BASE.replace("name: p1\n", ""))
@@ -257,3 +258,10 @@ def test_steps_and_keys_lists(folder: Path) -> None:
                                                   "    dataset: ds\n    keys: [customer]")))
     assert p.data.keys == ("customer",)
     assert p.error("steps.data.keys[0]", "x").message.startswith("pipeline.yaml:7:12:")
+
+
+def test_base_may_name_a_registered_base_and_a_path_must_exist(folder: Path) -> None:
+    named = load_pipeline(_write(folder, BASE.replace("base: base", "base: tiny-v1")))
+    assert named.train is not None and named.train.base == "tiny-v1"  # resolved when it runs
+    err = _error(folder, BASE.replace("base: base", "base: ./models/none"))
+    assert "no such directory" in err.message and "steps.train.base" in err.message
