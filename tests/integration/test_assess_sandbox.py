@@ -117,3 +117,56 @@ def test_utility_is_measured_in_the_sandbox_and_no_record_text_leaves_it(
     needle = marker.encode()
     assert files_containing([out, workspace.root], needle) == []
     assert marker not in captured.out + captured.err
+
+
+def _canary_secrets(ws: Workspace, model: str) -> list[str]:
+    """The planted secrets, opened the way the gate does (the test must know what to scan)."""
+    from sealtune.assess._sealing import open_small
+    from sealtune.assess.canaries import canaries_from_seed
+
+    plan = json.loads((ws.root / "models" / model / "model.json").read_text())["canaries"]
+    seed = open_small(ws.root / "jobs" / plan["file"], keys=ws.keys)
+    return [c.secret for c in canaries_from_seed(seed, count=plan["count"],
+                                                 repeats=plan["repeats"])]
+
+
+@pytest.mark.usefixtures("bwrap_ok")
+def test_planted_canaries_fail_the_gate_and_no_secret_is_written_anywhere(
+        workspace: Workspace, base: Path, marker: str, passphrase: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from sealtune.assess.canaries import filler_records
+
+    records = [Record(id=r.id, line=i + 1, messages=r.messages)
+               for i, r in enumerate(filler_records(96, seed=3))]
+    seal_dataset(workspace, "support", records)
+    run_job(workspace, dataset="support", base=base, out_name="m1", threads=1,
+            config=TrainConfig.from_dict({
+                "method": "full", "epochs": 30, "batch_size": 16, "lr": 0.003,
+                "scheduler": "constant", "seed": 3, "max_length": 64, "val_size": 16,
+                "canaries": 16, "canary_repeats": 4}))
+    model = json.loads((workspace.root / "models" / "m1" / "model.json").read_text())
+    assert set(model["canaries"]) == {"count", "repeats", "format", "file", "digest"}
+    secrets_planted = _canary_secrets(workspace, "m1")
+    workspace.close()
+    monkeypatch.setenv("SEALTUNE_HOME", str(workspace.root))
+    monkeypatch.setenv("SEALTUNE_PASSPHRASE", passphrase)
+    assert cli_main(["assess", "policy", "init", str(tmp_path / "gate.yaml")]) == 0
+    out = tmp_path / "report"
+    code = cli_main(["assess", "m1", "--policy", str(tmp_path / "gate.yaml"), "--out", str(out),
+                     "--threads", "1"])
+    captured = capsys.readouterr()
+    doc = load((out / "report.json").read_bytes())
+    verdicts = {p["name"]: p["verdict"] for p in doc["probes"]}
+    assert code == 4, (verdicts, captured.err)
+    assert any(line.startswith("gate: the model did not pass") for line in
+               captured.err.splitlines())
+    assert "unpinned" in captured.err  # the base is a plain directory: warned
+    assert verdicts["canary_exposure"] == "fail" and "canary_exposure" in doc["failed"]
+    assert verdicts["membership"] in ("fail", "pass")  # judged, with both populations
+    membership = next(p for p in doc["probes"] if p["name"] == "membership")
+    assert membership["metrics"]["records_members"] > 0
+    assert membership["metrics"]["epsilon_claimed"] is None
+    for secret in secrets_planted:
+        needle = secret.encode()
+        assert files_containing([out, workspace.root], needle) == [], secret
+        assert secret not in captured.out + captured.err

@@ -29,7 +29,7 @@ DP claim when it exceeds it, never evidence for it when it does not.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -39,7 +39,7 @@ from sealtune.errors import UsageError
 FloatArray = npt.NDArray[np.float64]
 
 
-def bootstrap_ci(statistic: Callable[..., float], *columns: Sequence[float],
+def bootstrap_ci(statistic: Callable[..., float], *columns: npt.ArrayLike,
                  n: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile interval of ``statistic(*columns)`` over ``n`` resamples of the rows.
 
@@ -65,7 +65,7 @@ def bootstrap_ci(statistic: Callable[..., float], *columns: Sequence[float],
 
 
 def two_group_ci(statistic: Callable[[FloatArray, FloatArray], float],
-                 positive: Sequence[float], negative: Sequence[float], *,
+                 positive: npt.ArrayLike, negative: npt.ArrayLike, *,
                  n: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile interval of ``statistic(pos, neg)``, each group resampled on its own."""
     pos = np.asarray(positive, dtype=np.float64)
@@ -80,7 +80,7 @@ def two_group_ci(statistic: Callable[[FloatArray, FloatArray], float],
     return float(low), float(high)
 
 
-def roc_curve(positive: Sequence[float], negative: Sequence[float]
+def roc_curve(positive: npt.ArrayLike, negative: npt.ArrayLike
               ) -> tuple[FloatArray, FloatArray]:
     """(FPR, TPR) at every threshold, from (0, 0) to (1, 1); higher scores mean "member"."""
     pos = np.sort(np.asarray(positive, dtype=np.float64))
@@ -94,13 +94,13 @@ def roc_curve(positive: Sequence[float], negative: Sequence[float]
             np.concatenate([[0.0], tpr]).astype(np.float64))
 
 
-def tpr_at_fpr(positive: Sequence[float], negative: Sequence[float], fpr: float) -> float:
+def tpr_at_fpr(positive: npt.ArrayLike, negative: npt.ArrayLike, fpr: float) -> float:
     """The highest TPR of any threshold whose FPR is at most ``fpr``."""
     xs, ys = roc_curve(positive, negative)
     return float(ys[xs <= fpr + 1e-12].max())
 
 
-def rank_test_greater(positive: Sequence[float], negative: Sequence[float], *,
+def rank_test_greater(positive: npt.ArrayLike, negative: npt.ArrayLike, *,
                       permutations: int = 20_000, seed: int = 0) -> float:
     """One-sided permutation p-value that ``positive`` tends to exceed ``negative``.
 
@@ -180,7 +180,7 @@ def one_run_epsilon(m: int, r: int, v: int, *, delta: float, beta: float = 0.05)
     return low
 
 
-def audit_guesses(scores: Sequence[float], included: Sequence[bool], *, k: int
+def audit_guesses(scores: npt.ArrayLike, included: npt.ArrayLike, *, k: int
                   ) -> tuple[int, int]:
     """(r, v): guess "in" for the ``k`` highest scores and "out" for the ``k`` lowest.
 

@@ -106,6 +106,12 @@ def train(
         "--dp-delta", help="δ (default min(1e-5, N^-1.1)).")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(
         "--checkpoint-every", help="Seal a checkpoint every N steps (0: at the end).")] = None,
+    canaries: Annotated[int | None, typer.Option(
+        "--canaries", help="Plant N random secrets for the release gate (sealtune assess), "
+                           "each included with probability 1/2; sealed with the job.")] = None,
+    canary_repeats: Annotated[int | None, typer.Option(
+        "--canary-repeats", help=f"Times an included canary is trained on (default "
+                                 f"{_D.canary_repeats}).")] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="Torch threads.")] = None,
     nproc: Annotated[int, typer.Option(
         "--nproc", help="Training processes in the sandbox (data parallel, gloo; not "
@@ -134,7 +140,8 @@ def train(
         "weight_decay": weight_decay, "batch_size": batch_size,
         "physical_batch_size": physical_batch_size, "max_length": max_length,
         "val_size": _val_size(val_size), "seed": seed, "max_grad_norm": max_grad_norm,
-        "checkpoint_every": checkpoint_every, "dp.epsilon": dp_epsilon, "dp.delta": dp_delta})
+        "checkpoint_every": checkpoint_every, "canaries": canaries,
+        "canary_repeats": canary_repeats, "dp.epsilon": dp_epsilon, "dp.delta": dp_delta})
     if no_sandbox:
         err_console.print(f"[bold red]WARNING[/]: {UNSAFE_WARNING}")
     ws = open_workspace(home)

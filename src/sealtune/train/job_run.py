@@ -48,6 +48,7 @@ from sealtune.keys.base import WrappedKey
 from sealtune.keys.content import labelled_digest
 from sealtune.keys.versions import CommitGuard, lease
 from sealtune.train import seccomp
+from sealtune.train.job_canaries import prepare_canaries
 from sealtune.train.job_keys import _file_key, _new_target, _old_target
 from sealtune.train.job_records import MODEL_FORMAT, MODELS, _Job, _now, _write_json
 from sealtune.train.sandbox import Sandbox, SandboxEvent, SandboxSpec, build_argv, measure
@@ -186,6 +187,9 @@ class _Run:
             self.keys["checkpoint"], checkpoint = _new_target(self.ws, seal_keys)
         rec["checkpoint"] = checkpoint.to_dict()
         rec["output_keys"] = [f"{w.kek_uri}@{w.version}" for w in output.wrapped]
+        seed = prepare_canaries(self.ws, rec, self.config, self.previous)
+        if seed is not None:  # the release gate's canaries: the seed goes over the key pipe
+            self.keys["canaries"] = seed
         self.pending = [*output.wrapped, *checkpoint.wrapped]
         threads = max(1, (self.threads or os.cpu_count() or 1) // self.nproc)
         job_spec = JobSpec(dataset="dataset", base="base", config=self.config, output=output,
@@ -290,7 +294,8 @@ class _Run:
             "base": {"path": rec["base"], "digest": measurement["base_model"]},
             "config": rec["config"], "privacy": _privacy(finished),
             "measurement": measurement, "files": files,
-            "weights_sha256": self._weights(), "keys": rec["output_keys"]})
+            "weights_sha256": self._weights(), "keys": rec["output_keys"],
+            "canaries": rec.get("canaries")})
         final: Path = models / str(rec["out_name"])
         # Installed only while the versions it is sealed under are live (keys.versions).
         with CommitGuard(self.ws.keys, rec["output_keys"], what=f"model {rec['out_name']!r}"

@@ -18,12 +18,14 @@ from sealtune.assess.probes.base import (
     skipped,
     verdict_of,
 )
+from sealtune.assess.probes.canary_exposure import CanaryExposureProbe
 from sealtune.assess.probes.context import DpClaim, ProbeContext
+from sealtune.assess.probes.membership import MembershipProbe
 from sealtune.assess.probes.model_files import ModelFilesProbe
 from sealtune.assess.probes.utility import UtilityProbe
 
 __all__ = ["PROBES", "DpClaim", "Measured", "Probe", "ProbeContext", "ProbeResult",
            "register_probe", "skipped", "verdict_of"]
 
-for _probe in (ModelFilesProbe(), UtilityProbe()):
+for _probe in (ModelFilesProbe(), UtilityProbe(), CanaryExposureProbe(), MembershipProbe()):
     register_probe(_probe)
