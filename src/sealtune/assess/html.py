@@ -130,7 +130,8 @@ def _plot(name: str, probe: Mapping[str, Any]) -> str | None:
     if curves:
         return plots.roc(curves)
     if "rate_model" in series and "rate_base" in series:
-        labels = [str(i.get("category")) for i in probe["items"] if "category" in i]
+        # the per-category summary rows (they carry "prompts") label the bars
+        labels = [str(i.get("category")) for i in probe["items"] if "prompts" in i]
         labels = labels if len(labels) == len(series["rate_model"]) else [
             str(i) for i in range(len(series["rate_model"]))]
         return plots.rates(labels, series["rate_model"], series["rate_base"],

@@ -24,11 +24,12 @@ from sealtune.assess.probes.extraction import ExtractionProbe
 from sealtune.assess.probes.membership import MembershipProbe
 from sealtune.assess.probes.model_files import ModelFilesProbe
 from sealtune.assess.probes.pii_regurgitation import PiiRegurgitationProbe
+from sealtune.assess.probes.safety_drift import SafetyDriftProbe
 from sealtune.assess.probes.utility import UtilityProbe
 
 __all__ = ["PROBES", "DpClaim", "Measured", "Probe", "ProbeContext", "ProbeResult",
            "register_probe", "skipped", "verdict_of"]
 
 for _probe in (ModelFilesProbe(), UtilityProbe(), CanaryExposureProbe(), MembershipProbe(),
-               ExtractionProbe(), PiiRegurgitationProbe()):
+               ExtractionProbe(), PiiRegurgitationProbe(), SafetyDriftProbe()):
     register_probe(_probe)
