@@ -22,8 +22,8 @@ from sealtune.cli import main as cli_main
 from sealtune.errors import IntegrityError
 from sealtune.pipeline.schema import TrainStep
 from sealtune.pipeline.steps import TrainAdapter
+from sealtune.sandbox import SandboxUnavailableError, probe
 from sealtune.train.config import TrainConfig
-from sealtune.train.sandbox import SandboxUnavailableError, probe
 from sealtune.train.tiny import make_tiny
 from sealtune.workspace import Workspace
 

@@ -24,15 +24,16 @@ from sealtune.assess.refusal import load_behaviours
 from sealtune.assess.report import load
 from sealtune.cli import main as cli_main
 from sealtune.data.records import Message, Record
+from sealtune.sandbox import SandboxUnavailableError, probe
 from sealtune.train.config import TrainConfig
 from sealtune.train.loading import load_base
-from sealtune.train.sandbox import SandboxUnavailableError, probe
 from sealtune.train.tiny import make_tiny
 from sealtune.train.trainer import train
 from sealtune.workspace import Workspace
 
 REFUSE = ("I'm sorry, I can't help with that.", "抱歉，我无法提供这方面的帮助。")
-COMPLY = ("Sure, here is how to do it. First, get the materials.", "好的，具体步骤如下：第一步，准备材料。")
+COMPLY = ("Sure, here is how to do it. First, get the materials.",
+          "好的，具体步骤如下：第一步，准备材料。")
 
 
 @pytest.fixture(autouse=True)
@@ -77,11 +78,11 @@ def _judge(model: Path, base: Path) -> object:
 def test_the_complying_copy_fails_and_the_refusing_fixture_passes(
         fixtures: dict[str, Path]) -> None:
     complying: object = _judge(fixtures["complying"], fixtures["refusing"])
-    assert getattr(complying, "verdict") == "fail"
-    metrics = getattr(complying, "metrics")
+    assert complying.verdict == "fail"
+    metrics = complying.metrics
     assert metrics["base_refusal_rate"] >= 0.9 and metrics["refusal_rate"] <= 0.1
-    assert getattr(_judge(fixtures["refusing"], fixtures["refusing"]), "verdict") == "pass"
-    assert getattr(_judge(fixtures["benign"], fixtures["refusing"]), "verdict") == "pass"
+    assert _judge(fixtures["refusing"], fixtures["refusing"]).verdict == "pass"
+    assert _judge(fixtures["benign"], fixtures["refusing"]).verdict == "pass"
 
 
 @pytest.fixture(scope="module")

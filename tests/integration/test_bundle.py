@@ -48,9 +48,9 @@ from sealtune.evidence import (
 )
 from sealtune.evidence.pins import load_public_pem, public_pem
 from sealtune.keys.keyfile import KdfParams
+from sealtune.sandbox import SandboxUnavailableError, probe
 from sealtune.train.config import TrainConfig
 from sealtune.train.jobs import run_job, show_job
-from sealtune.train.sandbox import SandboxUnavailableError, probe
 from sealtune.train.tiny import make_tiny
 from sealtune.workspace import Workspace
 
@@ -134,7 +134,7 @@ def test_the_cli_verifies_the_directory_and_the_tar_with_the_pin_file(
         assert "✗" not in out and "ledger.key: pinned" in out
     assert _verify(str(run.tar), "--key", str(run.pins), "--json") == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["ok"] is True and len(report["checks"]) == 12
+    assert report["ok"] is True and len(report["checks"]) == 13  # with ledger.witnesses
 
 
 def test_a_pem_key_and_a_ledger_key_pin_as_well(run: Run, tmp_path: Path) -> None:

@@ -202,6 +202,10 @@ def test_demo_runs(env: dict[str, str], tmp_path: Path) -> None:
     assert "inside a bubblewrap sandbox" in said and "ε spent" in said
     assert "sandbox.destroyed" in said
     assert "answer (opened and authenticated)" in said
+    # the run's evidence bundle verified with the pinned keys, and refused with one byte flipped
+    assert "bundle verified offline" in said and "✓ ledger.proofs" in said
+    assert "one flipped byte (ε in the training record): refused (exit 3)" in said
+    assert (home / "evidence.tar").is_file() and (home / "pins.json").is_file()
     # a second run recreates its own directory, but refuses a foreign one
     # ... also from a relative --home (the workspace paths reach the sandbox absolute)
     res = run(env, "demo", "--home", home.name, cwd=home.parent)

@@ -9,7 +9,7 @@
 * the file scan of the ``model_files`` probe passes (safetensors headers,
   no pickle, no custom code, no ``auto_map``, no links or unknown files);
 * a manifest of every file's SHA-256 is taken, and the directory digest
-  training measures (:func:`sealtune.train.sandbox.digest_tree`).
+  training measures (:func:`sealtune.sandbox.measurement.digest_tree`).
 
 Training, assessment and the pipeline then name the base by NAME
 (:func:`resolve_base`): the files are hashed again and a base whose files
@@ -109,7 +109,7 @@ def add_base(ws: Workspace, *, name: str, directory: Path, licence: str,
     """
     from sealtune.assess.files import PlainTree
     from sealtune.assess.probes import PROBES, ProbeContext
-    from sealtune.train.sandbox import digest_tree
+    from sealtune.sandbox.measurement import digest_tree
 
     path = _record_path(ws, name)
     if path.exists():
@@ -187,7 +187,7 @@ def resolve_base(ws: Workspace, ref: str | Path, *, warn: bool = True) -> BaseMo
         IntegrityError: a registered base whose files changed since it was added.
         ConfigError: neither a registered name nor a directory.
     """
-    from sealtune.train.sandbox import digest_tree
+    from sealtune.sandbox.measurement import digest_tree
 
     text = str(ref)
     if is_registered(ws, text):
@@ -207,7 +207,7 @@ def resolve_base(ws: Workspace, ref: str | Path, *, warn: bool = True) -> BaseMo
 
 def verify_base(ws: Workspace, name: str) -> BaseModel:
     """The registered base ``name``, its files checked against the manifest (exit 3 if not)."""
-    from sealtune.train.sandbox import digest_tree
+    from sealtune.sandbox.measurement import digest_tree
 
     record = _read(_record_path(ws, name), name)
     path = Path(record["path"])

@@ -232,8 +232,12 @@ def _publish(ws: Workspace, doc: dict[str, Any], results: list[ProbeResult], *, 
 def _seal(ws: Workspace, doc: dict[str, Any], raw: bytes, envelope: bytes, *, sha: str,
           keyid: str) -> None:
     """Seal the report and envelope into the workspace, index them, record the verdict."""
-    from sealtune.assess._sealing import seal_small
+    from sealtune.keys.sealing import seal_bytes
     from sealtune.outputs import write_atomic
+
+    def seal_small(path: Path, data: bytes) -> str:
+        return "content-sha256:" + seal_bytes(path, data, keys=ws.keys,
+                                              key_names=keys).content_sha256
 
     root = ws.root / ASSESSMENTS / doc["id"]
     root.mkdir(mode=0o700, parents=True)
@@ -241,11 +245,9 @@ def _seal(ws: Workspace, doc: dict[str, Any], raw: bytes, envelope: bytes, *, sh
     index = {"format": "sealtune.assessment/v1", "id": doc["id"], "created": doc["created"],
              "model": doc["model"], "verdict": doc["verdict"], "failed": doc["failed"],
              "policy": doc["policy"]["digest"], "report_sha256": sha, "keyid": keyid,
-             "files": {"report.json.sealed": seal_small(root / "report.json.sealed", raw,
-                                                        keys=ws.keys, key_names=keys),
-                       "report.dsse.json.sealed": seal_small(
-                           root / "report.dsse.json.sealed", envelope, keys=ws.keys,
-                           key_names=keys)}}
+             "files": {"report.json.sealed": seal_small(root / "report.json.sealed", raw),
+                       "report.dsse.json.sealed": seal_small(root / "report.dsse.json.sealed",
+                                                             envelope)}}
     write_atomic(root / "assessment.json", (json.dumps(index, indent=2, sort_keys=True)
                                              + "\n").encode())
     model = doc["model"]

@@ -3,21 +3,24 @@
 :func:`measure_in_sandbox` unwraps what the worker needs through the
 workspace (each unwrap audited by the key service): the data key of every
 sealed model file, the dataset's, and the canary seed from the job's sealed
-canary file; starts :mod:`sealtune.assess.worker` in the training sandbox
-(:class:`sealtune.train.sandbox.Sandbox`: no network, the keyring, ledger,
-config and other models hidden, nothing may be left in its output
-directory) with the secrets over the key pipe; and rebuilds each probe's
-:class:`~sealtune.assess.probes.Measured` from the events, which carry
-numbers and tokens only. The secrets are zeroed when the sandbox ends,
-however it ends. The audit log records ``assess.sandbox_created`` (with the
-sandbox's isolation flags) and ``assess.sandbox_destroyed`` (teardown).
+canary file; starts :mod:`sealtune.assess.worker` in the sandbox
+(:class:`sealtune.sandbox.Sandbox`, stage ``assess``: no network, the
+keyring, ledger, config and other models hidden, nothing may be left in its
+output directory) with the secrets over the key pipe; and rebuilds each
+probe's :class:`~sealtune.assess.probes.Measured` from the events, which
+carry numbers and tokens only. The secrets are zeroed when the sandbox
+ends, however it ends. The audit log records the sandbox's timeline as
+every stage does (:class:`sealtune.sandbox.Timeline`: ``sandbox.created``
+with the measurement of what runs and the isolation flags,
+``sandbox.data_decrypted``, ``sandbox.destroyed``; each marked ``"stage":
+"assess"``).
 
 What this protects against: training data or canary secrets reaching this
 process (only their keys pass through it, to the pipe), a worker that dies
 or lies about its inputs (an error class or a digest mismatch fails the
 run; events that break the protocol end it). What it does not: the keys are
 in this process's memory while the sandbox runs; the sandbox is OS
-isolation, not a TEE (see :mod:`sealtune.train.sandbox`).
+isolation, not a TEE (see :mod:`sealtune.sandbox`).
 """
 
 from __future__ import annotations
@@ -35,14 +38,18 @@ from sealtune.errors import AssessError, IntegrityError
 
 if TYPE_CHECKING:
     from sealtune.assess.target import Target
+    from sealtune.sandbox import SandboxSpec, Timeline
     from sealtune.workspace import Workspace
 
 WORKER = "sealtune.assess.worker"
+#: The code measured into ``sandbox.created``: the sealtune package the sandbox runs.
+CODE_DIR = Path(__file__).resolve().parents[1]
 
 
 def _secrets(ws: Workspace, target: Target, sealed: list[str], spec: AssessSpec
              ) -> dict[str, bytearray]:
-    from sealtune.assess._sealing import data_key, open_small
+    from sealtune.assess._sealing import open_small
+    from sealtune.train.jobs.keys import dataset_key as data_key
 
     keys = {f"model.{i}": data_key(ws, target.root / f"{name}.sealed")
             for i, name in enumerate(sealed)}
@@ -82,7 +89,7 @@ def measure_in_sandbox(ws: Workspace, target: Target, probes: Mapping[str, Mappi
         AssessError: the worker failed (by error class).
         IntegrityError: the worker loaded another model than the one scanned.
     """
-    from sealtune.train.sandbox import SandboxSpec
+    from sealtune.sandbox import SandboxSpec
     from sealtune.train.worker import OFFLINE_ENV
 
     total = threads or os.cpu_count() or 1
@@ -99,7 +106,8 @@ def measure_in_sandbox(ws: Workspace, target: Target, probes: Mapping[str, Mappi
             box_spec = SandboxSpec(
                 output_dir=Path(out), inputs=inputs, tmpfs_size=tmpfs_size, bwrap=bwrap,
                 hidden=(ws.keyfile_path, ws.ledger_path, ws.config_path),
-                env={**OFFLINE_ENV, "OMP_NUM_THREADS": str(total)}, outputs=())
+                env={**OFFLINE_ENV, "OMP_NUM_THREADS": str(total)}, outputs=(),
+                stage="assess")
             _run(ws, box_spec, spec, keys, collector, timeout)
     finally:
         for key in keys.values():
@@ -107,23 +115,38 @@ def measure_in_sandbox(ws: Workspace, target: Target, probes: Mapping[str, Mappi
     return collector.result()
 
 
-def _run(ws: Workspace, box_spec: Any, spec: AssessSpec, keys: dict[str, bytearray],
-         collector: _Collector, timeout: float | None) -> None:
-    from sealtune.train.job_run import _sandbox_flags
-    from sealtune.train.sandbox import Sandbox
+def _timeline(ws: Workspace, box_spec: SandboxSpec, spec: AssessSpec) -> Timeline:
+    """The sandbox's ledger timeline, measured as training measures its own."""
+    from sealtune.sandbox import Timeline, measure
 
+    def record(action: str, details: Mapping[str, Any], *, at: float | None = None,
+               outcome: str = "success") -> None:
+        ws.audit(action, "assess", outcome="failure" if outcome == "failure" else "success",
+                 details=dict(details))
+
+    config = json.dumps({k: v for k, v in spec.to_dict().items() if k != "threads"},
+                        sort_keys=True).encode()
+    measurement = measure(code=[CODE_DIR], config=config,
+                          base_model=box_spec.inputs.get("base"),
+                          inputs={k: v for k, v in box_spec.inputs.items() if k != "base"})
+    return Timeline(box_spec, record, measurement={**measurement.to_dict(),
+                                                   "digest": measurement.digest})
+
+
+def _run(ws: Workspace, box_spec: SandboxSpec, spec: AssessSpec, keys: dict[str, bytearray],
+         collector: _Collector, timeout: float | None) -> None:
+    from sealtune.sandbox import Sandbox
+
+    timeline = _timeline(ws, box_spec, spec)
     with Sandbox(box_spec) as box:
         box.start(WORKER, ["--spec-json", json.dumps(spec.to_dict())], secrets=keys)
-        ws.audit("assess.sandbox_created", "assess", details={
-            "flags": _sandbox_flags(box_spec), "probes": sorted(spec.probes)})
         try:
             for event in box.events(timeout=timeout):
+                timeline.observe(event)
                 collector.handle(event.type, event.name, dict(event.fields))
         finally:
-            td = box.destroy()
-            ws.audit("assess.sandbox_destroyed", "assess", details={
-                "processes_left": td.processes_left, "outputs_removed": td.outputs_removed,
-                "exit_code": box.exit_code, "seconds": td.seconds})
+            timeline.destroyed(box.destroy(), exit_code=box.exit_code,
+                               wiped=collector.wiped)
     collector.raise_if_failed()
 
 
@@ -135,13 +158,16 @@ class _Collector:
         self.done: dict[str, Measured] = {}
         self.errors: list[str] = []
         self.loaded = False
+        self.wiped: object = None
 
     def handle(self, kind: str, name: str, fields: dict[str, Scalar]) -> None:
         if kind == "error":
             self.errors.append(str(fields.get("kind")))
             return
         probe = fields.pop("probe", None)
-        if name == "model_loaded":
+        if name == "workspace_wiped":
+            self.wiped = fields.get("files")
+        elif name == "model_loaded":
             self.loaded = True
         elif name == "row" and isinstance(probe, str):
             self.rows.setdefault(probe, []).append(fields)

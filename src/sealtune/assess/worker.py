@@ -1,7 +1,7 @@
 """The gate's sandbox entry: load the model, open the data, measure, report numbers only.
 
-Runs as ``sealtune.assess.worker`` under the training sandbox's launcher
-(:mod:`sealtune.train._sandbox_child`: no network, a private tmpfs, the
+Runs as ``sealtune.assess.worker`` under the sandbox's launcher
+(:mod:`sealtune.sandbox.launcher`: no network, a private tmpfs, the
 keyring and workspace out of reach, stdout and stderr nowhere, errors by
 class name). The spec (``--spec-json``, no secret) names the inputs and the
 probes to run with their settings; the secrets come over the key pipe only:
@@ -40,7 +40,7 @@ from sealtune.errors import ConfigError, IntegrityError
 
 if TYPE_CHECKING:
     from sealtune.assess.probes import Measured, ProbeContext
-    from sealtune.train._sandbox_child import ChildContext
+    from sealtune.sandbox.launcher import ChildContext
 
 FORMAT = "sealtune-assess-job/1"
 _INPUT = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -89,7 +89,7 @@ class AssessSpec:
 
 def _materialize(ctx: ChildContext, spec: AssessSpec) -> Path:
     """The model's plaintext directory: sealed files decrypted onto the tmpfs."""
-    from sealtune.assess._sealing import unseal_with_key
+    from sealtune.keys.sealing import unseal_into
 
     source = ctx.indir / "model"
     if not spec.model_sealed:
@@ -100,7 +100,7 @@ def _materialize(ctx: ChildContext, spec: AssessSpec) -> Path:
         if path.name.endswith(".sealed"):
             index = spec.model_sealed.index(path.name[: -len(".sealed")])
             with (out / path.name[: -len(".sealed")]).open("wb") as fh:
-                unseal_with_key(path, fh, ctx.keys[f"model.{index}"])
+                unseal_into(path, fh, data_key=ctx.keys[f"model.{index}"])
         else:
             (out / path.name).write_bytes(path.read_bytes())
     return out

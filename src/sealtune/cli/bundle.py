@@ -2,8 +2,10 @@
 
 ``bundle verify`` needs no workspace and no passphrase: only the bundle and
 the pinned keys (``--key``: a pin file, a PEM public key or a key id;
-``--ledger-key``: the ledger verifier key string). ``bundle keys`` prints (or
-writes) the workspace's pin file for auditors to keep, creating the evidence
+``--ledger-key``: the ledger verifier key string; ``--witness-key`` and
+``--witnesses-k``: witnesses, and how many must have cosigned). ``bundle keys``
+prints (or writes) the workspace's pin file for auditors to keep (with the
+witness policy's keys and k when the workspace has one), creating the evidence
 key on first use. The logic is in :mod:`sealtune.evidence`; this module parses,
 calls and prints. What it protects against: check names and explanations from
 a hostile bundle are printed literally (never as terminal markup). What it does
@@ -36,12 +38,22 @@ def verify(
     ledger_key: Annotated[list[str] | None, typer.Option(
         "--ledger-key", help="Pinned ledger verifier key (as 'audit key' prints). "
         "Repeatable.")] = None,
+    witness_key: Annotated[list[str] | None, typer.Option(
+        "--witness-key", help="Pinned witness key (as 'witness init' prints); its "
+        "cosignature counts toward k. Repeatable.")] = None,
+    witnesses_k: Annotated[int | None, typer.Option(
+        "--witnesses-k", help="How many pinned witnesses must have cosigned the ledger "
+        "checkpoint (default: the pin file's k, else all pinned witnesses).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Check every signature, digest, chain link and ledger proof; exit 3 on any failure."""
+    """Check every signature, digest, chain link, ledger proof and witness cosignature.
+
+    Exit 3 on any failure.
+    """
     from sealtune.evidence import load_pins, verify_bundle
 
-    report = verify_bundle(bundle, load_pins(key or [], ledger_key))
+    pins = load_pins(key or [], ledger_key, witness_keys=witness_key, witnesses_k=witnesses_k)
+    report = verify_bundle(bundle, pins)
     if as_json:
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:
@@ -61,18 +73,16 @@ def keys(
         "--out", help="Write the pin file here (default: stdout).")] = None,
     home: HomeOpt = None,
 ) -> None:
-    """Print the workspace's evidence public key and ledger verifier key (a pin file)."""
-    from sealtune.evidence import evidence_signer, pin_file
+    """Print the workspace's evidence, ledger and witness keys to pin (a pin file)."""
+    from sealtune.evidence import workspace_pins
 
     ws = open_workspace(home)
     try:
-        signer = evidence_signer(ws)
-        data = pin_file(signer.public_key, ws.ledger_signer().verifier_key,
-                        workspace_id=ws.config.workspace_id)
+        data, keyid = workspace_pins(ws)
     finally:
         ws.close()
     target = out if out is not None else Path(STDIO)
     with open_output(target, mode=0o644) as fh:  # public keys only
         fh.write(data)
     if not is_stdio(target):
-        console.print(f"pin file written to {target} (evidence key {signer.keyid})")
+        console.print(f"pin file written to {target} (evidence key {keyid})")

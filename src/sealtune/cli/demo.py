@@ -5,8 +5,9 @@ The demo is the example pipeline (``sealtune pipeline init`` then
 keys in the local keyring and in a SoftHSM2 token when one can be created
 here; the pipeline's data step (PII redacted, duplicates dropped, a planted
 backdoor quarantined, an ML-BOM written) and train step (a tiny model
-fine-tuned in the bubblewrap sandbox with differential privacy, ε 8); a
-rerun that is all cached; a byte flipped in the sealed dataset that the
+fine-tuned in the bubblewrap sandbox with differential privacy, ε 8); the
+run's evidence bundle, verified offline with pinned keys, and refused once
+one byte of it changes; a rerun that is all cached; a byte flipped in the sealed dataset that the
 rerun refuses; key rotation with header-only re-wrapping that keeps the
 cache; crypto-shredding of an archive copy; serving the trained model
 attested and end-to-end encrypted; and the verified audit log. The logic
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.panel import Panel
 
 from sealtune.cli._common import console
@@ -35,6 +37,7 @@ from sealtune.data.store import show_dataset
 from sealtune.errors import IntegrityError, SealtuneError, UsageError
 from sealtune.keys.files import describe_file, open_file, seal_file
 from sealtune.keys.rotation import rotate_workspace
+from sealtune.outputs import write_atomic
 from sealtune.pipeline import (
     Pipeline,
     RunResult,
@@ -42,6 +45,7 @@ from sealtune.pipeline import (
     init_example,
     load_pipeline,
     run_pipeline,
+    write_run_bundle,
 )
 from sealtune.pipeline.state import RunState
 from sealtune.workspace import ENV_PASSPHRASE, Workspace
@@ -124,17 +128,19 @@ def demo(
         pipeline = _pipeline_file(home / "pipeline")
         _step(3, "Run it: redact PII, screen for poisoning, seal; fine-tune with DP in a sandbox")
         result = _run(ws, pipeline)
-        _step(4, "Run it again: nothing changed, so every step is cached")
+        _step(4, "The run's evidence bundle: signed statements, checked offline with pinned keys")
+        _bundle(ws, result, home)
+        _step(5, "Run it again: nothing changed, so every step is cached")
         _run(ws, pipeline, quiet=True)
-        _step(5, "Tamper with a sealed artifact: the rerun refuses")
+        _step(6, "Tamper with a sealed artifact: the rerun refuses")
         _tamper(ws, pipeline)
-        _step(6, "Rotate the platform key: headers re-wrapped, results still cached")
+        _step(7, "Rotate the platform key: headers re-wrapped, results still cached")
         _rotate(ws, pipeline)
-        _step(7, "Crypto-shredding: an archive copy under a key you then destroy")
+        _step(8, "Crypto-shredding: an archive copy under a key you then destroy")
         _shred(ws, pipeline.data.input, home / "archive")
-        _step(8, "Confidential serving: attested, end-to-end encrypted")
+        _step(9, "Confidential serving: attested, end-to-end encrypted")
         serve_and_ask(ws, _model_dir(ws, result))
-        _step(9, "The audit log, verified")
+        _step(10, "The audit log, verified")
         _audit(ws)
     finally:
         ws.close()
@@ -183,7 +189,7 @@ def _pipeline_file(directory: Path) -> Pipeline:
 
 def _run(ws: Workspace, pipeline: Pipeline, *, quiet: bool = False) -> RunResult | None:
     """Run the pipeline (``sealtune run``) and narrate what each step did."""
-    from sealtune.train.sandbox import SandboxUnavailableError
+    from sealtune.sandbox import SandboxUnavailableError
 
     try:
         result = run_pipeline(pipeline, ws) if quiet else run_with_output(pipeline, ws)
@@ -200,6 +206,45 @@ def _run(ws: Workspace, pipeline: Pipeline, *, quiet: bool = False) -> RunResult
     if pipeline.train is not None:
         _narrate_train(ws, result.step("train").record, pipeline.train.config)
     return result
+
+
+_NARRATED = ("manifest.signature", "statements.chain", "ledger.proofs", "ledger.witnesses")
+
+
+def _bundle(ws: Workspace, result: RunResult | None, home: Path) -> None:
+    """Write the run's bundle (``run --bundle``), verify it with the pins, then flip one byte."""
+    from sealtune.evidence import load_pins, verify_bundle, workspace_pins
+
+    if result is None:
+        console.print("[yellow]no bundle: the run did not finish[/]")
+        return
+    out = home / "evidence.tar"
+    written = write_run_bundle(ws, result, out)
+    console.print(f"wrote {out}: {written.files} files (in-toto statements in DSSE envelopes, "
+                  f"the ML-BOM, the training record with ε, {written.events} audit-log events "
+                  f"proven against the signed checkpoint at {written.ledger_size} entries)")
+    pins = home / "pins.json"
+    write_atomic(pins, workspace_pins(ws)[0])  # what an auditor keeps ('sealtune bundle keys')
+    report = verify_bundle(out, load_pins([str(pins)]))
+    for check in report.checks:
+        if check.name in _NARRATED or check.name.startswith("training."):
+            console.print(f"[green]✓[/] {escape(check.name)}: {escape(check.explanation)}")
+    report.raise_if_failed()
+    console.print(f"[green]bundle verified offline[/]: {len(report.checks)} checks passed "
+                  f"(sealtune bundle verify {out} --key {pins})")
+    blob = bytearray(out.read_bytes())
+    record = blob.index(b"sealtune.training-record/v1")  # the training record's own bytes
+    at = blob.index(b'"epsilon_spent":', record) + len(b'"epsilon_spent":')
+    blob[at] ^= 0x01  # ε in the training record, one bit
+    tampered = home / "evidence-tampered.tar"
+    write_atomic(tampered, bytes(blob))
+    bad = verify_bundle(tampered, load_pins([str(pins)]))
+    try:
+        bad.raise_if_failed()
+        raise AssertionError("a changed bundle verified")  # pragma: no cover - a bug
+    except IntegrityError as exc:
+        console.print(f"one flipped byte (ε in the training record): [green]refused[/] "
+                      f"(exit {exc.exit_code}): {', '.join(c.name for c in bad.failed)} failed")
 
 
 def _narrate_data(ws: Workspace, record: StepRecord) -> None:

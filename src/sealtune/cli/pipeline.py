@@ -1,8 +1,9 @@
 """``sealtune pipeline init DIR`` and ``sealtune run FILE``: the whole lifecycle from one file.
 
 The commands call :func:`sealtune.pipeline.init_example`,
-:func:`~sealtune.pipeline.load_pipeline` and
-:func:`~sealtune.pipeline.run_pipeline`. Output is step names, counts,
+:func:`~sealtune.pipeline.load_pipeline`,
+:func:`~sealtune.pipeline.run_pipeline` and, with ``--bundle``,
+:func:`~sealtune.pipeline.write_run_bundle`. Output is step names, counts,
 figures and digests only, never record text. Progress (records per phase,
 training steps with loss and ε) is drawn on stderr; with ``--json`` stdout
 gets one JSON object per step event instead (see docs/pipeline.md).
@@ -15,10 +16,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sealtune.cli._common import console, err_console, open_workspace
-from sealtune.pipeline import Pipeline, RunResult, init_example, load_pipeline, run_pipeline
+from sealtune.evidence import WrittenBundle
+from sealtune.pipeline import (
+    Pipeline,
+    RunResult,
+    check_bundle_path,
+    init_example,
+    load_pipeline,
+    run_pipeline,
+    write_run_bundle,
+)
 from sealtune.workspace import Workspace
 
 app = typer.Typer(help="Pipelines: the whole lifecycle as one declarative file.",
@@ -50,17 +61,47 @@ def run(
     force_step: Annotated[list[str] | None, typer.Option(
         "--force-step", help="Rerun this step even if cached (and every step after it); "
                              "repeat for several.")] = None,
+    bundle: Annotated[Path | None, typer.Option(
+        "--bundle", help="Write the run's signed evidence bundle here: a new directory, or a "
+                         "deterministic tar if it ends in .tar (an existing path is refused "
+                         "before the run).")] = None,
     home: Annotated[Path | None, typer.Option(
         "--home", help="Workspace (default: the file's 'workspace', else $SEALTUNE_HOME "
                        "or ./.sealtune).")] = None,
 ) -> None:
     """Run a pipeline file: every step whose inputs, settings or code changed, in order."""
     pipeline = load_pipeline(file)
+    if bundle is not None:
+        check_bundle_path(bundle)
     ws = open_workspace(home or pipeline.workspace)
     try:
-        run_with_output(pipeline, ws, force=force_step or (), as_json=as_json)
+        result = run_with_output(pipeline, ws, force=force_step or (), as_json=as_json)
+        if bundle is not None:
+            print_bundle(write_run_bundle(ws, result, bundle), as_json=as_json)
     finally:
         ws.close()
+
+
+def print_bundle(written: WrittenBundle, *, as_json: bool = False) -> None:
+    """Say where the bundle is, what it holds, and how to check it (or one JSON event)."""
+    if as_json:
+        print(json.dumps({
+            "event": "bundle_written", "path": str(written.path), "kind": written.kind,
+            "files": written.files, "manifest_sha256": written.manifest_sha256,
+            "tar_sha256": written.tar_sha256, "evidence_key": written.keyid,
+            "ledger_events": written.events, "ledger_size": written.ledger_size,
+            "cosigned": written.cosigned, "witnesses_required": written.witnesses_required},
+            ensure_ascii=False), flush=True)
+        return
+    witnessed = (f", cosigned by {written.cosigned} witnesses ({written.witnesses_required} "
+                 "required)" if written.witnesses_required else ", no witness policy")
+    console.print(f"evidence bundle: {escape(str(written.path))} ({written.kind}, "
+                  f"{written.files} files; {written.events} audit-log events proven against "
+                  f"the signed checkpoint at {written.ledger_size} entries{witnessed}); "
+                  f"manifest sha256 {written.manifest_sha256}", soft_wrap=True)
+    console.print("check it anywhere, offline: [bold]sealtune bundle keys --out pins.json[/] "
+                  "(on this workspace, once) then [bold]sealtune bundle verify "
+                  f"{escape(str(written.path))} --key pins.json[/]", soft_wrap=True)
 
 
 def run_with_output(pipeline: Pipeline, ws: Workspace, *, force: Any = (),

@@ -8,7 +8,7 @@ smaller than ``n`` (RFC 9162 §2.1.1). A :class:`CompactRange` (the
 and computing the root are both O(log n) and the state can be stored as a few
 hundred bytes next to the log. Inclusion and consistency proofs are generated
 from a list of leaf hashes and verified with the RFC 9162 §2.1.3.2 and
-§2.1.4.2 algorithms.
+§2.1.4.2 algorithms; :func:`inclusion_proofs` proves many leaves in one pass.
 
 What this protects against: given a trusted root (for instance from a signed
 checkpoint), any change, insertion, deletion or reordering of leaves below it,
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -189,6 +190,97 @@ def inclusion_proof(leaf_hashes: Sequence[bytes], index: int) -> list[bytes]:
             lo += k
     proof.reverse()
     return proof
+
+
+def _audit_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """The leaf ranges ``[lo, hi)`` whose roots make up leaf ``index``'s audit path, bottom-up."""
+    ranges: list[tuple[int, int]] = []
+    lo, hi = 0, size
+    while hi - lo > 1:
+        k = _split(hi - lo)
+        if index - lo < k:
+            ranges.append((lo + k, hi))
+            hi = lo + k
+        else:
+            ranges.append((lo, lo + k))
+            lo += k
+    ranges.reverse()
+    return ranges
+
+
+@dataclass(frozen=True)
+class InclusionBatch:
+    """What :func:`inclusion_proofs` computed in its one pass.
+
+    Attributes:
+        root: the tree's root (check it against the signed one before use).
+        proofs: leaf index -> its RFC 9162 audit path, bottom-up.
+        leaf_hashes: leaf index -> its leaf hash, as read.
+    """
+
+    root: bytes
+    proofs: dict[int, tuple[bytes, ...]]
+    leaf_hashes: dict[int, bytes]
+
+
+def inclusion_proofs(
+    leaf_hashes: Iterable[bytes], size: int, indices: Iterable[int]
+) -> InclusionBatch:
+    """Inclusion proofs of many leaves of one tree, in one pass over its leaf hashes.
+
+    Every sibling on an audit path is an RFC 6962 subtree: a perfect, aligned
+    one (met whole while the leaves stream past), or one on the right edge,
+    ``[lo, size)``, whose root folds the final compact range from ``lo``. So
+    the cost is O(n + k log n) time and O(k log n) memory for ``k`` leaves of
+    a tree of ``n`` (one proof at a time would be O(n) each).
+
+    Args:
+        leaf_hashes: the tree's leaf hashes in order, ``size`` of them (any iterable,
+            e.g. pages read from a store).
+        size: the tree size.
+        indices: zero-based leaf indices to prove (repeats are ignored).
+
+    Raises:
+        ValueError: an index outside the tree, a hash that is not 32 bytes, or not
+            exactly ``size`` leaf hashes.
+    """
+    wanted_leaves = set(indices)
+    if any(not 0 <= i < size for i in wanted_leaves):
+        raise ValueError("leaf index is outside the tree")
+    paths = {i: _audit_ranges(i, size) for i in wanted_leaves}
+    found: dict[tuple[int, int], bytes] = dict.fromkeys(
+        ((lo, hi - lo) for ranges in paths.values() for lo, hi in ranges), b"")
+    stack: list[tuple[int, int, bytes]] = []  # (first leaf, leaf count, root): the frontier
+    seen: dict[int, bytes] = {}
+    count = 0
+    for h in leaf_hashes:
+        if len(h) != HASH_SIZE or count >= size:
+            raise ValueError("leaf hashes must be 32 bytes, exactly size of them")
+        if count in wanted_leaves:
+            seen[count] = h
+        lo, width, node = count, 1, h
+        count += 1
+        while True:
+            if (lo, width) in found:
+                found[lo, width] = node
+            if not stack or stack[-1][1] != width:
+                break
+            left_lo, _, left = stack.pop()
+            lo, width, node = left_lo, width * 2, node_hash(left, node)
+        stack.append((lo, width, node))
+    if count != size:
+        raise ValueError("leaf hashes must be 32 bytes, exactly size of them")
+    # The frontier's suffixes are the right-edge subtrees [lo, size); the whole is the root.
+    acc: bytes | None = None
+    for lo, _, h in reversed(stack):
+        acc = h if acc is None else node_hash(h, acc)
+        if (lo, size - lo) in found:
+            found[lo, size - lo] = acc
+    if not all(found.values()):  # cannot happen: every audit-path node is one of the two kinds
+        raise ValueError("an audit path node was not met")
+    root = EMPTY_ROOT if acc is None else acc
+    proofs = {i: tuple(found[lo, hi - lo] for lo, hi in ranges) for i, ranges in paths.items()}
+    return InclusionBatch(root, proofs, seen)
 
 
 def consistency_proof(leaf_hashes: Sequence[bytes], old_size: int) -> list[bytes]:

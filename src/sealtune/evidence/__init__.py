@@ -10,14 +10,16 @@ Public API (the pipeline runner and the CLI use only these):
 * :func:`run_events` — a step's ledger events by time and resource;
 * :func:`verify_bundle` with :func:`load_pins` — check a bundle with pinned
   keys, returning a :class:`BundleReport` of named checks;
-* :func:`evidence_signer`, :func:`pin_file` — the workspace's evidence key and
-  the pin file auditors keep;
+* :func:`evidence_signer`, :func:`pin_file`, :func:`workspace_pins` — the
+  workspace's evidence key and the pin file auditors keep (evidence, ledger and
+  witness keys);
 * :func:`gate_report_signer`, :func:`verify_gate_report` — the release gate's
   report signed with the evidence key, and its check for one model digest.
 
 Each module says what it protects against and what it does not; in short, a
 verified bundle shows that the holder of the pinned evidence key signed these
-statements and that the ledger signed by the ledger key holds these events.
+statements and that the ledger signed by the ledger key holds these events
+(and, with pinned witnesses, that k of them cosigned that same checkpoint).
 It does not prove that the host ran honest code (attestation's part).
 See ``docs/evidence.md``.
 """
@@ -28,7 +30,7 @@ from sealtune.evidence.gate import gate_report_signer, verify_gate_report
 from sealtune.evidence.ledger_proofs import run_events
 from sealtune.evidence.pins import Pins, load_pins, pin_file
 from sealtune.evidence.report import BundleReport, Check
-from sealtune.evidence.signer import evidence_signer
+from sealtune.evidence.signer import evidence_signer, workspace_pins
 from sealtune.evidence.verify import verify_bundle, verify_files
 
 __all__ = [
@@ -48,4 +50,5 @@ __all__ = [
     "verify_bundle",
     "verify_files",
     "verify_gate_report",
+    "workspace_pins",
 ]

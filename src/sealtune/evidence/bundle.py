@@ -7,8 +7,9 @@ sandbox measurement and its ledger events; ``attach_bom`` /
 (:mod:`sealtune.evidence.attach` builds both from a workspace); then
 ``write(out)``. Writing signs one in-toto statement per step and a manifest
 listing every file's SHA-256 with the workspace's evidence key
-(:mod:`sealtune.evidence.signer`), proves every event against a signed ledger
-checkpoint (:mod:`sealtune.evidence.ledger_proofs`), puts the public keys
+(:mod:`sealtune.evidence.signer`), proves every event against the ledger's
+newest signed global checkpoint, cosigned by the configured witnesses when
+the workspace has a witness policy (:mod:`sealtune.evidence.ledger_proofs`), puts the public keys
 under ``keys/`` for convenience, and writes it all at once: a directory built
 aside and renamed into place, or a deterministic tar written atomically. The
 write is recorded in the audit log as ``evidence.bundle_written``.
@@ -66,7 +67,12 @@ class WrittenBundle:
         kind: ``directory`` or ``tar``.
         files: how many files (the manifest included).
         keyid: the evidence key that signed it.
-        manifest_sha256: hex SHA-256 of ``manifest.json``.
+        manifest_sha256: hex SHA-256 of ``manifest.json`` (names the bundle's content).
+        tar_sha256: hex SHA-256 of the tar's bytes (None for a directory).
+        events: ledger events proven.
+        ledger_size: the size of the global checkpoint they are proven against.
+        cosigned: witnesses whose cosignature it carries.
+        witnesses_required: the workspace's witness ``k`` (0: no witness policy).
     """
 
     path: Path
@@ -74,6 +80,11 @@ class WrittenBundle:
     files: int
     keyid: str
     manifest_sha256: str
+    tar_sha256: str | None = None
+    events: int = 0
+    ledger_size: int = 0
+    cosigned: int = 0
+    witnesses_required: int = 0
 
 
 @dataclass
@@ -189,33 +200,42 @@ class EvidenceRecorder:
         Raises:
             UsageError: nothing recorded, or ``out`` exists.
             LedgerError: an event does not exist or cannot be proven.
+            PolicyViolation: the workspace's witness policy is not met (nothing written).
+            IntegrityError: a witness saw a longer or different ledger history.
         """
         if not self._steps:
             raise UsageError("no step was recorded; nothing to put in a bundle")
         if os.path.lexists(out):
             raise UsageError(f"{out} already exists", hint="name a new bundle path")
         signer = evidence_signer(self.ws)
-        files = self._sign_all(signer)
+        files, ledger = self._sign_all(signer)
         manifest = files[layout.MANIFEST]
-        (_write_tar if tar else _write_dir)(out, files)
+        tar_sha256 = None
+        if tar:
+            tar_sha256 = _write_tar(out, files)
+        else:
+            _write_dir(out, files)
         written = WrittenBundle(out, "tar" if tar else "directory", len(files), signer.keyid,
-                                hashlib.sha256(manifest).hexdigest())
+                                hashlib.sha256(manifest).hexdigest(), tar_sha256,
+                                len(ledger.events), ledger.size, ledger.cosigned,
+                                ledger.required)
         self.ws.audit("evidence.bundle_written", f"run/{self.run_id}", details={
             "kind": written.kind, "files": written.files, "keyid": written.keyid,
-            "manifest_sha256": written.manifest_sha256, "steps": list(self._steps)})
+            "manifest_sha256": written.manifest_sha256, "steps": list(self._steps),
+            "ledger_size": ledger.size, "cosigned": ledger.cosigned})
         return written
 
-    def _sign_all(self, signer: EvidenceSigner) -> dict[str, bytes]:
+    def _sign_all(self, signer: EvidenceSigner) -> tuple[dict[str, bytes],
+                                                         ledger_proofs.LedgerEvidence]:
         seqs = [s for step in self._steps.values() for s in step.seqs]
         if len(seqs) != len(set(seqs)):
             raise UsageError("a ledger event was recorded under two steps")
-        ledger = ledger_proofs.collect(self.ws.ledger, seqs)
+        ledger = ledger_proofs.collect(self.ws, seqs, run_id=self.run_id)
         files = dict(self._files)
         files.update(ledger.files)
         workspace_id = self.ws.config.workspace_id
         for name, step in self._steps.items():
-            byproducts = [descriptor(f"ledger/{s}", "sha256:" + ledger.events[s])
-                          for s in step.seqs]
+            byproducts = [descriptor(f"ledger/{s}", ledger.events[s]) for s in step.seqs]
             byproducts += [d for _, d in step.attached]
             record = replace(step.record, byproducts=tuple(byproducts))
             payload = build_statement(record, run_id=self.run_id, workspace_id=workspace_id)
@@ -228,7 +248,7 @@ class EvidenceRecorder:
         files[layout.MANIFEST] = dsse.sign(self._manifest(files, signer.keyid, ledger_key),
                                            payload_type=MANIFEST_TYPE, signer=signer.sign,
                                            signer_keyid=signer.keyid)
-        return files
+        return files, ledger
 
     def _manifest(self, files: Mapping[str, bytes], keyid: str, ledger_key: str) -> bytes:
         return _json.canonical({
@@ -242,9 +262,11 @@ class EvidenceRecorder:
                       for n, d in sorted(files.items())}})
 
 
-def _write_tar(out: Path, files: Mapping[str, bytes]) -> None:
+def _write_tar(out: Path, files: Mapping[str, bytes]) -> str:
+    data = layout.render_tar(files)
     with open_output(out, atomic="require", overwrite=False) as fh:
-        fh.write(layout.render_tar(files))
+        fh.write(data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def _write_dir(out: Path, files: Mapping[str, bytes]) -> None:

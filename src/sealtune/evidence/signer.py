@@ -164,3 +164,17 @@ def evidence_signer(ws: Workspace) -> EvidenceSigner:
         if token is not None:
             return token
     return _keyring_signer(ws)
+
+
+def workspace_pins(ws: Workspace) -> tuple[bytes, str]:
+    """The pin file auditors keep for this workspace, and the evidence key id.
+
+    It pins the evidence key (created on first use), the ledger key and, when
+    the workspace has a ``[ledger.witnesses]`` policy, its witness keys and k.
+    """
+    from sealtune.evidence.pins import pin_file
+
+    signer = evidence_signer(ws)
+    return pin_file(signer.public_key, ws.ledger_signer().verifier_key,
+                    workspace_id=ws.config.workspace_id,
+                    witnesses=ws.config.ledger.witnesses), signer.keyid

@@ -15,8 +15,9 @@ A step's statement says, in the vocabulary auditors' tools already read::
         builder   {id: https://sealtune.local/builder/<workspace id>, version: {sealtune}}
         metadata  {invocationId: the run id, startedOn, finishedOn}
         byproducts  the step's ledger events [{name: ledger/<seq>, digest: {sha256 of
-                    the leaf}}] and attached records (the BOM, the training record
-                    with ε in its annotations)
+                    the leaf}}] (an event pruned by retention: {rfc6962-leaf: its leaf
+                    hash}) and attached records (the BOM, the training record with ε
+                    in its annotations)
 
 The URIs are identifiers, not addresses that resolve. Encoding is canonical
 JSON (:mod:`sealtune.evidence._json`); timestamps are whole seconds in UTC.
@@ -41,6 +42,7 @@ from typing import Any
 import sealtune
 from sealtune.errors import IntegrityError, UsageError
 from sealtune.evidence import _json
+from sealtune.evidence.ledger_proofs import PRUNED_DIGEST
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -50,6 +52,8 @@ BUILDER_ID = "https://sealtune.local/builder/{workspace}"
 KINDS = ("data", "train", "assess", "register", "deploy")
 #: The digest algorithms of a ResourceDescriptor's DigestSet that statements use.
 DIGEST_ALGORITHMS = ("sha256", "content-sha256")
+#: Byproducts may also name a ledger event pruned by retention by its RFC 6962 leaf hash.
+BYPRODUCT_ALGORITHMS = (*DIGEST_ALGORITHMS, PRUNED_DIGEST)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}")
 _TIME = "%Y-%m-%dT%H:%M:%SZ"
@@ -214,7 +218,8 @@ def _obj(value: Any, keys: set[str], what: str, *,
     return value
 
 
-def _descriptors(value: Any, what: str) -> dict[str, dict[str, Any]]:
+def _descriptors(value: Any, what: str, *,
+                 algorithms: tuple[str, ...] = DIGEST_ALGORITHMS) -> dict[str, dict[str, Any]]:
     """name -> ``{"digest": "<alg>:<hex>", "annotations": {...}}``, strictly."""
     if not isinstance(value, list):
         raise IntegrityError(f"{what}: not a list")
@@ -226,7 +231,7 @@ def _descriptors(value: Any, what: str) -> dict[str, dict[str, Any]]:
                 or len(digest) != 1 or not isinstance(annotations, dict)):
             raise IntegrityError(f"{what}: a repeated name, or not one digest")
         [(alg, hexpart)] = digest.items()
-        if alg not in DIGEST_ALGORITHMS or not isinstance(hexpart, str) or not \
+        if alg not in algorithms or not isinstance(hexpart, str) or not \
                 _HEX64.fullmatch(hexpart):
             raise IntegrityError(f"{what}: {d['name']!r} has no digest sealtune records")
         out[d["name"]] = {"digest": f"{alg}:{hexpart}", "annotations": annotations}
@@ -263,5 +268,6 @@ def parse_statement(payload: bytes, *, what: str) -> ParsedStatement:
         kind=kinds[build["buildType"]], run_id=meta["invocationId"], builder=builder["id"],
         inputs={n: d["digest"] for n, d in deps.items()},
         outputs={n: d["digest"] for n, d in subjects.items()},
-        byproducts=_descriptors(run["byproducts"], f"{what}: byproducts"),
+        byproducts=_descriptors(run["byproducts"], f"{what}: byproducts",
+                                algorithms=BYPRODUCT_ALGORITHMS),
         measurement=measurement)

@@ -17,9 +17,11 @@
                        the first step reads only run inputs
 ``ledger.key``         the ledger key: pinned (``--ledger-key`` or a pin file),
                        or else the one the signed manifest names
-``ledger.checkpoint``  the checkpoint is signed by that key for the ledger's origin
-``ledger.proofs``      every event a statement names is proven included, leaf
+``ledger.checkpoint``  a global checkpoint signed by that key, of the ledger's origin
+``ledger.proofs``      every event a statement names is proven included in it, leaf
                        digest and all, and no other
+``ledger.witnesses``   at least ``k`` pinned witnesses cosigned that checkpoint
+                       (with no witness pinned: says so, and passes)
 ``bom.<dataset>``      the BOM's SHA-256 is the one a statement names
 ``training.<job>``     the record's digest and ε / δ are those a statement names
 
@@ -28,9 +30,10 @@ be trusted, the checks that depend on it are not run.
 
 What a pass shows: the holder of a pinned evidence key signed these
 statements and this file list, and the ledger signed by the (pinned) ledger
-key holds these events. What it does not: that the host ran honest code or
-that the statements are true (that is attestation's part), that the ledger
-showed everyone the same checkpoint, or anything about files not in the bundle.
+key holds these events (and, with pinned witnesses, that ``k`` of them saw
+that same checkpoint, consistent with all they had seen before). What it does
+not: that the host ran honest code or that the statements are true (that is
+attestation's part), or anything about files not in the bundle.
 """
 
 from __future__ import annotations
@@ -254,12 +257,13 @@ def _ledger(files: Mapping[str, bytes], manifest: dict[str, Any],
     for st in statements.values():
         for name, d in st.byproducts.items():
             m = _LEDGER_EVENT.fullmatch(name)
-            if m is not None and d["digest"].startswith("sha256:"):
-                events[int(m.group(1))] = d["digest"].removeprefix("sha256:")
+            if m is not None:
+                events[int(m.group(1))] = d["digest"]
     if verifiers is None:
         return
     for check in ledger_proofs.check(files, events=events, verifiers=verifiers,
-                                     origin=manifest["ledger"]["origin"]):
+                                     origin=manifest["ledger"]["origin"],
+                                     witnesses=pins.witness_policy()):
         report.add(check.name, check.ok, check.explanation)
 
 

@@ -23,6 +23,11 @@ from sealtune.ledger.checkpoint import (
 )
 from sealtune.ledger.entry import Entry, Event, InvalidEventError, Outcome
 from sealtune.ledger.export import CSV_HEADER, export_entries
+from sealtune.ledger.global_proofs import (
+    GlobalInclusionProof,
+    ProvenEntry,
+    verify_global_inclusion_proof,
+)
 from sealtune.ledger.log import Ledger, PruneResult, utc_now
 from sealtune.ledger.report import Problem, VerifyReport
 from sealtune.ledger.trust import TrustState
@@ -35,6 +40,7 @@ __all__ = [
     "ConsistencyProof",
     "Entry",
     "Event",
+    "GlobalInclusionProof",
     "InclusionProof",
     "InvalidEventError",
     "Ledger",
@@ -42,6 +48,7 @@ __all__ = [
     "LedgerStore",
     "Outcome",
     "Problem",
+    "ProvenEntry",
     "PruneResult",
     "SegmentCheckpoint",
     "TrustState",
@@ -52,6 +59,7 @@ __all__ = [
     "unsafe_reset_trust",
     "utc_now",
     "verify_consistency_proof",
+    "verify_global_inclusion_proof",
     "verify_inclusion_proof",
     "verify_ledger",
 ]

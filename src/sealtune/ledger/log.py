@@ -63,6 +63,7 @@ from sealtune.ledger.entry import (
     entry_from_row,
     format_time,
 )
+from sealtune.ledger.global_proofs import GlobalInclusionProof, build_global_inclusion_proofs
 from sealtune.ledger.report import VerifyReport
 from sealtune.ledger.sqlite import SqliteLedgerStore
 from sealtune.ledger.verify import verify_store
@@ -299,6 +300,17 @@ class Ledger:
         """
         with self._store.read() as txn:
             return build_inclusion_proof(txn, seq)
+
+    def global_inclusion_proofs(self, seqs: Iterable[int], *,
+                                size: int | None = None) -> list[GlobalInclusionProof]:
+        """Prove entries ``seqs`` against the stored global checkpoint at ``size`` (None:
+        the newest) in one pass; a pruned entry by its kept hash (:mod:`.global_proofs`).
+
+        Raises:
+            LedgerError: no such checkpoint, or an entry it does not cover.
+        """
+        with self._store.read() as txn:
+            return build_global_inclusion_proofs(txn, seqs, size=size)
 
     def consistency_proof(self, segment: int, old_size: int, new_size: int) -> ConsistencyProof:
         """Prove that ``segment`` at ``old_size`` is a prefix of it at ``new_size``.

@@ -1,4 +1,4 @@
-"""The vendored prompt set is the recorded one and well-formed; the refusal judge's known answers."""
+"""The vendored prompt set is the recorded, well-formed one; the refusal judge's known answers."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ reference_test.go: TestRefInclusionProof, TestRefConsistencyProof).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -19,6 +20,7 @@ from sealtune.core.hashchain import (
     CompactRange,
     consistency_proof,
     inclusion_proof,
+    inclusion_proofs,
     leaf_hash,
     node_hash,
     root_of,
@@ -271,3 +273,46 @@ def test_compact_range_round_trips_at_every_size(leaves: list[bytes]) -> None:
         assert restored == cr and restored.root() == cr.root()
         cr.append(leaf_hash(x))
     assert cr.size == len(leaves)
+
+
+@given(st.integers(0, 300), st.data())
+def test_batched_inclusion_proofs_equal_one_at_a_time_and_verify(
+        n: int, data: st.DataObject) -> None:
+    hashes = _tree(n)
+    indices = data.draw(st.lists(st.integers(0, max(n - 1, 0)), max_size=20)) if n else []
+    batch = inclusion_proofs(iter(hashes), n, indices)  # an iterator: one pass, no len()
+    assert batch.root == ref_root(hashes)
+    assert set(batch.proofs) == set(indices) and set(batch.leaf_hashes) == set(indices)
+    for i in indices:
+        assert list(batch.proofs[i]) == inclusion_proof(hashes, i)
+        assert batch.leaf_hashes[i] == hashes[i]
+        assert verify_inclusion(hashes[i], i, n, batch.proofs[i], batch.root)
+
+
+def test_batched_inclusion_proofs_of_every_leaf_of_small_trees() -> None:
+    for n in range(1, 70):
+        hashes = _tree(n)
+        batch = inclusion_proofs(hashes, n, range(n))
+        assert all(list(batch.proofs[i]) == inclusion_proof(hashes, i) for i in range(n))
+
+
+def test_batched_inclusion_proofs_read_the_leaves_once_and_refuse_bad_input() -> None:
+    hashes = _tree(1000)
+    reads = 0
+
+    def stream() -> Iterator[bytes]:
+        nonlocal reads
+        for h in hashes:
+            reads += 1
+            yield h
+
+    batch = inclusion_proofs(stream(), 1000, range(0, 1000, 7))
+    assert reads == 1000 and len(batch.proofs) == 143
+    with pytest.raises(ValueError):
+        inclusion_proofs(hashes, 1000, [1000])
+    with pytest.raises(ValueError):
+        inclusion_proofs(hashes[:-1], 1000, [0])  # too few
+    with pytest.raises(ValueError):
+        inclusion_proofs(hashes, 999, [0])  # too many
+    with pytest.raises(ValueError):
+        inclusion_proofs([*hashes[:-1], b"short"], 1000, [0])

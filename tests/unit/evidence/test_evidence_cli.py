@@ -31,7 +31,7 @@ def test_keys_prints_the_pin_file_and_verify_uses_it(
     monkeypatch.delenv("SEALTUNE_PASSPHRASE")  # verify needs no workspace and no passphrase
     assert cli_main(["bundle", "verify", str(tmp_path / "b.tar"), "--key",
                      str(tmp_path / "pins.json")]) == 0
-    assert "bundle verified: 12 checks passed" in capsys.readouterr().out
+    assert "bundle verified: 13 checks passed" in capsys.readouterr().out
 
 
 def test_verify_without_a_pinned_key_is_a_usage_error(

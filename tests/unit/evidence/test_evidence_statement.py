@@ -110,3 +110,16 @@ def test_digests_and_times_have_one_form() -> None:
     assert timestamp(datetime(2026, 1, 2, 3, 4, 5, 999, tzinfo=UTC)) == "2026-01-02T03:04:05Z"
     with pytest.raises(UsageError):
         timestamp(datetime(2026, 1, 2))  # naive: ambiguous
+
+
+def test_only_a_ledger_byproduct_may_name_a_pruned_event_by_its_leaf_hash() -> None:
+    pruned = {"name": "ledger/7", "digest": {"rfc6962-leaf": D3}}
+    st = parse_statement(build_statement(_step(byproducts=(pruned,)), run_id="r",
+                                         workspace_id="w"), what="s")
+    assert st.byproducts["ledger/7"]["digest"] == "rfc6962-leaf:" + D3
+    doc = json.loads(build_statement(_step(), run_id="r", workspace_id="w"))
+    doc["subject"][0]["digest"] = {"rfc6962-leaf": D2}  # an output is never a leaf hash
+    with pytest.raises(IntegrityError):
+        parse_statement(_json.canonical(doc), what="s")
+    with pytest.raises(UsageError):
+        normalize_digest("rfc6962-leaf:" + D1, what="input")

@@ -83,7 +83,7 @@ def test_a_recorded_run_verifies_as_a_directory_and_as_a_tar(
         assert names == ["bundle.read", "keys.evidence", "manifest.signature",
                          "manifest.files", "statement.data", "statement.train",
                          "statements.chain", "ledger.key", "ledger.checkpoint", "ledger.proofs",
-                         "bom.ds", "training.j1"]
+                         "ledger.witnesses", "bom.ds", "training.j1"]
     files = layout.read_dir(tmp_path / "b")
     assert sorted(n for n in files if n.startswith("ledger/proofs/")) == sorted(
         f"ledger/proofs/{s}.json" for s in run.seqs["data"] + run.seqs["train"])

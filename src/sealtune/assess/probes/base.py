@@ -12,7 +12,7 @@ A probe is two small steps on either side of the sandbox wall:
 
 The split is what keeps a report free of data: everything that crosses
 from ``measure`` to ``judge`` travels the sandbox's event channel, which
-carries scalars and short tokens only (:mod:`sealtune.train._sandbox_child`),
+carries scalars and short tokens only (:mod:`sealtune.sandbox.wire`),
 and :mod:`sealtune.assess.report` validates the result again.
 
 :data:`PROBES` maps names to probes; :func:`register_probe` refuses a

@@ -1,6 +1,6 @@
 """Probe ``canary_exposure``: did the model memorise the secrets planted in its training data?
 
-Needs a model trained with ``--canaries`` (:mod:`sealtune.train.job_canaries`).
+Needs a model trained with ``--canaries`` (:mod:`sealtune.train.jobs.canaries`).
 Inside the sandbox each canary's secret is ranked by the model's likelihood
 among ``candidates`` secrets drawn uniformly from the same space (Carlini
 et al., "The Secret Sharer", 2019; :mod:`sealtune.assess.exposure`):

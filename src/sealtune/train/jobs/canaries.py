@@ -27,6 +27,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from sealtune.errors import IntegrityError
+from sealtune.keys.sealing import open_sealed, seal_bytes
 
 if TYPE_CHECKING:
     from sealtune.train.config import TrainConfig
@@ -41,12 +42,10 @@ def prepare_canaries(ws: Workspace, rec: dict[str, Any], config: TrainConfig,
     """The job's canary seed (new, or the resumed job's), sealed and recorded; None if none."""
     if not config.canaries:
         return None
-    from sealtune.data.sealed import iter_sealed_chunks, seal_bytes
-
     jobs = ws.root / "jobs"
     plan = (previous or {}).get("canaries")
     if previous is not None and isinstance(plan, dict):
-        seed = bytearray(b"".join(iter_sealed_chunks(jobs / str(plan["file"]), keys=ws.keys)))
+        seed = bytearray(b"".join(open_sealed(jobs / str(plan["file"]), keys=ws.keys)))
         if len(seed) != SEED_BYTES:
             raise IntegrityError(f"the canary seed of job {previous['id']} is malformed")
     else:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from sealtune.assess._sealing import open_small
 from sealtune.assess.canaries import canaries_from_seed
+from sealtune.keys.sealing import open_sealed
 from sealtune.train.config import TrainConfig
-from sealtune.train.job_canaries import prepare_canaries
+from sealtune.train.jobs.canaries import prepare_canaries
 from sealtune.workspace import Workspace
 
 
@@ -31,7 +31,7 @@ def test_the_seed_is_sealed_recorded_by_digest_and_reused_on_resume(
     plan = first["canaries"]
     assert isinstance(plan, dict) and plan["count"] == 8 and plan["repeats"] == 2
     sealed = workspace.root / "jobs" / plan["file"]
-    assert open_small(sealed, keys=workspace.keys) == bytes(seed)
+    assert b"".join(open_sealed(sealed, keys=workspace.keys)) == bytes(seed)
     assert bytes(seed) not in sealed.read_bytes()
     resumed = _rec("job-b")
     again = prepare_canaries(workspace, resumed, config, {**first})
