@@ -86,7 +86,8 @@ class GateOutcome:
 
 def run_gate(ws: Workspace, *, model: str, policy: GatePolicy, out: Path, sign: Signer,
              base: str | None = None, threads: int | None = None,
-             timeout: float | None = None, bwrap: str = "bwrap") -> GateOutcome:
+             timeout: float | None = None, bwrap: str = "bwrap",
+             warn: bool = True) -> GateOutcome:
     """Assess ``model`` against ``policy``; write, seal, sign and record the report.
 
     Args:
@@ -100,6 +101,8 @@ def run_gate(ws: Workspace, *, model: str, policy: GatePolicy, out: Path, sign: 
         threads: torch threads in the sandbox.
         timeout: seconds after which the sandbox is destroyed.
         bwrap: the bubblewrap executable.
+        warn: warn when the base is an unpinned directory (the report says
+            ``pinned: false`` either way, and the audit log records ``base.unpinned``).
 
     Raises:
         ConfigError, UsageError: no such model, an adapter without base, bad inputs.
@@ -107,7 +110,7 @@ def run_gate(ws: Workspace, *, model: str, policy: GatePolicy, out: Path, sign: 
             changed during the run.
         SandboxUnavailableError, AssessError: the sandboxed probes could not run.
     """
-    target = resolve_target(ws, model, base=base)
+    target = resolve_target(ws, model, base=base, warn=warn)
     own = tree_digest(target.tree)
     digest = "sha256:" + (adapter_digest(own, tree_digest(PlainTree(target.base.path)))
                           if target.adapter and target.base is not None else own)

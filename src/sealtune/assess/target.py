@@ -97,8 +97,12 @@ class Target:
                                                                 value) else None
 
 
-def resolve_target(ws: Workspace, model: str, *, base: str | None) -> Target:
+def resolve_target(ws: Workspace, model: str, *, base: str | None, warn: bool = True
+                   ) -> Target:
     """Resolve ``MODEL`` and ``--base`` (see the module docstring).
+
+    ``warn``: warn when the base is an unpinned directory (the pipeline reports it in
+    its step summary instead); the audit log records ``base.unpinned`` either way.
 
     Raises:
         ConfigError: no such model; a malformed ``model.json``; an adapter without base.
@@ -112,7 +116,7 @@ def resolve_target(ws: Workspace, model: str, *, base: str | None) -> Target:
     record = _record(root)
     target = Target(name=name, source=source, root=root, tree=tree,
                     adapter="adapter_config.json" in names and "config.json" not in names,
-                    base=_base(ws, record, base), record=record)
+                    base=_base(ws, record, base, warn=warn), record=record)
     if record:
         _training(ws, target, record)
     if target.adapter and target.base is None:
@@ -145,15 +149,16 @@ def _record(root: Path) -> dict[str, Any]:
     return record
 
 
-def _base(ws: Workspace, record: dict[str, Any], ref: str | None) -> BaseModel | None:
+def _base(ws: Workspace, record: dict[str, Any], ref: str | None, *,
+          warn: bool) -> BaseModel | None:
     recorded = record.get("base")
     if recorded is not None and not isinstance(recorded, dict):
         raise ConfigError("model.json: base must be an object")
     if ref is not None:
-        chosen = resolve_base(ws, ref)
+        chosen = resolve_base(ws, ref, warn=warn)
     elif recorded and isinstance(recorded.get("path"), str):
         name = registered_at(ws, Path(recorded["path"]), recorded.get("digest"))
-        chosen = resolve_base(ws, name or recorded["path"])
+        chosen = resolve_base(ws, name or recorded["path"], warn=warn)
     else:
         return None
     expected = (recorded or {}).get("digest")

@@ -4,7 +4,10 @@ Each adapter names the packages that compute its step, its normalised
 settings, its inputs by digest, and how to run it: :class:`DataAdapter`
 calls :func:`sealtune.data.ingest.ingest` (as ``sealtune data ingest``
 does) and :func:`sealtune.data.store.show_dataset`; :class:`TrainAdapter`
-calls :func:`sealtune.train.jobs.run_job` (as ``sealtune train`` does).
+calls :func:`sealtune.train.jobs.run_job` (as ``sealtune train`` does);
+:class:`AssessAdapter` calls :func:`sealtune.assess.run_gate` (as
+``sealtune assess`` does) on the train step's model and stops the run with
+:class:`~sealtune.errors.GateFailed` (exit 4) when the gate fails.
 When the stages move behind their packages' verbs, only this module changes.
 
 Outputs are content-addressed: the data step's dataset is
@@ -22,9 +25,10 @@ that do not depend on random data keys: the dataset's record stream
 What this protects against: a step run on inputs other than those its key
 names (inputs are digested from disk right before the step, and a dataset
 that no longer matches the data step's record fails the train step), and
-adopting an output some other command made. What it does not: the stages'
-own limits (see their modules), and the checks are of digests recorded in
-the unsigned run state.
+adopting an output some other command made, a model that failed the release
+gate going on as if it passed (the run stops; the failed report is sealed and
+recorded all the same). What it does not: the stages' own limits (see their
+modules), and the checks are of digests recorded in the unsigned run state.
 """
 
 from __future__ import annotations
@@ -40,16 +44,22 @@ from typing import TYPE_CHECKING, Any
 
 from sealtune.errors import IntegrityError, UsageError
 from sealtune.keys.content import DIGEST_LABEL, labelled_digest
-from sealtune.pipeline.cache import DATA_PACKAGES, TRAIN_PACKAGES, file_sha256, tree_digest
+from sealtune.pipeline.cache import (
+    ASSESS_PACKAGES,
+    DATA_PACKAGES,
+    TRAIN_PACKAGES,
+    file_sha256,
+    tree_digest,
+)
 
 if TYPE_CHECKING:
     from sealtune.assess.bases import BaseModel
-    from sealtune.pipeline.schema import DataStep, TrainStep
+    from sealtune.pipeline.schema import AssessStep, DataStep, TrainStep
     from sealtune.pipeline.state import StepRecord
     from sealtune.workspace import Workspace
 
-__all__ = ["DataAdapter", "Outcome", "ProgressFn", "TrainAdapter", "artifact_digest",
-           "output_name"]
+__all__ = ["AssessAdapter", "DataAdapter", "Outcome", "ProgressFn", "TrainAdapter",
+           "artifact_digest", "output_name"]
 
 #: ``progress(fields)``: numbers and names only (phase, done, total; step, loss, ε).
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -312,3 +322,52 @@ class TrainAdapter:
                    "base_pinned": None if self._base is None else self._base.pinned}
         return Outcome(outputs=outputs, digests={"weights": model["weights_sha256"]},
                        summary=summary, measurement=model.get("measurement"))
+
+
+class AssessAdapter:
+    """``steps.assess``: the release gate on the train step's model; a failure stops the run.
+
+    Its inputs are the model's files as the train step recorded them, its
+    weights digest and the policy's; a gate that passed is cached like any
+    step. A failing gate raises :class:`~sealtune.errors.GateFailed` after
+    its report is written, sealed, signed and recorded (``assess.failed``),
+    and is never cached: the next run assesses again.
+    """
+
+    name = "assess"
+    packages = ASSESS_PACKAGES
+
+    def __init__(self, step: AssessStep) -> None:
+        self.step = step
+
+    def settings(self) -> dict[str, Any]:
+        """The step's normalised settings (the policy by its digest)."""
+        return self.step.settings()
+
+    def inputs(self, ws: Workspace, done: Mapping[str, StepRecord]) -> dict[str, str]:
+        """The model's files and weights (as the train step recorded them) and the policy."""
+        train = done["train"]
+        return {**train.outputs, "weights": train.digests["weights"],
+                "policy": self.step.policy.digest}
+
+    def execute(self, ws: Workspace, *, key: str, inputs: Mapping[str, str],
+                done: Mapping[str, StepRecord], force: bool, progress: ProgressFn | None,
+                secret: Callable[[], bytes]) -> Outcome:
+        """Run the gate; raise GateFailed (exit 4) unless it passes."""
+        from sealtune.assess import run_gate
+        from sealtune.assess.gate import ASSESSMENTS
+        from sealtune.evidence import gate_report_signer
+
+        s, model = self.step, str(done["train"].summary["model"])
+        gate = run_gate(ws, model=model, policy=s.policy, out=s.report_dir,
+                        sign=gate_report_signer(ws), threads=s.threads, timeout=s.timeout_s,
+                        warn=False)
+        gate.raise_if_failed()
+        names = ["report.json.sealed", "report.dsse.json.sealed", "assessment.json"]
+        return Outcome(
+            outputs=_digests(ws.root / ASSESSMENTS / gate.id, ws, names),
+            digests={"report": gate.report_sha256, "model": gate.model_digest},
+            summary={"assessment": gate.id, "verdict": gate.verdict, "model": model,
+                     "model_digest": gate.model_digest, "report": str(gate.report),
+                     "keyid": gate.keyid,
+                     "probes": {r.name: r.verdict for r in gate.results}})
