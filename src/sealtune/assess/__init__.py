@@ -8,6 +8,10 @@ torch, numpy nor matplotlib until a name that needs them is used):
   the signed envelope, seal them in the workspace and record
   ``assess.passed`` / ``assess.failed``; :class:`GateOutcome` (its
   ``raise_if_failed`` raises :class:`~sealtune.errors.GateFailed`, exit 4);
+* the kept reports: :func:`list_assessments`, :func:`read_assessment`,
+  :class:`Assessment` (:mod:`sealtune.assess.assessments`:
+  ``<workspace>/assessments/<id>/``, sealed; the signed envelope for
+  :func:`sealtune.evidence.verify_gate_report`);
 * the policy: :class:`GatePolicy`, :func:`load_policy`, :func:`parse_policy`,
   :func:`default_policy_text`, :func:`write_default_policy`
   (:mod:`sealtune.assess.policy`);
@@ -37,6 +41,7 @@ from typing import TYPE_CHECKING
 from sealtune._lazy import attach
 
 if TYPE_CHECKING:
+    from sealtune.assess.assessments import Assessment, list_assessments, read_assessment
     from sealtune.assess.bases import BaseModel, add_base, list_bases, resolve_base
     from sealtune.assess.gate import GateOutcome, run_gate
     from sealtune.assess.html import render_html
@@ -52,6 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PROBES",
+    "Assessment",
     "BaseModel",
     "GateOutcome",
     "GatePolicy",
@@ -60,10 +66,12 @@ __all__ = [
     "ProbeResult",
     "add_base",
     "default_policy_text",
+    "list_assessments",
     "list_bases",
     "load_policy",
     "load_report",
     "parse_policy",
+    "read_assessment",
     "register_probe",
     "render_html",
     "resolve_base",
@@ -72,6 +80,8 @@ __all__ = [
 ]
 
 __getattr__, __dir__ = attach(__name__, {
+    **dict.fromkeys(("Assessment", "list_assessments", "read_assessment"),
+                    "sealtune.assess.assessments"),
     **dict.fromkeys(("BaseModel", "add_base", "list_bases", "resolve_base"),
                     "sealtune.assess.bases"),
     **dict.fromkeys(("GateOutcome", "run_gate"), "sealtune.assess.gate"),

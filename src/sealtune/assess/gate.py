@@ -44,6 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sealtune.assess.assessments import ASSESSMENTS
 from sealtune.assess.files import PlainTree, adapter_digest, tree_digest
 from sealtune.assess.probes import PROBES, ProbeContext, ProbeResult, skipped, verdict_of
 from sealtune.assess.probes.base import runs_in_sandbox
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
     from sealtune.assess.policy import GatePolicy
     from sealtune.workspace import Workspace
 
-ASSESSMENTS = "assessments"
 #: Signs report bytes; returns (DSSE envelope bytes, the signing key's id).
 Signer = Callable[[bytes], tuple[bytes, str]]
 _FILES_FAILED = "not run: the model files failed their scan"

@@ -355,7 +355,7 @@ class AssessAdapter:
                 secret: Callable[[], bytes]) -> Outcome:
         """Run the gate; raise GateFailed (exit 4) unless it passes."""
         from sealtune.assess import run_gate
-        from sealtune.assess.gate import ASSESSMENTS
+        from sealtune.assess.assessments import ASSESSMENTS
         from sealtune.evidence import gate_report_signer
 
         s, model = self.step, str(done["train"].summary["model"])
