@@ -45,6 +45,9 @@ from sealtune.errors import SealtuneError
 app = typer.Typer(
     name="sealtune",
     help="Secure LLM fine-tuning: sealed data, keys in your keyring, a tamper-evident audit log.",
+    epilog="Exit status: 0 success, 1 other errors, 2 usage error, 3 integrity or attestation "
+           "failure (integrity: / attestation:), 4 the model did not pass the release gate "
+           "(gate:; sealtune assess, or a pipeline's assess step).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
