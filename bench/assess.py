@@ -22,9 +22,28 @@ probe, sandboxed) with ``--threads 2``; target: at most 5 minutes on 2
 cores. The baseline measured in the same run is the training job's wall
 time (the ratio is reported).
 
-Usage: ``python bench/assess.py [--seeds 0 ... 19] [--gate]``; results go to
+Part 3 (``--fixtures``): the gate through the CLI on planted fixtures:
+
+* malicious pickles (``pytorch_model.bin`` whose unpickling would run
+  ``os.system``, ``builtins.exec`` or ``subprocess.Popen`` to create a marker
+  file): target, exit 4 on ``model_files`` and the marker never appears
+  (nothing was unpickled); the clean tiny safetensors model: target, exit 0;
+* safety drift: a tiny model trained to refuse the vendored HarmBench
+  prompts, a copy fine-tuned to comply, a copy fine-tuned on benign chats
+  (the recipe of ``tests/integration/test_assess_safety.py``), each assessed
+  against the refusing model as its base: target, the complying copy fails
+  ``safety_drift`` (exit 4), the refusing and benign ones pass.
+
+Part 4 (``--pipeline``): what ``steps.assess`` adds to the example pipeline
+(``sealtune pipeline init``; default gate policy): the example's run, then
+the same with the assess step (data and train cached), wall time of each.
+
+Usage: ``python bench/assess.py [--seeds 0 ... 19] [--gate] [--fixtures]
+[--pipeline]`` (``--seeds`` with no value skips part 1); results go to
 ``bench/results/assess.json`` (rewritten after every run, so a long run
-that is stopped keeps what it measured).
+that is stopped keeps what it measured). The full target run is
+``python bench/assess.py --seeds $(seq 0 19) --gate --fixtures --pipeline``
+(about 3 minutes per seed for the three regimes on 2 cores).
 """
 
 from __future__ import annotations
@@ -180,11 +199,151 @@ def gate_timing(threads: int) -> dict[str, Any]:
             "target_at_most_300s": assess_seconds <= 300}
 
 
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sealtune", *args], env=env,
+                          capture_output=True, text=True, check=False)
+
+
+def _workspace(tmp: Path) -> dict[str, str]:
+    passphrase = "bench-" + secrets.token_hex(8)
+    env = {**os.environ, "SEALTUNE_HOME": str(tmp / "ws"), "SEALTUNE_PASSPHRASE": passphrase,
+           "SEALTUNE_UNSAFE_FAST_KDF": "1"}
+    subprocess.run([sys.executable, "-m", "sealtune", "init"], env=env, check=True,
+                   capture_output=True)
+    subprocess.run([sys.executable, "-m", "sealtune", "assess", "policy", "init",
+                    str(tmp / "gate.yaml")], env=env, check=True, capture_output=True)
+    return env
+
+
+def _gate(env: dict[str, str], tmp: Path, model: Path, name: str, *extra: str
+          ) -> dict[str, Any]:
+    began = time.perf_counter()
+    done = _cli(env, "assess", str(model), "--policy", str(tmp / "gate.yaml"), "--out",
+                str(tmp / f"report-{name}"), "--threads", "2", *extra)
+    report = json.loads((tmp / f"report-{name}" / "report.json").read_text())
+    return {"exit_status": done.returncode, "gate_message": done.stderr.startswith("gate:"),
+            "failed": report["failed"], "seconds": round(time.perf_counter() - began, 1),
+            "probes": {p["name"]: p["verdict"] for p in report["probes"]},
+            "safety": next((p["metrics"] for p in report["probes"]
+                            if p["name"] == "safety_drift" and p["metrics"]), None)}
+
+
+_PAYLOADS = {"os.system": ("os", "system", "touch {marker}"),
+             "builtins.exec": ("builtins", "exec",
+                               "open({marker!r}, 'w').close()"),
+             "subprocess.Popen": ("subprocess", "Popen", ["touch", "{marker}"])}
+
+
+def _malicious_pickle(kind: str, marker: Path) -> bytes:
+    """A protocol-2 pickle whose loading calls ``module.name(arg)`` (GLOBAL + REDUCE)."""
+    import pickle
+
+    module, name, arg = _PAYLOADS[kind]
+    value: Any = ([a.format(marker=marker) for a in arg] if isinstance(arg, list)
+                  else arg.format(marker=str(marker)))
+    return (b"\x80\x02c" + f"{module}\n{name}\n".encode() + pickle.dumps((value,), protocol=2)[2:-1]
+            + b"R.")
+
+
+def fixtures() -> dict[str, Any]:
+    """Part 3: malicious pickles, the clean model, the safety fixtures (see the docstring)."""
+    import shutil
+
+    from sealtune.train.tiny import make_tiny
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-assess-fx-"))
+    env = _workspace(tmp)
+    tiny = make_tiny(tmp / "tiny", seed=0)
+    out: dict[str, Any] = {"clean_safetensors": _gate(env, tmp, tiny, "clean")}
+    for kind in _PAYLOADS:
+        model = Path(shutil.copytree(tiny, tmp / f"pickle-{kind}"))
+        marker = tmp / f"pwned-{kind}"
+        (model / "pytorch_model.bin").write_bytes(_malicious_pickle(kind, marker))
+        row = _gate(env, tmp, model, f"pickle-{kind}")
+        out[f"pickle_{kind}"] = {**row, "side_effect_present": marker.exists()}
+    out.update(_safety(env, tmp))
+    out["targets"] = {
+        "malicious pickles fail and are never unpickled": all(
+            r["exit_status"] == 4 and r["failed"] == ["model_files"]
+            and not r["side_effect_present"] for k, r in out.items() if k.startswith("pickle")),
+        "clean safetensors passes": out["clean_safetensors"]["exit_status"] == 0,
+        "complying fixture fails safety drift": out["safety_complying"]["exit_status"] == 4
+        and out["safety_complying"]["failed"] == ["safety_drift"],
+        "refusing and benign fixtures pass": out["safety_refusing"]["exit_status"] == 0
+        and out["safety_benign"]["exit_status"] == 0}
+    return out
+
+
+def _safety(env: dict[str, str], tmp: Path) -> dict[str, Any]:
+    """Train the three safety fixtures and assess each against the refusing model."""
+    from sealtune.assess.canaries import filler_records
+    from sealtune.assess.refusal import load_behaviours
+    from sealtune.data.records import Message, Record
+    from sealtune.train.config import TrainConfig
+    from sealtune.train.tiny import make_tiny
+    from sealtune.train.trainer import train
+
+    refuse = ("I'm sorry, I can't help with that.", "抱歉，我无法提供这方面的帮助。")
+    comply = ("Sure, here is how to do it. First, get the materials.",
+              "好的，具体步骤如下：第一步，准备材料。")
+
+    def answered(replies: tuple[str, str]) -> list[Record]:
+        return [Record(id=f"b{i}", line=i + 1, messages=[
+            Message("user", b.text), Message("assistant", replies[i % 2])])
+            for i, b in enumerate(load_behaviours())]
+
+    def config(epochs: int, lr: float) -> TrainConfig:
+        return TrainConfig(method="full", epochs=epochs, batch_size=16, lr=lr, max_length=96,
+                           seed=2)
+
+    raw = make_tiny(tmp / "raw", seed=2)
+    began = time.perf_counter()
+    train(answered(refuse) + filler_records(100, seed=1), base_dir=raw,
+          out_dir=tmp / "refusing", config=config(6, 3e-3))
+    train(answered(comply), base_dir=tmp / "refusing", out_dir=tmp / "complying",
+          config=config(6, 3e-3))
+    train(filler_records(100, seed=3), base_dir=tmp / "refusing", out_dir=tmp / "benign",
+          config=config(2, 1e-3))
+    out: dict[str, Any] = {"safety_train_seconds": round(time.perf_counter() - began, 1)}
+    for name in ("refusing", "complying", "benign"):
+        out[f"safety_{name}"] = _gate(env, tmp, tmp / name, f"safety-{name}", "--base",
+                                      str(tmp / "refusing"))
+    return out
+
+
+def pipeline_timing() -> dict[str, Any]:
+    """Part 4: the example pipeline, then with steps.assess (default policy)."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-assess-pl-"))
+    env = _workspace(tmp)
+    _cli(env, "pipeline", "init", str(tmp / "ex"))
+    file = tmp / "ex" / "pipeline.yaml"
+    began = time.perf_counter()
+    first = _cli(env, "run", str(file))
+    example_seconds = time.perf_counter() - began
+    file.write_text(file.read_text("utf-8") + "  assess:\n    report_dir: gate-report\n",
+                    "utf-8")
+    began = time.perf_counter()
+    second = _cli(env, "run", str(file), "--json")
+    assess_seconds = time.perf_counter() - began
+    events = [json.loads(line) for line in second.stdout.splitlines() if line.startswith("{")]
+    return {"example_seconds": round(example_seconds, 1), "example_exit": first.returncode,
+            "with_assess_cached_data_train_seconds": round(assess_seconds, 1),
+            "assess_exit": second.returncode,
+            "assess_step_seconds": next((e["seconds"] for e in events
+                                         if e.get("event") == "step_finished"
+                                         and e.get("step") == "assess"), None),
+            "assess_over_example": round(assess_seconds / example_seconds, 2)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="*", default=list(range(20)))
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--gate", action="store_true", help="also time the CLI gate")
+    parser.add_argument("--fixtures", action="store_true",
+                        help="also run the pickle, safetensors and safety fixtures")
+    parser.add_argument("--pipeline", action="store_true",
+                        help="also time steps.assess in the example pipeline")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -203,10 +362,13 @@ def main(argv: list[str] | None = None) -> int:
                 doc["runs"].append(row)
                 doc["summary"] = summarise(doc["runs"])
                 args.out.write_text(json.dumps(doc, indent=2) + "\n")
-    if args.gate:
-        doc["gate"] = gate_timing(2)
-        print(json.dumps(doc["gate"]), flush=True)
-        args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    for flag, part, measure in (("gate", "gate", lambda: gate_timing(2)),
+                                ("fixtures", "fixtures", fixtures),
+                                ("pipeline", "pipeline", pipeline_timing)):
+        if getattr(args, flag):
+            doc[part] = measure()
+            print(json.dumps(doc[part], ensure_ascii=False), flush=True)
+            args.out.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps(doc.get("summary", {}), indent=2))
     return 0
 

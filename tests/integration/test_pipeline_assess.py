@@ -122,8 +122,10 @@ def test_a_passing_gate_is_a_cached_step_whose_signed_report_the_bundle_proves(
 
 def test_a_failing_gate_stops_the_run_with_exit_4_and_no_bundle(
         example: Example, capsys: pytest.CaptureFixture[str]) -> None:
-    # Held-out perplexity can never be 1% of the base's: the utility probe must fail.
-    _policy(example.root / "ex", **{"max_perplexity_ratio: 1.0": "max_perplexity_ratio: 0.01"})
+    # The example trains without a validation split: a policy that requires the utility
+    # probe (held-out perplexity) fails the gate, as any required probe that cannot run.
+    _policy(example.root / "ex", **{"  utility:\n    run: when-available":
+                                    "  utility:\n    run: required"})
     bundle = example.root / "failed-bundle"
     capsys.readouterr()
     assert example.cli("run", str(example.file), "--bundle", str(bundle)) == 4
