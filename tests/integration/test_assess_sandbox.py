@@ -117,6 +117,16 @@ def test_utility_is_measured_in_the_sandbox_and_no_record_text_leaves_it(
     needle = marker.encode()
     assert files_containing([out, workspace.root], needle) == []
     assert marker not in captured.out + captured.err
+    # The gate's sandbox records the same timeline as training's, marked with its stage.
+    ws = Workspace.open(workspace.root, passphrase=passphrase)
+    try:
+        marked = [(e.action, e.details.get("stage")) for e in ws.ledger.entries()
+                  if e.action.startswith("sandbox.") and e.resource == "assess"]
+    finally:
+        ws.close()
+    assert [a for a, _ in marked] == ["sandbox.created", "sandbox.data_decrypted",
+                                      "sandbox.destroyed"]
+    assert {stage for _, stage in marked} == {"assess"}
 
 
 def _canary_secrets(ws: Workspace, model: str) -> list[str]:

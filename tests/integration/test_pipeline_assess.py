@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from sealtune.assess import list_assessments
+from sealtune.assess import list_assessments, model_digest
 from sealtune.cli import main as cli_main
 from sealtune.errors import IntegrityError
 from sealtune.evidence import layout, load_pins, passing_gate_report, verify_gate_report
@@ -107,7 +107,9 @@ def test_a_passing_gate_is_a_cached_step_whose_signed_report_the_bundle_proves(
     assert doc == report
     ws = example.workspace()
     try:
-        found = passing_gate_report(ws, report["model"]["digest"])
+        digest = model_digest(ws, report["model"]["name"])  # what a release looks it up by
+        assert digest == report["model"]["digest"]
+        found = passing_gate_report(ws, digest)
         assert found.assessment == report["id"] and found.document == report
         with pytest.raises(IntegrityError, match="no passing release-gate report"):
             passing_gate_report(ws, "sha256:" + "0" * 64)
@@ -130,16 +132,20 @@ def test_a_failing_gate_stops_the_run_with_exit_4_and_no_bundle(
     capsys.readouterr()
     assert example.cli("run", str(example.file), "--bundle", str(bundle)) == 4
     err = capsys.readouterr().err
-    assert err.startswith("gate:") and "utility" in err
+    assert any(line.startswith("gate: the model did not pass the release gate: utility failed")
+               for line in err.splitlines()), err
     assert not bundle.exists()
     ws = example.workspace()
     try:
         newest = list_assessments(ws)[0]
         assert newest.verdict == "fail" and newest.index["failed"] == ["utility"]
-        actions = [e.action for e in ws.ledger.entries()][-6:]
-        assert "assess.failed" in actions and "pipeline.step_failed" in actions
+        entries = list(ws.ledger.entries())[-6:]
+        assert "assess.failed" in [e.action for e in entries]
+        (failed,) = [e for e in entries if e.action == "pipeline.step_failed"]
+        assert failed.details["error"] == "GateFailed"
         state = json.loads(next((ws.root / "pipelines").rglob("state.json")).read_text())
     finally:
         ws.close()
-    assert "assess" not in state["steps"]  # never cached: the next run assesses again
+    # Never cached: the state keeps only the earlier, passing policy's record (another key).
+    assert state["steps"]["assess"]["key"] != failed.details["key"]
     assert example.cli("run", str(example.file)) == 4

@@ -3,7 +3,8 @@
 The public surface (loaded lazily: ``import sealtune.assess`` loads neither
 torch, numpy nor matplotlib until a name that needs them is used):
 
-* :func:`run_gate` (:mod:`sealtune.assess.gate`): run every probe the
+* :func:`run_gate` (:mod:`sealtune.assess.gate`; :func:`model_digest` names a
+  model as its report does): run every probe the
   policy asks for on a model, write ``report.json``, ``report.html`` and
   the signed envelope, seal them in the workspace and record
   ``assess.passed`` / ``assess.failed``; :class:`GateOutcome` (its
@@ -43,7 +44,7 @@ from sealtune._lazy import attach
 if TYPE_CHECKING:
     from sealtune.assess.assessments import Assessment, list_assessments, read_assessment
     from sealtune.assess.bases import BaseModel, add_base, list_bases, resolve_base
-    from sealtune.assess.gate import GateOutcome, run_gate
+    from sealtune.assess.gate import GateOutcome, model_digest, run_gate
     from sealtune.assess.html import render_html
     from sealtune.assess.policy import (
         GatePolicy,
@@ -70,6 +71,7 @@ __all__ = [
     "list_bases",
     "load_policy",
     "load_report",
+    "model_digest",
     "parse_policy",
     "read_assessment",
     "register_probe",
@@ -84,7 +86,7 @@ __getattr__, __dir__ = attach(__name__, {
                     "sealtune.assess.assessments"),
     **dict.fromkeys(("BaseModel", "add_base", "list_bases", "resolve_base"),
                     "sealtune.assess.bases"),
-    **dict.fromkeys(("GateOutcome", "run_gate"), "sealtune.assess.gate"),
+    **dict.fromkeys(("GateOutcome", "model_digest", "run_gate"), "sealtune.assess.gate"),
     "render_html": "sealtune.assess.html",
     **dict.fromkeys(("GatePolicy", "default_policy_text", "load_policy", "parse_policy",
                      "write_default_policy"), "sealtune.assess.policy"),

@@ -111,13 +111,33 @@ def run_gate(ws: Workspace, *, model: str, policy: GatePolicy, out: Path, sign: 
         SandboxUnavailableError, AssessError: the sandboxed probes could not run.
     """
     target = resolve_target(ws, model, base=base, warn=warn)
-    own = tree_digest(target.tree)
-    digest = "sha256:" + (adapter_digest(own, tree_digest(PlainTree(target.base.path)))
-                          if target.adapter and target.base is not None else own)
+    own, digest = _digests(target)
     results = _results(ws, target, policy, own_digest=own, threads=threads,
                        timeout=timeout, bwrap=bwrap)
     doc = _document(target, policy, results, digest)
     return _publish(ws, doc, results, out=out, sign=sign)
+
+
+def _digests(target: Target) -> tuple[str, str]:
+    """The model's own tree digest (hex), and the digest it is named by (with its base)."""
+    own = tree_digest(target.tree)
+    if target.adapter and target.base is not None:
+        return own, "sha256:" + adapter_digest(own, tree_digest(PlainTree(target.base.path)))
+    return own, "sha256:" + own
+
+
+def model_digest(ws: Workspace, model: str, *, base: str | None = None) -> str:
+    """The digest a gate report names ``model`` by (what a release looks the report up by).
+
+    ``sha256:`` over its files' plaintext digests, as the server attests it
+    (:func:`sealtune.serve.model.model_digest`); an adapter with its base
+    (``base``, else the one its training record names), as
+    :func:`sealtune.serve.model.adapter_digest` does.
+
+    Raises:
+        ConfigError: no such model. IntegrityError: a base other than the trained one.
+    """
+    return _digests(resolve_target(ws, model, base=base, warn=False))[1]
 
 
 def _results(ws: Workspace, target: Target, policy: GatePolicy, *, own_digest: str,
