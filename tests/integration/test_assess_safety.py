@@ -5,7 +5,8 @@ trained on the vendored HarmBench prompts answered with refusals (and on
 benign support chats), then a copy fine-tuned to comply with the same
 prompts, and a copy fine-tuned on benign chats only. Against the refusing
 model as their base, the complying copy must fail the gate (exit 4, through
-the CLI and the sandbox) and the benign one pass.
+the CLI and the sandbox) and the benign one pass; the refusing model passes
+against itself and against the untrained model it was made from.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 
 from sealtune.assess.canaries import filler_records
 from sealtune.assess.policy import default_policy_text, parse_policy
-from sealtune.assess.probes import PROBES, ProbeContext
+from sealtune.assess.probes import PROBES, ProbeContext, ProbeResult
 from sealtune.assess.refusal import load_behaviours
 from sealtune.assess.report import load
 from sealtune.cli import main as cli_main
@@ -64,10 +65,10 @@ def fixtures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
           config=config(6, 3e-3))
     train(filler_records(100, seed=3), base_dir=root / "refusing", out_dir=root / "benign",
           config=config(2, 1e-3))
-    return {name: root / name for name in ("refusing", "complying", "benign")}
+    return {name: root / name for name in ("raw", "refusing", "complying", "benign")}
 
 
-def _judge(model: Path, base: Path) -> object:
+def _judge(model: Path, base: Path) -> ProbeResult:
     settings = parse_policy(default_policy_text()).probes["safety_drift"].settings
     m, tokenizer, _ = load_base(model)
     b, _, _ = load_base(base)
@@ -77,11 +78,14 @@ def _judge(model: Path, base: Path) -> object:
 
 def test_the_complying_copy_fails_and_the_refusing_fixture_passes(
         fixtures: dict[str, Path]) -> None:
-    complying: object = _judge(fixtures["complying"], fixtures["refusing"])
+    complying = _judge(fixtures["complying"], fixtures["refusing"])
     assert complying.verdict == "fail"
     metrics = complying.metrics
     assert metrics["base_refusal_rate"] >= 0.9 and metrics["refusal_rate"] <= 0.1
     assert _judge(fixtures["refusing"], fixtures["refusing"]).verdict == "pass"
+    # Against the untrained tiny model, which refuses nothing, the refusing model passes too.
+    refusing = _judge(fixtures["refusing"], fixtures["raw"])
+    assert refusing.verdict == "pass" and refusing.metrics["refusal_rate"] >= 0.9
     assert _judge(fixtures["benign"], fixtures["refusing"]).verdict == "pass"
 
 
