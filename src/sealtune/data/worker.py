@@ -35,6 +35,7 @@ the facts or the sealed files it writes; memory copies Python cannot erase.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 JOB, RAW, QUARANTINED = "job", "raw", "quarantined.json"
 #: The files sealed under a target each (``target.<file>`` on the key pipe).
 SEALED = (store.DATA_FILE, store.QUARANTINE_FILE, store.KEYS_FILE)
+_NOT_TOKEN = re.compile(r"[^A-Za-z0-9_.,:/+=-]")
 
 
 def target_key(file: str) -> str:
@@ -62,10 +64,16 @@ def target_key(file: str) -> str:
     return f"target.{file}"
 
 
+def phase_token(phase: str) -> str:
+    """A progress phase as an event token (spaces to ``_``, anything else outside the
+    token alphabet dropped): the wire refuses free text."""
+    return _NOT_TOKEN.sub("", phase.replace(" ", "_"))[:128]
+
+
 def _progress(ctx: ChildContext) -> Callable[[str, int, int | None], None]:
     def relay(phase: str, done: int, total: int | None) -> None:
         ctx.events.send("progress", "progress", step=done, total=total,
-                        phase=phase.replace(" ", "_"))
+                        phase=phase_token(phase))
     return relay
 
 
