@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,10 @@ def _normalised(ws: Workspace, result: Any) -> dict[str, Any]:
     """The dataset's files with what differs by design (names, time, random keys) taken out."""
     manifest = dict(result.manifest)
     files = manifest["files"]
-    volatile = [result.name, manifest["created"]]
+    created = datetime.fromisoformat(manifest["created"].replace("Z", "+00:00"))
+    # the time in every form the BOM writes it (ISO, and the component's version)
+    volatile = [result.name, manifest["created"], created.strftime("%Y%m%dT%H%M%SZ"),
+                created.isoformat()]
     opened: dict[str, bytes] = {}
     for role in ("data", "quarantine", "keys"):
         entry = dict(files[role])

@@ -74,7 +74,7 @@ from sealtune.data.policy import Policy, default_policy
 from sealtune.data.redact import AuditSink, DatasetKeys, Redactor
 from sealtune.data.screen import ScreenReport
 from sealtune.data.shred import shred
-from sealtune.data.writing import Written, write_dataset
+from sealtune.data.writing import Written, screen_input, write_dataset
 from sealtune.errors import UsageError
 from sealtune.keys.versions import CommitGuard
 
@@ -217,13 +217,14 @@ def _run(ws: Workspace, src: Path, name: str, policy: Policy,
          passes: tuple[RecordPasses, Detections], key_names: Sequence[str],
          extra: dict[str, Any]) -> Written:
     before = _identity(src)
+    screened = screen_input(src, passes, policy=policy)
     root = store.datasets_dir(ws)
     removed = remove_stale_builds(root)
     if removed:
         ws.audit("data.cleanup", store.DATASETS, details={"stale_builds_removed": removed})
     build = start_build(root, name)
     try:
-        written = write_dataset(build.path, src, passes, name=name, policy=policy,
+        written = write_dataset(build.path, screened, name=name, policy=policy,
                                 key_names=key_names, keys=ws.keys, **extra)
         if _identity(src) != before:
             raise changed(src)

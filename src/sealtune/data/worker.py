@@ -14,7 +14,8 @@ the data key, prefix and wrapped entries the parent made). Inside:
 1. the raw input is opened (a sealed one authenticated and decrypted in
    memory, never to disk) and PII detected in the first pass
    (``data_decrypted``);
-2. :func:`~sealtune.data.writing.write_dataset` screens, redacts and seals
+2. :func:`~sealtune.data.writing.screen_input` and
+   :func:`~sealtune.data.writing.write_dataset` screen, redact and seal
    into ``ctx.outdir`` exactly as an in-process ingest does, with progress
    forwarded as numbers and a phase token;
 3. the quarantined record ids (already safe ids: an id that holds PII was
@@ -44,7 +45,7 @@ from sealtune.data.detections import open_passes
 from sealtune.data.formats import DataFormatError
 from sealtune.data.policy import parse_policy
 from sealtune.data.redact import DatasetKeys
-from sealtune.data.writing import write_dataset
+from sealtune.data.writing import screen_input, write_dataset
 from sealtune.errors import ConfigError
 from sealtune.keys.sealing import SealingTarget
 from sealtune.outputs import write_atomic
@@ -104,8 +105,9 @@ def main(ctx: ChildContext, argv: list[str]) -> None:
                              text_field=job.get("text_field"), on_error=str(job["on_error"]),
                              progress=_progress(ctx), data_key=ctx.keys.get(RAW))
         ctx.events.event("data_decrypted", sealed_input=RAW in ctx.keys)
+        screened = screen_input(raw, passes, policy=policy, input_name=str(job["input_name"]))
         written = write_dataset(
-            ctx.outdir, raw, passes, name=str(job["name"]), policy=policy,
+            ctx.outdir, screened, name=str(job["name"]), policy=policy,
             key_names=list(job["key_names"]), targets=targets,
             input_name=str(job["input_name"]),
             dataset_keys=DatasetKeys(bytes(_secret(ctx, "dataset_keys"))),

@@ -1,11 +1,12 @@
 """Writing one dataset's files: the sealed records, the sealed secret, findings, BOM, manifest.
 
-:func:`write_dataset` is the data stage's core, the same wherever it runs:
-in this process (:func:`sealtune.data.ingest.ingest`, sealing with the
-workspace's key service) or inside the data sandbox
-(:mod:`sealtune.data.worker`, sealing with the targets the parent made and
-handed over the key pipe). It screens the input, then in one pass redacts,
-minimises and seals each kept record into the data or the quarantine file
+:func:`screen_input` and :func:`write_dataset` are the data stage's core,
+the same wherever they run: in this process
+(:func:`sealtune.data.ingest.ingest`, sealing with the workspace's key
+service) or inside the data sandbox (:mod:`sealtune.data.worker`, sealing
+with the targets the parent made and handed over the key pipe). The first
+screens the input; the second, in one pass, redacts, minimises and seals
+each kept record into the data or the quarantine file
 (through :class:`~sealtune.keys.sealing.SealedWriter`: the plaintext never
 reaches a file), seals the dataset secret, and writes ``findings.json``, the
 ML-BOM and ``dataset.json`` into a directory the caller owns.
@@ -43,7 +44,7 @@ from sealtune.outputs import fsync_dir, write_atomic
 if TYPE_CHECKING:
     from sealtune.keys.service import KeyService
 
-__all__ = ["Written", "write_dataset"]
+__all__ = ["Screened", "Written", "screen_input", "write_dataset"]
 
 
 @dataclass
@@ -195,32 +196,28 @@ class Written:
     quarantined: tuple[str, ...]
 
 
-def write_dataset(out: Path, src: Path, passes: tuple[RecordPasses, Detections], *,
-                  name: str, policy: Policy, key_names: Sequence[str],
-                  keys: KeyService | None = None,
-                  targets: Mapping[str, SealingTarget] | None = None,
-                  input_name: str | None = None, dataset_keys: DatasetKeys | None = None,
-                  provenance: Mapping[str, Any] | None = None,
-                  sandbox: Mapping[str, Any] | None = None) -> Written:
-    """Screen, redact and seal ``src`` into the (empty) directory ``out``: the dataset's files.
+@dataclass(frozen=True)
+class Screened:
+    """An input read, hashed and screened (:func:`screen_input`), ready to be written.
 
-    The stage's core, the same in this process (:func:`ingest`, sealing with
-    ``keys``) and inside the data sandbox (:mod:`sealtune.data.worker`,
-    sealing with the ``targets`` the parent made, by file name).
+    Attributes:
+        source: the passes over the input.
+        found: the PII detected in the first pass.
+        sha256: hex SHA-256 of the input as it is on disk (sealed or not).
+        size: its size in bytes.
+        report: the screening report.
+    """
 
-    Args:
-        out: where the files go.
-        src: the raw input (hashed as it is on disk: sealed or not).
-        passes: from :func:`~sealtune.data.detections.open_passes` over ``src``.
-        name: the dataset name.
-        policy: the data policy.
-        key_names: the KEKs (recorded; with ``keys``, sealed under).
-        keys: the key service (in this process).
-        targets: sealing targets for the sealed files, by file name (in the sandbox).
-        input_name: the input's name in the manifest and BOM (default: ``src``'s).
-        dataset_keys: the redaction keys (default: fresh random ones).
-        provenance: recorded in the manifest as ``pipeline``.
-        sandbox: recorded in the manifest as ``sandbox`` (stage and measurement).
+    source: RecordPasses
+    found: Detections
+    sha256: str
+    size: int
+    report: ScreenReport
+
+
+def screen_input(src: Path, passes: tuple[RecordPasses, Detections], *, policy: Policy,
+                 input_name: str | None = None) -> Screened:
+    """Hash ``src`` and run the screening passes (the first detects PII); write nothing.
 
     Raises:
         SealtuneError: no records to ingest.
@@ -231,8 +228,37 @@ def write_dataset(out: Path, src: Path, passes: tuple[RecordPasses, Detections],
     if not source.ids:
         raise SealtuneError(f"{input_name or src}: no records to ingest",
                             hint="check the format and --on-error")
-    b = _Build(keys, name, policy, source, found, out, key_names, input_sha, input_size,
-               dataset_keys=dataset_keys, provenance=provenance, targets=targets,
-               input_name=input_name, sandbox=sandbox)
-    manifest, findings = _write_build(b, report)
+    return Screened(source, found, input_sha, input_size, report)
+
+
+def write_dataset(out: Path, screened: Screened, *, name: str, policy: Policy,
+                  key_names: Sequence[str], keys: KeyService | None = None,
+                  targets: Mapping[str, SealingTarget] | None = None,
+                  input_name: str | None = None, dataset_keys: DatasetKeys | None = None,
+                  provenance: Mapping[str, Any] | None = None,
+                  sandbox: Mapping[str, Any] | None = None) -> Written:
+    """Redact and seal a screened input into the directory ``out``: the dataset's files.
+
+    The stage's core, the same in this process (:func:`~sealtune.data.ingest.ingest`,
+    sealing with ``keys``) and inside the data sandbox (:mod:`sealtune.data.worker`,
+    sealing with the ``targets`` the parent made, by file name).
+
+    Args:
+        out: where the files go.
+        screened: from :func:`screen_input`.
+        name: the dataset name.
+        policy: the data policy.
+        key_names: the KEKs (recorded; with ``keys``, sealed under).
+        keys: the key service (in this process).
+        targets: sealing targets for the sealed files, by file name (in the sandbox).
+        input_name: the input's name in the manifest and BOM (default: the source's).
+        dataset_keys: the redaction keys (default: fresh random ones).
+        provenance: recorded in the manifest as ``pipeline``.
+        sandbox: recorded in the manifest as ``sandbox`` (stage and measurement).
+    """
+    b = _Build(keys, name, policy, screened.source, screened.found, out, key_names,
+               screened.sha256, screened.size, dataset_keys=dataset_keys,
+               provenance=provenance, targets=targets, input_name=input_name,
+               sandbox=sandbox)
+    manifest, findings = _write_build(b, screened.report)
     return Written(manifest, findings, tuple(b.quarantined))

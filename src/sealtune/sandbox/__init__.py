@@ -1,7 +1,7 @@
 """The sandbox: a bubblewrap process tree with no network and a private tmpfs.
 
-Every stage that handles plaintext runs its work here (training today; the
-data step next), the same way: the stage names an entry module and its
+Every stage that handles plaintext runs its work here (training and the
+data step), the same way: the stage names an entry module and its
 stage in a :class:`SandboxSpec`, hands the data keys over the key pipe, and
 records the lifecycle in the audit ledger with the same events
 (:mod:`sealtune.sandbox.timeline`). This package is below the stages: it
