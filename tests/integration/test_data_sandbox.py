@@ -136,3 +136,22 @@ def test_a_sealed_raw_input_is_opened_only_inside(workspace: Workspace, tmp_path
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert marker.encode() not in path.read_bytes(), path
+
+
+def test_cli_no_sandbox_warns_and_is_recorded(workspace: Workspace, tmp_path: Path,
+                                              passphrase: str, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from sealtune.cli import main as cli_main
+
+    raw = tmp_path / "raw.jsonl"
+    write_raw(raw, "cli-" + secrets.token_hex(4))
+    monkeypatch.setenv("SEALTUNE_PASSPHRASE", passphrase)
+    assert cli_main(["data", "ingest", str(raw), "--name", "unboxed", "--no-sandbox",
+                     "--home", str(workspace.root)]) == 0
+    assert "WITHOUT the sandbox" in capsys.readouterr().err
+    assert cli_main(["data", "ingest", str(raw), "--name", "boxed",
+                     "--home", str(workspace.root)]) == 0
+    entries = workspace.ledger.entries()
+    unboxed = [e.action for e in entries if e.resource == "dataset/unboxed"]
+    assert "data.unsafe_no_sandbox" in unboxed and "sandbox.created" not in unboxed
+    assert [e.action for e in sandbox_events(workspace, "boxed")] == SANDBOX_EVENTS
