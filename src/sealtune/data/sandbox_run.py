@@ -37,9 +37,9 @@ from sealtune.errors import ConfigError, DiskFullError, IntegrityError, Sealtune
 from sealtune.keys.content import content_digest
 from sealtune.keys.file_header import describe_file
 from sealtune.keys.sealing import SealingTarget
-from sealtune.sandbox.process import Sandbox, SandboxEvent
+from sealtune.sandbox.process import SandboxEvent
 from sealtune.sandbox.spec import SandboxSpec
-from sealtune.sandbox.timeline import Timeline
+from sealtune.sandbox.timeline import Timeline, run_recorded
 
 if TYPE_CHECKING:
     from sealtune.workspace import Workspace
@@ -94,15 +94,9 @@ class DataRun:
             self.record("data.refused", {"reason": "sandbox unavailable",
                                          "error": type(exc).__name__}, outcome="failure")
             raise
-        with Sandbox(spec) as box:
-            box.start(ENTRY, [], secrets=secrets)
-            try:
-                for ev in box.events(timeout=self.timeout):
-                    self._handle(ev, timeline)
-            finally:
-                wiped = self.fields.get("workspace_wiped", {}).get("files")
-                self.teardown = timeline.destroyed(box.destroy(), exit_code=box.exit_code,
-                                                   wiped=wiped)
+        self.teardown = run_recorded(timeline, ENTRY, [], secrets=secrets,
+                                     handle=lambda ev: self._handle(ev, timeline),
+                                     timeout=self.timeout)
         self._check(spec)
         return self._accept(spec.output_dir, targets)
 
