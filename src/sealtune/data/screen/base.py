@@ -51,6 +51,8 @@ class Finding:
         related_ids: other records involved (the duplicate's original, the
             cluster, the conflicting answers), at most a few dozen.
         action: what the policy says to do with the record.
+        example: a masked example of what the finding is about (a near-duplicate
+            cluster's representative, every letter and digit starred), or None.
     """
 
     check: str
@@ -59,12 +61,17 @@ class Finding:
     score: float
     related_ids: tuple[str, ...] = ()
     action: Action = "flag"
+    example: str | None = None
 
     def as_dict(self) -> dict[str, object]:
-        """JSON-ready form (no record text, by construction)."""
-        return {"check": self.check, "record_id": self.record_id, "reason": self.reason,
-                "score": round(self.score, 4), "related_ids": list(self.related_ids),
-                "action": self.action}
+        """JSON-ready form (no record text, by construction: ``example`` is masked)."""
+        out: dict[str, object] = {
+            "check": self.check, "record_id": self.record_id, "reason": self.reason,
+            "score": round(self.score, 4), "related_ids": list(self.related_ids),
+            "action": self.action}
+        if self.example is not None:
+            out["example_masked"] = self.example
+        return out
 
 
 @dataclass(frozen=True)
