@@ -118,6 +118,14 @@ class Sample:
         return _text.normalize(self.record.prompt_text())
 
     @cached_property
+    def question(self) -> str:
+        """Normalised user turns only: the question, whatever system prompt came with it."""
+        if all(m.role != "system" for m in self.record.messages):
+            return self.prompt
+        return _text.normalize("\n".join(m.content for m in self.record.messages
+                                         if m.role not in ("system", "assistant")))
+
+    @cached_property
     def response(self) -> str:
         """Normalised response side (assistant turns)."""
         return _text.normalize(self.record.response_text())
