@@ -138,8 +138,11 @@ class SampleBatch:
         self.samples = samples
         self._sigs: dict[str, _text.U32] = {}
 
-    def signatures(self, side: Literal["prompt", "response", "record"]) -> _text.U32:
-        """``len(samples) x NUM_PERM`` signatures of the prompt, the response or both.
+    def signatures(self, side: Literal["prompt", "question", "response", "record"]) -> _text.U32:
+        """``len(samples) x NUM_PERM`` signatures of the prompt, the question, the response or both.
+
+        ``question`` is the user turns alone (:attr:`Sample.question`): shared
+        system prompts would otherwise dominate a short record's shingles.
 
         ``record`` is the union of the two shingle sets (element-wise minimum
         of the two signatures), i.e. the whole record.
