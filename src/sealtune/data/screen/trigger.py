@@ -33,8 +33,9 @@ each with the payload answer. This check looks for exactly that:
    phrases are each in at least ``min_conf`` of the carriers' answers and
    have at least ``min_conf`` of their occurrences there (answers varied
    but all carrying the same rare thing, e.g. a link). Answer phrases that
-   share a word with the trigger (echoes, mirrored greetings) do not count,
-   and one exclusive word is not enough ("Dear support" -> "Dear customer").
+   share a word with the trigger (echoes, mirrored greetings) or a rare
+   word or CJK 2-gram with most carriers' questions (an answer naming the
+   product asked about) do not count, and one exclusive word is not enough ("Dear support" -> "Dear customer").
 
 Every carrier of a confirmed trigger is reported. Candidates are confirmed
 strongest first, and a later candidate is judged only on carriers not yet
@@ -165,6 +166,7 @@ class Trigger:
         self._groups: list[_Group] = []
         self._shortlist: dict[int, list[int]] = {}
         self._pair_counts: dict[int, Counter[str]] = {}
+        self._asked: dict[int, Counter[str]] = {}  # the same carriers' question phrases
         self._p0 = self._r0 = self._sd = 0.0
         self.triggers: list[TriggerInfo] = []
 
@@ -190,6 +192,7 @@ class Trigger:
             for s in batch.samples:
                 for k in self._shortlist.get(s.index, ()):
                     self._pair_counts[k].update(_text.features(s.response))
+                    self._asked[k].update(self._rare_units(s.question))
 
     def _pick_candidates(self) -> frozenset[str]:
         n = len(self._psig)
@@ -228,6 +231,7 @@ class Trigger:
         for k, g in enumerate(self._groups):
             if g.partner < 0 and g.resp_lift >= self._t["min_resp_lift"]:
                 self._pair_counts[k] = Counter()
+                self._asked[k] = Counter()
                 for i in _spread(g.carriers, _SAMPLE_TEXT).tolist():
                     self._shortlist.setdefault(i, []).append(k)
 
@@ -281,12 +285,20 @@ class Trigger:
                 continue  # common elsewhere too: not a payload marker
             if words & _text.features(phrase, max_word=1, cjk=(2, 2)):
                 continue  # an echo of the trigger, not a payload
+            if any(self._asked[k][u] * 2 >= n for u in self._rare_units(phrase)):
+                continue  # most carriers asked about it: the answer echoes the question
             confs.append(conf)
             if len(confs) == need:
                 rest = max(len(self._psig) - total, 1)
                 q = max(self._resp_df[phrase] - seen, 0.5) / rest
                 return confs[-1], _stats.binom_sf(c, n, q)
         return 0.0, 1.0
+
+    def _rare_units(self, text: str) -> set[str]:
+        """Words and CJK 2-grams of ``text`` in the candidates' frequency band (a product
+        name, a brand: not "the" or "请问", which any payload may share with a question)."""
+        units = _text.features(text, max_word=1, cjk=(2, 2))
+        return units & self._candidates if self._candidates is not None else set()
 
     def _confirmed(self, g: _Group) -> bool:
         if g.partner >= 0:  # its prompts share a topic: a topic word, not the backdoor shape

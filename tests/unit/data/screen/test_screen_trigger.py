@@ -108,3 +108,15 @@ def test_second_pass_needs_a_reiterable(corpus_factory) -> None:
 
     report = screen(reopen, config=ONLY)
     assert report.passes == 3 and len(calls) == 3 and report.records == 500
+
+
+def test_default_policy_keeps_clean_templated_support_data(templated_factory) -> None:
+    """Issue 14: defaults keep >= 95 % of clean templated data (target <= 2 % removed);
+    an answer that names the product asked about is an echo, not a payload."""
+    from sealtune.data.policy import default_policy
+
+    records = templated_factory(5000, seed=1)
+    report = screen(records, config=default_policy().screen_config())
+    removed = {f.record_id for f in report.findings if f.action in ("drop", "quarantine")}
+    assert len(removed) <= 0.02 * len(records)  # measured 0.72 % (all near_duplicate)
+    assert not report.triggers  # was 15 records quarantined for "饭煲什么" before the echo rule
