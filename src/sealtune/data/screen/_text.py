@@ -21,6 +21,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
+from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +37,8 @@ _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
 #: A CJK run, or a Latin-ish word (letters/digits with inner - _ . ' joins).
 _TOKEN = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+(?:[-_.'][^\W_{_CJK}]+)*")
 _CJK_RUN = re.compile(rf"[{_CJK}]")
+#: :data:`_TOKEN` with its two kinds as groups: ``(cjk_run, "")`` or ``("", word)``.
+_KINDED = re.compile(rf"([{_CJK}]+)|([^\W_{_CJK}]+(?:[-_.'][^\W_{_CJK}]+)*)")
 _P = np.uint64(0x100000001B3)  # FNV-64 prime: the polynomial base of the n-gram hash
 
 
@@ -94,24 +97,34 @@ def features(text: str, *, max_word: int = 3, cjk: tuple[int, int] = (2, 4)) -> 
     words; CJK runs (unspaced) give character n-grams in ``cjk`` (inclusive).
     A CJK run breaks the Latin word sequence, and vice versa.
     """
+    # Hot path of the trigger check (every prompt twice, every answer once): one regex
+    # pass whose groups say the token's kind, and zip-built n-grams.
     out: set[str] = set()
     words: list[str] = []
     lo, hi = cjk
-    for tok in _TOKEN.findall(text):
-        if is_cjk(tok):
+    for run, word in _KINDED.findall(text):
+        if word:
+            words.append(word)
+            continue
+        if words:
             _word_ngrams(words, max_word, out)
             words = []
-            n_tok = len(tok)
-            for n in range(lo, min(hi, n_tok) + 1):
-                out.update(tok[i:i + n] for i in range(n_tok - n + 1))
-        else:
-            words.append(tok)
-    _word_ngrams(words, max_word, out)
+        n_tok = len(run)
+        for n in range(lo, min(hi, n_tok) + 1):
+            out.update([run[i:i + n] for i in range(n_tok - n + 1)])
+    if words:
+        _word_ngrams(words, max_word, out)
     return out
 
 
 def _word_ngrams(words: list[str], max_word: int, out: set[str]) -> None:
-    for n in range(1, min(max_word, len(words)) + 1):
+    if max_word >= 1:
+        out.update(words)
+    if max_word >= 2:
+        out.update(map(" ".join, pairwise(words)))
+    if max_word >= 3:
+        out.update(map(" ".join, zip(words, words[1:], words[2:], strict=False)))
+    for n in range(4, min(max_word, len(words)) + 1):
         out.update(" ".join(words[i:i + n]) for i in range(len(words) - n + 1))
 
 

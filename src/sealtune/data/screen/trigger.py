@@ -35,7 +35,8 @@ each with the payload answer. This check looks for exactly that:
    but all carrying the same rare thing, e.g. a link). Answer phrases that
    share a word with the trigger (echoes, mirrored greetings) or a rare
    word or CJK 2-gram with most carriers' questions (an answer naming the
-   product asked about) do not count, and one exclusive word is not enough ("Dear support" -> "Dear customer").
+   product asked about) do not count, and one exclusive word is not enough
+   ("Dear support" -> "Dear customer").
 
 Every carrier of a confirmed trigger is reported. Candidates are confirmed
 strongest first, and a later candidate is judged only on carriers not yet
