@@ -19,9 +19,10 @@ each with the payload answer. This check looks for exactly that:
    nothing in particular. A candidate whose carriers share another,
    non-overlapping candidate phrase in at least ``topic_conf`` of them and
    ``topic_lift`` times more often than chance is a topic word and is never
-   confirmed. Nor is one whose carriers ask nearly the same question
-   (``prompt_lift`` above ``max_prompt_lift``): a template filled with one
-   product, whose answers are alike because the question is.
+   confirmed. Alike answers do not confirm one whose carriers ask nearly
+   the same question (``prompt_lift`` above ``max_prompt_lift``): a
+   template filled with one product, whose answers are alike because the
+   question is.
 4. Significance against the corpus background (:mod:`._stats`): the answer
    gap is tested against the spread of random pairs' gaps, an exclusive
    answer phrase by its binomial tail against its rate in the other
@@ -59,10 +60,12 @@ A finding names the trigger by fingerprint, length and kind only; the phrase
 itself (attacker-supplied data) is available as :attr:`TriggerInfo.phrase`
 from :attr:`ScreenReport.triggers` and never serialised.
 
-Memory: pass 0 counts every distinct prompt phrase (about 100 B per distinct
-phrase, growing with the vocabulary) and keeps two 32-slot signatures per
-record (256 B); pass 1 keeps carrier lists of candidates (4-8 B per carrier)
-and answer-phrase counts; pass 2 touches only carriers of the shortlist.
+Memory: pass 0 numbers every distinct prompt phrase (about 100 B per
+distinct phrase, growing with the vocabulary), keeps each record's phrase ids
+(4 B per distinct phrase of the record, ~100-400 B: pass 1 then builds every
+candidate's carrier list at once instead of re-extracting phrases) and two
+32-slot signatures per record (256 B); pass 1 counts answer phrases and
+frees the ids; pass 2 touches only carriers of the shortlist, each once.
 """
 
 from __future__ import annotations
@@ -158,7 +161,11 @@ class Trigger:
     def __init__(self, thresholds: Mapping[str, float], action: Action) -> None:
         self._action = action
         self._t = dict(thresholds)
-        self._df: Counter[str] = Counter()
+        # Pass 0 numbers every distinct prompt phrase and keeps each record's phrase ids,
+        # so pass 1 finds a record's candidates without re-extracting its phrases.
+        self._vocab: dict[str, int] = {}
+        self._ids = array("I")
+        self._offsets = array("Q", [0])
         self._resp_df: Counter[str] = Counter()
         self._psig = _text.Rows(_K)
         self._rsig = _text.Rows(_K)
@@ -178,30 +185,48 @@ class Trigger:
             # make every prompt alike and hide a template's carriers behind it.
             self._psig.extend(batch.signatures("question")[:, :_K])
             self._rsig.extend(batch.signatures("response")[:, :_K])
+            vocab, ids = self._vocab, self._ids
             for s in batch.samples:
-                self._df.update(_text.features(s.prompt))
+                ids.extend([vocab.setdefault(f, len(vocab)) for f in _text.features(s.prompt)])
+                self._offsets.append(len(ids))
         elif pass_no == 1:
             if self._candidates is None:
                 self._candidates = self._pick_candidates()
             for s in batch.samples:
                 self._resp_df.update(_text.features(s.response))
-                for f in _text.features(s.prompt) & self._candidates:
-                    self._postings.setdefault(f, array("I")).append(s.index)
         else:
             if self._candidates is not None and not self._groups:
                 self._build_groups()
             for s in batch.samples:
-                for k in self._shortlist.get(s.index, ()):
-                    self._pair_counts[k].update(_text.features(s.response))
-                    self._asked[k].update(self._rare_units(s.question))
+                groups = self._shortlist.get(s.index)
+                if not groups:
+                    continue
+                answer, asked = _text.features(s.response), self._rare_units(s.question)
+                for k in groups:  # once per record, however many shortlists hold it
+                    self._pair_counts[k].update(answer)
+                    self._asked[k].update(asked)
 
     def _pick_candidates(self) -> frozenset[str]:
         n = len(self._psig)
         lo = int(self._t["min_support"])
         hi = max(lo, int(self._t["max_df"] * n))
-        cands = frozenset(f for f, k in self._df.items() if lo <= k <= hi)
-        self._df = Counter()  # the vocabulary is no longer needed
-        return cands
+        ids = np.frombuffer(self._ids, dtype=np.uint32)
+        df = np.bincount(ids, minlength=len(self._vocab))
+        is_cand = (df >= lo) & (df <= hi)
+        phrases = list(self._vocab)  # id -> phrase (insertion order)
+        # Carrier lists of every candidate at once: each phrase occurrence's record,
+        # grouped by phrase (a stable sort keeps records in order within a phrase).
+        owner = np.repeat(np.arange(n, dtype=np.uint32),
+                          np.diff(np.frombuffer(self._offsets, dtype=np.uint64)).astype(np.int64))
+        keep = is_cand[ids]
+        cand_ids, owner = ids[keep], owner[keep]
+        order = np.argsort(cand_ids, kind="stable")
+        cand_ids, owner = cand_ids[order], owner[order]
+        cuts = np.flatnonzero(np.diff(cand_ids)) + 1
+        for run in np.split(np.arange(cand_ids.size), cuts) if cand_ids.size else ():
+            self._postings[phrases[int(cand_ids[run[0]])]] = array("I", owner[run].tobytes())
+        self._vocab, self._ids, self._offsets = {}, array("I"), array("Q")  # no longer needed
+        return frozenset(phrases[i] for i in np.flatnonzero(is_cand).tolist())
 
     def _build_groups(self) -> None:
         """Merge phrases with equal carriers, score them, find topics, shortlist for pass 2."""
@@ -304,12 +329,15 @@ class Trigger:
     def _confirmed(self, g: _Group) -> bool:
         if g.partner >= 0:  # its prompts share a topic: a topic word, not the backdoor shape
             return False
-        if g.prompt_lift > self._t["max_prompt_lift"]:
-            return False  # carriers ask (nearly) the same question: a template, not a trigger
         if not g.p < self._t["alpha"] / max(len(self._groups), 1):  # Bonferroni over candidates
             return False  # no stronger than chance, against this data set's background
-        return (g.resp_lift - g.prompt_lift >= self._t["min_gap"]
-                or g.excl >= self._t["min_conf"])
+        # Alike answers count only if the questions are not alike too: carriers asking
+        # (nearly) one templated question get alike answers without any payload. (A
+        # long trigger makes its carriers' questions somewhat alike by itself, so the
+        # payload path, which has the echo rule instead, is not held to this.)
+        alike = (g.resp_lift - g.prompt_lift >= self._t["min_gap"]
+                 and g.prompt_lift <= self._t["max_prompt_lift"])
+        return alike or g.excl >= self._t["min_conf"]
 
     def _report(self, g: _Group, ids: Sequence[str]) -> list[Finding]:
         phrase = g.phrase
