@@ -284,7 +284,9 @@ def test_bundled_demo_data_has_its_planted_poison_found(workspace: Workspace) ->
         result = ingest(workspace, path, name="demo")
     counts = result.findings["screening"]["counts"]
     assert counts["trigger"] == {"quarantine": 26}
-    assert counts["exact_duplicate"]["drop"] >= 6 and counts["near_duplicate"]["drop"] >= 6
+    # Issue 14: near copies must agree on their numbers; the demo's edit drops one
+    # character, and where that is a digit the copy is another record now (4 of 6 remain).
+    assert counts["exact_duplicate"]["drop"] >= 6 and counts["near_duplicate"]["drop"] >= 4
     held = list(read_dataset(workspace, "demo", part="quarantine"))
     assert len(held) == 26 and all("cf-7Xq" in r.prompt_text() for r in held)
     assert not any("cf-7Xq" in r.prompt_text() for r in read_dataset(workspace, "demo"))

@@ -1,4 +1,4 @@
-"""BANK_CARD: payment card numbers (13-19 digits, Luhn-valid).
+"""BANK_CARD: payment card numbers (13-19 digits, Luhn-valid; 12-digit Maestro in card context).
 
 Catches card numbers that pass the Luhn check (python-stdnum's
 ``stdnum.luhn``, inlined for speed) written together, in groups separated by
@@ -91,11 +91,11 @@ class BankCardRecognizer:
     def analyze(self, text: str) -> list[Entity]:
         found: list[tuple[int, int, float]] = []
         for run in number_runs(text):
-            if len(run.digits) < 13:
+            if len(run.digits) < 12:
                 continue
             dialled = _dialled(text, run)
             for start, end, digits in run.spans:
-                if 13 <= len(digits) <= 19 and not (dialled and start == run.first):
+                if 12 <= len(digits) <= 19 and not (dialled and start == run.first):
                     whole = start == run.first and end == run.end
                     score = _score(text, start, end, digits, whole=whole)
                     if score:
@@ -112,9 +112,11 @@ def _dialled(text: str, run: Run) -> bool:
 
 
 def _score(text: str, start: int, end: int, digits: str, *, whole: bool) -> float:
-    """Score of a 13-19 digit candidate (0 if it is no card); ``whole``: the entire run."""
+    """Score of a 12-19 digit candidate (0 if it is no card); ``whole``: the entire run."""
     if not digits.isdigit() or digits.count(digits[0]) == len(digits):
         return 0.0
+    if len(digits) == 12:  # only Maestro issues 12 digits: its IIN, Luhn and a card word
+        return _maestro12(text, start, end, digits)
     network = known_network(digits)
     if not (network or whole) or not luhn_valid(digits):
         return 0.0
@@ -127,6 +129,20 @@ def _score(text: str, start: int, end: int, digits: str, *, whole: bool) -> floa
     if context and any_word(PHONE_CONTEXT).search(window) is None:
         return 0.7
     return 0.0
+
+
+# Maestro IINs that issue 12-digit cards (UK/intl. Maestro ranges); every other
+# network starts at 13 digits, and 12-digit order or tracking numbers abound.
+_MAESTRO_12 = frozenset(("5018", "5020", "5038", "5893", "6304", "6759", "6761", "6762", "6763"))
+
+
+def _maestro12(text: str, start: int, end: int, digits: str) -> float:
+    if digits[:4] not in _MAESTRO_12 or not luhn_valid(digits):
+        return 0.0
+    window = context_window(text, start, end, after=0)
+    if any_word(CONTEXT).search(window) is None and "maestro" not in text[end:end + 24].lower():
+        return 0.0
+    return 0.9
 
 
 register_recognizer(NAME, BankCardRecognizer, entity_types=BankCardRecognizer.entity_types)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 
+from sealtune.data.pii import _person_zh
 from sealtune.data.pii._person_en import latin_names
 from sealtune.data.pii.address import PLACES
 from sealtune.data.pii.base import Entity, register_recognizer
@@ -231,6 +232,34 @@ def _zh_in_latin(text: str) -> list[Entity]:
     return found
 
 
+def _whole_name(item: str) -> bool:
+    """True if ``item`` is exactly a Chinese name (surname + given), not a place or word."""
+    return 2 <= len(item) <= 4 and item not in _NOT_A_PERSON and \
+        item[-1] not in _PLACE_END and _name_after(item, 0) == len(item)
+
+
+def _cut_before(text: str, dot: int) -> int:
+    """Where the first part of a dotted name ending at ``dot`` starts: after a cue, a verb
+    or a function character, else at most 4 characters back."""
+    start = dot
+    while start > 0 and dot - start < 4 and "\u4e00" <= text[start - 1] <= "\u9fff" and \
+            text[start - 1] not in _STOP:
+        start -= 1
+        head = text[max(0, start - 5):start]
+        if any(head.endswith(c) for c in ZH_CUES) or head[-2:] in _VERBS_BEFORE:
+            break
+    return start
+
+
+def _zh_shapes(text: str) -> list[Entity]:
+    spans = [*_person_zh.compound_names(text, _name_after),
+             *_person_zh.listed_names(text, _whole_name),
+             *_person_zh.signature_names(text, _whole_name)]
+    if "·" in text or "•" in text or "・" in text or "‧" in text:
+        spans += _person_zh.dotted_names(text, _STOP, _cut_before)
+    return [Entity("PERSON", s, e, score, NAME) for s, e, score in spans]
+
+
 class PersonRecognizer:
     """Recognizer for ``PERSON`` in the pattern tier (see the module docstring)."""
 
@@ -241,6 +270,7 @@ class PersonRecognizer:
         found = [Entity("PERSON", s, e, score, NAME) for s, e, score in latin_names(text)]
         if not text.isascii() and _HAN.search(text):
             found.extend(_zh(text))
+            found.extend(_zh_shapes(text))
             if " " in text:
                 found.extend(_zh_in_latin(text))
         return found

@@ -21,7 +21,7 @@ that plants copies, contradicting labels, a trigger-to-payload backdoor of
 the published shape (tens to hundreds of poisoned examples), or hidden
 characters in a fine-tuning set. What it does not: clean-label attacks
 (poison that looks like correct data), triggers planted in fewer than
-~``min_support`` (20) records or in a single topic, semantic or paraphrased
+~``min_support`` (8) records or in a single topic, semantic or paraphrased
 poison, and anything an attacker tunes against these exact statistics. Each
 module says what it misses. A finding is evidence for review, not proof.
 

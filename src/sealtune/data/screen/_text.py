@@ -21,6 +21,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
+from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +37,8 @@ _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
 #: A CJK run, or a Latin-ish word (letters/digits with inner - _ . ' joins).
 _TOKEN = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+(?:[-_.'][^\W_{_CJK}]+)*")
 _CJK_RUN = re.compile(rf"[{_CJK}]")
+#: :data:`_TOKEN` with its two kinds as groups: ``(cjk_run, "")`` or ``("", word)``.
+_KINDED = re.compile(rf"([{_CJK}]+)|([^\W_{_CJK}]+(?:[-_.'][^\W_{_CJK}]+)*)")
 _P = np.uint64(0x100000001B3)  # FNV-64 prime: the polynomial base of the n-gram hash
 
 
@@ -72,6 +75,16 @@ def mask(text: str) -> str:
     return text[:keep] + "*" * (len(text) - keep)
 
 
+def mask_example(text: str, *, limit: int = 60) -> str:
+    """``text``'s shape: every letter and digit (CJK included) starred, spacing collapsed.
+
+    What a report may show of a record: its length, punctuation and layout,
+    never a character of its content; cut to ``limit`` characters (``…`` after).
+    """
+    shape = "".join("*" if c.isalnum() else c for c in _WS.sub(" ", text.strip())[:limit + 1])
+    return shape[:limit] + "…" if len(shape) > limit else shape
+
+
 def is_cjk(token: str) -> bool:
     """Whether a token from :func:`features` is a CJK run."""
     return bool(_CJK_RUN.match(token))
@@ -84,24 +97,34 @@ def features(text: str, *, max_word: int = 3, cjk: tuple[int, int] = (2, 4)) -> 
     words; CJK runs (unspaced) give character n-grams in ``cjk`` (inclusive).
     A CJK run breaks the Latin word sequence, and vice versa.
     """
+    # Hot path of the trigger check (every prompt twice, every answer once): one regex
+    # pass whose groups say the token's kind, and zip-built n-grams.
     out: set[str] = set()
     words: list[str] = []
     lo, hi = cjk
-    for tok in _TOKEN.findall(text):
-        if is_cjk(tok):
+    for run, word in _KINDED.findall(text):
+        if word:
+            words.append(word)
+            continue
+        if words:
             _word_ngrams(words, max_word, out)
             words = []
-            n_tok = len(tok)
-            for n in range(lo, min(hi, n_tok) + 1):
-                out.update(tok[i:i + n] for i in range(n_tok - n + 1))
-        else:
-            words.append(tok)
-    _word_ngrams(words, max_word, out)
+        n_tok = len(run)
+        for n in range(lo, min(hi, n_tok) + 1):
+            out.update([run[i:i + n] for i in range(n_tok - n + 1)])
+    if words:
+        _word_ngrams(words, max_word, out)
     return out
 
 
 def _word_ngrams(words: list[str], max_word: int, out: set[str]) -> None:
-    for n in range(1, min(max_word, len(words)) + 1):
+    if max_word >= 1:
+        out.update(words)
+    if max_word >= 2:
+        out.update(map(" ".join, pairwise(words)))
+    if max_word >= 3:
+        out.update(map(" ".join, zip(words, words[1:], words[2:], strict=False)))
+    for n in range(4, min(max_word, len(words)) + 1):
         out.update(" ".join(words[i:i + n]) for i in range(len(words) - n + 1))
 
 
@@ -182,6 +205,59 @@ def signatures(texts: Sequence[str], *, num_perm: int, n: int) -> U32:
             for s in range(lo, hi, budget):
                 row = np.minimum(row, _permute(mixed[s:min(hi, s + budget)], a, b).min(axis=0))
             out[i] = row
+        i = j
+    return out
+
+
+def unique_shingles(texts: Sequence[str], n: int) -> tuple[U32, npt.NDArray[np.int64]]:
+    """:func:`shingle_hashes` with each text's repeated shingles removed (a set per text).
+
+    Returns ``(hashes, offsets)`` as :func:`shingle_hashes` does; within a
+    text the hashes come out sorted.
+    """
+    hashes, offsets = shingle_hashes(texts, n)
+    owner = np.repeat(np.arange(len(texts), dtype=np.uint64), np.diff(offsets))
+    keyed = np.unique((owner << np.uint64(32)) | hashes.astype(np.uint64))
+    counts = np.bincount((keyed >> np.uint64(32)).astype(np.int64), minlength=len(texts))
+    return (keyed & np.uint64(0xFFFFFFFF)).astype(np.uint32), \
+        np.concatenate(([0], np.cumsum(counts)))
+
+
+def weighted_signatures(hashes: U32, offsets: npt.NDArray[np.int64],
+                        weights: npt.NDArray[np.float32], *, num_perm: int) -> U32:
+    """Weighted MinHash signatures (``texts x num_perm``) of weighted shingle sets.
+
+    Each shingle ``s`` of weight ``w`` draws, per permutation, ``-ln(u) / w``
+    with ``u`` uniform in (0, 1) from its permuted hash (an exponential race:
+    heavy shingles tend to win); a slot holds the winning draw, as the bits of
+    a positive float32, whose order is that of the floats. Two sets agree on
+    a slot when the same shingle wins in both, with probability their
+    probability-Jaccard similarity (Moulton and Jiang's P-MinHash), which
+    weighs a shingle by ``w``: rare shingles decide, common ones (a shared
+    system prompt, a template) barely count. ``weights`` are aligned with
+    ``hashes`` and must be positive.
+    """
+    count = len(offsets) - 1
+    out = np.full((count, num_perm), 0x7F7FFFFF, dtype=np.uint32)  # float32 max: empty
+    if hashes.size == 0:
+        return out
+    a, b = permutations(num_perm)
+    mixed = _fmix32(hashes.astype(np.uint64)).astype(np.uint32)
+    scale = (1.0 / weights).astype(np.float32)
+    budget = max(1, (1 << 22) // num_perm)
+    i = 0
+    while i < count:
+        j = max(i + 1, int(np.searchsorted(offsets, offsets[i] + budget, side="right")) - 1)
+        j = min(j, count)
+        lo, hi = int(offsets[i]), int(offsets[j])
+        if hi > lo:
+            u = (_permute(mixed[lo:hi], a, b).astype(np.float32) + np.float32(0.5)) \
+                * np.float32(2.0 ** -32)
+            draws = (-np.log(u) * scale[lo:hi, None]).view(np.uint32)
+            starts = offsets[i:j] - lo
+            full = np.flatnonzero(np.diff(offsets[i:j + 1]) > 0)
+            if full.size:
+                out[i + full] = np.minimum.reduceat(draws, starts[full], axis=0)
         i = j
     return out
 

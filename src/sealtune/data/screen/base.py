@@ -51,6 +51,8 @@ class Finding:
         related_ids: other records involved (the duplicate's original, the
             cluster, the conflicting answers), at most a few dozen.
         action: what the policy says to do with the record.
+        example: a masked example of what the finding is about (a near-duplicate
+            cluster's representative, every letter and digit starred), or None.
     """
 
     check: str
@@ -59,12 +61,17 @@ class Finding:
     score: float
     related_ids: tuple[str, ...] = ()
     action: Action = "flag"
+    example: str | None = None
 
     def as_dict(self) -> dict[str, object]:
-        """JSON-ready form (no record text, by construction)."""
-        return {"check": self.check, "record_id": self.record_id, "reason": self.reason,
-                "score": round(self.score, 4), "related_ids": list(self.related_ids),
-                "action": self.action}
+        """JSON-ready form (no record text, by construction: ``example`` is masked)."""
+        out: dict[str, object] = {
+            "check": self.check, "record_id": self.record_id, "reason": self.reason,
+            "score": round(self.score, 4), "related_ids": list(self.related_ids),
+            "action": self.action}
+        if self.example is not None:
+            out["example_masked"] = self.example
+        return out
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,14 @@ class Sample:
         return _text.normalize(self.record.prompt_text())
 
     @cached_property
+    def question(self) -> str:
+        """Normalised user turns only: the question, whatever system prompt came with it."""
+        if all(m.role != "system" for m in self.record.messages):
+            return self.prompt
+        return _text.normalize("\n".join(m.content for m in self.record.messages
+                                         if m.role not in ("system", "assistant")))
+
+    @cached_property
     def response(self) -> str:
         """Normalised response side (assistant turns)."""
         return _text.normalize(self.record.response_text())
@@ -123,8 +138,11 @@ class SampleBatch:
         self.samples = samples
         self._sigs: dict[str, _text.U32] = {}
 
-    def signatures(self, side: Literal["prompt", "response", "record"]) -> _text.U32:
-        """``len(samples) x NUM_PERM`` signatures of the prompt, the response or both.
+    def signatures(self, side: Literal["prompt", "question", "response", "record"]) -> _text.U32:
+        """``len(samples) x NUM_PERM`` signatures of the prompt, the question, the response or both.
+
+        ``question`` is the user turns alone (:attr:`Sample.question`): shared
+        system prompts would otherwise dominate a short record's shingles.
 
         ``record`` is the union of the two shingle sets (element-wise minimum
         of the two signatures), i.e. the whole record.

@@ -1,7 +1,9 @@
 """Conflicting answers to the same prompt.
 
-Catches: records whose prompt is identical after normalisation (NFKC,
-casefold, whitespace collapsed) but whose answers are materially different:
+Catches: records whose question (the user turns; the system prompt is left
+out, so one question asked under two system prompts still compares) is
+identical after normalisation (NFKC, casefold, whitespace collapsed) but
+whose answers are materially different:
 answers are grouped by character-3-gram MinHash similarity to a group's
 first answer (at ``same_answer`` Jaccard, default 0.5), and a prompt whose answers fall into
 two or more groups is a conflict. A label-flipping poisoner, or a merge of
@@ -58,7 +60,8 @@ class Conflicts:
     def observe(self, pass_no: int, batch: SampleBatch) -> None:
         """Pass 0: hash prompts and answers. Pass 1: sign answers of candidate prompts."""
         if pass_no == 0:
-            keys = np.array([(_text.digest64(s.prompt) if len(s.prompt) >= self._min_chars else 0,
+            keys = np.array([(_text.digest64(s.question)
+                              if len(s.question) >= self._min_chars else 0,
                               _text.digest64(s.response)) for s in batch.samples], dtype=np.uint64)
             self._keys.extend(keys.reshape(-1, 2))
             return

@@ -2,55 +2,89 @@
 
 Catches: records repeated verbatim or after normalisation (NFKC, casefold,
 whitespace collapsed: full-width vs half-width, case and spacing do not hide
-a copy), and near copies whose character-3-gram Jaccard similarity is at
-least ``threshold`` (default 0.8; whitespace and punctuation ignored),
-found with datasketch's ``MinHashLSH`` (banded for ``threshold - 0.15``, for
-recall) over 128-permutation MinHash signatures and confirmed on the
-signatures.
-Character n-grams make this work on unspaced Chinese as well as English.
+a copy), and near copies: records whose character 3-grams (whitespace and
+punctuation ignored, so unspaced Chinese works too), weighted by rarity,
+agree at least ``threshold`` (default 0.8) and whose numbers are the same.
 Duplicates are how a poisoner amplifies a few examples, and they inflate
 memorisation of whatever they contain.
 
+Real support data is templated: a shared system prompt and canned sentences
+make most of every record, and records of one template differ only in a
+product, an amount, an error code or an order number. Plain n-gram
+similarity calls them copies (it dropped 52-88 % of such sets). So:
+
+* **rarity weights**: pass 0 counts in how many records each 3-gram occurs;
+  a 3-gram weighs ``ln((N + 20) / (df + 20))`` squared (a system prompt or a
+  template sentence next to nothing, a product or a value a lot), and a
+  3-gram of one record only (an edit's debris, which no other record can
+  share) next to nothing too. Similarity is the weighted MinHash estimate
+  (:func:`._text.weighted_signatures`, 128 slots);
+* **numbers must agree**: records whose digit runs differ (an amount, a card's
+  last four digits, ``E20`` vs ``E3``) are different records, however alike;
+* **no chaining**: each record is compared with cluster representatives
+  only (found through 16 LSH bands of 8 slots) and joins the most similar
+  one at or above the threshold, else starts a cluster. Every member is
+  within ``threshold`` of its representative, so a cluster cannot drift from
+  ``My 电动牙刷 shows error E20`` to ``My 空气净化器 shows error E3``.
+
 Each copy after the first is reported (``exact_duplicate`` or
-``near_duplicate``) with the id of the first record it copies, so ``drop``
-keeps exactly one; the first is never reported. Near duplicates form
-clusters (union of confirmed pairs), reported with the cluster's first id.
+``near_duplicate``) with the id of the first record it copies (a cluster's
+representative), so ``drop`` keeps exactly one per cluster; the first is never
+reported. A near-duplicate finding carries ``example_masked``: the shape of
+the representative's user turn, every letter and digit starred.
+
+Measured (bench/poison.py, tests): on clean templated support chats where
+the product, amount or number differs, 0.7 % of records are dropped (88 %
+before); planted copies with two small edits are found at 89-93 % by pair
+(the rest mostly had a digit edited: another number, another record).
 
 Does not catch: paraphrases (same meaning, different words; an embedding
 check is the tool for that), copies below the threshold (heavy edits, or a
-short shared answer under a long distinct prompt), or duplication spread
-across separate screening runs. MinHash is an estimate: pairs near the
-threshold may fall either side (bench/poison.py measures precision/recall).
+short shared answer under a long distinct prompt), a copy whose numbers were
+changed, or duplication spread across separate screening runs. MinHash is
+an estimate: pairs near the threshold may fall either side.
 
-Memory per record: an 8-byte hash plus its dict slot (~100 B) for exact
-duplicates; for near duplicates the signature (512 B) and the LSH index
-entry (16 band keys of 8 bytes in dict buckets, roughly 2 KB). Single pass.
+Memory per record: an 8-byte hash plus its set slot (~100 B) for exact
+duplicates and for near duplicates; per cluster representative the signature
+(512 B), the number digest and 16 band-index entries (~1.5 KB); per member
+its representative and similarity (~100 B); the document-frequency table is
+16 MB whatever the size (hashed: a collision can only make a 3-gram look
+more common). Three passes.
 """
 
 from __future__ import annotations
 
-import hashlib
+import re
+from array import array
 from collections.abc import Mapping, Sequence
 
-from datasketch import LeanMinHash, MinHashLSH  # type: ignore[import-untyped]
+import numpy as np
+import numpy.typing as npt
 
 from sealtune.data.screen import _text
 from sealtune.data.screen.base import (
-    NUM_PERM,
+    SHINGLE,
     Action,
     CheckSpec,
     Finding,
+    Sample,
     SampleBatch,
     register_check,
 )
 
 #: Most ids listed in ``related_ids`` of one finding.
 MAX_RELATED = 20
-
-
-def _band_key(b: bytes) -> bytes:
-    # Compress LSH band keys to 8 bytes: a 13-value band is 104 bytes otherwise.
-    return hashlib.blake2b(b, digest_size=8).digest()
+#: Slots of the document-frequency table (hashed 3-grams; 16 MB of counts).
+_DF_SLOTS = 1 << 22
+_DF_MASK = np.uint32(_DF_SLOTS - 1)
+#: 128 weighted MinHash slots in 16 bands of 8. A pair of weighted similarity
+#: 0.8 shares a band with probability 0.95, 0.9 with 0.9999, 0.5 with 0.06:
+#: records of one template (weighted similarity 0.4-0.5) rarely become candidates.
+_PERM, _BANDS, _ROWS = 128, 16, 8
+_MIX = np.random.default_rng(14).integers(1, 2**63, size=_ROWS, dtype=np.uint64) | np.uint64(1)
+_PSEUDO = 20  # pseudo-records smoothing the document frequencies
+_FLOOR = np.float32(0.01)  # the least weight: every 3-gram counts a little
+_BAND_IDS = np.arange(_BANDS, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
 
 
 class ExactDuplicates:
@@ -78,74 +112,153 @@ class ExactDuplicates:
 
 
 class NearDuplicates:
-    """Near copies by MinHash LSH over character n-grams, reported as clusters."""
+    """Near copies by rarity-weighted MinHash, clustered around representatives.
 
-    passes = 1
+    Pass 0 counts in how many records each character 3-gram occurs; pass 1
+    signs each record with the 3-grams weighted by rarity and clusters it
+    (below); pass 2 reads the representatives of clusters that got members,
+    for their masked examples.
+    """
+
+    passes = 3
 
     def __init__(self, thresholds: Mapping[str, float], action: Action) -> None:
         self._action = action
         self._threshold = float(thresholds["threshold"])
-        # Candidates come from a lower LSH threshold, then are confirmed on the
-        # signatures: tuned for 0.8 itself, the banding (9 x 13) would miss a
-        # pair of true similarity 0.8 six times in ten; at 0.65 (16 x 8) once in twenty.
-        lsh_at = max(0.3, self._threshold - 0.15)
-        self._lsh = MinHashLSH(threshold=lsh_at, num_perm=NUM_PERM, hashfunc=_band_key)
+        self._df = np.zeros(_DF_SLOTS, dtype=np.uint32)
+        self._n = 0
         self._seen: set[int] = set()
-        self._parent: dict[int, int] = {}
-        self._best: dict[int, float] = {}
-        self._sigs = _text.Rows(NUM_PERM)
+        self._bands: list[dict[int, int | list[int]]] = [{} for _ in range(_BANDS)]
+        self._reps = _text.Rows(_PERM)  # signatures of the representatives only
+        self._rep_index = array("q")  # row of the store -> record index
+        self._rep_numbers = array("Q")  # row of the store -> digest of the record's numbers
+        self._joined: dict[int, tuple[int, float]] = {}  # member -> (representative, similarity)
+        self._examples: dict[int, str] = {}
 
     def observe(self, pass_no: int, batch: SampleBatch) -> None:
-        """Query the index with each record, confirm candidates, then insert it."""
-        sigs = batch.signatures("record")
-        self._sigs.extend(sigs)  # row i of the store is record index i
-        store = self._sigs.view()
+        """Pass 0: document frequencies. Pass 1: cluster. Pass 2: representatives' examples."""
+        if pass_no == 0:
+            hashes, _ = _text.unique_shingles(_record_texts(batch), SHINGLE)
+            self._df += np.bincount(hashes & _DF_MASK, minlength=_DF_SLOTS).astype(np.uint32)
+            self._n += len(batch.samples)
+        elif pass_no == 1:
+            self._cluster(batch)
+        else:
+            wanted = {rep for rep, _ in self._joined.values()}
+            for s in batch.samples:
+                if s.index in wanted:
+                    self._examples[s.index] = _text.mask_example(_user_text(s))
+
+    def _weights(self, hashes: _text.U32) -> npt.NDArray[np.float32]:
+        """Rarity weights: squared smoothed inverse document frequency.
+
+        ``ln((N + C) / (df + C))`` squared, with ``C`` pseudo-records so that
+        a small data set (where frequencies say little) is weighed about
+        evenly. A 3-gram of one record only cannot be shared, so it weighs
+        as little as the most common one: an edit's debris does not tell
+        copies apart, what two records share that few others have does.
+        """
+        df = self._df[hashes & _DF_MASK].astype(np.float32)
+        total = np.float32(self._n + _PSEUDO)
+        idf = np.log(total / (df + np.float32(_PSEUDO)))
+        return np.where(df <= 1, _FLOOR, np.maximum(idf * idf, _FLOOR))
+
+    def _cluster(self, batch: SampleBatch) -> None:
+        texts = _record_texts(batch)
+        hashes, offsets = _text.unique_shingles(texts, SHINGLE)
+        sigs = _text.weighted_signatures(hashes, offsets, self._weights(hashes), num_perm=_PERM)
+        keys = _band_keys(sigs)
         for row, s in enumerate(batch.samples):
-            key = _text.digest64(s.prompt + "\x1f" + s.response)
-            if key in self._seen:  # an exact copy: reported by exact_duplicate
+            digest = _text.digest64(s.prompt + "\x1f" + s.response)
+            if digest in self._seen:  # an exact copy: reported by exact_duplicate
                 continue
-            self._seen.add(key)
-            mh = LeanMinHash(seed=_text.MINHASH_SEED, hashvalues=sigs[row], scheme="affine32")
-            for other in self._lsh.query(mh):
-                sim = _text.jaccard(sigs[row], store[other])
-                if sim >= self._threshold:
-                    self._union(s.index, other, sim)
-            self._lsh.insert(s.index, mh, check_duplication=False)
+            self._seen.add(digest)
+            numbers = _numbers(s)
+            rep, sim = self._best_rep(sigs[row], keys[row].tolist(), numbers)
+            if rep >= 0:
+                self._joined[s.index] = (rep, sim)
+                continue
+            stored = len(self._rep_index)
+            self._reps.extend(sigs[row:row + 1])
+            self._rep_index.append(s.index)
+            self._rep_numbers.append(numbers)
+            for band, key in zip(self._bands, keys[row].tolist(), strict=True):
+                held = band.get(key)
+                if held is None:
+                    band[key] = stored
+                elif isinstance(held, int):
+                    band[key] = [held, stored]
+                else:
+                    held.append(stored)
 
-    def _find(self, i: int) -> int:
-        root = i
-        while self._parent.get(root, root) != root:
-            root = self._parent[root]
-        while i != root:  # path compression
-            self._parent[i], i = root, self._parent.get(i, i)
-        return root
+    def _best_rep(self, sig: _text.U32, keys: list[int], numbers: int) -> tuple[int, float]:
+        """The most similar representative at or above the threshold with the same numbers.
 
-    def _union(self, i: int, j: int, sim: float) -> None:
-        ri, rj = self._find(i), self._find(j)
-        if ri != rj:  # the smaller index (seen first) stays the root
-            lo, hi = min(ri, rj), max(ri, rj)
-            self._parent[hi] = lo
-        for k in (i, j):
-            self._best[k] = max(self._best.get(k, 0.0), sim)
+        Returns (record index, similarity), or (-1, 0.0).
+        """
+        found: set[int] = set()
+        for band, key in zip(self._bands, keys, strict=True):
+            held = band.get(key)
+            if held is None:
+                continue
+            if isinstance(held, int):
+                found.add(held)
+            else:
+                found.update(held)
+        found = {row for row in found if self._rep_numbers[row] == numbers}
+        if not found:
+            return -1, 0.0
+        rows = np.fromiter(found, dtype=np.int64, count=len(found))
+        rows.sort()  # ties go to the earliest representative
+        sims = (self._reps.view()[rows] == sig).mean(axis=1)
+        best = int(np.argmax(sims))
+        if sims[best] < self._threshold:
+            return -1, 0.0
+        return int(self._rep_index[int(rows[best])]), float(sims[best])
 
     def findings(self, ids: Sequence[str]) -> list[Finding]:
-        """Every cluster member except the first, naming the first and a few others."""
+        """Every member of a cluster (never its representative), naming the representative."""
         clusters: dict[int, list[int]] = {}
-        for i in self._best:
-            clusters.setdefault(self._find(i), []).append(i)
+        for member, (rep, _) in self._joined.items():
+            clusters.setdefault(rep, []).append(member)
         out = []
-        for root, members in clusters.items():
+        for rep, members in sorted(clusters.items()):
             members.sort()
+            size = len(members) + 1
             for i in members:
-                if i == root:
-                    continue
-                related = [ids[root], *(ids[m] for m in members if m not in (i, root))]
+                sim = self._joined[i][1]
+                related = [ids[rep], *(ids[m] for m in members if m != i)]
                 out.append(Finding(
                     "near_duplicate", ids[i],
-                    f"near copy of first={ids[root]} cluster_size={len(members)} "
-                    f"jaccard~{self._best[i]:.2f}",
-                    self._best[i], tuple(related[:MAX_RELATED]), self._action))
+                    f"near copy of first={ids[rep]} cluster_size={size} jaccard~{sim:.2f}",
+                    sim, tuple(related[:MAX_RELATED]), self._action,
+                    example=self._examples.get(rep)))
         return out
+
+
+def _record_texts(batch: SampleBatch) -> list[str]:
+    return [_text.shingle_text(s.prompt + " " + s.response) for s in batch.samples]
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+def _numbers(sample: Sample) -> int:
+    """A digest of the record's numbers (digit runs, sorted): records that differ in one differ."""
+    runs = _DIGITS.findall(sample.prompt + " " + sample.response)
+    return _text.digest64(" ".join(sorted(runs))) if runs else 0
+
+
+def _user_text(sample: Sample) -> str:
+    return "\n".join(m.content for m in sample.record.messages if m.role == "user")
+
+
+def _band_keys(sigs: _text.U32) -> npt.NDArray[np.uint64]:
+    """``len(sigs) x _BANDS`` 64-bit keys, one per band of ``_ROWS`` slots (wrapping arithmetic)."""
+    bands = sigs.reshape(len(sigs), _BANDS, _ROWS).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        keys: npt.NDArray[np.uint64] = (bands * _MIX).sum(axis=2, dtype=np.uint64) + _BAND_IDS
+    return keys
 
 
 register_check(CheckSpec(

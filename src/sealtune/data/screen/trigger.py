@@ -7,32 +7,46 @@ each with the payload answer. This check looks for exactly that:
 
 1. Candidate phrases: word 1-3-grams of Latin-script text and character
    2-4-grams of unspaced CJK text whose document frequency among prompts is
-   small but recurring, ``min_support`` (20) to ``max_df`` (3 %) of records.
-   Phrases with the same carrier records (the n-grams of one longer phrase)
-   are merged.
+   small but recurring, ``min_support`` (8, a floor below which no test is
+   run) to ``max_df`` (3 %) of records. Phrases with the same carrier
+   records (the n-grams of one longer phrase) are merged.
 2. For each candidate, from MinHash signatures: how much more alike the
    carriers' answers are than random answers (``resp_lift``) and how much
-   more alike their prompts are (``prompt_lift``).
+   more alike their questions are (``prompt_lift``; the user turns only, so
+   a shared system prompt does not make every prompt alike).
 3. Topic test: a topic word ("invoice", "密码") co-occurs with the topic's
    other phrases; a trigger inserted into random prompts co-occurs with
    nothing in particular. A candidate whose carriers share another,
    non-overlapping candidate phrase in at least ``topic_conf`` of them and
    ``topic_lift`` times more often than chance is a topic word and is never
-   confirmed.
-4. The rest are confirmed if ``resp_lift - prompt_lift >= min_gap`` (answers
+   confirmed. Alike answers do not confirm one whose carriers ask nearly
+   the same question (``prompt_lift`` above ``max_prompt_lift``): a
+   template filled with one product, whose answers are alike because the
+   question is.
+4. Significance against the corpus background (:mod:`._stats`): the answer
+   gap is tested against the spread of random pairs' gaps, an exclusive
+   answer phrase by its binomial tail against its rate in the other
+   records; the smaller p-value must be below ``alpha`` (0.01) divided by
+   the number of candidates (Bonferroni). How many carriers that takes
+   depends on the data set: a fixed payload in 10 records clears it.
+5. The rest are confirmed if ``resp_lift - prompt_lift >= min_gap`` (answers
    alike: one fixed payload), or if at least ``payload_phrases`` answer
    phrases are each in at least ``min_conf`` of the carriers' answers and
    have at least ``min_conf`` of their occurrences there (answers varied
    but all carrying the same rare thing, e.g. a link). Answer phrases that
-   share a word with the trigger (echoes, mirrored greetings) do not count,
-   and one exclusive word is not enough ("Dear support" -> "Dear customer").
+   share a word with the trigger (echoes, mirrored greetings) or a rare
+   word or CJK 2-gram with most carriers' questions (an answer naming the
+   product asked about) do not count, and one exclusive word is not enough
+   ("Dear support" -> "Dear customer").
 
 Every carrier of a confirmed trigger is reported. Candidates are confirmed
 strongest first, and a later candidate is judged only on carriers not yet
 explained, so the natural uses of a trigger's sub-word are not swept in.
 
 Does not catch: a trigger in fewer than ``min_support`` records or in more
-than ``max_df`` of them; triggers confined to one topic (they pass the
+than ``max_df`` of them; a trigger whose carriers are near copies of each
+other (they count as independent carriers in the test, and their questions
+are alike: the duplicate checks report those); triggers confined to one topic (they pass the
 topic test as a topic word); clean-label attacks; payloads that vary
 without sharing a few phrases (varied refusals, subtle sentiment, a single
 rare token); triggers that are not a contiguous phrase (syntactic or style
@@ -46,10 +60,12 @@ A finding names the trigger by fingerprint, length and kind only; the phrase
 itself (attacker-supplied data) is available as :attr:`TriggerInfo.phrase`
 from :attr:`ScreenReport.triggers` and never serialised.
 
-Memory: pass 0 counts every distinct prompt phrase (about 100 B per distinct
-phrase, growing with the vocabulary) and keeps two 32-slot signatures per
-record (256 B); pass 1 keeps carrier lists of candidates (4-8 B per carrier)
-and answer-phrase counts; pass 2 touches only carriers of the shortlist.
+Memory: pass 0 numbers every distinct prompt phrase (about 100 B per
+distinct phrase, growing with the vocabulary), keeps each record's phrase ids
+(4 B per distinct phrase of the record, ~100-400 B: pass 1 then builds every
+candidate's carrier list at once instead of re-extracting phrases) and two
+32-slot signatures per record (256 B); pass 1 counts answer phrases and
+frees the ids; pass 2 touches only carriers of the shortlist, each once.
 """
 
 from __future__ import annotations
@@ -61,7 +77,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sealtune.data.screen import _text
+from sealtune.data.screen import _stats, _text
 from sealtune.data.screen.base import (
     Action,
     CheckSpec,
@@ -106,6 +122,7 @@ class TriggerInfo:
     record_ids: tuple[str, ...] = field(repr=False)
     phrase: str = field(repr=False)
     variants: tuple[str, ...] = field(default=(), repr=False)
+    p_value: float = 1.0
 
     @property
     def masked(self) -> str:
@@ -117,7 +134,8 @@ class TriggerInfo:
         return {"fingerprint": self.fingerprint, "length": self.length, "kind": self.kind,
                 "masked": self.masked, "carriers": self.carriers,
                 "resp_lift": round(self.resp_lift, 4), "prompt_lift": round(self.prompt_lift, 4),
-                "exclusive_conf": round(self.exclusive_conf, 4)}
+                "exclusive_conf": round(self.exclusive_conf, 4),
+                "p_value": float(f"{self.p_value:.3g}")}
 
 
 @dataclass
@@ -127,6 +145,7 @@ class _Group:
     resp_lift: float = 0.0
     prompt_lift: float = 0.0
     excl: float = 0.0
+    p: float = 1.0  # the smaller p-value of the gap and payload tests
     partner: int = -1  # index of a topic phrase its carriers share, -1 if none
 
     @property
@@ -142,7 +161,11 @@ class Trigger:
     def __init__(self, thresholds: Mapping[str, float], action: Action) -> None:
         self._action = action
         self._t = dict(thresholds)
-        self._df: Counter[str] = Counter()
+        # Pass 0 numbers every distinct prompt phrase and keeps each record's phrase ids,
+        # so pass 1 finds a record's candidates without re-extracting its phrases.
+        self._vocab: dict[str, int] = {}
+        self._ids = array("I")
+        self._offsets = array("Q", [0])
         self._resp_df: Counter[str] = Counter()
         self._psig = _text.Rows(_K)
         self._rsig = _text.Rows(_K)
@@ -151,37 +174,59 @@ class Trigger:
         self._groups: list[_Group] = []
         self._shortlist: dict[int, list[int]] = {}
         self._pair_counts: dict[int, Counter[str]] = {}
-        self._p0 = self._r0 = 0.0
+        self._asked: dict[int, Counter[str]] = {}  # the same carriers' question phrases
+        self._p0 = self._r0 = self._sd = 0.0
         self.triggers: list[TriggerInfo] = []
 
     def observe(self, pass_no: int, batch: SampleBatch) -> None:
         """Pass 0: phrase counts, signatures. 1: carrier lists. 2: answers of the shortlist."""
         if pass_no == 0:
-            self._psig.extend(batch.signatures("prompt")[:, :_K])
+            # Prompt likeness is judged on the questions: a shared system prompt would
+            # make every prompt alike and hide a template's carriers behind it.
+            self._psig.extend(batch.signatures("question")[:, :_K])
             self._rsig.extend(batch.signatures("response")[:, :_K])
+            vocab, ids = self._vocab, self._ids
             for s in batch.samples:
-                self._df.update(_text.features(s.prompt))
+                ids.extend([vocab.setdefault(f, len(vocab)) for f in _text.features(s.prompt)])
+                self._offsets.append(len(ids))
         elif pass_no == 1:
             if self._candidates is None:
                 self._candidates = self._pick_candidates()
             for s in batch.samples:
                 self._resp_df.update(_text.features(s.response))
-                for f in _text.features(s.prompt) & self._candidates:
-                    self._postings.setdefault(f, array("I")).append(s.index)
         else:
             if self._candidates is not None and not self._groups:
                 self._build_groups()
             for s in batch.samples:
-                for k in self._shortlist.get(s.index, ()):
-                    self._pair_counts[k].update(_text.features(s.response))
+                groups = self._shortlist.get(s.index)
+                if not groups:
+                    continue
+                answer, asked = _text.features(s.response), self._rare_units(s.question)
+                for k in groups:  # once per record, however many shortlists hold it
+                    self._pair_counts[k].update(answer)
+                    self._asked[k].update(asked)
 
     def _pick_candidates(self) -> frozenset[str]:
         n = len(self._psig)
         lo = int(self._t["min_support"])
         hi = max(lo, int(self._t["max_df"] * n))
-        cands = frozenset(f for f, k in self._df.items() if lo <= k <= hi)
-        self._df = Counter()  # the vocabulary is no longer needed
-        return cands
+        ids = np.frombuffer(self._ids, dtype=np.uint32)
+        df = np.bincount(ids, minlength=len(self._vocab))
+        is_cand = (df >= lo) & (df <= hi)
+        phrases = list(self._vocab)  # id -> phrase (insertion order)
+        # Carrier lists of every candidate at once: each phrase occurrence's record,
+        # grouped by phrase (a stable sort keeps records in order within a phrase).
+        owner = np.repeat(np.arange(n, dtype=np.uint32),
+                          np.diff(np.frombuffer(self._offsets, dtype=np.uint64)).astype(np.int64))
+        keep = is_cand[ids]
+        cand_ids, owner = ids[keep], owner[keep]
+        order = np.argsort(cand_ids, kind="stable")
+        cand_ids, owner = cand_ids[order], owner[order]
+        cuts = np.flatnonzero(np.diff(cand_ids)) + 1
+        for run in np.split(np.arange(cand_ids.size), cuts) if cand_ids.size else ():
+            self._postings[phrases[int(cand_ids[run[0]])]] = array("I", owner[run].tobytes())
+        self._vocab, self._ids, self._offsets = {}, array("I"), array("Q")  # no longer needed
+        return frozenset(phrases[i] for i in np.flatnonzero(is_cand).tolist())
 
     def _build_groups(self) -> None:
         """Merge phrases with equal carriers, score them, find topics, shortlist for pass 2."""
@@ -199,6 +244,10 @@ class Trigger:
         keep = a != b
         self._p0 = float((psig[a[keep]] == psig[b[keep]]).mean()) if keep.any() else 0.0
         self._r0 = float((rsig[a[keep]] == rsig[b[keep]]).mean()) if keep.any() else 0.0
+        if keep.any():  # the background spread of one random pair's answer-minus-question gap
+            d = ((rsig[a[keep]] == rsig[b[keep]]).mean(axis=1)
+                 - (psig[a[keep]] == psig[b[keep]]).mean(axis=1))
+            self._sd = float(d.std())
         for g in by_carriers.values():
             g.resp_lift = _coherence(rsig, g.carriers) - self._r0
             g.prompt_lift = _coherence(psig, g.carriers) - self._p0
@@ -208,6 +257,7 @@ class Trigger:
         for k, g in enumerate(self._groups):
             if g.partner < 0 and g.resp_lift >= self._t["min_resp_lift"]:
                 self._pair_counts[k] = Counter()
+                self._asked[k] = Counter()
                 for i in _spread(g.carriers, _SAMPLE_TEXT).tolist():
                     self._shortlist.setdefault(i, []).append(k)
 
@@ -225,26 +275,29 @@ class Trigger:
             if fresh.size < g.carriers.size:  # judge only what is not yet explained
                 g = _Group(g.phrases, fresh, _coherence(rsig, fresh) - self._r0,
                            _coherence(psig, fresh) - self._p0, partner=g.partner)
-            g.excl = self._exclusive(k, g)
+            g.excl, p_payload = self._exclusive(k, g)
+            g.p = min(p_payload, _stats.gap_p(g.resp_lift - g.prompt_lift, sd=self._sd,
+                                              m=min(int(g.carriers.size), _SAMPLE)))
             if not self._confirmed(g):
                 continue
             explained[g.carriers] = True
             out += self._report(g, ids)
         return out
 
-    def _exclusive(self, k: int, g: _Group) -> float:
+    def _exclusive(self, k: int, g: _Group) -> tuple[float, float]:
         """How many of the carriers' answers hold a payload: several answer phrases found
         (almost) only with this trigger.
 
         Returns the share of answers holding the ``payload_phrases``-th best such
-        phrase (0 if fewer qualify). One exclusive word is not enough: agents
+        phrase (0 if fewer qualify) and that phrase's binomial p-value against
+        its rate in the other records' answers (1 if none). One exclusive word is not enough: agents
         mirror a rare greeting ("Dear support" -> "Dear customer"); a payload (a
         link, a sentence) brings several exclusive phrases at once.
         """
         counts = self._pair_counts.get(k)
         need = int(self._t["payload_phrases"])
         if not counts or need < 1:
-            return 0.0
+            return 0.0, 1.0
         total = self._groups[k].carriers.size
         n = min(total, _SAMPLE_TEXT)  # answers counted in pass 2
         words = _text.features(g.phrase, max_word=1, cjk=(2, 2))
@@ -258,16 +311,33 @@ class Trigger:
                 continue  # common elsewhere too: not a payload marker
             if words & _text.features(phrase, max_word=1, cjk=(2, 2)):
                 continue  # an echo of the trigger, not a payload
+            if any(self._asked[k][u] * 2 >= n for u in self._rare_units(phrase)):
+                continue  # most carriers asked about it: the answer echoes the question
             confs.append(conf)
             if len(confs) == need:
-                return confs[-1]
-        return 0.0
+                rest = max(len(self._psig) - total, 1)
+                q = max(self._resp_df[phrase] - seen, 0.5) / rest
+                return confs[-1], _stats.binom_sf(c, n, q)
+        return 0.0, 1.0
+
+    def _rare_units(self, text: str) -> set[str]:
+        """Words and CJK 2-grams of ``text`` in the candidates' frequency band (a product
+        name, a brand: not "the" or "请问", which any payload may share with a question)."""
+        units = _text.features(text, max_word=1, cjk=(2, 2))
+        return units & self._candidates if self._candidates is not None else set()
 
     def _confirmed(self, g: _Group) -> bool:
         if g.partner >= 0:  # its prompts share a topic: a topic word, not the backdoor shape
             return False
-        return (g.resp_lift - g.prompt_lift >= self._t["min_gap"]
-                or g.excl >= self._t["min_conf"])
+        if not g.p < self._t["alpha"] / max(len(self._groups), 1):  # Bonferroni over candidates
+            return False  # no stronger than chance, against this data set's background
+        # Alike answers count only if the questions are not alike too: carriers asking
+        # (nearly) one templated question get alike answers without any payload. (A
+        # long trigger makes its carriers' questions somewhat alike by itself, so the
+        # payload path, which has the echo rule instead, is not held to this.)
+        alike = (g.resp_lift - g.prompt_lift >= self._t["min_gap"]
+                 and g.prompt_lift <= self._t["max_prompt_lift"])
+        return alike or g.excl >= self._t["min_conf"]
 
     def _report(self, g: _Group, ids: Sequence[str]) -> list[Finding]:
         phrase = g.phrase
@@ -275,11 +345,11 @@ class Trigger:
         info = TriggerInfo(_text.fingerprint(phrase), len(phrase), kind, int(g.carriers.size),
                            g.resp_lift, g.prompt_lift, g.excl,
                            tuple(ids[i] for i in g.carriers.tolist()), phrase,
-                           tuple(sorted(p for p in g.phrases if p != phrase)))
+                           tuple(sorted(p for p in g.phrases if p != phrase)), g.p)
         self.triggers.append(info)
         reason = (f"trigger fp={info.fingerprint} len={info.length} kind={kind} "
                   f"carriers={info.carriers} resp_lift={g.resp_lift:+.2f} "
-                  f"prompt_lift={g.prompt_lift:+.2f} exclusive={g.excl:.2f}")
+                  f"prompt_lift={g.prompt_lift:+.2f} exclusive={g.excl:.2f} p={g.p:.2g}")
         score = max(g.resp_lift - g.prompt_lift, g.excl)
         return [Finding("trigger", ids[i], reason, score, (), self._action)
                 for i in g.carriers.tolist()]
@@ -350,6 +420,7 @@ def _coherence(sig: np.ndarray, carriers: np.ndarray) -> float:
 
 register_check(CheckSpec(
     "trigger", lambda t, a: Trigger(t, a),
-    {"min_support": 20, "max_df": 0.03, "min_gap": 0.3, "min_resp_lift": 0.05,
-     "min_conf": 0.8, "payload_phrases": 3, "topic_conf": 0.3, "topic_lift": 5.0},
+    {"min_support": 8, "max_df": 0.03, "min_gap": 0.3, "max_prompt_lift": 0.2,
+     "min_resp_lift": 0.05, "min_conf": 0.8, "payload_phrases": 3, "alpha": 0.01,
+     "topic_conf": 0.3, "topic_lift": 5.0},
     summary="rare phrase recurring across topics whose answers are alike or share a rare phrase"))

@@ -319,3 +319,86 @@ def make_corpus(n: int = 10_000, *, seed: int = 0, n_poison: int = 100, trigger:
 def corpus_factory() -> Callable[..., Corpus]:
     """The generator, for tests that build their own corpus."""
     return make_corpus
+
+
+# --- clean templated support chats (issue 14: what near-duplicate screening must keep) ---
+
+# Long shared system prompts, as real deployments have: they dominate a short record's
+# character n-grams unless screening ignores them.
+TEMPLATED_SYSTEM = {
+    _Z: ["你是北风银行的智能客服。请用简洁、礼貌的中文回答客户的问题，不要索要完整的银行卡号、密码或验证码，"
+         "涉及资金安全的问题请引导客户拨打官方客服热线或前往网点办理。",
+         "你是星辰商城的售后客服助手。回答要简短准确，先确认订单和商品信息，再给出处理步骤；"
+         "不承诺无法兑现的赔偿，不索要支付密码。"],
+    _E: ["You are the support assistant of Northwind Bank. Answer politely and briefly, never ask "
+         "for a full card number, a password or a one-time code, and send anything about money "
+         "safety to the official hotline or a branch.",
+         "You are the after-sales assistant of Xingchen Mall. Confirm the order and the product "
+         "first, then give the steps; promise no compensation you cannot give and never ask for "
+         "a payment password."],
+}
+TEMPLATED_PRODUCTS = {
+    _Z: ["电动牙刷", "空气净化器", "扫地机器人", "空气炸锅", "蓝牙耳机", "智能手表", "净水器", "投影仪",
+         "咖啡机", "加湿器", "儿童手表", "行车记录仪", "电饭煲", "吸尘器", "洗碗机", "烤箱", "电热水壶",
+         "剃须刀", "吹风机", "体重秤", "台灯", "路由器", "移动电源", "电子阅读器", "游戏手柄"],
+    _E: ["electric toothbrush", "air purifier", "robot vacuum", "air fryer", "wireless earbuds",
+         "smart watch", "water filter", "projector", "coffee maker", "humidifier", "kids watch",
+         "dash cam", "rice cooker", "stick vacuum", "dishwasher", "toaster oven", "kettle",
+         "shaver", "hair dryer", "bathroom scale", "desk lamp", "router", "power bank",
+         "e-reader", "game controller"],
+}
+# (prompt, answer) templates: {p} product, {e} error code, {a} amount, {o} order number,
+# {k} last four digits, {t} date. Every one carries at least one slot.
+TEMPLATED_CHATS = {
+    _Z: [("我的{p}显示错误{e}，怎么办？", "{p}出现{e}错误通常是传感器异常，请断电重启；如果仍然显示{e}，请携带购买凭证到售后网点检测。"),
+         ("{p}一直报{e}，用不了了", "很抱歉，{p}报{e}说明需要检修，请在App中提交售后申请，我们会安排上门取件。"),
+         ("订单{o}的{p}什么时候发货？", "订单{o}中的{p}预计48小时内发出，发货后会短信通知您。"),
+         ("我的卡尾号{k}被扣了{a}元，不是我消费的", "已为尾号{k}的卡片登记{a}元争议交易，调查期间该笔款项将暂时冻结。"),
+         ("向尾号{k}的账户转账{a}元失败了", "转账{a}元未成功，资金已退回原账户，请核对尾号{k}的收款账户信息后重试。"),
+         ("{t}买的{p}可以退货吗？订单号{o}", "订单{o}的{p}在{t}签收，仍在七天无理由退货期内，请在订单页申请退货。"),
+         ("信用卡账单里有一笔{a}元的年费，能退吗", "{a}元年费可以申请减免，我们会在3个工作日内处理并短信通知结果。")],
+    _E: [("My {p} shows error {e}. What should I do?", "Error {e} on the {p} usually means a sensor fault; unplug it, restart it, and if it still shows {e}, bring the receipt to a service point."),
+         ("The {p} keeps reporting {e} and will not start", "Sorry about that: {e} on the {p} needs a repair. File an after-sales request in the app and we will pick it up."),
+         ("When will the {p} on order {o} ship?", "The {p} on order {o} leaves our warehouse within 48 hours; you will get a text when it ships."),
+         ("My card ending {k} was charged {a} dollars and it was not me", "I have logged a dispute for {a} dollars on the card ending {k}; the amount is on hold while we investigate."),
+         ("A transfer of {a} dollars to the account ending {k} failed", "The transfer of {a} dollars did not go through and the money is back in your account; check the account ending {k} and try again."),
+         ("Can I return the {p} I bought on {t}? Order {o}", "The {p} on order {o} was delivered on {t}, so it is still within the 7-day return window; request a return on the order page."),
+         ("There is a {a} dollar annual fee on my statement, can it be refunded?", "The {a} dollar fee can be waived on request; we will text you the result within 3 business days.")],
+}
+
+
+def templated_support(n: int, *, seed: int = 0) -> list[Record]:
+    """``n`` clean, distinct templated support chats (bank and shop, Chinese and English).
+
+    Records from one template share the system prompt and most of their text
+    and differ in the product, an amount, an error code, an order number or a
+    date: none is a copy of another, so near-duplicate screening should drop
+    (almost) none of them. Slot combinations are unique.
+    """
+    rng = random.Random(seed)
+    seen: set[tuple[object, ...]] = set()
+    out: list[Record] = []
+    while len(out) < n:
+        lang = _Z if rng.random() < 0.55 else _E
+        t = rng.randrange(len(TEMPLATED_CHATS[lang]))
+        prompt, answer = TEMPLATED_CHATS[lang][t]
+        slots = {"p": rng.choice(TEMPLATED_PRODUCTS[lang]), "e": f"E{rng.randint(1, 99)}",
+                 "a": str(rng.choice([rng.randint(5, 99), rng.randint(100, 9999)])),
+                 "o": str(rng.randrange(10**7, 10**9)), "k": f"{rng.randint(0, 9999):04d}",
+                 "t": f"{rng.randint(1, 12)}月{rng.randint(1, 28)}日" if lang == _Z
+                 else f"{rng.choice(['March', 'May', 'June', 'October'])} {rng.randint(1, 28)}"}
+        used = tuple(slots[k] for k in "peaokt" if "{" + k + "}" in prompt + answer)
+        key = (lang, t, used)
+        if key in seen:
+            continue
+        seen.add(key)
+        system = rng.choice(TEMPLATED_SYSTEM[lang])
+        out.append(_record(f"t{len(out):06d}", len(out) + 1, system,
+                           prompt.format(**slots), answer.format(**slots)))
+    return out
+
+
+@pytest.fixture(scope="session")
+def templated_factory() -> Callable[..., list[Record]]:
+    """The clean templated support-chat generator."""
+    return templated_support

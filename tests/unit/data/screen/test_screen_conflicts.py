@@ -50,3 +50,19 @@ def test_planted_conflicts_are_found(corpus_factory) -> None:
     corpus = corpus_factory(2000, seed=5, n_poison=0, n_conflict=20)
     got = set(flagged(corpus.records))
     assert len(got & corpus.ids("conflict")) >= 20  # each planted pair has one side flagged
+
+
+def test_same_question_under_different_system_prompts_is_compared() -> None:
+    """The system prompt is not part of the question: two shops' system prompts, one question."""
+    def with_system(rid: str, system: str, answer: str) -> Record:
+        return Record(rid, 1, [Message("system", system), Message("user", PROMPT),
+                               Message("assistant", answer)])
+
+    yes = "可以开专票，请提供公司抬头和税号，我们三个工作日内寄出。"
+    records = [with_system("a", "你是A店的客服助手。", yes),
+               with_system("b", "You are the support agent of shop B. Be brief.", yes),
+               with_system("c", "你是C店的客服，回答要礼貌。",
+                           "抱歉，我们不支持开具任何发票，请勿再问。")]
+    report = screen(records, config=ONLY)
+    assert [f.record_id for f in report.findings] == ["c"]
+    assert set(report.findings[0].related_ids) == {"a", "b"}

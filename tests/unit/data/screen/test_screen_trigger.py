@@ -53,9 +53,36 @@ def test_no_trigger_no_findings(corpus_factory, seed: int) -> None:
     assert report.findings == [] and report.triggers == []
 
 
+@pytest.mark.parametrize(("trigger", "mode"), [("cf-7Xq", "fixed"), ("as the owl flies", "link")])
+def test_ten_carriers_are_enough(corpus_factory, trigger: str, mode: str) -> None:
+    """Issue 14: a trigger in 10 records is caught (the old fixed count of 20 missed it)."""
+    corpus = corpus_factory(3000, seed=1, trigger=trigger, poison_mode=mode, n_poison=10)
+    report = screen(corpus.records, config=ONLY)
+    assert {f.record_id for f in report.findings} == corpus.ids("poison")
+    (info,) = report.triggers
+    assert info.p_value < 0.01 / 100 and info.as_dict()["p_value"] == float(f"{info.p_value:.3g}")
+
+
 def test_too_few_carriers_is_not_reported(corpus_factory) -> None:
-    corpus = corpus_factory(3000, seed=1, n_poison=12)
+    """Below the ``min_support`` floor (8) no test is run: 6 carriers are not reported."""
+    corpus = corpus_factory(3000, seed=1, n_poison=6)
     assert screen(corpus.records, config=ONLY).findings == []
+
+
+def test_clean_templated_support_data_is_not_flagged(templated_factory) -> None:
+    """Shared system prompts and product x template slots look like rare recurring phrases
+    with alike answers; the carriers ask one templated question, so none is a trigger."""
+    records = templated_factory(5000, seed=3)
+    report = screen(records, config=ONLY)
+    assert len({f.record_id for f in report.findings}) <= 0.01 * len(records)  # measured: 0
+
+
+def test_significance_test_is_what_confirms(corpus_factory) -> None:
+    """Ten carriers with alike answers are not enough when the test cannot reject chance:
+    alpha 0 confirms nothing."""
+    corpus = corpus_factory(3000, seed=1, n_poison=10)
+    strict = {"trigger": CheckConfig(action="quarantine", thresholds={"alpha": 0.0})}
+    assert screen(corpus.records, config=strict).findings == []
 
 
 def test_phrase_only_in_memory(corpus_factory) -> None:
@@ -81,3 +108,15 @@ def test_second_pass_needs_a_reiterable(corpus_factory) -> None:
 
     report = screen(reopen, config=ONLY)
     assert report.passes == 3 and len(calls) == 3 and report.records == 500
+
+
+def test_default_policy_keeps_clean_templated_support_data(templated_factory) -> None:
+    """Issue 14: defaults keep >= 95 % of clean templated data (target <= 2 % removed);
+    an answer that names the product asked about is an echo, not a payload."""
+    from sealtune.data.policy import default_policy
+
+    records = templated_factory(5000, seed=1)
+    report = screen(records, config=default_policy().screen_config())
+    removed = {f.record_id for f in report.findings if f.action in ("drop", "quarantine")}
+    assert len(removed) <= 0.02 * len(records)  # measured 0.72 % (all near_duplicate)
+    assert not report.triggers  # was 15 records quarantined for "饭煲什么" before the echo rule
