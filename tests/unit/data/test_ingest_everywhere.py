@@ -22,7 +22,9 @@ from sealtune.data.policy import default_policy, parse_policy
 from sealtune.data.store import read_dataset
 from sealtune.workspace import Workspace
 
-COMPOUND = ["欧阳", "司马", "慕容", "皇甫", "诸葛"]
+# Common single-character surnames: the pattern tier finds these names after a cue but
+# not bare in running text (distinctive compound surnames such as 欧阳 it finds anywhere).
+SURNAMES = ["王", "李", "张", "刘", "陈"]
 GIVEN = "震霆蔚岚秋笛云舒晓峰静怡珂瑶"
 EN_FIRST = ["Zebulon", "Ottoline", "Barnaby", "Philippa"]
 EN_LAST = ["Thistlewood", "Hargreave", "Ellingham", "Pemberton"]
@@ -31,7 +33,7 @@ TOPICS = ["退款", "发货", "发票", "保修", "换货", "积分", "会员", 
 
 
 def names(rng: random.Random) -> tuple[str, str, str]:
-    cn = [c + "".join(rng.sample(GIVEN, 2)) for c in rng.sample(COMPOUND, 2)]
+    cn = [c + "".join(rng.sample(GIVEN, 2)) for c in rng.sample(SURNAMES, 2)]
     return cn[0], cn[1], f"{rng.choice(EN_FIRST)} {rng.choice(EN_LAST)}"
 
 

@@ -19,6 +19,9 @@ similarity calls them copies (it dropped 52-88 % of such sets). So:
   3-gram of one record only (an edit's debris, which no other record can
   share) next to nothing too. Similarity is the weighted MinHash estimate
   (:func:`._text.weighted_signatures`, 128 slots);
+* **own text**: a record most of whose 3-grams occur in no other record
+  (more than ``1 - threshold`` + 0.1 of them) is no one's copy, however rare
+  what it shares: two records that share only a customer's name are not copies;
 * **numbers must agree**: records whose digit runs differ (an amount, a card's
   last four digits, ``E20`` vs ``E3``) are different records, however alike;
 * **no chaining**: each record is compared with cluster representatives
@@ -84,6 +87,9 @@ _PERM, _BANDS, _ROWS = 128, 16, 8
 _MIX = np.random.default_rng(14).integers(1, 2**63, size=_ROWS, dtype=np.uint64) | np.uint64(1)
 _PSEUDO = 20  # pseudo-records smoothing the document frequencies
 _FLOOR = np.float32(0.01)  # the least weight: every 3-gram counts a little
+#: How far beyond ``1 - threshold`` a record's own 3-grams (in no other record) may go
+#: before it cannot be a near copy (see ``_own_fraction``).
+_DEBRIS_SLACK = 0.1
 _BAND_IDS = np.arange(_BANDS, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -168,13 +174,16 @@ class NearDuplicates:
         hashes, offsets = _text.unique_shingles(texts, SHINGLE)
         sigs = _text.weighted_signatures(hashes, offsets, self._weights(hashes), num_perm=_PERM)
         keys = _band_keys(sigs)
+        own = self._own_fraction(hashes, offsets)
         for row, s in enumerate(batch.samples):
             digest = _text.digest64(s.prompt + "\x1f" + s.response)
             if digest in self._seen:  # an exact copy: reported by exact_duplicate
                 continue
             self._seen.add(digest)
             numbers = _numbers(s)
-            rep, sim = self._best_rep(sigs[row], keys[row].tolist(), numbers)
+            rep, sim = -1, 0.0
+            if own[row] <= 1.0 - self._threshold + _DEBRIS_SLACK:
+                rep, sim = self._best_rep(sigs[row], keys[row].tolist(), numbers)
             if rep >= 0:
                 self._joined[s.index] = (rep, sim)
                 continue
@@ -190,6 +199,21 @@ class NearDuplicates:
                     band[key] = [held, stored]
                 else:
                     held.append(stored)
+
+    def _own_fraction(self, hashes: _text.U32,
+                      offsets: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """Per record, the share of its 3-grams that no other record has.
+
+        Rarity weights make such 3-grams count next to nothing, so that an
+        edit's debris does not hide a copy; but a record made mostly of its
+        own text is no one's copy, however rare what it shares (two records
+        that share only a customer's name). A near copy's own 3-grams are
+        its edits, at most about ``1 - threshold`` of it.
+        """
+        single = np.concatenate(([0], np.cumsum(self._df[hashes & _DF_MASK] <= 1)))
+        sums = (single[offsets[1:]] - single[offsets[:-1]]).astype(np.float32)
+        counts = np.diff(offsets).astype(np.float32)
+        return (sums / np.maximum(counts, np.float32(1.0))).astype(np.float32)
 
     def _best_rep(self, sig: _text.U32, keys: list[int], numbers: int) -> tuple[int, float]:
         """The most similar representative at or above the threshold with the same numbers.
