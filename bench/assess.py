@@ -234,7 +234,8 @@ def _gate(env: dict[str, str], tmp: Path, model: Path, name: str, *extra: str
     done = _cli(env, "assess", str(model), "--policy", str(tmp / "gate.yaml"), "--out",
                 str(tmp / f"report-{name}"), "--threads", "2", *extra)
     report = json.loads((tmp / f"report-{name}" / "report.json").read_text())
-    return {"exit_status": done.returncode, "gate_message": done.stderr.startswith("gate:"),
+    gate_line = any(line.startswith("gate:") for line in done.stderr.splitlines())
+    return {"exit_status": done.returncode, "gate_message": gate_line,
             "failed": report["failed"], "seconds": round(time.perf_counter() - began, 1),
             "probes": {p["name"]: p["verdict"] for p in report["probes"]},
             "safety": next((p["metrics"] for p in report["probes"]
