@@ -1,4 +1,4 @@
-"""Fixed cost of creating and destroying the training sandbox.
+"""Fixed cost of creating and destroying the sandbox (training's, and the data step's).
 
 Runs each variant N times and reports medians (ms), side by side:
 
@@ -10,7 +10,7 @@ Runs each variant N times and reports medians (ms), side by side:
   timed inside each (the filter's cost on an allowed system call; their ratio
   is ``filter_ratio``);
 * ``outside_launcher``: importing the launcher and probe modules, outside;
-* ``sandbox``: the full :class:`~sealtune.train.sandbox.Sandbox` round trip —
+* ``sandbox``: the full :class:`~sealtune.sandbox.process.Sandbox` round trip —
   start, key handover, launcher hardening, an empty entry, event channel,
   destroy with verification (no process left, namespaces released);
 * ``destroy``: the ``destroy()`` part of that round trip alone.
@@ -33,8 +33,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sealtune.train.sandbox import Sandbox, SandboxSpec, build_argv, probe
-from sealtune.train.sandbox_process import filter_fd
+from sealtune.sandbox.process import Sandbox, filter_fd
+from sealtune.sandbox.selfcheck import probe
+from sealtune.sandbox.spec import SandboxSpec, build_argv
 
 RESULTS = Path(__file__).resolve().parent / "results" / "sandbox.json"
 
@@ -89,12 +90,12 @@ def main() -> None:
         spec = SandboxSpec(output_dir=out)
         trivial = [sys.executable, "-I", "-c", "pass"]
         imports = [sys.executable, "-I", "-B", "-c",
-                   "import sealtune.train._sandbox_child, sealtune.train._probe_child"]
+                   "import sealtune.sandbox.launcher, sealtune.sandbox._probe_child"]
         destroys: list[float] = []
 
         def full() -> None:
             with Sandbox(spec) as box:
-                box.start("sealtune.train._probe_child", [], secrets={"dk": os.urandom(32)})
+                box.start("sealtune.sandbox._probe_child", [], secrets={"dk": os.urandom(32)})
                 assert box.wait(timeout=30) == 0
                 destroys.append(box.destroy().seconds * 1000)
 

@@ -238,9 +238,9 @@ def job_child(mode: str, base: Path, steps: int, threads: int) -> dict[str, Any]
     from sealtune.data.store import sha256_file
     from sealtune.keys.files import seal_file
     from sealtune.keys.keyfile import KdfParams
+    from sealtune.sandbox import SandboxEvent, probe
     from sealtune.train.config import TrainConfig
     from sealtune.train.jobs import run_job
-    from sealtune.train.sandbox import SandboxEvent, probe
     from sealtune.workspace import Workspace
 
     probe_s = None

@@ -48,9 +48,9 @@ from sealtune.evidence import (
 )
 from sealtune.evidence.pins import load_public_pem, public_pem
 from sealtune.keys.keyfile import KdfParams
+from sealtune.sandbox import SandboxUnavailableError, probe
 from sealtune.train.config import TrainConfig
 from sealtune.train.jobs import run_job, show_job
-from sealtune.train.sandbox import SandboxUnavailableError, probe
 from sealtune.train.tiny import make_tiny
 from sealtune.workspace import Workspace
 

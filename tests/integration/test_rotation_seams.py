@@ -24,9 +24,9 @@ import torch
 from sealtune.cli import main
 from sealtune.errors import KeyDestroyedError
 from sealtune.keys.files import describe_file
+from sealtune.sandbox import SandboxUnavailableError, probe
 from sealtune.serve.engines import Message, Sampling, make_engine
 from sealtune.serve.model import resolve_base, resolve_model
-from sealtune.train.sandbox import SandboxUnavailableError, probe
 from sealtune.workspace import Workspace
 
 Run = Callable[..., tuple[int, str, str]]

@@ -1,6 +1,6 @@
 """The bubblewrap training sandbox, for real: no mocks of bwrap, sockets or processes.
 
-Each test starts a real sandbox running ``sealtune.train._probe_child``, which
+Each test starts a real sandbox running ``sealtune.sandbox._probe_child``, which
 tries to break out and reports what happened as structured events.
 """
 
@@ -24,8 +24,7 @@ from pathlib import Path
 import pytest
 
 from sealtune.errors import ConfigError
-from sealtune.train import _sandbox_child as wire
-from sealtune.train.sandbox import (
+from sealtune.sandbox import (
     Limits,
     Sandbox,
     SandboxError,
@@ -33,13 +32,15 @@ from sealtune.train.sandbox import (
     SandboxSpec,
     SandboxUnavailableError,
     Teardown,
+    Timeline,
     measure,
     namespace_members,
     probe,
+    wire,
 )
 from sealtune.workspace import Workspace
 
-PROBE = "sealtune.train._probe_child"
+PROBE = "sealtune.sandbox._probe_child"
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
@@ -223,9 +224,9 @@ def test_tmpfs_is_size_limited(out: Path) -> None:
 HELPER = """
 import json, sys
 from pathlib import Path
-from sealtune.train.sandbox import Sandbox, SandboxSpec
+from sealtune.sandbox import Sandbox, SandboxSpec
 box = Sandbox(SandboxSpec(output_dir=Path(sys.argv[1])))
-box.start("sealtune.train._probe_child", ["tmpfile=" + sys.argv[2], "spawn=3", "hold"],
+box.start("sealtune.sandbox._probe_child", ["tmpfile=" + sys.argv[2], "spawn=3", "hold"],
           secrets={"dk": bytes(32)})
 for event in box.events(timeout=60):
     if event.name == "holding":
@@ -380,3 +381,38 @@ def test_measure_is_stable_and_sensitive(tmp_path: Path) -> None:
     second = measure(code=[code], config=b"lr: 1", base_model=model, inputs={"train": model})
     assert second.code != first.code and second.config == first.config
     assert second.digest != first.digest and first.digest.startswith("sha256:")
+
+
+@pytest.mark.usefixtures("bwrap_ok")
+def test_a_data_stage_sandbox_records_the_same_lifecycle_marked_with_its_stage(
+        workspace: Workspace, out: Path, tmp_path: Path) -> None:
+    """The sandbox is stage-neutral: the data step gets training's ledger events, marked data."""
+    raw = tmp_path / "raw.jsonl.sealed"
+    raw.write_bytes(b"SEALTUNE" + bytes(64))
+    spec = SandboxSpec(output_dir=out, stage="data", hidden=(workspace.root,),
+                       inputs={"raw": raw}, outputs=("data.jsonl.sealed",))
+
+    def record(action: str, details: Mapping[str, object], *, at: float | None = None,
+               outcome: str = "success") -> None:
+        workspace.audit(action, "dataset/d", outcome=outcome,  # type: ignore[arg-type]
+                        details=dict(details))
+
+    timeline = Timeline(spec, record, measurement=measure(code=[], config=b"{}").to_dict())
+    wiped: object = None
+    with Sandbox(spec) as box:  # an entry named as module:function
+        box.start(f"{PROBE}:main", ["milestone=data_decrypted", "out=data.jsonl.sealed",
+                                    "milestone=outputs_sealed"], secrets={"data": bytes(32)})
+        for ev in box.events(timeout=20):
+            timeline.observe(ev)
+            wiped = ev.fields.get("files") if ev.name == "workspace_wiped" else wiped
+    timeline.destroyed(box.destroy(), exit_code=box.exit_code, wiped=wiped)
+    assert box.exit_code == 0
+    entries = [e for e in workspace.ledger.entries() if e.resource == "dataset/d"]
+    assert [e.action for e in entries] == ["sandbox.created", "sandbox.data_decrypted",
+                                           "sandbox.outputs_sealed", "sandbox.destroyed"]
+    assert {e.details["stage"] for e in entries} == {"data"}
+    flags = entries[0].details["flags"]
+    assert flags["inputs"] == ["raw"] and "--unshare-net" in flags["isolation"]
+    destroyed = entries[-1].details
+    assert destroyed["processes_left"] == 0 and destroyed["outputs_removed"] == 0
+    assert (out / "data.jsonl.sealed").is_file()

@@ -1,6 +1,6 @@
 """The sandbox leaks no secret: its environment, PID 1, the seccomp filter, stray outputs.
 
-Real bubblewrap, real kernel: ``sealtune.train._probe_child`` (and its
+Real bubblewrap, real kernel: ``sealtune.sandbox._probe_child`` (and its
 ``_probe_kernel`` actions) attacks from inside and reports what happened.
 The unfiltered baseline of every denied call is measured outside the sandbox
 in a subprocess, so that ``EPERM`` inside is shown to come from the filter,
@@ -21,11 +21,10 @@ from pathlib import Path
 import pytest
 
 from sealtune.errors import ConfigError
-from sealtune.train import seccomp
-from sealtune.train.sandbox import Sandbox, SandboxEvent, SandboxSpec, Teardown, probe
-from sealtune.train.sandbox_spec import SandboxUnavailableError
+from sealtune.sandbox import Sandbox, SandboxEvent, SandboxSpec, Teardown, probe, seccomp
+from sealtune.sandbox.spec import SandboxUnavailableError
 
-PROBE = "sealtune.train._probe_child"
+PROBE = "sealtune.sandbox._probe_child"
 #: Calls whose unfiltered result does not depend on capabilities or sysctls: their
 #: baseline must not be EPERM anywhere, so EPERM inside can only be the filter's.
 UNGATED = ("ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "process_madvise",
@@ -124,7 +123,7 @@ def test_pid_1_is_the_launcher_and_nothing_can_trace_or_read_it(out: Path) -> No
 
 def baseline() -> dict[str, str]:
     """The same calls outside the sandbox, unfiltered (harmless arguments, even as root)."""
-    code = ("import json; from sealtune.train._probe_kernel import try_syscalls; "
+    code = ("import json; from sealtune.sandbox._probe_kernel import try_syscalls; "
             "print(json.dumps(try_syscalls()))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, timeout=60)
@@ -156,7 +155,7 @@ def test_foreign_architecture_system_calls_kill_the_process(out: Path) -> None:
     (result,) = named(events, "int80")
     if os.uname().machine == "x86_64":
         # outside the sandbox the same i386 call works (the kernel has IA32 emulation) ...
-        code = ("import os; from sealtune.train._probe_kernel import _int80_child; "
+        code = ("import os; from sealtune.sandbox._probe_kernel import _int80_child; "
                 "os._exit(0 if _int80_child() == os.getpid() else 3)")
         assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
         # ... and inside it is killed by the filter

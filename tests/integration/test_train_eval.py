@@ -29,9 +29,9 @@ from sealtune.data.records import Message, Record
 from sealtune.data.store import sha256_file
 from sealtune.errors import UsageError
 from sealtune.keys.files import seal_file
+from sealtune.sandbox import SandboxUnavailableError, probe
 from sealtune.train.config import TrainConfig
 from sealtune.train.jobs import list_jobs, run_job, show_job
-from sealtune.train.sandbox import SandboxUnavailableError, probe
 from sealtune.train.tiny import make_tiny
 from sealtune.workspace import Workspace
 

@@ -22,17 +22,17 @@ from pathlib import Path
 import pytest
 import torch
 
+import sealtune.train.jobs.run as job_run
 from sealtune.cli import main as cli_main
 from sealtune.data.records import Message, Record
 from sealtune.data.store import sha256_file
 from sealtune.keys.files import seal_file
+from sealtune.sandbox import SandboxUnavailableError, probe, seccomp
 from sealtune.serve.engines import Message as ChatMessage
 from sealtune.serve.engines import Sampling, make_engine
 from sealtune.serve.model import resolve_base, resolve_model
-from sealtune.train import job_run, seccomp
 from sealtune.train.config import TrainConfig
 from sealtune.train.jobs import list_jobs, run_job, show_job
-from sealtune.train.sandbox import SandboxUnavailableError, probe
 from sealtune.train.tiny import make_tiny
 from sealtune.workspace import Workspace
 
@@ -253,7 +253,7 @@ def test_a_job_whose_sandbox_leaves_stray_files_fails_and_the_audit_log_names_th
     monkeypatch.setenv("SEALTUNE_PASSPHRASE", passphrase)
     monkeypatch.setenv("SEALTUNE_PKCS11_PIN", pin)
     # The sandboxed code misbehaves: the real worker trains and seals, then litters.
-    monkeypatch.setattr(job_run, "WORKER", "sealtune.train._probe_child")
+    monkeypatch.setattr(job_run, "WORKER", "sealtune.train._probe_worker")
     code = cli_main(["train", "--dataset", "support", "--base", str(base), "--out-name", "m2",
                      "--max-steps", "2", "--batch-size", "4", "--max-length", "48",
                      "--threads", "1", "--home", str(workspace.root)])

@@ -23,9 +23,9 @@ from sealtune.data.records import Message, Record
 from sealtune.data.store import sha256_file
 from sealtune.errors import ConfigError
 from sealtune.keys.files import seal_file
+from sealtune.sandbox import SandboxUnavailableError, probe
 from sealtune.train.config import TrainConfig
 from sealtune.train.jobs import run_job
-from sealtune.train.sandbox import SandboxUnavailableError, probe
 from sealtune.train.tiny import make_tiny
 from sealtune.workspace import Workspace
 

@@ -24,7 +24,7 @@ from sealtune.errors import ConfigError
 from sealtune.keys import kernel_keyring
 from sealtune.keys.keyfile import KdfParams, KeyFile
 from sealtune.keys.unlock import cached_key, description, entries, lock
-from sealtune.train.sandbox import SandboxSpec, SandboxUnavailableError, probe
+from sealtune.sandbox import SandboxSpec, SandboxUnavailableError, probe
 from sealtune.workspace import Workspace
 
 SEALTUNE = [sys.executable, "-m", "sealtune"]
@@ -193,7 +193,7 @@ def test_unlock_durations_are_bounded(ws: Workspace, passphrase: str, duration: 
 
 def test_the_training_sandbox_cannot_read_the_cached_key(
         ws: Workspace, passphrase: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from sealtune.train.sandbox import Sandbox
+    from sealtune.sandbox import Sandbox
 
     try:
         probe()
@@ -209,7 +209,7 @@ def test_the_training_sandbox_cannot_read_the_cached_key(
     desc = description(ws.config.workspace_id, kdf_id)
     with Sandbox(SandboxSpec(output_dir=out)) as box:
         # by serial; and by linking the user keyring (same kernel uid) to possess it
-        box.start("sealtune.train._probe_child", [f"keyctl={serial}", f"keysteal={desc}"])
+        box.start("sealtune.sandbox._probe_child", [f"keyctl={serial}", f"keysteal={desc}"])
         events = list(box.events(timeout=20))
     box.destroy()
     checks = [e.fields for e in events if e.type == "event" and e.name == "check"]

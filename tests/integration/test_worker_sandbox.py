@@ -29,7 +29,7 @@ from sealtune.core.envelope import (
 )
 from sealtune.data.records import Message, Record
 from sealtune.keys.files import open_file, seal_file
-from sealtune.train.sandbox import Sandbox, SandboxSpec, SandboxUnavailableError, probe
+from sealtune.sandbox import Sandbox, SandboxSpec, SandboxUnavailableError, probe
 from sealtune.train.tiny import make_tiny
 from sealtune.workspace import Workspace
 

@@ -29,6 +29,7 @@ PLANTED = {
     "core/strict_json.py": "from sealtune.keys.base import WrappedKey as _W  # noqa",
     "client/transport.py": "import sealtune.serve.app  # noqa",
     "data/records.py": "from sealtune.core.hazmat import kdf as _kdf  # noqa",
+    "serve/filter.py": "from sealtune.core.envelope import MAGIC as _MAGIC  # noqa",
     "attest/base.py": "import sealtune.cli._tables  # noqa",
     "newpkg.py": '"""A module placed in no layer."""',
 }
@@ -71,6 +72,7 @@ def test_each_contract_breaks_on_a_planted_violation(tmp_path: Path) -> None:
     for violation in ("sealtune.core.strict_json -> sealtune.keys.base",
                       "sealtune.client.transport -> sealtune.serve.app",
                       "sealtune.data.records -> sealtune.core.hazmat.kdf",
+                      "sealtune.serve.filter -> sealtune.core.envelope",
                       "sealtune.attest.base -> sealtune.cli._tables", "sealtune.newpkg"):
         assert violation in result.stdout, violation
 

@@ -189,7 +189,7 @@ def _pipeline_file(directory: Path) -> Pipeline:
 
 def _run(ws: Workspace, pipeline: Pipeline, *, quiet: bool = False) -> RunResult | None:
     """Run the pipeline (``sealtune run``) and narrate what each step did."""
-    from sealtune.train.sandbox import SandboxUnavailableError
+    from sealtune.sandbox import SandboxUnavailableError
 
     try:
         result = run_pipeline(pipeline, ws) if quiet else run_with_output(pipeline, ws)

@@ -20,8 +20,8 @@ from rich.text import Text
 from sealtune.cli._common import console, err_console, open_workspace
 from sealtune.cli._tables import Col, print_table, when
 from sealtune.errors import ConfigError, UsageError
+from sealtune.sandbox import SandboxEvent
 from sealtune.train.config import TrainConfig
-from sealtune.train.sandbox import SandboxEvent
 
 jobs_app = typer.Typer(help="Training jobs: status, sandbox timeline, metrics.",
                        no_args_is_help=True, pretty_exceptions_enable=False)
@@ -252,7 +252,7 @@ def show_command(
     home: HomeOpt = None,
 ) -> None:
     """Show a job: the sandbox timeline, final metrics and privacy report."""
-    from sealtune.train.job_records import resolve_job, show_job
+    from sealtune.train.jobs.records import resolve_job, show_job
 
     ws = open_workspace(home)
     try:

@@ -37,8 +37,8 @@ from sealtune.data.pii import Analyzer, Entity
 from sealtune.data.policy import UNSAFE_NO_DATASET_WIDE, Policy
 from sealtune.data.records import Record
 from sealtune.data.redact import DatasetValues, RedactionOutcome, Redactor
-from sealtune.data.sealed import SealedSource, is_sealed
 from sealtune.errors import UsageError
+from sealtune.keys.sealing import SealedSource, is_sealed
 
 if TYPE_CHECKING:
     from sealtune.keys.service import KeyService
@@ -142,7 +142,7 @@ def open_passes(path: Path, policy: Policy, *, format: str | None, text_field: s
     """The passes over ``path``, detecting PII in the first one.
 
     A sealed input (``sealtune seal``) is unlocked once with ``keys`` and read
-    through :class:`~sealtune.data.sealed.SealedSource` (its plaintext stays in
+    through :class:`~sealtune.keys.sealing.SealedSource` (its plaintext stays in
     memory); the read is audited as ``data.read``. Warns if dataset-wide
     redaction is off.
 

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from sealtune.data import store
-from sealtune.data.sealed import iter_sealed_lines
 from sealtune.errors import UsageError
+from sealtune.keys.sealing import open_sealed_lines
 from sealtune.outputs import open_output
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def export_dataset(ws: Workspace, name: str, out: str | os.PathLike[str], *, par
     info = store.show_dataset(ws, name, verify=False)
     destination = os.fspath(out)
     entry = info.manifest["files"][part]
-    lines = (line + b"\n" for line in iter_sealed_lines(info.file(part), keys=ws.keys)
+    lines = (line + b"\n" for line in open_sealed_lines(info.file(part), keys=ws.keys)
              if line.strip())
     # Opened first: a refused destination (a terminal, a directory) is refused before
     # anything is recorded; the event is written before the first byte.

@@ -77,9 +77,9 @@ from sealtune.data.policy import Policy, default_policy
 from sealtune.data.records import Record
 from sealtune.data.redact import AuditSink, DatasetKeys, Redactor
 from sealtune.data.screen import ScreenReport
-from sealtune.data.sealed import SealedFile, SealedWriter, seal_bytes
 from sealtune.data.shred import shred
 from sealtune.errors import SealtuneError, UsageError
+from sealtune.keys.sealing import SealedFile, SealedWriter, seal_bytes
 from sealtune.keys.versions import CommitGuard
 from sealtune.outputs import fsync_dir, write_atomic
 

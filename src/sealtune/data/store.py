@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any
 
 from sealtune.data.records import Record
 from sealtune.data.redact import DatasetKeys
-from sealtune.data.sealed import iter_sealed_chunks, iter_sealed_lines
 from sealtune.errors import IntegrityError, SealtuneError, UsageError, WorkspaceError
 from sealtune.keys.content import content_digest
 from sealtune.keys.file_header import describe_file
+from sealtune.keys.sealing import open_sealed, open_sealed_lines
 from sealtune.outputs import open_text_output
 
 if TYPE_CHECKING:
@@ -239,7 +239,7 @@ def read_dataset(ws: Workspace, name: str, *, part: str = "data") -> Iterator[Re
 
 
 def _records(path: Path, ws: Workspace) -> Iterator[Record]:
-    for number, line in enumerate(iter_sealed_lines(path, keys=ws.keys), start=1):
+    for number, line in enumerate(open_sealed_lines(path, keys=ws.keys), start=1):
         if line.strip():
             yield Record.from_json(json.loads(line), line=number)
 
@@ -252,7 +252,7 @@ def open_dataset_keys(ws: Workspace, name: str) -> DatasetKeys:
         IntegrityError: the sealed secret was modified.
     """
     info = show_dataset(ws, name, verify=False)
-    secret = b"".join(iter_sealed_chunks(info.file("keys"), keys=ws.keys))
+    secret = b"".join(open_sealed(info.file("keys"), keys=ws.keys))
     ws.audit("data.keys.open", f"dataset/{name}")
     return DatasetKeys(secret)
 

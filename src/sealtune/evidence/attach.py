@@ -2,7 +2,7 @@
 
 :func:`record_dataset` and :func:`record_training` read a dataset's manifest
 and ML-BOM (:mod:`sealtune.data.store`) or a training job's record and model
-manifest (:mod:`sealtune.train.job_records`) and record them as a step of an
+manifest (:mod:`sealtune.train.jobs.records`) and record them as a step of an
 :class:`~sealtune.evidence.bundle.EvidenceRecorder`, with the BOM or the
 training record attached. :func:`training_record` is the job record reduced
 to what may leave the workspace: ids, digests and figures (steps, loss, ε, δ).
@@ -125,7 +125,7 @@ def record_training(recorder: EvidenceRecorder, ws: Workspace, job_id: str, *,
         UsageError: no such job, or its dataset is not an earlier output.
         IntegrityError: the job did not finish or has no measurement.
     """
-    from sealtune.train.job_records import show_job
+    from sealtune.train.jobs.records import show_job
 
     rec = show_job(ws, job_id)
     measurement = rec.get("measurement") or {}

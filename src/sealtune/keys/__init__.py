@@ -17,7 +17,15 @@ it until a name is used):
   (:mod:`sealtune.keys.base`; adapters ``local``, ``pkcs11``, ``openbao``);
 * keyed primitives for the stages: :func:`derive_key`, :func:`keyed_digest`,
   :class:`TokenCipher` (:mod:`sealtune.keys.derive`), so no stage touches
-  ``core.hazmat``.
+  ``core.hazmat``;
+* the sealing API the stages use (:mod:`sealtune.keys.sealing`), so no stage
+  touches ``core.envelope``: :class:`SealingTarget`, :func:`new_target`,
+  :func:`file_target` (a data key, its prefix and its wrapped entries, made
+  in one place, and how they cross into a sandbox), :class:`SealedWriter`,
+  :func:`seal_bytes`, :class:`SealedFile` (streams sealed as they are made),
+  :func:`open_sealed`, :func:`open_sealed_lines`, :func:`unseal_into`,
+  :class:`SealedSource`, :func:`is_sealed` (opened with the workspace's keys
+  or a data key).
 
 What this package protects against and what it does not is stated per
 module: :mod:`sealtune.keys.base` (the port), :mod:`sealtune.keys.files`
@@ -52,6 +60,19 @@ if TYPE_CHECKING:
         retire_checked,
         rotate_workspace,
     )
+    from sealtune.keys.sealing import (
+        SealedFile,
+        SealedSource,
+        SealedWriter,
+        SealingTarget,
+        file_target,
+        is_sealed,
+        new_target,
+        open_sealed,
+        open_sealed_lines,
+        seal_bytes,
+        unseal_into,
+    )
     from sealtune.keys.service import KeyService
     from sealtune.keys.unlock import lock as lock_workspace
     from sealtune.keys.unlock import unlock as unlock_workspace
@@ -67,22 +88,33 @@ __all__ = [
     "RewrapResult",
     "RotationReport",
     "SealResult",
+    "SealedFile",
+    "SealedSource",
+    "SealedWriter",
+    "SealingTarget",
     "TokenCipher",
     "WrappedKey",
     "derive_key",
     "describe_file",
     "destroy_impact",
     "destroy_key",
+    "file_target",
+    "is_sealed",
     "keyed_digest",
     "keyring_for",
     "lock_workspace",
+    "new_target",
     "open_file",
+    "open_sealed",
+    "open_sealed_lines",
     "register_keyring",
     "retire_checked",
     "rewrap_file",
     "rotate_workspace",
+    "seal_bytes",
     "seal_file",
     "unlock_workspace",
+    "unseal_into",
     "verify_file",
 ]
 
@@ -96,6 +128,9 @@ __getattr__, __dir__ = attach(__name__, {
     **dict.fromkeys(("open_file", "seal_file", "verify_file"), "sealtune.keys.files"),
     **dict.fromkeys(("DestroyImpact", "RotationReport", "destroy_impact", "destroy_key",
                      "retire_checked", "rotate_workspace"), "sealtune.keys.rotation"),
+    **dict.fromkeys(("SealedFile", "SealedSource", "SealedWriter", "SealingTarget",
+                     "file_target", "is_sealed", "new_target", "open_sealed",
+                     "open_sealed_lines", "seal_bytes", "unseal_into"), "sealtune.keys.sealing"),
     "KeyService": "sealtune.keys.service",
     # keys.unlock's own names are its module's name and a builtin-like "lock"
     "lock_workspace": "sealtune.keys.unlock:lock",

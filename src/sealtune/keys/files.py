@@ -2,7 +2,8 @@
 
 The path-level API over :mod:`sealtune.core.envelope`, used by the CLI and
 the stages. Every file gets its own random data key, wrapped under one or
-more KEKs through the :class:`~sealtune.keys.service.KeyService`. Outputs go
+more KEKs through the :class:`~sealtune.keys.service.KeyService`
+(:func:`sealtune.keys.sealing.new_target`). Outputs go
 through :func:`sealtune.outputs.open_output` and inputs through
 :func:`sealtune.outputs.open_input`, so either may be ``-`` (the standard
 streams), a device or a FIFO, and a device node is never replaced by a file.
@@ -47,14 +48,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from sealtune.core.envelope import (
     OpenInfo,
     decrypt_payload,
-    make_prefix,
-    new_data_key,
     open_stream,
     read_header,
-    seal_stream,
-    suite_for,
     unlock_header,
-    wrap_aad,
 )
 from sealtune.errors import UsageError
 from sealtune.keys._file_io import audit_failures, io_errors
@@ -69,6 +65,7 @@ from sealtune.keys.file_results import (
     labels,
 )
 from sealtune.keys.inventory import remember
+from sealtune.keys.sealing.target import new_target
 from sealtune.keys.versions import CommitGuard
 from sealtune.outputs import Output, Target, is_stdio, open_input, open_output, resolve_output
 
@@ -130,20 +127,20 @@ def seal_file(src: Target, dst: Target, *, keys: KeyService,
     out = resolve_output(dst)
     _check_paths(src, out)
     with io_errors(_input_name(src)), open_input(src) as fin:
-        suite = suite_for(keys.info(names[0]).algorithm)
-        data_key = new_data_key(suite)
-        prefix = make_prefix(data_key, suite=suite)
-        aad = wrap_aad(prefix)
-        wrapped = [keys.wrap(name, data_key, aad=aad) for name in names]
-        # The guard re-checks at commit that no wrapped version was retired meanwhile, and
-        # holds the version lock shared until the file has its name (keys.versions).
-        with CommitGuard(keys, wrapped, what=out.name) as guard, open_output(out) as fout:
-            info = seal_stream(fin, fout, prefix=prefix, data_key=data_key, wrapped=wrapped)
-            guard.check()
+        target = new_target(keys, names)
+        try:
+            # The guard re-checks at commit that no wrapped version was retired meanwhile,
+            # and holds the version lock shared until the file has its name (keys.versions).
+            with CommitGuard(keys, target.wrapped, what=out.name) as guard, \
+                    open_output(out) as fout:
+                info = target.seal(fin, fout)
+                guard.check()
+        finally:
+            target.wipe()
     if out.kind == "file" and out.path is not None:
         remember(keys.root, [out.path])
-    result = SealResult(Path(out.name), prefix.file_id.hex(), suite.algorithm,
-                        info.plaintext_size, info.sealed_size, key_entries(wrapped))
+    result = SealResult(Path(out.name), target.file_id, target.prefix.suite.algorithm,
+                        info.plaintext_size, info.sealed_size, key_entries(target.wrapped))
     keys.audit("file.seal", out.name, details={
         "file_id": result.file_id,
         "suite": result.suite,

@@ -11,7 +11,7 @@ can do the same (it owns ``@u``): the permission bits keep the entry out of
 sight of processes that do not try (``/proc/keys`` does not even show its
 description to them), they do not stop one that does. The training sandbox
 shares the uid and is kept out by a seccomp filter
-(the training sandbox's seccomp filter, :mod:`sealtune.train.seccomp`).
+(the sandbox's seccomp filter, :mod:`sealtune.sandbox.seccomp`).
 
 The secret is never in the kernel without a timeout: each entry is a
 keyring in ``@u`` that gets its timeout first, and the key is added into it

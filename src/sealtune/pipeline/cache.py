@@ -2,7 +2,7 @@
 
 A step's key is SHA-256 over the canonical JSON of: the step's kind, the
 sealtune version and a digest of sealtune's own source tree (every file,
-as :func:`sealtune.train.sandbox_measure.digest_tree` hashes the code the
+as :func:`sealtune.sandbox.measurement.digest_tree` hashes the code the
 sandbox runs), the versions of the packages that compute the step (read from
 the installed distributions' metadata, without importing them), the step's
 normalised settings (defaults filled in, the data policy by its digest, not
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import sealtune
-from sealtune.train.sandbox_measure import digest_tree
+from sealtune.sandbox.measurement import digest_tree
 
 __all__ = ["DATA_PACKAGES", "TRAIN_PACKAGES", "canonical", "code_digest", "file_sha256",
            "package_versions", "step_key", "tree_digest"]

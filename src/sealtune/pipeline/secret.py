@@ -30,8 +30,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from sealtune.data.redact.keys import SECRET_BYTES
-from sealtune.data.sealed import iter_sealed_chunks, seal_bytes
 from sealtune.errors import IntegrityError
+from sealtune.keys.sealing import open_sealed, seal_bytes
 from sealtune.keys.versions import CommitGuard
 from sealtune.outputs import fsync_dir
 from sealtune.pipeline.state import pipeline_dir
@@ -60,7 +60,7 @@ def pipeline_secret(ws: Workspace, pipeline: str, key_names: Sequence[str]) -> b
     path = secret_path(ws, pipeline, key_names)
     if not path.exists():
         _create(ws, path, key_names)
-    secret = b"".join(iter_sealed_chunks(path, keys=ws.keys))
+    secret = b"".join(open_sealed(path, keys=ws.keys))
     if len(secret) != SECRET_BYTES:
         raise IntegrityError(f"{path}: not a pipeline secret",
                              hint="restore it from a backup, or remove it to start afresh "

@@ -125,7 +125,7 @@ class DataAdapter:
         A sealed raw input (``sealtune seal``) is named by its content digest, which a
         key rotation does not change; it is opened only by the ingest, in memory.
         """
-        from sealtune.data.sealed import is_sealed
+        from sealtune.keys.sealing import is_sealed
 
         sealed = is_sealed(self.step.input)
         digest = labelled_digest(self.step.input) if sealed else file_sha256(self.step.input)
@@ -239,7 +239,7 @@ class TrainAdapter:
                 done: Mapping[str, StepRecord], force: bool, progress: ProgressFn | None,
                 secret: Callable[[], bytes]) -> Outcome:
         """Train (or adopt the model a killed run installed); see the module docstring."""
-        from sealtune.train.job_records import MODELS
+        from sealtune.train.jobs.records import MODELS
 
         dataset, base_digest = str(done["data"].summary["dataset"]), inputs["base"]
         name = output_name(self.step.out, key)
@@ -286,7 +286,7 @@ class TrainAdapter:
             if outputs[f"{target.relative_to(ws.root).as_posix()}/{file}"] != digest:
                 raise IntegrityError(f"step train: {target.name}/{file} does not match "
                                      "model.json", hint="rerun with --force-step train")
-        from sealtune.train.job_records import show_job
+        from sealtune.train.jobs.records import show_job
 
         privacy = model.get("privacy") or {}
         metrics = show_job(ws, str(model["job"])).get("metrics") or {}

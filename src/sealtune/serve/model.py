@@ -40,9 +40,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from sealtune.core.envelope import open_stream
 from sealtune.errors import ConfigError, IntegrityError, UsageError
-from sealtune.keys.base import WrappedKey
+from sealtune.keys.sealing import unseal_into
 
 if TYPE_CHECKING:
     from sealtune.keys.service import KeyService
@@ -145,9 +144,6 @@ class SealedModelDir:
     def names(self) -> list[str]:
         return sorted(self._clear | set(self._sealed))
 
-    def _unwrap(self, entry: WrappedKey, aad: bytes) -> bytes | None:
-        return self._keys.unwrap_if_held(entry, aad)
-
     def read(self, name: str) -> bytes:
         if name in self._clear:
             return _seen(self.digests, name, (self.root / name).read_bytes())
@@ -157,8 +153,7 @@ class SealedModelDir:
         out = io.BytesIO()
         path = self.root / sealed
         try:
-            with path.open("rb") as fin:
-                open_stream(fin, out, unwrap=self._unwrap)
+            unseal_into(path, out, keys=self._keys)
         except IntegrityError:
             raise IntegrityError(f"{path} failed its integrity check",
                                  hint="the sealed model was modified; restore it from the "
@@ -213,7 +208,7 @@ def resolve_base(root: Path, *, base: Path | None) -> PlainModelDir:
         ConfigError: no base given or recorded, or it is not a directory.
         IntegrityError: the base differs from the one the adapter was trained on.
     """
-    from sealtune.train.sandbox import digest_tree
+    from sealtune.sandbox.measurement import digest_tree
 
     recorded = _recorded_base(root)
     chosen = base or (Path(recorded["path"]) if recorded.get("path") else None)

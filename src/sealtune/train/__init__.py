@@ -1,6 +1,6 @@
 """Sandboxed training.
 
-``sandbox`` runs training code in a bubblewrap sandbox: OS isolation (Linux
+Training code runs in a bubblewrap sandbox (:mod:`sealtune.sandbox`): OS isolation (Linux
 namespaces, read-only mounts, no network, a private tmpfs, resource limits),
 not a TEE — root on the host can still read its memory. Keys reach the sandbox
 over an inherited pipe only; progress and milestones come back over a
@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING
 from sealtune._lazy import attach
 
 if TYPE_CHECKING:
+    from sealtune.sandbox.process import SandboxEvent
+    from sealtune.sandbox.spec import SandboxUnavailableError
     from sealtune.train.config import LoraSettings, TrainConfig
-    from sealtune.train.job_records import list_jobs, resolve_job, show_job
-    from sealtune.train.job_run import UNSAFE_WARNING, JobResult, TrainingError
-    from sealtune.train.jobs import run_job
-    from sealtune.train.sandbox_process import SandboxEvent
-    from sealtune.train.sandbox_spec import SandboxUnavailableError
+    from sealtune.train.jobs.records import list_jobs, resolve_job, show_job
+    from sealtune.train.jobs.run import UNSAFE_WARNING, JobResult, TrainingError
+    from sealtune.train.jobs.start import run_job
     from sealtune.train.tiny import make_tiny
 
 __all__ = [
@@ -49,10 +49,10 @@ __all__ = [
 
 __getattr__, __dir__ = attach(__name__, {
     **dict.fromkeys(("LoraSettings", "TrainConfig"), "sealtune.train.config"),
-    **dict.fromkeys(("list_jobs", "resolve_job", "show_job"), "sealtune.train.job_records"),
-    **dict.fromkeys(("UNSAFE_WARNING", "JobResult", "TrainingError"), "sealtune.train.job_run"),
-    "run_job": "sealtune.train.jobs",
-    "SandboxEvent": "sealtune.train.sandbox_process",
-    "SandboxUnavailableError": "sealtune.train.sandbox_spec",
+    **dict.fromkeys(("list_jobs", "resolve_job", "show_job"), "sealtune.train.jobs.records"),
+    **dict.fromkeys(("UNSAFE_WARNING", "JobResult", "TrainingError"), "sealtune.train.jobs.run"),
+    "run_job": "sealtune.train.jobs.start",
+    "SandboxEvent": "sealtune.sandbox.process",
+    "SandboxUnavailableError": "sealtune.sandbox.spec",
     "make_tiny": "sealtune.train.tiny",
 })

@@ -10,8 +10,8 @@ never pickle — so reading a checkpoint cannot run code even if its key leaked.
 The trainer hands the serialized state to a :class:`CheckpointSink`:
 
 * :class:`MemorySink` keeps them in memory (tests, in-process use);
-* :class:`SealedDirSink` seals each one (``core.envelope``, the data key
-  handed to the sandbox) into a directory, atomically (temp file, fsync,
+* :class:`SealedDirSink` seals each one (a :class:`~sealtune.keys.sealing.SealingTarget`
+  whose data key was handed to the sandbox) into a directory, atomically (temp file, fsync,
   rename, fsync of the directory), and deletes the previous checkpoint as
   soon as the next one is durable, so at most one is kept. A run killed at
   any moment leaves either the previous or the new sealed checkpoint, never
@@ -28,19 +28,11 @@ import io
 import json
 import re
 import struct
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
 
-from sealtune.core.envelope import (
-    Prefix,
-    decrypt_payload,
-    read_header,
-    seal_stream,
-    unlock_header,
-)
-from sealtune.errors import IntegrityError
-from sealtune.keys.base import WrappedKey
+from sealtune.errors import IntegrityError, UsageError
+from sealtune.keys.sealing import SealingTarget, unseal_into
 from sealtune.outputs import fsync_dir, open_output
 
 if TYPE_CHECKING:
@@ -116,24 +108,20 @@ class SealedDirSink:
 
     Args:
         directory: where sealed checkpoints go (created, mode 0700).
-        data_key: the checkpoint data key (handed to the sandbox over the key pipe).
-        wrapped_entries: that data key wrapped under the job's KEKs, with the
-            associated data :func:`~sealtune.core.envelope.wrap_aad` of the
-            prefixes ``prefix_maker`` returns (made by the parent, which holds the KEKs).
-        prefix_maker: returns the prefix of the next sealed file (typically the
-            one prefix the parent made and wrapped for).
+        target: the checkpoint target: the prefix and wrapped entries the parent
+            (which holds the KEKs) made, with the data key handed over the key pipe.
+            The same data key opens the checkpoints found.
         resume_from: a read-only directory with the sealed checkpoints of an
             earlier, interrupted run of the same job (searched after ``directory``).
     """
 
-    def __init__(self, directory: Path, data_key: bytes | bytearray,
-                 wrapped_entries: Sequence[WrappedKey], prefix_maker: Callable[[], Prefix],
-                 *, resume_from: Path | None = None) -> None:
+    def __init__(self, directory: Path, target: SealingTarget, *,
+                 resume_from: Path | None = None) -> None:
+        if target.data_key is None:
+            raise UsageError("a sealed checkpoint sink needs the target's data key")
         self.directory = directory
         self.resume_from = resume_from
-        self._key = bytes(data_key)
-        self._wrapped = tuple(wrapped_entries)
-        self._prefix_maker = prefix_maker
+        self._target = target
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         for stale in directory.glob(".ckpt-*.part"):  # ciphertext of an interrupted save
             stale.unlink(missing_ok=True)
@@ -148,8 +136,7 @@ class SealedDirSink:
     def save(self, step: int, state: BinaryIO) -> None:
         final = self.directory / f"ckpt-{step:010d}.sealed"
         with open_output(final, atomic="require") as fh:  # temp file, fsync, rename, fsync dir
-            seal_stream(state, fh, prefix=self._prefix_maker(), data_key=self._key,
-                        wrapped=self._wrapped)
+            self._target.seal(state, fh)
         for _, old in self._found(self.directory):
             if old != final:
                 old.unlink(missing_ok=True)
@@ -161,9 +148,7 @@ class SealedDirSink:
             return None
         step, path = max(found, key=lambda item: item[0])
         out = io.BytesIO()
-        with path.open("rb") as fh:
-            opened = unlock_header(read_header(fh), unwrap=lambda _entry, _aad: self._key)
-            decrypt_payload(fh, out, opened=opened)
+        unseal_into(path, out, data_key=self._target.data_key)
         out.seek(0)
         return step, out
 

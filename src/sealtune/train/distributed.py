@@ -9,7 +9,7 @@ in the environment; ``env://``-style rendezvous) but is not torchrun: torchrun's
 agent closes every inherited descriptor, and the data keys must reach each rank
 over an inherited pipe, never an environment variable or a file. So each
 child gets its own pipe (``--keys-fd``), which rank 0 fills with the framed dataset
-and checkpoint keys (:func:`~sealtune.train._sandbox_child.encode_secrets`; never
+and checkpoint keys (:func:`~sealtune.sandbox.wire.encode_secrets`; never
 the output key, which only rank 0 uses) and closes.
 
 Every rank decrypts the dataset in its own memory and trains on its shard of
@@ -197,7 +197,7 @@ def start_ranks(world_size: int, keys: dict[str, bytearray],
     """
     from torch.distributed import TCPStore  # type: ignore[attr-defined]
 
-    from sealtune.train._sandbox_child import encode_secrets
+    from sealtune.sandbox.wire import encode_secrets
 
     store = TCPStore(LOOPBACK, 0, world_size, is_master=True,
                      timeout=_timedelta(TIMEOUT_S), wait_for_workers=False)
@@ -260,7 +260,8 @@ def child_main(argv: list[str] | None = None) -> int:
     opts = parser.parse_args(sys.argv[1:] if argv is None else argv)
     sys.excepthook = lambda *_: None  # stderr is /dev/null anyway; print nothing, ever
     _harden_child(opts.parent)
-    from sealtune.train._sandbox_child import ChildContext, EventWriter, read_secrets
+    from sealtune.sandbox.launcher import ChildContext
+    from sealtune.sandbox.wire import EventWriter, read_secrets
 
     keys = read_secrets(opts.keys_fd)
     null = os.open(os.devnull, os.O_WRONLY)

@@ -1,6 +1,6 @@
 """The sandbox entry module: decrypt the dataset, train, seal every output.
 
-Runs as ``sealtune.train.worker`` under :mod:`sealtune.train._sandbox_child`
+Runs as ``sealtune.train.worker`` under :mod:`sealtune.sandbox.launcher`
 (``main(ctx, argv)``). The job spec is JSON — ``--spec-json TEXT``, ``--spec
 PATH``, or the input named ``job`` — and holds no secret: input names, the
 training config, and for each sealed output the prefix and wrapped data key
@@ -40,7 +40,6 @@ and seals; the other ranks run :func:`run_rank` and report by exit status.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import io
 import json
@@ -50,15 +49,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sealtune.core.envelope import Prefix, decrypt_payload, parse_prefix, read_header, seal_stream
-from sealtune.core.envelope import unlock_header as _unlock
 from sealtune.errors import ConfigError
-from sealtune.keys.base import WrappedKey
+from sealtune.keys.sealing import SealingTarget, unseal_into
 from sealtune.outputs import open_output
 
 if TYPE_CHECKING:
     from sealtune.data.records import Record
-    from sealtune.train._sandbox_child import ChildContext
+    from sealtune.sandbox.launcher import ChildContext
     from sealtune.train.distributed import DistContext
     from sealtune.train.metrics import EpochReport
     from sealtune.train.result import Progress, TrainResult
@@ -72,40 +69,14 @@ DEFAULT_KEYS = {"dataset": "dataset", "output": "output", "checkpoint": "checkpo
 
 
 @dataclass(frozen=True)
-class SealTarget:
-    """How to seal a class of outputs: the prefix, and the data key wrapped for it."""
-
-    prefix: Prefix
-    wrapped: tuple[WrappedKey, ...]
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> SealTarget:
-        try:
-            prefix = parse_prefix(bytes.fromhex(data["prefix"]))
-            wrapped = tuple(WrappedKey(str(w["kek_uri"]), int(w["version"]),
-                                       base64.b64decode(w["blob"], validate=True))
-                            for w in data["wrapped"])
-        except (KeyError, TypeError, ValueError):
-            raise ConfigError(f"job spec {where}: needs prefix (hex) and wrapped keys") from None
-        if not wrapped:
-            raise ConfigError(f"job spec {where}: no wrapped key")
-        return cls(prefix, wrapped)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"prefix": self.prefix.encode().hex(),
-                "wrapped": [{"kek_uri": w.kek_uri, "version": w.version,
-                             "blob": base64.b64encode(w.blob).decode()} for w in self.wrapped]}
-
-
-@dataclass(frozen=True)
 class JobSpec:
     """One training job, as the parent hands it to the sandbox (no secrets)."""
 
     dataset: str
     base: str
     config: Any  # TrainConfig (imported lazily: torch is heavy)
-    output: SealTarget
-    checkpoint: SealTarget | None = None
+    output: SealingTarget  # the public half: prefix and wrapped entries, no key
+    checkpoint: SealingTarget | None = None
     resume: str | None = None
     threads: int | None = None
     keys: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_KEYS))
@@ -138,9 +109,9 @@ class JobSpec:
         checkpoint = data.get("checkpoint")
         return cls(dataset=data["dataset"], base=data["base"],
                    config=TrainConfig.from_dict(data.get("config", {})),
-                   output=SealTarget.from_dict(data.get("output"), "output"),
+                   output=SealingTarget.from_dict(data.get("output"), "job spec output"),
                    checkpoint=None if checkpoint is None
-                   else SealTarget.from_dict(checkpoint, "checkpoint"),
+                   else SealingTarget.from_dict(checkpoint, "job spec checkpoint"),
                    resume=data.get("resume"), threads=threads,
                    keys={**DEFAULT_KEYS, **keys}, nproc=nproc)
 
@@ -186,9 +157,7 @@ def decrypt_dataset(path: Path, data_key: bytes) -> list[Record]:
 
     buf = io.BytesIO()
     try:
-        with path.open("rb") as fh:
-            opened = _unlock(read_header(fh), unwrap=lambda _entry, _aad: data_key)
-            decrypt_payload(fh, buf, opened=opened)
+        unseal_into(path, buf, data_key=data_key)
         return records_from_jsonl(buf.getvalue().decode("utf-8").splitlines())
     finally:
         with contextlib.suppress(BufferError):
@@ -197,15 +166,14 @@ def decrypt_dataset(path: Path, data_key: bytes) -> list[Record]:
             view.release()
 
 
-def seal_tree(src: Path, dst: Path, data_key: bytes, target: SealTarget) -> tuple[int, int]:
+def seal_tree(src: Path, dst: Path, target: SealingTarget) -> tuple[int, int]:
     """Seal every file of ``src`` into ``dst/<name>.sealed``; return (files, sealed bytes)."""
     dst.mkdir(mode=0o700, parents=True, exist_ok=True)
     count = total = 0
     for path in sorted(p for p in src.iterdir() if p.is_file()):
         with path.open("rb") as fin, \
                 open_output(dst / f"{path.name}.sealed", atomic="require") as fout:
-            info = seal_stream(fin, fout, prefix=target.prefix, data_key=data_key,
-                               wrapped=target.wrapped)
+            info = target.seal(fin, fout)
         count, total = count + 1, total + info.sealed_size
     return count, total
 
@@ -269,7 +237,7 @@ def run_rank(ctx: ChildContext, argv: list[str], dist: DistContext) -> None:
 
 def _abort(ctx: ChildContext) -> None:
     """A rank failed: the others may block in a collective, so end rank 0 now (wiped)."""
-    from sealtune.train._sandbox_child import wipe_tree
+    from sealtune.sandbox.launcher import wipe_tree
     from sealtune.train.distributed import RankFailedError
 
     with contextlib.suppress(Exception):
@@ -293,9 +261,9 @@ def _train(ctx: ChildContext, spec: JobSpec, dist: DistContext | None) -> TrainR
         torch.set_num_threads(spec.threads)
     sink = None
     if spec.checkpoint is not None:  # saves every config.checkpoint_every steps; resumes
-        target = spec.checkpoint  # (every rank restores from it; only rank 0 saves)
-        sink = SealedDirSink(ctx.outdir / "checkpoints", _key(ctx, spec, "checkpoint"),
-                             target.wrapped, lambda: target.prefix,
+        # (every rank restores from it; only rank 0 saves)
+        target = spec.checkpoint.with_key(_key(ctx, spec, "checkpoint"))
+        sink = SealedDirSink(ctx.outdir / "checkpoints", target,
                              resume_from=None if spec.resume is None else ctx.indir / spec.resume)
     out_dir = ctx.workdir / "model"
     return train(records, base_dir=ctx.indir / spec.base, config=spec.config,
@@ -323,6 +291,6 @@ def _finish(ctx: ChildContext, spec: JobSpec, result: TrainResult, world_size: i
     from sealtune.train.loading import weights_digest
 
     weights = weights_digest(result.out_dir)  # of the plaintext weights, before sealing
-    files, size = seal_tree(result.out_dir, ctx.outdir / "model", _key(ctx, spec, "output"),
-                            spec.output)
+    files, size = seal_tree(result.out_dir, ctx.outdir / "model",
+                            spec.output.with_key(_key(ctx, spec, "output")))
     ctx.events.event("outputs_sealed", files=files, bytes=size, weights_sha256=weights)

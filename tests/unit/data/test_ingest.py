@@ -297,7 +297,7 @@ def test_derived_keys_redact_identically_and_the_record_digest_is_the_plaintext(
     """Two ingests with the same derived keys seal the same records (digest of the plaintext),
     under different data keys; fresh random keys give other pseudonyms."""
     from sealtune.data.redact import DatasetKeys
-    from sealtune.data.sealed import iter_sealed_chunks
+    from sealtune.keys.sealing import open_sealed
 
     make_input(raw, n=12)
     master = bytes(range(32))
@@ -308,7 +308,7 @@ def test_derived_keys_redact_identically_and_the_record_digest_is_the_plaintext(
     assert files[0]["plaintext_sha256"] == files[1]["plaintext_sha256"]
     assert files[0]["content_sha256"] != files[1]["content_sha256"]  # fresh data keys
     assert files[2]["plaintext_sha256"] != files[0]["plaintext_sha256"]  # fresh dataset secret
-    plain = b"".join(iter_sealed_chunks(runs[0].path / "data.jsonl.sealed", keys=workspace.keys))
+    plain = b"".join(open_sealed(runs[0].path / "data.jsonl.sealed", keys=workspace.keys))
     assert hashlib.sha256(plain).hexdigest() == files[0]["plaintext_sha256"]
     assert runs[0].manifest["pipeline"] == {"pipeline": "p", "step_key": "sha256:00"}
     assert "plaintext_sha256" not in runs[0].manifest["files"]["keys"]  # never of a secret

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from sealtune.data.ingest import ingest, scan
-from sealtune.data.sealed import SealedSource
 from sealtune.data.store import read_dataset
 from sealtune.errors import IntegrityError, UsageError
 from sealtune.keys.files import seal_file
+from sealtune.keys.sealing import SealedSource
 from sealtune.workspace import Workspace
 
 ROWS = [("你好，我是欧阳震霆，手机13912345678，退款什么时候到账？", "退款将在3个工作日内到账。"),

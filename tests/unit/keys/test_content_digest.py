@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from sealtune.data.sealed import SealedWriter
 from sealtune.errors import IntegrityError
 from sealtune.keys.content import content_digest, labelled_digest
 from sealtune.keys.files import rewrap_file, seal_file
+from sealtune.keys.sealing import SealedWriter
 from sealtune.workspace import Workspace
 
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-import sealtune.keys.files as files_mod
+import sealtune.keys.sealing.target as target_mod
 import sealtune.keys.versions as versions_mod
-from sealtune.data.sealed import SealedWriter
 from sealtune.errors import KeyDestroyedError
 from sealtune.keys.files import describe_file, open_file, seal_file
 from sealtune.keys.rotation import rotate_workspace
+from sealtune.keys.sealing import SealedWriter
 from sealtune.workspace import Workspace
 
 
@@ -36,14 +36,14 @@ def other(workspace: Workspace, passphrase: str) -> Iterator[Workspace]:
 def test_seal_file_fails_when_its_version_is_retired_before_commit(
         workspace: Workspace, other: Workspace, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    real = files_mod.seal_stream
+    real = target_mod.seal_stream
 
     def seal_then_rotate(*args: Any, **kwargs: Any) -> Any:
         info = real(*args, **kwargs)  # wrapped under k1 v1, not yet published
         rotate_workspace(other, "k1", retire_old=True)
         return info
 
-    monkeypatch.setattr(files_mod, "seal_stream", seal_then_rotate)
+    monkeypatch.setattr(target_mod, "seal_stream", seal_then_rotate)
     out = tmp_path / "out"
     out.mkdir()
     src = out / "in"

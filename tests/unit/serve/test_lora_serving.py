@@ -12,6 +12,7 @@ import pytest
 
 from sealtune.errors import ConfigError, IntegrityError
 from sealtune.keys.files import seal_file
+from sealtune.sandbox import digest_tree
 from sealtune.serve.engines import Message, Sampling, make_engine
 from sealtune.serve.model import (
     PlainModelDir,
@@ -21,7 +22,6 @@ from sealtune.serve.model import (
     resolve_base,
     resolve_model,
 )
-from sealtune.train.sandbox import digest_tree
 from sealtune.workspace import Workspace
 
 PROMPT = (Message("user", "tell me about my order"),)

@@ -13,6 +13,7 @@ import torch
 from sealtune.core.envelope import AES_256_GCM, make_prefix, new_data_key
 from sealtune.errors import IntegrityError
 from sealtune.keys.base import WrappedKey
+from sealtune.keys.sealing import SealingTarget
 from sealtune.train.checkpoints import (
     CheckpointSink,
     MemorySink,
@@ -25,8 +26,8 @@ WRAPPED = (WrappedKey("local:test", 1, b"\x01" * 40),)  # opaque to the sink
 
 
 def _sink(directory: Path, key: bytes, **kw: object) -> SealedDirSink:
-    prefix = make_prefix(key, suite=AES_256_GCM)
-    return SealedDirSink(directory, key, WRAPPED, lambda: prefix, **kw)  # type: ignore[arg-type]
+    target = SealingTarget(make_prefix(key, suite=AES_256_GCM), WRAPPED, bytearray(key))
+    return SealedDirSink(directory, target, **kw)  # type: ignore[arg-type]
 
 
 def test_pack_round_trip_and_garbage_refused() -> None:

@@ -17,7 +17,7 @@ from sealtune.errors import ConfigError
 from sealtune.train.checkpoints import MemorySink
 from sealtune.train.config import TrainConfig
 from sealtune.train.dp import DPConfig
-from sealtune.train.job_run import _record_epoch
+from sealtune.train.jobs.run import record_epoch
 from sealtune.train.metrics import EpochReport
 from sealtune.train.schedule import lr_lambda
 from sealtune.train.trainer import VAL_FRACTION_DP_NOTE, Progress, train
@@ -150,9 +150,9 @@ def test_the_job_record_keeps_numbers_only_from_epoch_events() -> None:
     first = {"epoch": 1.0, "step": 5, "train_loss": 1.5, "eval_loss": 2.0,
              "eval_perplexity": math.exp(2.0)}
     rec: dict[str, Any] = {"epochs": []}
-    _record_epoch(rec, {**first, "note": "extra-field"})
-    _record_epoch(rec, {**first, "step": 10, "epoch": 2.0, "eval_loss": "PLANTED-text"})
-    _record_epoch(rec, {**first, "step": True})
-    _record_epoch(rec, {**first, "step": 10, "epoch": 2.0, "train_loss": False})
-    _record_epoch(rec, dict(first))  # reported again (a resumed job): replaces, never duplicates
+    record_epoch(rec, {**first, "note": "extra-field"})
+    record_epoch(rec, {**first, "step": 10, "epoch": 2.0, "eval_loss": "PLANTED-text"})
+    record_epoch(rec, {**first, "step": True})
+    record_epoch(rec, {**first, "step": 10, "epoch": 2.0, "train_loss": False})
+    record_epoch(rec, dict(first))  # reported again (a resumed job): replaces, never duplicates
     assert rec["epochs"] == [first]

@@ -168,7 +168,7 @@ def read_records(path: str | os.PathLike[str], *, format: str | None = None,
         id_field: the field holding the record id (default ``id``).
         on_error: ``fail`` (default) raises on the first malformed line; ``skip`` counts it.
         opener: returns a new binary reader of the content from its start, each time
-            it is called (e.g. :meth:`sealtune.data.sealed.SealedSource.open`); ``path``
+            it is called (e.g. :meth:`sealtune.keys.sealing.SealedSource.open`); ``path``
             then only names the input (messages, a ``.csv``/``.tsv`` suffix before
             ``.sealed``). Default: open ``path``.
 

@@ -1,7 +1,7 @@
 """Running one entry module in a sandbox: start, keys over a pipe, events, destroy.
 
 :class:`Sandbox` launches bubblewrap with the argv from
-:func:`~sealtune.train.sandbox_spec.build_argv`, the spec's allow-listed
+:func:`~sealtune.sandbox.spec.build_argv`, the spec's allow-listed
 environment (bubblewrap never sees the caller's) and the seccomp program on an
 inherited pipe (:func:`filter_fd`), hands the data keys to the
 launcher over an inherited pipe (written without blocking, zeroed as they go
@@ -39,9 +39,8 @@ from types import TracebackType
 from typing import Literal, NoReturn
 
 from sealtune.errors import ConfigError
-from sealtune.train import _sandbox_child as wire
-from sealtune.train import seccomp
-from sealtune.train.sandbox_spec import (
+from sealtune.sandbox import seccomp, wire
+from sealtune.sandbox.spec import (
     LAUNCHER,
     NO_SANDBOX_HINT,
     SandboxError,
@@ -49,11 +48,11 @@ from sealtune.train.sandbox_spec import (
     SandboxUnavailableError,
     build_argv,
 )
-from sealtune.train.sandbox_teardown import (
+from sealtune.sandbox.teardown import (
     MAX_REPORTED,
     Teardown,
-    _ns_inode,
     namespace_members,
+    ns_inode,
     reported_name,
     sanitize_outputs,
 )
@@ -73,13 +72,13 @@ class SandboxEvent:
 
 
 class Sandbox:
-    """Runs one entry module in a fresh sandbox; destroy it when done.
+    """Runs one entry in a fresh sandbox; destroy it when done.
 
     Example::
 
         with Sandbox(spec) as box:
             box.start("sealtune.train.worker", ["--config", "/sandbox/in/cfg"],
-                      secrets={"train.jsonl": data_key})
+                      secrets={"dataset": data_key})
             for event in box.events(timeout=3600):
                 ...
         # leaving the block destroys the sandbox and verifies nothing is left
@@ -114,11 +113,27 @@ class Sandbox:
         """Host pid of the outer bubblewrap process (``None`` before :meth:`start`)."""
         return None if self._proc is None else self._proc.pid
 
-    def start(self, module: str, args: Sequence[str] = (), *,
+    def start(self, entry: str, args: Sequence[str] = (), *,
               secrets: Mapping[str, bytes | bytearray] | None = None) -> None:
-        """Create the sandbox and run ``module.main(ctx, args)`` inside it."""
+        """Create the sandbox and run ``entry(ctx, args)`` inside it.
+
+        Args:
+            entry: what runs inside: ``package.module`` (its ``main``) or
+                ``package.module:function``, called with a
+                :class:`~sealtune.sandbox.launcher.ChildContext` and ``args``.
+            args: the entry's arguments (they hold no secret: any host user
+                can read them in bubblewrap's command line).
+            secrets: data keys by name, handed over the key pipe.
+
+        Raises:
+            ConfigError: ``entry`` is not a module name, or the output dir is not empty.
+            SandboxUnavailableError: bubblewrap cannot be run.
+        """
         if self._proc is not None:
             raise SandboxError("this sandbox was already started; create a new one")
+        if not wire.ENTRY_RE.fullmatch(entry):
+            raise ConfigError(f"sandbox entry {entry!r} must be package.module or "
+                              "package.module:function")
         if any(self.spec.output_dir.iterdir()):
             raise ConfigError(f"sandbox output dir {self.spec.output_dir} is not empty")
         bwrap = self.spec.resolve_bwrap()
@@ -128,7 +143,7 @@ class Sandbox:
         ev_r, ev_w = os.pipe()
         st_r, st_w = os.pipe()
         command = [str(self.spec.python), "-I", "-B", "-m", LAUNCHER, f"--events-fd={ev_w}",
-                   f"--keys-fd={keys_r}", *self.spec.limits.as_args(), "--", module, *args]
+                   f"--keys-fd={keys_r}", *self.spec.limits.as_args(), "--", entry, *args]
         argv = build_argv(self.spec, command, bwrap=bwrap, seccomp_fd=filter_r, status_fd=st_w)
         try:
             # bubblewrap gets the allow-listed environment only: its /proc/<pid>/environ
@@ -236,7 +251,7 @@ class Sandbox:
         self.namespaces = {k: int(v) for k, v in doc.items() if k.endswith("-namespace")}
         with contextlib.suppress(OSError):
             pidfd = os.pidfd_open(self.child_pid)
-            if _ns_inode(self.child_pid, "pid") == self.namespaces.get("pid-namespace"):
+            if ns_inode(self.child_pid, "pid") == self.namespaces.get("pid-namespace"):
                 self._pidfd = pidfd
             else:  # already gone and the pid reused: nothing of ours to watch
                 os.close(pidfd)
@@ -318,7 +333,7 @@ class Sandbox:
 
 
 def native_arch() -> str:
-    """This machine's architecture, as :mod:`sealtune.train.seccomp` names it."""
+    """This machine's architecture, as :mod:`sealtune.sandbox.seccomp` names it."""
     return os.uname().machine
 
 

@@ -2,7 +2,7 @@
 
 :func:`measure` hashes the code trees, the config bytes, the base model and
 each input; :class:`Measurement` folds them into one digest over canonical
-JSON. The job records it in the audit ledger with ``sandbox.created`` so that
+JSON. A stage records it in the audit ledger with ``sandbox.created`` so that
 a model can be traced to exactly what produced it. Symlinks are hashed as
 links (never followed) and anything that is neither a file nor a link is
 refused.

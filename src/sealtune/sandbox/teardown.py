@@ -2,7 +2,7 @@
 
 :func:`namespace_members` finds live host processes still in the sandbox's pid
 or mount namespace (identified by namespace inode, so a reused pid is not
-mistaken for the sandbox); :class:`~sealtune.train.sandbox.Sandbox` uses it to
+mistaken for the sandbox); :class:`~sealtune.sandbox.process.Sandbox` uses it to
 refuse to report a teardown as clean while anything survives.
 :func:`sanitize_outputs` removes from the output directory every symlink,
 special file, and, when the spec says what the entry may write, every file or
@@ -52,7 +52,8 @@ class Teardown:
     unexpected: tuple[str, ...] = ()
 
 
-def _ns_inode(pid: int, ns: str) -> int | None:
+def ns_inode(pid: int, ns: str) -> int | None:
+    """The inode of ``pid``'s namespace ``ns`` (``pid``, ``mnt``...), or None if it is gone."""
     try:
         return int(os.readlink(f"/proc/{pid}/ns/{ns}").split("[")[1].rstrip("]"))
     except (OSError, IndexError, ValueError):
@@ -78,7 +79,7 @@ def namespace_members(namespaces: Mapping[str, int], *, settle: float = 0.0) -> 
     deadline = time.monotonic() + settle
     while True:
         found = [int(p) for p in os.listdir("/proc") if p.isdigit()
-                 and any(_ns_inode(int(p), k) == v for k, v in wanted) and _alive(int(p))]
+                 and any(ns_inode(int(p), k) == v for k, v in wanted) and _alive(int(p))]
         if not found or time.monotonic() >= deadline:
             return found
         time.sleep(0.01)

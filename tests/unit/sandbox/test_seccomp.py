@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sealtune.train import seccomp
+from sealtune.sandbox import seccomp
 
 EPERM = seccomp.RET_ERRNO | errno.EPERM
 ENOSYS = seccomp.RET_ERRNO | errno.ENOSYS

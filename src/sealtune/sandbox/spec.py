@@ -7,17 +7,19 @@ path (the keyring, the rest of the workspace), and an environment variable
 whose name says it holds a secret. :func:`build_argv` turns it into the
 bubblewrap argv: new user/ipc/pid/net/uts/cgroup namespaces with the command as
 PID 1 (no bubblewrap process inside), the seccomp filter of
-:mod:`sealtune.train.seccomp`, no capabilities, no nested user namespaces, a
+:mod:`sealtune.sandbox.seccomp`, no capabilities, no nested user namespaces, a
 cleared environment, ``/usr`` and the runtime and code trees read-only,
 private tmpfs for ``/tmp`` and ``/dev/shm``, inputs read-only under
 ``/sandbox/in`` and one writable ``/sandbox/out``; see
-:mod:`sealtune.train.sandbox` for what each flag stops.
+:mod:`sealtune.sandbox` for what each flag stops. The spec also names the
+stage that runs in it (``train`` or ``data``), which marks its ledger events
+(:mod:`sealtune.sandbox.timeline`) and changes nothing in the argv.
 
 What this protects against: a spec that would silently widen the sandbox (a
 hidden path under a bind, a secret variable entering, a tree mounted over
 ``/tmp`` or ``/proc``). What it does not: this is OS isolation, not a TEE; it
 cannot check that bubblewrap or the kernel enforce the flags (the probe in
-:mod:`sealtune.train.sandbox` checks that from inside); a path swapped on the
+:mod:`sealtune.sandbox.selfcheck` checks that from inside); a path swapped on the
 host between validation and mounting is not detected; the variables it lets
 in appear in bubblewrap's command line, which any host user can read.
 """
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sealtune.errors import ConfigError, SealtuneError
-from sealtune.train import _sandbox_child as wire
+from sealtune.sandbox import wire
 
 NO_SANDBOX_HINT = (
     "install bubblewrap (Debian/Ubuntu: apt install bubblewrap) and allow user namespaces "
@@ -43,7 +45,9 @@ NO_SANDBOX_HINT = (
 SANDBOX_UID = 65534
 WORK = str(wire.WORKDIR)  # the sandbox's own tmpfs, not the host's /tmp
 SHM = "/dev/shm"  # noqa: S108 - likewise a private tmpfs inside the sandbox
-LAUNCHER = "sealtune.train._sandbox_child"
+LAUNCHER = "sealtune.sandbox.launcher"
+#: The stages that run work in a sandbox (the spec's ``stage`` marks its ledger events).
+STAGES = ("train", "data")
 ROOT_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime")
 RESERVED = tuple(Path(p) for p in ("/tmp", "/sandbox", "/proc", "/dev", "/etc"))  # noqa: S108
@@ -131,8 +135,10 @@ class SandboxSpec:
             (``/``-separated, ``fnmatch`` per component) of regular files; the
             directories on the way to them are allowed. After the sandbox ends,
             anything else is removed (see
-            :func:`~sealtune.train.sandbox_teardown.sanitize_outputs`).
+            :func:`~sealtune.sandbox.teardown.sanitize_outputs`).
             ``None``: any regular file or directory may stay.
+        stage: the stage whose work runs inside (one of :data:`STAGES`), or
+            ``None`` (a self-check, a test); it marks the ledger events only.
     """
 
     output_dir: Path
@@ -150,6 +156,7 @@ class SandboxSpec:
     bwrap: str = "bwrap"
     hostname: str = "sandbox"
     outputs: tuple[str, ...] | None = None
+    stage: str | None = None
 
     def resolve_bwrap(self) -> str:
         """The bubblewrap executable's path; :class:`SandboxUnavailableError` if absent."""
@@ -162,6 +169,8 @@ class SandboxSpec:
 
     def validate(self) -> None:
         """Refuse binds that are relative, missing, reserved or expose a hidden path."""
+        if self.stage is not None and self.stage not in STAGES:
+            raise ConfigError(f"sandbox stage {self.stage!r} is not one of {', '.join(STAGES)}")
         self._validate_binds()
         self._validate_read_only_trees()
         if not any(_within(self.python, d) for d in self.runtime_dirs):
@@ -222,7 +231,7 @@ def build_argv(spec: SandboxSpec, command: Sequence[str], *, bwrap: str, seccomp
     """The full bubblewrap command line that runs ``command`` inside ``spec``.
 
     ``seccomp_fd`` is an inherited descriptor holding the filter program
-    (:func:`sealtune.train.seccomp.program`); bubblewrap reads it to the end.
+    (:func:`sealtune.sandbox.seccomp.program`); bubblewrap reads it to the end.
     """
     # --as-pid-1: the command is the pid namespace's init. Without it bubblewrap's own
     # reaper is PID 1, a process of the sandbox's uid that the code inside could

@@ -5,7 +5,7 @@ timeline, metrics: numbers and digests, never data), rewritten atomically
 (write to a temp file, fsync, rename) on every event, and every event is
 also written to the audit ledger. A record says ``running`` only while the
 runner process it names (pid and start time, so a reused pid does not count)
-is alive; otherwise it is shown as ``killed``. :func:`_resume_from` picks the
+is alive; otherwise it is shown as ``killed``. :func:`resume_from` picks the
 killed or failed job whose sealed checkpoints a new run of the same model,
 dataset and config continues from.
 
@@ -37,14 +37,19 @@ if TYPE_CHECKING:
 
 JOBS, MODELS = "jobs", "models"
 JOB_FORMAT, MODEL_FORMAT = "sealtune.job/v1", "sealtune.model/v1"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-def _now() -> str:
+def now() -> str:
+    """The current UTC time, ISO 8601 to the millisecond (what records and timelines carry)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def _proc_start(pid: int) -> str | None:
+def process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (``/proc/<pid>/stat``), or None if it is gone.
+
+    With the pid, it names a runner process uniquely: a reused pid has another start.
+    """
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             return fh.read().rpartition(b")")[2].split()[19].decode()
@@ -55,13 +60,13 @@ def _proc_start(pid: int) -> str | None:
 def _status(rec: dict[str, Any]) -> str:
     """``running`` only while the recorded runner process still exists; else ``killed``."""
     runner = rec.get("runner") or {}
-    if rec.get("status") == "running" and _proc_start(int(runner.get("pid", 0))) != runner.get(
+    if rec.get("status") == "running" and process_start(int(runner.get("pid", 0))) != runner.get(
             "start"):
         return "killed"
     return str(rec.get("status"))
 
 
-def _write_json(path: Path, data: object) -> None:
+def write_json(path: Path, data: object) -> None:
     """Replace ``path`` with ``data`` as JSON: temp file, fsync, rename (a regular file only)."""
     with open_text_output(path, atomic="require") as fh:
         json.dump(data, fh, indent=2, ensure_ascii=False)
@@ -86,7 +91,7 @@ def show_job(ws: Workspace, job_id: str) -> dict[str, Any]:
     Raises:
         UsageError: no job with that id.
     """
-    if not _NAME.match(job_id) or not (ws.root / JOBS / f"{job_id}.json").is_file():
+    if not NAME_RE.match(job_id) or not (ws.root / JOBS / f"{job_id}.json").is_file():
         raise UsageError(f"no job {job_id!r}", hint="list them with 'sealtune jobs list'")
     rec = json.loads((ws.root / JOBS / f"{job_id}.json").read_text("utf-8"))
     return {**rec, "status": _status(rec)}
@@ -116,19 +121,25 @@ def resolve_job(ws: Workspace, ref: str) -> str:
     raise UsageError(f"no job {ref!r}", hint="list them with 'sealtune jobs list'")
 
 
-class _Job:
-    """A job record that appends to its timeline, rewrites itself and audits each event."""
+class JobRecord:
+    """A job record that appends to its timeline, rewrites itself and audits each event.
+
+    Its :meth:`event` is the ``record`` callback of the sandbox's
+    :class:`~sealtune.sandbox.timeline.Timeline`.
+    """
 
     def __init__(self, ws: Workspace, rec: dict[str, Any]) -> None:
         self.ws, self.rec = ws, rec
         self.path = ws.root / JOBS / f"{rec['id']}.json"
 
     def save(self) -> None:
-        self.rec["updated"] = _now()
-        _write_json(self.path, self.rec)
+        """Rewrite the record atomically (its ``updated`` time set)."""
+        self.rec["updated"] = now()
+        write_json(self.path, self.rec)
 
     def event(self, action: str, details: Mapping[str, Any], *, at: float | None = None,
               outcome: str = "success") -> None:
+        """Append ``action`` to the timeline, save, and write it to the audit ledger."""
         when = datetime.fromtimestamp(at if at is not None else time.time(), UTC)
         self.rec["timeline"].append({"at": when.isoformat(timespec="milliseconds"),
                                      "event": action, "outcome": outcome, **details})
@@ -137,17 +148,18 @@ class _Job:
                       details=dict(details))
 
 
-def _checkpoints(ws: Workspace, rec: dict[str, Any]) -> Path | None:
+def checkpoint_dir(ws: Workspace, rec: dict[str, Any]) -> Path | None:
+    """The job's directory of sealed checkpoints, if it holds one."""
     path = ws.root / JOBS / str(rec["id"]) / "checkpoints"
     return path if path.is_dir() and any(path.glob("ckpt-*.sealed")) else None
 
 
-def _resume_from(ws: Workspace, *, out_name: str, dataset: str, fingerprint: str,
+def resume_from(ws: Workspace, *, out_name: str, dataset: str, fingerprint: str,
                  resume: str | None) -> dict[str, Any] | None:
     """The job to resume: ``resume`` if given, else the newest killed one of ``out_name``."""
     if resume is not None:
         rec = show_job(ws, resume)
-        if rec["status"] not in ("killed", "failed") or _checkpoints(ws, rec) is None:
+        if rec["status"] not in ("killed", "failed") or checkpoint_dir(ws, rec) is None:
             raise UsageError(f"job {resume} cannot be resumed: it is {rec['status']} and "
                              "must be killed or failed with a sealed checkpoint")
         if rec["dataset"] != dataset:
@@ -157,5 +169,5 @@ def _resume_from(ws: Workspace, *, out_name: str, dataset: str, fingerprint: str
     found = [r for r in list_jobs(ws) if r.get("out_name") == out_name
              and r["status"] in ("killed", "failed") and not r.get("resumed_by")
              and r.get("dataset") == dataset and r.get("fingerprint") == fingerprint
-             and _checkpoints(ws, r) is not None]
+             and checkpoint_dir(ws, r) is not None]
     return found[-1] if found else None

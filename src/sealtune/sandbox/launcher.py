@@ -1,9 +1,11 @@
-"""The in-sandbox side of the sandbox protocol, and the wire format both sides share.
+"""The in-sandbox launcher: harden the process, read the keys, run the entry, wipe.
 
-Runs inside bubblewrap as ``python -I -B -m sealtune.train._sandbox_child
---events-fd N --keys-fd M [--rlimit NAME=VALUE ...] -- ENTRY.MODULE ARGS...``.
-Before any entry code (and so before any untrusted data or model file is
-touched) the launcher:
+Runs inside bubblewrap as ``python -I -B -m sealtune.sandbox.launcher
+--events-fd N --keys-fd M [--rlimit NAME=VALUE ...] -- ENTRY ARGS...``, where
+ENTRY is ``package.module`` (its ``main``) or ``package.module:function``
+(:data:`~sealtune.sandbox.wire.ENTRY_RE`): the stage decides what runs, the
+launcher is the same for every stage. Before any entry code (and so before
+any untrusted data or model file is touched) the launcher:
 
 * installs an excepthook that reports only the exception *class* over the
   event channel — never its message or traceback, which can quote data;
@@ -22,17 +24,17 @@ touched) the launcher:
   otherwise be reachable);
 * reads the secrets (data keys) from the inherited key pipe until EOF.
 
-Then it imports ENTRY.MODULE and calls its ``main(ctx, argv)``; at the end it
-overwrites and deletes what the entry left in the tmpfs workspace.
+Then it imports the entry and calls it as ``entry(ctx, argv)`` with a
+:class:`ChildContext`; at the end it overwrites and deletes what the entry
+left in the tmpfs workspace (:func:`wipe_tree`). The wire format both sides
+share is :mod:`sealtune.sandbox.wire`.
 
 What this does NOT protect against: code that *wants* to leak can still encode
-data in numbers or tokens on the event channel or in the output files; the
-structure of the channel only prevents accidental leaks (log lines, tracebacks
-with sample text). Python cannot reliably erase memory: ``wipe_keys`` zeroes the
-``bytearray`` copies, not every copy a library made.
+data in numbers or tokens on the event channel or in the output files (see
+:mod:`sealtune.sandbox.wire`). Python cannot reliably erase memory:
+``wipe_keys`` zeroes the ``bytearray`` copies, not every copy a library made.
 
-Standard library only: this module is imported inside the sandbox and by the
-parent (for the wire format), and must start fast.
+Standard library only: this module runs inside the sandbox, and must start fast.
 """
 
 from __future__ import annotations
@@ -41,15 +43,10 @@ import argparse
 import contextlib
 import ctypes
 import errno
-import hashlib
 import importlib
-import json
-import math
 import os
-import re
 import resource
 import stat
-import struct
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -58,16 +55,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-WORKDIR = Path("/tmp")  # noqa: S108 - the sandbox's private tmpfs, not the host's /tmp
-OUTDIR = Path("/sandbox/out")
-INDIR = Path("/sandbox/in")
+from sealtune.sandbox.wire import (
+    ENTRY_RE,
+    INDIR,
+    OUTDIR,
+    WORKDIR,
+    EventWriter,
+    ProtocolError,
+    read_secrets,
+)
 
-MAX_EVENT_BYTES = 4096  # <= PIPE_BUF: one write() per line is atomic
-MAX_SECRETS = 100_000
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-KEY_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-TOKEN_RE = re.compile(r"^[A-Za-z0-9_.,:/+=-]{0,128}$")
-EVENT_TYPES = frozenset({"progress", "event", "error"})
 RLIMITS = {
     "as": resource.RLIMIT_AS,
     "cpu": resource.RLIMIT_CPU,
@@ -75,131 +72,6 @@ RLIMITS = {
     "nproc": resource.RLIMIT_NPROC,
     "fsize": resource.RLIMIT_FSIZE,
 }
-
-Scalar = int | float | bool | str | None
-
-
-class ProtocolError(Exception):
-    """A frame or event that does not follow the wire format (no payload quoted)."""
-
-
-# -- wire format: secrets -------------------------------------------------------
-
-
-def encode_secrets(secrets: Mapping[str, bytes | bytearray]) -> bytearray:
-    """Frame secrets as ``u16 name length, name, u32 value length, value`` each."""
-    if len(secrets) > MAX_SECRETS:
-        raise ProtocolError("too many secrets for one sandbox")
-    out = bytearray()
-    for name, value in secrets.items():
-        if not KEY_NAME_RE.fullmatch(name):
-            raise ProtocolError("secret names must match [A-Za-z0-9_.:-]{1,128}")
-        raw = name.encode()
-        out += struct.pack(">H", len(raw)) + raw + struct.pack(">I", len(value)) + value
-    return out
-
-
-def _read_exact(fd: int, n: int) -> bytearray:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = os.read(fd, n - len(buf))
-        if not chunk:
-            raise ProtocolError("key pipe closed in the middle of a frame")
-        buf += chunk
-    return buf
-
-
-def read_secrets(fd: int) -> dict[str, bytearray]:
-    """Read framed secrets from ``fd`` until EOF, then close it."""
-    secrets: dict[str, bytearray] = {}
-    try:
-        while True:
-            head = os.read(fd, 2)
-            if not head:
-                return secrets
-            if len(head) == 1:
-                head += _read_exact(fd, 1)
-            (name_len,) = struct.unpack(">H", head)
-            name = bytes(_read_exact(fd, name_len)).decode()
-            (value_len,) = struct.unpack(">I", bytes(_read_exact(fd, 4)))
-            if not KEY_NAME_RE.fullmatch(name) or len(secrets) >= MAX_SECRETS:
-                raise ProtocolError("bad secret frame")
-            secrets[name] = _read_exact(fd, value_len)
-    finally:
-        os.close(fd)
-
-
-# -- wire format: events --------------------------------------------------------
-
-
-def _check_value(value: object) -> Scalar:
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, str) and TOKEN_RE.fullmatch(value):
-        return value
-    raise ProtocolError("event fields must be numbers, booleans or short tokens")
-
-
-def validate_event(obj: object) -> dict[str, Scalar]:
-    """Check one decoded event; return it. Raises :class:`ProtocolError`."""
-    if not isinstance(obj, dict) or obj.get("type") not in EVENT_TYPES:
-        raise ProtocolError("event must be an object with a known type")
-    name = obj.get("name")
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise ProtocolError("event name must match [a-z][a-z0-9_]{0,63}")
-    if len(obj) > 32:
-        raise ProtocolError("too many event fields")
-    out: dict[str, Scalar] = {}
-    for key, value in obj.items():
-        if not isinstance(key, str) or not NAME_RE.fullmatch(key):
-            raise ProtocolError("event field names must match [a-z][a-z0-9_]{0,63}")
-        out[key] = _check_value(value)
-    return out
-
-
-def decode_event(line: bytes) -> dict[str, Scalar]:
-    """Decode and validate one JSON line from the event channel."""
-    if len(line) > MAX_EVENT_BYTES:
-        raise ProtocolError("event line too long")
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        raise ProtocolError("event line is not JSON") from None
-    return validate_event(obj)
-
-
-class EventWriter:
-    """Writes validated JSON lines to the event pipe (one ``write`` per event)."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-
-    def send(self, type_: str, name: str, **fields: Scalar) -> None:
-        event = validate_event({"type": type_, "name": name, **fields})
-        line = json.dumps(event, separators=(",", ":")).encode() + b"\n"
-        if len(line) > MAX_EVENT_BYTES:
-            raise ProtocolError("event line too long")
-        os.write(self._fd, line)
-
-    def event(self, name: str, **fields: Scalar) -> None:
-        """A named milestone, e.g. ``event("data_decrypted", files=3)``."""
-        self.send("event", name, **fields)
-
-    def progress(self, step: int, total: int | None, *, loss: float | None = None) -> None:
-        """Training progress: aggregate numbers only."""
-        self.send("progress", "progress", step=step, total=total, loss=loss)
-
-    def error(self, exc: BaseException) -> None:
-        """Report an exception by class name only (never its message)."""
-        kind = type(exc).__name__
-        self.send("error", "error", kind=kind if TOKEN_RE.fullmatch(kind) else "Exception")
-
-
-def environ_names_digest(names: set[str] | list[str]) -> str:
-    """A digest of a set of variable names: the self-check reports it, the parent compares."""
-    return hashlib.sha256(",".join(sorted(names)).encode()).hexdigest()[:32]
 
 
 # -- the child's context ---------------------------------------------------------
@@ -303,6 +175,19 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def load_entry(entry: str) -> Callable[[ChildContext, list[str]], None]:
+    """The function ``entry`` names: ``package.module`` (its ``main``) or ``module:function``.
+
+    Raises:
+        ProtocolError: ``entry`` is not a dotted module name with an optional function.
+    """
+    if not ENTRY_RE.fullmatch(entry):
+        raise ProtocolError("the entry must be package.module or package.module:function")
+    module, _, function = entry.partition(":")
+    found: Any = getattr(importlib.import_module(module), function or "main")
+    return found  # type: ignore[no-any-return]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Launcher entry point; returns the process exit status."""
     opts = _parse(sys.argv[1:] if argv is None else argv)
@@ -315,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     started = time.monotonic()
     try:
-        entry: Any = importlib.import_module(opts.entry)
-        entry.main(ctx, list(opts.args))
+        load_entry(opts.entry)(ctx, list(opts.args))
     except BaseException as exc:  # every failure is reported by class only
         events.error(exc)
         status = 1

@@ -1,6 +1,6 @@
 """A tiny entry module that checks the sandbox from the inside.
 
-Run by :func:`sealtune.train.sandbox.probe` (``selfcheck``) and by the
+Run by :func:`sealtune.sandbox.selfcheck.probe` (``selfcheck``) and by the
 integration tests. Every argument is ``ACTION`` or ``ACTION=ARG``; each
 action reports one event (numbers, booleans and short tokens only)::
 
@@ -25,6 +25,7 @@ action reports one event (numbers, booleans and short tokens only)::
     rlimits            the resource limits in force
     spawn=N            start N sleeping grandchildren
     progress=N         N progress events
+    milestone=NAME     one event NAME (a stage's milestone, e.g. data_decrypted) -> NAME(count=1)
     fail               raise ValueError with a message that must never leave
     hold               report ``holding`` and sleep until killed
     environ            search every readable /proc/*/environ and cmdline for the
@@ -52,8 +53,9 @@ import stat
 import time
 from collections.abc import Callable
 
-from sealtune.train._probe_kernel import KERNEL_ACTIONS
-from sealtune.train._sandbox_child import ChildContext, environ_names_digest
+from sealtune.sandbox._probe_kernel import KERNEL_ACTIONS
+from sealtune.sandbox.launcher import ChildContext
+from sealtune.sandbox.wire import environ_names_digest
 
 Action = Callable[[ChildContext, str], None]
 
@@ -309,6 +311,7 @@ ACTIONS: dict[str, Action] = {
     "rlimits": _rlimits,
     "spawn": _spawn,
     "progress": _progress,
+    "milestone": lambda ctx, name: ctx.events.event(name, count=1),
     "fail": _fail,
     "hold": _hold,
     "environ": _environ,
@@ -316,24 +319,8 @@ ACTIONS: dict[str, Action] = {
 }
 
 
-def _hostile_worker(ctx: ChildContext, argv: list[str]) -> None:
-    """The real worker, then stray entries in the output directory (a misbehaving job)."""
-    from sealtune.train import worker
-
-    worker.main(ctx, argv)
-    (ctx.outdir / "stray.txt").write_text("not a sealed output\n")
-    (ctx.outdir / "model" / "notes.txt").write_text("plaintext notes\n")
-    (ctx.outdir / "checkpoints" / "ckpt-0000009999.sealed").symlink_to("/etc/hostname")
-    (ctx.outdir / "extra" / "deeper").mkdir(parents=True)
-    (ctx.outdir / "extra" / "deeper" / "x.sealed").write_bytes(b"SEALTUNE")
-    os.mkfifo(ctx.outdir / "model" / "pipe.sealed")
-
-
 def main(ctx: ChildContext, argv: list[str]) -> None:
-    """Run each action in ``argv`` in order (a worker's ``--spec-json``: a hostile worker)."""
-    if argv[:1] == ["--spec-json"]:
-        _hostile_worker(ctx, argv)
-        return
+    """Run each action in ``argv`` in order."""
     for item in argv:
         action, _, arg = item.partition("=")
         ACTIONS[action](ctx, arg)

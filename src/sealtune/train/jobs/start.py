@@ -3,7 +3,7 @@
 :func:`run_job` unwraps the dataset's data key in this process (the keyring
 never enters the sandbox), makes fresh data keys for the outputs and the
 checkpoints, measures what will run, starts :mod:`sealtune.train.worker` in a
-bubblewrap :class:`~sealtune.train.sandbox.Sandbox` with the keys over the key
+bubblewrap :class:`~sealtune.sandbox.process.Sandbox` with the keys over the key
 pipe, relays progress, records the security timeline in the audit ledger
 (``sandbox.created`` with the measurement, ``sandbox.data_decrypted``,
 ``train.finished`` with the privacy figures, ``sandbox.outputs_sealed``,
@@ -27,10 +27,11 @@ docstring (OS isolation, not a TEE); the data keys sit in this process's
 memory while the job runs; the job record and ``model.json`` are unsigned
 plain JSON (the registry signs what links to them).
 
-This module holds :func:`run_job` and its checks, and re-exports the rest
-(import from here): ``job_records`` (the job catalogue: records, status,
-resume selection), ``job_keys`` (the job's data keys) and ``job_run`` (one
-job's execution, from keys in to the installed model).
+This module holds :func:`run_job` and its checks; the rest of the job
+machinery is beside it: :mod:`.records` (the job catalogue: records,
+status, resume selection), :mod:`.keys` (the job's data keys and sealing
+targets) and :mod:`.run` (one job's execution, from keys in to the
+installed model).
 """
 
 from __future__ import annotations
@@ -44,61 +45,35 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sealtune.core.envelope import make_prefix as make_prefix
-from sealtune.core.envelope import new_data_key as new_data_key
-from sealtune.core.envelope import read_header as read_header
-from sealtune.core.envelope import suite_for as suite_for
-from sealtune.core.envelope import unlock_header as unlock_header
-from sealtune.core.envelope import wrap_aad as _wrap_aad  # noqa: F401 - re-exported, as before
 from sealtune.errors import ConfigError, IntegrityError, SealtuneError, UsageError
+from sealtune.sandbox.selfcheck import probe
+from sealtune.sandbox.spec import SandboxSpec
 from sealtune.train.distributed import MAX_NPROC
-from sealtune.train.job_keys import _file_key as _file_key
-from sealtune.train.job_keys import _new_target as _new_target
-from sealtune.train.job_keys import _old_target as _old_target
-from sealtune.train.job_keys import check_job_keys, dataset_keks
-from sealtune.train.job_records import (
-    _NAME,
+from sealtune.train.jobs.keys import check_job_keys, dataset_keks
+from sealtune.train.jobs.records import (
     JOB_FORMAT,
     JOBS,
     MODELS,
-    _checkpoints,
-    _Job,
-    _now,
-    _proc_start,
-    _resume_from,
+    NAME_RE,
+    JobRecord,
+    checkpoint_dir,
+    now,
+    process_start,
+    resume_from,
 )
-from sealtune.train.job_records import MODEL_FORMAT as MODEL_FORMAT
-from sealtune.train.job_records import _status as _status
-from sealtune.train.job_records import _write_json as _write_json
-from sealtune.train.job_records import list_jobs as list_jobs
-from sealtune.train.job_records import show_job as show_job
-from sealtune.train.job_run import _LEDGER as _LEDGER
-from sealtune.train.job_run import OUTPUTS, JobResult, _Run
-from sealtune.train.job_run import SEALED_MAGIC as SEALED_MAGIC
-from sealtune.train.job_run import UNSAFE_WARNING as UNSAFE_WARNING
-from sealtune.train.job_run import ProgressFn as ProgressFn
-from sealtune.train.job_run import TrainingError as TrainingError
-from sealtune.train.job_run import _privacy as _privacy
-from sealtune.train.job_run import _sandbox_flags as _sandbox_flags
-from sealtune.train.sandbox import Sandbox as Sandbox
-from sealtune.train.sandbox import SandboxEvent as SandboxEvent
-from sealtune.train.sandbox import SandboxSpec, probe
-from sealtune.train.sandbox import build_argv as build_argv
-from sealtune.train.sandbox import measure as measure
+from sealtune.train.jobs.run import OUTPUTS, JobResult, JobRun, ProgressFn
 from sealtune.train.split import val_count
 from sealtune.train.worker import OFFLINE_ENV
-from sealtune.train.worker import JobSpec as JobSpec
-from sealtune.train.worker import SealTarget as SealTarget
 
 if TYPE_CHECKING:
     from sealtune.train.config import TrainConfig
     from sealtune.workspace import Workspace
 
-__all__ = ["JobResult", "TrainingError", "list_jobs", "run_job", "show_job"]
+__all__ = ["run_job"]
 
 
 def _check_names(ws: Workspace, out_name: str, base: Path) -> None:
-    if not _NAME.match(out_name):
+    if not NAME_RE.match(out_name):
         raise UsageError(f"model name {out_name!r} is not allowed",
                          hint="use 1-64 letters, digits, '.', '_' or '-'")
     if (ws.root / MODELS / out_name).exists():
@@ -168,17 +143,17 @@ def run_job(ws: Workspace, *, dataset: str, base: Path, config: TrainConfig, out
                      nproc=nproc, tmpfs_size=tmpfs_size, bwrap=bwrap)
     if sandbox:
         _probe_or_refuse(ws, spec, job_id=job_id, run_dir=run_dir)
-    previous = _resume_from(ws, out_name=out_name, dataset=dataset,
+    previous = resume_from(ws, out_name=out_name, dataset=dataset,
                             fingerprint=config.fingerprint(), resume=resume)
     if previous is not None:
-        resume_dir = _checkpoints(ws, previous)
+        resume_dir = checkpoint_dir(ws, previous)
         assert resume_dir is not None
         spec = replace(spec, inputs={**spec.inputs, "resume": resume_dir})
-    job = _Job(ws, _new_record(job_id, out_name=out_name, dataset=dataset, base=base,
+    job = JobRecord(ws, _new_record(job_id, out_name=out_name, dataset=dataset, base=base,
                                config=config, sandbox=sandbox, previous=previous, nproc=nproc,
                                seal_keys=seal_keys))
     # Called from here, so that the no-sandbox warning's stacklevel names our caller.
-    return _Run(ws, job, spec, config, previous, progress, threads, timeout,
+    return JobRun(ws, job, spec, config, previous, progress, threads, timeout,
                 nproc).execute()
 
 
@@ -221,7 +196,7 @@ def _job_spec(ws: Workspace, *, run_dir: Path, data_path: Path, base: Path,
                                ws.root / MODELS),
                        env={**OFFLINE_ENV, "OMP_NUM_THREADS": str(
                            max(1, (threads or os.cpu_count() or 1) // nproc))},
-                       tmpfs_size=tmpfs_size, bwrap=bwrap, outputs=OUTPUTS)
+                       tmpfs_size=tmpfs_size, bwrap=bwrap, outputs=OUTPUTS, stage="train")
 
 
 def _probe_or_refuse(ws: Workspace, spec: SandboxSpec, *, job_id: str, run_dir: Path) -> None:
@@ -243,10 +218,10 @@ def _new_record(job_id: str, *, out_name: str, dataset: str, base: Path, config:
         "format": JOB_FORMAT, "id": job_id, "out_name": out_name,
         "dataset": dataset, "base": str(base), "config": config.to_dict(),
         "fingerprint": config.fingerprint(), "sandboxed": sandbox,
-        "status": "running", "created": _now(), "timeline": [], "metrics": {}, "epochs": [],
+        "status": "running", "created": now(), "timeline": [], "metrics": {}, "epochs": [],
         "resumed_job": None if previous is None else previous["id"],
         "seal_keys": list(seal_keys),
-        "runner": {"pid": os.getpid(), "start": _proc_start(os.getpid())}}
+        "runner": {"pid": os.getpid(), "start": process_start(os.getpid())}}
     if nproc > 1:
         rec["nproc"] = nproc
     return rec

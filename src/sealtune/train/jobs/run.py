@@ -1,14 +1,15 @@
 """One training job's execution: keys in, the sandboxed worker, events to the ledger, model out.
 
-:class:`_Run` unwraps and makes the job's data keys (:mod:`job_keys`),
+:class:`JobRun` unwraps and makes the job's data keys (:mod:`.keys`),
 measures what will run, starts :mod:`sealtune.train.worker` in a
-:class:`~sealtune.train.sandbox.Sandbox` with the keys over the key pipe,
+:class:`~sealtune.sandbox.process.Sandbox` with the keys over the key pipe,
 relays progress, keeps each epoch's losses in the job record (``epochs``:
 numbers only; a resumed job's worker reports its checkpoint's epochs again,
 so the record has them all), records the security timeline
-(``sandbox.created`` with the
-measurement and the isolation flags, ``sandbox.data_decrypted``,
-``train.finished``, ``sandbox.outputs_sealed``, ``sandbox.destroyed`` with
+(:class:`~sealtune.sandbox.timeline.Timeline`, each ``sandbox.*`` entry
+marked ``"stage": "train"``: ``sandbox.created`` with the measurement and
+the isolation flags, ``sandbox.data_decrypted``, ``train.finished``,
+``sandbox.outputs_sealed``, ``sandbox.destroyed`` with
 the teardown result, and ``sandbox.unexpected_outputs`` naming anything the
 sandbox left beyond its sealed outputs, which fails the job), accepts only
 sealed files as outputs and installs them
@@ -23,7 +24,7 @@ must carry the sealed-file magic), a model installed from a sandbox that wrote
 files it should not have, a failure inside reported with sample text
 (errors travel by exception class only), a no-sandbox run that goes unrecorded.
 What it does not: this is OS isolation, not a TEE (see
-:mod:`sealtune.train.sandbox`); the keys sit in this process's memory while the
+:mod:`sealtune.sandbox`); the keys sit in this process's memory while the
 job runs; ``--no-sandbox`` offers no isolation at all (plaintext reaches this
 process and the host's temp dir); ``model.json`` is unsigned plain JSON.
 """
@@ -47,11 +48,12 @@ from sealtune.errors import DiskFullError, IntegrityError, SealtuneError
 from sealtune.keys.base import WrappedKey
 from sealtune.keys.content import labelled_digest
 from sealtune.keys.versions import CommitGuard, lease
-from sealtune.train import seccomp
-from sealtune.train.job_keys import _file_key, _new_target, _old_target
-from sealtune.train.job_records import MODEL_FORMAT, MODELS, _Job, _now, _write_json
-from sealtune.train.sandbox import Sandbox, SandboxEvent, SandboxSpec, build_argv, measure
-from sealtune.train.sandbox_process import native_arch
+from sealtune.sandbox.measurement import measure
+from sealtune.sandbox.process import Sandbox, SandboxEvent
+from sealtune.sandbox.spec import SandboxSpec
+from sealtune.sandbox.timeline import Timeline
+from sealtune.train.jobs.keys import dataset_key, output_target, resumed_target
+from sealtune.train.jobs.records import MODEL_FORMAT, MODELS, JobRecord, now, write_json
 from sealtune.train.worker import JobSpec
 
 if TYPE_CHECKING:
@@ -62,11 +64,13 @@ SEALED_MAGIC = b"SEALTUNE"
 UNSAFE_WARNING = ("training WITHOUT the sandbox (--no-sandbox): plaintext data and weights "
                   "will exist in this process and on the host's temp dir; recorded in the "
                   "audit ledger as train.unsafe_no_sandbox")
-_LEDGER = {"data_decrypted": "sandbox.data_decrypted", "training_finished": "train.finished",
-           "outputs_sealed": "sandbox.outputs_sealed"}
+#: The worker's own milestone beyond the sandbox's (sealtune.sandbox.timeline.MILESTONES).
+MILESTONES = {"training_finished": "train.finished"}
 ProgressFn = Callable[[SandboxEvent], None]
 #: The entry module the sandbox runs.
 WORKER = "sealtune.train.worker"
+#: The code a job measures: the whole sealtune package (jobs -> train -> sealtune).
+CODE_DIR = Path(__file__).resolve().parents[2]
 #: What the worker leaves in its output directory; anything else is removed.
 OUTPUTS = ("model/*.sealed", "checkpoints/ckpt-??????????.sealed")
 
@@ -95,23 +99,14 @@ class JobResult:
     weights_sha256: str | None = None
 
 
-def _sandbox_flags(spec: SandboxSpec) -> dict[str, Any]:
-    """The isolation settings for the ledger, taken from the argv the sandbox runs with."""
-    argv = build_argv(spec, ["entry"], bwrap="bwrap", seccomp_fd=-1)
-    isolation = {"--die-with-parent", "--new-session", "--clearenv", "--disable-userns",
-                 "--as-pid-1"}
-    return {"isolation": [a for a in argv if a.startswith("--unshare") or a in isolation],
-            "cap_drop": "ALL", "network": "loopback only", "tmpfs_bytes": spec.tmpfs_size,
-            "limits": spec.limits.as_args(), "inputs": sorted(spec.inputs),
-            "hidden": [str(h) for h in spec.hidden], "env": sorted(spec.environment()),
-            "seccomp": {"arch": native_arch(), "program": seccomp.digest(native_arch()),
-                        "denied": len(seccomp.DENIED)}}
+class JobRun:
+    """One job's execution, from keys in to the installed model.
 
+    :func:`~sealtune.train.jobs.start.run_job` checks the request, makes the
+    run directory, the sandbox spec and the record, then calls :meth:`execute`.
+    """
 
-class _Run:
-    """One job's execution (split from :func:`run_job` to keep each step small)."""
-
-    def __init__(self, ws: Workspace, job: _Job, spec: SandboxSpec, config: TrainConfig,
+    def __init__(self, ws: Workspace, job: JobRecord, spec: SandboxSpec, config: TrainConfig,
                  previous: dict[str, Any] | None, progress: ProgressFn | None,
                  threads: int | None, timeout: float | None, nproc: int = 1) -> None:
         self.ws, self.job, self.spec, self.config = ws, job, spec, config
@@ -122,8 +117,10 @@ class _Run:
         self.pending: list[WrappedKey] = []  # what the sandbox will seal under (leased)
         self.fields: dict[str, dict[str, Any]] = {}
         self.errors: list[str] = []
+        self.timeline: Timeline | None = None  # made once the run is measured
 
     def execute(self) -> JobResult:
+        """Run the job and install its model; its data keys are zeroed however it ends."""
         rec = self.job.rec
         try:
             args = self._prepare()
@@ -141,12 +138,14 @@ class _Run:
 
     def _run(self, rec: dict[str, Any], args: list[str]) -> tuple[Path, dict[str, Any]]:
         """Measure, run the worker (sandboxed or not), check it, install the sealed model."""
-        measurement = measure(code=[Path(__file__).resolve().parents[1]],
+        measurement = measure(code=[CODE_DIR],
                               config=json.dumps(rec["config"], sort_keys=True).encode(),
                               base_model=self.spec.inputs["base"],
                               inputs={"dataset": self.spec.inputs["dataset"]})
         rec["measurement"] = {**measurement.to_dict(), "digest": measurement.digest}
         self.job.save()
+        self.timeline = Timeline(self.spec, self.job.event, measurement=rec["measurement"],
+                                 milestones=MILESTONES)
         teardown = self._sandboxed(args) if rec["sandboxed"] else self._unsandboxed(args)
         self._check(teardown)
         return self._install(), teardown
@@ -176,16 +175,17 @@ class _Run:
         if not rec["sandboxed"]:
             warnings.warn(UNSAFE_WARNING, UserWarning, stacklevel=4)
             self.job.event("train.unsafe_no_sandbox", {"out_name": rec["out_name"]})
-        self.keys["dataset"] = _file_key(self.ws, self.spec.inputs["dataset"])
+        self.keys["dataset"] = dataset_key(self.ws, self.spec.inputs["dataset"])
         seal_keys = rec.get("seal_keys") or [self.ws.config.default_key]
-        self.keys["output"], output = _new_target(self.ws, seal_keys)
-        if self.previous is not None:
-            self.keys["checkpoint"], checkpoint = _old_target(self.ws, self.previous,
-                                                              self.spec.inputs["resume"])
-        else:
-            self.keys["checkpoint"], checkpoint = _new_target(self.ws, seal_keys)
+        output = output_target(self.ws, seal_keys)
+        checkpoint = (output_target(self.ws, seal_keys) if self.previous is None else
+                      resumed_target(self.ws, self.previous, self.spec.inputs["resume"]))
+        # The targets' keys go over the key pipe; the job spec carries their public halves.
+        # Zeroed when the run ends, with the dataset key.
+        assert output.data_key is not None and checkpoint.data_key is not None
+        self.keys["output"], self.keys["checkpoint"] = output.data_key, checkpoint.data_key
         rec["checkpoint"] = checkpoint.to_dict()
-        rec["output_keys"] = [f"{w.kek_uri}@{w.version}" for w in output.wrapped]
+        rec["output_keys"] = list(output.entries)
         self.pending = [*output.wrapped, *checkpoint.wrapped]
         threads = max(1, (self.threads or os.cpu_count() or 1) // self.nproc)
         job_spec = JobSpec(dataset="dataset", base="base", config=self.config, output=output,
@@ -202,16 +202,12 @@ class _Run:
             self.errors.append(str(ev.fields.get("kind")))
             return
         if ev.type == "event" and ev.name == "epoch_finished":
-            _record_epoch(self.job.rec, ev.fields)
+            record_epoch(self.job.rec, ev.fields)
             self.job.save()
             return
         self.fields[ev.name] = dict(ev.fields)
-        if ev.type == "lifecycle" and ev.name == "created":
-            self.job.event("sandbox.created", {
-                "pid": ev.fields.get("pid"), "measurement": self.job.rec["measurement"],
-                "flags": _sandbox_flags(self.spec)}, at=ev.at)
-        elif ev.type == "event" and ev.name in _LEDGER:
-            self.job.event(_LEDGER[ev.name], dict(ev.fields), at=ev.at)
+        assert self.timeline is not None
+        self.timeline.observe(ev)
 
     def _sandboxed(self, args: list[str]) -> dict[str, Any]:
         with Sandbox(self.spec) as box:
@@ -220,23 +216,17 @@ class _Run:
                 for ev in box.events(timeout=self.timeout):
                     self._handle(ev)
             finally:
-                td = box.destroy()
                 wiped = self.fields.get("workspace_wiped", {}).get("files")
-                teardown = {"processes_left": td.processes_left,
-                            "namespaces_released": td.namespaces_released,
-                            "outputs_removed": td.outputs_removed, "seconds": td.seconds,
-                            "tmpfs_files_wiped": wiped, "exit_code": box.exit_code}
-                self.job.event("sandbox.destroyed", teardown)
-                if td.outputs_removed:
-                    self.job.event("sandbox.unexpected_outputs",
-                                   {"count": td.outputs_removed, "names": list(td.unexpected)},
-                                   outcome="failure")
+                assert self.timeline is not None
+                teardown = self.timeline.destroyed(box.destroy(), exit_code=box.exit_code,
+                                                   wiped=wiped)
         return teardown
 
     def _unsandboxed(self, args: list[str]) -> dict[str, Any]:
         """Run the worker in this process (``--no-sandbox``): same protocol, no isolation."""
+        from sealtune.sandbox.launcher import ChildContext, wipe_tree
+        from sealtune.sandbox.wire import EventWriter
         from sealtune.train import worker
-        from sealtune.train._sandbox_child import ChildContext, EventWriter, wipe_tree
 
         work = Path(tempfile.mkdtemp(prefix="sealtune-unsafe-"))
         (work / "in").mkdir()
@@ -262,9 +252,8 @@ class _Run:
         for ev in queued:
             if ev.type != "progress":
                 self._handle(ev)
-        teardown = {"tmpfs_files_wiped": wiped, "unsandboxed": True}
-        self.job.event("sandbox.destroyed", teardown)
-        return teardown
+        assert self.timeline is not None
+        return self.timeline.unsandboxed(wiped=wiped)
 
     def _install(self) -> Path:
         """Move the sealed outputs into ``models/<out_name>/`` with ``model.json``, atomically."""
@@ -282,9 +271,9 @@ class _Run:
             os.replace(path, build / path.name)
         finished = self.fields.get("training_finished", {})
         measurement = rec["measurement"]
-        _write_json(build / "model.json", {
+        write_json(build / "model.json", {
             "format": MODEL_FORMAT, "name": rec["out_name"], "job": rec["id"],
-            "created": _now(), "sandboxed": rec["sandboxed"],
+            "created": now(), "sandboxed": rec["sandboxed"],
             "dataset": {"name": rec["dataset"],
                         "digest": labelled_digest(self.spec.inputs["dataset"])},
             "base": {"path": rec["base"], "digest": measurement["base_model"]},
@@ -315,7 +304,7 @@ class _Run:
             with contextlib.suppress(OSError):  # kept when it holds the sealed final checkpoint
                 empty.rmdir()
         if self.previous is not None:
-            old = _Job(self.ws, {**self.previous, "resumed_by": rec["id"]})
+            old = JobRecord(self.ws, {**self.previous, "resumed_by": rec["id"]})
             old.save()
         return JobResult(job_id=rec["id"], model_dir=model_dir, sandboxed=rec["sandboxed"],
                          steps=int(finished.get("steps") or 0),
@@ -336,7 +325,7 @@ def _relay(read_fd: int, progress: ProgressFn | None, queued: list[SandboxEvent]
 
     Runs in a thread; the ledger is written from the main thread only.
     """
-    from sealtune.train._sandbox_child import decode_event
+    from sealtune.sandbox.wire import decode_event
 
     with os.fdopen(read_fd, "rb") as fh:
         for line in fh:
@@ -352,7 +341,7 @@ def _relay(read_fd: int, progress: ProgressFn | None, queued: list[SandboxEvent]
 EPOCH_FIELDS = ("epoch", "step", "train_loss", "eval_loss", "eval_perplexity")
 
 
-def _record_epoch(rec: dict[str, Any], fields: Mapping[str, Any]) -> None:
+def record_epoch(rec: dict[str, Any], fields: Mapping[str, Any]) -> None:
     """Add one epoch's figures to ``rec["epochs"]`` (a report for the same step replaces it)."""
     entry = {k: fields.get(k) for k in EPOCH_FIELDS}
     if not all(v is None or (isinstance(v, int | float) and not isinstance(v, bool))

@@ -1,6 +1,6 @@
 """Kernel-facing checks for the sandbox probe: the seccomp filter, ptrace, what still works.
 
-Imported by :mod:`sealtune.train._probe_child` (its actions ``syscalls``,
+Imported by :mod:`sealtune.sandbox._probe_child` (its actions ``syscalls``,
 ``ptrace``, ``int80``, ``allowed`` and ``torch``) and by the tests, which run
 :func:`try_syscalls` outside the sandbox too, for the unfiltered baseline.
 
@@ -23,8 +23,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from sealtune.train import seccomp
-from sealtune.train._sandbox_child import ChildContext
+from sealtune.sandbox import seccomp
+from sealtune.sandbox.launcher import ChildContext
 
 _NOPATH = b"/nonexistent-sealtune-probe"
 _BADPID = 0x3FFFFFF0  # above any pid_max: ESRCH

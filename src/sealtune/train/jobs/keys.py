@@ -1,8 +1,9 @@
 """The data keys of a training job, unwrapped and made in this (the parent) process.
 
 The dataset's data key is unwrapped from the sealed file's header through the
-workspace's key service (audited there); fresh data keys for the model outputs
-and the checkpoints are made here and wrapped under the job's KEKs: by
+workspace's key service (audited there); fresh sealing targets for the model
+outputs and the checkpoints (:func:`sealtune.keys.sealing.new_target`: a data
+key, its prefix, the key wrapped) are made here under the job's KEKs: by
 default the live KEKs the dataset itself is wrapped under
 (:func:`dataset_keks`, read from its header), so whoever can open the dataset
 can open what was trained on it, and destroying the customer's key shreds
@@ -27,8 +28,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sealtune.core.envelope import make_prefix, new_data_key, read_header, suite_for, unlock_header
-from sealtune.core.envelope import wrap_aad as _wrap_aad
 from sealtune.errors import (
     IntegrityError,
     KeyDestroyedError,
@@ -37,17 +36,17 @@ from sealtune.errors import (
     UsageError,
 )
 from sealtune.keys.files import describe_file
-from sealtune.train.worker import SealTarget
+from sealtune.keys.sealing import SealingTarget, file_target, new_target
 
 if TYPE_CHECKING:
     from sealtune.workspace import Workspace
 
 
-def _file_key(ws: Workspace, path: Path) -> bytearray:
+def dataset_key(ws: Workspace, path: Path) -> bytearray:
     """Unwrap a sealed file's data key through the workspace's key service (audited)."""
-    with path.open("rb") as fh:
-        opened = unlock_header(read_header(fh), unwrap=ws.keys.unwrap_if_held)
-    return bytearray(opened.data_key)
+    key = file_target(path, keys=ws.keys).data_key
+    assert key is not None  # file_target always unwraps it
+    return key
 
 
 def dataset_keks(ws: Workspace, data_path: Path) -> list[str]:
@@ -86,19 +85,13 @@ def check_job_keys(key_names: Sequence[str]) -> list[str]:
     return names
 
 
-def _new_target(ws: Workspace, key_names: Sequence[str]) -> tuple[bytearray, SealTarget]:
+def output_target(ws: Workspace, key_names: Sequence[str]) -> SealingTarget:
     """A fresh data key, wrapped under each of ``key_names`` (the first picks the suite)."""
-    names = check_job_keys(key_names)
-    suite = suite_for(ws.keys.info(names[0]).algorithm)
-    key = new_data_key(suite)
-    prefix = make_prefix(key, suite=suite)
-    wrapped = tuple(ws.keys.wrap(name, key, aad=_wrap_aad(prefix)) for name in names)
-    return bytearray(key), SealTarget(prefix, wrapped)
+    return new_target(ws.keys, check_job_keys(key_names))
 
 
-def _old_target(ws: Workspace, rec: dict[str, Any],
-                checkpoints: Path) -> tuple[bytearray, SealTarget]:
-    """The checkpoint key of the job being resumed, from its newest sealed checkpoint.
+def resumed_target(ws: Workspace, rec: dict[str, Any], checkpoints: Path) -> SealingTarget:
+    """The checkpoint target of the job being resumed, from its newest sealed checkpoint.
 
     The header is read from the file, not from the job record: a rotation
     re-wraps the file (the record keeps the wrap of the job's start, which a
@@ -106,10 +99,10 @@ def _old_target(ws: Workspace, rec: dict[str, Any],
     with the same, current, entries.
     """
     newest = max(checkpoints.glob("ckpt-*.sealed"))
-    with newest.open("rb") as fh:
-        opened = unlock_header(read_header(fh), unwrap=ws.keys.unwrap_if_held)
-    recorded = SealTarget.from_dict(rec["checkpoint"], f"job {rec['id']} checkpoint")
-    if opened.prefix.encode() != recorded.prefix.encode():
+    current = file_target(newest, keys=ws.keys)
+    recorded = SealingTarget.from_dict(rec["checkpoint"], f"job {rec['id']} checkpoint")
+    if current.prefix.encode() != recorded.prefix.encode():
+        current.wipe()
         raise IntegrityError(f"{newest} is not a checkpoint of job {rec['id']}",
                              hint="resume from the job's own checkpoint directory")
-    return bytearray(opened.data_key), SealTarget(opened.prefix, tuple(opened.slot.entries))
+    return current
