@@ -37,8 +37,8 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -52,7 +52,8 @@ __all__ = ["ACTIONS", "FORMAT", "DetectorPolicy", "MonitorPolicy", "WebhookPolic
 
 FORMAT = "sealtune-monitor-policy/v1"
 ACTIONS: tuple[Action, ...] = ("alert", "revoke_key", "withdraw_model")
-_COMMON = ("enabled", "action", "cooldown_seconds")
+_COMMON = ("enabled", "action", "cooldown_seconds", "output")
+OUTPUTS = ("pass", "redact", "block")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ class DetectorPolicy:
         cooldown_seconds: after an alert, the same detector stays quiet about
             the same key for this long.
         settings: every setting of the detector (defaults filled in).
+        output: for detectors that can check an answer before it is sent
+            (``regurgitation``, ``canary``): ``pass`` it, ``redact`` the
+            spans found, or ``block`` the answer (default ``redact``).
     """
 
     name: str
@@ -76,6 +80,8 @@ class DetectorPolicy:
     action: Action
     cooldown_seconds: float
     settings: Mapping[str, float]
+    output: str = "redact"
+    configured: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,18 @@ class MonitorPolicy:
     def enabled(self) -> tuple[DetectorPolicy, ...]:
         """The detectors that run."""
         return tuple(d for d in self.detectors if d.enabled)
+
+    def with_resources(self, names: Iterable[str]) -> MonitorPolicy:
+        """This policy with the detectors in ``names`` enabled, unless the file configured them.
+
+        The server calls it with the detectors whose resource it opened (the
+        model's training filter, the canaries): they watch by default when
+        they can, and a policy that says ``enabled = false`` keeps them off.
+        """
+        wanted = set(names)
+        return replace(self, detectors=tuple(
+            replace(d, enabled=True) if d.name in wanted and not d.configured else d
+            for d in self.detectors))
 
     def detector(self, name: str) -> DetectorPolicy:
         """The policy of detector ``name``.
@@ -156,9 +174,13 @@ def _detector(name: str, doc: Mapping[str, Any], where: str) -> DetectorPolicy:
     for k, top in spec.at_most.items():
         if settings[k] > top:
             raise ConfigError(f"{where}.{k} must be at most {top:g}")
+    output = doc.get("output", "redact")
+    if output not in OUTPUTS:
+        raise ConfigError(f"{where}.output must be one of: {', '.join(OUTPUTS)}")
     cooldown = _number(doc.get("cooldown_seconds", settings.get("window_seconds", 600.0)),
                        integer=False, where=f"{where}.cooldown_seconds")
-    return DetectorPolicy(name, enabled, cast(Action, action), cooldown, settings)
+    return DetectorPolicy(name, enabled, cast(Action, action), cooldown, settings, str(output),
+                          configured=bool(doc))
 
 
 def _webhook(doc: Any, where: str) -> WebhookPolicy:

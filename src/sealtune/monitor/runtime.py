@@ -21,11 +21,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from sealtune.monitor.base import Alert, MetricsSink, NullSink, Observation
 from sealtune.monitor.detectors import DETECTORS, Detector, DetectorContext
+from sealtune.monitor.detectors.regurgitation import Scan, redact_spans
 from sealtune.monitor.policy import MonitorPolicy
 
 if TYPE_CHECKING:
@@ -45,14 +46,15 @@ class Monitor:
         router: where alerts go.
     """
 
-    def __init__(self, policy: MonitorPolicy, *, model_version: str, router: AlertRouter) -> None:
+    def __init__(self, policy: MonitorPolicy, *, model_version: str, router: AlertRouter,
+                 resources: Mapping[str, Any] | None = None) -> None:
         self.policy, self.model_version, self.router = policy, model_version, router
         self.failures: Counter[str] = Counter()
         self.alerts: Counter[str] = Counter()
         self._lock = threading.RLock()
         self._quiet: dict[tuple[str, str], float] = {}
         self._actions = {d.name: d for d in policy.enabled()}
-        ctx = DetectorContext(model_version, self._emit, policy.max_keys)
+        ctx = DetectorContext(model_version, self._emit, policy.max_keys, dict(resources or {}))
         self.detectors: list[Detector] = []
         try:
             for d in policy.enabled():
@@ -62,6 +64,33 @@ class Monitor:
         except BaseException:
             self.close()
             raise
+
+    def guard(self, text: str) -> tuple[str | None, list[str]]:
+        """Check an answer before it is sent: ``(text to send or None to block, detectors hit)``.
+
+        Runs the enabled detectors that can scan an output (``regurgitation``,
+        ``canary``) whose policy ``output`` is not ``pass``; spans they find
+        are redacted, or the answer is blocked (None). The alert itself comes
+        from :meth:`observe`, which sees the unredacted output.
+        """
+        hit: list[str] = []
+        for detector in self.detectors:
+            scan = getattr(detector, "scan", None)
+            mode = self._actions[detector.name].output
+            if scan is None or mode == "pass":
+                continue
+            try:
+                found: Scan = scan(text)
+            except Exception as exc:  # fail closed: an output that cannot be checked is held
+                self.failures[type(exc).__name__] += 1
+                return None, [detector.name]
+            if not found.spans:
+                continue
+            hit.append(detector.name)
+            if mode == "block":
+                return None, hit
+            text = redact_spans(text, found.spans)
+        return text, hit
 
     def observe(self, obs: Observation) -> list[Alert]:
         """Show one finished request to every detector; route and return the alerts raised."""
@@ -131,7 +160,8 @@ class Monitor:
 
 def build_monitor(policy: MonitorPolicy, *, model_version: str, audit: AuditFn | None,
                   metrics: MetricsSink | None = None,
-                  responses: Responses | None = None) -> Monitor:
+                  responses: Responses | None = None,
+                  resources: Mapping[str, Any] | None = None) -> Monitor:
     """The monitor a policy describes, with its router and (if named) its webhook.
 
     Raises:
@@ -143,4 +173,9 @@ def build_monitor(policy: MonitorPolicy, *, model_version: str, audit: AuditFn |
     webhook = Webhook(policy.webhook) if policy.webhook is not None else None
     router = AlertRouter(audit=audit, metrics=metrics or NullSink(), webhook=webhook,
                          responses=responses)
-    return Monitor(policy, model_version=model_version, router=router)
+    resources = dict(resources or {})
+    policy = policy.with_resources(_RESOURCE_OF[r] for r in resources if r in _RESOURCE_OF)
+    return Monitor(policy, model_version=model_version, router=router, resources=resources)
+
+
+_RESOURCE_OF = {"training_filter": "regurgitation", "canaries": "canary"}

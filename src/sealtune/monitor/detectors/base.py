@@ -30,7 +30,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from sealtune.monitor.base import Alert, Observation, Registry
 
@@ -64,11 +64,16 @@ class DetectorContext:
         model_version: the model version served (for alerts).
         emit: raise an alert from off the request path (thread-safe).
         max_keys: the most callers whose state a detector keeps.
+        resources: what the server opened for detectors that need more than
+            settings, by name: ``training_filter`` (a
+            :class:`~sealtune.core.bloom.BloomFilter` sealed with the model),
+            ``canaries`` (a :class:`~sealtune.monitor.detectors.regurgitation.CanarySet`).
     """
 
     model_version: str
     emit: Callable[[Alert], None]
     max_keys: int = 10_000
+    resources: Mapping[str, Any] = field(default_factory=dict)
 
 
 DetectorFactory = Callable[[Mapping[str, float], DetectorContext], Detector]
