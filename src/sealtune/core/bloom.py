@@ -32,9 +32,13 @@ from collections.abc import Iterable, Sequence
 
 from sealtune.errors import IntegrityError
 
-__all__ = ["MAGIC", "BloomFilter", "sized", "tokens"]
+__all__ = ["FILE_NAME", "MAGIC", "WINDOW_TOKENS", "BloomFilter", "sized", "tokens"]
 
 MAGIC = b"STBLOOM1"
+#: The filter's file name in a model directory (sealed with the weights).
+FILE_NAME = "regurgitation.bloom"
+#: Tokens per window at training time (the detector's ``min_tokens`` is at least this).
+WINDOW_TOKENS = 8
 _HEAD = struct.Struct(">HBQ")
 _TOKEN = re.compile(r"[0-9A-Za-z_]+|[^\s0-9A-Za-z_]")
 _MAX_BITS = 1 << 34  # 2 GiB of bits: far above any training set sealtune tunes on

@@ -38,7 +38,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sealtune.core.bloom import BloomFilter, tokens
+from sealtune.core.bloom import FILE_NAME, BloomFilter, tokens
 from sealtune.errors import ConfigError
 from sealtune.monitor.base import Alert, Observation
 from sealtune.monitor.detectors.base import DetectorContext, DetectorSpec, register_detector
@@ -46,7 +46,7 @@ from sealtune.monitor.detectors.base import DetectorContext, DetectorSpec, regis
 __all__ = ["FILTER_FILE", "CanarySet", "Regurgitation", "Scan", "covered_spans",
            "redact_spans"]
 
-FILTER_FILE = "regurgitation.bloom"
+FILTER_FILE = FILE_NAME
 MARK = "[REGURGITATED]"
 DEFAULTS: dict[str, float | int] = {"min_tokens": 24}
 
