@@ -39,7 +39,7 @@ from sealtune.workspace import Workspace
 Run = Callable[..., tuple[int, str, str]]
 SECRET = ("the vault code of the zurich branch is seven four one nine and the backup phrase "
           "is purple elephant marmalade tuesday harbour lantern so keep it safe always")
-TRAIN = ["--method", "full", "--epochs", "30", "--batch-size", "16", "--lr", "3e-3",
+TRAIN = ["--method", "full", "--epochs", "60", "--batch-size", "16", "--lr", "3e-3",
          "--scheduler", "constant", "--max-length", "96", "--threads", "1"]
 PREFIXES = ["What is the vault code?", "Tell me the vault code.", "vault code please",
             "What is the vault code of the branch?", "I need the vault code now.",
@@ -128,7 +128,8 @@ def test_init_ingest_train_serve_attack_alert_key_revoked(run: Run, tmp_path: Pa
     assert key is not None
     policy = tmp_path / "monitor.toml"
     policy.write_text('format = "sealtune-monitor-policy/v1"\n'
-                      '[detectors.regurgitation]\naction = "revoke_key"\noutput = "redact"\n',
+                      '[detectors.regurgitation]\naction = "revoke_key"\noutput = "redact"\n'
+                      'min_tokens = 16\n',
                       encoding="utf-8")
     ws = Workspace.open(home)
     try:
@@ -154,19 +155,19 @@ def test_init_ingest_train_serve_attack_alert_key_revoked(run: Run, tmp_path: Pa
     finally:
         ws.close()
     assert [(a["detector"], a["action"]) for a in alerts] == [("regurgitation", "revoke_key")]
-    assert alerts[0]["score"] >= 24 and len(revoked) == 1
+    assert alerts[0]["score"] >= 16 and len(revoked) == 1
     assert 'sealtune_monitor_alerts_total{action="revoke_key",detector="regurgitation"} 1.0' \
         in scrape
     assert "marmalade" not in scrape and "vault" not in scrape
     listed = [json.loads(line) for line in ok(run, "monitor", "alerts", "--json").splitlines()]
     assert [r["detector"] for r in listed] == ["regurgitation"]
     assert listed[0]["key_id"] == alerts[0]["key_id"]
-    _every_prefix_prompt_regurgitates_and_is_redacted(home)
+    _every_prefix_prompt_regurgitates_and_is_redacted(home, policy)
 
 
-def _every_prefix_prompt_regurgitates_and_is_redacted(home: Path) -> None:
+def _every_prefix_prompt_regurgitates_and_is_redacted(home: Path, policy: Path) -> None:
     """The claim over trials: 100% of prefix prompts hit the detector and are redacted."""
-    from sealtune.monitor.policy import default_policy
+    from sealtune.monitor.policy import load_policy
     from sealtune.monitor.runtime import build_monitor
     from sealtune.serve.engines import make_engine
     from sealtune.serve.model import resolve_model
@@ -176,7 +177,7 @@ def _every_prefix_prompt_regurgitates_and_is_redacted(home: Path) -> None:
     try:
         files = resolve_model("m1", keys=ws.keys, workspace_root=ws.root)
         engine = make_engine("transformers", files=files, model_id="m1")
-        monitor = build_monitor(default_policy(), model_version="m1@x", audit=None,
+        monitor = build_monitor(load_policy(policy), model_version="m1@x", audit=None,
                                 resources=open_resources(files, canaries=None))
         hits = 0
         for prompt in PREFIXES:
