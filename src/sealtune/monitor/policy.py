@@ -81,7 +81,7 @@ class DetectorPolicy:
     cooldown_seconds: float
     settings: Mapping[str, float]
     output: str = "redact"
-    configured: bool = False
+    configured: bool = False  # the file said enabled = true or false
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ class MonitorPolicy:
         return tuple(d for d in self.detectors if d.enabled)
 
     def with_resources(self, names: Iterable[str]) -> MonitorPolicy:
-        """This policy with the detectors in ``names`` enabled, unless the file configured them.
+        """This policy with the detectors in ``names`` enabled, unless the file set ``enabled``.
 
         The server calls it with the detectors whose resource it opened (the
         model's training filter, the canaries): they watch by default when
@@ -180,7 +180,7 @@ def _detector(name: str, doc: Mapping[str, Any], where: str) -> DetectorPolicy:
     cooldown = _number(doc.get("cooldown_seconds", settings.get("window_seconds", 600.0)),
                        integer=False, where=f"{where}.cooldown_seconds")
     return DetectorPolicy(name, enabled, cast(Action, action), cooldown, settings, str(output),
-                          configured=bool(doc))
+                          configured="enabled" in doc)
 
 
 def _webhook(doc: Any, where: str) -> WebhookPolicy:
