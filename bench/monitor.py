@@ -2,12 +2,14 @@
 
 Two measures, medians (p50) and p95, in milliseconds:
 
-* ``http``: a uvicorn server on loopback with the echo engine, two apps side
-  by side in the same process and run: ``off`` (no metrics, no detectors)
-  and ``on`` (Prometheus metrics, the default detectors plus
-  ``regurgitation`` with a training filter of ``--records`` replies, and
-  ``canary`` with 24 canaries, output guard ``redact``). Requests alternate
-  between the two servers so load and noise hit both alike; ``overhead_p50``
+* ``app``: the server app with the echo engine, two apps side by side in
+  the same process and run: ``off`` (no metrics, no detectors) and ``on``
+  (Prometheus metrics, the default detectors plus ``regurgitation`` with a
+  training filter of ``--records`` replies, and ``canary`` with 24
+  canaries, output guard ``redact``), each called through ASGI in process
+  (loopback TCP adds delayed-ACK noise of ~40 ms to either side at random
+  on this machine, which hides a 1 ms difference). Requests alternate
+  between the two apps so load and noise hit both alike; ``overhead_p50``
   is the difference of medians (the target: at most 2 ms).
 * ``inline``: the monitor's own work per request, no HTTP: ``Monitor.guard``
   plus ``Monitor.observe`` on a realistic prompt and a 120-token output.
@@ -19,20 +21,18 @@ writes ``bench/results/monitor.json``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import platform
 import random
-import socket
 import statistics
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 from sealtune.attest.software import SoftwareProvider
 from sealtune.core.bloom import WINDOW_TOKENS, BloomFilter
@@ -68,18 +68,6 @@ def _monitor(records: int, metrics: Any) -> Monitor:
                          resources=resources)
 
 
-def _serve(app: Any) -> tuple[str, Any, threading.Thread]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, access_log=False, log_config=None,
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    return f"http://127.0.0.1:{sock.getsockname()[1]}", server, thread
-
-
 def _app(store: KeyStore, watch: Watch | None) -> Any:
     settings = ServeSettings(model_id="echo", model_digest="0" * 64, engine="echo")
     auth = Authenticator(store, None, limit=RateLimit(1e6, 1e6))
@@ -93,39 +81,45 @@ def _stats(ms: list[float]) -> dict[str, float]:
     return {"p50": round(statistics.median(ms), 3), "p95": round(ms[int(0.95 * len(ms))], 3)}
 
 
-def bench_http(requests: int, records: int) -> dict[str, Any]:
+async def _timed(apps: dict[str, Any], keys: list[str], requests: int) -> dict[str, list[float]]:
+    rng = random.Random(2)
+    prompts = _replies(200, rng)
+    times: dict[str, list[float]] = {"off": [], "on": []}
+    clients = {name: httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                       base_url="http://bench") for name, app in apps.items()}
+    try:
+        for i in range(requests * 2 + 40):
+            name = ("off", "on")[(i // 2 + i) % 2]  # alternate, swapping the lead each pair
+            body = {"model": "echo", "max_tokens": 120, "messages": [
+                {"role": "user", "content": rng.choice(prompts)}]}
+            headers = {"Authorization": f"Bearer {keys[(i // 2) % len(keys)]}"}
+            t0 = time.perf_counter()
+            resp = await clients[name].post("/v1/chat/completions", json=body, headers=headers)
+            elapsed = (time.perf_counter() - t0) * 1000
+            assert resp.status_code == 200, resp.status_code
+            if i >= 40:  # warm-up excluded
+                times[name].append(elapsed)
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    return times
+
+
+def bench_app(requests: int, records: int) -> dict[str, Any]:
+    """The whole request path in process (ASGI, no sockets: loopback TCP adds noise of its own)."""
     with tempfile.TemporaryDirectory() as tmp:
         store = KeyStore(Path(tmp) / "keys.json")
         keys = [store.create(role="consumer", now=datetime.now(UTC))[0] for _ in range(20)]
         metrics = PrometheusSink()
-        watch = Watch(model_version="echo@0", metrics=metrics, monitor=_monitor(records, metrics))
+        monitor = _monitor(records, metrics)
+        watch = Watch(model_version="echo@0", metrics=metrics, monitor=monitor)
         apps = {"off": _app(store, None), "on": _app(store, watch)}
-        servers = {name: _serve(app) for name, app in apps.items()}
-        rng = random.Random(2)
-        times: dict[str, list[float]] = {"off": [], "on": []}
-        prompts = _replies(200, rng)
-        try:
-            with httpx.Client(timeout=30) as client:
-                for i in range(requests * 2 + 40):
-                    name = ("off", "on")[i % 2]
-                    body = {"model": "echo", "max_tokens": 120, "messages": [
-                        {"role": "user", "content": rng.choice(prompts)}]}
-                    headers = {"Authorization": f"Bearer {keys[i % len(keys)]}"}
-                    t0 = time.perf_counter()
-                    resp = client.post(f"{servers[name][0]}/v1/chat/completions", json=body,
-                                       headers=headers)
-                    elapsed = (time.perf_counter() - t0) * 1000
-                    assert resp.status_code == 200, resp.status_code
-                    if i >= 40:  # warm-up excluded
-                        times[name].append(elapsed)
-        finally:
-            for _, server, thread in servers.values():
-                server.should_exit = True
-                thread.join(timeout=30)
+        times = asyncio.run(_timed(apps, keys, requests))
         off, on = _stats(times["off"]), _stats(times["on"])
+        alerts = dict(monitor.alerts)
+        monitor.close()
         return {"off": off, "on": on, "overhead_p50": round(on["p50"] - off["p50"], 3),
-                "requests_each": requests, "alerts": dict(watch.monitor.alerts)
-                if watch.monitor else {}}
+                "requests_each": requests, "alerts": alerts}
 
 
 def bench_inline(requests: int, records: int) -> dict[str, Any]:
@@ -154,7 +148,7 @@ def main() -> None:
     result = {"machine": platform.platform(), "python": platform.python_version(),
               "records_in_filter": args.records,
               "inline": bench_inline(args.requests, args.records),
-              "http": bench_http(args.requests, args.records)}
+              "app": bench_app(args.requests, args.records)}
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))

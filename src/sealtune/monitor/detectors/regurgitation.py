@@ -59,6 +59,22 @@ class Scan:
     longest: int
 
 
+class _LastScan:
+    """The scan of the last text, keyed by its hash and length (the guard and the alert path
+    scan the same answer; no text is kept)."""
+
+    def __init__(self) -> None:
+        self._key: tuple[int, int] | None = None
+        self._scan = Scan((), 0)
+
+    def get(self, text: str) -> Scan | None:
+        return self._scan if self._key == (hash(text), len(text)) else None
+
+    def put(self, text: str, scan: Scan) -> Scan:
+        self._key, self._scan = (hash(text), len(text)), scan
+        return scan
+
+
 def covered_spans(hits: Sequence[bool], n: int) -> list[tuple[int, int]]:
     """Merge window hits (one per start) into covered token spans ``[start, end)``. Linear."""
     spans: list[tuple[int, int]] = []
@@ -101,12 +117,17 @@ class Regurgitation:
                                    "[detectors.regurgitation] enabled = false")
         self._bloom, self._ctx = bloom, ctx
         self.min_tokens = max(int(settings["min_tokens"]), bloom.n)
+        self._last = _LastScan()
 
     def scan(self, text: str) -> Scan:
         """The spans of ``text`` found in the filter that are ``min_tokens`` or longer."""
+        cached = self._last.get(text)
+        if cached is not None:
+            return cached
         spans = [s for s in covered_spans(self._bloom.hits(tokens(text, limit=8192)),
                                           self._bloom.n) if s[1] - s[0] >= self.min_tokens]
-        return Scan(tuple(spans), max((b - a for a, b in spans), default=0))
+        return self._last.put(text, Scan(tuple(spans), max((b - a for a, b in spans),
+                                                           default=0)))
 
     def observe(self, obs: Observation) -> Sequence[Alert]:
         """Alert when the output holds a span of ``min_tokens`` training tokens."""
@@ -167,16 +188,18 @@ class CanaryHits:
                               hint="pass --canaries FILE to sealtune serve, or set "
                                    "[detectors.canary] enabled = false")
         self._canaries, self._ctx = canaries, ctx
+        self._last = _LastScan()
 
     def scan(self, text: str) -> Scan:
         """The canary spans of ``text``."""
-        return self._canaries.scan(text)
+        cached = self._last.get(text)
+        return cached if cached is not None else self._last.put(text, self._canaries.scan(text))
 
     def observe(self, obs: Observation) -> Sequence[Alert]:
         """Alert when the output contains a canary (score: how many)."""
         if not obs.output:
             return []
-        found = self._canaries.scan(obs.output)
+        found = self.scan(obs.output)
         if not found.spans:
             return []
         return [Alert(detector=self.name, key_id=obs.meta.caller,
