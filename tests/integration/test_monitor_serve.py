@@ -158,6 +158,9 @@ def test_planted_strings_appear_nowhere(workspace: Workspace, receiver: tuple[st
     assert 'sealtune_monitor_alerts_total{action="alert",detector="prefix_sweep"}' in scrape
     assert 'sealtune_requests_total{error="none",method="POST",route="/v1/chat/completions",' \
            'status="200"} 1000.0' in scrape
+    assert 'sealtune_time_to_first_token_seconds_count{stream="true"} 200.0' in scrape
+    assert 'sealtune_time_to_first_token_seconds_count{stream="false"} 800.0' in scrape
+    assert "sealtune_queue_depth 0.0" in scrape
     alerts = list(workspace.ledger.entries(action="monitor.alert"))
     assert alerts and alerts[0].details["key_id"] == key_id
     assert bodies and json.loads(bodies[0])["detector"] == "prefix_sweep"

@@ -107,7 +107,7 @@ class Completions:
         cutter = StopCutter(req.stop)
         text = cutter.feed(done.text)
         text = text if cutter.hit else text + cutter.flush()
-        texts["output"] = text
+        texts["output"], texts["first"] = text, time.time()
         finish: str = "stop" if cutter.hit else done.finish_reason
         checked = text if self.guard is None else self.guard(text)
         if checked is None:  # the monitor policy blocks this answer
@@ -132,11 +132,13 @@ class Completions:
                 pieces.append(piece)  # for the detectors, after the fact (memory only)
                 out = flt.feed(cutter.feed(piece))
                 if out:
+                    texts.setdefault("first", time.time())  # time to first token
                     yield make.delta({"content": out})
                 if cutter.hit:
                     break
             rest = flt.feed("" if cutter.hit else cutter.flush()) + flt.flush()
             if rest:
+                texts.setdefault("first", time.time())
                 yield make.delta({"content": rest})
             yield make.delta({}, "stop" if cutter.hit else stream.finish_reason)
             if req.include_usage:

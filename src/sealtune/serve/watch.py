@@ -136,7 +136,7 @@ class Watch:
         meta = RequestMeta(
             time=arrived, route=rec.route, method=rec.method, status=rec.status,
             caller=rec.caller, model_version=self.model_version, mode=rec.mode,
-            stream=rec.stream, latency=rec.latency_ms / 1000.0, ttft=texts_ttft(texts),
+            stream=rec.stream, latency=rec.latency_ms / 1000.0, ttft=_ttft(texts, arrived),
             prompt_tokens=rec.prompt_tokens, completion_tokens=rec.completion_tokens,
             error=rec.error, filtered=dict(rec.filtered))
         self.metrics.record(RequestDone(meta, admitted))
@@ -155,10 +155,10 @@ class Watch:
         self.metrics.close()
 
 
-def texts_ttft(texts: dict[str, Any]) -> float | None:
-    """The time to first token recorded by the completion path, if any."""
-    value = texts.get("ttft")
-    return float(value) if isinstance(value, int | float) else None
+def _ttft(texts: dict[str, Any], arrived: float) -> float | None:
+    """Seconds from arrival to the first text the completion path sent, if it sent any."""
+    first = texts.get("first")
+    return max(0.0, float(first) - arrived) if isinstance(first, int | float) else None
 
 
 def open_resources(files: ModelFiles | None, *, canaries: Path | None) -> dict[str, Any]:
