@@ -201,3 +201,8 @@ def test_alerts_cli_lists_alerts_as_json(tmp_path: Path, monkeypatch: pytest.Mon
     assert [(r["detector"], r["key_id"], r["action"]) for r in rows] == [
         ("canary", "k1", "revoke_key")]
     assert main(["monitor", "alerts", "--since", "not-a-time"]) == 2
+    capsys.readouterr()
+    assert main(["monitor", "detectors"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in ("regurgitation", "canary", "prefix_sweep",
+                                           "repeat_divergence", "query_shift", "volume"))
