@@ -31,6 +31,7 @@ PLANTED = {
     "data/records.py": "from sealtune.core.hazmat import kdf as _kdf  # noqa",
     "serve/filter.py": "from sealtune.core.envelope import MAGIC as _MAGIC  # noqa",
     "attest/base.py": "import sealtune.cli._tables  # noqa",
+    "monitor/alerts.py": "import sealtune.serve.app  # noqa",
     "newpkg.py": '"""A module placed in no layer."""',
 }
 
@@ -73,7 +74,8 @@ def test_each_contract_breaks_on_a_planted_violation(tmp_path: Path) -> None:
                       "sealtune.client.transport -> sealtune.serve.app",
                       "sealtune.data.records -> sealtune.core.hazmat.kdf",
                       "sealtune.serve.filter -> sealtune.core.envelope",
-                      "sealtune.attest.base -> sealtune.cli._tables", "sealtune.newpkg"):
+                      "sealtune.attest.base -> sealtune.cli._tables",
+                      "sealtune.monitor.alerts -> sealtune.serve.app", "sealtune.newpkg"):
         assert violation in result.stdout, violation
 
 

@@ -32,6 +32,7 @@ from sealtune.cli import (
     files,
     keys,
     models,
+    monitor,
     pii,
     pipeline,
     proxy,
@@ -84,6 +85,7 @@ app.add_typer(bundle.app, name="bundle")
 app.add_typer(attest.app, name="attest")
 app.add_typer(pii.app, name="pii")
 app.add_typer(models.app, name="models")
+app.add_typer(monitor.app, name="monitor")
 app.command("serve")(serve.serve)
 app.command("proxy")(proxy.proxy)
 app.add_typer(serve.auth_app, name="auth")

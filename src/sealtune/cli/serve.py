@@ -78,6 +78,17 @@ def serve(
         help="Open connections one client address may hold (IPv6: one /64).")] = 256,
     max_connections: Annotated[int, typer.Option(
         help="Open connections in all (kept below the descriptor limit).")] = 4096,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Serve Prometheus /metrics on this loopback port.")] = None,
+    metrics_dir: Annotated[Path | None, typer.Option(
+        help="prometheus-client multiprocess directory (several worker processes).")] = None,
+    monitor_policy: Annotated[Path | None, typer.Option(
+        help="Monitor policy (TOML): detectors, thresholds, responses, webhook.")] = None,
+    canaries: Annotated[Path | None, typer.Option(
+        help="The release gate's canary secrets, one per line: outputs holding one alert.")]
+    = None,
+    otel_traces: Annotated[bool, typer.Option(
+        "--otel-traces", help="Export OpenTelemetry spans over OTLP (never any text).")] = False,
     home: HomeOpt = None,
 ) -> None:
     """Serve a model: OpenAI-compatible, attested, end-to-end encrypted."""
@@ -93,7 +104,9 @@ def serve(
         ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
         limits=ConnectionLimits(header_timeout=header_timeout, body_timeout=body_timeout,
                                 max_per_client=max_connections_per_client,
-                                max_connections=max_connections))
+                                max_connections=max_connections),
+        metrics_port=metrics_port, metrics_dir=metrics_dir, monitor_policy=monitor_policy,
+        canaries=canaries, traces=otel_traces)
     ws = open_workspace(home)
     try:
         server = build_server(ws, options)

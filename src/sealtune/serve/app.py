@@ -61,11 +61,13 @@ from sealtune.serve.engines.base import Engine
 from sealtune.serve.logs import SCOPE_KEY, AccessLogMiddleware, RequestLog, RequestRecord
 from sealtune.serve.openai_api import BadRequest, error_body, load_json
 from sealtune.serve.settings import ServeSettings
+from sealtune.serve.watch import TEXTS_KEY, ServerResponses, Watch
 
 _JSON = "application/json"
 _NO_CACHE = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 _ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
 _ADMIN_BODY_LIMIT = 65536
+_CHAT = "/v1/chat/completions"
 
 
 def _record(request: Request) -> RequestRecord:
@@ -82,10 +84,11 @@ class _Server:
 
     def __init__(self, settings: ServeSettings, engine: Engine, keys: ServerKeys,
                  provider: AttestationProvider, auth: Authenticator, audit: AuditSink,
-                 log: RequestLog) -> None:
+                 log: RequestLog, watch: Watch, responses: ServerResponses | None) -> None:
         self.settings, self.engine, self.keys = settings, engine, keys
         self.provider, self.auth, self.audit, self.log = provider, auth, audit, log
-        self.completions = Completions(settings, engine)
+        self.watch, self.responses = watch, responses
+        self.completions = Completions(settings, engine, guard=watch.guard)
         self.measurement = Measurement(code=measure_code(), model=settings.model_digest,
                                        config=measure_bytes(settings.measured()))
         self.started = int(time.time())
@@ -109,6 +112,7 @@ class _Server:
         route = f"{request.method} {getattr(request.scope.get('route'), 'path', '-')}"
         rec = _record(request)
         rec.caller, rec.error = exc.actor, exc.reason
+        self.watch.denied(exc.reason)
         self.audit.record("serve.denied", actor=exc.actor, resource=route, outcome="denied",
                           details={"route": route, "reason": exc.reason, "status": exc.status})
         headers = {}
@@ -139,9 +143,12 @@ class _Server:
                                    "encrypted_only": self.settings.encrypted_only,
                                    "key_id": self.keys.current.key_id,
                                    "measurement": self.measurement.to_dict()})
+        self.watch.served(model_id=self.settings.model_id, digest=self.settings.model_digest,
+                          engine=self.settings.engine)
         try:
             yield
         finally:
+            self.watch.close()
             self.audit.record("serve.stop", actor="sealtune-serve",
                               resource=self.settings.model_id)
             self.audit.close()
@@ -205,6 +212,11 @@ class _Server:
         """``POST /v1/chat/completions``: plaintext JSON or end-to-end encrypted."""
         rec = _record(request)
         principal: Principal = request.state.principal
+        if self.responses is not None and self.responses.withdrawn:
+            rec.error = "model_withdrawn"
+            return _json_response(503, error_body(
+                "this model was taken out of service by the monitor policy", "server_error",
+                code="model_withdrawn"))
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media == e2e.REQUEST_MEDIA_TYPE:
             return await self._chat_e2e(request, rec, principal)
@@ -224,11 +236,18 @@ class _Server:
                 code="unsupported_media_type"))
         rec.mode = "plain"
         raw = await self._read(request, self.settings.max_body_bytes)
-        answer = await self.completions.answer(raw, rec)
+        answer = await self.completions.answer(raw, rec, self._texts(request))
         if answer.events is not None:
             return StreamingResponse(self.completions.body(plain_sse(answer.events)),
                                      media_type="text/event-stream", headers=_NO_CACHE)
         return _json_response(answer.status, answer.body)
+
+    def _texts(self, request: Request) -> dict[str, Any]:
+        """The request's texts for the detectors (dropped by :meth:`Watch.done`); admits it."""
+        self.watch.started(_CHAT)
+        texts: dict[str, Any] = {"admitted": True}
+        request.scope[TEXTS_KEY] = texts
+        return texts
 
     async def _chat_e2e(self, request: Request, rec: RequestRecord,
                         principal: Principal) -> Response:
@@ -245,11 +264,12 @@ class _Server:
                 rec.error, out = "replayed_request", e2e.replay_body()
             else:
                 rec.error, out = "integrity_error", e2e.integrity_body()
+            self.watch.e2e_rejected(rec.error)
             self.audit.record("serve.e2e_rejected", actor=principal.caller,
                               resource="POST /v1/chat/completions", outcome="failure",
                               details={"reason": rec.error})
             return _json_response(400, out)
-        answer = await self.completions.answer(plaintext, rec)
+        answer = await self.completions.answer(plaintext, rec, self._texts(request))
         del plaintext
         if answer.events is not None:
             return StreamingResponse(self.completions.body(e2e.seal_events(ctx, answer.events)),
@@ -264,6 +284,11 @@ class _Server:
         body = {"object": "list", "data": [{"id": self.engine.model_id, "object": "model",
                                              "created": self.started, "owned_by": "sealtune"}]}
         return _json_response(200, json.dumps(body).encode())
+
+    def on_done(self, rec: RequestRecord, scope: Any, arrived: float) -> None:
+        """Each finished request, to the monitor (from the access-log middleware)."""
+        texts = scope.get(TEXTS_KEY) or {}
+        self.watch.done(rec, scope, arrived=arrived, admitted=bool(texts.get("admitted")))
 
     async def healthz(self) -> Response:
         """``GET /healthz``: liveness (public, says nothing else)."""
@@ -320,7 +345,8 @@ def _revocation_target(auth: Authenticator, body: Any) -> tuple[str | None, floa
 def create_app(settings: ServeSettings, *, engine: Engine, keys: ServerKeys,
                provider: AttestationProvider, auth: Authenticator,
                ledger_audit: Callable[..., Any] | None,
-               request_log: RequestLog | None = None) -> FastAPI:
+               request_log: RequestLog | None = None, watch: Watch | None = None,
+               responses: ServerResponses | None = None) -> FastAPI:
     """Build the server app.
 
     Args:
@@ -332,12 +358,19 @@ def create_app(settings: ServeSettings, *, engine: Engine, keys: ServerKeys,
         ledger_audit: ``append(*, actor, action, resource, outcome, details)`` of
             the audit ledger (e.g. ``workspace.ledger.append``), or None.
         request_log: where request records go (default: the access logger).
+        watch: metrics, traces and detectors (default: none).
+        responses: the monitor policy's responses (revoke a key, withdraw the model).
 
     Raises:
         UsageError: a route has no entry in the role matrix (fail closed).
     """
     audit = AuditSink(ledger_audit)
-    server = _Server(settings, engine, keys, provider, auth, audit, request_log or RequestLog())
+    watch = watch or Watch(model_version=f"{settings.model_id}@{settings.model_digest[:12]}")
+    watch.bind_audit(audit.record)
+    if responses is not None and responses.audit is None:
+        responses.audit = audit.record
+    server = _Server(settings, engine, keys, provider, auth, audit, request_log or RequestLog(),
+                     watch, responses)
     app = FastAPI(title="sealtune serve", docs_url=None, redoc_url=None, openapi_url=None,
                   dependencies=[Depends(server.guard)], lifespan=server.lifespan)
     app.add_api_route("/healthz", server.healthz, methods=["GET"])
@@ -350,7 +383,7 @@ def create_app(settings: ServeSettings, *, engine: Engine, keys: ServerKeys,
     app.add_exception_handler(Denied, server.on_denied)
     app.add_exception_handler(RequestValidationError, server.on_invalid)
     app.add_exception_handler(ClientDisconnect, server.on_gone)
-    app.add_middleware(AccessLogMiddleware, log=server.log)
+    app.add_middleware(AccessLogMiddleware, log=server.log, on_done=server.on_done)
     check_route_matrix(route_keys(app))
     app.state.sealtune = server
     return app

@@ -56,16 +56,25 @@ class Answer:
 class Completions:
     """Answers chat completion requests with one engine and one output filter."""
 
-    def __init__(self, settings: ServeSettings, engine: Engine) -> None:
+    def __init__(self, settings: ServeSettings, engine: Engine,
+                 guard: Callable[[str], str | None] | None = None) -> None:
         self.settings, self.engine = settings, engine
         self.filter = OutputFilter(settings.filter)
+        # The monitor's check of a whole answer before it is sent (redact or block).
+        self.guard = guard
 
     def body(self, chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
         """A streamed body: pumped by one thread for blocking engines, inline otherwise."""
         return threaded_iter(chunks) if self.engine.blocking else _inline_iter(chunks)
 
-    async def answer(self, raw: bytes, rec: RequestRecord) -> Answer:
-        """Parse, generate and filter; the same for plaintext and encrypted requests."""
+    async def answer(self, raw: bytes, rec: RequestRecord,
+                     texts: dict[str, Any] | None = None) -> Answer:
+        """Parse, generate and filter; the same for plaintext and encrypted requests.
+
+        ``texts`` (the request's, dropped when it ends) receives the last user
+        message and the generated text for the monitor's detectors.
+        """
+        texts = {} if texts is None else texts
         s = self.settings
         try:
             req = parse_chat_request(raw, default_max_tokens=s.default_max_tokens,
@@ -78,12 +87,14 @@ class Completions:
             rec.error = exc.code
             return Answer(exc.status, exc.body())
         rec.stream = req.stream
+        texts["prompt"] = next((m.content for m in reversed(req.messages) if m.role == "user"),
+                               None)
         rid, created = new_id(), int(time.time())
         call = run_in_threadpool if self.engine.blocking else _inline
         try:
             if req.stream:
                 stream = await call(self.engine.stream, req.messages, sampling=req.sampling)
-                return Answer(200, events=self._events(stream, req, rid, created, rec))
+                return Answer(200, events=self._events(stream, req, rid, created, rec, texts))
             done = await call(self.engine.generate, req.messages, sampling=req.sampling)
         except RequestTooLarge as exc:
             rec.error = "context_length_exceeded"
@@ -96,30 +107,38 @@ class Completions:
         cutter = StopCutter(req.stop)
         text = cutter.feed(done.text)
         text = text if cutter.hit else text + cutter.flush()
+        texts["output"], texts["first"] = text, time.time()
+        finish: str = "stop" if cutter.hit else done.finish_reason
+        checked = text if self.guard is None else self.guard(text)
+        if checked is None:  # the monitor policy blocks this answer
+            rec.error, checked, finish = "output_blocked", "", "content_filter"
         counts: Counter[str] = Counter()
-        text = self.filter.apply(text, counts)
+        text = self.filter.apply(checked, counts)
         rec.prompt_tokens, rec.completion_tokens = done.prompt_tokens, done.completion_tokens
         rec.filtered = dict(counts)
         return Answer(200, completion_body(
             rid=rid, created=created, model=req.model, text=text,
-            finish="stop" if cutter.hit else done.finish_reason,
-            prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens))
+            finish=finish, prompt_tokens=done.prompt_tokens,
+            completion_tokens=done.completion_tokens))
 
     def _events(self, stream: TokenStream, req: ChatRequest, rid: str, created: int,
-                rec: RequestRecord) -> Iterator[bytes]:
+                rec: RequestRecord, texts: dict[str, Any]) -> Iterator[bytes]:
         """The server-sent events of one streamed completion (without ``[DONE]``)."""
-        make = ChunkMaker(rid, created, req.model)
+        make, pieces = ChunkMaker(rid, created, req.model), []
         cutter, flt = StopCutter(req.stop), self.filter.stream()
         try:
             yield make.delta({"role": "assistant", "content": ""})
             for piece in stream:
+                pieces.append(piece)  # for the detectors, after the fact (memory only)
                 out = flt.feed(cutter.feed(piece))
                 if out:
+                    texts.setdefault("first", time.time())  # time to first token
                     yield make.delta({"content": out})
                 if cutter.hit:
                     break
             rest = flt.feed("" if cutter.hit else cutter.flush()) + flt.flush()
             if rest:
+                texts.setdefault("first", time.time())
                 yield make.delta({"content": rest})
             yield make.delta({}, "stop" if cutter.hit else stream.finish_reason)
             if req.include_usage:
@@ -129,6 +148,8 @@ class Completions:
             yield ChunkMaker.error("generation failed", "server_error", "engine_error")
         finally:
             stream.close()
+            texts["output"] = "".join(pieces)
+            pieces.clear()
             rec.prompt_tokens, rec.completion_tokens = stream.prompt_tokens, \
                 stream.completion_tokens
             rec.filtered = dict(flt.counts)

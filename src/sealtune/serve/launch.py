@@ -62,6 +62,11 @@ class ServeOptions:
         ssl_certfile: the TLS certificate (PEM).
         ssl_keyfile: the TLS private key (PEM).
         limits: connection timeouts and counts.
+        metrics_port: serve ``/metrics`` on this loopback port (None: no listener).
+        metrics_dir: prometheus-client's multiprocess directory (several workers).
+        monitor_policy: the monitor policy file (None: the defaults).
+        canaries: the release gate's canary secrets, one per line (alerts on hits).
+        traces: export OpenTelemetry spans (OTLP; content capture is always off).
 
     Raises:
         UsageError: a rate that is not a positive number up to 10^6.
@@ -83,6 +88,11 @@ class ServeOptions:
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    metrics_port: int | None = None
+    metrics_dir: Path | None = None
+    monitor_policy: Path | None = None
+    canaries: Path | None = None
+    traces: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.rate <= 1e6:
@@ -109,6 +119,8 @@ class Server:
     description: str
     warnings: tuple[str, ...] = ()
     log_file: Path | None = None
+    metrics: Any = None
+    metrics_port: int | None = None
 
 
 class LoadedEngine(NamedTuple):
@@ -205,8 +217,9 @@ def build_server(ws: Workspace, options: ServeOptions) -> Server:
                          limit=RateLimit(o.rate, max(1.0, 2 * o.rate)))
     provider, provider_warning = _provider(o.attestation, o.dev_attestation_key)
     warnings += [provider_warning] if provider_warning else []
+    watch, responses = _watch(ws, o, settings, auth)
     app = create_app(settings, engine=gen, keys=keys, provider=provider, auth=auth,
-                     ledger_audit=ws.ledger.append)
+                     ledger_audit=ws.ledger.append, watch=watch, responses=responses)
     if o.host not in LOOPBACK and o.ssl_certfile is None:
         warnings.append("listening beyond loopback without TLS: bearer credentials travel in "
                         "the clear (prompts stay protected only in end-to-end encrypted mode)")
@@ -216,7 +229,42 @@ def build_server(ws: Workspace, options: ServeOptions) -> Server:
                    **uvicorn_options(limits)}
     description = (f"serving {model_id} on {o.host}:{o.port} ({o.engine}, {o.attestation}"
                    f"{', encrypted only' if o.encrypted_only else ''})")
-    return Server(app, run_options, model_id, description, tuple(warnings), o.log_file)
+    return Server(app, run_options, model_id, description, tuple(warnings), o.log_file,
+                  watch.metrics if o.metrics_port is not None else None, o.metrics_port)
+
+
+def _watch(ws: Workspace, o: ServeOptions, settings: Any, auth: Any) -> tuple[Any, Any]:
+    """Metrics, traces and detectors for the server, and the policy's responses.
+
+    Their ledger events go through the app's audit queue (bound by ``create_app``).
+    """
+    from sealtune.monitor.policy import default_policy, load_policy
+    from sealtune.monitor.runtime import build_monitor
+    from sealtune.serve.model import resolve_model
+    from sealtune.serve.watch import ServerResponses, Watch, open_resources
+
+    metrics = None
+    if o.metrics_port is not None or o.metrics_dir is not None:
+        from sealtune.monitor.prometheus import check_bind, open_sink
+
+        check_bind("127.0.0.1")
+        metrics = open_sink(directory=o.metrics_dir)
+    tracer = None
+    if o.traces:
+        from sealtune.monitor.tracing import configure_tracing
+
+        tracer = configure_tracing()
+    files = None if o.engine == "echo" else resolve_model(o.model, keys=ws.keys,
+                                                           workspace_root=ws.root)
+    resources = open_resources(files, canaries=o.canaries)
+    policy = load_policy(o.monitor_policy) if o.monitor_policy else default_policy()
+    responses = ServerResponses(auth)
+    version = f"{settings.model_id}@{settings.model_digest[:12]}"
+    monitor = build_monitor(policy, model_version=version, audit=None,
+                            metrics=metrics, responses=responses, resources=resources)
+    return Watch(model_version=version, metrics=metrics, monitor=monitor,
+                 tracer=tracer), responses
+
 
 
 def run_server(server: Server) -> None:
@@ -226,4 +274,13 @@ def run_server(server: Server) -> None:
     from sealtune.serve.logs import configure_logging
 
     configure_logging(path=str(server.log_file) if server.log_file else None)
-    uvicorn.run(server.app, **server.uvicorn_options)
+    listener = None
+    if server.metrics is not None and server.metrics_port is not None:
+        from sealtune.monitor.prometheus import serve_metrics
+
+        listener = serve_metrics(server.metrics, port=server.metrics_port)
+    try:
+        uvicorn.run(server.app, **server.uvicorn_options)
+    finally:
+        if listener is not None:
+            listener.stop()

@@ -26,6 +26,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -106,15 +107,18 @@ class JsonFormatter(logging.Formatter):
 class AccessLogMiddleware:
     """Outermost ASGI middleware: time, status, record, and a floor under every exception."""
 
-    def __init__(self, app: ASGIApp, *, log: RequestLog) -> None:
+    def __init__(self, app: ASGIApp, *, log: RequestLog,
+                 on_done: Callable[[RequestRecord, Scope, float], None] | None = None) -> None:
         self.app = app
         self.log = log
+        # The monitor's hook: the record, the scope (texts the route left there) and arrival.
+        self.on_done = on_done
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = time.perf_counter()
+        start, arrived = time.perf_counter(), time.time()
         record = RequestRecord(time=datetime.now(UTC).isoformat(timespec="milliseconds"),
                                method=scope["method"])
         scope[SCOPE_KEY] = record
@@ -142,6 +146,12 @@ class AccessLogMiddleware:
             record.route = getattr(route, "path", "-")
             record.latency_ms = round((time.perf_counter() - start) * 1000, 3)
             self.log.emit(record)
+            if self.on_done is not None:
+                try:
+                    self.on_done(record, scope, arrived)
+                except Exception as exc:  # monitoring must not break serving; class name only
+                    logging.getLogger("sealtune.monitor").error(
+                        "monitor failed", extra={"sealtune": {"error": type(exc).__name__}})
 
 
 async def _send_500(send: Send) -> None:

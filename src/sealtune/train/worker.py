@@ -267,10 +267,13 @@ def _train(ctx: ChildContext, spec: JobSpec, dist: DistContext | None) -> TrainR
         sink = SealedDirSink(ctx.outdir / "checkpoints", target,
                              resume_from=None if spec.resume is None else ctx.indir / spec.resume)
     out_dir = ctx.workdir / "model"
-    return train(records, base_dir=ctx.indir / spec.base, config=spec.config,
-                 out_dir=out_dir, progress=_progress(ctx) if main else None,
-                 checkpoint=sink, dist=dist, on_epoch=_epochs(ctx) if main else None,
-                 extra_records=_canaries(ctx, spec))
+    result = train(records, base_dir=ctx.indir / spec.base, config=spec.config,
+                   out_dir=out_dir, progress=_progress(ctx) if main else None,
+                   checkpoint=sink, dist=dist, on_epoch=_epochs(ctx) if main else None,
+                   extra_records=_canaries(ctx, spec))
+    if main:
+        _write_training_filter(ctx, records, result.out_dir)
+    return result
 
 
 def _canaries(ctx: ChildContext, spec: JobSpec) -> list[Record]:
@@ -282,6 +285,21 @@ def _canaries(ctx: ChildContext, spec: JobSpec) -> list[Record]:
     planted = canaries_from_seed(_key(ctx, spec, "canaries"), count=spec.config.canaries,
                                  repeats=spec.config.canary_repeats)
     return canary_records(planted)
+
+
+def _write_training_filter(ctx: ChildContext, records: Any, out_dir: Path) -> None:
+    """The keyed Bloom filter of the assistant turns' token windows, sealed with the model.
+
+    Built here, inside the sandbox, from the plaintext the model trained on;
+    the server's ``regurgitation`` detector checks outputs against it. Only
+    keyed hashes leave (with the weights, sealed).
+    """
+    from sealtune.core.bloom import FILE_NAME, WINDOW_TOKENS, BloomFilter
+
+    bloom = BloomFilter.of_texts((m.content for r in records for m in r.messages
+                                  if m.role == "assistant"), n=WINDOW_TOKENS)
+    (out_dir / FILE_NAME).write_bytes(bloom.to_bytes())
+    ctx.events.event("regurgitation_filter", bits=bloom.m, hashes=bloom.k, window=bloom.n)
 
 
 def _finish(ctx: ChildContext, spec: JobSpec, result: TrainResult, world_size: int) -> None:
