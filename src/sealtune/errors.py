@@ -153,3 +153,17 @@ class PolicyViolation(SealtuneError):
     """A policy forbids the requested action."""
 
     prefix = "policy"
+
+
+class StorageError(SealtuneError):
+    """A blob or metadata store is unreachable, misconfigured, or refused a request."""
+
+    prefix = "storage"
+
+
+class BlobExistsError(StorageError):
+    """An immutable write found its key taken: stored artifacts are never overwritten."""
+
+
+class ConflictError(StorageError):
+    """A metadata record changed since it was read (compare-and-set lost a race)."""
