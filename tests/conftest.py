@@ -126,7 +126,7 @@ def s3_server() -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             try:
-                urllib.request.urlopen(url + "/moto-api/", timeout=2).close()  # noqa: S310
+                urllib.request.urlopen(url + "/moto-api/", timeout=2).close()
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:

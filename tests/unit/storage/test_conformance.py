@@ -90,7 +90,7 @@ def test_a_flipped_byte_is_caught_against_the_recorded_digest(blobs: Any, offset
     bad = bytearray(data)
     bad[offset] ^= 0x01
     backdoor.overwrite("m/model.sealed", bytes(bad))
-    with pytest.raises(IntegrityError, match="m/model.sealed .* does not match"):
+    with pytest.raises(IntegrityError, match=r"m/model\.sealed .* does not match"):
         get_verified(store, "m/model.sealed", digest)
 
 
@@ -98,7 +98,7 @@ def test_a_removed_object_is_caught(blobs: Any) -> None:
     store, backdoor = blobs
     store.put_if_absent("m/model.sealed", b"payload")
     backdoor.remove("m/model.sealed")
-    with pytest.raises(IntegrityError, match="m/model.sealed is missing"):
+    with pytest.raises(IntegrityError, match=r"m/model\.sealed is missing"):
         get_verified(store, "m/model.sealed", sha256_hex(b"payload"))
 
 
