@@ -139,6 +139,24 @@ class Workspace:
 
         return TrustState(self.root / "ledger.trust")
 
+    def publish(self, collection: str, name: str, directory: Path) -> None:
+        """Publish a finished sealed artifact to the configured remote stores.
+
+        With the embedded default storage the working directory is the artifact and
+        nothing is copied. Otherwise every file goes to :attr:`blobs` (write-once)
+        and a catalogue record with their digests to :attr:`meta`, and a
+        ``storage.publish`` event pins the record's digest in the ledger.
+        """
+        if self.config.storage.is_default:
+            return
+        from sealtune.storage import redact_url
+        from sealtune.storage.artifacts import publish_dir, record_digest
+
+        record = publish_dir(self.blobs, self.meta, collection=collection, name=name,
+                             directory=directory)
+        self.audit("storage.publish", f"{collection}/{name}", details={
+            "record_sha256": record_digest(record), "store": redact_url(self.blobs.url)})
+
     # -- creation / opening ---------------------------------------------------------
 
     @classmethod

@@ -33,6 +33,7 @@ from sealtune.cli import (
     pipeline,
     proxy,
     serve,
+    storage,
     train,
     witness,
     workspace,
@@ -85,6 +86,7 @@ app.add_typer(data.app, name="data")
 app.command("train")(train.train)
 app.add_typer(train.jobs_app, name="jobs")
 app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(storage.app, name="storage")
 app.command("run")(pipeline.run)
 demo.register(app)
 
