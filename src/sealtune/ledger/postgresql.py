@@ -270,8 +270,9 @@ class PostgresLedgerStore:
             "SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = 'meta'",
             (self._schema,)).fetchone() is not None
         if exists:  # a truncated meta table is a missing ledger too, never a fresh one
-            exists = self._conn.execute(
-                f"SELECT 1 FROM \"{self._schema}\".meta WHERE key = 'format'").fetchone() is not None
+            row = self._conn.execute(
+                f"SELECT 1 FROM \"{self._schema}\".meta WHERE key = 'format'").fetchone()
+            exists = row is not None
         if not exists and not create:
             raise IntegrityError(
                 f"the audit ledger in {self.location} is missing (dropped or moved)",
