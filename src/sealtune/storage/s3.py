@@ -119,7 +119,7 @@ class S3BlobStore:
                     f"s3://{self.bucket} ignores conditional writes (If-None-Match: *): "
                     "a stored artifact could be overwritten",
                     hint="use a store that enforces conditional writes (AWS S3, MinIO, "
-                    "Ceph RGW 18+) or enable that feature on this one")
+                    "a recent Ceph RGW) or enable that feature on this one")
             if self.lock_mode is None:
                 self._client.delete_object(Bucket=self.bucket, Key=probe)
         except ClientError as exc:
