@@ -65,6 +65,8 @@ ENV_HOME = "SEALTUNE_HOME"
 ENV_PASSPHRASE = "SEALTUNE_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
 ENV_ACTOR = "SEALTUNE_ACTOR"
 LEDGER_KEY = "signing-key"
+#: The stages' local working directories (:meth:`Workspace.area`).
+AREAS = ("datasets", "jobs", "models", "pipelines")
 
 
 def default_home() -> Path:
@@ -107,6 +109,20 @@ class Workspace:
     def ledger_path(self) -> Path:
         """The SQLite ledger file (unused when the ledger is in PostgreSQL)."""
         return self.root / "ledger.db"
+
+    def area(self, name: str, *, create: bool = False) -> Path:
+        """The local working directory of one kind of artifact (``datasets``, ``jobs``, ...).
+
+        The one place that says where stage directories are; with ``create`` it is
+        made ``0700`` if missing.
+        """
+        if name not in AREAS:
+            raise WorkspaceError(f"{name!r} is not a workspace area",
+                                 hint=f"known areas: {', '.join(AREAS)}")
+        path = self.root / name
+        if create:
+            path.mkdir(mode=0o700, exist_ok=True)
+        return path
 
     @property
     def ledger_location(self) -> str:
