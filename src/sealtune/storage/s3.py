@@ -104,7 +104,10 @@ class S3BlobStore:
         """
         from botocore.exceptions import BotoCoreError, ClientError
 
-        probe = self._key(f"{PROBE_PREFIX}/{secrets.token_hex(8)}")
+        # A dot-name no caller can write (check_key refuses it), so a probe never
+        # collides with an artifact.
+        probe = f"{self.prefix}/" if self.prefix else ""
+        probe += f"{PROBE_PREFIX}/{secrets.token_hex(8)}"
         try:
             self.lock_mode = self._lock_mode()
             self._client.put_object(Bucket=self.bucket, Key=probe, Body=b"1", IfNoneMatch="*")
