@@ -99,7 +99,7 @@ def test_s3_and_postgresql_workspace_end_to_end(
     assert "storage.publish" in actions
     assert _pg(postgres_url, "SELECT count(*) FROM records WHERE collection = 'datasets'") == [
         (1,)]
-    assert "ok" in ok(env, "audit", "verify")
+    assert "audit log verified: " in ok(env, "audit", "verify")
     assert "1 published artifact" in ok(env, "storage", "verify")
     # Nothing planted reaches the bucket or the database in clear.
     for key in keys:
