@@ -64,9 +64,13 @@ class S3BlobStore:
 
     def __init__(self, url: str, *, client: Any = None, probe: bool = True) -> None:
         parts = urlsplit(url)
-        if parts.scheme != "s3" or not parts.netloc or parts.username or parts.password:
+        if "@" in parts.netloc:  # never echoed: it may hold an access key and secret
+            raise ConfigError("the s3 URL carries credentials",
+                              hint="remove them; credentials come from AWS_* variables, "
+                              "never the URL")
+        if parts.scheme != "s3" or not parts.netloc:
             raise ConfigError(f"{url[:100]!r} is not an s3://BUCKET/PREFIX URL",
-                              hint="credentials come from AWS_* variables, never the URL")
+                              hint="e.g. s3://my-bucket/team-a")
         self.url = url
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/")
