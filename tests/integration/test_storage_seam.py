@@ -124,6 +124,33 @@ def test_s3_and_postgresql_workspace_end_to_end(
     assert "extra.bin: not listed" in run(env, "storage", "verify").stderr
 
 
+def test_init_ingest_train_verify_on_s3_and_postgresql(
+        env: dict[str, str], s3_bucket: str, postgres_url: str, tmp_path: Path) -> None:
+    """The lifecycle as a user runs it: the dataset and the model land in the bucket."""
+    import boto3
+
+    from sealtune.train.tiny import make_tiny
+
+    base = make_tiny(tmp_path / "base", seed=0)
+    raw = tmp_path / "many.jsonl"
+    raw.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"question {i} about order {i * 7}"},
+        {"role": "assistant", "content": f"answer {i}"}]}) + "\n" for i in range(24)))
+    ok(env, "init", "--store", f"s3://{s3_bucket}/ws", "--meta", postgres_url)
+    ok(env, "data", "ingest", str(raw), "--name", "support")
+    ok(env, "train", "--dataset", "support", "--base", str(base), "--out-name", "m1",
+       "--epochs", "1", "--max-steps", "2", "--batch-size", "4", "--max-length", "32",
+       "--threads", "1")
+    listed = boto3.client("s3").list_objects_v2(Bucket=s3_bucket, Prefix="ws/models/m1/")
+    names = {o["Key"].rsplit("/", 1)[1] for o in listed["Contents"]}
+    assert "model.json" in names and any(n.endswith(".sealed") for n in names)
+    published = [r[0] for r in _pg(postgres_url, "SELECT resource FROM entries "
+                                                 "WHERE action = 'storage.publish' ORDER BY seq")]
+    assert published == ["datasets/support", "models/m1"]
+    assert "2 published artifact" in ok(env, "storage", "verify")
+    assert "audit log verified: " in ok(env, "audit", "verify")
+
+
 @pytest.mark.parametrize("attack", [
     "UPDATE entries SET actor = 'mallory' WHERE seq = 2",
     "DELETE FROM entries WHERE seq = 2",
