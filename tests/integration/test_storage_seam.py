@@ -166,6 +166,16 @@ def test_postgresql_ledger_tampering_fails_audit_verify(
     assert res.returncode == 3, (res.stdout, res.stderr)
 
 
+def test_a_postgresql_ledger_that_fails_its_trust_check_can_still_be_read(
+        env: dict[str, str], s3_bucket: str, postgres_url: str) -> None:
+    ok(env, "init", "--store", f"s3://{s3_bucket}", "--meta", postgres_url)
+    Path(env["SEALTUNE_HOME"], "ledger.trust").unlink()
+    assert run(env, "keys", "create", "k2").returncode == 3  # no unaudited key use
+    res = run(env, "audit", "log")
+    assert res.returncode == 0 and "workspace.init" in res.stdout, res.stderr
+    assert run(env, "audit", "verify").returncode == 3
+
+
 def test_a_password_in_the_dsn_is_refused_and_never_echoed(
         env: dict[str, str], s3_bucket: str, postgres_server: str) -> None:
     secret = "pw-" + secrets.token_hex(6)
