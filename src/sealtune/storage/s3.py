@@ -28,6 +28,7 @@ Credentials are the caller's: scope them to this prefix.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -127,7 +128,8 @@ class S3BlobStore:
                     "a stored artifact could be overwritten",
                     hint="use a store that enforces conditional writes (AWS S3, MinIO, "
                     "a recent Ceph RGW) or enable that feature on this one")
-            if self.lock_mode is None:
+            # Under Object Lock this only hides it (a delete marker); the lock keeps it.
+            with contextlib.suppress(ClientError):
                 self._client.delete_object(Bucket=self.bucket, Key=probe)
         except ClientError as exc:
             raise StorageError(f"cannot use s3://{self.bucket} ({_code(exc) or 'error'})",
