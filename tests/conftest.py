@@ -53,3 +53,108 @@ def workspace(tmp_path: Path, passphrase: str) -> Iterator[Workspace]:
     ws.keys.create("ksm4", backend="local", algorithm="sm4-gcm")
     yield ws
     ws.close()
+
+
+# -- storage servers: a real PostgreSQL and an S3 HTTP server, one per session -------------
+# Each pytest-xdist worker is its own session, so each gets its own cluster and server
+# (sockets and ports never collide). Both are stopped at the end of the session.
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    """initdb refuses to run as root: run PostgreSQL's tools as the postgres user then."""
+    if os.geteuid() != 0:
+        return argv
+    import shlex
+
+    return ["su", "postgres", "-s", "/bin/sh", "-c", shlex.join(argv)]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL 15 cluster on a Unix socket; yields its base URL."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    if not (PG_BIN / "initdb").exists():
+        pytest.fail(f"PostgreSQL 15 is not installed ({PG_BIN}): run scripts/install --test")
+    # Short path: a Unix socket path must fit in 107 bytes.
+    top = Path(tempfile.mkdtemp(prefix="stpg-", dir="/tmp"))
+    data, sock = top / "data", top / "sock"
+    sock.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(top, "postgres")
+        shutil.chown(sock, "postgres")
+    run = dict(check=True, capture_output=True, timeout=120)
+    subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust",
+                                 "-U", "postgres", "--no-sync"]), **run)
+    opts = f"-k {sock} -p 5432 -c listen_addresses= -c fsync=off -c max_connections=50"
+    subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", opts,
+                                 "-l", str(top / "log"), "-w", "start"]), **run)
+    try:
+        yield f"postgresql://postgres@/postgres?host={sock}&port=5432"
+    finally:
+        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                                     "-w", "stop"]), capture_output=True, timeout=120, check=False)
+        shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A PostgreSQL URL with a schema of this test's own (``&schema=t_<random>``)."""
+    return f"{postgres_server}&schema=t_{secrets.token_hex(6)}"
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """moto's S3 server (a test double of S3) on a free 127.0.0.1 port; yields its URL."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/moto-api/", timeout=2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("moto's S3 server did not start (is moto[server] installed?)")
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture
+def s3_env(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Standard AWS_* variables pointing boto3 at the test server (dummy credentials)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    return s3_server
+
+
+@pytest.fixture
+def s3_bucket(s3_env: str) -> str:
+    """A fresh bucket on the test server (no Object Lock)."""
+    import boto3
+
+    name = f"b-{secrets.token_hex(6)}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name

@@ -80,6 +80,51 @@ class LedgerConfig:
         return doc
 
 
+#: The embedded defaults of ``[storage]``: files and SQLite inside the workspace.
+DEFAULT_BLOBS = "file:blobs"
+DEFAULT_META = "sqlite:catalogue.db"
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """``[storage]``: where sealed artifacts (``blobs``) and catalogues (``meta``) live.
+
+    ``meta = "postgresql://..."`` also puts the audit ledger in that database.
+    URLs never carry secrets: S3 credentials come from the ``AWS_*`` variables,
+    the PostgreSQL password from ``PGPASSWORD`` or ``~/.pgpass``.
+    """
+
+    blobs: str = DEFAULT_BLOBS
+    meta: str = DEFAULT_META
+
+    def __post_init__(self) -> None:
+        check_storage_url(self.blobs, field="storage.blobs", schemes=("file", "s3"))
+        check_storage_url(self.meta, field="storage.meta", schemes=("sqlite", "postgresql"))
+
+    @property
+    def is_default(self) -> bool:
+        """Whether both stores are the embedded defaults."""
+        return (self.blobs, self.meta) == (DEFAULT_BLOBS, DEFAULT_META)
+
+
+def check_storage_url(url: str, *, field: str, schemes: tuple[str, ...]) -> None:
+    """Refuse a storage URL with an unknown scheme or a password in it.
+
+    Raises:
+        ConfigError: naming ``field`` (the password itself is never echoed).
+    """
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in schemes:
+        raise ConfigError(f"{field} must be a URL of scheme {' or '.join(schemes)}",
+                          hint=f"e.g. {schemes[-1]}://...")
+    if parts.password is not None or any(k == "password" for k, _ in parse_qsl(parts.query)):
+        raise ConfigError(
+            f"{field} carries a password, and config.toml must hold no secrets",
+            hint="remove it from the URL; set PGPASSWORD or use ~/.pgpass (AWS_* for S3)")
+
+
 @dataclass(frozen=True)
 class WorkspaceConfig:
     """The whole workspace config."""
@@ -90,6 +135,7 @@ class WorkspaceConfig:
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     pkcs11: Pkcs11Config | None = None
     openbao: OpenBaoConfig | None = None
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
     def to_toml(self) -> str:
         doc: dict[str, Any] = {
@@ -108,6 +154,8 @@ class WorkspaceConfig:
             keyring["openbao"] = asdict(self.openbao)
         if keyring:
             doc["keyring"] = keyring
+        if not self.storage.is_default:
+            doc["storage"] = asdict(self.storage)
         return tomli_w.dumps(doc)
 
 
@@ -205,7 +253,7 @@ def load_config(path: Path) -> WorkspaceConfig:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     where = str(path)
-    allowed = {"format", "workspace", "ledger", "keyring"}
+    allowed = {"format", "workspace", "ledger", "keyring", "storage"}
     for key in raw:
         if key not in allowed:
             raise ConfigError(
@@ -247,6 +295,7 @@ def load_config(path: Path) -> WorkspaceConfig:
         if "openbao" in keyring
         else None
     )
+    storage = _section(StorageConfig, raw.get("storage", {}), f"{where}: storage")
     return WorkspaceConfig(
         workspace_id=ws["id"],
         created=ws["created"],
@@ -254,4 +303,5 @@ def load_config(path: Path) -> WorkspaceConfig:
         ledger=ledger,
         pkcs11=pkcs11,
         openbao=openbao,
+        storage=storage,
     )

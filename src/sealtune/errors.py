@@ -177,3 +177,17 @@ class AssessError(SealtuneError):
     """
 
     prefix = "assess"
+
+
+class StorageError(SealtuneError):
+    """A blob or metadata store is unreachable, misconfigured, or refused a request."""
+
+    prefix = "storage"
+
+
+class BlobExistsError(StorageError):
+    """An immutable write found its key taken: stored artifacts are never overwritten."""
+
+
+class ConflictError(StorageError):
+    """A metadata record changed since it was read (compare-and-set lost a race)."""

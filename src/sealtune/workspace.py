@@ -5,9 +5,14 @@ Layout::
     config.toml       typed config (fails closed)
     keyring.sealed    passphrase-sealed keyring file (local KEKs, key catalogue,
                       ledger signing key)
-    ledger.db         the audit ledger (SQLite, WAL)
+    ledger.db         the audit ledger (SQLite, WAL), unless ``[storage] meta``
+                      is PostgreSQL: then the ledger lives in that database
     ledger.trust      the newest global checkpoint of the ledger this workspace
                       signed or verified (the trust state, outside the database)
+    catalogue.db      catalogue records (:class:`~sealtune.storage.MetaStore`,
+                      default ``sqlite:catalogue.db``; or PostgreSQL)
+    blobs/            sealed artifacts (:class:`~sealtune.storage.BlobStore`,
+                      default ``file:blobs``; or an S3 bucket)
 
 The directory is created ``0700`` and files ``0600``. The workspace unlocks the
 keyring lazily (passphrase from the caller, ``SEALTUNE_PASSPHRASE``, or an
@@ -38,6 +43,7 @@ from sealtune.config import (
     LedgerConfig,
     OpenBaoConfig,
     Pkcs11Config,
+    StorageConfig,
     WorkspaceConfig,
     load_config,
 )
@@ -53,11 +59,14 @@ if TYPE_CHECKING:
     from sealtune.ledger.log import Ledger
     from sealtune.ledger.trust import TrustState
     from sealtune.ledger.verify_global import WitnessPolicy
+    from sealtune.storage import BlobStore, MetaStore
 
 ENV_HOME = "SEALTUNE_HOME"
 ENV_PASSPHRASE = "SEALTUNE_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
 ENV_ACTOR = "SEALTUNE_ACTOR"
 LEDGER_KEY = "signing-key"
+#: The stages' local working directories (:meth:`Workspace.area`).
+AREAS = ("datasets", "jobs", "models", "pipelines")
 
 
 def default_home() -> Path:
@@ -83,6 +92,8 @@ class Workspace:
         self._creating = False  # init() may create the ledger and its trust state
         self._check_ledger = False  # see open()
         self._ledger_unchecked = False  # see ledger_for_reading()
+        self._blobs: BlobStore | None = None
+        self._meta: MetaStore | None = None
 
     # -- paths -------------------------------------------------------------------
 
@@ -96,7 +107,46 @@ class Workspace:
 
     @property
     def ledger_path(self) -> Path:
+        """The SQLite ledger file (unused when the ledger is in PostgreSQL)."""
         return self.root / "ledger.db"
+
+    def area(self, name: str, *, create: bool = False) -> Path:
+        """The local working directory of one kind of artifact (``datasets``, ``jobs``, ...).
+
+        The one place that says where stage directories are; with ``create`` it is
+        made ``0700`` if missing.
+        """
+        if name not in AREAS:
+            raise WorkspaceError(f"{name!r} is not a workspace area",
+                                 hint=f"known areas: {', '.join(AREAS)}")
+        path = self.root / name
+        if create:
+            path.mkdir(mode=0o700, exist_ok=True)
+        return path
+
+    @property
+    def ledger_location(self) -> str:
+        """Where the ledger is: ``ledger.db`` or the ``[storage] meta`` PostgreSQL URL."""
+        meta = self.config.storage.meta
+        return meta if meta.startswith("postgresql://") else str(self.ledger_path)
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The sealed-artifact store (``[storage] blobs``), opened and probed on first use."""
+        if self._blobs is None:
+            from sealtune.storage import open_blob_store
+
+            self._blobs = open_blob_store(self.config.storage.blobs, root=self.root)
+        return self._blobs
+
+    @property
+    def meta(self) -> MetaStore:
+        """The catalogue store (``[storage] meta``), opened on first use."""
+        if self._meta is None:
+            from sealtune.storage import open_meta_store
+
+            self._meta = open_meta_store(self.config.storage.meta, root=self.root)
+        return self._meta
 
     @property
     def trust(self) -> TrustState:
@@ -104,6 +154,24 @@ class Workspace:
         from sealtune.ledger.trust import TrustState
 
         return TrustState(self.root / "ledger.trust")
+
+    def publish(self, collection: str, name: str, directory: Path) -> None:
+        """Publish a finished sealed artifact to the configured remote stores.
+
+        With the embedded default storage the working directory is the artifact and
+        nothing is copied. Otherwise every file goes to :attr:`blobs` (write-once)
+        and a catalogue record with their digests to :attr:`meta`, and a
+        ``storage.publish`` event pins the record's digest in the ledger.
+        """
+        if self.config.storage.is_default:
+            return
+        from sealtune.storage import redact_url
+        from sealtune.storage.artifacts import publish_dir, record_digest
+
+        record = publish_dir(self.blobs, self.meta, collection=collection, name=name,
+                             directory=directory)
+        self.audit("storage.publish", f"{collection}/{name}", details={
+            "record_sha256": record_digest(record), "store": redact_url(self.blobs.url)})
 
     # -- creation / opening ---------------------------------------------------------
 
@@ -119,11 +187,17 @@ class Workspace:
         pkcs11: Pkcs11Config | None = None,
         openbao: OpenBaoConfig | None = None,
         ledger: LedgerConfig | None = None,
+        storage: StorageConfig | None = None,
     ) -> Workspace:
         """Create a workspace: config, keyring, ledger signing key, a default local KEK.
 
+        With ``storage``, sealed artifacts go to its blob store and catalogues (and the
+        ledger, for PostgreSQL) to its metadata store; both are opened (and the blob
+        store probed) before anything is written.
+
         Raises:
             WorkspaceError: ``root`` already holds a workspace.
+            StorageError: a configured store is unreachable or fails its probe.
         """
         if (root / "config.toml").exists() or (root / "keyring.sealed").exists():
             raise WorkspaceError(f"{root} already holds a sealtune workspace")
@@ -136,7 +210,16 @@ class Workspace:
             ledger=ledger or LedgerConfig(),
             pkcs11=pkcs11,
             openbao=openbao,
+            storage=storage or StorageConfig(),
         )
+        if not config.storage.is_default:
+            # Fail before the keyring exists: a remote store that is unreachable, or
+            # that ignores conditional writes, is refused with nothing written.
+            probe = cls(root, config, lambda: passphrase)
+            try:
+                _ = probe.blobs, probe.meta
+            finally:
+                probe.close()
         keyfile = KeyFile.create(root / "keyring.sealed", passphrase, kdf=kdf)
         signing = Ed25519PrivateKey.generate().private_bytes(
             Encoding.Raw, PrivateFormat.Raw, NoEncryption()
@@ -302,7 +385,7 @@ class Workspace:
             if trusted is None and not self._creating:
                 raise self.trust.missing_error()
             ledger = Ledger.open(
-                self.ledger_path,
+                self.ledger_location,
                 signer=signer,
                 origin=self.origin,
                 checkpoint_every=cfg.checkpoint_every,
@@ -337,14 +420,14 @@ class Workspace:
         try:
             return self.ledger, None
         except IntegrityError as exc:
-            if not self.ledger_path.exists():
+            if self.ledger_location == str(self.ledger_path) and not self.ledger_path.exists():
                 raise
             cfg = self.config.ledger
             self._ledger = Ledger.open(
-                self.ledger_path, signer=None, origin=self.origin,
+                self.ledger_location, signer=None, origin=self.origin,
                 checkpoint_every=cfg.checkpoint_every,
                 segment_max_entries=cfg.segment_max_entries,
-                segment_max_age=timedelta(hours=cfg.segment_max_age_hours))
+                segment_max_age=timedelta(hours=cfg.segment_max_age_hours), create=False)
             self._ledger_unchecked = True
             return self._ledger, exc.message
 
@@ -402,6 +485,10 @@ class Workspace:
         Raises:
             IntegrityError: the trust state is missing or the ledger no longer extends it.
         """
+        for store in (self._meta,):
+            if store is not None:
+                store.close()
+        self._meta = None
         ledger = self._ledger
         if ledger is None:
             return

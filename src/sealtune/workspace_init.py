@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-from sealtune.config import OpenBaoConfig, Pkcs11Config
+from sealtune.config import DEFAULT_BLOBS, DEFAULT_META, OpenBaoConfig, Pkcs11Config, StorageConfig
 from sealtune.errors import UsageError
 from sealtune.keys.base import ALGORITHMS, Algorithm
 from sealtune.keys.keyfile import KdfParams
@@ -62,9 +62,13 @@ class WorkspaceOptions:
         pkcs11_token: the token label of the pkcs11 backend (with the module).
         openbao_addr: the OpenBao/Vault address of the openbao backend.
         openbao_mount: its transit mount path.
+        store: where sealed artifacts go (``file:blobs``, ``s3://BUCKET/PREFIX``).
+        meta: where catalogues and, for PostgreSQL, the ledger go
+            (``sqlite:catalogue.db``, ``postgresql://USER@HOST/DB``; no password).
 
     Raises:
         UsageError: an unknown algorithm, or one of module and token without the other.
+        ConfigError: a storage URL of an unknown scheme or with a password.
     """
 
     default_key: str = "platform"
@@ -73,8 +77,11 @@ class WorkspaceOptions:
     pkcs11_token: str | None = None
     openbao_addr: str | None = None
     openbao_mount: str = "transit"
+    store: str = DEFAULT_BLOBS
+    meta: str = DEFAULT_META
 
     def __post_init__(self) -> None:
+        _ = self.storage  # checks the URLs now, before a passphrase is asked for
         if self.algorithm not in ALGORITHMS:
             raise UsageError(f"--algorithm {self.algorithm!r} is not supported",
                              hint="use " + " or ".join(ALGORITHMS))
@@ -87,6 +94,11 @@ class WorkspaceOptions:
         if self.pkcs11_module and self.pkcs11_token:
             return Pkcs11Config(module=self.pkcs11_module, token_label=self.pkcs11_token)
         return None
+
+    @property
+    def storage(self) -> StorageConfig:
+        """Where artifacts and catalogues go."""
+        return StorageConfig(blobs=self.store, meta=self.meta)
 
     @property
     def openbao(self) -> OpenBaoConfig | None:
@@ -107,4 +119,4 @@ def create_workspace(root: Path, options: WorkspaceOptions, *, passphrase: str,
     check_new_passphrase(passphrase, source="given")
     return Workspace.init(root, passphrase=passphrase, kdf=kdf, default_key=options.default_key,
                           algorithm=cast(Algorithm, options.algorithm), pkcs11=options.pkcs11,
-                          openbao=options.openbao)
+                          openbao=options.openbao, storage=options.storage)

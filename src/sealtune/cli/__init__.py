@@ -37,6 +37,7 @@ from sealtune.cli import (
     pipeline,
     proxy,
     serve,
+    storage,
     train,
     witness,
     workspace,
@@ -94,6 +95,7 @@ app.command("train")(train.train)
 app.add_typer(train.jobs_app, name="jobs")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(assess.app, name="assess")
+app.add_typer(storage.app, name="storage")
 app.command("run")(pipeline.run)
 demo.register(app)
 

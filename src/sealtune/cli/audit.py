@@ -121,12 +121,13 @@ def verify(
         if reset_trust:
             err_console.print("[yellow]warning:[/] --unsafe-reset-trust: the ledger as it is now "
                               "becomes the reference; a rollback before now goes undetected")
-            report = unsafe_reset_trust(ws.ledger_path, origin=ws.origin, signer=ws.ledger_signer(),
-                                        trust=ws.trust, actor=ws.actor,
+            report = unsafe_reset_trust(ws.ledger_location, origin=ws.origin,
+                                        signer=ws.ledger_signer(), trust=ws.trust,
+                                        actor=ws.actor,
                                         checkpoint_every=ws.config.ledger.checkpoint_every)
         else:
             verifier = NoteVerifier.from_key_string(key) if key else ws.ledger_verifier()
-            report = verify_ledger(ws.ledger_path, origin=ws.origin, verifiers=[verifier],
+            report = verify_ledger(ws.ledger_location, origin=ws.origin, verifiers=[verifier],
                                    trust=ws.trust, trusted=notes, witnesses=ws.witness_policy(),
                                    checkpoint_every=ws.config.ledger.checkpoint_every)
         policy = ws.config.ledger.witnesses

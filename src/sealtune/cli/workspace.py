@@ -24,6 +24,7 @@ from sealtune.cli._common import (
     parse_duration,
     unsafe_fast_kdf,
 )
+from sealtune.config import DEFAULT_BLOBS, DEFAULT_META
 from sealtune.errors import UsageError
 from sealtune.workspace import ENV_PASSPHRASE, default_home, env_passphrase
 from sealtune.workspace_init import WorkspaceOptions, check_new_passphrase, create_workspace
@@ -65,11 +66,18 @@ def init(
         str | None, typer.Option(help="OpenBao/Vault address for the openbao backend.")
     ] = None,
     openbao_mount: Annotated[str, typer.Option(help="Transit mount path.")] = "transit",
+    store: Annotated[str, typer.Option(
+        "--store", help="Where sealed artifacts go: file:DIR or s3://BUCKET/PREFIX "
+        "(credentials and endpoint from AWS_*).")] = DEFAULT_BLOBS,
+    meta: Annotated[str, typer.Option(
+        "--meta", help="Where catalogues and the audit ledger go: sqlite:FILE or "
+        "postgresql://USER@HOST/DB (password from PGPASSWORD or ~/.pgpass).")] = DEFAULT_META,
 ) -> None:
     """Create a workspace: config, passphrase-sealed keyring, ledger key, platform key."""
     options = WorkspaceOptions(default_key=default_key, algorithm=algorithm,
                                pkcs11_module=pkcs11_module, pkcs11_token=pkcs11_token,
-                               openbao_addr=openbao_addr, openbao_mount=openbao_mount)
+                               openbao_addr=openbao_addr, openbao_mount=openbao_mount,
+                               store=store, meta=meta)
     root = home or default_home()
     kdf = unsafe_fast_kdf("the keyring passphrase KDF uses test-only parameters; this is "
                           "recorded in the audit log")

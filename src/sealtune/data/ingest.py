@@ -323,6 +323,7 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
     try:
         written = _run(ws, src, name, policy, passes, keys, {
             "dataset_keys": dataset_keys, "provenance": provenance})
+        ws.publish(store.DATASETS, name, ws.root / store.DATASETS / name)  # remote storage
     except BaseException as exc:
         ws.audit("data.ingest", f"dataset/{name}", outcome="failure",
                  details={"error": type(exc).__name__})

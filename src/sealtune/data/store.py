@@ -79,9 +79,7 @@ def check_name(name: str) -> str:
 
 def datasets_dir(ws: Workspace) -> Path:
     """``<workspace>/datasets`` (created 0700 on first use)."""
-    path = ws.root / DATASETS
-    path.mkdir(mode=0o700, exist_ok=True)
-    return path
+    return ws.area(DATASETS, create=True)
 
 
 @dataclass(frozen=True)
@@ -195,7 +193,7 @@ def _matches(file: Path, entry: dict[str, Any]) -> bool:
 
 def list_datasets(ws: Workspace) -> list[DatasetInfo]:
     """Every complete dataset in the workspace, by name (build directories are skipped)."""
-    root = ws.root / DATASETS
+    root = ws.area(DATASETS)
     if not root.is_dir():
         return []
     return [_load(p, verify=False) for p in sorted(root.iterdir())
@@ -209,7 +207,7 @@ def show_dataset(ws: Workspace, name: str, *, verify: bool = True) -> DatasetInf
         UsageError: no dataset of that name.
         IntegrityError: the manifest is unreadable.
     """
-    path = ws.root / DATASETS / check_name(name)
+    path = ws.area(DATASETS) / check_name(name)
     if not (path / MANIFEST_FILE).is_file():
         raise UsageError(f"no dataset named {name!r}", hint="list them with 'sealtune data list'")
     return _load(path, verify=verify)

@@ -34,7 +34,7 @@ from sealtune.ledger.verify_global import WitnessPolicy
 
 
 def verify_ledger(
-    path: Path, *, origin: str, verifiers: Sequence[NoteVerifier], trust: TrustState,
+    path: Path | str, *, origin: str, verifiers: Sequence[NoteVerifier], trust: TrustState,
     trusted: Sequence[str] = (), witnesses: WitnessPolicy | None = None,
     checkpoint_every: int = 1000,
 ) -> VerifyReport:
@@ -69,7 +69,7 @@ def verify_ledger(
 
 
 def unsafe_reset_trust(
-    path: Path, *, origin: str, signer: NoteSigner, trust: TrustState, actor: str,
+    path: Path | str, *, origin: str, signer: NoteSigner, trust: TrustState, actor: str,
     checkpoint_every: int = 1000,
 ) -> VerifyReport:
     """Adopt the ledger as it is as the new trust state (unsafe; logged).

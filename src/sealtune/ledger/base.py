@@ -1,8 +1,8 @@
-"""The LedgerStore port: where ledger rows live (SQLite now, PostgreSQL later).
+"""The LedgerStore port: where ledger rows live (a SQLite file, or PostgreSQL).
 
 A store offers two kinds of transaction: :meth:`LedgerStore.write`, which is
-exclusive across processes (SQLite ``BEGIN IMMEDIATE``; PostgreSQL would use
-an advisory lock or ``SELECT ... FOR UPDATE`` on the open segment), and
+exclusive across processes (SQLite ``BEGIN IMMEDIATE``; PostgreSQL a
+transaction-scoped advisory lock), and
 :meth:`LedgerStore.read`, a consistent snapshot. Everything the ledger needs
 (append, checkpoint, prune, proofs, verify) is built from the row operations
 of :class:`ReadTxn` and :class:`WriteTxn`, so an adapter is one small file.
@@ -241,10 +241,37 @@ class LedgerStore(Protocol):
         ...
 
 
-StoreOpener = Callable[[Path], LedgerStore]
+#: An adapter's opener: ``(location, create)``; with ``create`` False a missing
+#: ledger is an :class:`~sealtune.errors.IntegrityError`, never a fresh one.
+StoreOpener = Callable[[str, bool], LedgerStore]
 
-#: Store adapters by name; :func:`register_store` refuses duplicates.
+#: Store adapters by URL scheme (``sqlite`` for a file path); :func:`register_store`
+#: refuses duplicates.
 STORES: dict[str, StoreOpener] = {}
+
+
+def store_scheme(location: Path | str) -> str:
+    """The adapter a location names: a URL's scheme, else ``sqlite`` (a file path)."""
+    text = str(location)
+    scheme, sep, _ = text.partition("://")
+    return scheme if sep and scheme.isalnum() else "sqlite"
+
+
+def open_store(location: Path | str, *, create: bool) -> LedgerStore:
+    """Open the store at ``location``: a SQLite file path or a ``postgresql://`` URL.
+
+    Raises:
+        LedgerError: no adapter for the URL's scheme (or it is not installed).
+        IntegrityError: ``create`` is False and the ledger is missing.
+    """
+    scheme = store_scheme(location)
+    if scheme == "postgresql" and scheme not in STORES:
+        import sealtune.ledger.postgresql  # noqa: F401 - registers the adapter (lazy: psycopg)
+    opener = STORES.get(scheme)
+    if opener is None:
+        raise LedgerError(f"no ledger store for {scheme}:// URLs",
+                          hint=f"use a file path or one of: {', '.join(sorted(STORES))}")
+    return opener(str(location), create)
 
 
 def register_store(name: str, opener: StoreOpener) -> None:

@@ -39,7 +39,7 @@ from types import TracebackType
 from typing import Any, Literal, TextIO
 
 from sealtune.core.note import NoteSigner, NoteVerifier
-from sealtune.errors import IntegrityError, UsageError
+from sealtune.errors import UsageError
 from sealtune.ledger import export as _export
 from sealtune.ledger.anchors import Anchors
 from sealtune.ledger.base import (
@@ -47,6 +47,7 @@ from sealtune.ledger.base import (
     LedgerError,
     LedgerStore,
     ReadTxn,
+    open_store,
 )
 from sealtune.ledger.checkpoint import (
     ConsistencyProof,
@@ -65,7 +66,7 @@ from sealtune.ledger.entry import (
 )
 from sealtune.ledger.global_proofs import GlobalInclusionProof, build_global_inclusion_proofs
 from sealtune.ledger.report import VerifyReport
-from sealtune.ledger.sqlite import SqliteLedgerStore
+from sealtune.ledger.sqlite import SqliteLedgerStore  # noqa: F401 - registers the default
 from sealtune.ledger.verify import verify_store
 from sealtune.ledger.verify_global import WitnessPolicy
 from sealtune.ledger.writer import Writer
@@ -133,15 +134,16 @@ class Ledger:
 
     @classmethod
     def open(
-        cls, path: Path, *, signer: NoteSigner | None, origin: str,
+        cls, path: Path | str, *, signer: NoteSigner | None, origin: str,
         checkpoint_every: int = 1000, segment_max_entries: int = 100_000,
         segment_max_age: timedelta = timedelta(days=1), clock: Callable[[], datetime] = utc_now,
         create: bool = True,
     ) -> Ledger:
-        """Open (creating if needed) the ledger in a SQLite file.
+        """Open (creating if needed) the ledger in a SQLite file or PostgreSQL.
 
         Args:
-            path: the database file (created 0600).
+            path: the database file (created 0600), or a ``postgresql://`` URL
+                (:mod:`sealtune.ledger.postgresql`).
             signer: the checkpoint signer; None makes this instance unable to sign.
             origin: the log's origin prefix, fixed at creation.
             checkpoint_every: sign a checkpoint at least every this many entries.
@@ -156,12 +158,7 @@ class Ledger:
             IntegrityError: ``create`` is False and the file is missing.
             UsageError: invalid options.
         """
-        if not create and not Path(path).is_file():
-            raise IntegrityError(
-                f"the audit ledger database {path} is missing (deleted or moved)",
-                hint="restore it from a backup; keep the workspace as evidence",
-            )
-        store = SqliteLedgerStore(path)
+        store = open_store(path, create=create)
         try:
             return cls(store, signer=signer, origin=origin, checkpoint_every=checkpoint_every,
                        segment_max_entries=segment_max_entries, segment_max_age=segment_max_age,

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sealtune.errors import IntegrityError
 from sealtune.ledger.base import (
     CheckpointRow,
     EntryFilter,
@@ -377,4 +378,13 @@ class SqliteLedgerStore:
             self._conn.close()
 
 
-register_store("sqlite", SqliteLedgerStore)
+def _open(location: str, create: bool) -> SqliteLedgerStore:
+    if not create and not Path(location).is_file():
+        raise IntegrityError(
+            f"the audit ledger database {location} is missing (deleted or moved)",
+            hint="restore it from a backup; keep the workspace as evidence",
+        )
+    return SqliteLedgerStore(Path(location))
+
+
+register_store("sqlite", _open)

@@ -54,6 +54,17 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "ledger.db"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """A ledger location on each store adapter: a SQLite file, then a PostgreSQL schema.
+
+    A test module that overrides ``db`` with this runs every test over both backends.
+    """
+    if request.param == "sqlite":
+        return tmp_path / "ledger.db"
+    return str(request.getfixturevalue("postgres_url"))
+
+
 @pytest.fixture
 def make_ledger(
     db: Path, signer: NoteSigner, clock: FakeClock

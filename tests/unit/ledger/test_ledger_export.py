@@ -8,6 +8,7 @@ import io
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 import pytest
@@ -16,6 +17,12 @@ from sealtune.errors import UsageError
 from sealtune.ledger import CSV_HEADER, Ledger
 
 MakeLedger = Callable[..., Ledger]
+
+
+@pytest.fixture
+def db(backend_db: Path | str) -> Path | str:
+    """Every test here runs over SQLite and PostgreSQL (the LedgerStore conformance)."""
+    return backend_db
 
 
 class Clock(Protocol):

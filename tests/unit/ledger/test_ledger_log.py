@@ -6,6 +6,7 @@ import itertools
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 import pytest
@@ -27,6 +28,12 @@ from sealtune.ledger.checkpoint import note_hash, open_segment_checkpoint
 MakeLedger = Callable[..., Ledger]
 Fill = Callable[[Ledger, int], None]
 ORIGIN = "sealtune.test/ws-1/audit"
+
+
+@pytest.fixture
+def db(backend_db: Path | str) -> Path | str:
+    """Every test here runs over SQLite and PostgreSQL (the LedgerStore conformance)."""
+    return backend_db
 
 
 class Clock(Protocol):

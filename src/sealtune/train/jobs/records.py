@@ -75,7 +75,7 @@ def write_json(path: Path, data: object) -> None:
 
 def list_jobs(ws: Workspace) -> list[dict[str, Any]]:
     """Every job record, oldest first, with its effective status (killed runners shown so)."""
-    root = ws.root / JOBS
+    root = ws.area(JOBS)
     out = []
     for path in sorted(root.glob("*.json")) if root.is_dir() else []:
         with contextlib.suppress(OSError, ValueError):
@@ -91,9 +91,9 @@ def show_job(ws: Workspace, job_id: str) -> dict[str, Any]:
     Raises:
         UsageError: no job with that id.
     """
-    if not NAME_RE.match(job_id) or not (ws.root / JOBS / f"{job_id}.json").is_file():
+    if not NAME_RE.match(job_id) or not (ws.area(JOBS) / f"{job_id}.json").is_file():
         raise UsageError(f"no job {job_id!r}", hint="list them with 'sealtune jobs list'")
-    rec = json.loads((ws.root / JOBS / f"{job_id}.json").read_text("utf-8"))
+    rec = json.loads((ws.area(JOBS) / f"{job_id}.json").read_text("utf-8"))
     return {**rec, "status": _status(rec)}
 
 
@@ -130,7 +130,7 @@ class JobRecord:
 
     def __init__(self, ws: Workspace, rec: dict[str, Any]) -> None:
         self.ws, self.rec = ws, rec
-        self.path = ws.root / JOBS / f"{rec['id']}.json"
+        self.path = ws.area(JOBS) / f"{rec['id']}.json"
 
     def save(self) -> None:
         """Rewrite the record atomically (its ``updated`` time set)."""
@@ -150,7 +150,7 @@ class JobRecord:
 
 def checkpoint_dir(ws: Workspace, rec: dict[str, Any]) -> Path | None:
     """The job's directory of sealed checkpoints, if it holds one."""
-    path = ws.root / JOBS / str(rec["id"]) / "checkpoints"
+    path = ws.area(JOBS) / str(rec["id"]) / "checkpoints"
     return path if path.is_dir() and any(path.glob("ckpt-*.sealed")) else None
 
 

@@ -283,6 +283,7 @@ class JobRun:
                          ) as guard:
             guard.check()
             os.rename(build, final)
+        self.ws.publish(MODELS, str(rec["out_name"]), final)  # remote storage, if configured
         with contextlib.suppress(OSError):
             (self.spec.output_dir / "model").rmdir()
         return final
