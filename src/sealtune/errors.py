@@ -153,3 +153,16 @@ class PolicyViolation(SealtuneError):
     """A policy forbids the requested action."""
 
     prefix = "policy"
+
+
+class GateFailed(SealtuneError):
+    """The release gate ran and the model did not pass it (``sealtune assess``).
+
+    Not a malfunction: every probe the policy requires ran, and at least one
+    verdict is ``fail``. Exits 4, so that a release script can tell "the
+    model is not fit for release" from an error (1), a usage mistake (2) and
+    tampering (3). The message names the failed probes, never data.
+    """
+
+    exit_code = 4
+    prefix = "gate"

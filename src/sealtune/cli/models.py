@@ -1,4 +1,4 @@
-"""``sealtune models``: local base models (today: build the tiny demo model).
+"""``sealtune models``: local base models, and the model registry (:mod:`sealtune.cli.registry`).
 
 ``sealtune models make-tiny DIR [--seed N]`` writes a tiny Llama-style causal
 LM (config, a tokenizer trained locally on synthetic text, a chat template,
@@ -35,3 +35,13 @@ def make_tiny_command(
     out = make_tiny(directory, seed=seed)
     console.print(f"tiny model written to {out} (seed {seed}); load it with "
                   "AutoModelForCausalLM.from_pretrained / AutoTokenizer.from_pretrained")
+
+
+def _registry_commands() -> None:
+    """The model registry's commands (``register``, ``promote``, ...), in their own module."""
+    from sealtune.cli.registry import add_commands
+
+    add_commands(app)
+
+
+_registry_commands()
