@@ -110,7 +110,7 @@ def sign_model(private: ec.EllipticCurvePrivateKey, *, model_name: str,
     # (it is sealed in the keyring), so the signer is built around the key object.
     signer = sign_ec_key.Signer.__new__(sign_ec_key.Signer)
     signer._private_key = private
-    bundle: str = signer.sign(payload).bundle.to_json()
+    bundle: str = signer.sign(payload).bundle.to_json()  # type: ignore[attr-defined]
     return bundle.encode("utf-8")
 
 
