@@ -98,10 +98,11 @@ def sign_model(private: ec.EllipticCurvePrivateKey, *, model_name: str,
     except ImportError:
         raise BackendUnavailableError("model signing needs the model-signing library",
                                       hint=INSTALL_HINT) from None
-    from pathlib import PurePosixPath
+    from pathlib import Path, PurePosixPath
 
+    # The 'files' method, as 'model_signing sign' records it (the signature file ignored).
     serialization_type = manifest._FileSerialization(
-        "sha256", allow_symlinks=False, ignore_paths=[SIGNATURE_FILE])
+        "sha256", allow_symlinks=False, ignore_paths=[Path(SIGNATURE_FILE)])
     items = [manifest.FileManifestItem(path=PurePosixPath(name),
                                        digest=Digest("sha256", bytes.fromhex(hexd)))
              for name, hexd in sorted(digests.items())]

@@ -32,7 +32,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sealtune.errors import IntegrityError, UsageError
+from sealtune.errors import IntegrityError, SealtuneError, UsageError
 from sealtune.keys.sealing import seal_bytes, unseal_into
 from sealtune.registry.signing import SIGNATURE_FILE, sign_model, verify_model_signature
 from sealtune.registry.snapshot import Snapshot, canonical
@@ -138,8 +138,8 @@ def _bom_digest(ws: Workspace, dataset: str) -> str | None:
     try:
         bom = show_dataset(ws, dataset, verify=False).file("bom")
         return digest_bytes(bom.read_bytes())
-    except (OSError, UsageError):
-        return None
+    except (OSError, SealtuneError):
+        return None  # a dataset removed since: the provenance says so (null)
 
 
 def _provenance(ws: Workspace, rec: dict[str, Any], *, model_digest: str,
@@ -168,7 +168,7 @@ def register_model(ws: Workspace, name: str, *, job: str) -> Ref:
     authorize(ws, "register", name)
     rec = _finished_job(ws, job)
     model_dir = Path(rec["model"])
-    key_names = list(rec.get("output_keys") or rec.get("seal_keys") or [])
+    key_names = list(rec.get("seal_keys") or [])
     reg = Registry(ws)
     try:
         files: dict[str, dict[str, Any]] = {}

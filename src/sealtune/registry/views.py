@@ -79,8 +79,18 @@ def signer_public_key(ws: Workspace) -> tuple[bytes, str]:
     return public_pem(public), key_id(public)
 
 
-def expected_measurements(ws: Workspace, text: str) -> dict[str, Any]:
-    """What a client pins for a version: its model digest, signature digest and signer."""
+def expected_measurements(ws: Workspace, text: str, *, engine: str = "transformers"
+                          ) -> dict[str, Any]:
+    """What a client pins for a version served with ``sealtune serve``'s default options.
+
+    ``code`` is this installation's code measurement, ``model`` the version's
+    model digest, ``config`` the digest of the default serving settings, which
+    name the registry version, its signature digest and the signer (another
+    option, e.g. ``--encrypted-only``, gives another config digest).
+    """
+    from sealtune.attest.report import measure_bytes, measure_code
+    from sealtune.serve.settings import ServeSettings
+
     parse_ref(text)
     reg = Registry(ws)
     try:
@@ -90,7 +100,13 @@ def expected_measurements(ws: Workspace, text: str) -> dict[str, Any]:
         public = reg.key.public_key()
     finally:
         reg.close()
-    return {"model": str(ref), "measurement": {"model": entry["model_digest"].split(":", 1)[1]},
-            "registry": {"name": ref.name, "version": ref.version,
-                         "signature": entry["signature"], "signer": key_id(public)},
+    model = entry["model_digest"].split(":", 1)[1]
+    registry = {"name": ref.name, "version": ref.version, "signature": entry["signature"],
+                "signer": key_id(public)}
+    settings = ServeSettings(model_id=ref.name, model_digest=model, engine=engine,
+                             registry=registry)
+    return {"model": str(ref),
+            "measurement": {"code": measure_code(), "model": model,
+                            "config": measure_bytes(settings.measured())},
+            "registry": registry,
             "revoked": snap.state["models"][ref.name]["revoked"].get(str(ref.version))}

@@ -98,7 +98,12 @@ class ServingGuard:
         return ModelSource(files=files, base=base, model_id=ref.name, registry=registry)
 
     def check(self, reg: Registry) -> None:
-        """One check of the snapshot: set or clear :attr:`refusal`; follow a moved stage."""
+        """One check of the snapshot: set or clear :attr:`refusal`; follow a moved stage.
+
+        A pinned ``NAME@vN`` is refused once revoked. A stage follows its alias
+        (a revocation moves the alias back); it is refused when the stage is
+        left with no version, or the version it serves is revoked.
+        """
         try:
             snap = reg.snapshot(floor=self.highest)
         except IntegrityError as exc:
@@ -106,24 +111,28 @@ class ServingGuard:
             return
         self.highest = snap.version
         assert self.ref is not None
+        refusal = None
+        if not parse_ref(self.text)[1].startswith("v"):
+            refusal = self._follow(reg, snap)
         if str(self.ref.version) in snap.state["models"][self.ref.name]["revoked"]:
-            self._refuse(410, REVOKED, f"{self.ref} was revoked")
-            return
-        self._follow(reg, snap)
+            refusal = (410, REVOKED, f"{self.ref} was revoked")
+        if refusal is None:
+            self.refusal = None
+        else:
+            self._refuse(*refusal)
 
-    def _follow(self, reg: Registry, snap: Snapshot) -> None:
+    def _follow(self, reg: Registry, snap: Snapshot) -> tuple[int, str, str] | None:
+        """Load the stage's new version if its alias moved; a refusal if that fails."""
         try:
             now = reg.resolve(self.text, snap)
-        except SealtuneError as exc:  # a stage whose every version was revoked
-            self._refuse(410, REVOKED, exc.message)
-            return
+        except SealtuneError:
+            return None  # the stage has no version left: the revoked one is refused
         if now != self.ref and self.on_move is not None:
             try:
                 self.on_move(self.load(reg))
             except SealtuneError as exc:
-                self._refuse(503, INVALID, exc.message)
-                return
-        self.refusal = None
+                return (503, INVALID, exc.message)
+        return None
 
     def _refuse(self, status: int, code: str, message: str) -> None:
         if self.refusal is None or self.refusal[1] != code:
