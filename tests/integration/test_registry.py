@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import sqlite3
 import subprocess
@@ -310,7 +309,7 @@ def _serve(ctx: Ctx, model: str) -> tuple[subprocess.Popen[bytes], str]:
         try:
             if _get(f"{url}/healthz")[0] == 200:
                 return proc, url
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:
             time.sleep(0.2)
     proc.kill()
     pytest.fail("the server did not come up")
