@@ -14,22 +14,17 @@ the report's probes (see :mod:`sealtune.evidence.gate`).
 from __future__ import annotations
 
 import hashlib
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sealtune.errors import GateFailed, IntegrityError, SealtuneError
+from sealtune.evidence.gate import PassingGate, passing_gate_report
 
 if TYPE_CHECKING:
     from sealtune.workspace import Workspace
 
 
-def _passing(ws: Workspace, model_digest: str) -> Any:
-    try:
-        module = importlib.import_module("sealtune.evidence.gate")
-    except ImportError:
-        raise GateFailed("this installation has no release gate",
-                         hint="install a sealtune with 'sealtune assess'") from None
-    return module.passing_gate_report(ws, model_digest)
+def _passing(ws: Workspace, model_digest: str) -> PassingGate:
+    return passing_gate_report(ws, model_digest)
 
 
 def gate_digest(ws: Workspace, model_digest: str) -> str | None:
