@@ -373,3 +373,47 @@ def test_kill_9_during_register_promote_and_revoke_leaves_a_consistent_registry(
     for row in json.loads(ctx.ok("models", "list", "--json")):
         assert "verified" in ctx.ok("models", "verify", str(row["ref"]))
     ctx.ok("audit", "verify")
+
+
+def _policy(ctx: Ctx, name: str) -> Path:
+    """The default gate policy with the model-file scan only (fast: nothing in the sandbox)."""
+    path = ctx.tmp / f"{name}.yaml"
+    ctx.ok("assess", "policy", "init", str(path))
+    text = path.read_text()
+    for probe in ("utility", "canary_exposure", "membership", "extraction",
+                  "pii_regurgitation", "safety_drift"):
+        text = text.replace(f"  {probe}:\n    run: when-available",
+                            f"  {probe}:\n    run: off", 1)
+    path.write_text(text)
+    return path
+
+
+def test_promotion_to_prod_follows_a_real_gate_report_for_that_exact_digest(ctx: Ctx) -> None:
+    strict = ctx.tmp / "strict.yaml"
+    ctx.ok("assess", "policy", "init", str(strict))
+    text = strict.read_text()
+    for probe in ("canary_exposure", "membership", "extraction", "pii_regurgitation",
+                  "safety_drift"):
+        text = text.replace(f"  {probe}:\n    run: when-available", f"  {probe}:\n    run: off")
+    # utility required with a bar no model meets: a real, signed, failing report
+    text = text.replace("  utility:\n    run: when-available", "  utility:\n    run: required")
+    text = text.replace("max_perplexity_ratio: 1.0", "max_perplexity_ratio: 0.000001")
+    strict.write_text(text)
+    res = ctx.run("assess", "bot", "--policy", str(strict), "--out", str(ctx.tmp / "failed"))
+    assert res.returncode == 4, res.stdout + res.stderr
+    res = ctx.run("models", "promote", "bot@v1", "--stage", "prod")
+    assert res.returncode == 4 and res.stderr.startswith("gate:"), res.stderr
+    lenient = _policy(ctx, "lenient")
+    ctx.ok("assess", "bot", "--policy", str(lenient), "--out", str(ctx.tmp / "passed"))
+    ctx.ok("models", "promote", "bot@v1", "--stage", "prod")
+    envelope = (ctx.tmp / "passed" / "report.dsse.json").read_bytes()
+    import hashlib
+
+    digest = "sha256:" + hashlib.sha256(envelope).hexdigest()
+    promoted = [json.loads(line) for line in ctx.ok("audit", "log", "--json").splitlines()]
+    (event,) = [e for e in promoted if e["action"] == "registry.promote"]
+    assert event["details"]["gate_report"] == digest
+    # a version registered now links that report in its signed provenance
+    assert ctx.ok("models", "register", "bot", "--from-job", ctx.env["JOB"]).strip() == "bot@v3"
+    ctx.ok("models", "export", "bot@v3", str(ctx.tmp / "v3"))
+    assert json.loads((ctx.tmp / "v3" / "provenance.json").read_text())["gate_report"] == digest
