@@ -29,7 +29,9 @@ still notices a change). A LoRA adapter's base is a plain directory: its
 digest is checked when the server starts and its files are read after, so
 whoever can write it in between is not stopped by the check (the measured
 digest is taken over the bytes loaded, so a verifier pinning it still is).
-Registry checks (verified, non-revoked versions) come with the registry stage.
+A registry version (``--model NAME@vN``) arrives already resolved as a
+:class:`ModelSource` whose files the registry checks against their signature
+as they are read (:mod:`sealtune.registry.watch`).
 """
 
 from __future__ import annotations
