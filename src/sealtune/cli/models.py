@@ -22,7 +22,8 @@ import typer
 
 from sealtune.cli._common import console, open_workspace
 
-app = typer.Typer(help="Local base models for training.", no_args_is_help=True,
+app = typer.Typer(help="Base models, and the model registry (docs/registry.md).",
+                  no_args_is_help=True,
                   pretty_exceptions_enable=False)
 
 
