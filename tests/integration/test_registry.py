@@ -298,9 +298,9 @@ def _serve(ctx: Ctx, model: str) -> tuple[subprocess.Popen[bytes], str]:
     import time
 
     port = _free_port()
-    log = (ctx.tmp / "serve.stderr").open("wb")
-    proc = subprocess.Popen([*SEALTUNE, "serve", "--model", model, "--port", str(port)],
-                            env=ctx.env, stdout=log, stderr=log)
+    with (ctx.tmp / "serve.stderr").open("wb") as log:
+        proc = subprocess.Popen([*SEALTUNE, "serve", "--model", model, "--port", str(port)],
+                                env=ctx.env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -383,7 +383,7 @@ def _policy(ctx: Ctx, name: str) -> Path:
     for probe in ("utility", "canary_exposure", "membership", "extraction",
                   "pii_regurgitation", "safety_drift"):
         text = text.replace(f"  {probe}:\n    run: when-available",
-                            f"  {probe}:\n    run: off", 1)
+                            f"  {probe}:\n    run: 'off'", 1)
     path.write_text(text)
     return path
 
@@ -394,7 +394,8 @@ def test_promotion_to_prod_follows_a_real_gate_report_for_that_exact_digest(ctx:
     text = strict.read_text()
     for probe in ("canary_exposure", "membership", "extraction", "pii_regurgitation",
                   "safety_drift"):
-        text = text.replace(f"  {probe}:\n    run: when-available", f"  {probe}:\n    run: off")
+        text = text.replace(f"  {probe}:\n    run: when-available",
+                            f"  {probe}:\n    run: 'off'")
     # utility required with a bar no model meets: a real, signed, failing report
     text = text.replace("  utility:\n    run: when-available", "  utility:\n    run: required")
     text = text.replace("max_perplexity_ratio: 1.0", "max_perplexity_ratio: 0.000001")
