@@ -84,15 +84,22 @@ def bench_sign(work: Path, mib: int, rounds: int) -> dict[str, Any]:
     (model / "config.json").write_text('{"model_type": "llama"}')
     key = ec.generate_private_key(ec.SECP256R1())
     _hash_files(model)  # warm the page cache for every variant alike
-    baseline = _median(lambda: _hash_files(model), rounds)
     sig = sign_model(key, model_name="m", digests=_hash_files(model))
-    sign = _median(lambda: sign_model(key, model_name="m", digests=_hash_files(model)), rounds)
 
     def verify() -> None:
         signed = verify_model_signature(sig, key.public_key(), what="model.sig")
         assert signed == _hash_files(model)
 
-    check = _median(verify, rounds)
+    # Interleaved, round by round: on a shared machine the load drifts, and the
+    # three variants must see the same load to be compared.
+    times: dict[str, list[float]] = {"hash": [], "sign": [], "verify": []}
+    for _ in range(rounds):
+        for name, fn in (("hash", lambda: _hash_files(model)),
+                         ("sign", lambda: sign_model(key, model_name="m",
+                                                     digests=_hash_files(model))),
+                         ("verify", verify)):
+            times[name].append(_median(fn, 1))
+    baseline, sign, check = (statistics.median(times[k]) for k in ("hash", "sign", "verify"))
     size = sum(p.stat().st_size for p in model.iterdir())
     return {"bytes": size, "hash_s": baseline, "sign_s": sign, "verify_s": check,
             "hash_mib_s": size / baseline / 2**20, "sign_ratio": baseline / sign,
