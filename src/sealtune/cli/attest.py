@@ -88,3 +88,28 @@ def verify(
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
         _print_result(result)
+
+
+@app.command("expected")
+def expected(
+    ref: Annotated[str, typer.Argument(help="A registry version: NAME@vN or NAME@STAGE.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    home: Annotated[Path | None, typer.Option("--home", help="Workspace directory.")] = None,
+) -> None:
+    """Print the measurements to pin for a registry version (served with default options)."""
+    from sealtune.cli._common import console, open_workspace
+    from sealtune.registry import expected_measurements
+
+    ws = open_workspace(home)
+    try:
+        data = expected_measurements(ws, ref)
+    finally:
+        ws.close()
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    for name, value in data["measurement"].items():
+        console.print(f"{name:<8} {value}", markup=False)
+    reg = data["registry"]
+    console.print(f"registry {data['model']} signature {reg['signature']} signer "
+                  f"{reg['signer']}" + (" (REVOKED)" if data["revoked"] else ""), markup=False)

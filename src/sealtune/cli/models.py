@@ -1,5 +1,8 @@
 """``sealtune models``: local base models: the tiny demo model, registered base models.
 
+The model registry's commands (``register``, ``promote``, ...) are added from
+:mod:`sealtune.cli.registry`.
+
 ``sealtune models make-tiny DIR [--seed N]`` writes a tiny Llama-style causal
 LM (config, a tokenizer trained locally on synthetic text, a chat template,
 random safetensors weights) that loads with ``from_pretrained(DIR)``; models
@@ -19,7 +22,8 @@ import typer
 
 from sealtune.cli._common import console, open_workspace
 
-app = typer.Typer(help="Local base models for training.", no_args_is_help=True,
+app = typer.Typer(help="Base models, and the model registry (docs/registry.md).",
+                  no_args_is_help=True,
                   pretty_exceptions_enable=False)
 
 
@@ -95,3 +99,13 @@ def base_list(
                           Col("path")],
                 [(b["name"], b["licence"], str(b["files"]), b["digest"], b["path"])
                  for b in bases])
+
+
+def _registry_commands() -> None:
+    """The model registry's commands (``register``, ``promote``, ...), in their own module."""
+    from sealtune.cli.registry import add_commands
+
+    add_commands(app)
+
+
+_registry_commands()

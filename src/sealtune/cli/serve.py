@@ -44,8 +44,10 @@ def __getattr__(name: str) -> Any:
 
 
 def serve(
-    model: Annotated[str, typer.Option("--model", help="Model directory (plain or sealed), or "
-                                                        "the name of a workspace model.")],
+    model: Annotated[str, typer.Option("--model", help="Model directory (plain or sealed), "
+                                                        "the name of a workspace model, or a "
+                                                        "registry version NAME@vN / "
+                                                        "NAME@STAGE.")],
     base: Annotated[Path | None, typer.Option(
         "--base", help="Base model directory under a LoRA adapter (default: the base "
                        "recorded at training, checked against its digest).")] = None,
@@ -108,13 +110,21 @@ def serve(
         metrics_port=metrics_port, metrics_dir=metrics_dir, monitor_policy=monitor_policy,
         canaries=canaries, traces=otel_traces)
     ws = open_workspace(home)
+    guard = None
     try:
-        server = build_server(ws, options)
+        if "@" in model and not Path(model).exists():
+            from sealtune.registry.watch import build_guarded_server
+
+            server, guard = build_guarded_server(ws, options)
+        else:
+            server = build_server(ws, options)
         for warning in server.warnings:
             err_console.print(f"[yellow]warning:[/] {escape(warning)}")
         err_console.print(escape(server.description))
         run_server(server)
     finally:
+        if guard is not None:
+            guard.stop()
         ws.close()
 
 

@@ -90,6 +90,10 @@ def _adapters(pipeline: Pipeline, ws: Workspace) -> dict[str, Any]:
         adapters["train"] = TrainAdapter(pipeline.train)
     if pipeline.assess is not None:
         adapters["assess"] = AssessAdapter(pipeline.assess)
+    if pipeline.register is not None:
+        from sealtune.pipeline.register_step import RegisterAdapter
+
+        adapters["register"] = RegisterAdapter(pipeline.register)
     return adapters
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sealtune.errors import ConfigError
+from sealtune.pipeline.register_step import RegisterStep, parse_register
 from sealtune.pipeline.secret_keys import refuse_secrets
 from sealtune.pipeline.train_fields import check_train_fields, train_field_names, unknown_key
 from sealtune.yaml_source import Mark, YMap, YNode, YScalar, YSeq, read_source, to_plain
@@ -42,7 +43,7 @@ __all__ = ["STEP_ORDER", "AssessStep", "DataStep", "Pipeline", "TrainStep", "loa
 
 VERSION = 1
 #: The steps, in the order they run (later stages join as they land).
-STEP_ORDER = ("data", "train", "assess")
+STEP_ORDER = ("data", "train", "assess", "register")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SHORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$")
 _KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -157,6 +158,7 @@ class Pipeline:
         data: the data step.
         train: the train step, or None.
         assess: the release gate step, or None (needs the train step).
+        register: the registry step, or None (needs the train step).
         marks: dotted key path -> where it was written (for errors found at run time).
     """
 
@@ -167,6 +169,7 @@ class Pipeline:
     data: DataStep
     train: TrainStep | None = None
     assess: AssessStep | None = None
+    register: RegisterStep | None = None
     marks: Mapping[str, Mark] = field(default_factory=dict, compare=False)
 
     @property
@@ -219,8 +222,15 @@ def load_pipeline(path: str | Path) -> Pipeline:
                                                   hint="add steps.train, or remove "
                                                        "steps.assess")
         assess = _assess(_section(steps.items["assess"], "steps.assess"), base_dir)
+    register = None
+    if "register" in steps.items:
+        if train is None:
+            raise steps.key_marks["register"].error(
+                "steps.register", "needs a train step (it registers the trained model)",
+                hint="add steps.train, or remove steps.register")
+        register = parse_register(_section(steps.items["register"], "steps.register"))
     return Pipeline(name=name, source=source, display=display, workspace=workspace, data=data,
-                    train=train, assess=assess, marks=marks)
+                    train=train, assess=assess, register=register, marks=marks)
 
 
 # -- sections ----------------------------------------------------------------------------

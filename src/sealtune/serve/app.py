@@ -135,6 +135,21 @@ class _Server:
         return _json_response(400, error_body("invalid request parameters",
                                               "invalid_request_error", code="invalid_request"))
 
+    def swap_model(self, settings: ServeSettings, engine: Engine) -> None:
+        """Serve another model from now on (a registry stage alias moved): new measurement.
+
+        Recorded as ``serve.model_swapped``; the cached attestation report is dropped,
+        so the next report measures the new model.
+        """
+        completions = Completions(settings, engine)
+        measurement = Measurement(code=measure_code(), model=settings.model_digest,
+                                  config=measure_bytes(settings.measured()))
+        self.settings, self.engine, self.completions = settings, engine, completions
+        self.measurement, self._report_cache = measurement, None
+        self.audit.record("serve.model_swapped", actor="sealtune-serve",
+                          resource=settings.model_id,
+                          details={"measurement": measurement.to_dict()})
+
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
         self.audit.record("serve.start", actor="sealtune-serve", resource=self.settings.model_id,

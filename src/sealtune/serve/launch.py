@@ -33,6 +33,7 @@ from sealtune.serve.settings import ConnectionLimits
 if TYPE_CHECKING:
     from sealtune.attest.base import AttestationProvider
     from sealtune.serve.engines.base import Engine
+    from sealtune.serve.model import ModelSource
     from sealtune.workspace import Workspace
 
 __all__ = ["LoadedEngine", "ServeOptions", "Server", "build_server", "load_engine", "run_server"]
@@ -67,6 +68,8 @@ class ServeOptions:
         monitor_policy: the monitor policy file (None: the defaults).
         canaries: the release gate's canary secrets, one per line (alerts on hits).
         traces: export OpenTelemetry spans (OTLP; content capture is always off).
+        source: the model's files already resolved (a registry version,
+            :class:`sealtune.serve.model.ModelSource`); ``model`` then only names it.
 
     Raises:
         UsageError: a rate that is not a positive number up to 10^6.
@@ -93,6 +96,7 @@ class ServeOptions:
     monitor_policy: Path | None = None
     canaries: Path | None = None
     traces: bool = False
+    source: ModelSource | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.rate <= 1e6:
@@ -131,9 +135,9 @@ class LoadedEngine(NamedTuple):
     digest: str
 
 
-def load_engine(ws: Workspace, *, engine: str, model: str, base: Path | None = None
-                ) -> LoadedEngine:
-    """Build the engine for ``model`` and measure it.
+def load_engine(ws: Workspace, *, engine: str, model: str, base: Path | None = None,
+                source: ModelSource | None = None) -> LoadedEngine:
+    """Build the engine for ``model`` (or the resolved ``source``) and measure it.
 
     Raises:
         UsageError: ``base`` given for the echo engine or for a whole model.
@@ -154,6 +158,8 @@ def load_engine(ws: Workspace, *, engine: str, model: str, base: Path | None = N
             raise UsageError("--base applies to the transformers engine only")
         return LoadedEngine(make_engine("echo", model_id=model_id), model_id,
                             hashlib.sha256(b"sealtune echo engine").hexdigest())
+    if source is not None:
+        return _load_source(engine, source)
     files = resolve_model(model, keys=ws.keys, workspace_root=ws.root)
     if not is_adapter(files):
         if base is not None:
@@ -163,6 +169,18 @@ def load_engine(ws: Workspace, *, engine: str, model: str, base: Path | None = N
     base_files = resolve_base(Path(files.label), base=base)
     gen = make_engine(engine, files=files, model_id=model_id, base=base_files)
     return LoadedEngine(gen, model_id, adapter_digest(files, base_files))
+
+
+def _load_source(engine: str, source: ModelSource) -> LoadedEngine:
+    """The engine over already resolved files (a registry version, its base if an adapter)."""
+    from sealtune.serve.engines import make_engine
+    from sealtune.serve.model import adapter_digest, model_digest
+
+    if source.base is None:
+        return LoadedEngine(make_engine(engine, files=source.files, model_id=source.model_id),
+                            source.model_id, model_digest(source.files))
+    gen = make_engine(engine, files=source.files, model_id=source.model_id, base=source.base)
+    return LoadedEngine(gen, source.model_id, adapter_digest(source.files, source.base))
 
 
 def _provider(name: str, dev_key: Path | None) -> tuple[AttestationProvider, str | None]:
@@ -208,9 +226,11 @@ def build_server(ws: Workspace, options: ServeOptions) -> Server:
     if o.unsafe_no_pii_filter:
         warnings.append("--no-pii-filter: outputs are not redacted")
         ws.audit("serve.unsafe_no_pii_filter", o.model)
-    gen, model_id, digest = load_engine(ws, engine=o.engine, model=o.model, base=o.base)
+    gen, model_id, digest = load_engine(ws, engine=o.engine, model=o.model, base=o.base,
+                                        source=o.source)
     settings = ServeSettings(model_id=model_id, model_digest=digest, engine=o.engine,
-                             encrypted_only=o.encrypted_only, filter=policy)
+                             encrypted_only=o.encrypted_only, filter=policy,
+                             registry=o.source.registry if o.source else None)
     rotate = o.rotate_key_after.total_seconds() if o.rotate_key_after else None
     keys = ServerKeys(now=time.time(), rotate_after_seconds=rotate)
     auth = Authenticator(open_key_store(ws), token_service(ws),

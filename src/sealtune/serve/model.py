@@ -29,7 +29,9 @@ still notices a change). A LoRA adapter's base is a plain directory: its
 digest is checked when the server starts and its files are read after, so
 whoever can write it in between is not stopped by the check (the measured
 digest is taken over the bytes loaded, so a verifier pinning it still is).
-Registry checks (verified, non-revoked versions) come with the registry stage.
+A registry version (``--model NAME@vN``) arrives already resolved as a
+:class:`ModelSource` whose files the registry checks against their signature
+as they are read (:mod:`sealtune.registry.watch`).
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sealtune.errors import ConfigError, IntegrityError, UsageError
 from sealtune.keys.sealing import unseal_into
@@ -78,6 +81,24 @@ class ModelFiles(Protocol):
             IntegrityError: a sealed file failed authentication.
         """
         ...
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A model resolved elsewhere (a registry version), handed to the server as it is.
+
+    Attributes:
+        files: the model's files (checked as they are read).
+        base: the base model under a LoRA adapter, or None for a whole model.
+        model_id: the served model id.
+        registry: what the attestation's config measurement names (version,
+            signature digest, signer), or None.
+    """
+
+    files: ModelFiles
+    base: ModelFiles | None
+    model_id: str
+    registry: dict[str, Any] | None = None
 
 
 def _check_names(names: list[str], where: Path) -> None:

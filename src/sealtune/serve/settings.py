@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from sealtune.errors import ConfigError
 from sealtune.serve.filter import FilterPolicy
@@ -30,6 +31,8 @@ class ServeSettings:
         max_tokens_limit: the most a request may ask for.
         max_body_bytes: the largest request body accepted (413 above).
         report_cache_seconds: how long a report without nonce is reused.
+        registry: the registry version served (name, version, signature digest,
+            signer), measured so that a client can pin it; None outside the registry.
     """
 
     model_id: str
@@ -41,6 +44,7 @@ class ServeSettings:
     max_tokens_limit: int = 4096
     max_body_bytes: int = 1 << 20
     report_cache_seconds: float = 60.0
+    registry: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.default_max_tokens <= self.max_tokens_limit:
@@ -52,7 +56,7 @@ class ServeSettings:
 
     def measured(self) -> bytes:
         """Canonical JSON of the behaviour-relevant settings (hashed into the measurement)."""
-        doc = {"format": "sealtune-serve-config/v1", "model_id": self.model_id,
+        doc: dict[str, Any] = {"format": "sealtune-serve-config/v1", "model_id": self.model_id,
                "model_digest": self.model_digest, "engine": self.engine,
                "encrypted_only": self.encrypted_only,
                "filter": {"blocked_terms": sorted(self.filter.blocked_terms),
@@ -60,6 +64,8 @@ class ServeSettings:
                           "holdback_chars": self.filter.holdback_chars},
                "default_max_tokens": self.default_max_tokens,
                "max_tokens_limit": self.max_tokens_limit, "max_body_bytes": self.max_body_bytes}
+        if self.registry is not None:  # absent outside the registry: older pins still hold
+            doc["registry"] = self.registry
         return json.dumps(doc, sort_keys=True, separators=(",", ":"),
                           ensure_ascii=True).encode("ascii")
 

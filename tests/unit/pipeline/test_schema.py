@@ -247,7 +247,7 @@ def test_missing_files_and_required_keys(folder: Path) -> None:
 
 
 def test_steps_and_keys_lists(folder: Path) -> None:
-    assert STEP_ORDER == ("data", "train", "assess")
+    assert STEP_ORDER == ("data", "train", "assess", "register")  # the registry adds a step
     p = load_pipeline(_write(folder, BASE.split("  train:")[0]))
     assert p.steps == ("data",) and p.train is None
     exc = _error(folder, BASE.replace("    dataset: ds", "    dataset: ds\n    keys: [a, a]"))
@@ -291,3 +291,19 @@ def test_the_assess_step_needs_train_and_a_strict_gate_policy(folder: Path) -> N
     (folder / "gate.yaml").write_text(default_policy_text().replace("max_auc:", "max_aux:"))
     exc = _error(folder, BASE + "  assess:\n    policy: gate.yaml\n")
     assert "gate.yaml:" in exc.message and "max_aux" in exc.message  # the policy's own check
+
+
+def test_the_register_step_needs_train_a_name_and_a_known_stage(folder: Path) -> None:
+    p = load_pipeline(_write(folder, BASE + "  register:\n    name: bot\n"))
+    assert p.steps == ("data", "train", "register") and p.register is not None
+    assert p.register.settings() == {"name": "bot", "stage": None}
+    p = load_pipeline(_write(folder, BASE + "  register:\n    name: bot\n    stage: prod\n"))
+    assert p.register is not None and p.register.stage == "prod"
+    exc = _error(folder, BASE.split("  train:")[0] + "  register:\n    name: bot\n")
+    assert exc.message.startswith("pipeline.yaml:7:3: steps.register: needs a train step")
+    exc = _error(folder, BASE + "  register:\n    name: bot\n    stage: live\n")
+    assert exc.message.startswith("pipeline.yaml:13:12: steps.register.stage: must be one of")
+    exc = _error(folder, BASE + "  register:\n    name: bot@v1\n")
+    assert "steps.register.name" in exc.message
+    exc = _error(folder, BASE + "  register:\n    stage: dev\n")
+    assert "steps.register.name: required" in exc.message
