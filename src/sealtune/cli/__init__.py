@@ -24,6 +24,7 @@ from sealtune.cli import (
     attest,
     audit,
     bundle,
+    console,
     data,
     demo,
     files,
@@ -80,6 +81,7 @@ app.add_typer(pii.app, name="pii")
 app.add_typer(models.app, name="models")
 app.command("serve")(serve.serve)
 app.command("proxy")(proxy.proxy)
+app.command("console")(console.console)
 app.add_typer(serve.auth_app, name="auth")
 app.add_typer(data.app, name="data")
 app.command("train")(train.train)
