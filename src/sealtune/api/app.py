@@ -183,8 +183,9 @@ def create_app(console: Console) -> FastAPI:
     @app.exception_handler(SealtuneError)
     async def on_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, SealtuneError)
-        status = (404 if request.method == "GET" else 400) if isinstance(exc, UsageError) \
-            else 409
+        # UsageError: a bad parameter or an unknown name (the message says which); anything
+        # else (integrity, keyring, ...) is a state of the workspace, not of the request.
+        status = 400 if isinstance(exc, UsageError) else 409
         if _is_api(request.url.path):
             return JSONResponse({"error": {"message": exc.message, "hint": exc.hint,
                                            "type": type(exc).__name__}}, status_code=status)

@@ -230,19 +230,24 @@ async def audit_sign_checkpoint(request: Request) -> dict[str, Any]:
 
 @router.get("/audit/proofs/inclusion/{seq}")
 async def inclusion_proof(request: Request, seq: int) -> dict[str, Any]:
-    """Entry ``seq``'s inclusion proofs: in its segment and in the global tree."""
+    """Entry ``seq``'s inclusion proofs (in its segment and in the global tree).
+
+    Each proof is its exact JSON document as a string (``sealtune-inclusion-v1``,
+    ``sealtune-global-inclusion-v1``): verifiers check those bytes, so they are not
+    re-serialised.
+    """
     c = _console(request)
 
     def read() -> dict[str, Any]:
         from sealtune.ledger import LedgerError
 
         try:
-            segment = json.loads(c.ws.ledger.inclusion_proof(seq).to_json())
-            glob = json.loads(c.ws.ledger.global_inclusion_proofs([seq])[0].to_json())
+            segment = c.ws.ledger.inclusion_proof(seq).to_json()
+            glob = c.ws.ledger.global_inclusion_proofs([seq])[0].to_json()
         except LedgerError as exc:
             raise UsageError(str(exc), hint="sign a checkpoint first, or pick another entry") \
                 from None
-        return {"seq": seq, "segment": segment, "global": glob}
+        return {"seq": seq, "segment_proof": segment, "global_proof": glob}
     return await c.call(read)
 
 
