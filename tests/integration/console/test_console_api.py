@@ -185,7 +185,7 @@ def test_timeline_of_the_real_run(app: FastAPI, example_run: RunWorkspace) -> No
     jobs = client.get("/api/v1/jobs", headers=h).json()
     job = client.get(f"/api/v1/jobs/{jobs[0]['id']}", headers=h).json()
     assert 0 < job["epsilon"] < 10 and job["sandboxed"] is True
-    assert [e["event"] for e in job["timeline"]][0] == "sandbox.created"
+    assert next(e["event"] for e in job["timeline"]) == "sandbox.created"
 
 
 def test_audit_export_is_the_ledger(app: FastAPI, ws: Workspace,
