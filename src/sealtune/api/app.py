@@ -5,7 +5,7 @@ Every route passes :meth:`~sealtune.api.session.ConsoleAuth.check`
 (credentials or session, CSRF on state changes, role, rate limit); a route
 without an access rule makes :func:`create_app` fail. Every response carries
 a strict Content-Security-Policy (no inline script or style, no framing),
-``nosniff``, ``no-referrer`` and ``no-store`` (static files excepted).
+``nosniff``, ``Referrer-Policy: same-origin`` and ``no-store`` (static files excepted).
 Denials are ``console.denied`` ledger events; log-ins and log-outs are
 ``console.login`` / ``console.logout``.
 
@@ -52,7 +52,7 @@ __all__ = ["CSP", "Console", "create_app"]
 CSP = ("default-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'; "
        "base-uri 'none'; form-action 'self'")
 _HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+            "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY",
             "Cross-Origin-Opener-Policy": "same-origin"}
 _FORM_LIMIT = 256 * 1024
 _T = TypeVar("_T")
@@ -115,10 +115,16 @@ def caller_of(request: Request) -> Caller:
 
 
 def _origin_ok(request: Request) -> bool:
-    if request.headers.get("sec-fetch-site") == "cross-site":
-        return False
+    """False when the browser says the request comes from another site.
+
+    ``Sec-Fetch-Site`` decides when present; else ``Origin`` must name this host
+    (absent means not a browser, or a same-origin navigation).
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = request.headers.get("origin")
-    if origin is None:  # same-origin navigation, or not a browser
+    if origin is None:
         return True
     host = request.headers.get("host", "")
     return origin in (f"http://{host}", f"https://{host}")
