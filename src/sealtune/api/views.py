@@ -108,7 +108,7 @@ def dataset_detail(ws: Workspace, name: str) -> dict[str, Any]:
         "input": {"format": m.get("input", {}).get("format"),
                   "sha256": m.get("input", {}).get("sha256")},
         "policy": {k: policy.get(k) for k in ("digest", "redaction_digest", "screening_digest")},
-        "keys": {"kek": list(keks), "current": current}, "files": files,
+        "keks": list(keks), "keks_read_now": current, "files": files,
         "pipeline": _pick(m.get("pipeline") or {}, ("pipeline", "step", "step_key")),
         "findings": _findings(info),
     }

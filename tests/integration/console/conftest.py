@@ -11,8 +11,11 @@ import json
 import os
 import random
 import secrets
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +36,7 @@ class RunWorkspace:
     passphrase: str
     planted: list[str]
     keys: dict[str, str]  # role -> API key
+    example: Path  # the 'sealtune pipeline init' directory (data/, tiny-base/)
 
     def open(self) -> Workspace:
         return Workspace.open(self.home, passphrase=self.passphrase)
@@ -84,4 +88,35 @@ def example_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunWorkspa
                 for role in ("admin", "operator", "auditor", "consumer")}
     finally:
         ws.close()
-    yield RunWorkspace(home, env, passphrase, planted, keys)
+    yield RunWorkspace(home, env, passphrase, planted, keys, root / "ex")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def console_url(example_run: RunWorkspace) -> Iterator[str]:
+    """``sealtune console`` (a subprocess) over the example run's workspace."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "sealtune", "console", "--port", str(port)],
+                            env=example_run.env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/login", timeout=2) as r:
+                    r.read()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "console did not start"
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)  # reaps it and closes the stderr pipe
