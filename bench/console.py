@@ -8,6 +8,9 @@ A fresh workspace's ledger is filled with N entries (default 1,000,000;
   guard, the streaming response), read to the end by an in-process HTTP
   client (``fastapi.testclient``; no socket), counting lines;
 * ``console_csv``: the same with ``format=csv``;
+* ``ledger_jsonl``: the ledger's own export (:meth:`sealtune.ledger.Ledger.export`,
+  what ``sealtune audit export`` runs) into an in-memory buffer: the stage's
+  cost, so that ``console_over_ledger`` is the HTTP layer's share;
 * ``sqlite_leaves``: the baseline, ``SELECT leaf FROM entries ORDER BY seq``
   with the standard library's ``sqlite3`` on the same file, each leaf
   written to an in-memory buffer with its newline (the least any export of
@@ -15,7 +18,7 @@ A fresh workspace's ledger is filled with N entries (default 1,000,000;
 
 Each figure is entries per second, the median over the rounds;
 ``console_over_sqlite`` is the console's JSONL throughput as a share of the
-bare read's.
+bare read's, ``console_over_ledger`` as a share of the ledger's own export.
 
 Usage: ``python bench/console.py [--entries 1000000] [--rounds 3]``; writes
 ``bench/results/console.json``.
@@ -97,9 +100,11 @@ def main() -> None:
             key, _ = create_api_key(ws, role="auditor")
             client = TestClient(build_console(ws, ConsoleOptions()).app)
             rates: dict[str, list[float]] = {"console_jsonl": [], "console_csv": [],
-                                             "sqlite_leaves": []}
+                                             "ledger_jsonl": [], "sqlite_leaves": []}
             for _ in range(args.rounds):
                 for name, run in (("sqlite_leaves", lambda: _sqlite(ws.ledger_path)),
+                                  ("ledger_jsonl",
+                                   lambda: ws.ledger.export("jsonl", io.StringIO())),
                                   ("console_jsonl", lambda: _console(client, key, "jsonl")),
                                   ("console_csv", lambda: _console(client, key, "csv"))):
                     t = time.perf_counter()
@@ -112,6 +117,7 @@ def main() -> None:
     result = {"entries": total, "rounds": args.rounds, "fill_seconds": round(fill_s, 1),
               "entries_per_second": {k: round(v) for k, v in med.items()},
               "console_over_sqlite": round(med["console_jsonl"] / med["sqlite_leaves"], 3),
+              "console_over_ledger": round(med["console_jsonl"] / med["ledger_jsonl"], 3),
               "python": sys.version.split()[0], "machine": platform.machine(),
               "cpus": os.cpu_count()}
     out = Path(__file__).parent / "results"
