@@ -3,7 +3,8 @@
 Every error sealtune raises on purpose is a :class:`SealtuneError`. Messages
 name the file, field or key involved and say what to do; they never carry
 payload text, plaintext, passphrases or key material. The CLI maps each class
-to an exit status (0 ok, 1 other error, 2 usage, 3 integrity/attestation) and
+to an exit status (0 ok, 1 other error, 2 usage, 3 integrity/attestation, 4 a
+release gate that did not pass) and
 prints only ``str(error)`` and ``error.hint``, never a raw traceback of a
 foreign exception that could carry data.
 """
@@ -153,3 +154,26 @@ class PolicyViolation(SealtuneError):
     """A policy forbids the requested action."""
 
     prefix = "policy"
+
+
+class GateFailed(SealtuneError):
+    """The release gate ran and the model did not pass it (``sealtune assess``).
+
+    Not a malfunction: every probe the policy requires ran, and at least one
+    verdict is ``fail``. Exits 4, so that a release script can tell "the
+    model is not fit for release" from an error (1), a usage mistake (2) and
+    tampering (3). The message names the failed probes, never data.
+    """
+
+    exit_code = 4
+    prefix = "gate"
+
+
+class AssessError(SealtuneError):
+    """The release gate could not measure: its sandboxed probes failed (by error class only).
+
+    Not a verdict on the model (that is :class:`GateFailed`): nothing was
+    judged, no report was written.
+    """
+
+    prefix = "assess"

@@ -22,7 +22,7 @@ from sealtune._lazy import attach
 
 FACADES = ["sealtune.keys", "sealtune.data", "sealtune.train", "sealtune.serve",
            "sealtune.ledger", "sealtune.attest", "sealtune.client", "sealtune.sandbox",
-           "sealtune.train.jobs"]
+           "sealtune.train.jobs", "sealtune.assess"]
 LAZY = [f for f in FACADES if f != "sealtune.ledger"]  # the ledger is light: imported eagerly
 HEAVY = ["torch", "transformers", "peft", "opacus", "numpy", "fastapi", "starlette", "uvicorn",
          "datasketch", "cyclonedx", "spacy", "openai", "safetensors", "tokenizers"]

@@ -149,6 +149,28 @@ def plant_canaries(n: int, *, seed: int, fmt: CanaryFormat = PIN_FORMAT, repeats
             for i, s in enumerate(secrets)]
 
 
+#: The canary formats by name (what a job records; the secrets never leave the sandbox).
+FORMATS: dict[str, CanaryFormat] = {PIN_FORMAT.name: PIN_FORMAT}
+#: Bytes of a job's canary seed: the only secret of a canary plan.
+SEED_BYTES = 32
+
+
+def canaries_from_seed(seed: bytes | bytearray, *, count: int, repeats: int,
+                       format_name: str = PIN_FORMAT.name) -> list[Canary]:
+    """A job's canaries, rebuilt from its secret seed (training and the gate call this alike).
+
+    Raises:
+        UsageError: a seed of the wrong size, an unknown format, or bad counts.
+    """
+    if len(seed) != SEED_BYTES:
+        raise UsageError(f"canaries: the seed must be {SEED_BYTES} bytes")
+    fmt = FORMATS.get(format_name)
+    if fmt is None:
+        raise UsageError(f"canaries: unknown format {format_name!r}",
+                         hint="known: " + ", ".join(FORMATS))
+    return plant_canaries(count, seed=int.from_bytes(seed, "big"), fmt=fmt, repeats=repeats)
+
+
 def canary_records(canaries: Sequence[Canary]) -> list[Record]:
     """The training records of the included canaries (each ``repeats`` times)."""
     return [c.record(copy=k) for c in canaries if c.included for k in range(c.repeats)]

@@ -2,7 +2,9 @@
 
 The CLI calls the same public API the library offers. Errors map to exit
 statuses: 0 success, 1 other errors, 2 usage errors, 3 integrity or
-attestation failures (message starting ``integrity:`` / ``attestation:``).
+attestation failures (message starting ``integrity:`` / ``attestation:``), 4 a
+model that did not pass the release gate (``sealtune assess``, message
+starting ``gate:``).
 An unexpected exception is reported by its class name only: its message or
 a traceback with locals could carry data, so neither is shown unless
 ``SEALTUNE_DEBUG=1``.
@@ -21,6 +23,7 @@ import typer
 
 import sealtune
 from sealtune.cli import (
+    assess,
     attest,
     audit,
     bundle,
@@ -43,6 +46,9 @@ from sealtune.errors import SealtuneError
 app = typer.Typer(
     name="sealtune",
     help="Secure LLM fine-tuning: sealed data, keys in your keyring, a tamper-evident audit log.",
+    epilog="Exit status: 0 success, 1 other errors, 2 usage error, 3 integrity or attestation "
+           "failure (integrity: / attestation:), 4 the model did not pass the release gate "
+           "(gate:; sealtune assess, or a pipeline's assess step).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -87,6 +93,7 @@ app.add_typer(data.app, name="data")
 app.command("train")(train.train)
 app.add_typer(train.jobs_app, name="jobs")
 app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(assess.app, name="assess")
 app.command("run")(pipeline.run)
 demo.register(app)
 

@@ -55,7 +55,8 @@ class _Bar:
 
 def train(
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (sealtune data list).")],
-    base: Annotated[Path, typer.Option("--base", help="Base model directory (safetensors).")],
+    base: Annotated[str, typer.Option("--base", help="Base model: a registered name (sealtune "
+                                                     "models base list) or a directory.")],
     out_name: Annotated[str, typer.Option("--out-name", help="Name of the trained model.")],
     method: Annotated[str | None, typer.Option("--method", help="lora (default) or full.")] = None,
     lora_rank: Annotated[int | None, typer.Option(
@@ -105,6 +106,12 @@ def train(
         "--dp-delta", help="δ (default min(1e-5, N^-1.1)).")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(
         "--checkpoint-every", help="Seal a checkpoint every N steps (0: at the end).")] = None,
+    canaries: Annotated[int | None, typer.Option(
+        "--canaries", help="Plant N random secrets for the release gate (sealtune assess), "
+                           "each included with probability 1/2; sealed with the job.")] = None,
+    canary_repeats: Annotated[int | None, typer.Option(
+        "--canary-repeats", help=f"Times an included canary is trained on (default "
+                                 f"{_D.canary_repeats}).")] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="Torch threads.")] = None,
     nproc: Annotated[int, typer.Option(
         "--nproc", help="Training processes in the sandbox (data parallel, gloo; not "
@@ -133,21 +140,35 @@ def train(
         "weight_decay": weight_decay, "batch_size": batch_size,
         "physical_batch_size": physical_batch_size, "max_length": max_length,
         "val_size": _val_size(val_size), "seed": seed, "max_grad_norm": max_grad_norm,
-        "checkpoint_every": checkpoint_every, "dp.epsilon": dp_epsilon, "dp.delta": dp_delta})
+        "checkpoint_every": checkpoint_every, "canaries": canaries,
+        "canary_repeats": canary_repeats, "dp.epsilon": dp_epsilon, "dp.delta": dp_delta})
     if no_sandbox:
         err_console.print(f"[bold red]WARNING[/]: {UNSAFE_WARNING}")
     ws = open_workspace(home)
     bar = _Bar()
     try:
+        base_dir = _resolve_base(ws, base)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # shown above, in red
-            result = run_job(ws, dataset=dataset, base=base, config=config, out_name=out_name,
+            result = run_job(ws, dataset=dataset, base=base_dir, config=config, out_name=out_name,
                              sandbox=not no_sandbox, nproc=nproc, progress=bar,
                              resume=resume, threads=threads, key_names=key)
     finally:
         bar.progress.stop()
         ws.close()
     _print_result(result)
+
+
+def _resolve_base(ws: Any, base: str) -> Path:
+    """``--base``: a registered base (verified; exit 3 if it changed) or a directory (warned)."""
+    from sealtune.assess import resolve_base
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        path = resolve_base(ws, base).path
+    for warning in caught:
+        err_console.print(f"[yellow]warning:[/] {warning.message}")
+    return path
 
 
 def config_from_options(values: dict[str, Any]) -> TrainConfig:

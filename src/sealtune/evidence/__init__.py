@@ -12,7 +12,12 @@ Public API (the pipeline runner and the CLI use only these):
   keys, returning a :class:`BundleReport` of named checks;
 * :func:`evidence_signer`, :func:`pin_file`, :func:`workspace_pins` — the
   workspace's evidence key and the pin file auditors keep (evidence, ledger and
-  witness keys).
+  witness keys);
+* :func:`gate_report_signer`, :func:`verify_gate_report`,
+  :func:`passing_gate_report` — the release gate's report signed with the
+  evidence key, its check for one model digest, and the newest verified
+  passing report the workspace keeps for a model digest (what a release
+  requires).
 
 Each module says what it protects against and what it does not; in short, a
 verified bundle shows that the holder of the pinned evidence key signed these
@@ -24,6 +29,12 @@ See ``docs/evidence.md``.
 
 from sealtune.evidence.attach import record_dataset, record_training, training_record
 from sealtune.evidence.bundle import EvidenceRecorder, WrittenBundle
+from sealtune.evidence.gate import (
+    PassingGate,
+    gate_report_signer,
+    passing_gate_report,
+    verify_gate_report,
+)
 from sealtune.evidence.ledger_proofs import run_events
 from sealtune.evidence.pins import Pins, load_pins, pin_file
 from sealtune.evidence.report import BundleReport, Check
@@ -34,10 +45,13 @@ __all__ = [
     "BundleReport",
     "Check",
     "EvidenceRecorder",
+    "PassingGate",
     "Pins",
     "WrittenBundle",
     "evidence_signer",
+    "gate_report_signer",
     "load_pins",
+    "passing_gate_report",
     "pin_file",
     "record_dataset",
     "record_training",
@@ -45,5 +59,6 @@ __all__ = [
     "training_record",
     "verify_bundle",
     "verify_files",
+    "verify_gate_report",
     "workspace_pins",
 ]

@@ -4,7 +4,8 @@
 after each step with what it read and wrote (by digest), its config, the
 sandbox measurement and its ledger events; ``attach_bom`` /
 ``attach_training_record`` for the dataset ML-BOM and the training record
-(:mod:`sealtune.evidence.attach` builds both from a workspace); then
+(:mod:`sealtune.evidence.attach` builds both from a workspace),
+``attach_gate_report`` for the release gate's signed report; then
 ``write(out)``. Writing signs one in-toto statement per step and a manifest
 listing every file's SHA-256 with the workspace's evidence key
 (:mod:`sealtune.evidence.signer`), proves every event against the ledger's
@@ -189,6 +190,18 @@ class EvidenceRecorder:
         privacy = record.get("privacy") or {}
         self._attach(step, f"training/{job}.json", _json.canonical(dict(record)) + b"\n",
                      epsilon_spent=privacy.get("epsilon_spent"), delta=privacy.get("delta"))
+
+    def attach_gate_report(self, step: str, *, assessment: str, envelope: bytes,
+                           model_digest: str, verdict: str) -> None:
+        """Attach the gate's signed report as ``gate/<assessment>.dsse.json`` to ``step``.
+
+        The statement names it with the model digest and the verdict in its
+        annotations; the verifier checks the envelope's signature and that the
+        report says the same, for the model the step's statement names.
+        """
+        self._attach(step, f"gate/{assessment}.dsse.json", envelope,
+                     model_digest=normalize_digest(model_digest, what="gate model digest"),
+                     verdict=verdict)
 
     def write(self, out: Path, *, tar: bool = False) -> WrittenBundle:
         """Sign everything and write the bundle to ``out`` (must not exist).

@@ -6,6 +6,7 @@ A bundle is a set of files under fixed names (:func:`allowed`)::
     statements/<step>.dsse.json   one signed in-toto statement per step
     bom/<dataset>.cdx.json        the dataset ML-BOM (CycloneDX)
     training/<job>.json           the training record (figures and digests)
+    gate/<assessment>.dsse.json   the release gate's signed report (a DSSE envelope)
     ledger/...                    see sealtune.evidence.ledger_proofs.PATTERNS
     keys/evidence.pub             the evidence public key (PEM), for convenience only
     keys/ledger.vkey              the ledger verifier key string, for convenience only
@@ -47,10 +48,12 @@ _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 STATEMENT = re.compile(rf"statements/({_STEP})\.dsse\.json")
 BOM = re.compile(rf"bom/({_NAME})\.cdx\.json")
 TRAINING = re.compile(rf"training/({_NAME})\.json")
+GATE = re.compile(rf"gate/({_NAME})\.dsse\.json")
 _PATTERNS = (re.compile(re.escape(MANIFEST)), re.compile(re.escape(EVIDENCE_KEY)),
-             re.compile(re.escape(LEDGER_KEY)), STATEMENT, BOM, TRAINING,
+             re.compile(re.escape(LEDGER_KEY)), STATEMENT, BOM, TRAINING, GATE,
              *ledger_proofs.PATTERNS)
-_DIRS = frozenset({"statements", "bom", "training", "ledger", "ledger/proofs", "keys"})
+_DIRS = frozenset({"statements", "bom", "training", "gate", "ledger", "ledger/proofs",
+                   "keys"})
 STEP_NAME = re.compile(_STEP)
 
 

@@ -24,6 +24,11 @@
                        (with no witness pinned: says so, and passes)
 ``bom.<dataset>``      the BOM's SHA-256 is the one a statement names
 ``training.<job>``     the record's digest and ε / δ are those a statement names
+``gate.<assessment>``  the gate report's envelope is signed by a pinned key, is a
+                       valid report, and names the model digest and verdict its
+                       statement names; the model is the one that statement
+                       names as its output and the weights those it read (which
+                       ``statements.chain`` ties to the train step's output)
 
 Any failure makes the report fail (the CLI exits 3). If the manifest cannot
 be trusted, the checks that depend on it are not run.
@@ -50,7 +55,12 @@ from sealtune.evidence import _json, dsse, layout, ledger_proofs
 from sealtune.evidence.bundle import MANIFEST_FORMAT, MANIFEST_TYPE
 from sealtune.evidence.pins import Pins, load_public_pem
 from sealtune.evidence.report import BundleReport
-from sealtune.evidence.statement import BUILDER_ID, ParsedStatement, parse_statement
+from sealtune.evidence.statement import (
+    BUILDER_ID,
+    ParsedStatement,
+    normalize_digest,
+    parse_statement,
+)
 
 _DIGEST = re.compile(r"(sha256|content-sha256):[0-9a-f]{64}")
 _LEDGER_EVENT = re.compile(r"ledger/([1-9][0-9]{0,17})")
@@ -105,6 +115,7 @@ def _run(files: Mapping[str, bytes], pins: Pins, report: BundleReport) -> None:
     _chain(manifest, statements, report)
     _ledger(files, manifest, parsed, pins, report)
     _attachments(files, parsed, report)
+    _gates(files, parsed, trusted, report)
 
 
 def _evidence_keys(files: Mapping[str, bytes], pins: Pins, report: BundleReport) -> list[Any]:
@@ -313,3 +324,41 @@ def _training(path: str, data: bytes, named: dict[str, Any], name: str,
         return
     what = "no differential privacy" if eps is None else f"ε {eps:.4g} at δ {delta}"
     report.add(name, True, f"{path}: named by a statement; {what}, as the statement says")
+
+
+def _gates(files: Mapping[str, bytes], statements: Mapping[str, ParsedStatement],
+           trusted: list[Any], report: BundleReport) -> None:
+    for path in sorted(files):
+        match = layout.GATE.fullmatch(path)
+        if match is None:
+            continue
+        name = f"gate.{match.group(1)}"
+        digest = "sha256:" + hashlib.sha256(files[path]).hexdigest()
+        naming = [st for st in statements.values()
+                  if st.byproducts.get(path, {}).get("digest") == digest]
+        if len(naming) != 1:
+            report.add(name, False, f"{path}: no statement names this file with its SHA-256")
+            continue
+        try:
+            report.add(name, True, _gate(path, files[path], naming[0], trusted))
+        except SealtuneError as exc:
+            report.add(name, False, exc.message)
+
+
+def _gate(path: str, data: bytes, st: ParsedStatement, trusted: list[Any]) -> str:
+    from sealtune.evidence.gate import verify_gate_report
+
+    annotations = st.byproducts[path].get("annotations") or {}
+    model = annotations.get("model_digest")
+    if not isinstance(model, str) or st.outputs.get("model") != model:
+        raise SealtuneError(f"{path}: its statement does not name the assessed model as "
+                            "its output")
+    doc = verify_gate_report(data, trusted, model_digest=model, require_pass=False,
+                             what=path)
+    if doc["verdict"] != annotations.get("verdict"):
+        raise SealtuneError(f"{path}: the report's verdict is not the one its statement names")
+    weights = doc["model"].get("weights_sha256")
+    if weights is not None and normalize_digest(weights, what=path) != st.inputs.get("weights"):
+        raise SealtuneError(f"{path}: the report's weights are not those its step read")
+    return (f"{path}: signed by a pinned key; verdict {doc['verdict']} for model "
+            f"{model[:23]}…, the model its {st.kind} statement names")

@@ -4,7 +4,9 @@
 into an evidence bundle (:mod:`sealtune.evidence`): one signed in-toto
 statement per step (:meth:`~sealtune.pipeline.StepRecord.evidence`: its
 inputs and outputs by digest, its settings, the sandbox measurement), the
-data step's dataset ML-BOM, the train step's training record with ε, and
+data step's dataset ML-BOM, the train step's training record with ε, the
+assess step's signed gate report (its envelope, opened from the workspace's
+sealed copy), and
 global inclusion proofs of the step's audit-log events against the ledger's
 newest checkpoint, cosigned by the workspace's witnesses when it has a
 witness policy. A step's run inputs (the raw input, the policy, the base
@@ -74,7 +76,7 @@ def _times(record: StepRecord) -> tuple[datetime, datetime]:
 
 
 def _attach(recorder: EvidenceRecorder, ws: Workspace, record: StepRecord) -> None:
-    """The stage's own records, figures only: the dataset's BOM, the job's training record."""
+    """The stages' own records: the dataset's BOM, the training record, the gate report."""
     if record.name == "data":
         from sealtune.data import export_bom
 
@@ -86,6 +88,12 @@ def _attach(recorder: EvidenceRecorder, ws: Workspace, record: StepRecord) -> No
         job = str(record.summary["job"])
         recorder.attach_training_record("train", job=job,
                                         record=training_record(show_job(ws, job)))
+    elif record.name == "assess":
+        from sealtune.assess import read_assessment
+
+        gate = read_assessment(ws, str(record.summary["assessment"]))
+        recorder.attach_gate_report("assess", assessment=gate.id, envelope=gate.envelope(ws),
+                                    model_digest=gate.model_digest, verdict=gate.verdict)
 
 
 def write_run_bundle(ws: Workspace, result: RunResult, out: Path, *,

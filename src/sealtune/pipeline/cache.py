@@ -29,8 +29,8 @@ from typing import Any
 import sealtune
 from sealtune.sandbox.measurement import digest_tree
 
-__all__ = ["DATA_PACKAGES", "TRAIN_PACKAGES", "canonical", "code_digest", "file_sha256",
-           "package_versions", "step_key", "tree_digest"]
+__all__ = ["ASSESS_PACKAGES", "DATA_PACKAGES", "TRAIN_PACKAGES", "canonical", "code_digest",
+           "file_sha256", "package_versions", "step_key", "tree_digest"]
 
 #: Distributions whose version changes what the data step computes.
 DATA_PACKAGES = ("pyyaml", "python-stdnum", "phonenumbers", "datasketch", "numpy",
@@ -38,6 +38,9 @@ DATA_PACKAGES = ("pyyaml", "python-stdnum", "phonenumbers", "datasketch", "numpy
 #: Distributions whose version changes what the train step computes.
 TRAIN_PACKAGES = ("torch", "transformers", "peft", "opacus", "safetensors", "tokenizers",
                   "accelerate", "numpy", "cryptography")
+#: Distributions whose version changes what the release gate measures or judges.
+ASSESS_PACKAGES = ("torch", "transformers", "peft", "safetensors", "tokenizers", "numpy",
+                   "fickling", "matplotlib", "cryptography")
 KEY_FORMAT = "sealtune.pipeline-step/v1"
 
 

@@ -74,6 +74,15 @@ steps:
       epsilon: 8                # the privacy budget, example-level
       # delta: 1e-5             # default min(1e-5, N^-1.1)
       epsilon_every: 3          # report ε every 3 steps
+
+  # The release gate (docs/assess.md): leakage, safety and model-file probes on the
+  # trained model, in the sandbox. A failing gate stops the run with exit status 4.
+  # Optional, and off here to keep the example quick (it adds about a minute on the
+  # tiny model): uncomment to run it.
+  # assess:
+  #   policy: gate.yaml         # 'sealtune assess policy init gate.yaml'; omitted: the default
+  #   report_dir: gate-report   # report.json, report.html, report.dsse.json
+  #   threads: 1                # torch threads in the gate's sandbox
 """
 
 

@@ -35,7 +35,13 @@ from sealtune.errors import IntegrityError, KeyringError, SealtuneError, UsageEr
 from sealtune.pipeline.cache import step_key
 from sealtune.pipeline.secret import pipeline_secret
 from sealtune.pipeline.state import RunState, StepRecord, run_lock
-from sealtune.pipeline.steps import DataAdapter, Outcome, TrainAdapter, artifact_digest
+from sealtune.pipeline.steps import (
+    AssessAdapter,
+    DataAdapter,
+    Outcome,
+    TrainAdapter,
+    artifact_digest,
+)
 
 if TYPE_CHECKING:
     from sealtune.pipeline.schema import Pipeline
@@ -82,6 +88,8 @@ def _adapters(pipeline: Pipeline, ws: Workspace) -> dict[str, Any]:
                                                     default_key=ws.config.default_key)}
     if pipeline.train is not None:
         adapters["train"] = TrainAdapter(pipeline.train)
+    if pipeline.assess is not None:
+        adapters["assess"] = AssessAdapter(pipeline.assess)
     return adapters
 
 

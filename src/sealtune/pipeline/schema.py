@@ -1,6 +1,6 @@
 """The pipeline file's typed schema (frozen dataclasses) and its validator.
 
-:func:`load_pipeline` reads ``pipeline.yaml`` (:mod:`.yaml_source`) and
+:func:`load_pipeline` reads ``pipeline.yaml`` (:mod:`sealtune.yaml_source`) and
 checks all of it before anything runs: the shape, every key (an unknown one
 is an error that suggests the closest allowed key and lists them), every
 type and value, that the files it names exist, the data policy (a file or
@@ -22,7 +22,6 @@ a wise one.
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,29 +29,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sealtune.errors import ConfigError
+from sealtune.pipeline.secret_keys import refuse_secrets
 from sealtune.pipeline.train_fields import check_train_fields, train_field_names, unknown_key
-from sealtune.pipeline.yaml_source import Mark, YMap, YNode, YScalar, YSeq, read_source, to_plain
+from sealtune.yaml_source import Mark, YMap, YNode, YScalar, YSeq, read_source, to_plain
 
 if TYPE_CHECKING:
+    from sealtune.assess.policy import GatePolicy
     from sealtune.data.policy import Policy
     from sealtune.train.config import TrainConfig
 
-__all__ = ["STEP_ORDER", "DataStep", "Pipeline", "TrainStep", "load_pipeline"]
+__all__ = ["STEP_ORDER", "AssessStep", "DataStep", "Pipeline", "TrainStep", "load_pipeline"]
 
 VERSION = 1
 #: The steps, in the order they run (later stages join as they land).
-STEP_ORDER = ("data", "train")
+STEP_ORDER = ("data", "train", "assess")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SHORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$")
 _KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SHA256 = re.compile(r"^(sha256:)?[0-9a-f]{64}$")
-_SECRET_WORDS = {"passphrase", "password", "passwd", "pin", "token", "secret", "apikey",
-                 "credential", "credentials"}
-_SECRET_PAIRS = {("api", "key"), ("private", "key"), ("access", "key"), ("secret", "key")}
 _TOP = ("version", "name", "workspace", "steps")
 _DATA = ("input", "input_sha256", "format", "text_field", "on_error", "policy", "dataset",
          "keys")
 _TRAIN_OWN = ("base", "out", "keys", "threads", "nproc", "tmpfs_mb", "timeout_s")
+_ASSESS = ("policy", "report_dir", "threads", "timeout_s")
 _MAX_NPROC = 64
 
 
@@ -94,7 +93,8 @@ class TrainStep:
     """``steps.train``: fine-tune ``base`` on the data step's dataset in the sandbox.
 
     Attributes:
-        base: the base model directory (absolute).
+        base: the base model directory (absolute), or the name of a registered base
+            (``sealtune models base add``), resolved and verified when the step runs.
         out: the model name's prefix (the stored name adds the step key).
         config: the training settings.
         keys: KEK names to seal the model under (None: the dataset's KEKs).
@@ -104,7 +104,7 @@ class TrainStep:
         timeout_s: seconds after which the job is stopped (None: no limit).
     """
 
-    base: Path
+    base: Path | str
     out: str
     config: TrainConfig
     keys: tuple[str, ...] | None = None
@@ -121,6 +121,31 @@ class TrainStep:
 
 
 @dataclass(frozen=True)
+class AssessStep:
+    """``steps.assess``: the release gate on the train step's model (``docs/assess.md``).
+
+    Attributes:
+        policy: the gate policy (a file, or the built-in default).
+        policy_source: where the policy came from, for messages.
+        report_dir: where ``report.json``, ``report.html`` and ``report.dsse.json`` go
+            (absolute; the sealed copies go into the workspace either way).
+        threads: torch threads in the gate's sandbox.
+        timeout_s: seconds after which the gate's sandbox is stopped (None: no limit).
+    """
+
+    policy: GatePolicy
+    policy_source: str
+    report_dir: Path
+    threads: int = 1
+    timeout_s: float | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """The step's normalised settings (the policy by its digest; not where reports go)."""
+        return {"policy_digest": self.policy.digest, "threads": self.threads,
+                "timeout_s": self.timeout_s}
+
+
+@dataclass(frozen=True)
 class Pipeline:
     """A validated pipeline file.
 
@@ -131,6 +156,7 @@ class Pipeline:
         workspace: the workspace directory, or None for ``$SEALTUNE_HOME``.
         data: the data step.
         train: the train step, or None.
+        assess: the release gate step, or None (needs the train step).
         marks: dotted key path -> where it was written (for errors found at run time).
     """
 
@@ -140,6 +166,7 @@ class Pipeline:
     workspace: Path | None
     data: DataStep
     train: TrainStep | None = None
+    assess: AssessStep | None = None
     marks: Mapping[str, Mark] = field(default_factory=dict, compare=False)
 
     @property
@@ -165,7 +192,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
     display = str(path)
     source = Path(path).absolute()
     top = read_source(source, display=display)
-    _refuse_secrets(top, "")
+    refuse_secrets(top, "")
     _keys(top, "", _TOP, required=("version", "name", "steps"))
     version = top.items["version"]
     if not (isinstance(version, YScalar) and version.value == VERSION
@@ -182,11 +209,18 @@ def load_pipeline(path: str | Path) -> Pipeline:
     _keys(steps, "steps", STEP_ORDER, required=("data",))
     marks = _marks(top, "")
     data = _data(_section(steps.items["data"], "steps.data"), base_dir)
-    train = None
+    train = assess = None
     if "train" in steps.items:
         train = _train(_section(steps.items["train"], "steps.train"), base_dir)
+    if "assess" in steps.items:
+        if train is None:
+            raise steps.key_marks["assess"].error("steps.assess", "needs a train step (it "
+                                                  "assesses the trained model)",
+                                                  hint="add steps.train, or remove "
+                                                       "steps.assess")
+        assess = _assess(_section(steps.items["assess"], "steps.assess"), base_dir)
     return Pipeline(name=name, source=source, display=display, workspace=workspace, data=data,
-                    train=train, marks=marks)
+                    train=train, assess=assess, marks=marks)
 
 
 # -- sections ----------------------------------------------------------------------------
@@ -223,13 +257,37 @@ def _train(section: YMap, base_dir: Path) -> TrainStep:
     config = check_train_fields(section, [k for k in section.items if k in fields], path=path)
     timeout = get("timeout_s")
     return TrainStep(
-        base=_path(section.items["base"], f"{path}.base", base_dir, kind="dir"),
+        base=_base(section.items["base"], f"{path}.base", base_dir),
         out=_string(section.items["out"], f"{path}.out", pattern=_SHORT_NAME,
                     rule="1-48 letters, digits, '.', '_' or '-'"),
         config=config, keys=_key_names(get("keys"), f"{path}.keys"),
         threads=_int(get("threads"), f"{path}.threads", 1, 256, default=1),
         nproc=_int(get("nproc"), f"{path}.nproc", 1, _MAX_NPROC, default=1),
         tmpfs_mb=_int(get("tmpfs_mb"), f"{path}.tmpfs_mb", 64, 1 << 20, default=1024),
+        timeout_s=None if timeout is None or (isinstance(timeout, YScalar) and timeout.value
+                                              is None) else _positive(timeout,
+                                                                      f"{path}.timeout_s"))
+
+
+def _assess(section: YMap, base_dir: Path) -> AssessStep:
+    from sealtune.assess.policy import default_policy_text, load_policy, parse_policy
+
+    path = "steps.assess"
+    _keys(section, path, _ASSESS, required=())
+    get = section.items.get
+    node = get("policy")
+    if node is None or (isinstance(node, YScalar) and node.value is None):
+        policy, source = parse_policy(default_policy_text()), "the built-in default gate policy"
+    else:
+        file = _path(node, f"{path}.policy", base_dir, kind="file")
+        policy, source = load_policy(file), str(file)
+    report = get("report_dir")
+    timeout = get("timeout_s")
+    return AssessStep(
+        policy=policy, policy_source=source,
+        report_dir=base_dir / "gate-report" if report is None else _path(
+            report, f"{path}.report_dir", base_dir),
+        threads=_int(get("threads"), f"{path}.threads", 1, 256, default=1),
         timeout_s=None if timeout is None or (isinstance(timeout, YScalar) and timeout.value
                                               is None) else _positive(timeout,
                                                                       f"{path}.timeout_s"))
@@ -329,41 +387,18 @@ def _path(node: YNode, path: str, base_dir: Path, *, kind: str | None = None) ->
     return resolved
 
 
+def _base(node: YNode, path: str, base_dir: Path) -> Path | str:
+    """A directory (as :func:`_path`), or a plain name: a registered base, checked at run."""
+    text = _string(node, path)
+    if _NAME.match(text) and not (base_dir / text).is_dir():
+        return text
+    return _path(node, path, base_dir, kind="dir")
+
+
 def _formats() -> tuple[str, ...]:
     from sealtune.data.formats import FORMATS
 
     return tuple(FORMATS)
-
-
-def _words(key: str) -> list[str]:
-    return [w for w in re.split(r"[^a-z0-9]+", re.sub(r"([a-z])([A-Z])", r"\1_\2", key).lower())
-            if w]
-
-
-def _secret_like(key: str) -> bool:
-    words = _words(key)
-    return any(w in _SECRET_WORDS for w in words) or any(
-        pair in _SECRET_PAIRS for pair in itertools.pairwise(words)) or \
-        "".join(words) in {"apikey", "privatekey", "accesskey"}
-
-
-def _refuse_secrets(node: YNode, path: str) -> None:
-    """Refuse any key that looks like a secret, outside the inline data policy."""
-    if isinstance(node, YSeq):
-        for i, item in enumerate(node.items):
-            _refuse_secrets(item, f"{path}[{i}]")
-        return
-    if not isinstance(node, YMap) or path == "steps.data.policy":
-        return
-    for key, value in node.items.items():
-        where = f"{path}.{key}" if path else key
-        if _secret_like(key):
-            raise node.key_marks[key].error(
-                where, "looks like a secret: secrets never go in a pipeline file",
-                hint="name keys by reference (keys: [customer]); the keyring passphrase comes "
-                     "from SEALTUNE_PASSPHRASE or a prompt, HSM PINs and tokens from their "
-                     "environment variables")
-        _refuse_secrets(value, where)
 
 
 def _marks(node: YNode, path: str) -> dict[str, Mark]:

@@ -4,7 +4,10 @@ Each adapter names the packages that compute its step, its normalised
 settings, its inputs by digest, and how to run it: :class:`DataAdapter`
 calls :func:`sealtune.data.ingest.ingest` (as ``sealtune data ingest``
 does) and :func:`sealtune.data.store.show_dataset`; :class:`TrainAdapter`
-calls :func:`sealtune.train.jobs.run_job` (as ``sealtune train`` does).
+calls :func:`sealtune.train.jobs.run_job` (as ``sealtune train`` does);
+:class:`AssessAdapter` calls :func:`sealtune.assess.run_gate` (as
+``sealtune assess`` does) on the train step's model and stops the run with
+:class:`~sealtune.errors.GateFailed` (exit 4) when the gate fails.
 When the stages move behind their packages' verbs, only this module changes.
 
 Outputs are content-addressed: the data step's dataset is
@@ -22,9 +25,10 @@ that do not depend on random data keys: the dataset's record stream
 What this protects against: a step run on inputs other than those its key
 names (inputs are digested from disk right before the step, and a dataset
 that no longer matches the data step's record fails the train step), and
-adopting an output some other command made. What it does not: the stages'
-own limits (see their modules), and the checks are of digests recorded in
-the unsigned run state.
+adopting an output some other command made, a model that failed the release
+gate going on as if it passed (the run stops; the failed report is sealed and
+recorded all the same). What it does not: the stages' own limits (see their
+modules), and the checks are of digests recorded in the unsigned run state.
 """
 
 from __future__ import annotations
@@ -40,15 +44,22 @@ from typing import TYPE_CHECKING, Any
 
 from sealtune.errors import IntegrityError, UsageError
 from sealtune.keys.content import DIGEST_LABEL, labelled_digest
-from sealtune.pipeline.cache import DATA_PACKAGES, TRAIN_PACKAGES, file_sha256, tree_digest
+from sealtune.pipeline.cache import (
+    ASSESS_PACKAGES,
+    DATA_PACKAGES,
+    TRAIN_PACKAGES,
+    file_sha256,
+    tree_digest,
+)
 
 if TYPE_CHECKING:
-    from sealtune.pipeline.schema import DataStep, TrainStep
+    from sealtune.assess.bases import BaseModel
+    from sealtune.pipeline.schema import AssessStep, DataStep, TrainStep
     from sealtune.pipeline.state import StepRecord
     from sealtune.workspace import Workspace
 
-__all__ = ["DataAdapter", "Outcome", "ProgressFn", "TrainAdapter", "artifact_digest",
-           "output_name"]
+__all__ = ["AssessAdapter", "DataAdapter", "Outcome", "ProgressFn", "TrainAdapter",
+           "artifact_digest", "output_name"]
 
 #: ``progress(fields)``: numbers and names only (phase, done, total; step, loss, ε).
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -216,10 +227,23 @@ class TrainAdapter:
 
     def __init__(self, step: TrainStep) -> None:
         self.step = step
+        self._base: BaseModel | None = None
 
     def settings(self) -> dict[str, Any]:
         """The step's normalised settings (every training field, defaults included)."""
         return self.step.settings()
+
+    def base(self, ws: Workspace) -> Path:
+        """The base directory: a registered base verified (exit 3 if changed), or the path.
+
+        An unpinned directory is not warned about here (the step's summary says
+        ``base_pinned: false``, and the audit log records ``base.unpinned``).
+        """
+        if self._base is None:
+            from sealtune.assess import resolve_base
+
+            self._base = resolve_base(ws, self.step.base, warn=False)
+        return self._base.path
 
     def inputs(self, ws: Workspace, done: Mapping[str, StepRecord]) -> dict[str, str]:
         """The dataset (checked against the data step's record) and the base model digests."""
@@ -233,7 +257,7 @@ class TrainAdapter:
                                  "recorded it", hint="restore the dataset, or rerun with "
                                  "--force-step data to rebuild it")
         return {"dataset": recorded, "records": data.digests["records"],
-                "base": tree_digest(self.step.base)}
+                "base": tree_digest(self.base(ws))}
 
     def execute(self, ws: Workspace, *, key: str, inputs: Mapping[str, str],
                 done: Mapping[str, StepRecord], force: bool, progress: ProgressFn | None,
@@ -259,7 +283,7 @@ class TrainAdapter:
                                                          "eta_s")})
 
         s = self.step
-        run_job(ws, dataset=dataset, base=s.base, config=s.config, out_name=name,
+        run_job(ws, dataset=dataset, base=self.base(ws), config=s.config, out_name=name,
                        nproc=s.nproc, progress=relay, threads=s.threads,
                        tmpfs_size=s.tmpfs_mb << 20, timeout=s.timeout_s,
                        key_names=None if s.keys is None else list(s.keys))
@@ -293,6 +317,57 @@ class TrainAdapter:
         summary = {"model": target.name, "adopted": adopted, "job": model["job"],
                    "sandboxed": model.get("sandboxed"), "keys": model.get("keys"),
                    "epsilon_spent": privacy.get("epsilon_spent"), "delta": privacy.get("delta"),
-                   "steps": metrics.get("steps"), "final_loss": metrics.get("final_loss")}
+                   "steps": metrics.get("steps"), "final_loss": metrics.get("final_loss"),
+                   "base": None if self._base is None else self._base.name,
+                   "base_pinned": None if self._base is None else self._base.pinned}
         return Outcome(outputs=outputs, digests={"weights": model["weights_sha256"]},
                        summary=summary, measurement=model.get("measurement"))
+
+
+class AssessAdapter:
+    """``steps.assess``: the release gate on the train step's model; a failure stops the run.
+
+    Its inputs are the model's files as the train step recorded them, its
+    weights digest and the policy's; a gate that passed is cached like any
+    step. A failing gate raises :class:`~sealtune.errors.GateFailed` after
+    its report is written, sealed, signed and recorded (``assess.failed``),
+    and is never cached: the next run assesses again.
+    """
+
+    name = "assess"
+    packages = ASSESS_PACKAGES
+
+    def __init__(self, step: AssessStep) -> None:
+        self.step = step
+
+    def settings(self) -> dict[str, Any]:
+        """The step's normalised settings (the policy by its digest)."""
+        return self.step.settings()
+
+    def inputs(self, ws: Workspace, done: Mapping[str, StepRecord]) -> dict[str, str]:
+        """The model's files and weights (as the train step recorded them) and the policy."""
+        train = done["train"]
+        return {**train.outputs, "weights": train.digests["weights"],
+                "policy": self.step.policy.digest}
+
+    def execute(self, ws: Workspace, *, key: str, inputs: Mapping[str, str],
+                done: Mapping[str, StepRecord], force: bool, progress: ProgressFn | None,
+                secret: Callable[[], bytes]) -> Outcome:
+        """Run the gate; raise GateFailed (exit 4) unless it passes."""
+        from sealtune.assess import run_gate
+        from sealtune.assess.assessments import ASSESSMENTS
+        from sealtune.evidence import gate_report_signer
+
+        s, model = self.step, str(done["train"].summary["model"])
+        gate = run_gate(ws, model=model, policy=s.policy, out=s.report_dir,
+                        sign=gate_report_signer(ws), threads=s.threads, timeout=s.timeout_s,
+                        warn=False)
+        gate.raise_if_failed()
+        names = ["report.json.sealed", "report.dsse.json.sealed", "assessment.json"]
+        return Outcome(
+            outputs=_digests(ws.root / ASSESSMENTS / gate.id, ws, names),
+            digests={"report": gate.report_sha256, "model": gate.model_digest},
+            summary={"assessment": gate.id, "verdict": gate.verdict, "model": model,
+                     "model_digest": gate.model_digest, "report": str(gate.report),
+                     "keyid": gate.keyid,
+                     "probes": {r.name: r.verdict for r in gate.results}})

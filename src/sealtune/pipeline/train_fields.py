@@ -27,8 +27,8 @@ from functools import cache
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from sealtune.errors import ConfigError
-from sealtune.pipeline.yaml_source import Mark, YMap, YNode, YScalar, YSeq, to_plain
 from sealtune.train.config import TrainConfig
+from sealtune.yaml_source import Mark, YMap, YNode, YScalar, YSeq, to_plain
 
 __all__ = ["check_train_fields", "train_field_names", "unknown_key"]
 

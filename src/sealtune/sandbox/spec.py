@@ -12,7 +12,7 @@ cleared environment, ``/usr`` and the runtime and code trees read-only,
 private tmpfs for ``/tmp`` and ``/dev/shm``, inputs read-only under
 ``/sandbox/in`` and one writable ``/sandbox/out``; see
 :mod:`sealtune.sandbox` for what each flag stops. The spec also names the
-stage that runs in it (``train`` or ``data``), which marks its ledger events
+stage that runs in it (``train``, ``data`` or ``assess``), which marks its ledger events
 (:mod:`sealtune.sandbox.timeline`) and changes nothing in the argv.
 
 What this protects against: a spec that would silently widen the sandbox (a
@@ -47,7 +47,7 @@ WORK = str(wire.WORKDIR)  # the sandbox's own tmpfs, not the host's /tmp
 SHM = "/dev/shm"  # noqa: S108 - likewise a private tmpfs inside the sandbox
 LAUNCHER = "sealtune.sandbox.launcher"
 #: The stages that run work in a sandbox (the spec's ``stage`` marks its ledger events).
-STAGES = ("train", "data")
+STAGES = ("train", "data", "assess")
 ROOT_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime")
 RESERVED = tuple(Path(p) for p in ("/tmp", "/sandbox", "/proc", "/dev", "/etc"))  # noqa: S108

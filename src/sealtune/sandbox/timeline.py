@@ -1,13 +1,13 @@
 """A sandbox's lifecycle in the audit ledger: the same events for every stage, marked with it.
 
 :class:`Timeline` turns what a sandbox reports into ledger entries, the
-same way for training and the data step: ``sandbox.created`` (the pid, the
+same way for training, the data step and the release gate: ``sandbox.created`` (the pid, the
 measurement of what runs and the isolation flags, :func:`isolation_flags`,
 taken from the very argv the sandbox runs with), ``sandbox.data_decrypted``
 and ``sandbox.outputs_sealed`` (the entry's milestones, numbers only),
 ``sandbox.destroyed`` (the teardown result) and, when the sandbox left
 files it should not have, ``sandbox.unexpected_outputs``. Each carries the
-spec's stage (``"stage": "train"`` or ``"data"``). A stage adds its own
+spec's stage (``"stage": "train"``, ``"data"`` or ``"assess"``). A stage adds its own
 milestones (training's ``training_finished`` becomes ``train.finished``).
 The ledger is reached through the caller's ``record`` callback, so this
 package imports neither the ledger nor the workspace.

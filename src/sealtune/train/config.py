@@ -50,7 +50,8 @@ OPTIONS: dict[str, str] = {
     "warmup_ratio": "--warmup-ratio", "batch_size": "--batch-size",
     "physical_batch_size": "--physical-batch-size", "max_length": "--max-length",
     "val_size": "--val-size", "seed": "--seed", "max_grad_norm": "--max-grad-norm",
-    "checkpoint_every": "--checkpoint-every", "dp.epsilon": "--dp-epsilon",
+    "checkpoint_every": "--checkpoint-every", "canaries": "--canaries",
+    "canary_repeats": "--canary-repeats", "dp.epsilon": "--dp-epsilon",
     "dp.delta": "--dp-delta", "dp.max_grad_norm": "--max-grad-norm",
 }
 #: Names other tools use (LLaMA-Factory, peft, this module before) and the key to write instead.
@@ -72,7 +73,11 @@ _COUNTS: tuple[tuple[str, int, bool, str], ...] = (
     ("max_length", 8, False, "the default is 512 tokens"),
     ("seed", 0, False, "any integer from 0 to 2**63 - 1"),
     ("checkpoint_every", 0, False, "0 keeps only the final state"),
+    ("canaries", 0, False, "0 plants none; 64 to 256 make the release gate's tests sharper"),
+    ("canary_repeats", 1, False, "4 is the Secret Sharer's setting; 1 audits one example"),
 )
+#: The most canaries a job may plant, and times each may repeat.
+MAX_CANARIES, MAX_CANARY_REPEATS = 10_000, 100
 _YAML_FLOAT = "write numbers with a decimal point in YAML (1.0e-4: YAML 1.1 reads 1e-4 as text)"
 
 
@@ -153,6 +158,9 @@ class TrainConfig:
         seed: seeds initialisation, the split, data order, dropout, sampling and noise.
         max_grad_norm: gradient clipping without DP (DP clips per example: ``dp.max_grad_norm``).
         checkpoint_every: save a checkpoint every N steps and at the end (0: never).
+        canaries: plant this many random secrets for the release gate (``sealtune
+            assess``), each included with probability 1/2 (0: none).
+        canary_repeats: how many times an included canary is in the training records.
         allow_pickle: load pickle base weights after an opcode scan (weakens a default).
         dp: differential privacy; ``None`` trains without it.
     """
@@ -173,6 +181,8 @@ class TrainConfig:
     seed: int = 0
     max_grad_norm: float = 1.0
     checkpoint_every: int = 0
+    canaries: int = 0
+    canary_repeats: int = 4
     allow_pickle: bool = False
     dp: DPConfig | None = None
 
@@ -202,6 +212,10 @@ class TrainConfig:
                 _fail(key, f"an integer >= {low}" + (" (or left out)" if optional else ""), hint)
         if self.seed >= 2**63:
             _fail("seed", "below 2**63", "any integer from 0 to 2**63 - 1")
+        if self.canaries > MAX_CANARIES or self.canary_repeats > MAX_CANARY_REPEATS:
+            _fail("canaries" if self.canaries > MAX_CANARIES else "canary_repeats",
+                  f"at most {MAX_CANARIES} canaries repeated at most {MAX_CANARY_REPEATS} times",
+                  "canaries are a test instrument, not a share of the data")
 
     def _check_rates(self) -> None:
         if not (_num(self.lr) and self.lr > 0):

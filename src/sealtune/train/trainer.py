@@ -63,7 +63,8 @@ VAL_FRACTION_DP_NOTE = ("val_size is a fraction: the held-out count follows the 
 def train(records: Sequence[Record], *, base_dir: Path, config: TrainConfig, out_dir: Path,
           progress: ProgressFn | None = None,
           checkpoint: CheckpointSink | None = None,
-          dist: DistContext | None = None, on_epoch: EpochFn | None = None) -> TrainResult:
+          dist: DistContext | None = None, on_epoch: EpochFn | None = None,
+          extra_records: Sequence[Record] = ()) -> TrainResult:
     """Fine-tune the model in ``base_dir`` on ``records``; write the result to ``out_dir``.
 
     Args:
@@ -81,6 +82,8 @@ def train(records: Sequence[Record], *, base_dir: Path, config: TrainConfig, out
         on_epoch: called at the end of every epoch (and after the last step, if that
             ends an epoch early) with the epoch's training loss and, with ``val_size``,
             the held-out loss; on resume, first with the epochs the checkpoint holds.
+        extra_records: records added to the training part after the split, never held
+            out (the release gate's canaries, :mod:`sealtune.assess.canaries`).
 
     Examples whose assistant tokens were all cut by ``max_length`` carry no loss: they
     are dropped before training (a per-record decision) and counted in
@@ -106,7 +109,8 @@ def train(records: Sequence[Record], *, base_dir: Path, config: TrainConfig, out
         raise UsageError(f"output directory {out_dir} is not empty")
     with quiet_library_warnings():
         return _Run(config, base_dir, out_dir, progress if main else None,
-                    checkpoint, dist, on_epoch if main else None).run(records)
+                    checkpoint, dist, on_epoch if main else None,
+                    extra=tuple(extra_records)).run(records)
 
 
 @dataclass
@@ -118,6 +122,7 @@ class _Run:
     sink: CheckpointSink | None
     dist: DistContext | None = None
     on_epoch: EpochFn | None = None
+    extra: tuple[Record, ...] = ()
     step: int = 0
     losses: list[float | None] = field(default_factory=list)
     epochs: list[EpochReport] = field(default_factory=list)
@@ -162,6 +167,7 @@ class _Run:
         examples that still have assistant tokens after truncation)."""
         cfg = self.config
         train_part, held = split_records(records, val_size=cfg.val_size, seed=cfg.seed)
+        train_part = [*train_part, *self.extra]  # canaries: training records, never held out
         self.data = encode_records(train_part, self.tokenizer,
                                    max_length=cfg.max_length).with_loss_only()
         if self.data.dropped_no_assistant_tokens:

@@ -65,7 +65,8 @@ JOB_FORMAT = "sealtune-train-job/1"
 #: them too, with OMP_NUM_THREADS): no network look-ups, no telemetry, caches on the tmpfs.
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false"}
-DEFAULT_KEYS = {"dataset": "dataset", "output": "output", "checkpoint": "checkpoint"}
+DEFAULT_KEYS = {"dataset": "dataset", "output": "output", "checkpoint": "checkpoint",
+                "canaries": "canaries"}
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,7 @@ def main(ctx: ChildContext, argv: list[str]) -> None:
                           hint="train with DP at --nproc 1")
     from sealtune.train.distributed import start_ranks
 
-    needed = {spec.keys.get(role, role) for role in ("dataset", "checkpoint")}
+    needed = {spec.keys.get(role, role) for role in ("dataset", "checkpoint", "canaries")}
     dist, group = start_ranks(spec.nproc, {k: v for k, v in ctx.keys.items() if k in needed},
                               argv)  # the other ranks never seal outputs: no output key
     group.watch(lambda rank: _abort(ctx))
@@ -268,7 +269,19 @@ def _train(ctx: ChildContext, spec: JobSpec, dist: DistContext | None) -> TrainR
     out_dir = ctx.workdir / "model"
     return train(records, base_dir=ctx.indir / spec.base, config=spec.config,
                  out_dir=out_dir, progress=_progress(ctx) if main else None,
-                 checkpoint=sink, dist=dist, on_epoch=_epochs(ctx) if main else None)
+                 checkpoint=sink, dist=dist, on_epoch=_epochs(ctx) if main else None,
+                 extra_records=_canaries(ctx, spec))
+
+
+def _canaries(ctx: ChildContext, spec: JobSpec) -> list[Record]:
+    """The included canaries' training records, rebuilt from the seed on the key pipe."""
+    if not spec.config.canaries:
+        return []
+    from sealtune.assess.canaries import canaries_from_seed, canary_records
+
+    planted = canaries_from_seed(_key(ctx, spec, "canaries"), count=spec.config.canaries,
+                                 repeats=spec.config.canary_repeats)
+    return canary_records(planted)
 
 
 def _finish(ctx: ChildContext, spec: JobSpec, result: TrainResult, world_size: int) -> None:

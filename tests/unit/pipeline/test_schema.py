@@ -13,8 +13,8 @@ from sealtune.pipeline import load_pipeline
 from sealtune.pipeline.example import render_example
 from sealtune.pipeline.schema import STEP_ORDER
 from sealtune.pipeline.train_fields import train_field_names
-from sealtune.pipeline.yaml_source import MAX_BYTES, MAX_DEPTH, parse_text
 from sealtune.train.config import TrainConfig
+from sealtune.yaml_source import MAX_BYTES, MAX_DEPTH, parse_text
 
 BASE = """\
 version: 1
@@ -80,7 +80,7 @@ def test_the_example_file_validates(folder: Path) -> None:
      "pipeline.yaml:7:5: steps.data.polcy:", "did you mean 'policy'"),
     (BASE + "    lora: {rank: 4, rnk: 2}\n", "pipeline.yaml:11:21: steps.train.lora.rnk:",
      "did you mean 'rank'"),
-    (BASE + "  assess: {}\n", "pipeline.yaml:11:3: steps.assess:", "unknown key"),
+    (BASE + "  asess: {}\n", "pipeline.yaml:11:3: steps.asess:", "did you mean 'assess'"),
 ])
 def test_unknown_keys_are_errors_with_position_and_suggestion(folder: Path, text: str,
                                                                where: str, words: str) -> None:
@@ -235,8 +235,9 @@ def test_an_inline_policy_may_name_secret_entity_types(folder: Path) -> None:
 def test_missing_files_and_required_keys(folder: Path) -> None:
     exc = _error(folder, BASE.replace("input: raw.jsonl", "input: nope.jsonl"))
     assert exc.message.startswith("pipeline.yaml:5:12: steps.data.input: nope.jsonl: no such")
-    exc = _error(folder, BASE.replace("base: base", "base: nope"))
-    assert exc.message.startswith("pipeline.yaml:8:11: steps.train.base: nope: no such dir")
+    # a bare name is a registered base now (resolved when the step runs): a path must exist
+    exc = _error(folder, BASE.replace("base: base", "base: ./nope"))
+    assert exc.message.startswith("pipeline.yaml:8:11: steps.train.base: ./nope: no such dir")
     exc = _error(folder, BASE.replace("    dataset: ds\n", ""))
     assert exc.message.startswith("pipeline.yaml:5:5: steps.data.dataset: required")
     exc = _error(folder, BASE.replace("name: p1\n", ""))
@@ -246,7 +247,7 @@ def test_missing_files_and_required_keys(folder: Path) -> None:
 
 
 def test_steps_and_keys_lists(folder: Path) -> None:
-    assert STEP_ORDER == ("data", "train")
+    assert STEP_ORDER == ("data", "train", "assess")
     p = load_pipeline(_write(folder, BASE.split("  train:")[0]))
     assert p.steps == ("data",) and p.train is None
     exc = _error(folder, BASE.replace("    dataset: ds", "    dataset: ds\n    keys: [a, a]"))
@@ -257,3 +258,36 @@ def test_steps_and_keys_lists(folder: Path) -> None:
                                                   "    dataset: ds\n    keys: [customer]")))
     assert p.data.keys == ("customer",)
     assert p.error("steps.data.keys[0]", "x").message.startswith("pipeline.yaml:7:12:")
+
+
+def test_base_may_name_a_registered_base_and_a_path_must_exist(folder: Path) -> None:
+    named = load_pipeline(_write(folder, BASE.replace("base: base", "base: tiny-v1")))
+    assert named.train is not None and named.train.base == "tiny-v1"  # resolved when it runs
+    err = _error(folder, BASE.replace("base: base", "base: ./models/none"))
+    assert "no such directory" in err.message and "steps.train.base" in err.message
+
+
+def test_the_assess_step_needs_train_and_a_strict_gate_policy(folder: Path) -> None:
+    from sealtune.assess import default_policy_text
+
+    p = load_pipeline(_write(folder, BASE + "  assess: {}\n"))
+    assert p.steps == ("data", "train", "assess") and p.assess is not None
+    assert p.assess.policy_source == "the built-in default gate policy"
+    assert p.assess.report_dir == folder.absolute() / "gate-report"
+    assert set(p.assess.settings()) == {"policy_digest", "threads", "timeout_s"}
+    (folder / "gate.yaml").write_text(default_policy_text().replace("max_auc: 0.6",
+                                                                    "max_auc: 0.7"))
+    p = load_pipeline(_write(folder, BASE + "  assess:\n    policy: gate.yaml\n"
+                             "    threads: 2\n    timeout_s: 600\n"))
+    assert p.assess is not None and p.assess.policy.probes["membership"].settings[
+        "max_auc"] == 0.7 and p.assess.threads == 2 and p.assess.timeout_s == 600.0
+    exc = _error(folder, BASE.split("  train:")[0] + "  assess: {}\n")
+    assert exc.message.startswith("pipeline.yaml:7:3: steps.assess: needs a train step")
+    exc = _error(folder, BASE + "  assess:\n    polcy: gate.yaml\n")
+    assert exc.message.startswith("pipeline.yaml:12:5: steps.assess.polcy:")
+    assert "did you mean 'policy'" in exc.message
+    exc = _error(folder, BASE + "  assess:\n    policy: none.yaml\n")
+    assert "steps.assess.policy" in exc.message and "no such file" in exc.message
+    (folder / "gate.yaml").write_text(default_policy_text().replace("max_auc:", "max_aux:"))
+    exc = _error(folder, BASE + "  assess:\n    policy: gate.yaml\n")
+    assert "gate.yaml:" in exc.message and "max_aux" in exc.message  # the policy's own check

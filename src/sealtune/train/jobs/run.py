@@ -52,6 +52,7 @@ from sealtune.sandbox.measurement import measure
 from sealtune.sandbox.process import Sandbox, SandboxEvent
 from sealtune.sandbox.spec import SandboxSpec
 from sealtune.sandbox.timeline import Timeline
+from sealtune.train.jobs.canaries import prepare_canaries
 from sealtune.train.jobs.keys import dataset_key, output_target, resumed_target
 from sealtune.train.jobs.records import MODEL_FORMAT, MODELS, JobRecord, now, write_json
 from sealtune.train.worker import JobSpec
@@ -186,6 +187,9 @@ class JobRun:
         self.keys["output"], self.keys["checkpoint"] = output.data_key, checkpoint.data_key
         rec["checkpoint"] = checkpoint.to_dict()
         rec["output_keys"] = list(output.entries)
+        seed = prepare_canaries(self.ws, rec, self.config, self.previous)
+        if seed is not None:  # the release gate's canaries: the seed goes over the key pipe
+            self.keys["canaries"] = seed
         self.pending = [*output.wrapped, *checkpoint.wrapped]
         threads = max(1, (self.threads or os.cpu_count() or 1) // self.nproc)
         job_spec = JobSpec(dataset="dataset", base="base", config=self.config, output=output,
@@ -279,7 +283,8 @@ class JobRun:
             "base": {"path": rec["base"], "digest": measurement["base_model"]},
             "config": rec["config"], "privacy": _privacy(finished),
             "measurement": measurement, "files": files,
-            "weights_sha256": self._weights(), "keys": rec["output_keys"]})
+            "weights_sha256": self._weights(), "keys": rec["output_keys"],
+            "canaries": rec.get("canaries")})
         final: Path = models / str(rec["out_name"])
         # Installed only while the versions it is sealed under are live (keys.versions).
         with CommitGuard(self.ws.keys, rec["output_keys"], what=f"model {rec['out_name']!r}"

@@ -1,4 +1,8 @@
-"""Reading a pipeline file: YAML nodes that remember where they were written.
+"""Reading a strict YAML file: nodes that remember where they were written.
+
+Shared by the pipeline file (:mod:`sealtune.pipeline.schema`) and the
+release gate's policy (:mod:`sealtune.assess.policy`), which sit in
+different layers; so it lives below both.
 
 :func:`read_source` parses the file with PyYAML's *composer* under
 ``SafeLoader`` (no object construction at all) and turns the node graph into
@@ -13,7 +17,8 @@ refused), a duplicate key silently overriding an earlier one (PyYAML keeps
 the last: here it is an error naming both lines), and oversized or deeply
 nested input (at most :data:`MAX_BYTES` bytes, :data:`MAX_DEPTH` levels and
 :data:`MAX_NODES` nodes, so reading is linear in the file). What it does not:
-judge what the values mean; that is :mod:`sealtune.pipeline.schema`'s job.
+judge what the values mean; that is the schema's job (the pipeline's, the
+gate policy's).
 """
 
 from __future__ import annotations
@@ -91,9 +96,10 @@ YNode = YScalar | YSeq | YMap
 class _Loader(yaml.SafeLoader):
     """The composer of ``SafeLoader`` with anchors, aliases and tags refused, size bounded."""
 
-    def __init__(self, text: str, source: str) -> None:
+    def __init__(self, text: str, source: str, what: str) -> None:
         super().__init__(text)
         self.source = source
+        self.what = what
         self.depth = 0
         self.count = 0
 
@@ -113,19 +119,25 @@ class _Loader(yaml.SafeLoader):
         self.depth += 1
         if self.count > MAX_NODES or self.depth > MAX_DEPTH:
             raise self.refuse(event.start_mark, f"more than {MAX_NODES} values or "
-                              f"{MAX_DEPTH} levels of nesting", "a pipeline file is small and flat")
+                              f"{MAX_DEPTH} levels of nesting", f"a {self.what} is small and flat")
         try:
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1
 
 
-def read_source(path: Path, *, display: str | None = None) -> YMap:
-    """Read and compose the pipeline file at ``path``; the top level must be a mapping.
+_PIPELINE_EXAMPLE = "write an example with 'sealtune pipeline init DIR'"
+
+
+def read_source(path: Path, *, display: str | None = None, what: str = "pipeline file",
+                example: str = _PIPELINE_EXAMPLE) -> YMap:
+    """Read and compose the YAML file at ``path``; the top level must be a mapping.
 
     Args:
         path: the file.
         display: how errors name the file (default: ``path`` as given).
+        what: what the file is, for messages (``pipeline file``, ``gate policy``).
+        example: the hint for a missing or empty file (how to write an example).
 
     Raises:
         ConfigError: missing, unreadable, too large, not UTF-8, not YAML, or refused
@@ -136,24 +148,24 @@ def read_source(path: Path, *, display: str | None = None) -> YMap:
         with path.open("rb") as fh:
             raw = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
-        raise ConfigError(f"{source}: pipeline file not found",
-                          hint="write an example with 'sealtune pipeline init DIR'") from None
+        raise ConfigError(f"{source}: {what} not found", hint=example) from None
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read it ({type(exc).__name__})",
                           hint="check the path and its permissions") from None
     if len(raw) > MAX_BYTES:
         raise ConfigError(f"{source}: larger than {MAX_BYTES} bytes",
-                          hint="a pipeline file names its inputs; it does not hold data")
+                          hint=f"a {what} names its inputs; it does not hold data")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ConfigError(f"{source}: not UTF-8 text", hint="save it as UTF-8") from None
-    return parse_text(text, source=source)
+    return parse_text(text, source=source, what=what, example=example)
 
 
-def parse_text(text: str, *, source: str) -> YMap:
+def parse_text(text: str, *, source: str, what: str = "pipeline file",
+               example: str = _PIPELINE_EXAMPLE) -> YMap:
     """Compose YAML ``text`` (see :func:`read_source`); errors name ``source``."""
-    loader = _Loader(text, source)
+    loader = _Loader(text, source, what)
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
@@ -166,11 +178,10 @@ def parse_text(text: str, *, source: str) -> YMap:
     finally:
         loader.dispose()
     if node is None:
-        raise ConfigError(f"{source}: the file is empty",
-                          hint="write an example with 'sealtune pipeline init DIR'")
+        raise ConfigError(f"{source}: the file is empty", hint=example)
     top = _convert(node, source)
     if not isinstance(top, YMap):
-        raise top.mark.error("", "the top level must be a mapping (version, name, steps)")
+        raise top.mark.error("", "the top level must be a mapping of keys to values")
     return top
 
 
