@@ -5,9 +5,11 @@
   arrives (plaintext never touches the disk), then ingested by the data stage
   (:func:`sealtune.data.ingest`: PII redaction, screening, sealing) under the
   default data policy; the file id names the dataset ``ft-<id>``.
-* ``POST /v1/fine_tuning/jobs``: ``model`` is a base model directory (as for
-  ``sealtune train --base``); ``hyperparameters`` map to ours (``n_epochs`` ->
-  ``epochs``, ``batch_size``, ``learning_rate_multiplier`` x 2e-4 -> ``lr``);
+* ``POST /v1/fine_tuning/jobs``: ``model`` names a base model added with
+  ``sealtune models base add`` (verified against its manifest) or is a base
+  model directory (unpinned: recorded as ``base.unpinned``);
+  ``hyperparameters`` map to ours (``n_epochs`` -> ``epochs``, ``batch_size``,
+  ``learning_rate_multiplier`` x 2e-4 -> ``lr``);
   sealtune's own settings go under the extension field ``sealtune``
   (``dp_epsilon``, ``max_steps``, ``method``). The job trains in the sandbox
   (:func:`sealtune.train.run_job`) on a worker thread with its own workspace
@@ -265,10 +267,14 @@ async def create_job(request: Request) -> JSONResponse:
     if upload is None:
         return _error(404, "no such training_file: upload it with POST /v1/files",
                       param="training_file")
-    base = Path(str(req.get("model", "")))
-    if not base.is_dir():
-        return _error(400, "model: a base model directory on the console's host",
-                      param="model")
+    from sealtune.assess import resolve_base
+
+    try:  # a name from 'sealtune models base add' (verified), or a directory (unpinned)
+        base = (await console.call(resolve_base, console.ws, str(req.get("model", "")),
+                                   warn=False)).path
+    except SealtuneError:
+        return _error(400, "model: a base model added with 'sealtune models base add', or a "
+                      "base model directory on the console's host", param="model")
     hyper = req.get("hyperparameters") or {}
     ext = req.get("sealtune") or {}
     if not isinstance(hyper, dict) or not isinstance(ext, dict):

@@ -40,8 +40,8 @@ _ENV = Environment(loader=FileSystemLoader(Path(__file__).parent / "console" / "
 _ENV.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True,
                                                      ensure_ascii=False)
 _NAV = [("/", "Overview"), ("/runs", "Runs"), ("/datasets", "Datasets"), ("/jobs", "Jobs"),
-        ("/models", "Models"), ("/keys", "Keys"), ("/audit", "Audit log"),
-        ("/attestation", "Attestation")]
+        ("/models", "Models"), ("/gates", "Gate reports"), ("/keys", "Keys"),
+        ("/audit", "Audit log"), ("/attestation", "Attestation")]
 
 
 def _console(request: Request) -> Console:
@@ -188,6 +188,13 @@ async def keys_page(request: Request) -> HTMLResponse:
     """Key metadata."""
     c = _console(request)
     return render(request, "keys.html", keys=await c.call(views.key_list, c.ws))
+
+
+@router.get("/gates", include_in_schema=False)
+async def gates_page(request: Request) -> HTMLResponse:
+    """Release-gate reports with their verdicts (each opens as the stage's HTML with plots)."""
+    c = _console(request)
+    return render(request, "gates.html", gates=await c.call(views.gate_list, c.ws))
 
 
 _FILTERS = ("since", "until", "actor", "action", "resource", "outcome")

@@ -146,6 +146,32 @@ async def keys(request: Request) -> list[dict[str, Any]]:
     return await c.call(views.key_list, c.ws)
 
 
+@router.get("/gates")
+async def gates(request: Request) -> list[dict[str, Any]]:
+    """Release-gate reports, newest first."""
+    c = _console(request)
+    return await c.call(views.gate_list, c.ws)
+
+
+@router.get("/gates/{assessment_id}")
+async def gate(request: Request, assessment_id: str) -> dict[str, Any]:
+    """One gate report (``sealtune.gate-report/v1``, validated)."""
+    c = _console(request)
+    return await c.call(views.gate_report, c.ws, assessment_id)
+
+
+@router.get("/gates/{assessment_id}/html")
+async def gate_html(request: Request, assessment_id: str) -> Response:
+    """The gate report as the stage renders it (its plots inline), under its own CSP."""
+    from sealtune.assess import render_html
+    from sealtune.assess.html import CSP as REPORT_CSP
+
+    c = _console(request)
+    doc = await c.call(views.gate_report, c.ws, assessment_id)
+    return Response(render_html(doc), media_type="text/html; charset=utf-8", headers={
+        "Content-Security-Policy": REPORT_CSP.rstrip("; ") + "; frame-ancestors 'none'"})
+
+
 # -- the audit log -----------------------------------------------------------------
 
 

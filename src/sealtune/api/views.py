@@ -31,6 +31,8 @@ __all__ = [
     "dataset_detail",
     "dataset_list",
     "entry_view",
+    "gate_list",
+    "gate_report",
     "job_detail",
     "job_list",
     "key_list",
@@ -47,7 +49,7 @@ _SCREEN_FINDING = ("check", "record_id", "action")
 _TRIGGER = ("fingerprint", "length", "kind", "carriers")
 #: ledger actions that make up a run's security timeline (prefix match).
 TIMELINE_ACTIONS = ("pipeline.", "sandbox.", "key.wrap", "key.unwrap", "data.ingest",
-                    "train.", "assess.", "gate.", "registry.", "model.")
+                    "train.", "assess.", "gate.", "registry.", "model.", "base.")
 
 
 def _numbers(record: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -224,6 +226,29 @@ def key_list(ws: Workspace) -> list[dict[str, Any]]:
     return [{"name": k.name, "backend": k.backend, "algorithm": k.algorithm,
              "current": k.current, "versions": list(k.versions), "state": k.state,
              "created": k.created} for k in ws.keys.list()]
+
+
+# -- release-gate reports -----------------------------------------------------------
+
+
+def gate_list(ws: Workspace) -> list[dict[str, Any]]:
+    """The workspace's gate runs, newest first: id, verdict, model digest, created."""
+    from sealtune.assess import list_assessments
+
+    return [{"id": a.id, "verdict": a.verdict, "model_digest": a.model_digest,
+             "created": a.index.get("created"),
+             "model": (a.index.get("model") or {}).get("name")} for a in list_assessments(ws)]
+
+
+def gate_report(ws: Workspace, assessment_id: str) -> dict[str, Any]:
+    """One gate report, opened, checked against its index and validated (no text by schema).
+
+    Raises:
+        ConfigError: no such report. IntegrityError: it does not check out.
+    """
+    from sealtune.assess import load_report, read_assessment
+
+    return load_report(read_assessment(ws, assessment_id).report(ws))
 
 
 # -- the audit log and run timelines -------------------------------------------------

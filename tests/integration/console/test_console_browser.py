@@ -77,8 +77,8 @@ def test_admin_walks_every_page(browser: Browser, console_url: str,
     assert page.evaluate("htmx.config.allowEval") is False  # htmx loaded under the CSP
     _shot(page, "overview")
     labels = page.locator("header nav a").all_inner_texts()
-    assert labels == ["Overview", "Runs", "Datasets", "Jobs", "Models", "Keys", "Audit log",
-                      "Attestation"]
+    assert labels == ["Overview", "Runs", "Datasets", "Jobs", "Models", "Gate reports", "Keys",
+                      "Audit log", "Attestation"]
     for label in labels:
         page.click(f"header nav a:text-is('{label}')")
         page.wait_for_load_state()
