@@ -244,11 +244,16 @@ def gate_report(ws: Workspace, assessment_id: str) -> dict[str, Any]:
     """One gate report, opened, checked against its index and validated (no text by schema).
 
     Raises:
-        ConfigError: no such report. IntegrityError: it does not check out.
+        UsageError: no such report. IntegrityError: it does not check out.
     """
     from sealtune.assess import load_report, read_assessment
+    from sealtune.errors import ConfigError
 
-    return load_report(read_assessment(ws, assessment_id).report(ws))
+    try:
+        found = read_assessment(ws, assessment_id)
+    except ConfigError as exc:
+        raise UsageError(exc.message, hint="list them at GET /api/v1/gates") from None
+    return load_report(found.report(ws))
 
 
 # -- the audit log and run timelines -------------------------------------------------

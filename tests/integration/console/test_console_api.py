@@ -188,6 +188,16 @@ def test_timeline_of_the_real_run(app: FastAPI, example_run: RunWorkspace) -> No
     assert next(e["event"] for e in job["timeline"]) == "sandbox.created"
 
 
+def test_gate_reports(app: FastAPI, example_run: RunWorkspace) -> None:
+    client = _client(app)
+    h = _bearer(example_run.keys["auditor"])
+    assert client.get("/api/v1/gates", headers=h).json() == []  # the example runs no gate
+    r = client.get("/api/v1/gates/assess-20260101-000000-abcdef", headers=h)
+    assert r.status_code == 400 and "no assessment" in r.json()["error"]["message"]
+    assert client.get("/api/v1/gates", headers=_bearer(example_run.keys["consumer"])
+                      ).status_code == 403
+
+
 def test_audit_export_is_the_ledger(app: FastAPI, ws: Workspace,
                                     example_run: RunWorkspace) -> None:
     client = _client(app)
