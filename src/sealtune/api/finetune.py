@@ -91,12 +91,14 @@ class FineTuning:
         self.jobs: dict[str, FtJob] = {}
         self.lock = threading.Lock()
 
-    def event(self, job: FtJob, message: str, *, level: str = "info") -> None:
+    def event(self, job: FtJob, message: str, *, level: str = "info",
+              data: dict[str, Any] | None = None, kind: str = "message") -> None:
+        """Append an event (a fixed message or an event name, and numbers only)."""
         with self.lock:
             job.events.append({"object": "fine_tuning.job.event",
                                "id": f"ftevent-{secrets.token_hex(8)}",
                                "created_at": int(time.time()), "level": level,
-                               "message": message, "type": "message", "data": {}})
+                               "message": message, "type": kind, "data": data or {}})
 
 
 def _state(request: Request) -> tuple[Console, FineTuning]:
@@ -299,9 +301,9 @@ def _train(console: Console, ft: FineTuning, job: FtJob, base: Path, config: Any
     from sealtune.train import run_job
     from sealtune.workspace import Workspace
 
-    def progress(ev: Any) -> None:
-        if isinstance(ev, SandboxEvent) and ev.type == "lifecycle":
-            ft.event(job, ev.name)
+    def progress(ev: SandboxEvent) -> None:  # aggregate numbers from inside the sandbox
+        ft.event(job, ev.name, kind="metrics", data={
+            k: v for k, v in ev.fields.items() if isinstance(v, int | float)})
 
     job.status = "running"
     ft.event(job, "Fine-tuning job started")
@@ -310,6 +312,9 @@ def _train(console: Console, ft: FineTuning, job: FtJob, base: Path, config: Any
         result = run_job(ws, dataset=job.dataset, base=base, config=config, out_name=out_name,
                          progress=progress)
         job.sealtune_job = result.job_id
+        for ev in result.timeline:  # the sandbox's lifecycle: names and outcomes only
+            ft.event(job, str(ev.get("event")), level="info" if ev.get("outcome") == "success"
+                     else "warn")
         job.fine_tuned_model, job.status = out_name, "succeeded"
         ft.event(job, "The job has successfully completed")
     except SealtuneError as exc:
