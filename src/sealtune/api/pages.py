@@ -25,7 +25,7 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from sealtune.api import views
 from sealtune.api.app import Console, caller_of, static_dir
 from sealtune.api.routes import attestation_view, parse_time
-from sealtune.api.session import COOKIE, IDLE, ROUTE_ROLES
+from sealtune.api.session import COOKIE, ROUTE_ROLES
 from sealtune.serve.auth import Denied
 
 __all__ = ["HTMX", "HTMX_SRI", "error_page", "router"]
@@ -107,8 +107,9 @@ async def login(request: Request) -> Response:
     c.audit.record("console.login", actor=session.key_id, resource="console",
                    details={"role": session.role})
     response = RedirectResponse("/", status_code=303)
+    # A browser-session cookie: the server ends the session (idle, lifetime, revocation).
     response.set_cookie(COOKIE, sid, httponly=True, samesite="strict", path="/",
-                        secure=c.secure_cookie, max_age=int(IDLE))
+                        secure=c.secure_cookie)
     return response
 
 
