@@ -330,13 +330,15 @@ def _train(console: Console, ft: FineTuning, job: FtJob, base: Path, config: Any
         ws.close()
 
 
-def _job(request: Request, job_id: str) -> tuple[FineTuning, FtJob]:
+def _job(request: Request, job_id: str) -> tuple[FineTuning, FtJob | None]:
     _, ft = _state(request)
     with ft.lock:
-        job = ft.jobs.get(job_id)
-    if job is None:
-        raise UsageError(f"no fine-tuning job {job_id!r}", hint="GET /v1/fine_tuning/jobs")
-    return ft, job
+        return ft, ft.jobs.get(job_id)
+
+
+def _missing(job_id: str) -> JSONResponse:
+    return _error(404, f"no fine-tuning job {job_id!r} (GET /v1/fine_tuning/jobs lists them)",
+                  param="fine_tuning_job_id")
 
 
 @router.get("/fine_tuning/jobs")
@@ -349,24 +351,29 @@ async def list_jobs(request: Request) -> dict[str, Any]:
 
 
 @router.get("/fine_tuning/jobs/{job_id}")
-async def get_job(request: Request, job_id: str) -> dict[str, Any]:
+async def get_job(request: Request, job_id: str) -> JSONResponse:
     """One job."""
-    return _job(request, job_id)[1].to_json()
+    _, job = _job(request, job_id)
+    return _missing(job_id) if job is None else JSONResponse(job.to_json())
 
 
 @router.get("/fine_tuning/jobs/{job_id}/events")
-async def job_events(request: Request, job_id: str) -> dict[str, Any]:
+async def job_events(request: Request, job_id: str) -> JSONResponse:
     """The job's events, newest first (names and numbers only)."""
     ft, job = _job(request, job_id)
+    if job is None:
+        return _missing(job_id)
     with ft.lock:
         data = list(reversed(job.events))
-    return {"object": "list", "data": data, "has_more": False}
+    return JSONResponse({"object": "list", "data": data, "has_more": False})
 
 
 @router.post("/fine_tuning/jobs/{job_id}/cancel")
 async def cancel_job(request: Request, job_id: str) -> JSONResponse:
     """Cancel a queued job (a running sandbox is not interrupted: 409)."""
     _, job = _job(request, job_id)
+    if job is None:
+        return _missing(job_id)
     if job.status in ("succeeded", "failed", "cancelled"):
         return JSONResponse(job.to_json())
     return _error(409, "the job is running in its sandbox and cannot be interrupted; "
@@ -374,13 +381,15 @@ async def cancel_job(request: Request, job_id: str) -> JSONResponse:
 
 
 @router.get("/fine_tuning/jobs/{job_id}/checkpoints")
-async def job_checkpoints(request: Request, job_id: str) -> dict[str, Any]:
+async def job_checkpoints(request: Request, job_id: str) -> JSONResponse:
     """The installed model as the job's one checkpoint."""
     _, job = _job(request, job_id)
+    if job is None:
+        return _missing(job_id)
     data: list[dict[str, Any]] = [] if job.fine_tuned_model is None else [{
         "object": "fine_tuning.job.checkpoint", "id": f"ftckpt-{job.id[6:]}",
         "created_at": job.finished_at, "fine_tuned_model_checkpoint": job.fine_tuned_model,
         "step_number": None, "metrics": {}, "fine_tuning_job_id": job.id}]
-    return {"object": "list", "data": data, "has_more": False,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None}
+    return JSONResponse({"object": "list", "data": data, "has_more": False,
+                         "first_id": data[0]["id"] if data else None,
+                         "last_id": data[-1]["id"] if data else None})

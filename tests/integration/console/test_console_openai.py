@@ -40,8 +40,21 @@ def _wait(url: str, proc: subprocess.Popen[bytes], seconds: float) -> None:
 
 def test_fine_tune_with_the_openai_client_then_chat(console_url: str,
                                                     example_run: RunWorkspace) -> None:
-    ops = openai.OpenAI(base_url=console_url + "/v1", api_key=example_run.keys["operator"],
-                        max_retries=0)
+    with openai.OpenAI(base_url=console_url + "/v1", api_key=example_run.keys["operator"],
+                       max_retries=0) as ops:
+        model = _fine_tune(ops, console_url, example_run)
+    marker = _chat(model, example_run)
+    req = urllib.request.Request(console_url + "/api/v1/audit/export?format=jsonl", headers={
+        "Authorization": f"Bearer {example_run.keys['auditor']}"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        exported = r.read()
+    assert b"serve." in exported and marker.encode() not in exported  # prompts never logged
+    for name in ("ledger.db", "ledger.db-wal"):
+        path = example_run.home / name
+        assert not path.exists() or marker.encode() not in path.read_bytes()
+
+
+def _fine_tune(ops: openai.OpenAI, console_url: str, example_run: RunWorkspace) -> str:
     data = example_run.example / "data" / "conversations.jsonl"
     with data.open("rb") as fh:
         upload = ops.files.create(file=fh, purpose="fine-tune")
@@ -68,26 +81,31 @@ def test_fine_tune_with_the_openai_client_then_chat(console_url: str,
     assert job.id in [j.id for j in ops.fine_tuning.jobs.list().data]
     with pytest.raises(openai.NotFoundError):
         ops.fine_tuning.jobs.retrieve("ftjob-" + "0" * 24)
-    consumer = openai.OpenAI(base_url=console_url + "/v1",
-                             api_key=example_run.keys["consumer"], max_retries=0)
-    with pytest.raises(openai.PermissionDeniedError):
+    with openai.OpenAI(base_url=console_url + "/v1", api_key=example_run.keys["consumer"],
+                       max_retries=0) as consumer, pytest.raises(openai.PermissionDeniedError):
         consumer.files.list()
+    return job.fine_tuned_model
 
+
+def _chat(fine_tuned_model: str, example_run: RunWorkspace) -> str:
+    """Serve the model, chat once with a unique marker in the prompt; return the marker."""
     port = _free_port()
     serve = subprocess.Popen(
-        [sys.executable, "-m", "sealtune", "serve", "--model", job.fine_tuned_model,
+        [sys.executable, "-m", "sealtune", "serve", "--model", fine_tuned_model,
          "--port", str(port)], env=example_run.env, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
     try:
         _wait(f"http://127.0.0.1:{port}/healthz", serve, 120)
-        chat = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1",
-                             api_key=example_run.keys["consumer"], max_retries=0)
-        model = chat.models.list().data[0].id
-        prompt = f"hello zqp{secrets.token_hex(6)}"
-        answer = chat.chat.completions.create(model=model, max_tokens=8,
-                                              messages=[{"role": "user", "content": prompt}])
+        with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1",
+                           api_key=example_run.keys["consumer"], max_retries=0) as chat:
+            model = chat.models.list().data[0].id
+            marker = f"zqp{secrets.token_hex(6)}"
+            prompt = f"hello {marker}"
+            answer = chat.chat.completions.create(
+                model=model, max_tokens=8, messages=[{"role": "user", "content": prompt}])
         assert answer.choices[0].message.content is not None
         assert answer.usage is not None and answer.usage.completion_tokens >= 1
+        return marker
     finally:
         serve.terminate()
         serve.communicate(timeout=30)
