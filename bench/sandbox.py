@@ -13,10 +13,16 @@ Runs each variant N times and reports medians (ms), side by side:
 * ``sandbox``: the full :class:`~sealtune.sandbox.process.Sandbox` round trip —
   start, key handover, launcher hardening, an empty entry, event channel,
   destroy with verification (no process left, namespaces released);
-* ``destroy``: the ``destroy()`` part of that round trip alone.
+* ``destroy``: the ``destroy()`` part of that round trip alone;
+* ``ingest``: ``sealtune data ingest``'s wall time in the data sandbox
+  (:func:`sealtune.data.sandboxed.ingest_dataset`: the self-check, start,
+  keys over the pipe, the worker, destroy, the checks of the outputs) against
+  the same ingest in process (``sandbox=False``), alternated, on the same
+  demo-data file (``--ingest-records``, default 2,000), and the ratio of the
+  medians (``ingest_ratio``).
 
-Usage: ``python bench/sandbox.py [--runs 30]``; writes
-``bench/results/sandbox.json``.
+Usage: ``python bench/sandbox.py [--runs 30] [--ingest-runs 5] [--only-ingest]``;
+writes ``bench/results/sandbox.json``.
 """
 
 from __future__ import annotations
@@ -30,8 +36,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from sealtune.sandbox.process import Sandbox, filter_fd
 from sealtune.sandbox.selfcheck import probe
@@ -80,11 +87,58 @@ def syscall_loop(spec: SandboxSpec, runs: int, *, filtered: bool) -> list[float]
             for _ in range(runs)]
 
 
+def ingest_runs(runs: int, records: int) -> dict[str, object]:
+    """Sandboxed and in-process ingests of one file, alternated; medians and their ratio."""
+    import importlib.util
+    import warnings
+
+    from sealtune.data.sandboxed import ingest_dataset
+    from sealtune.keys.keyfile import KdfParams
+    from sealtune.workspace import Workspace
+
+    spec = importlib.util.spec_from_file_location("bench_ingest",
+                                                  Path(__file__).with_name("ingest.py"))
+    assert spec is not None and spec.loader is not None
+    bench_ingest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_ingest)
+    samples: dict[str, list[float]] = {"sandboxed": [], "in_process": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.jsonl"
+        bench_ingest.make_corpus(raw, records)
+        ws = Workspace.init(Path(tmp) / "ws", passphrase="bench-only",
+                            kdf=KdfParams.unsafe_fast())
+        try:
+            for i in range(runs + 1):  # the first pair warms the caches and is dropped
+                for mode in ("sandboxed", "in_process"):
+                    began = time.perf_counter()
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", UserWarning)
+                        ingest_dataset(ws, raw, name=f"{mode.replace('_', '-')}-{i}",
+                                       sandbox=mode == "sandboxed")
+                    if i:
+                        samples[mode].append((time.perf_counter() - began) * 1000)
+        finally:
+            ws.close()
+    out: dict[str, object] = {k: summary(v) for k, v in samples.items()}
+    out["records"] = records
+    out["ingest_ratio"] = round(statistics.median(samples["sandboxed"])
+                                / statistics.median(samples["in_process"]), 3)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--ingest-runs", type=int, default=5)
+    parser.add_argument("--ingest-records", type=int, default=2000)
+    parser.add_argument("--only-ingest", action="store_true",
+                        help="measure the ingest ratio only (bench/results/sandbox-ingest.json)")
     opts = parser.parse_args()
     report = probe()
+    if opts.only_ingest:
+        _write(RESULTS.with_name("sandbox-ingest.json"), opts, report.version,
+               {"ingest": ingest_runs(opts.ingest_runs, opts.ingest_records)})
+        return
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         spec = SandboxSpec(output_dir=out)
@@ -99,7 +153,7 @@ def main() -> None:
                 assert box.wait(timeout=30) == 0
                 destroys.append(box.destroy().seconds * 1000)
 
-        results = {
+        results: dict[str, Any] = {
             "outside": summary(timed(lambda: subprocess.run(trivial, check=True), opts.runs)),
             "bwrap": summary(timed(lambda: run_bwrap(spec, trivial, filtered=True), opts.runs)),
             "bwrap_unfiltered": summary(timed(lambda: run_bwrap(spec, trivial, filtered=False),
@@ -123,11 +177,17 @@ def main() -> None:
         "syscalls": round(results["syscalls_filtered"]["median_ms"]
                           / results["syscalls_unfiltered"]["median_ms"], 3),
     }
-    payload = {"bench": "sandbox", "runs": opts.runs, "bwrap": report.version,
+    results["ingest"] = ingest_runs(opts.ingest_runs, opts.ingest_records)
+    _write(RESULTS, opts, report.version, results)
+
+
+def _write(path: Path, opts: argparse.Namespace, bwrap: str, results: Mapping[str, object]
+           ) -> None:
+    payload = {"bench": "sandbox", "runs": opts.runs, "bwrap": bwrap,
                "python": platform.python_version(), "kernel": platform.release(),
                "cpus": os.cpu_count(), "uid": os.getuid(), "results": results}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n")
     print(json.dumps(payload, indent=2))
 
 

@@ -242,7 +242,7 @@ def test_sigkill_during_data_and_during_training_then_rerun_gives_the_same_diges
         return subprocess.Popen([*SEALTUNE, "run", str(file), "--json"], env=env2,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
 
-    _wait_then_kill(start(), lambda: any((w2 / "datasets").glob(".build-*/data.jsonl.sealed")))
+    _wait_then_kill(start(), lambda: any((w2 / "datasets").glob(".build-*/**/data.jsonl.sealed")))
     assert not list((w2 / "datasets").glob("support-*"))  # killed before it was published
     _wait_then_kill(start(), lambda: any(w2.glob("jobs/*/checkpoints/ckpt-*.sealed")))
     assert not list(w2.glob("models/support-model-*"))  # killed before it was installed

@@ -151,6 +151,16 @@ def test_run_bundle_verifies_with_the_pins_and_in_toto_agrees(
     train = _statement(files, "train")
     assert "weights" in {s["name"] for s in train["subject"]}
     assert train["predicate"]["buildDefinition"]["internalParameters"]["sandbox"]["digest"]
+    # The data step ran in its own sandbox: its statement carries that sandbox's measurement,
+    # the one its sandbox.created event recorded (stage data), and verify checked it.
+    data = _statement(files, "data")
+    boxed = data["predicate"]["buildDefinition"]["internalParameters"]["sandbox"]
+    assert boxed["digest"].startswith("sha256:") and set(boxed["inputs"]) == {"raw"}
+    created = [e for e in _entries(example) if e["action"] == "sandbox.created"
+               and e["details"]["stage"] == "data"]
+    assert [e["details"]["measurement"]["digest"] for e in created] == [boxed["digest"]]
+    assert {e["seq"] for e in created} <= _events(data)
+    assert f"sandbox measurement {boxed['digest']}" in out
     (record,) = [json.loads(d) for n, d in files.items() if n.startswith("training/")]
     assert record["privacy"]["epsilon_spent"] > 0  # the training record with ε
     # Every event of the run is proven, and each statement names its own step's events.

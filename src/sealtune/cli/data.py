@@ -112,6 +112,9 @@ def _warned() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=f".*{UNSAFE_NO_DATASET_WIDE}",
                                 category=UserWarning)
+        # --no-sandbox is shown in red before the run (ingest_cmd)
+        warnings.filterwarnings("ignore", message="ingesting WITHOUT the sandbox",
+                                category=UserWarning)
         yield
 
 
@@ -192,18 +195,29 @@ def ingest_cmd(
         "docs for copy-on-write file systems and SSDs).")] = False,
     key: Annotated[list[str] | None, typer.Option(
         "--key", help="KEK to seal under; repeat for several (default: the workspace's).")] = None,
+    no_sandbox: Annotated[bool, typer.Option(
+        "--no-sandbox", help="UNSAFE: ingest in this process, without the data sandbox "
+        "(recorded).")] = False,
     home: HomeOpt = None,
 ) -> None:
-    """Redact, minimise, screen and seal IN as dataset NAME, with findings and an ML-BOM."""
+    """Redact, minimise, screen and seal IN as dataset NAME, with findings and an ML-BOM.
+
+    The work runs in the data sandbox (bubblewrap: no network, private tmpfs, keys over
+    a pipe); without bubblewrap it fails unless --no-sandbox is given.
+    """
     from sealtune.data import ingest_dataset as ingest
+    from sealtune.data.sandboxed import UNSAFE_WARNING
 
     chosen = _policy(policy)
+    if no_sandbox:
+        err_console.print(f"[bold red]WARNING[/]: {UNSAFE_WARNING}")
     ws = open_workspace(home)
     try:
         with _progress() as progress, _warned():
             result = ingest(ws, input_path, name=name, policy=chosen, format=fmt,
                             text_field=text_field, on_error=_on_error(on_error),
-                            shred_original=shred_original, key_names=key, progress=progress)
+                            shred_original=shred_original, key_names=key, progress=progress,
+                            sandbox=not no_sandbox)
     finally:
         ws.close()
     _print_result(result)

@@ -3,9 +3,10 @@
 The public surface (loaded lazily: ``import sealtune.data`` loads neither
 numpy, datasketch nor cyclonedx until a name that needs them is used):
 
-* :func:`scan` (findings, changes nothing) and :func:`ingest_dataset`
-  (redact, minimise, screen and seal a dataset, with findings and an
-  ML-BOM), from :mod:`sealtune.data.ingest`;
+* :func:`scan` (findings, changes nothing), from :mod:`sealtune.data.ingest`,
+  and :func:`ingest_dataset` (redact, minimise, screen and seal a dataset,
+  with findings and an ML-BOM, in the data sandbox by default), from
+  :mod:`sealtune.data.sandboxed`;
 * the workspace's datasets: :func:`list_datasets`, :func:`show_dataset`,
   :func:`read_dataset`, :func:`export_bom`, :func:`open_dataset_keys`
   (:mod:`sealtune.data.store`) and :func:`export_dataset` (the redacted
@@ -34,7 +35,6 @@ from sealtune._lazy import attach
 if TYPE_CHECKING:
     from sealtune.data.export import ExportResult, export_dataset
     from sealtune.data.ingest import IngestResult, ScanReport, scan
-    from sealtune.data.ingest import ingest as ingest_dataset
     from sealtune.data.pii import ENTITY_TYPES, Analyzer
     from sealtune.data.policy import (
         UNSAFE_NO_DATASET_WIDE,
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     )
     from sealtune.data.records import Message, Record
     from sealtune.data.redact import DatasetKeys, Redactor, detokenize
+    from sealtune.data.sandboxed import ingest_dataset
     from sealtune.data.store import (
         DatasetInfo,
         export_bom,
@@ -86,7 +87,7 @@ __all__ = [
 __getattr__, __dir__ = attach(__name__, {
     **dict.fromkeys(("ExportResult", "export_dataset"), "sealtune.data.export"),
     **dict.fromkeys(("IngestResult", "ScanReport", "scan"), "sealtune.data.ingest"),
-    "ingest_dataset": "sealtune.data.ingest:ingest",
+    "ingest_dataset": "sealtune.data.sandboxed",
     **dict.fromkeys(("ENTITY_TYPES", "Analyzer"), "sealtune.data.pii"),
     **dict.fromkeys(("UNSAFE_NO_DATASET_WIDE", "Policy", "default_policy", "load_policy",
                      "parse_policy", "write_default_policy"), "sealtune.data.policy"),

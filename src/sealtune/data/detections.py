@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from sealtune.keys.service import KeyService
 
 __all__ = ["Detections", "kept_texts", "open_passes", "redaction_facts", "redaction_pass",
-           "unsafe_facts"]
+           "unsafe_facts", "warn_unsafe"]
 
 _PACK = struct.Struct("<IIIHf")
 _EMPTY = b""
@@ -138,7 +138,7 @@ def redaction_pass(source: RecordPasses, found: Detections, redactor: Redactor, 
 
 def open_passes(path: Path, policy: Policy, *, format: str | None, text_field: str | None,
                 on_error: str, progress: Progress | None, keys: KeyService | None = None,
-                ) -> tuple[RecordPasses, Detections]:
+                data_key: bytes | bytearray | None = None) -> tuple[RecordPasses, Detections]:
     """The passes over ``path``, detecting PII in the first one.
 
     A sealed input (``sealtune seal``) is unlocked once with ``keys`` and read
@@ -146,15 +146,17 @@ def open_passes(path: Path, policy: Policy, *, format: str | None, text_field: s
     memory); the read is audited as ``data.read``. Warns if dataset-wide
     redaction is off.
 
+    Inside the data sandbox there is no key service: the sealed input's data
+    key comes over the key pipe as ``data_key`` (the parent audits the read).
+
     Raises:
-        UsageError: the input is sealed and no ``keys`` were given.
+        UsageError: the input is sealed and neither ``keys`` nor ``data_key`` was given.
     """
-    if policy.unsafe_no_dataset_wide_redaction:
-        warnings.warn(f"{policy.source}: {UNSAFE_NO_DATASET_WIDE} is set: values detected in "
-                      "one record are not redacted where they appear undetected in others",
-                      UserWarning, stacklevel=3)
+    warn_unsafe(policy, stacklevel=4)
     opener = None
-    if is_sealed(path):
+    if is_sealed(path) and data_key is not None:
+        opener = SealedSource(path, data_key=data_key).open
+    elif is_sealed(path):
         if keys is None:
             raise UsageError(f"{path}: is a sealed file; it is opened with the workspace keys",
                              hint="pass keys=workspace.keys (the CLI does)")
@@ -167,6 +169,14 @@ def open_passes(path: Path, policy: Policy, *, format: str | None, text_field: s
                        dataset_wide=not policy.unsafe_no_dataset_wide_redaction)
     source.on_first = found.add
     return source, found
+
+
+def warn_unsafe(policy: Policy, *, stacklevel: int = 2) -> None:
+    """Warn if the policy turns dataset-wide redaction off."""
+    if policy.unsafe_no_dataset_wide_redaction:
+        warnings.warn(f"{policy.source}: {UNSAFE_NO_DATASET_WIDE} is set: values detected in "
+                      "one record are not redacted where they appear undetected in others",
+                      UserWarning, stacklevel=stacklevel)
 
 
 def unsafe_facts(policy: Policy) -> dict[str, list[str]]:

@@ -47,15 +47,12 @@ process and host it runs on.
 from __future__ import annotations
 
 import os
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sealtune
-from sealtune.data import bom, store
+from sealtune.data import store
 from sealtune.data.builds import remove_stale_builds, start_build
 from sealtune.data.detections import (
     Detections,
@@ -74,21 +71,19 @@ from sealtune.data.passes import (
     screen_passes,
 )
 from sealtune.data.policy import Policy, default_policy
-from sealtune.data.records import Record
 from sealtune.data.redact import AuditSink, DatasetKeys, Redactor
 from sealtune.data.screen import ScreenReport
 from sealtune.data.shred import shred
-from sealtune.errors import SealtuneError, UsageError
-from sealtune.keys.sealing import SealedFile, SealedWriter, seal_bytes
+from sealtune.data.writing import Written, screen_input, write_dataset
+from sealtune.errors import UsageError
 from sealtune.keys.versions import CommitGuard
-from sealtune.outputs import fsync_dir, write_atomic
 
 if TYPE_CHECKING:
     from sealtune.keys.service import KeyService
     from sealtune.workspace import Workspace
 
-__all__ = ["IngestResult", "Progress", "ScanReport", "ingest", "scan"]
-
+__all__ = ["IngestResult", "Progress", "ScanReport", "check_request", "ingest", "publish",
+           "resolve_policy", "scan"]
 
 
 @dataclass
@@ -117,7 +112,8 @@ class ScanReport:
                 "redaction": self.redaction, "screening": self.screening.to_json()}
 
 
-def _resolve(policy: Policy | None, on_error: str | None) -> tuple[Policy, str]:
+def resolve_policy(policy: Policy | None, on_error: str | None) -> tuple[Policy, str]:
+    """The policy (default: :func:`~sealtune.data.policy.default_policy`) and its error mode."""
     policy = policy if policy is not None else default_policy()
     return policy, on_error or policy.on_error
 
@@ -147,7 +143,7 @@ def scan(path: str | os.PathLike[str], *, policy: Policy | None = None,
         ConfigError: the policy is invalid.
         UsageError: the input is sealed and no ``keys`` were given.
     """
-    policy, on_error = _resolve(policy, on_error)
+    policy, on_error = resolve_policy(policy, on_error)
     redactor = Redactor(policy, keys=DatasetKeys.generate())
     source, found = open_passes(Path(path), policy, format=format, text_field=text_field,
                                 on_error=on_error, progress=progress, keys=keys)
@@ -211,116 +207,6 @@ def _check_input(path: Path, *, shred_original: bool) -> None:
                              hint="check permissions, or ingest without --shred-original")
 
 
-@dataclass
-class _Build:
-    """One ingest in progress: what it reads, where it writes, what it counted."""
-
-    ws: Workspace
-    name: str
-    policy: Policy
-    source: RecordPasses
-    found: Detections
-    dir: Path
-    key_names: Sequence[str]
-    input_sha: str
-    input_size: int
-    dataset_keys: DatasetKeys | None = None
-    provenance: Mapping[str, Any] | None = None
-    pii: PiiStats = field(default_factory=PiiStats)
-    counts: Counter[str] = field(default_factory=Counter)
-    quarantined: list[str] = field(default_factory=list)
-
-
-def _write_records(b: _Build, decisions: Mapping[str, str],
-                   keys: DatasetKeys) -> tuple[SealedFile, SealedFile]:
-    redactor = Redactor(b.policy, keys=keys)
-    data = SealedWriter(b.dir / store.DATA_FILE, keys=b.ws.keys, key_names=b.key_names,
-                        digest_plaintext=True)
-    held = SealedWriter(b.dir / store.QUARANTINE_FILE, keys=b.ws.keys, key_names=b.key_names,
-                        digest_plaintext=True)
-
-    def wanted(record: Record) -> bool:
-        if decisions.get(record.id) == "drop":
-            b.counts["dropped_screening"] += 1
-            return False
-        return True
-
-    try:
-        for record, _, line in redaction_pass(b.source, b.found, redactor, b.pii,
-                                              phase="redacting and sealing", wanted=wanted):
-            action = decisions.get(record.id)
-            if line is None:
-                b.counts["dropped_redaction"] += 1
-            elif action == "quarantine":
-                held.write_line(line)
-                b.quarantined.append(record.id)
-            else:
-                if action == "flag":
-                    b.counts["flagged"] += 1
-                data.write_line(line)
-        return data.close(), held.close()
-    except BaseException:
-        data.abort()
-        held.abort()
-        raise
-
-
-def _bom(b: _Build, created: datetime, outputs: Sequence[SealedFile]) -> str:
-    stats = b.source.stats
-    src = bom.DataFile("input", b.source.path.name, b.input_sha, b.input_size, b.source.read,
-                       {"format": stats.format, "skipped-lines": str(b.source.skipped)})
-    outs = [bom.DataFile(role, f.name, f.content_sha256, f.size, f.lines)
-            for role, f in zip(("data", "quarantine"), outputs, strict=True)]
-    facts = policy_facts(b.policy)
-    props: dict[str, object] = {
-        "policy:redaction-digest": facts["redaction_digest"],
-        "policy:screening-digest": facts["screening_digest"],
-        "policy:digest": facts["digest"], "policy:source": facts["source"],
-        **{f"pii:{t}": n for t, n in sorted(b.pii.entities.items())},
-        **{f"count:{k}": n for k, n in sorted(b.counts.items())}}
-    return bom.build_bom(name=b.name, created=created, input_file=src, outputs=outs,
-                         properties=props)
-
-
-def _write_build(b: _Build, report: ScreenReport) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Write every file of the dataset into the build directory; return manifest, findings."""
-    dataset_keys = b.dataset_keys or DatasetKeys.generate()
-    data, held = _write_records(b, report.decisions(), dataset_keys)
-    secret = seal_bytes(b.dir / store.KEYS_FILE, dataset_keys.secret, keys=b.ws.keys,
-                        key_names=b.key_names)
-    created = datetime.now(UTC).replace(microsecond=0)
-    stats = b.source.stats
-    b.counts.update({"records_read": b.source.read, "records_out": data.lines,
-                     "quarantined": held.lines, "skipped_lines": b.source.skipped,
-                     "entities": sum(b.pii.entities.values()),
-                     **{f"redacted_{scope}_wide": sum(b.pii.spread.get(scope, {}).values())
-                        for scope in ("record", "dataset")}})
-    findings = {"format": "sealtune.findings/v1", "dataset": b.name,
-                "policy": policy_facts(b.policy), "input": input_facts(b.source),
-                "counts": dict(b.counts),
-                "pii": {"scope": "records kept (data and quarantine)", **b.pii.to_json()},
-                "redaction": redaction_facts(b.policy, b.found),
-                "screening": report.to_json()}
-    manifest = {
-        "format": store.MANIFEST_FORMAT, "name": b.name,
-        "created": created.isoformat().replace("+00:00", "Z"),
-        "sealtune_version": sealtune.__version__,
-        "input": {"name": b.source.path.name, "sha256": b.input_sha, "size": b.input_size,
-                  "format": stats.format},
-        "counts": dict(b.counts), "policy": policy_facts(b.policy),
-        "keys": {"kek": list(data.keys), "dataset_secret": store.KEYS_FILE},
-        "files": {"data": data.as_dict(), "quarantine": held.as_dict(),
-                  "keys": secret.as_dict(), "findings": store.FINDINGS_FILE,
-                  "bom": store.BOM_FILE}}
-    if b.provenance is not None:
-        manifest["pipeline"] = dict(b.provenance)
-    store.write_json(b.dir / store.FINDINGS_FILE, findings)
-    write_atomic(b.dir / store.BOM_FILE, _bom(b, created, (data, held)).encode("utf-8"))
-    store.write_json(b.dir / store.MANIFEST_FILE, manifest)
-    fsync_dir(b.dir)
-    return manifest, findings
-
-
 def _wrapped_entries(manifest: Mapping[str, Any]) -> list[str]:
     """``uri@version`` of every wrapped key of the dataset's sealed files."""
     return sorted({k for f in manifest["files"].values() if isinstance(f, dict)
@@ -329,32 +215,71 @@ def _wrapped_entries(manifest: Mapping[str, Any]) -> list[str]:
 
 def _run(ws: Workspace, src: Path, name: str, policy: Policy,
          passes: tuple[RecordPasses, Detections], key_names: Sequence[str],
-         extra: dict[str, Any]) -> tuple[_Build, dict[str, Any], dict[str, Any]]:
-    source, found = passes
+         extra: dict[str, Any]) -> Written:
     before = _identity(src)
-    input_sha, input_size = store.sha256_file(src)
-    report = screen_passes(source, policy)
-    if not source.ids:
-        raise SealtuneError(f"{src}: no records to ingest", hint="check the format and --on-error")
+    screened = screen_input(src, passes, policy=policy)
     root = store.datasets_dir(ws)
     removed = remove_stale_builds(root)
     if removed:
         ws.audit("data.cleanup", store.DATASETS, details={"stale_builds_removed": removed})
     build = start_build(root, name)
     try:
-        b = _Build(ws, name, policy, source, found, build.path, key_names, input_sha,
-                   input_size, **extra)
-        manifest, findings = _write_build(b, report)
+        written = write_dataset(build.path, screened, name=name, policy=policy,
+                                key_names=key_names, keys=ws.keys, **extra)
         if _identity(src) != before:
             raise changed(src)
         # Published only while every KEK version it was sealed under is live (keys.versions).
+        manifest = written.manifest
         with CommitGuard(ws.keys, _wrapped_entries(manifest), what=f"dataset {name!r}") as guard:
             guard.check()
             build.finish(root / name)
     except BaseException:
         build.abandon()
         raise
-    return b, manifest, findings
+    return written
+
+
+def check_request(ws: Workspace, src: Path, *, name: str, shred_original: bool) -> None:
+    """Refuse an unusable input path or a dataset name that is taken.
+
+    Raises:
+        UsageError: the name is bad or taken, or the input is not a usable file.
+    """
+    _check_input(src, shred_original=shred_original)
+    if (ws.root / store.DATASETS / store.check_name(name)).exists():
+        raise UsageError(f"dataset {name!r} already exists", hint="choose another name")
+
+
+def publish(ws: Workspace, src: Path, name: str, written: Written, *, policy: Policy,
+            shred_original: bool, details: Mapping[str, Any] | None = None) -> IngestResult:
+    """Audit a published dataset (``data.ingest``, each quarantine); shred the input if asked.
+
+    Args:
+        ws: the workspace.
+        src: the raw input.
+        name: the dataset name (already in ``datasets/``).
+        written: what :func:`write_dataset` wrote.
+        policy: the policy it ran under.
+        shred_original: overwrite and remove ``src``.
+        details: more facts for the ``data.ingest`` event (names and digests).
+    """
+    manifest = written.manifest
+    input_sha = manifest["input"]["sha256"]
+    ws.audit("data.ingest", f"dataset/{name}", details={
+        "input_sha256": input_sha,
+        "output_content_sha256": manifest["files"]["data"]["content_sha256"],
+        "counts": dict(manifest["counts"]), "policy_digest": manifest["policy"]["digest"],
+        **unsafe_facts(policy), **(details or {})})
+    for rid in written.quarantined:
+        ws.audit("data.quarantine", f"dataset/{name}/{rid}")
+    if shred_original:
+        size = shred(src)
+        ws.audit("data.shred", str(src), details={
+            "bytes": size, "sha256": input_sha,
+            "method": "one random overwrite, fsync, unlink",
+            "limits": "no guarantee on copy-on-write file systems, SSDs, snapshots, backups"})
+    return IngestResult(name, ws.root / store.DATASETS / name, manifest, written.findings,
+                        written.quarantined, shred_original)
 
 
 def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
@@ -390,32 +315,16 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
         ConfigError: the policy is invalid.
     """
     src = Path(path)
-    _check_input(src, shred_original=shred_original)
-    if (ws.root / store.DATASETS / store.check_name(name)).exists():
-        raise UsageError(f"dataset {name!r} already exists", hint="choose another name")
-    policy, on_error = _resolve(policy, on_error)
+    check_request(ws, src, name=name, shred_original=shred_original)
+    policy, on_error = resolve_policy(policy, on_error)
     keys = [ws.config.default_key] if key_names is None else list(key_names)
     passes = open_passes(src, policy, format=format, text_field=text_field, on_error=on_error,
                          progress=progress, keys=ws.keys)
     try:
-        b, manifest, findings = _run(ws, src, name, policy, passes, keys, {
+        written = _run(ws, src, name, policy, passes, keys, {
             "dataset_keys": dataset_keys, "provenance": provenance})
     except BaseException as exc:
         ws.audit("data.ingest", f"dataset/{name}", outcome="failure",
                  details={"error": type(exc).__name__})
         raise
-    ws.audit("data.ingest", f"dataset/{name}", details={
-        "input_sha256": b.input_sha,
-        "output_content_sha256": manifest["files"]["data"]["content_sha256"],
-        "counts": dict(b.counts), "policy_digest": manifest["policy"]["digest"],
-        **unsafe_facts(policy)})
-    for rid in b.quarantined:
-        ws.audit("data.quarantine", f"dataset/{name}/{rid}")
-    if shred_original:
-        size = shred(src)
-        ws.audit("data.shred", str(src), details={
-            "bytes": size, "sha256": b.input_sha,
-            "method": "one random overwrite, fsync, unlink",
-            "limits": "no guarantee on copy-on-write file systems, SSDs, snapshots, backups"})
-    return IngestResult(name, ws.root / store.DATASETS / name, manifest, findings,
-                        tuple(b.quarantined), shred_original)
+    return publish(ws, src, name, written, policy=policy, shred_original=shred_original)

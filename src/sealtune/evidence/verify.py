@@ -12,7 +12,9 @@
                        none missing, none extra
 ``statement.<step>``   each step's statement is signed by a pinned key, is an
                        in-toto v1 / SLSA provenance v1 statement of this run
-                       and this workspace's builder
+                       and this workspace's builder; a sandbox measurement
+                       (the data and the train step's) has all its parts and
+                       its digest is the one they fold into
 ``statements.chain``   each step's inputs are run inputs or earlier outputs;
                        the first step reads only run inputs
 ``ledger.key``         the ledger key: pinned (``--ledger-key`` or a pin file),
@@ -61,6 +63,7 @@ from sealtune.evidence.statement import (
     normalize_digest,
     parse_statement,
 )
+from sealtune.sandbox.measurement import Measurement
 
 _DIGEST = re.compile(r"(sha256|content-sha256):[0-9a-f]{64}")
 _LEDGER_EVENT = re.compile(r"ledger/([1-9][0-9]{0,17})")
@@ -209,6 +212,8 @@ def _statement(files: Mapping[str, bytes], step: str, manifest: dict[str, Any],
             raise SealtuneError(f"{name}: a statement of run {st.run_id!r}, not of this run")
         if st.builder != BUILDER_ID.format(workspace=manifest["workspace_id"]):
             raise SealtuneError(f"{name}: built by another builder than this workspace")
+        if st.measurement is not None:
+            _check_measurement(st.measurement, what=name)
     except SealtuneError as exc:
         report.add(f"statement.{step}", False, exc.message)
         return None
@@ -218,6 +223,20 @@ def _statement(files: Mapping[str, bytes], step: str, manifest: dict[str, Any],
                f"signed by pinned key {signer}: a {st.kind} step with {len(st.inputs)} inputs "
                f"and {len(st.outputs)} outputs{sandbox}")
     return st
+
+
+def _check_measurement(measurement: Mapping[str, Any], *, what: str) -> None:
+    """The measurement has its parts, and its digest is the one they fold into."""
+    try:
+        parts = Measurement(code=str(measurement["code"]), config=str(measurement["config"]),
+                            base_model=measurement["base_model"],
+                            inputs=dict(measurement["inputs"]))
+        folded = parts.digest
+    except (KeyError, TypeError, ValueError):
+        raise SealtuneError(f"{what}: the sandbox measurement lacks its parts") from None
+    if measurement.get("digest") != folded:
+        raise SealtuneError(f"{what}: the sandbox measurement's digest is not that of its "
+                            "parts")
 
 
 def _chain(manifest: dict[str, Any], statements: Mapping[str, ParsedStatement | None],

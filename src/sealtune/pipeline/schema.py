@@ -14,7 +14,7 @@ What this protects against: a typo or a wrong type run silently with a
 default, a secret written into the file (a key that looks like one --
 passphrase, password, PIN, token, secret, API key, private key, credential
 -- is refused anywhere outside the inline policy: keys are named, never
-given), a sealed file given as raw input. What it does not: check that the
+given). What it does not: check that the
 keys it names exist (that needs the workspace: the runner checks them, with
 the same positions, before the first step runs) or that a valid pipeline is
 a wise one.

@@ -2,8 +2,10 @@
 
 Each adapter names the packages that compute its step, its normalised
 settings, its inputs by digest, and how to run it: :class:`DataAdapter`
-calls :func:`sealtune.data.ingest.ingest` (as ``sealtune data ingest``
-does) and :func:`sealtune.data.store.show_dataset`; :class:`TrainAdapter`
+calls :func:`sealtune.data.sandboxed.ingest_dataset` (in the data sandbox,
+as ``sealtune data ingest`` does; its measurement, recorded in the dataset
+manifest, goes into the step's record and statement) and
+:func:`sealtune.data.store.show_dataset`; :class:`TrainAdapter`
 calls :func:`sealtune.train.jobs.run_job` (as ``sealtune train`` does);
 :class:`AssessAdapter` calls :func:`sealtune.assess.run_gate` (as
 ``sealtune assess`` does) on the train step's model and stops the run with
@@ -168,17 +170,17 @@ class DataAdapter:
 
     def _ingest(self, ws: Workspace, name: str, key: str, keys: Any,
                 progress: ProgressFn | None) -> None:
-        from sealtune.data.ingest import ingest  # numpy, datasketch: only when it runs
+        from sealtune.data.sandboxed import ingest_dataset  # numpy, datasketch: when it runs
 
         def relay(phase: str, done: int, total: int | None) -> None:
             if progress is not None:
                 progress({"phase": phase, "done": done, "total": total})
 
         s = self.step
-        ingest(ws, s.input, name=name, policy=s.policy, format=s.format,
-               text_field=s.text_field, on_error=s.on_error, key_names=self.keys,
-               progress=relay, dataset_keys=keys,
-               provenance={"pipeline": self.pipeline, "step": "data", "step_key": key})
+        ingest_dataset(ws, s.input, name=name, policy=s.policy, format=s.format,
+                       text_field=s.text_field, on_error=s.on_error, key_names=self.keys,
+                       progress=relay, dataset_keys=keys,
+                       provenance={"pipeline": self.pipeline, "step": "data", "step_key": key})
 
     def _adoptable(self, ws: Workspace, name: str, key: str) -> bool:
         from sealtune.data.store import DATASETS, MANIFEST_FILE, show_dataset
@@ -208,7 +210,8 @@ class DataAdapter:
             digests={"records": "sha256:" + files["data"]["plaintext_sha256"],
                      "quarantine_records": "sha256:" + files["quarantine"]["plaintext_sha256"]},
             summary={"dataset": name, "adopted": adopted, "keys": list(self.keys),
-                     "policy": self.step.policy_source, **counts, **screening})
+                     "policy": self.step.policy_source, **counts, **screening},
+            measurement=(info.manifest.get("sandbox") or {}).get("measurement"))
 
 
 def _screening(findings: Path) -> dict[str, int]:

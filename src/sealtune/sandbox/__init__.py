@@ -1,7 +1,7 @@
 """The sandbox: a bubblewrap process tree with no network and a private tmpfs.
 
-Every stage that handles plaintext runs its work here (training today; the
-data step next), the same way: the stage names an entry module and its
+Every stage that handles plaintext runs its work here (training and the
+data step), the same way: the stage names an entry module and its
 stage in a :class:`SandboxSpec`, hands the data keys over the key pipe, and
 records the lifecycle in the audit ledger with the same events
 (:mod:`sealtune.sandbox.timeline`). This package is below the stages: it
@@ -84,10 +84,10 @@ Layout (import each name from where it lives, or from this package):
 (the filter program), ``process`` (start, the key pipe, events, destroy),
 ``teardown`` (the survivor check, output sanitizing), ``measurement``
 (digests of what runs), ``selfcheck`` (:func:`probe`), ``timeline`` (the
-ledger events, marked with the stage), ``wire`` (the key pipe and event
-format both sides share) and ``launcher`` (the in-sandbox side). The
-``_probe_*`` modules are entries that try to break out, for the self-check
-and the tests.
+ledger events, marked with the stage; :func:`run_recorded`, one recorded
+run), ``wire`` (the key pipe and event format both sides share) and
+``launcher`` (the in-sandbox side). The ``_probe_*`` modules are entries
+that try to break out, for the self-check and the tests.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ if TYPE_CHECKING:
         build_argv,
     )
     from sealtune.sandbox.teardown import Teardown, namespace_members, sanitize_outputs
-    from sealtune.sandbox.timeline import Timeline, isolation_flags
+    from sealtune.sandbox.timeline import Timeline, isolation_flags, run_recorded
     from sealtune.sandbox.wire import EventWriter, ProtocolError
 
 __all__ = [
@@ -136,6 +136,7 @@ __all__ = [
     "measure",
     "namespace_members",
     "probe",
+    "run_recorded",
     "sanitize_outputs",
     "wipe_tree",
 ]
@@ -151,6 +152,7 @@ __getattr__, __dir__ = attach(__name__, {
                      "SandboxUnavailableError", "build_argv"), "sealtune.sandbox.spec"),
     **dict.fromkeys(("Teardown", "namespace_members", "sanitize_outputs"),
                     "sealtune.sandbox.teardown"),
-    **dict.fromkeys(("Timeline", "isolation_flags"), "sealtune.sandbox.timeline"),
+    **dict.fromkeys(("Timeline", "isolation_flags", "run_recorded"),
+                    "sealtune.sandbox.timeline"),
     **dict.fromkeys(("EventWriter", "ProtocolError"), "sealtune.sandbox.wire"),
 })

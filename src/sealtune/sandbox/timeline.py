@@ -22,15 +22,15 @@ fails leaves the ledger short of the event (it raises to the caller).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from sealtune.sandbox import seccomp
-from sealtune.sandbox.process import SandboxEvent, native_arch
+from sealtune.sandbox.process import Sandbox, SandboxEvent, native_arch
 from sealtune.sandbox.spec import SandboxSpec, build_argv
 from sealtune.sandbox.teardown import Teardown
 
-__all__ = ["MILESTONES", "Recorder", "Timeline", "isolation_flags"]
+__all__ = ["MILESTONES", "Recorder", "Timeline", "isolation_flags", "run_recorded"]
 
 #: The milestones every stage's entry reports, and the ledger action each becomes.
 MILESTONES: Mapping[str, str] = {"data_decrypted": "sandbox.data_decrypted",
@@ -117,3 +117,31 @@ class Timeline:
         details = {"tmpfs_files_wiped": wiped, "unsandboxed": True}
         self._record("sandbox.destroyed", self._marked(details))
         return details
+
+
+def run_recorded(timeline: Timeline, entry: str, args: Sequence[str], *,
+                 secrets: Mapping[str, bytes | bytearray],
+                 handle: Callable[[SandboxEvent], None],
+                 timeout: float | None = None) -> dict[str, Any]:
+    """Run ``entry`` in a fresh sandbox of ``timeline``'s spec, recording its lifecycle.
+
+    Every event goes to ``handle`` (which passes the milestones to
+    :meth:`Timeline.observe`); the sandbox is destroyed and ``sandbox.destroyed``
+    recorded however the run ends (success, an error inside, a timeout, a killed
+    entry, an exception in ``handle``).
+
+    Returns:
+        The ``sandbox.destroyed`` details (:meth:`Timeline.destroyed`).
+    """
+    wiped: list[object] = []
+    with Sandbox(timeline.spec) as box:
+        box.start(entry, args, secrets=secrets)
+        try:
+            for ev in box.events(timeout=timeout):
+                if ev.type == "event" and ev.name == "workspace_wiped":
+                    wiped.append(ev.fields.get("files"))
+                handle(ev)
+        finally:
+            teardown = timeline.destroyed(box.destroy(), exit_code=box.exit_code,
+                                          wiped=wiped[-1] if wiped else None)
+    return teardown

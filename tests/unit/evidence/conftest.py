@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from sealtune.evidence import EvidenceRecorder, run_events
+from sealtune.sandbox.measurement import Measurement
 from sealtune.workspace import Workspace
 
 
@@ -43,7 +44,10 @@ def make_run(workspace: Workspace) -> Callable[..., Run]:
                  outputs={"ds/data": sha(b"sealed"), "ds/bom": sha(b'{"bom":1}')},
                  config={"dataset": "ds", "keys": ["k1"]}, ledger_seqs=data_seqs)
         rec.attach_bom("data", dataset="ds", bom=b'{"bom":1}')
-        measurement = {"digest": "sha256:" + sha(b"m"), "code": "sha256:" + sha(b"c")}
+        parts = Measurement(code="sha256:" + sha(b"c"), config="sha256:" + sha(b"cfg"),
+                            base_model="sha256:" + sha(b"base"),
+                            inputs={"dataset": "sha256:" + sha(b"sealed")})
+        measurement = {**parts.to_dict(), "digest": parts.digest}
         rec.step("train", "train", inputs={"dataset": "sha256:" + sha(b"sealed"),
                                            "base": sha(b"base")},
                  outputs={"m1/model.sealed": sha(b"model")}, config={"epochs": 1, "lr": 0.01},

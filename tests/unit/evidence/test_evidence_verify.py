@@ -187,6 +187,27 @@ def test_insider_edits_that_keep_signatures_valid_are_caught_by_the_semantic_che
         assert _failed(verify_files(tampered, pins)) == expected, (statement, manifest)
 
 
+def test_a_sandbox_measurement_must_fold_into_its_digest(bundle_dir: tuple[Run, Path]) -> None:
+    run, path = bundle_dir
+    files = layout.read_dir(path)
+    pins = _pins(run.ws)
+
+    def edit(change: Callable[[dict[str, Any]], None]) -> Callable[[str, dict[str, Any]], None]:
+        def apply(name: str, doc: dict[str, Any]) -> None:
+            if name.endswith("/train.dsse.json"):
+                change(doc["predicate"]["buildDefinition"]["internalParameters"]["sandbox"])
+        return apply
+
+    for change, words in [
+            (lambda m: m.update(code="sha256:" + "7" * 64), "not that of its parts"),
+            (lambda m: m["inputs"].update(dataset="sha256:" + "6" * 64), "not that of its parts"),
+            (lambda m: m.pop("config"), "lacks its parts")]:
+        report = verify_files(_resign(run.ws, files, statement=edit(change)), pins)
+        [check] = [c for c in report.failed if c.name == "statement.train"]
+        assert words in check.explanation
+    assert verify_files(files, pins).ok
+
+
 def test_files_must_match_the_manifest_exactly(bundle_dir: tuple[Run, Path]) -> None:
     run, path = bundle_dir
     files, pins = layout.read_dir(path), _pins(run.ws)

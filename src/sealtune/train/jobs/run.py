@@ -49,9 +49,9 @@ from sealtune.keys.base import WrappedKey
 from sealtune.keys.content import labelled_digest
 from sealtune.keys.versions import CommitGuard, lease
 from sealtune.sandbox.measurement import measure
-from sealtune.sandbox.process import Sandbox, SandboxEvent
+from sealtune.sandbox.process import SandboxEvent
 from sealtune.sandbox.spec import SandboxSpec
-from sealtune.sandbox.timeline import Timeline
+from sealtune.sandbox.timeline import Timeline, run_recorded
 from sealtune.train.jobs.canaries import prepare_canaries
 from sealtune.train.jobs.keys import dataset_key, output_target, resumed_target
 from sealtune.train.jobs.records import MODEL_FORMAT, MODELS, JobRecord, now, write_json
@@ -214,17 +214,9 @@ class JobRun:
         self.timeline.observe(ev)
 
     def _sandboxed(self, args: list[str]) -> dict[str, Any]:
-        with Sandbox(self.spec) as box:
-            box.start(WORKER, args, secrets=self.keys)
-            try:
-                for ev in box.events(timeout=self.timeout):
-                    self._handle(ev)
-            finally:
-                wiped = self.fields.get("workspace_wiped", {}).get("files")
-                assert self.timeline is not None
-                teardown = self.timeline.destroyed(box.destroy(), exit_code=box.exit_code,
-                                                   wiped=wiped)
-        return teardown
+        assert self.timeline is not None
+        return run_recorded(self.timeline, WORKER, args, secrets=self.keys,
+                            handle=self._handle, timeout=self.timeout)
 
     def _unsandboxed(self, args: list[str]) -> dict[str, Any]:
         """Run the worker in this process (``--no-sandbox``): same protocol, no isolation."""
