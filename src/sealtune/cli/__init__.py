@@ -27,6 +27,7 @@ from sealtune.cli import (
     attest,
     audit,
     bundle,
+    console,
     data,
     demo,
     files,
@@ -89,6 +90,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(monitor.app, name="monitor")
 app.command("serve")(serve.serve)
 app.command("proxy")(proxy.proxy)
+app.command("console")(console.console)
 app.add_typer(serve.auth_app, name="auth")
 app.add_typer(data.app, name="data")
 app.command("train")(train.train)

@@ -1,0 +1,122 @@
+"""A real workspace after the example pipeline ran (``sealtune pipeline init`` then
+``sealtune run``), with unique planted values in its data, and API keys of every role.
+
+Made once per session (about a minute): the API tests and the browser tests read it.
+Nothing is mocked; the values planted in the data must never appear in a response.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sealtune.workspace import Workspace
+
+SEALTUNE = [sys.executable, "-m", "sealtune"]
+
+
+@dataclass
+class RunWorkspace:
+    """The workspace of a finished example run."""
+
+    home: Path
+    env: dict[str, str]
+    passphrase: str
+    planted: list[str]
+    keys: dict[str, str]  # role -> API key
+    example: Path  # the 'sealtune pipeline init' directory (data/, tiny-base/)
+
+    def open(self) -> Workspace:
+        return Workspace.open(self.home, passphrase=self.passphrase)
+
+
+def _plant(raw: Path) -> list[str]:
+    rng = random.Random(secrets.randbits(32))
+    values, lines = [], []
+    for i in range(4):
+        name = rng.choice(["欧阳", "司马", "诸葛"]) + "".join(rng.sample("震霆蔚岚秋笛云舒", 2))
+        phone = f"13{rng.randint(5, 9)}{rng.randint(10**7, 10**8 - 1)}"
+        email = f"{secrets.token_hex(6)}@example.org"
+        marker = f"zqv{secrets.token_hex(6)}"
+        values += [name, phone, email, marker]
+        lines.append(json.dumps({"id": f"planted-{i}", "messages": [
+            {"role": "user", "content": f"你好，我是{name}，手机{phone}，邮箱{email}，退款没到。"},
+            {"role": "assistant", "content": f"您好，已登记，工单 {marker}。"}]},
+            ensure_ascii=False))
+    with raw.open("a", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return values
+
+
+def _run(env: dict[str, str], *args: str) -> str:
+    res = subprocess.run([*SEALTUNE, *args], env=env, capture_output=True, text=True,
+                         timeout=600, check=False)
+    assert res.returncode == 0, (args, res.stdout[-2000:], res.stderr[-2000:])
+    return res.stdout
+
+
+@pytest.fixture(scope="session")
+def example_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunWorkspace]:
+    """The example pipeline, run once in a fresh workspace, plus one API key per role."""
+    root = tmp_path_factory.mktemp("console")
+    home, passphrase = root / "ws", "pp-" + secrets.token_hex(12)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALTUNE_")}
+    (root / "tmp").mkdir()
+    env.update({"SEALTUNE_HOME": str(home), "SEALTUNE_PASSPHRASE": passphrase,
+                "SEALTUNE_UNSAFE_FAST_KDF": "1", "TMPDIR": str(root / "tmp"), "COLUMNS": "200"})
+    _run(env, "pipeline", "init", str(root / "ex"))
+    planted = _plant(root / "ex" / "data" / "conversations.jsonl")
+    _run(env, "init")
+    _run(env, "run", str(root / "ex" / "pipeline.yaml"))
+    from sealtune.serve import create_api_key
+
+    ws = Workspace.open(home, passphrase=passphrase)
+    try:
+        keys = {role: create_api_key(ws, role=role, name=f"console-{role}")[0]
+                for role in ("admin", "operator", "auditor", "consumer")}
+    finally:
+        ws.close()
+    yield RunWorkspace(home, env, passphrase, planted, keys, root / "ex")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def console_url(example_run: RunWorkspace) -> Iterator[str]:
+    """``sealtune console`` (a subprocess) over the example run's workspace."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "sealtune", "console", "--port", str(port)],
+                            env=example_run.env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/login", timeout=2) as r:
+                    r.read()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "console did not start"
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)  # reaps it and closes the stderr pipe

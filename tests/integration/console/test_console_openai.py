@@ -1,0 +1,111 @@
+"""OpenAI-compatible fine-tuning, driven by the official ``openai`` package: upload
+(sealed on arrival, ingested by the data stage), create a job, poll it to
+``succeeded``, read its events and checkpoints, then chat with the fine-tuned
+model through ``sealtune serve``."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
+
+import openai
+import pytest
+
+RunWorkspace = Any  # conftest.RunWorkspace (conftest modules are not importable)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                r.read()
+            return
+        except OSError:
+            assert proc.poll() is None, "the server exited"
+            assert time.monotonic() < deadline, f"{url} did not come up"
+            time.sleep(0.5)
+
+
+def test_fine_tune_with_the_openai_client_then_chat(console_url: str,
+                                                    example_run: RunWorkspace) -> None:
+    with openai.OpenAI(base_url=console_url + "/v1", api_key=example_run.keys["operator"],
+                       max_retries=0) as ops:
+        model = _fine_tune(ops, console_url, example_run)
+    marker = _chat(model, example_run)
+    req = urllib.request.Request(console_url + "/api/v1/audit/export?format=jsonl", headers={
+        "Authorization": f"Bearer {example_run.keys['auditor']}"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        exported = r.read()
+    assert exported and marker.encode() not in exported  # prompts are never logged
+    for name in ("ledger.db", "ledger.db-wal"):
+        path = example_run.home / name
+        assert not path.exists() or marker.encode() not in path.read_bytes()
+
+
+def _fine_tune(ops: openai.OpenAI, console_url: str, example_run: RunWorkspace) -> str:
+    data = example_run.example / "data" / "conversations.jsonl"
+    with data.open("rb") as fh:
+        upload = ops.files.create(file=fh, purpose="fine-tune")
+    assert upload.id.startswith("file-") and upload.bytes == data.stat().st_size
+    assert upload.id in [f.id for f in ops.files.list().data]
+    sealed = list((example_run.home / "uploads").iterdir())
+    assert sealed and all(p.read_bytes().startswith(b"SEALTUNE") for p in sealed)
+    job = ops.fine_tuning.jobs.create(
+        model=str(example_run.example / "tiny-base"), training_file=upload.id,
+        hyperparameters={"n_epochs": 1, "batch_size": 8}, suffix="support",
+        extra_body={"sealtune": {"max_steps": 2}})
+    assert job.status in ("queued", "running") and job.hyperparameters.n_epochs == 1
+    deadline = time.monotonic() + 300
+    while job.status not in ("succeeded", "failed", "cancelled"):
+        assert time.monotonic() < deadline, "the job did not finish"
+        time.sleep(2)
+        job = ops.fine_tuning.jobs.retrieve(job.id)
+    assert job.status == "succeeded", job.error
+    assert job.fine_tuned_model and job.fine_tuned_model.startswith("support-")
+    messages = [e.message for e in ops.fine_tuning.jobs.list_events(job.id).data]
+    assert "The job has successfully completed" in messages and "sandbox.created" in messages
+    ckpts = ops.fine_tuning.jobs.checkpoints.list(job.id).data
+    assert [c.fine_tuned_model_checkpoint for c in ckpts] == [job.fine_tuned_model]
+    assert job.id in [j.id for j in ops.fine_tuning.jobs.list().data]
+    with pytest.raises(openai.NotFoundError):
+        ops.fine_tuning.jobs.retrieve("ftjob-" + "0" * 24)
+    with openai.OpenAI(base_url=console_url + "/v1", api_key=example_run.keys["consumer"],
+                       max_retries=0) as consumer, pytest.raises(openai.PermissionDeniedError):
+        consumer.files.list()
+    return job.fine_tuned_model
+
+
+def _chat(fine_tuned_model: str, example_run: RunWorkspace) -> str:
+    """Serve the model, chat once with a unique marker in the prompt; return the marker."""
+    port = _free_port()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "sealtune", "serve", "--model", fine_tuned_model,
+         "--port", str(port)], env=example_run.env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        _wait(f"http://127.0.0.1:{port}/healthz", serve, 120)
+        with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1",
+                           api_key=example_run.keys["consumer"], max_retries=0) as chat:
+            model = chat.models.list().data[0].id
+            marker = f"zqp{secrets.token_hex(6)}"
+            prompt = f"hello {marker}"
+            answer = chat.chat.completions.create(
+                model=model, max_tokens=8, messages=[{"role": "user", "content": prompt}])
+        assert answer.choices[0].message.content is not None
+        assert answer.usage is not None and answer.usage.completion_tokens >= 1
+        return marker
+    finally:
+        serve.terminate()
+        serve.communicate(timeout=30)
