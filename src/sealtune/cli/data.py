@@ -1,4 +1,4 @@
-"""``sealtune data``: scan, ingest, list, show, export, export-bom, and ``policy init``.
+"""``sealtune data``: scan, ingest, list, show, review, export, export-bom, ``policy init``.
 
 Every command calls the data stage's public API (:mod:`sealtune.data`:
 ingest, store, export, policy) and prints. Output is counts,
@@ -34,6 +34,7 @@ from rich.text import Text
 
 from sealtune.cli._common import console, err_console, open_workspace
 from sealtune.cli._tables import Col, print_table, when
+from sealtune.cli.data_review import review_cmd
 from sealtune.data import (
     UNSAFE_NO_DATASET_WIDE,
     Policy,
@@ -55,6 +56,7 @@ app = typer.Typer(help="The data stage: redact PII, screen for poisoning, seal d
 policy_app = typer.Typer(help="Data policy files.", no_args_is_help=True,
                          pretty_exceptions_enable=False)
 app.add_typer(policy_app, name="policy")
+app.command("review")(review_cmd)
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Workspace directory.")]
 PolicyOpt = Annotated[Path | None, typer.Option(
