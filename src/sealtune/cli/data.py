@@ -194,6 +194,9 @@ def ingest_cmd(
         "docs for copy-on-write file systems and SSDs).")] = False,
     key: Annotated[list[str] | None, typer.Option(
         "--key", help="KEK to seal under; repeat for several (default: the workspace's).")] = None,
+    executor: Annotated[str, typer.Option(
+        "--executor", help="local, or ray: PII detection on Ray Data ($RAY_ADDRESS, else a "
+        "local Ray on 127.0.0.1); Ray workers see record text in clear.")] = "local",
     home: HomeOpt = None,
 ) -> None:
     """Redact, minimise, screen and seal IN as dataset NAME, with findings and an ML-BOM."""
@@ -205,7 +208,8 @@ def ingest_cmd(
         with _progress() as progress, _warned():
             result = ingest(ws, input_path, name=name, policy=chosen, format=fmt,
                             text_field=text_field, on_error=_on_error(on_error),
-                            shred_original=shred_original, key_names=key, progress=progress)
+                            shred_original=shred_original, key_names=key, progress=progress,
+                            executor=executor)
     finally:
         ws.close()
     _print_result(result)

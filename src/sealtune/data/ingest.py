@@ -64,6 +64,7 @@ from sealtune.data.detections import (
     redaction_pass,
     unsafe_facts,
 )
+from sealtune.data.executors import ChunkRunner, executor_name, precompute
 from sealtune.data.findings import PiiStats
 from sealtune.data.passes import (
     Progress,
@@ -362,7 +363,8 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
            text_field: str | None = None, on_error: str | None = None,
            shred_original: bool = False, key_names: Sequence[str] | None = None,
            progress: Progress | None = None, dataset_keys: DatasetKeys | None = None,
-           provenance: Mapping[str, Any] | None = None) -> IngestResult:
+           provenance: Mapping[str, Any] | None = None,
+           executor: str | ChunkRunner = "local") -> IngestResult:
     """Turn a raw fine-tuning file into the sealed dataset ``datasets/<name>``.
 
     The raw file may itself be sealed (``sealtune seal``): it is then opened
@@ -383,6 +385,8 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
         dataset_keys: the redaction keys (default: fresh random ones). A pipeline passes
             keys derived from its sealed secret, so that a rerun redacts identically.
         provenance: facts recorded in the manifest as ``pipeline`` (names and digests).
+        executor: ``local`` or ``ray`` (PII detection on Ray Data, same outputs:
+            :mod:`sealtune.data.executors`).
 
     Raises:
         UsageError: a bad name, an existing dataset, an unusable input path.
@@ -395,8 +399,10 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
         raise UsageError(f"dataset {name!r} already exists", hint="choose another name")
     policy, on_error = _resolve(policy, on_error)
     keys = [ws.config.default_key] if key_names is None else list(key_names)
+    analyzer = precompute(executor, src, policy, format=format, text_field=text_field,
+                          keys=ws.keys)
     passes = open_passes(src, policy, format=format, text_field=text_field, on_error=on_error,
-                         progress=progress, keys=ws.keys)
+                         progress=progress, keys=ws.keys, analyzer=analyzer)
     try:
         b, manifest, findings = _run(ws, src, name, policy, passes, keys, {
             "dataset_keys": dataset_keys, "provenance": provenance})
@@ -408,6 +414,7 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
         "input_sha256": b.input_sha,
         "output_content_sha256": manifest["files"]["data"]["content_sha256"],
         "counts": dict(b.counts), "policy_digest": manifest["policy"]["digest"],
+        **({"executor": executor_name(executor)} if executor != "local" else {}),
         **unsafe_facts(policy)})
     for rid in b.quarantined:
         ws.audit("data.quarantine", f"dataset/{name}/{rid}")
