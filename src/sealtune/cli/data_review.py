@@ -57,7 +57,7 @@ def _ask(items: list[ReviewItem]) -> tuple[list[str], list[str]]:
     drop: list[str] = []
     for n, item in enumerate(items, start=1):
         console.print(_panel(item, n, len(items)))
-        choice = _CHOICES[Prompt.ask("[r]elease, [d]rop, [s]kip, [q]uit",
+        choice = _CHOICES[Prompt.ask(r"\[r]elease, \[d]rop, \[s]kip, \[q]uit",
                                      choices=list(_CHOICES), default="s", console=console)]
         if choice == "quit":
             break

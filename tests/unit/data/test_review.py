@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import select
 import string
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -175,3 +180,47 @@ def test_a_tampered_quarantine_is_refused_with_exit_3(
     assert "integrity" in capsys.readouterr().err
     assert (held.parent / "dataset.json").read_bytes() == manifest
     assert not [e for e in workspace.ledger.entries() if e.action == "data.review"]
+
+
+def _read_until(fd: int, seen: bytearray, want: bytes, count: int = 1) -> None:
+    deadline = time.monotonic() + 120
+    while seen.count(want) < count:
+        assert time.monotonic() < deadline, bytes(seen[-800:])
+        if select.select([fd], [], [], 1)[0]:
+            chunk = os.read(fd, 1 << 16)
+            assert chunk, bytes(seen[-800:])
+            seen += chunk
+
+
+def test_interactive_review_on_a_terminal(workspace: Workspace, dataset: str, planted: str,
+                                          passphrase: str) -> None:
+    """On a terminal: one record at a time; release the first, quit at the second, confirm."""
+    first = review_items(workspace, dataset)[0].record_id
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALTUNE_")}
+    env.update({"SEALTUNE_PASSPHRASE": passphrase, "TERM": "dumb", "COLUMNS": "120"})
+    master, slave = os.openpty()
+    seen = bytearray()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "sealtune", "data", "review", dataset,
+                                 "--home", str(workspace.root)], env=env, stdin=slave,
+                                stdout=slave, stderr=slave, close_fds=True)
+        os.close(slave)
+        for answer, want, count in ((b"r\n", b"[r]elease", 1), (b"q\n", b"[r]elease", 2),
+                                    (b"y\n", b"publish?", 1)):
+            _read_until(master, seen, want, count)
+            os.write(master, answer)
+        _read_until(master, seen, b"revision 1:")
+        assert proc.wait(timeout=120) == 0, bytes(seen[-800:])
+        try:
+            while select.select([master], [], [], 0.5)[0]:
+                chunk = os.read(master, 1 << 16)
+                if not chunk:
+                    break
+                seen += chunk
+        except OSError:  # EIO: the terminal's other side is closed
+            pass
+    finally:
+        os.close(master)
+    assert planted.encode() not in seen
+    assert b"released 1, dropped 0" in seen
+    assert first in _ids(workspace, dataset, "data")
