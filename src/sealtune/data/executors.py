@@ -17,10 +17,15 @@ sealed records, manifest counts, BOM and findings are the same as the
 local executor's (tests/integration/test_ray_executor.py; bench/ingest.py
 at 100k records).
 
-Cluster: ``RAY_ADDRESS`` (or ``ray_address``) joins an existing cluster;
-without it a private local Ray is started for the ingest and stopped after
-it, bound to 127.0.0.1 (dashboard off, its session directory 0700, object
-spilling off so that record text in the object store never reaches a disk).
+Cluster: ``RAY_ADDRESS`` joins an existing cluster; without it a private
+local Ray is started for the ingest and stopped after it, told to bind
+127.0.0.1 (dashboard off, its session directory 0700, object spilling off
+so that record text in the object store never reaches a disk). Ray binds
+every interface unless told otherwise, and field notes say some of its
+servers do even when told: the integration test inspects every listening
+socket of the Ray processes and fails on anything beyond loopback; where
+it fails, run the ingest in a network namespace that has only loopback
+(the preprocessing sandbox) or firewall Ray's ports.
 
 What this protects against: nothing new; it is a speed option. What it
 exposes: Ray workers receive record text in clear (the texts, never keys,
@@ -47,7 +52,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sealtune.data.detections import kept_texts
 from sealtune.data.formats import read_records
 from sealtune.data.pii import Analyzer, Entity
-from sealtune.errors import UsageError
+from sealtune.errors import SealtuneError, UsageError
 from sealtune.keys.sealing import SealedSource, is_sealed
 
 if TYPE_CHECKING:
@@ -187,27 +192,32 @@ def _import_ray() -> Any:
 def ray_session(*, address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
     """Join the Ray cluster at ``address`` / ``$RAY_ADDRESS``, or run a private local one.
 
-    The local one listens on 127.0.0.1 only, has no dashboard, keeps its session
-    files in a fresh 0700 directory (removed afterwards) and never spills
-    objects to disk; it is shut down on exit.
+    The local one is told to bind 127.0.0.1 (``_node_ip_address``), has no
+    dashboard, keeps its session files in a fresh 0700 directory (removed
+    afterwards) and never spills objects to disk; it is shut down on exit.
+    Whether every Ray process honours the address is what
+    ``test_local_ray_listens_on_loopback_only`` checks (see the module docstring).
+
+    Raises:
+        SealtuneError: Ray did not start, or the cluster did not answer.
     """
     ray = _import_ray()
     if ray.is_initialized():
         yield
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    tmp = None
-    if address is not None:
-        ray.init(address=address, configure_logging=False, log_to_driver=False)
-    else:
-        tmp = tempfile.mkdtemp(prefix="sealtune-ray-")
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                 dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1", _temp_dir=tmp,
-                 configure_logging=False, log_to_driver=False,
-                 _system_config={"automatic_object_spilling_enabled": False,
-                                 # the agents start slowly on a loaded host (the default,
-                                 # 30 s, fails a 2-core CI machine at load 10)
-                                 "agent_register_timeout_ms": 180_000})
+    tmp = None if address is not None else tempfile.mkdtemp(prefix="sealtune-ray-")
+    try:
+        _init(ray, address, tmp, num_cpus)
+    except Exception as exc:  # Ray raises bare Exception on a start-up timeout
+        ray.shutdown()  # stops whatever part of the local Ray did start
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        where = f"the Ray cluster at {address}" if address else "a local Ray"
+        raise SealtuneError(f"--executor ray: {where} did not start or answer "
+                            f"({type(exc).__name__})",
+                            hint="check the cluster (or the host's load: a local Ray needs its "
+                                 "agents up within 30 s), or use --executor local") from None
     try:
         ray.data.DataContext.get_current().enable_progress_bars = False
         yield
@@ -215,6 +225,19 @@ def ray_session(*, address: str | None = None, num_cpus: int | None = None) -> I
         ray.shutdown()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _init(ray: Any, address: str | None, tmp: str | None, num_cpus: int | None) -> None:
+    if address is not None:
+        ray.init(address=address, configure_logging=False, log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                 dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1", _temp_dir=tmp,
+                 configure_logging=False, log_to_driver=False,
+                 _system_config={"automatic_object_spilling_enabled": False,
+                                 # the agents start slowly on a loaded host (the default,
+                                 # 30 s, fails a 2-core CI machine at load 10)
+                                 "agent_register_timeout_ms": 180_000})
 
 
 def check_executor(name: str) -> str:
