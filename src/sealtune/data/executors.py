@@ -44,6 +44,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -148,10 +149,20 @@ ChunkRunner = Callable[[list[tuple[bytes, str]], "Policy"], Iterable[tuple[bytes
 def _on_ray(part: list[tuple[bytes, str]], policy: Policy) -> Iterator[tuple[bytes, str]]:
     import ray
 
-    ds = ray.data.from_items([{"key": k, "text": t} for k, t in part])
-    out = ds.map_batches(_detect_batch(policy), batch_size=_BATCH, batch_format="numpy")
-    for row in out.iter_rows():
-        yield bytes(row["key"]), str(row["found"])
+    with _ray_quiet():
+        ds = ray.data.from_items([{"key": k, "text": t} for k, t in part])
+        out = ds.map_batches(_detect_batch(policy), batch_size=_BATCH, batch_format="numpy")
+        rows = [(bytes(row["key"]), str(row["found"])) for row in out.iter_rows()]
+    yield from rows
+
+
+@contextmanager
+def _ray_quiet() -> Iterator[None]:
+    """Ray Data 2.60 warns about its own deprecated fields on every ``DataContext`` copy."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning,
+                                module=r"ray\.data\.context")
+        yield
 
 
 def in_process(part: list[tuple[bytes, str]], policy: Policy) -> Iterator[tuple[bytes, str]]:
@@ -219,7 +230,8 @@ def ray_session(*, address: str | None = None, num_cpus: int | None = None) -> I
                             hint="check the cluster (or the host's load: a local Ray needs its "
                                  "agents up within 30 s), or use --executor local") from None
     try:
-        ray.data.DataContext.get_current().enable_progress_bars = False
+        with _ray_quiet():
+            ray.data.DataContext.get_current().enable_progress_bars = False
         yield
     finally:
         ray.shutdown()
