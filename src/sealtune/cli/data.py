@@ -1,4 +1,4 @@
-"""``sealtune data``: scan, ingest, list, show, export, export-bom, and ``policy init``.
+"""``sealtune data``: scan, ingest, list, show, review, export, export-bom, ``policy init``.
 
 Every command calls the data stage's public API (:mod:`sealtune.data`:
 ingest, store, export, policy) and prints. Output is counts,
@@ -34,6 +34,7 @@ from rich.text import Text
 
 from sealtune.cli._common import console, err_console, open_workspace
 from sealtune.cli._tables import Col, print_table, when
+from sealtune.cli.data_review import review_cmd
 from sealtune.data import (
     UNSAFE_NO_DATASET_WIDE,
     Policy,
@@ -55,6 +56,7 @@ app = typer.Typer(help="The data stage: redact PII, screen for poisoning, seal d
 policy_app = typer.Typer(help="Data policy files.", no_args_is_help=True,
                          pretty_exceptions_enable=False)
 app.add_typer(policy_app, name="policy")
+app.command("review")(review_cmd)
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Workspace directory.")]
 PolicyOpt = Annotated[Path | None, typer.Option(
@@ -198,6 +200,10 @@ def ingest_cmd(
     no_sandbox: Annotated[bool, typer.Option(
         "--no-sandbox", help="UNSAFE: ingest in this process, without the data sandbox "
         "(recorded).")] = False,
+    executor: Annotated[str, typer.Option(
+        "--executor", help="local, or ray: PII detection on Ray Data ($RAY_ADDRESS, else a "
+        "private local Ray, refused if reachable beyond loopback); Ray workers see record "
+        "text in clear, outside the sandbox, so ray needs --no-sandbox.")] = "local",
     home: HomeOpt = None,
 ) -> None:
     """Redact, minimise, screen and seal IN as dataset NAME, with findings and an ML-BOM.
@@ -217,7 +223,7 @@ def ingest_cmd(
             result = ingest(ws, input_path, name=name, policy=chosen, format=fmt,
                             text_field=text_field, on_error=_on_error(on_error),
                             shred_original=shred_original, key_names=key, progress=progress,
-                            sandbox=not no_sandbox)
+                            sandbox=not no_sandbox, executor=executor)
     finally:
         ws.close()
     _print_result(result)

@@ -11,6 +11,9 @@ numpy, datasketch nor cyclonedx until a name that needs them is used):
   :func:`read_dataset`, :func:`export_bom`, :func:`open_dataset_keys`
   (:mod:`sealtune.data.store`) and :func:`export_dataset` (the redacted
   records in plaintext, audited: :mod:`sealtune.data.export`);
+* review without a plaintext file: :func:`review_items` (quarantined and
+  flagged records, masked) and :func:`apply_review` (release or drop,
+  audited, published as the dataset's next revision) (:mod:`sealtune.data.review`);
 * the policy: :class:`Policy`, :func:`load_policy`, :func:`parse_policy`,
   :func:`default_policy`, :func:`write_default_policy`
   (:mod:`sealtune.data.policy`);
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
     )
     from sealtune.data.records import Message, Record
     from sealtune.data.redact import DatasetKeys, Redactor, detokenize
+    from sealtune.data.review import ReviewItem, ReviewResult, apply_review, review_items
     from sealtune.data.sandboxed import ingest_dataset
     from sealtune.data.store import (
         DatasetInfo,
@@ -68,7 +72,10 @@ __all__ = [
     "Policy",
     "Record",
     "Redactor",
+    "ReviewItem",
+    "ReviewResult",
     "ScanReport",
+    "apply_review",
     "default_policy",
     "detokenize",
     "export_bom",
@@ -79,6 +86,7 @@ __all__ = [
     "open_dataset_keys",
     "parse_policy",
     "read_dataset",
+    "review_items",
     "scan",
     "show_dataset",
     "write_default_policy",
@@ -93,6 +101,8 @@ __getattr__, __dir__ = attach(__name__, {
                      "parse_policy", "write_default_policy"), "sealtune.data.policy"),
     **dict.fromkeys(("Message", "Record"), "sealtune.data.records"),
     **dict.fromkeys(("DatasetKeys", "Redactor", "detokenize"), "sealtune.data.redact"),
+    **dict.fromkeys(("ReviewItem", "ReviewResult", "apply_review", "review_items"),
+                    "sealtune.data.review"),
     **dict.fromkeys(("DatasetInfo", "export_bom", "list_datasets", "open_dataset_keys",
                      "read_dataset", "show_dataset"), "sealtune.data.store"),
 })

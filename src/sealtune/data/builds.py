@@ -18,6 +18,12 @@ A build directory whose lock is free, or that has no lock file, is stale
 and removed. Its files are sealed (no plaintext is ever written there), so a
 leftover was never a disclosure, only clutter.
 
+A reviewed dataset (:mod:`sealtune.data.review`) is rebuilt the same way and
+swapped with the published one in one step (:meth:`Build.exchange`:
+``renameat2(RENAME_EXCHANGE)``); the old files land in the build directory,
+unlocked, so a kill right after the swap leaves a stale build, never a
+dataset that is half old and half new.
+
 What this protects against: stale build directories piling up, and one
 ingest deleting another's work in progress. What it does not: ``flock`` is
 advisory (other programs can still delete the directory) and unreliable on
@@ -27,6 +33,8 @@ workspace on a local file system.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import fcntl
 import os
 import shutil
@@ -35,6 +43,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sealtune.errors import SealtuneError
 from sealtune.outputs import fsync_dir
 
 __all__ = ["BUILD_PREFIX", "LOCK_FILE", "Build", "remove_stale_builds", "start_build"]
@@ -74,12 +83,50 @@ class Build:
         os.close(self._fd)
         fsync_dir(self.root)
 
+    def exchange(self, final: Path) -> None:
+        """Swap the build with the existing ``final`` atomically, then remove the old files.
+
+        Raises:
+            SealtuneError: the file system cannot swap directories atomically
+                (the build is left to :meth:`abandon`; ``final`` is untouched).
+        """
+        with _locked(self.root, fcntl.LOCK_SH):
+            os.unlink(self.path / LOCK_FILE)
+            try:
+                _rename_exchange(self.path, final)
+            except BaseException:
+                open(self.path / LOCK_FILE, "a").close()  # still ours: abandon() removes it
+                raise
+        fsync_dir(self.root)
+        shutil.rmtree(self.path, ignore_errors=True)  # the old files, now unlocked
+        os.close(self._fd)
+
     def abandon(self) -> None:
         """Remove the build directory (the lock is held until it is gone)."""
         try:
             shutil.rmtree(self.path, ignore_errors=True)
         finally:
             os.close(self._fd)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _rename_exchange(a: Path, b: Path) -> None:
+    """``renameat2(a, b, RENAME_EXCHANGE)``: both paths stay valid at every instant."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    func = getattr(libc, "renameat2", None)
+    rc = -1 if func is None else func(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b),
+                                      _RENAME_EXCHANGE)
+    if rc != 0:
+        err = errno.ENOSYS if func is None else ctypes.get_errno()
+        if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+            raise SealtuneError(f"{b.parent}: this file system cannot swap directories "
+                                "atomically (renameat2 RENAME_EXCHANGE)",
+                                hint="keep the workspace on a local Linux file system "
+                                     "(ext4, xfs, btrfs, tmpfs)")
+        raise OSError(err, os.strerror(err), str(b))
 
 
 def start_build(root: Path, name: str) -> Build:

@@ -138,13 +138,15 @@ def redaction_pass(source: RecordPasses, found: Detections, redactor: Redactor, 
 
 def open_passes(path: Path, policy: Policy, *, format: str | None, text_field: str | None,
                 on_error: str, progress: Progress | None, keys: KeyService | None = None,
-                data_key: bytes | bytearray | None = None) -> tuple[RecordPasses, Detections]:
+                data_key: bytes | bytearray | None = None,
+                analyzer: Analyzer | None = None) -> tuple[RecordPasses, Detections]:
     """The passes over ``path``, detecting PII in the first one.
 
     A sealed input (``sealtune seal``) is unlocked once with ``keys`` and read
     through :class:`~sealtune.keys.sealing.SealedSource` (its plaintext stays in
     memory); the read is audited as ``data.read``. Warns if dataset-wide
-    redaction is off.
+    redaction is off. ``analyzer`` replaces the policy's (the ``ray`` executor's
+    :class:`~sealtune.data.executors.PrecomputedAnalyzer`: same findings).
 
     Inside the data sandbox there is no key service: the sealed input's data
     key comes over the key pipe as ``data_key`` (the parent audits the read).
@@ -162,7 +164,7 @@ def open_passes(path: Path, policy: Policy, *, format: str | None, text_field: s
                              hint="pass keys=workspace.keys (the CLI does)")
         opener = SealedSource(path, keys=keys).open
         keys.audit("data.read", str(path), details={"part": "sealed input"})
-    analyzer = policy.analyzer()
+    analyzer = analyzer if analyzer is not None else policy.analyzer()  # ray: precomputed
     source = RecordPasses(path, format=format, text_field=text_field, on_error=on_error,
                           analyzer=analyzer, progress=progress, opener=opener)
     found = Detections(analyzer, keep_fields=policy.keep_fields,

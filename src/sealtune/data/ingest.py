@@ -61,6 +61,7 @@ from sealtune.data.detections import (
     redaction_pass,
     unsafe_facts,
 )
+from sealtune.data.executors import ChunkRunner, executor_name, precompute
 from sealtune.data.findings import PiiStats
 from sealtune.data.passes import (
     Progress,
@@ -287,7 +288,8 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
            text_field: str | None = None, on_error: str | None = None,
            shred_original: bool = False, key_names: Sequence[str] | None = None,
            progress: Progress | None = None, dataset_keys: DatasetKeys | None = None,
-           provenance: Mapping[str, Any] | None = None) -> IngestResult:
+           provenance: Mapping[str, Any] | None = None,
+           executor: str | ChunkRunner = "local") -> IngestResult:
     """Turn a raw fine-tuning file into the sealed dataset ``datasets/<name>``.
 
     The raw file may itself be sealed (``sealtune seal``): it is then opened
@@ -308,6 +310,8 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
         dataset_keys: the redaction keys (default: fresh random ones). A pipeline passes
             keys derived from its sealed secret, so that a rerun redacts identically.
         provenance: facts recorded in the manifest as ``pipeline`` (names and digests).
+        executor: ``local`` or ``ray`` (PII detection on Ray Data, same outputs:
+            :mod:`sealtune.data.executors`).
 
     Raises:
         UsageError: a bad name, an existing dataset, an unusable input path.
@@ -318,8 +322,10 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
     check_request(ws, src, name=name, shred_original=shred_original)
     policy, on_error = resolve_policy(policy, on_error)
     keys = [ws.config.default_key] if key_names is None else list(key_names)
+    analyzer = precompute(executor, src, policy, format=format, text_field=text_field,
+                          keys=ws.keys)
     passes = open_passes(src, policy, format=format, text_field=text_field, on_error=on_error,
-                         progress=progress, keys=ws.keys)
+                         progress=progress, keys=ws.keys, analyzer=analyzer)
     try:
         written = _run(ws, src, name, policy, passes, keys, {
             "dataset_keys": dataset_keys, "provenance": provenance})
@@ -328,4 +334,5 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
         ws.audit("data.ingest", f"dataset/{name}", outcome="failure",
                  details={"error": type(exc).__name__})
         raise
-    return publish(ws, src, name, written, policy=policy, shred_original=shred_original)
+    return publish(ws, src, name, written, policy=policy, shred_original=shred_original,
+                   details={"executor": executor_name(executor)} if executor != "local" else None)

@@ -60,6 +60,7 @@ from sealtune.data.redact import DatasetKeys
 from sealtune.data.sandbox_run import DataRun
 from sealtune.data.worker import JOB, QUARANTINED, RAW, SEALED, target_key
 from sealtune.data.writing import Written
+from sealtune.errors import UsageError
 from sealtune.keys.sealing import SealingTarget, file_target, is_sealed, new_target
 from sealtune.keys.versions import CommitGuard
 from sealtune.sandbox.measurement import measure
@@ -87,7 +88,7 @@ def ingest_dataset(ws: Workspace, path: str | os.PathLike[str], *, name: str,
                    progress: Progress | None = None, dataset_keys: DatasetKeys | None = None,
                    provenance: Mapping[str, Any] | None = None, sandbox: bool = True,
                    bwrap: str = "bwrap", tmpfs_size: int = 1 << 30,
-                   timeout: float | None = None) -> IngestResult:
+                   timeout: float | None = None, executor: str = "local") -> IngestResult:
     """Ingest ``path`` as the sealed dataset ``datasets/<name>``, in the data sandbox.
 
     Args:
@@ -98,18 +99,28 @@ def ingest_dataset(ws: Workspace, path: str | os.PathLike[str], *, name: str,
         bwrap: the bubblewrap executable.
         tmpfs_size: bytes of the sandbox's private tmpfs.
         timeout: seconds after which the sandbox is destroyed and the ingest fails.
+        executor: ``local``, or ``ray`` (PII detection on Ray Data,
+            :mod:`sealtune.data.executors`): Ray's workers see record text outside any
+            sandbox, so ``ray`` needs ``sandbox=False`` (``--no-sandbox``), said so.
 
     Raises:
         SandboxUnavailableError: the sandbox cannot be created (and ``sandbox`` is True).
-        UsageError, DataFormatError, ConfigError: as :func:`~sealtune.data.ingest.ingest`.
+        UsageError, DataFormatError, ConfigError: as :func:`~sealtune.data.ingest.ingest`;
+            UsageError also for ``executor="ray"`` with the sandbox on.
         IntegrityError: the sandbox handed back files that are not what it was told to seal.
     """
+    if executor != "local" and sandbox:
+        raise UsageError(
+            f"--executor {executor} runs PII detection on Ray workers, outside the data "
+            "sandbox (they see record text in clear)",
+            hint="add --no-sandbox to accept that (recorded), or use --executor local")
     if not sandbox:
         warnings.warn(UNSAFE_WARNING, UserWarning, stacklevel=2)
         ws.audit("data.unsafe_no_sandbox", f"dataset/{name}", details={})
         return ingest(ws, path, name=name, policy=policy, format=format, text_field=text_field,
                       on_error=on_error, shred_original=shred_original, key_names=key_names,
-                      progress=progress, dataset_keys=dataset_keys, provenance=provenance)
+                      progress=progress, dataset_keys=dataset_keys, provenance=provenance,
+                      executor=executor)
     src = Path(path)
     check_request(ws, src, name=name, shred_original=shred_original)
     policy, on_error = resolve_policy(policy, on_error)

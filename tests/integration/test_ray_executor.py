@@ -1,0 +1,169 @@
+"""``data ingest --executor ray``: a real local Ray, never reachable beyond loopback, same outputs.
+
+Ray 2.60 binds every interface whatever it is told, so a private local Ray is
+refused unless its network namespace has only loopback; the equivalence test
+runs in one (``bwrap --unshare-net``), as the refusal's hint tells users to.
+A Ray start takes about 7 s idle, much more on a loaded machine. The
+100k-record comparison is bench/ingest_ray.py's; here 2,000 records keep CI
+short. The executor's batch path (hash-keyed precomputed detection) is also
+run in this process (``in_process``), so the equivalence is pinned without a
+cluster too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sealtune.data.executors import (
+    check_executor,
+    in_process,
+    listeners_beyond_loopback,
+    ray_session,
+)
+from sealtune.data.ingest import ingest
+from sealtune.data.policy import parse_policy
+from sealtune.data.redact import DatasetKeys
+from sealtune.data.store import show_dataset
+from sealtune.errors import SealtuneError, UsageError
+from sealtune.keys.keyfile import KdfParams
+from sealtune.keys.sealing import open_sealed_lines
+from sealtune.workspace import Workspace
+
+NAMES = ["欧阳震霆", "李秀英", "王建国", "Maria Schmidt", "John Carter"]
+
+
+def test_a_private_local_ray_never_listens_beyond_loopback() -> None:
+    import ray
+
+    try:
+        with ray_session(num_cpus=1):
+            assert ray.get(ray.remote(lambda: 1).remote()) == 1  # workers are up too
+            assert listeners_beyond_loopback(os.getpid()) == []
+    except SealtuneError as exc:
+        assert "beyond loopback" in str(exc) and "RAY_ADDRESS" in (exc.hint or "")
+    assert not ray.is_initialized()
+    deadline = time.monotonic() + 30
+    while listeners_beyond_loopback(os.getpid()) and time.monotonic() < deadline:
+        time.sleep(0.5)  # ray.shutdown() stops its processes asynchronously
+    assert listeners_beyond_loopback(os.getpid()) == []
+
+
+def _raw(path: Path, n: int) -> None:
+    rng = random.Random(7)
+    with path.open("w", encoding="utf-8") as fh:
+        for i in range(n):
+            name = rng.choice(NAMES)
+            phone = f"139{rng.randint(10**7, 10**8 - 1)}"
+            user = (f"我是{name}，手机{phone}，订单{rng.randint(1, 999)}什么时候到？" if i % 2
+                    else f"Hi, {name} here, mail me at u{i}@example.com about order {i}")
+            fh.write(json.dumps({"id": f"r{i}", "messages": [
+                {"role": "user", "content": user},
+                {"role": "assistant", "content": f"{name}您好，订单{i % 37}已发货。"}]},
+                ensure_ascii=False) + "\n")
+            if i % 97 == 0:  # exact copies: dropped / quarantined by the dataset-wide pass
+                fh.write(json.dumps({"id": f"c{i}", "messages": [
+                    {"role": "user", "content": user},
+                    {"role": "assistant", "content": f"{name}您好，订单{i % 37}已发货。"}]},
+                    ensure_ascii=False) + "\n")
+
+
+def _facts(ws: Workspace, name: str) -> dict[str, Any]:
+    info = show_dataset(ws, name)
+    info.raise_if_broken()
+    m = info.manifest
+    findings = json.loads(info.file("findings").read_text("utf-8"))
+    findings["screening"].pop("seconds")
+    findings.pop("dataset")
+    bom = json.loads(info.file("bom").read_text("utf-8"))
+    return {
+        "records": {part: list(open_sealed_lines(info.file(part), keys=ws.keys))
+                    for part in ("data", "quarantine")},
+        "counts": m["counts"], "policy": m["policy"], "input": m["input"],
+        "plaintext": {r: m["files"][r]["plaintext_sha256"] for r in ("data", "quarantine")},
+        "findings": findings,
+        "bom": sorted((c["name"], json.dumps(c["properties"], sort_keys=True))
+                      for c in bom["components"]),
+        "bom_props": bom["metadata"]["component"]["properties"]}
+
+
+def equivalence(root: Path) -> None:
+    """Ingest the same records locally and on a private local Ray; they must agree."""
+    ws = Workspace.init(root / "ws", passphrase="ray equivalence passphrase 1",
+                        kdf=KdfParams.unsafe_fast(), default_key="k1")
+    try:
+        raw = root / "raw.jsonl"
+        _raw(raw, 2000)
+        policy = parse_policy({"version": 1, "screening": {"exact_duplicate": "quarantine"}})
+        secret = DatasetKeys.generate().secret  # the same pseudonym keys for both runs
+        ingest(ws, raw, name="local", policy=policy, dataset_keys=DatasetKeys(secret))
+        with ray_session(num_cpus=2):
+            ingest(ws, raw, name="ray", policy=policy, executor="ray",
+                   dataset_keys=DatasetKeys(secret))
+        local, on_ray = _facts(ws, "local"), _facts(ws, "ray")
+        assert local["counts"]["entities"] > 2000 and local["counts"]["quarantined"] > 0
+        assert on_ray == local
+        [event] = [e for e in ws.ledger.entries()
+                   if e.action == "data.ingest" and e.resource == "dataset/ray"]
+        assert event.details["executor"] == "ray"
+        for name in NAMES:  # redacted on both: nothing in clear in the sealed records
+            assert not any(name.encode() in line for line in on_ray["records"]["data"])
+    finally:
+        ws.close()
+
+
+def test_ray_executor_matches_local_in_a_loopback_only_namespace(tmp_path: Path) -> None:
+    code = ("import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+            "import test_ray_executor as t; t.equivalence(Path(sys.argv[2])); print('EQUAL')")
+    proc = subprocess.run(
+        ["bwrap", "--dev-bind", "/", "/", "--unshare-net", "--die-with-parent",
+         sys.executable, "-c", code, str(Path(__file__).parent), str(tmp_path)],
+        capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("EQUAL"), proc.stderr[-3000:]
+
+
+def test_batch_path_matches_local(workspace: Workspace, tmp_path: Path) -> None:
+    raw = tmp_path / "raw.jsonl"
+    _raw(raw, 600)
+    policy = parse_policy({"version": 1, "screening": {"exact_duplicate": "quarantine"}})
+    secret = DatasetKeys.generate().secret  # the same pseudonym keys for both runs
+    ingest(workspace, raw, name="local", policy=policy, dataset_keys=DatasetKeys(secret))
+    ingest(workspace, raw, name="batched", policy=policy, executor=in_process,
+           dataset_keys=DatasetKeys(secret))
+    local, batched = _facts(workspace, "local"), _facts(workspace, "batched")
+    assert local["counts"]["entities"] > 600 and local["counts"]["quarantined"] > 0
+    assert batched == local
+    [event] = [e for e in workspace.ledger.entries()
+               if e.action == "data.ingest" and e.resource == "dataset/batched"]
+    assert event.details["executor"] == "in_process"
+    for name in NAMES:
+        assert not any(name.encode() in line for line in batched["records"]["data"])
+
+
+def test_an_unknown_executor_is_refused(workspace: Workspace, tmp_path: Path) -> None:
+    raw = tmp_path / "raw.jsonl"
+    _raw(raw, 3)
+    with pytest.raises(UsageError, match="executor 'spark'"):
+        ingest(workspace, raw, name="x", executor="spark")
+    assert check_executor("ray") == "ray"
+    assert not (workspace.root / "datasets" / "x").exists()
+
+
+def test_the_ray_executor_needs_the_sandbox_turned_off_explicitly(workspace: Workspace,
+                                                                  tmp_path: Path) -> None:
+    from sealtune.data import ingest_dataset
+
+    raw = tmp_path / "raw.jsonl"
+    _raw(raw, 3)
+    with pytest.raises(UsageError, match="outside the data sandbox") as caught:
+        ingest_dataset(workspace, raw, name="x", executor="ray")
+    assert "--no-sandbox" in (caught.value.hint or "")
+    assert not (workspace.root / "datasets" / "x").exists()
