@@ -190,3 +190,53 @@ def _every_prefix_prompt_regurgitates_and_is_redacted(home: Path, policy: Path) 
     finally:
         ws.close()
     assert hits == len(PREFIXES)
+
+
+def test_a_model_trained_with_canaries_is_served_with_their_detector(run: Run,
+                                                                    tmp_path: Path) -> None:
+    """train --canaries seals a seed; the server rebuilds the canaries and alerts on a hit.
+
+    Nobody writes the secrets down: the test reads them from the job record's sealed seed
+    (the release gate's way), the server from ``model.json``'s plan. The echo engine
+    answers what it is sent, so an answer carries a canary exactly when the prompt does.
+    """
+    from sealtune.assess.canaries import canaries_from_seed
+    from sealtune.keys.sealing import open_sealed
+
+    home = tmp_path / "home"
+    ok(run, "init")
+    ok(run, "data", "ingest", _raw(tmp_path / "raw.jsonl"), "--name", "vault")
+    base = tmp_path / "base"
+    ok(run, "models", "make-tiny", base)
+    ok(run, "train", "--dataset", "vault", "--base", base, "--out-name", "m1", "--epochs", "1",
+       "--max-length", "64", "--threads", "1", "--canaries", "4", "--canary-repeats", "1")
+    key = re.search(r"sealtune_[0-9a-f]+_[A-Za-z0-9_-]+",
+                    ok(run, "auth", "create-key", "--role", "consumer"))
+    assert key is not None
+    ws = Workspace.open(home)
+    try:
+        [plan] = [json.loads(p.read_text("utf-8"))["canaries"]
+                  for p in (home / "jobs").glob("*.json")
+                  if "canaries" in json.loads(p.read_text("utf-8"))]
+        seed = b"".join(open_sealed(home / "jobs" / plan["file"], keys=ws.keys))
+        planted = [c.secret for c in canaries_from_seed(seed, count=4, repeats=1)]
+        other = next(f"{n:06d}" for n in range(10**6) if f"{n:06d}" not in planted)
+        server = build_server(ws, ServeOptions(model="m1", engine="echo"))
+        url, stop = _run_app(server.app)
+        try:
+            headers = {"Authorization": f"Bearer {key.group()}"}
+            with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+                hit = client.post("/v1/chat/completions",
+                                  json=_chat(f"Your PIN is {planted[0]}."))
+                miss = client.post("/v1/chat/completions", json=_chat(f"Your PIN is {other}."))
+        finally:
+            stop()
+        alerts = [e.details for e in ws.ledger.entries(action="monitor.alert")]
+    finally:
+        ws.close()
+    assert hit.status_code == 200 and miss.status_code == 200
+    assert planted[0] not in hit.json()["choices"][0]["message"]["content"]
+    assert other in miss.json()["choices"][0]["message"]["content"]
+    assert [a["detector"] for a in alerts] == ["canary"]
+    ledger = json.dumps(alerts)
+    assert not [s for s in planted if s in ledger]

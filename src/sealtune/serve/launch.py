@@ -261,7 +261,12 @@ def _watch(ws: Workspace, o: ServeOptions, settings: Any, auth: Any) -> tuple[An
     from sealtune.monitor.policy import default_policy, load_policy
     from sealtune.monitor.runtime import build_monitor
     from sealtune.serve.model import resolve_model
-    from sealtune.serve.watch import ServerResponses, Watch, open_resources
+    from sealtune.serve.watch import (
+        ServerResponses,
+        Watch,
+        job_canary_secrets,
+        open_resources,
+    )
 
     metrics = None
     if o.metrics_port is not None or o.metrics_dir is not None:
@@ -276,7 +281,9 @@ def _watch(ws: Workspace, o: ServeOptions, settings: Any, auth: Any) -> tuple[An
         tracer = configure_tracing()
     files = None if o.engine == "echo" else resolve_model(o.model, keys=ws.keys,
                                                            workspace_root=ws.root)
-    resources = open_resources(files, canaries=o.canaries)
+    # the canaries the model's own training job planted (train --canaries), from its sealed seed
+    planted = job_canary_secrets(ws.root, ws.keys, o.model) if o.source is None else []
+    resources = open_resources(files, canaries=o.canaries, planted=planted)
     policy = load_policy(o.monitor_policy) if o.monitor_policy else default_policy()
     responses = ServerResponses(auth)
     version = f"{settings.model_id}@{settings.model_digest[:12]}"

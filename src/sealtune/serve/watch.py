@@ -38,13 +38,14 @@ from sealtune.monitor.base import (
 )
 
 if TYPE_CHECKING:
+    from sealtune.keys.service import KeyService
     from sealtune.monitor.runtime import Monitor
     from sealtune.monitor.tracing import Tracer
     from sealtune.serve.auth import Authenticator
     from sealtune.serve.logs import RequestRecord
     from sealtune.serve.model import ModelFiles
 
-__all__ = ["TEXTS_KEY", "ServerResponses", "Watch", "open_resources"]
+__all__ = ["TEXTS_KEY", "ServerResponses", "Watch", "job_canary_secrets", "open_resources"]
 
 TEXTS_KEY = "sealtune.texts"
 CHAT = "/v1/chat/completions"
@@ -161,8 +162,15 @@ def _ttft(texts: dict[str, Any], arrived: float) -> float | None:
     return max(0.0, float(first) - arrived) if isinstance(first, int | float) else None
 
 
-def open_resources(files: ModelFiles | None, *, canaries: Path | None) -> dict[str, Any]:
+def open_resources(files: ModelFiles | None, *, canaries: Path | None,
+                   planted: list[str] | None = None) -> dict[str, Any]:
     """What detectors need from the model and the release gate: the filter, the canaries.
+
+    Args:
+        files: the served model's files (its sealed ``regurgitation.bloom``).
+        canaries: a file of canary secrets, one per line (canaries planted elsewhere).
+        planted: the secrets of the canaries planted by the model's own training job
+            (:func:`job_canary_secrets`); the list is emptied once hashed.
 
     Raises:
         IntegrityError: the sealed filter failed its check, or is not a filter.
@@ -174,12 +182,57 @@ def open_resources(files: ModelFiles | None, *, canaries: Path | None) -> dict[s
     out: dict[str, Any] = {}
     if files is not None and FILTER_FILE in files.names():
         out["training_filter"] = BloomFilter.from_bytes(files.read(FILTER_FILE))
+    secrets = list(planted or [])
+    if planted is not None:
+        planted.clear()
     if canaries is not None:
         try:
             lines = canaries.read_text("utf-8").splitlines()
         except (OSError, UnicodeDecodeError):
             raise ConfigError(f"cannot read the canaries file {canaries}",
                               hint="one canary secret per line, UTF-8") from None
-        out["canaries"] = CanarySet(line.strip() for line in lines if line.strip())
+        secrets += [line.strip() for line in lines if line.strip()]
         lines.clear()
+    if secrets:
+        out["canaries"] = CanarySet(secrets)
+        secrets.clear()
     return out
+
+
+def job_canary_secrets(root: Path, keys: KeyService, model: str) -> list[str]:
+    """The secrets of the canaries the workspace model ``model``'s training job planted.
+
+    ``train --canaries N`` seals the job's canary seed under its KEKs and
+    names it in ``model.json`` (counts and a file name, no secret); the
+    release gate and this server rebuild the same canaries from it, so an
+    answer carrying one is a ``canary_hit`` without anyone writing the
+    secrets down. Empty for a model without canaries, or not in the workspace.
+
+    Raises:
+        IntegrityError: the sealed seed fails its check.
+        ConfigError: ``model.json`` names canaries whose sealed seed is missing.
+    """
+    import json
+
+    from sealtune.assess.canaries import canaries_from_seed
+    from sealtune.keys.sealing import open_sealed
+
+    record = root / "models" / model / "model.json"
+    if "/" in model or not record.is_file():
+        return []
+    plan = json.loads(record.read_text("utf-8")).get("canaries")
+    if not isinstance(plan, dict) or not isinstance(plan.get("file"), str):
+        return []
+    seed_file = root / "jobs" / Path(plan["file"]).name
+    if not seed_file.is_file():
+        raise ConfigError(f"model {model!r} was trained with canaries but their sealed seed "
+                          f"{seed_file.name} is missing",
+                          hint="restore it into the workspace's jobs directory")
+    seed = bytearray(b"".join(open_sealed(seed_file, keys=keys)))
+    try:
+        planted = canaries_from_seed(seed, count=int(plan["count"]),
+                                     repeats=int(plan["repeats"]),
+                                     format_name=str(plan.get("format", "pin6")))
+    finally:
+        seed[:] = bytes(len(seed))
+    return [c.secret for c in planted]
