@@ -140,7 +140,7 @@ def create_app(console: Console) -> FastAPI:
     Raises:
         UsageError: a route has no entry in :data:`~sealtune.api.session.ROUTE_ROLES`.
     """
-    from sealtune.api import finetune, pages, routes
+    from sealtune.api import finetune, pages, registry_routes, routes
 
     async def guard(request: Request) -> None:
         method = request.method
@@ -161,6 +161,7 @@ def create_app(console: Console) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(finetune.router)
     app.include_router(pages.router)
+    app.include_router(registry_routes.router)
 
     @app.middleware("http")
     async def headers(request: Request, call_next: Callable[..., Any]) -> Response:
@@ -196,6 +197,12 @@ def create_app(console: Console) -> FastAPI:
             return JSONResponse({"error": {"message": exc.message, "hint": exc.hint,
                                            "type": type(exc).__name__}}, status_code=status)
         return pages.error_page(request, status, exc.message)
+
+    @app.exception_handler(registry_routes.GateRefused)
+    async def on_gate(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, registry_routes.GateRefused)
+        return JSONResponse({"error": {"message": exc.message, "type": "GateFailed"}},
+                            status_code=409)
 
     routes_ = [(m, r.path) for r in app.routes if isinstance(r, APIRoute)
                for m in r.methods or ()]

@@ -40,8 +40,8 @@ _ENV = Environment(loader=FileSystemLoader(Path(__file__).parent / "console" / "
 _ENV.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True,
                                                      ensure_ascii=False)
 _NAV = [("/", "Overview"), ("/runs", "Runs"), ("/datasets", "Datasets"), ("/jobs", "Jobs"),
-        ("/models", "Models"), ("/gates", "Gate reports"), ("/keys", "Keys"),
-        ("/audit", "Audit log"), ("/attestation", "Attestation")]
+        ("/models", "Models"), ("/registry", "Registry"), ("/gates", "Gate reports"),
+        ("/keys", "Keys"), ("/audit", "Audit log"), ("/attestation", "Attestation")]
 
 
 def _console(request: Request) -> Console:

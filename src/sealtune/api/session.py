@@ -104,6 +104,10 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/audit/checkpoint"): _RUN,
     ("GET", "/attestation"): _STAFF,
     ("POST", "/attestation"): _STAFF,
+    ("GET", "/registry"): _ALL,
+    ("POST", "/registry/{name}/versions/{n}/promote"): _RUN,
+    ("POST", "/registry/{name}/rollback"): _RUN,
+    ("POST", "/registry/{name}/versions/{n}/revoke"): _RUN,
     # the API
     ("GET", "/api/v1/me"): _ALL,
     ("GET", "/api/v1/openapi.json"): _ALL,
@@ -127,6 +131,12 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/audit/proofs/inclusion/{seq}"): _AUDIT,
     ("GET", "/api/v1/audit/proofs/consistency"): _AUDIT,
     ("POST", "/api/v1/attestation/verify"): _STAFF,
+    # the model registry (see sealtune.api.registry_routes)
+    ("GET", "/api/v1/registry/models"): _ALL,
+    ("GET", "/api/v1/registry/models/{name}"): _ALL,
+    ("POST", "/api/v1/registry/models/{name}/versions/{n}/promote"): _RUN,
+    ("POST", "/api/v1/registry/models/{name}/rollback"): _RUN,
+    ("POST", "/api/v1/registry/models/{name}/versions/{n}/revoke"): _RUN,
     # OpenAI-compatible fine-tuning (see sealtune.api.finetune)
     ("POST", "/v1/files"): _RUN,
     ("GET", "/v1/files"): _RUN,

@@ -120,3 +120,64 @@ def console_url(example_run: RunWorkspace) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.communicate(timeout=20)  # reaps it and closes the stderr pipe
+
+
+@pytest.fixture(scope="session")
+def registry_run(example_run: RunWorkspace, tmp_path_factory: pytest.TempPathFactory
+                 ) -> RunWorkspace:
+    """A copy of the example run whose trained model is registered as ``bot@v1..v3``, with
+    ``dev`` promoted to v1 then v2 (by the registry's own API, gate skipped in setup only:
+    the run has no gate report, and the console never offers the skip)."""
+    import shutil
+    import warnings
+
+    from sealtune.registry import promote, register_model
+    from sealtune.train.jobs.records import list_jobs
+
+    home = tmp_path_factory.mktemp("registry") / "ws"
+    shutil.copytree(example_run.home, home, symlinks=True)
+    run = RunWorkspace(home, {**example_run.env, "SEALTUNE_HOME": str(home)},
+                       example_run.passphrase, example_run.planted, example_run.keys,
+                       example_run.example)
+    ws = run.open()
+    try:
+        job = [j for j in list_jobs(ws) if j["status"] == "finished"][-1]["id"]
+        for _ in range(3):
+            register_model(ws, "bot", job=job)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            promote(ws, "bot@v1", stage="dev", unsafe_skip_gate=True)
+            promote(ws, "bot@v2", stage="dev", unsafe_skip_gate=True)
+    finally:
+        ws.close()
+    return run
+
+
+def start_console(run: RunWorkspace) -> tuple[str, subprocess.Popen[bytes]]:
+    """``sealtune console`` over ``run``'s workspace; returns its URL and the process."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "sealtune", "console", "--port", str(port)],
+                            env=run.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/login", timeout=2) as r:
+                r.read()
+            return url, proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(proc.stderr.read() if proc.stderr else "no console") from None
+            time.sleep(0.3)
+
+
+@pytest.fixture(scope="session")
+def registry_console_url(registry_run: RunWorkspace) -> Iterator[str]:
+    """``sealtune console`` over :func:`registry_run`'s workspace."""
+    url, proc = start_console(registry_run)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
