@@ -78,8 +78,8 @@ def test_admin_walks_every_page(browser: Browser, console_url: str,
     assert page.evaluate("htmx.config.allowEval") is False  # htmx loaded under the CSP
     _shot(page, "overview")
     labels = page.locator("header nav a").all_inner_texts()
-    assert labels == ["Overview", "Runs", "Datasets", "Jobs", "Models", "Gate reports", "Keys",
-                      "Audit log", "Attestation"]
+    assert labels == ["Overview", "Runs", "Datasets", "Jobs", "Models", "Registry",
+                      "Gate reports", "Keys", "Audit log", "Attestation"]
     for label in labels:
         page.click(f"header nav a:text-is('{label}')")
         page.wait_for_load_state()
@@ -176,7 +176,7 @@ def test_consumer_sees_no_buttons_and_gets_403(browser: Browser, console_url: st
     watch = Watch(context)
     page = context.new_page()
     _login(page, console_url, example_run.keys["consumer"])
-    assert page.locator("header nav a").all_inner_texts() == ["Overview", "Models"]
+    assert page.locator("header nav a").all_inner_texts() == ["Overview", "Models", "Registry"]
     assert page.locator("#consumer-note").is_visible()
     page.click("header nav a:text-is('Models')")
     assert page.locator("main button").count() == 0
@@ -208,3 +208,49 @@ def test_read_views_work_without_javascript(browser: Browser, console_url: str,
     _shot(page, "no-js-timeline")
     context.close()
     assert os.listdir(ARTIFACTS)
+
+
+def test_registry_promote_rollback_revoke_and_consumer_sees_no_buttons(
+        browser: Browser, registry_console_url: str, registry_run: RunWorkspace) -> None:
+    url = registry_console_url
+    context = browser.new_context()
+    watch = Watch(context)
+    page = context.new_page()
+    _login(page, url, registry_run.keys["admin"])
+    page.click("header nav a:text-is('Registry')")
+    assert page.locator("#v-bot-2 td.stages").inner_text() == "dev"
+    # promote without a passing gate report: refused, nothing changed
+    page.select_option("#v-bot-3 select[name=stage]", "staging")
+    page.click("#v-bot-3 button.promote")
+    assert page.locator("#error").is_visible() and "gate: bot@v3" in page.inner_text("main")
+    _shot(page, "registry-gate-refused")
+    page.goto(url + "/registry")
+    assert page.locator("#v-bot-3 td.stages").inner_text() == "-"
+    page.select_option("#model-bot ~ form select[name=stage]", "dev")
+    page.click("button.rollback")
+    page.wait_for_url(url + "/registry")
+    assert page.locator("#v-bot-1 td.stages").inner_text() == "dev"
+    page.fill("#v-bot-1 input[name=reason]", "planted ticket id in outputs")
+    page.click("#v-bot-1 button.revoke")
+    page.wait_for_url(url + "/registry")
+    assert page.locator("#v-bot-1 td.revoked").inner_text().startswith("yes: planted ticket")
+    assert page.locator("#v-bot-1 button").count() == 0  # a revoked version has no actions
+    assert page.locator("#v-bot-2 td.stages").inner_text() == "dev"
+    _shot(page, "registry-admin")
+    watch.collect(page)
+    context.close()
+    context = browser.new_context()
+    consumer = Watch(context)
+    page = context.new_page()
+    _login(page, url, registry_run.keys["consumer"])
+    page.goto(url + "/registry")
+    assert page.locator("#v-bot-3").count() == 1 and page.locator("main button").count() == 0
+    assert page.locator("main form").count() == 0
+    r = page.request.post(url + "/api/v1/registry/models/bot/versions/3/revoke",
+                          data={"reason": "x"}, headers={
+                              "Authorization": f"Bearer {registry_run.keys['consumer']}"})
+    assert r.status == 403 and r.json()["error"]["code"] == "role_forbidden"
+    _shot(page, "registry-consumer")
+    consumer.collect(page)
+    context.close()
+    assert watch.violations == [] and consumer.violations == []
