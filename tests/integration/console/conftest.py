@@ -173,9 +173,18 @@ def start_console(run: RunWorkspace) -> tuple[str, subprocess.Popen[bytes]]:
 
 
 @pytest.fixture(scope="session")
-def registry_console_url(registry_run: RunWorkspace) -> Iterator[str]:
-    """``sealtune console`` over :func:`registry_run`'s workspace."""
-    url, proc = start_console(registry_run)
+def registry_console_url(registry_run: RunWorkspace, tmp_path_factory: pytest.TempPathFactory
+                         ) -> Iterator[str]:
+    """``sealtune console`` over a copy of :func:`registry_run`'s workspace (the browser
+    changes it; the API tests copy the untouched one)."""
+    import shutil
+
+    home = tmp_path_factory.mktemp("registry-browser") / "ws"
+    shutil.copytree(registry_run.home, home, symlinks=True)
+    run = RunWorkspace(home, {**registry_run.env, "SEALTUNE_HOME": str(home)},
+                       registry_run.passphrase, registry_run.planted, registry_run.keys,
+                       registry_run.example)
+    url, proc = start_console(run)
     try:
         yield url
     finally:

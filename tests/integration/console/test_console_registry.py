@@ -157,10 +157,35 @@ def test_csrf_refused_for_sessions(app: FastAPI, ws: Workspace,
     assert client.post("/registry/bot/rollback", data={"stage": "dev", "csrf_token": token},
                        headers={"Origin": "https://evil.example"}).status_code == 403
     assert _state(ws) == before
-    assert {d["reason"] for d in _denials(app, ws)} >= {"csrf_failed", "cross_origin"}
+    assert {d["reason"] for d in _denials(app, ws) if "/registry/" in d["route"]} == {
+        "csrf_failed", "cross_origin"}
     r = client.post("/registry/bot/rollback", data={"stage": "dev", "csrf_token": token},
                     follow_redirects=False)
     assert r.status_code == 303 and show_model(ws, "bot")["stages"] == {"dev": 1}
     r = client.post("/registry/bot/versions/3/promote",
                     data={"stage": "dev", "csrf_token": token})
     assert r.status_code == 409 and "gate: bot@v3" in r.text
+
+
+def test_the_registrys_grants_bind_the_console_process(
+        app: FastAPI, ws: Workspace, keys: dict[str, dict[str, str]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An admin key cannot do through the console what the console's own actor may not."""
+    from sealtune.registry import grant
+
+    monkeypatch.setenv("SEALTUNE_ACTOR", "alice")
+    grant(ws, "bob", "operator")  # the first grant: alice stays admin, anyone else consumer
+    monkeypatch.setenv("SEALTUNE_ACTOR", "carol")
+    before = _state(ws)
+    r = _client(app).post(f"{API}/bot/versions/3/revoke", json={"reason": "test"},
+                          headers=keys["admin"])
+    assert r.status_code == 403 and r.json()["error"]["code"] == "registry_policy"
+    assert "consumer" in r.json()["error"]["message"]
+    assert _state(ws) == before
+    assert [e.actor for e in ws.ledger.entries(action="registry.denied")] == ["carol"]
+    assert [d["reason"] for d in _denials(app, ws)
+            if d["route"].startswith("POST /api/v1/registry/")] == ["registry_policy"]
+    monkeypatch.setenv("SEALTUNE_ACTOR", "bob")  # an operator by grant: allowed
+    r = _client(app).post(f"{API}/bot/versions/3/revoke", json={"reason": "test"},
+                          headers=keys["admin"])
+    assert r.status_code == 200 and r.json() == {"ref": "bot@v3"}
