@@ -198,12 +198,6 @@ def create_app(console: Console) -> FastAPI:
                                            "type": type(exc).__name__}}, status_code=status)
         return pages.error_page(request, status, exc.message)
 
-    @app.exception_handler(registry_routes.GateRefused)
-    async def on_gate(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, registry_routes.GateRefused)
-        return JSONResponse({"error": {"message": exc.message, "type": "GateFailed"}},
-                            status_code=409)
-
     routes_ = [(m, r.path) for r in app.routes if isinstance(r, APIRoute)
                for m in r.methods or ()]
     check_routes(routes_)

@@ -38,7 +38,7 @@ from sealtune.api.app import Console, caller_of
 from sealtune.errors import GateFailed, PolicyViolation
 from sealtune.serve.auth import Denied
 
-__all__ = ["GateRefused", "router"]
+__all__ = ["router"]
 
 router = APIRouter()
 
@@ -99,18 +99,13 @@ async def _change(request: Request, action: str, resource: str, fn: Any, *args: 
     except PolicyViolation as exc:
         raise Denied(403, "registry_policy", exc.message, actor=actor) from None
     except GateFailed as exc:
-        raise GateRefused(exc.message) from None
+        # 409 like other workspace states; the CLI's hint names --unsafe-skip-gate,
+        # which the console does not offer.
+        raise GateFailed("gate: " + exc.message, hint="run 'sealtune assess' on this "
+                         "model, then promote again") from None
     c.audit.record("console.registry", actor=actor, resource=resource,
                    details={"action": action, "ref": str(ref), "role": role})
     return {"ref": str(ref)}
-
-
-class GateRefused(Exception):
-    """A promotion refused for want of a passing gate report (409, ``gate: ...``)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = "gate: " + message
 
 
 def _stage_action(stage: str) -> str:
@@ -183,12 +178,7 @@ async def registry_page(request: Request) -> HTMLResponse:
 
 async def _page_change(request: Request, action: str, resource: str, fn: Any, *args: Any,
                        **kwargs: Any) -> Response:
-    from sealtune.api.pages import error_page
-
-    try:
-        await _change(request, action, resource, fn, *args, **kwargs)
-    except GateRefused as exc:
-        return error_page(request, 409, exc.message)
+    await _change(request, action, resource, fn, *args, **kwargs)  # errors: error pages
     return RedirectResponse("/registry", status_code=303)
 
 

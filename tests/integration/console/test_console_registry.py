@@ -85,6 +85,7 @@ def test_promote_without_a_gate_report_is_refused_and_changes_nothing(
                           headers=keys["operator"])
     assert r.status_code == 409, r.text
     assert r.json()["error"]["message"].startswith("gate: bot@v3 has no passing")
+    assert r.json()["error"]["type"] == "GateFailed"
     assert "unsafe" not in r.text
     assert _state(ws) == before
     assert not list(ws.ledger.entries(action="registry.unsafe_skip_gate"))[2:]
