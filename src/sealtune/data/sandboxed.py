@@ -134,6 +134,7 @@ def ingest_dataset(ws: Workspace, path: str | os.PathLike[str], *, name: str,
         written, measurement = _run(ws, src, job, dataset_keys or DatasetKeys.generate(),
                                     DataRun(ws, name=name, progress=progress, bwrap=bwrap,
                                             tmpfs_size=tmpfs_size, timeout=timeout))
+        ws.publish(store.DATASETS, name, ws.root / store.DATASETS / name)  # remote storage
     except BaseException as exc:
         ws.audit("data.ingest", f"dataset/{name}", outcome="failure",
                  details={"error": type(exc).__name__, "sandboxed": True})

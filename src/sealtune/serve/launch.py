@@ -33,7 +33,7 @@ from sealtune.serve.settings import ConnectionLimits
 if TYPE_CHECKING:
     from sealtune.attest.base import AttestationProvider
     from sealtune.serve.engines.base import Engine
-    from sealtune.serve.model import ModelSource
+    from sealtune.serve.model import ModelFiles, ModelSource
     from sealtune.workspace import Workspace
 
 __all__ = ["LoadedEngine", "ServeOptions", "Server", "build_server", "load_engine", "run_server"]
@@ -279,8 +279,12 @@ def _watch(ws: Workspace, o: ServeOptions, settings: Any, auth: Any) -> tuple[An
         from sealtune.monitor.tracing import configure_tracing
 
         tracer = configure_tracing()
-    files = None if o.engine == "echo" else resolve_model(o.model, keys=ws.keys,
-                                                           workspace_root=ws.root)
+    files: ModelFiles | None
+    if o.source is not None:  # a registry version: its verified files, not a workspace path
+        files = o.source.files
+    else:
+        files = None if o.engine == "echo" else resolve_model(o.model, keys=ws.keys,
+                                                               workspace_root=ws.root)
     # the canaries the model's own training job planted (train --canaries), from its sealed seed
     planted = job_canary_secrets(ws.root, ws.keys, o.model) if o.source is None else []
     resources = open_resources(files, canaries=o.canaries, planted=planted)

@@ -42,6 +42,7 @@ from sealtune.assess.policy import Run, Setting
 from sealtune.assess.probes.base import Measured, ProbeResult, Scalar, Verdict
 from sealtune.assess.probes.context import ProbeContext
 from sealtune.assess.safetensors_check import HeaderProblem, check_header
+from sealtune.core.bloom import FILE_NAME as BLOOM_FILE
 
 KNOWN = frozenset({
     "config.json", "generation_config.json", "model.safetensors.index.json", "tokenizer.json",
@@ -49,7 +50,10 @@ KNOWN = frozenset({
     "merges.txt", "tokenizer.model", "added_tokens.json", "chat_template.jinja",
     "chat_template.json", "adapter_config.json", "preprocessor_config.json",
     "training.json", "model.json", "README.md", "LICENSE", "LICENSE.txt", "LICENSE.md",
-    "NOTICE", "USE_POLICY.md", ".gitattributes", "sealtune-tiny.json"})
+    "NOTICE", "USE_POLICY.md", ".gitattributes", "sealtune-tiny.json",
+    # the monitor's keyed Bloom filter of the training replies (sealtune.core.bloom: data
+    # in a strictly parsed format, never code), written beside the weights by training
+    BLOOM_FILE})
 PICKLE = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib")
 CODE = (".py", ".pyc", ".pyo", ".so", ".dylib", ".dll", ".exe", ".sh", ".bat", ".ps1")
 JSON_CONFIGS = frozenset({"config.json", "tokenizer_config.json", "adapter_config.json",
