@@ -192,7 +192,8 @@ def test_demo_runs(env: dict[str, str], tmp_path: Path) -> None:
     assert "tampering detected" in res.stdout
     assert "audit log verified" in res.stdout
     said = " ".join(res.stdout.split())  # rich wraps long lines
-    assert "950 records read: 14 duplicates dropped" in said
+    # 6 exact copies and 4 near copies (a copy whose edit changed a digit is another record)
+    assert "950 records read: 10 duplicates dropped" in said
     assert "26 records carrying a backdoor trigger quarantined" in said
     assert "ML-BOM (CycloneDX 1.6):" in said and "raw input shredded: True" in said
     # the demo runs the example pipeline, whose outputs are named by their step key
