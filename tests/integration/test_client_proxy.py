@@ -208,6 +208,11 @@ def test_proxy_started_before_the_server_attests_on_first_use(stack: Stack) -> N
                               "UPSTREAM_KEY", "--attest-timeout", "90")
     try:
         _listening(pport, proxy, plog)
+        # the socket listens before the first attestation attempt is over (and reported)
+        deadline = time.monotonic() + 60
+        while "not up yet" not in plog.read_text() and time.monotonic() < deadline:
+            assert proxy.poll() is None, plog.read_text()[-2000:]
+            time.sleep(0.1)
         assert "not up yet" in plog.read_text()
         answers: list[Any] = []
 
