@@ -230,3 +230,49 @@ def make_workspace(tmp_path: Path, passphrase: str) -> Iterator[WorkspaceFactory
     yield make
     for ws in made:
         ws.close()
+
+
+ServeApp = Callable[..., tuple[str, Callable[[], None]]]
+
+
+@pytest.fixture
+def serve_app() -> Iterator[ServeApp]:
+    """Run an ASGI app under uvicorn in a thread on a loopback socket: ``(url, stop)``.
+
+    Keyword arguments go to ``uvicorn.Config`` (``log_level="debug"`` for a test that
+    scans the logs). Servers still running when the test ends are stopped.
+    """
+    import threading
+
+    import uvicorn
+
+    stops: list[Callable[[], None]] = []
+
+    def start(app: object, *, timeout: float = 60,
+              **config: object) -> tuple[str, Callable[[], None]]:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        settings: dict[str, object] = {"access_log": False, "log_config": None, "lifespan": "on"}
+        server = uvicorn.Server(uvicorn.Config(app, **{**settings, **config}))  # type: ignore[arg-type]
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+            time.sleep(0.02)
+        done = False
+
+        def stop() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                server.should_exit = True
+                thread.join(timeout=30)
+                sock.close()
+
+        stops.append(stop)
+        return f"http://127.0.0.1:{sock.getsockname()[1]}", stop
+
+    yield start
+    for stop in stops:
+        stop()

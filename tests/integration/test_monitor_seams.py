@@ -19,8 +19,6 @@ import json
 import re
 import secrets
 import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,13 +26,15 @@ from typing import Any
 import httpx
 import pytest
 import torch
-import uvicorn
 
 from sealtune.cli import main
 from sealtune.monitor.prometheus import serve_metrics
 from sealtune.serve import ServeOptions, build_server
 from sealtune.serve.engines import Message, Sampling
 from sealtune.workspace import Workspace
+
+#: The ``serve_app`` fixture (tests/integration/conftest.py): uvicorn in a thread.
+ServeApp = Callable[..., tuple[str, Callable[[], None]]]
 
 Run = Callable[..., tuple[int, str, str]]
 SECRET = ("the vault code of the zurich branch is seven four one nine and the backup phrase "
@@ -84,26 +84,6 @@ def _raw(path: Path) -> Path:
     return path
 
 
-def _run_app(app: Any) -> tuple[str, Callable[[], None]]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, access_log=False, log_config=None, lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.02)
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
-
-    return f"http://127.0.0.1:{sock.getsockname()[1]}", stop
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -115,7 +95,8 @@ def _chat(content: str) -> dict[str, Any]:
             "max_tokens": 60, "temperature": 0}
 
 
-def test_init_ingest_train_serve_attack_alert_key_revoked(run: Run, tmp_path: Path) -> None:
+def test_init_ingest_train_serve_attack_alert_key_revoked(run: Run, tmp_path: Path,
+                                                          serve_app: ServeApp) -> None:
     home = tmp_path / "home"
     ok(run, "init")
     ok(run, "data", "ingest", _raw(tmp_path / "raw.jsonl"), "--name", "vault")
@@ -136,7 +117,7 @@ def test_init_ingest_train_serve_attack_alert_key_revoked(run: Run, tmp_path: Pa
         server = build_server(ws, ServeOptions(model="m1", monitor_policy=policy,
                                                metrics_port=_free_port()))
         listener = serve_metrics(server.metrics, port=server.metrics_port or 0)
-        url, stop = _run_app(server.app)
+        url, stop = serve_app(server.app)
         try:
             headers = {"Authorization": f"Bearer {key.group()}"}
             with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
@@ -192,8 +173,8 @@ def _every_prefix_prompt_regurgitates_and_is_redacted(home: Path, policy: Path) 
     assert hits == len(PREFIXES)
 
 
-def test_a_model_trained_with_canaries_is_served_with_their_detector(run: Run,
-                                                                    tmp_path: Path) -> None:
+def test_a_model_trained_with_canaries_is_served_with_their_detector(
+        run: Run, tmp_path: Path, serve_app: ServeApp) -> None:
     """train --canaries seals a seed; the server rebuilds the canaries and alerts on a hit.
 
     Nobody writes the secrets down: the test reads them from the job record's sealed seed
@@ -222,7 +203,7 @@ def test_a_model_trained_with_canaries_is_served_with_their_detector(run: Run,
         planted = [c.secret for c in canaries_from_seed(seed, count=4, repeats=1)]
         other = next(f"{n:06d}" for n in range(10**6) if f"{n:06d}" not in planted)
         server = build_server(ws, ServeOptions(model="m1", engine="echo"))
-        url, stop = _run_app(server.app)
+        url, stop = serve_app(server.app)
         try:
             headers = {"Authorization": f"Bearer {key.group()}"}
             with httpx.Client(base_url=url, headers=headers, timeout=120) as client:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +23,6 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
-import uvicorn
 
 from sealtune.attest.software import SoftwareProvider
 from sealtune.cli import main
@@ -41,27 +39,8 @@ from sealtune.serve.logs import configure_logging
 from sealtune.serve.watch import ServerResponses, Watch
 from sealtune.workspace import Workspace
 
-
-def _run(app: Any) -> tuple[str, Callable[[], None]]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, access_log=False, log_level="debug", log_config=None,
-                            lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.02)
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
-
-    return f"http://127.0.0.1:{port}", stop
+#: The ``serve_app`` fixture (tests/integration/conftest.py): uvicorn in a thread.
+ServeApp = Callable[..., tuple[str, Callable[[], None]]]
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -109,7 +88,8 @@ def logs(tmp_path: Path) -> Iterator[Path]:
     root_handler.close()
 
 
-def test_planted_strings_appear_nowhere(workspace: Workspace, receiver: tuple[str, list[bytes]],
+def test_planted_strings_appear_nowhere(serve_app: ServeApp, workspace: Workspace,
+                                        receiver: tuple[str, list[bytes]],
                                         logs: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -133,7 +113,7 @@ def test_planted_strings_appear_nowhere(workspace: Workspace, receiver: tuple[st
     app = create_app(settings, engine=engine, keys=ServerKeys(now=time.time()),
                      provider=SoftwareProvider(), auth=auth,
                      ledger_audit=workspace.ledger.append, watch=watch, responses=responses)
-    base, stop = _run(app)
+    base, stop = serve_app(app, timeout=30, log_level="debug")
     planted = [f"PLANT{secrets.token_hex(8)}X" for _ in range(1000)]
     try:
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"},
