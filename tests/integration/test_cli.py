@@ -150,6 +150,10 @@ def test_audit_verify_export_and_tamper(initialised: dict[str, str], tmp_path: P
     assert csv_out.splitlines()[0].startswith("seq,")
     logged = ok(env, "audit", "log", "--action", "file.seal", "--json").splitlines()
     assert len(logged) == 5
+    assert len(ok(env, "audit", "log", "--since", "1h", "--json").splitlines()) >= 5
+    assert ok(env, "audit", "log", "--since", "2999-01-01", "--json").strip() == ""
+    bad = run(env, "audit", "log", "--since", "yesterday")
+    assert bad.returncode == 2 and "--since 'yesterday'" in bad.stderr, bad.stderr
     db = Path(env["SEALTUNE_HOME"]) / "ledger.db"
     con = sqlite3.connect(db)
     with con:

@@ -186,13 +186,18 @@ def _section(node: YNode, path: str, settings: Mapping[str, Setting]) -> ProbePo
         raise node.mark.error(path, "must be a mapping", hint="at least 'run:'")
     _keys(node, path, ("run", *settings), ("run",))
     run = node.items["run"]
-    if not isinstance(run, YScalar) or run.value not in RUN:
-        raise run.mark.error(f"{path}.run", f"must be {', '.join(RUN)}")
+    # An unquoted `off` is YAML's false: read it as the user wrote it. (`on`/`true`
+    # say nothing about which of required / when-available is meant: refused.)
+    value = "off" if isinstance(run, YScalar) and run.value is False else getattr(
+        run, "value", None)
+    if not isinstance(run, YScalar) or value not in RUN:
+        raise run.mark.error(f"{path}.run", f"must be {', '.join(RUN)}",
+                             hint="quote it if YAML reads it as something else")
     values = {name: s.default for name, s in settings.items()}
     for name, child in node.items.items():
         if name != "run":
             values[name] = settings[name].check(child, f"{path}.{name}")
-    return ProbePolicy(run=run.value, settings=values)  # type: ignore[arg-type]
+    return ProbePolicy(run=value, settings=values)  # type: ignore[arg-type]
 
 
 def _licences(node: YNode) -> tuple[str, ...]:

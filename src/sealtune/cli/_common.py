@@ -6,7 +6,7 @@ import getpass
 import os
 import re
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,6 +54,23 @@ def parse_duration(text: str, *, option: str) -> timedelta:
             hint="use a number and a unit, e.g. 180d, 12h, 30m",
         )
     return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+
+
+def parse_since(text: str | None) -> datetime | None:
+    """A ``--since`` value: an ISO time (UTC unless a zone is given) or a duration back."""
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            return datetime.now(UTC) - parse_duration(text, option="--since")
+        except UsageError:
+            raise UsageError(
+                f"--since {text!r}: not an ISO date/time or a duration",
+                hint="e.g. --since 2026-01-31 or --since 7d",
+            ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def unsafe_fast_kdf(consequence: str) -> KdfParams | None:

@@ -14,14 +14,19 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from sealtune.cli._common import console, err_console, open_workspace, parse_duration
+from sealtune.cli._common import (
+    console,
+    err_console,
+    open_workspace,
+    parse_duration,
+    parse_since,
+)
 from sealtune.cli._tables import Col, print_table, when
 from sealtune.errors import ConfigError, UsageError
 from sealtune.outputs import STDIO, is_stdio, open_text_output
@@ -35,22 +40,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Workspace directory.")]
-
-
-def _since(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        try:
-            return datetime.now(UTC) - parse_duration(text, option="--since")
-        except UsageError:
-            raise UsageError(
-                f"--since {text!r}: not an ISO date/time or a duration",
-                hint="e.g. --since 2026-01-31 or --since 7d",
-            ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 @app.command("log")
@@ -71,7 +60,7 @@ def log(
         ledger = _readable_ledger(ws)
         entries = list(
             ledger.entries(
-                since=_since(since), action=action, actor=actor, outcome=outcome, limit=limit
+                since=parse_since(since), action=action, actor=actor, outcome=outcome, limit=limit
             )
         )
     finally:
@@ -224,7 +213,7 @@ def export(
         # entries carry names, actions and digests, never payload text: no terminal check
         ledger = _readable_ledger(ws)
         with open_text_output(target, newline="") as fh:
-            ledger.export(fmt, fh, since=_since(since))  # type: ignore[arg-type]
+            ledger.export(fmt, fh, since=parse_since(since))  # type: ignore[arg-type]
     finally:
         ws.close()
     if not is_stdio(target):

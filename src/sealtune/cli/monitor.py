@@ -14,9 +14,8 @@ from typing import Annotated
 
 import typer
 
-from sealtune.cli._common import console, open_workspace
+from sealtune.cli._common import console, open_workspace, parse_since
 from sealtune.cli._tables import Col, print_table
-from sealtune.cli.audit import _since
 
 app = typer.Typer(help="Monitoring of the deployed model: alerts, detectors.",
                   no_args_is_help=True)
@@ -34,7 +33,7 @@ def alerts(
 
     ws = open_workspace(home)
     try:
-        records = read_alerts(ws, since=_since(since))
+        records = read_alerts(ws, since=parse_since(since))
     finally:
         ws.close()
     if as_json:

@@ -68,6 +68,15 @@ def test_bad_values_are_refused(old: str, new: str, problem: str) -> None:
     assert problem in _error(_edit(old, new))
 
 
+def test_an_unquoted_off_reads_as_off_and_on_is_refused() -> None:
+    def offs(text: str) -> int:
+        return sum(p.run == "off" for p in parse_policy(text).probes.values())
+
+    assert offs(_edit("    run: required", "    run: off")) == offs(default_policy_text()) + 1
+    assert "must be required, when-available, off" in _error(
+        _edit("    run: required", "    run: on"))
+
+
 def test_yaml_tricks_are_refused() -> None:
     assert "anchors and aliases" in _error(_edit("licences:", "licences: &l"))
     assert "tag" in _error(_edit("version: 1", "version: !!python/object:os.system 1"))
