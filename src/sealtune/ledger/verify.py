@@ -41,6 +41,7 @@ from sealtune.errors import IntegrityError
 from sealtune.ledger.base import DEFAULT_RETENTION, EntryRow, ReadTxn, SegmentRow
 from sealtune.ledger.checkpoint import note_hash, open_segment_checkpoint
 from sealtune.ledger.entry import ZERO_PREV, canonical_json, parse_leaf
+from sealtune.ledger.kept import check_kept
 from sealtune.ledger.report import MAX_PROBLEMS, Problem, VerifyReport
 from sealtune.ledger.verify_global import GlobalCheck, GlobalSummary, WitnessPolicy
 
@@ -378,6 +379,7 @@ def verify_store(
     run.link_segments()
     glob.pruned(run.segs)
     run.scan(glob.leaf)
+    check_kept(txn, run.fail_row)
     pruned = run.check_gaps()
     glob.finish()
     glob.witnesses(witnesses)

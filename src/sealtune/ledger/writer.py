@@ -28,6 +28,7 @@ from sealtune.ledger.base import CheckpointRow, EntryRow, LedgerError, SegmentRo
 from sealtune.ledger.checkpoint import SegmentCheckpoint, note_hash
 from sealtune.ledger.entry import ZERO_PREV, Entry, Event, build_leaf, format_time, parse_time
 from sealtune.ledger.global_tree import sign_global
+from sealtune.ledger.kept import kept_events
 
 
 class Writer:
@@ -197,14 +198,16 @@ class Writer:
         if not victims:
             return [], 0, None
         end = victims[-1].first_seq + victims[-1].size
+        kept = kept_events(txn, before=end, actor=actor)  # quoted before they go
         txn.keep_hashes_before(end)  # the global tree keeps its leaves (32 bytes per entry)
         deleted = txn.delete_entries_before(end)
         for s in victims:
             txn.put_segment(replace(s, frontier=None, pruned=True))
         details = {"first_segment": victims[0].segment, "through_segment": victims[-1].segment,
                    "entries": deleted, "cutoff": cutoff,
-                   "older_than_seconds": int(older_than.total_seconds())}
-        event = self.append(txn, [Event(actor, "ledger.prune", self.origin, "success", details)])
+                   "older_than_seconds": int(older_than.total_seconds()), "kept": len(kept)}
+        event = self.append(txn, [Event(actor, "ledger.prune", self.origin, "success", details),
+                                  *kept])
         if self.signer is not None:
             self.checkpoint(txn)
         return victims, deleted, event[0]

@@ -107,3 +107,33 @@ def test_prune_then_tamper_with_kept_checkpoints(
 def test_prune_rejects_non_positive_retention(make_ledger: MakeLedger) -> None:
     with pytest.raises(UsageError):
         make_ledger().prune(timedelta(0))
+
+
+def test_a_key_destruction_outlives_retention_as_a_checked_quote(
+    make_ledger: MakeLedger, fill: Fill, clock: Clock, signer: NoteSigner, db: Path
+) -> None:
+    ledger = make_ledger(checkpoint_every=2)
+    fill(ledger, 3)
+    destroyed = ledger.append(actor="alice", action="key.destroy", resource="kek/default",
+                              details={"versions": [1]})
+    revoked = ledger.append(actor="bob", action="registry.revoke", resource="bot@v1",
+                            details={"reason_digest": "ab" * 16})
+    clock.advance(DAY)
+    for _ in range(3):
+        fill(ledger, 5)
+        clock.advance(DAY)
+    result = ledger.prune(timedelta(days=2, hours=12))
+    assert result.segments == (1, 2) and result.event is not None
+    assert result.event.details["kept"] == 2
+    assert destroyed.seq not in {e.seq for e in ledger.entries(action="key.destroy")}
+    kept = list(ledger.entries(action="ledger.kept"))
+    assert [(e.resource, e.details["seq"]) for e in kept] == [
+        ("kek/default", destroyed.seq), ("bot@v1", revoked.seq)]
+    assert '"action":"key.destroy"' in kept[0].details["leaf"]
+    assert ledger.verify(signer.verifier()).ok
+    # A quote that lies (appended by anyone who may append) fails verify, naming it.
+    ledger.append(actor="mallory", action="ledger.kept", resource="kek/default",
+                  details={"seq": destroyed.seq, "leaf": kept[0].details["leaf"].replace(
+                      "kek/default", "kek/other")})
+    report = ledger.verify(signer.verifier())
+    assert not report.ok and "(ledger.kept) quotes entry" in report.reason, report.reason
