@@ -109,6 +109,9 @@ def test_a_sandboxed_job_records_its_timeline_and_leaves_only_sealed_files(
         capsys: pytest.CaptureFixture[str]) -> None:
     began = time.time() - 1
     _dataset(workspace, "support", marker)
+    stale = workspace.root / "models" / ".build-killedjob"  # a run killed mid-install
+    stale.mkdir(parents=True)
+    (stale / "adapter_model.safetensors.sealed").write_bytes(b"SEALTUNE half")
     seen: list[int] = []
     result = run_job(workspace, dataset="support", base=base, out_name="m1", threads=1,
                      config=_config(dp={"epsilon": 8.0, "noise_multiplier": 1.0}),
@@ -128,6 +131,8 @@ def test_a_sandboxed_job_records_its_timeline_and_leaves_only_sealed_files(
     assert "--unshare-net" in created.details["flags"]["isolation"]
 
     model = workspace.root / "models" / "m1"
+    assert not stale.exists()
+    assert not [p for p in model.parent.iterdir() if p.name.startswith(".build-")]
     names = sorted(p.name for p in model.iterdir())
     assert "model.json" in names and "adapter_model.safetensors.sealed" in names
     assert all(n == "model.json" or n.endswith(".sealed") for n in names)

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sealtune.data.builds import Build, remove_stale_builds, start_build
 from sealtune.errors import DiskFullError, IntegrityError, SealtuneError
 from sealtune.keys.base import WrappedKey
 from sealtune.keys.content import labelled_digest
@@ -256,8 +257,20 @@ class JobRun:
         rec = self.job.rec
         models = self.ws.root / MODELS
         models.mkdir(mode=0o700, exist_ok=True)
-        build = models / f".build-{rec['id']}"
-        build.mkdir(mode=0o700)
+        remove_stale_builds(models)  # a run killed mid-install left its half build
+        building = start_build(models, str(rec["id"]))  # locked while this process lives
+        try:
+            final = self._install_into(building, models)
+        except BaseException:
+            building.abandon()
+            raise
+        self.ws.publish(MODELS, str(rec["out_name"]), final)  # remote storage, if configured
+        with contextlib.suppress(OSError):
+            (self.spec.output_dir / "model").rmdir()
+        return final
+
+    def _install_into(self, building: Build, models: Path) -> Path:
+        rec, build = self.job.rec, building.path
         files: dict[str, str] = {}
         for path in sorted((self.spec.output_dir / "model").iterdir()):
             with path.open("rb") as fh:
@@ -282,10 +295,7 @@ class JobRun:
         with CommitGuard(self.ws.keys, rec["output_keys"], what=f"model {rec['out_name']!r}"
                          ) as guard:
             guard.check()
-            os.rename(build, final)
-        self.ws.publish(MODELS, str(rec["out_name"]), final)  # remote storage, if configured
-        with contextlib.suppress(OSError):
-            (self.spec.output_dir / "model").rmdir()
+            building.finish(final)
         return final
 
     def _finish(self, model_dir: Path, teardown: dict[str, Any]) -> JobResult:
