@@ -8,7 +8,7 @@ commented default, :func:`default_policy_text`)::
     probes:
       model_files:
         run: required          # required | when-available | off
-        allow_pickle: false
+        unsafe_allow_pickle: false
       canary_exposure:
         run: when-available
         alpha: 0.01

@@ -62,6 +62,7 @@ RENAMED: dict[str, str] = {
     "lora_alpha": "lora.alpha", "lora_dropout": "lora.dropout", "lora_target": "lora.target",
     "lora.r": "lora.rank", "lora.target_modules": "lora.target",
     "lora.lora_alpha": "lora.alpha", "lora.lora_dropout": "lora.dropout",
+    "allow_pickle": "unsafe_allow_pickle",  # renamed: it weakens a default
 }
 #: (key, lowest value, may be left out, hint) of each integer setting.
 _COUNTS: tuple[tuple[str, int, bool, str], ...] = (
@@ -161,7 +162,7 @@ class TrainConfig:
         canaries: plant this many random secrets for the release gate (``sealtune
             assess``), each included with probability 1/2 (0: none).
         canary_repeats: how many times an included canary is in the training records.
-        allow_pickle: load pickle base weights after an opcode scan (weakens a default).
+        unsafe_allow_pickle: load pickle base weights after an opcode scan (weakens a default).
         dp: differential privacy; ``None`` trains without it.
     """
 
@@ -183,7 +184,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     canaries: int = 0
     canary_repeats: int = 4
-    allow_pickle: bool = False
+    unsafe_allow_pickle: bool = False
     dp: DPConfig | None = None
 
     def __post_init__(self) -> None:
@@ -197,8 +198,9 @@ class TrainConfig:
         self._check_counts()
         self._check_rates()
         self._check_val_size()
-        if not isinstance(self.allow_pickle, bool):
-            _fail("allow_pickle", "true or false", "leave it out: safetensors need no pickle")
+        if not isinstance(self.unsafe_allow_pickle, bool):
+            _fail("unsafe_allow_pickle", "true or false",
+                  "leave it out: safetensors need no pickle")
         if not isinstance(self.lora, LoraSettings):
             _fail("lora", "an object", "rank, alpha, dropout and target go under lora")
         self.lora.validate()

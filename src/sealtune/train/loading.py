@@ -5,7 +5,7 @@ and friends) run code when loaded, and ``trust_remote_code`` would import
 Python files shipped with the model. :func:`load_base` therefore loads
 safetensors only, never remote code, never from the network
 (``local_files_only``); pickle weights are refused unless the caller passes
-``allow_pickle=True`` — and then each pickle file is first scanned opcode by
+``unsafe_allow_pickle=True`` — and then each pickle file is first scanned opcode by
 opcode (:mod:`sealtune.train.picklescan`) and loaded by transformers with
 ``torch.load(weights_only=True)``. Outputs are written as safetensors only.
 
@@ -23,8 +23,8 @@ from typing import Any
 from sealtune.errors import ConfigError, PolicyViolation
 from sealtune.train.picklescan import PICKLE_SUFFIXES, require_safe
 
-ALLOW_PICKLE_NOTE = ("allow_pickle: the base model's weights were loaded from pickle after an "
-                     "opcode scan (weaker than safetensors)")
+UNSAFE_ALLOW_PICKLE_NOTE = ("unsafe_allow_pickle: the base model's weights were loaded from "
+                            "pickle after an opcode scan (weaker than safetensors)")
 
 
 def weight_files(base_dir: Path) -> tuple[list[Path], list[Path]]:
@@ -35,7 +35,7 @@ def weight_files(base_dir: Path) -> tuple[list[Path], list[Path]]:
     return safes, pickles
 
 
-def _check_weights(base_dir: Path, allow_pickle: bool) -> tuple[bool, list[str]]:
+def _check_weights(base_dir: Path, unsafe_allow_pickle: bool) -> tuple[bool, list[str]]:
     """Return (use_safetensors, notes); scan or refuse pickle weights."""
     if not base_dir.is_dir():
         raise ConfigError(f"base model directory {base_dir} does not exist")
@@ -45,18 +45,19 @@ def _check_weights(base_dir: Path, allow_pickle: bool) -> tuple[bool, list[str]]
     if not pickles:
         raise ConfigError(f"no model weights in {base_dir}",
                           hint="the directory needs model.safetensors (or shards of it)")
-    if not allow_pickle:
+    if not unsafe_allow_pickle:
         raise PolicyViolation(
             f"the base model's weights in {base_dir} are pickle files "
             f"({', '.join(p.name for p in pickles)}), which can run code when loaded",
-            hint="convert the model to safetensors, or pass --allow-pickle to load them "
-                 "after an opcode scan (recorded in the audit ledger)")
+            hint="convert the model to safetensors, or set 'unsafe_allow_pickle: true' in "
+                 "the training config to load them after an opcode scan (recorded in the "
+                 "audit ledger)")
     for path in pickles:
         require_safe(path)
-    return False, [ALLOW_PICKLE_NOTE]
+    return False, [UNSAFE_ALLOW_PICKLE_NOTE]
 
 
-def load_base(base_dir: Path, *, allow_pickle: bool = False) -> tuple[Any, Any, list[str]]:
+def load_base(base_dir: Path, *, unsafe_allow_pickle: bool = False) -> tuple[Any, Any, list[str]]:
     """Load a causal LM and its tokenizer from a local directory.
 
     Returns:
@@ -64,13 +65,13 @@ def load_base(base_dir: Path, *, allow_pickle: bool = False) -> tuple[Any, Any, 
 
     Raises:
         ConfigError: no directory or no weights.
-        PolicyViolation: pickle weights without ``allow_pickle``.
+        PolicyViolation: pickle weights without ``unsafe_allow_pickle``.
         UnsafePickleError: a pickle file imports something outside the allow-list.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    use_safetensors, notes = _check_weights(base_dir, allow_pickle)
+    use_safetensors, notes = _check_weights(base_dir, unsafe_allow_pickle)
     model = AutoModelForCausalLM.from_pretrained(
         base_dir, use_safetensors=use_safetensors, trust_remote_code=False,
         local_files_only=True, dtype=torch.float32)

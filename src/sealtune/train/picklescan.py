@@ -3,7 +3,7 @@
 Loading a pickle runs code: ``GLOBAL``/``STACK_GLOBAL``/``INST`` import any
 callable by name and ``REDUCE``/``OBJ``/``NEWOBJ``/``BUILD`` call it, so a
 ``pytorch_model.bin`` can run ``os.system`` the moment it is loaded. sealtune
-refuses pickle weights unless the user passes ``allow_pickle`` (and the job
+refuses pickle weights unless the user passes ``unsafe_allow_pickle`` (and the job
 records that); even then this scanner reads every opcode *without executing
 anything* (``pickletools.genops``) and rejects the file if any import names
 something outside a small allow-list (the handful of callables a plain

@@ -1,7 +1,7 @@
 """The training core: fine-tune a causal LM on chat records, LoRA or full, optionally DP.
 
 :func:`train` loads the base model safely (:mod:`.loading`: safetensors only
-unless ``allow_pickle``, then after an opcode scan), holds out a validation
+unless ``unsafe_allow_pickle``, then after an opcode scan), holds out a validation
 split if ``val_size`` asks for one (:mod:`.split`: never trained on), applies
 the chat template with the loss on assistant tokens only (:mod:`.data`),
 trains a LoRA adapter (:mod:`.lora`, peft; the default) or all weights,
@@ -136,7 +136,7 @@ class _Run:
         began = time.monotonic()
         torch.manual_seed(self.config.seed)
         model, self.tokenizer, notes = load_base(self.base_dir,
-                                                 allow_pickle=self.config.allow_pickle)
+                                                 unsafe_allow_pickle=self.config.unsafe_allow_pickle)
         self.notes += notes
         self._encode(records)
         self.model = self._prepare(model)

@@ -31,7 +31,7 @@ def model(tiny: Path, tmp_path: Path) -> Path:
 
 def _run(path: Path, **settings: object) -> ProbeResult:
     probe = PROBES["model_files"]
-    merged = {"allow_pickle": False, "unknown_files": "fail", **settings}
+    merged = {"unsafe_allow_pickle": False, "unknown_files": "fail", **settings}
     return probe.judge(probe.measure(ProbeContext(files=PlainTree(path)), merged), merged)
 
 
@@ -64,7 +64,7 @@ def test_a_malicious_pickle_fails_and_is_never_unpickled(model: Path, tmp_path: 
     assert row["severity"] == 4 and row["allowlisted"] is False and row["blocking"]
     assert not marker.exists()
     # allowing pickles does not let a malicious one through
-    assert _run(model, allow_pickle=True).verdict == "fail"
+    assert _run(model, unsafe_allow_pickle=True).verdict == "fail"
     assert not marker.exists()
 
 
@@ -74,7 +74,7 @@ def test_a_malicious_pickle_inside_a_torch_zip_fails(model: Path, tmp_path: Path
     with zipfile.ZipFile(buf, "w") as archive:
         archive.writestr("archive/data.pkl", pickle.dumps(_Marker(marker)))
     (model / "model.pt").write_bytes(buf.getvalue())
-    assert _run(model, allow_pickle=True).verdict == "fail"
+    assert _run(model, unsafe_allow_pickle=True).verdict == "fail"
     assert not marker.exists()
 
 
@@ -82,7 +82,7 @@ def test_a_plain_state_dict_pickle_is_refused_by_default_and_allowed_on_request(
         model: Path) -> None:
     torch.save(OrderedDict(w=torch.zeros(2)), model / "extra.bin")
     assert _run(model).verdict == "fail"
-    allowed = _run(model, allow_pickle=True)
+    allowed = _run(model, unsafe_allow_pickle=True)
     assert allowed.verdict == "pass", allowed.items
 
 

@@ -35,7 +35,7 @@ def _edit(old: str, new: str) -> str:
 
 
 def test_an_unknown_key_is_named_with_its_line_and_column() -> None:
-    text = _edit("    allow_pickle: false", "    allow_pickel: false")
+    text = _edit("    unsafe_allow_pickle: false", "    allow_pickel: false")
     line = next(n for n, row in enumerate(text.splitlines(), 1) if "allow_pickel" in row)
     assert _error(text) == f"gate.yaml:{line}:5: probes.model_files.allow_pickel: unknown key"
 
@@ -56,7 +56,7 @@ def test_a_missing_probe_section_is_an_error() -> None:
 
 
 @pytest.mark.parametrize(("old", "new", "problem"), [
-    ("    allow_pickle: false", "    allow_pickle: 1", "must be true or false"),
+    ("    unsafe_allow_pickle: false", "    unsafe_allow_pickle: 1", "must be true or false"),
     ("    max_perplexity_ratio: 1.0", "    max_perplexity_ratio: -1.0", "must be between"),
     ("    max_perplexity_ratio: 1.0", "    max_perplexity_ratio: lots", "must be a number"),
     ("    unknown_files: fail", "    unknown_files: ignore", "must be fail or warn"),

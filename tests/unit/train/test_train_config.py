@@ -54,6 +54,7 @@ def test_both_warmups_is_an_error_naming_both() -> None:
 @pytest.mark.parametrize(("written", "instead"), [
     ({"learning_rate": 1e-4}, "lr"), ({"cutoff_len": 1024}, "max_length"),
     ({"num_train_epochs": 3}, "epochs"), ({"lr_scheduler_type": "cosine"}, "scheduler"),
+    ({"allow_pickle": True}, "unsafe_allow_pickle"),
     ({"schedule": "linear"}, "scheduler"), ({"lora_rank": 8}, "lora.rank"),
     ({"lora": {"r": 8}}, "lora.rank"), ({"lora": {"target_modules": ["q_proj"]}}, "lora.target"),
     ({"val_szie": 0.1}, "val_size"), ({"dp": {"epsilom": 1.0, "epsilon": 1.0}}, "dp.epsilon"),

@@ -20,7 +20,7 @@ from sealtune.train.dp import DPConfig
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "training.md"
 #: Keys with no `sealtune train` option (set them in the YAML or the job spec).
-NO_OPTION = {"allow_pickle", "dp.secure_mode", "dp.accountant", "dp.noise_multiplier",
+NO_OPTION = {"unsafe_allow_pickle", "dp.secure_mode", "dp.accountant", "dp.noise_multiplier",
              "dp.epsilon_every", "dp.grad_sample_mode"}
 
 

@@ -23,7 +23,7 @@ from sealtune.train import trainer
 from sealtune.train.checkpoints import MemorySink
 from sealtune.train.data import encode_records
 from sealtune.train.guard import UpdateCheckError, UpdateGuard
-from sealtune.train.loading import ALLOW_PICKLE_NOTE
+from sealtune.train.loading import UNSAFE_ALLOW_PICKLE_NOTE
 from sealtune.train.picklescan import UnsafePickleError
 from sealtune.train.trainer import LoraSettings, Progress, TrainConfig, example_losses, train
 
@@ -157,16 +157,16 @@ def test_pickle_weights_are_refused_unless_allowed_and_scanned(
         train(make_records(4), base_dir=base, config=_config(), out_dir=tmp_path / "o1")
     assert not (tmp_path / "o1").exists()
     result = train(make_records(4), base_dir=base, out_dir=tmp_path / "o2",
-                   config=_config(allow_pickle=True, max_steps=1))
-    assert ALLOW_PICKLE_NOTE in result.notes
-    assert ALLOW_PICKLE_NOTE in json.loads((tmp_path / "o2" / "training.json").read_text())[
+                   config=_config(unsafe_allow_pickle=True, max_steps=1))
+    assert UNSAFE_ALLOW_PICKLE_NOTE in result.notes
+    assert UNSAFE_ALLOW_PICKLE_NOTE in json.loads((tmp_path / "o2" / "training.json").read_text())[
         "notes"]
 
     marker = tmp_path / "pwned"
     evil = _pickle_base(tiny_dir, tmp_path / "evil", payload={"w": _Evil(marker)})
     with pytest.raises(UnsafePickleError, match="system"):
         train(make_records(4), base_dir=evil, out_dir=tmp_path / "o3",
-              config=_config(allow_pickle=True))
+              config=_config(unsafe_allow_pickle=True))
     assert not marker.exists()
 
 

@@ -11,7 +11,7 @@ named) is classified:
   ``.pickle``, ``.joblib``): every pickle in them is analysed by fickling
   (a static analyser: it reads the opcodes and never unpickles) and by
   sealtune's own opcode allow-list (:mod:`sealtune.train.picklescan`); a
-  pickle is refused by default, and with ``allow_pickle: true`` passes only
+  pickle is refused by default, and with ``unsafe_allow_pickle: true`` passes only
   if the allow-list accepts it and fickling rates it below "likely overtly
   malicious";
 * custom code: ``.py`` and native libraries, an ``auto_map`` or
@@ -71,7 +71,7 @@ BLOCKING = frozenset({"safetensors_invalid", "custom_code", "remote_code_config"
 
 
 SETTINGS = {
-    "allow_pickle": Setting(False, "let a pickle pass if sealtune's opcode allow-list "
+    "unsafe_allow_pickle": Setting(False, "let a pickle pass if sealtune's opcode allow-list "
                             "accepts it and fickling rates it below likely-malicious"),
     "unknown_files": Setting("fail", "a file no model directory needs: fail or warn",
                              choices=("fail", "warn")),
@@ -102,13 +102,13 @@ class ModelFilesProbe:
         return Measured(self.name, scalars=dict(counts), rows=tuple(rows))
 
     def judge(self, measured: Measured, settings: Mapping[str, Any]) -> ProbeResult:
-        allow_pickle = bool(settings.get("allow_pickle", False))
+        unsafe_allow_pickle = bool(settings.get("unsafe_allow_pickle", False))
         warn_unknown = settings.get("unknown_files", "fail") == "warn"
         items = []
         for row in measured.rows:
             kind = str(row["finding"])
             blocking = kind in BLOCKING or (kind == "unknown_file" and not warn_unknown) or (
-                kind == "pickle" and not (allow_pickle and row.get("allowlisted") is True
+                kind == "pickle" and not (unsafe_allow_pickle and row.get("allowlisted") is True
                                           and int(row.get("severity") or 0) < MALICIOUS))
             items.append({**row, "blocking": blocking})
         blocked = [i for i in items if i["blocking"]]
@@ -120,7 +120,7 @@ class ModelFilesProbe:
         return ProbeResult(
             name=self.name, verdict=verdict, reason=reason,
             metrics={**measured.scalars, "findings": len(items), "blocking": len(blocked)},
-            thresholds={"allow_pickle": allow_pickle,
+            thresholds={"unsafe_allow_pickle": unsafe_allow_pickle,
                         "unknown_files": "warn" if warn_unknown else "fail"},
             items=tuple(items))
 
