@@ -173,6 +173,29 @@ class Workspace:
         self.audit("storage.publish", f"{collection}/{name}", details={
             "record_sha256": record_digest(record), "store": redact_url(self.blobs.url)})
 
+    def publish_pending(self, collections: tuple[str, ...] = ("datasets", "models")
+                        ) -> list[str]:
+        """Publish the finished local artifacts that no catalogue record lists yet.
+
+        A publication that failed (the store unreachable) leaves the artifact
+        local-only; this retries it (blobs already written are found and kept).
+        Build directories (dot names) are never published. Returns
+        ``collection/name`` of each artifact published.
+        """
+        if self.config.storage.is_default:
+            return []
+        done = []
+        for collection in collections:
+            area = self.area(collection)
+            if not area.is_dir():
+                continue
+            listed = {record.key for record in self.meta.list(collection)}
+            for path in sorted(area.iterdir()):
+                if path.is_dir() and not path.name.startswith(".") and path.name not in listed:
+                    self.publish(collection, path.name, path)
+                    done.append(f"{collection}/{path.name}")
+        return done
+
     # -- creation / opening ---------------------------------------------------------
 
     @classmethod

@@ -151,6 +151,28 @@ def test_init_ingest_train_verify_on_s3_and_postgresql(
     assert "audit log verified: " in ok(env, "audit", "verify")
 
 
+def test_a_publication_that_failed_is_retried_by_storage_publish(
+        env: dict[str, str], s3_bucket: str, raw: Path) -> None:
+    import boto3
+
+    ok(env, "init", "--store", f"s3://{s3_bucket}/ws")
+    assert "0 artifact(s) published" in ok(env, "storage", "publish")
+    down = {**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"}
+    failed = run(down, "data", "ingest", str(raw), "--name", "support")
+    assert failed.returncode != 0 and PLANTED not in failed.stdout + failed.stderr
+    home = Path(env["SEALTUNE_HOME"])
+    assert (home / "datasets" / "support" / "data.jsonl.sealed").is_file()  # local only
+    assert "0 published artifact" in ok(env, "storage", "verify")
+    out = ok(env, "storage", "publish")
+    assert "published datasets/support" in out and "1 artifact(s) published" in out
+    assert "1 published artifact" in ok(env, "storage", "verify")
+    listed = boto3.client("s3").list_objects_v2(Bucket=s3_bucket, Prefix="ws/datasets/support/")
+    assert "ws/datasets/support/data.jsonl.sealed" in [o["Key"] for o in listed["Contents"]]
+    assert "0 artifact(s) published" in ok(env, "storage", "publish")  # nothing twice
+    log = ok(env, "audit", "log", "--action", "storage.publish", "--json").splitlines()
+    assert [json.loads(line)["resource"] for line in log] == ["datasets/support"]
+
+
 @pytest.mark.parametrize("attack", [
     "UPDATE entries SET actor = 'mallory' WHERE seq = 2",
     "DELETE FROM entries WHERE seq = 2",

@@ -1,7 +1,8 @@
-"""``sealtune storage verify``: check every published artifact against its catalogue record.
+"""``sealtune storage verify|publish``: check published artifacts; retry failed publications.
 
-Parse, call, print: the checks are :func:`sealtune.storage.artifacts.verify_published`.
-Exit 3 on any changed, missing or added object, naming the key.
+Parse, call, print: the checks are :func:`sealtune.storage.artifacts.verify_published`
+(exit 3 on any changed, missing or added object, naming the key); ``publish`` is
+:meth:`sealtune.workspace.Workspace.publish_pending`.
 """
 
 from __future__ import annotations
@@ -46,3 +47,24 @@ def verify(
         raise IntegrityError(f"{len(problems)} problem(s) in {store}",
                              hint="keep the store as evidence; restore from a backup")
     console.print(f"ok: {count} published artifact(s) in {store} match the catalogue")
+
+
+@app.command("publish")
+def publish(
+    home: Annotated[Path | None, typer.Option("--home", help="Workspace directory.")] = None,
+) -> None:
+    """Publish local datasets and models that a failed publication left unpublished."""
+    from sealtune.storage import redact_url
+
+    ws = open_workspace(home)
+    try:
+        if ws.config.storage.is_default:
+            console.print("nothing to publish: this workspace keeps artifacts locally")
+            return
+        done = ws.publish_pending()
+        store = redact_url(ws.blobs.url)
+    finally:
+        ws.close()
+    for name in done:
+        console.print(f"published {name}")
+    console.print(f"ok: {len(done)} artifact(s) published to {store}")
