@@ -66,7 +66,7 @@ ENV_PASSPHRASE = "SEALTUNE_PASSPHRASE"  # noqa: S105 - the variable's name, not 
 ENV_ACTOR = "SEALTUNE_ACTOR"
 LEDGER_KEY = "signing-key"
 #: The stages' local working directories (:meth:`Workspace.area`).
-AREAS = ("datasets", "jobs", "models", "pipelines")
+AREAS = ("datasets", "jobs", "models", "pipelines", "assessments", "bases", "registry", "uploads")
 
 
 def default_home() -> Path:

@@ -182,7 +182,7 @@ def job_detail(ws: Workspace, ref: str) -> dict[str, Any]:
 def _model_records(ws: Workspace) -> list[dict[str, Any]]:
     from sealtune.serve.model import MANIFEST
 
-    root = ws.root / "models"
+    root = ws.area("models")
     out = []
     for path in sorted(root.iterdir()) if root.is_dir() else []:
         manifest = path / MANIFEST

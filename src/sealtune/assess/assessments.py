@@ -113,7 +113,7 @@ def read_assessment(ws: Workspace, assessment_id: str) -> Assessment:
         ConfigError: no such assessment.
         IntegrityError: its index is unreadable or malformed.
     """
-    root = ws.root / ASSESSMENTS / assessment_id
+    root = ws.area(ASSESSMENTS) / assessment_id
     if not _ID.match(assessment_id) or not (root / INDEX).is_file():
         raise ConfigError(f"no assessment {assessment_id!r} in {ws.root}",
                           hint="the id is printed by 'sealtune assess' and in report.json")
@@ -126,7 +126,7 @@ def list_assessments(ws: Workspace, *, model_digest: str | None = None) -> list[
     Raises:
         IntegrityError: an index is unreadable or malformed.
     """
-    folder = ws.root / ASSESSMENTS
+    folder = ws.area(ASSESSMENTS)
     if not folder.is_dir():
         return []
     found = [Assessment(p.name, p, _index(p)) for p in folder.iterdir()

@@ -96,7 +96,7 @@ def _record_path(ws: Workspace, name: str) -> Path:
     if not NAME.match(name):
         raise UsageError(f"base model name {name!r} is not allowed",
                          hint="use 1-64 letters, digits, '.', '_' or '-'")
-    return ws.root / BASES / f"{name}.json"
+    return ws.area(BASES) / f"{name}.json"
 
 
 def add_base(ws: Workspace, *, name: str, directory: Path, licence: str,
@@ -170,7 +170,7 @@ def _read(path: Path, name: str) -> dict[str, Any]:
 
 def is_registered(ws: Workspace, ref: str) -> bool:
     """Whether ``ref`` names a registered base model."""
-    return bool(NAME.match(ref)) and (ws.root / BASES / f"{ref}.json").is_file()
+    return bool(NAME.match(ref)) and (ws.area(BASES) / f"{ref}.json").is_file()
 
 
 def resolve_base(ws: Workspace, ref: str | Path, *, warn: bool = True) -> BaseModel:
@@ -236,7 +236,7 @@ def registered_at(ws: Workspace, path: Path, digest: str | None) -> str | None:
 
 def list_bases(ws: Workspace) -> list[dict[str, Any]]:
     """The registered base models (name, path, licence, digest, added, files), by name."""
-    root = ws.root / BASES
+    root = ws.area(BASES)
     out = []
     for path in sorted(root.glob("*.json")) if root.is_dir() else []:
         record = _read(path, path.stem)

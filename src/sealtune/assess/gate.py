@@ -262,7 +262,7 @@ def _seal(ws: Workspace, doc: dict[str, Any], raw: bytes, envelope: bytes, *, sh
         return "content-sha256:" + seal_bytes(path, data, keys=ws.keys,
                                               key_names=keys).content_sha256
 
-    root = ws.root / ASSESSMENTS / doc["id"]
+    root = ws.area(ASSESSMENTS) / doc["id"]
     root.mkdir(mode=0o700, parents=True)
     keys = [ws.config.default_key]
     index = {"format": "sealtune.assessment/v1", "id": doc["id"], "created": doc["created"],

@@ -126,8 +126,8 @@ def resolve_target(ws: Workspace, model: str, *, base: str | None, warn: bool = 
 
 
 def _model_dir(ws: Workspace, model: str) -> tuple[Path, str, str | None]:
-    if _NAME.match(model) and (ws.root / MODELS / model).is_dir():
-        return (ws.root / MODELS / model).absolute(), "workspace", model
+    if _NAME.match(model) and (ws.area(MODELS) / model).is_dir():
+        return (ws.area(MODELS) / model).absolute(), "workspace", model
     path = Path(model)
     if not path.is_dir():
         raise ConfigError(f"no workspace model or model directory named {model!r}",
@@ -197,7 +197,7 @@ def _dataset_file(ws: Workspace, name: str, digest: object) -> Path | None:
     from sealtune.data.store import show_dataset
     from sealtune.keys.content import labelled_digest
 
-    root = ws.root / "datasets" / name
+    root = ws.area("datasets") / name
     if not root.is_dir():
         return None
     path = show_dataset(ws, name, verify=False).file("data")
@@ -214,7 +214,7 @@ def _canaries(ws: Workspace, plan: object) -> CanaryPlan | None:
             isinstance(plan.get(k), int) and not isinstance(plan.get(k), bool)
             for k in ("count", "repeats")) or not isinstance(plan.get("file"), str):
         raise ConfigError("model.json: canaries must name count, repeats, format and file")
-    file = ws.root / "jobs" / Path(plan["file"]).name
+    file = ws.area("jobs") / Path(plan["file"]).name
     if not file.is_file():
         raise ConfigError("model.json: its sealed canary file is missing from the workspace",
                           hint="the canaries are needed to assess exposure; restore "

@@ -260,7 +260,7 @@ def _narrate_data(ws: Workspace, record: StepRecord) -> None:
         f"{s['triggers_quarantined']} records carrying a backdoor trigger quarantined (sealed "
         f"aside for review), {s['records_out']} records kept, sealed under "
         f"{', '.join(s['keys'])} as dataset {s['dataset']}")
-    console.print(f"ML-BOM (CycloneDX 1.6): {ws.root / 'datasets' / s['dataset'] / 'bom.cdx.json'}")
+    console.print(f"ML-BOM (CycloneDX 1.6): {ws.area('datasets') / s['dataset'] / 'bom.cdx.json'}")
     console.print(f"record stream digest (independent of the random data keys): "
                   f"{record.digests['records']}")
 
@@ -284,7 +284,7 @@ def _narrate_train(ws: Workspace, record: StepRecord, config: TrainConfig) -> No
 def _tamper(ws: Workspace, pipeline: Pipeline) -> None:
     """Flip one byte of the sealed dataset, rerun (refused, exit 3), put the byte back."""
     record = RunState.load(ws, pipeline.name).steps["data"]
-    sealed = ws.root / "datasets" / record.summary["dataset"] / "data.jsonl.sealed"
+    sealed = ws.area("datasets") / record.summary["dataset"] / "data.jsonl.sealed"
     blob = bytearray(sealed.read_bytes())
     blob[-100] ^= 0x01
     sealed.write_bytes(bytes(blob))
@@ -304,7 +304,7 @@ def _rotate(ws: Workspace, pipeline: Pipeline) -> None:
                   f"files re-wrapped (headers only), v1 retired")
     _run(ws, pipeline, quiet=True)
     record = RunState.load(ws, pipeline.name).steps["data"]
-    sealed = ws.root / "datasets" / record.summary["dataset"] / "data.jsonl.sealed"
+    sealed = ws.area("datasets") / record.summary["dataset"] / "data.jsonl.sealed"
     entries = describe_file(sealed).entries
     console.print(f"dataset header now: {', '.join(f'{e.kek_uri} v{e.version}' for e in entries)}"
                   "; its content digest, and so the cache, did not change")
@@ -331,7 +331,7 @@ def _shred(ws: Workspace, raw: Path, archive: Path) -> None:
 def _model_dir(ws: Workspace, result: RunResult | None) -> Path | None:
     if result is None or not any(s.record.name == "train" for s in result.steps):
         return None
-    return ws.root / "models" / str(result.step("train").record.summary["model"])
+    return ws.area("models") / str(result.step("train").record.summary["model"])
 
 
 def _audit(ws: Workspace) -> None:

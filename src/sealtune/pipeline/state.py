@@ -138,13 +138,13 @@ class RunState:
 
 def pipeline_dir(ws: Workspace, pipeline: str) -> Path:
     """``<workspace>/pipelines/<pipeline>`` (the name was validated by the schema)."""
-    return ws.root / PIPELINES / pipeline
+    return ws.area(PIPELINES) / pipeline
 
 
 @contextmanager
 def run_lock(ws: Workspace) -> Iterator[None]:
     """Hold the workspace's pipeline lock; a second run fails at once (exit 2)."""
-    root = ws.root / PIPELINES
+    root = ws.area(PIPELINES)
     root.mkdir(mode=0o700, exist_ok=True)
     fd = os.open(root / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:

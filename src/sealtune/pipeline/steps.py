@@ -165,7 +165,7 @@ class DataAdapter:
             return self._outcome(ws, name, adopted=True)
         with _replacing(path, force=force):
             self._ingest(ws, name, key, DatasetKeys.derive(secret(), key), progress)
-        assert (ws.root / DATASETS / name).is_dir()
+        assert (ws.area(DATASETS) / name).is_dir()
         return self._outcome(ws, name, adopted=False)
 
     def _ingest(self, ws: Workspace, name: str, key: str, keys: Any,
@@ -185,7 +185,7 @@ class DataAdapter:
     def _adoptable(self, ws: Workspace, name: str, key: str) -> bool:
         from sealtune.data.store import DATASETS, MANIFEST_FILE, show_dataset
 
-        if not (ws.root / DATASETS / name / MANIFEST_FILE).is_file():
+        if not (ws.area(DATASETS) / name / MANIFEST_FILE).is_file():
             return False
         info = show_dataset(ws, name, verify=True)
         if (info.manifest.get("pipeline") or {}).get("step_key") != key:
@@ -270,7 +270,7 @@ class TrainAdapter:
 
         dataset, base_digest = str(done["data"].summary["dataset"]), inputs["base"]
         name = output_name(self.step.out, key)
-        target = ws.root / MODELS / name
+        target = ws.area(MODELS) / name
         if not force and self._adoptable(target, dataset, base_digest):
             return self._outcome(ws, target, adopted=True)
         with _replacing(target, force=force):
@@ -368,7 +368,7 @@ class AssessAdapter:
         gate.raise_if_failed()
         names = ["report.json.sealed", "report.dsse.json.sealed", "assessment.json"]
         return Outcome(
-            outputs=_digests(ws.root / ASSESSMENTS / gate.id, ws, names),
+            outputs=_digests(ws.area(ASSESSMENTS) / gate.id, ws, names),
             digests={"report": gate.report_sha256, "model": gate.model_digest},
             summary={"assessment": gate.id, "verdict": gate.verdict, "model": model,
                      "model_digest": gate.model_digest, "report": str(gate.report),

@@ -42,7 +42,7 @@ def prepare_canaries(ws: Workspace, rec: dict[str, Any], config: TrainConfig,
     """The job's canary seed (new, or the resumed job's), sealed and recorded; None if none."""
     if not config.canaries:
         return None
-    jobs = ws.root / "jobs"
+    jobs = ws.area("jobs")
     plan = (previous or {}).get("canaries")
     if previous is not None and isinstance(plan, dict):
         seed = bytearray(b"".join(open_sealed(jobs / str(plan["file"]), keys=ws.keys)))

@@ -255,7 +255,7 @@ class JobRun:
     def _install(self) -> Path:
         """Move the sealed outputs into ``models/<out_name>/`` with ``model.json``, atomically."""
         rec = self.job.rec
-        models = self.ws.root / MODELS
+        models = self.ws.area(MODELS)
         models.mkdir(mode=0o700, exist_ok=True)
         remove_stale_builds(models)  # a run killed mid-install left its half build
         building = start_build(models, str(rec["id"]))  # locked while this process lives

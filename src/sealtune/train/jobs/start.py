@@ -76,8 +76,8 @@ def _check_names(ws: Workspace, out_name: str, base: Path) -> None:
     if not NAME_RE.match(out_name):
         raise UsageError(f"model name {out_name!r} is not allowed",
                          hint="use 1-64 letters, digits, '.', '_' or '-'")
-    if (ws.root / MODELS / out_name).exists():
-        raise UsageError(f"model {out_name!r} already exists in {ws.root / MODELS}",
+    if (ws.area(MODELS) / out_name).exists():
+        raise UsageError(f"model {out_name!r} already exists in {ws.area(MODELS)}",
                          hint="choose another --out-name")
     if not base.is_dir():
         raise UsageError(f"base model directory {base} does not exist")
@@ -180,7 +180,7 @@ def _dataset_file(ws: Workspace, dataset: str, *, val_size: int | float = 0) -> 
 
 def _new_run_dir(ws: Workspace) -> tuple[str, Path]:
     """A fresh job id and its private output directory ``<workspace>/jobs/<job-id>/``."""
-    jobs_dir = ws.root / JOBS
+    jobs_dir = ws.area(JOBS)
     jobs_dir.mkdir(mode=0o700, exist_ok=True)
     job_id = datetime.now(UTC).strftime("job-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
     run_dir = jobs_dir / job_id
@@ -193,7 +193,7 @@ def _job_spec(ws: Workspace, *, run_dir: Path, data_path: Path, base: Path,
     """The sandbox for a job: dataset and base in, the run dir out, the keyring hidden."""
     return SandboxSpec(output_dir=run_dir, inputs={"dataset": data_path, "base": base},
                        hidden=(ws.keyfile_path, ws.ledger_path, ws.config_path,
-                               ws.root / MODELS),
+                               ws.area(MODELS)),
                        env={**OFFLINE_ENV, "OMP_NUM_THREADS": str(
                            max(1, (threads or os.cpu_count() or 1) // nproc))},
                        tmpfs_size=tmpfs_size, bwrap=bwrap, outputs=OUTPUTS, stage="train")
