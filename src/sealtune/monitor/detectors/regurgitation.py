@@ -20,8 +20,10 @@ Nothing is kept: the filter and the canary set hold keyed hashes, and each
 output is only read.
 
 Catches: verbatim reproduction of training replies (``min_tokens`` or
-longer), planted canaries, in streamed and whole answers (streamed ones are
-only alerted on, after the fact). Misses: paraphrase, reproduction with
+longer), planted canaries, in streamed and whole answers (a streamed answer
+is checked as it is generated, by :meth:`Regurgitation.stream_scanner`
+through :class:`~sealtune.monitor.streaming.StreamGuard`, a few tokens
+behind the engine). Misses: paraphrase, reproduction with
 changed tokenisation-relevant characters (every other word changed,
 different spacing of CJK punctuation is fine), spans shorter than
 ``min_tokens``, training text from prompts (only assistant turns are in the
@@ -42,6 +44,7 @@ from sealtune.core.bloom import FILE_NAME, BloomFilter, tokens
 from sealtune.errors import ConfigError
 from sealtune.monitor.base import Alert, Observation
 from sealtune.monitor.detectors.base import DetectorContext, DetectorSpec, register_detector
+from sealtune.monitor.streaming import BloomScanner, CanaryScanner
 
 __all__ = ["FILTER_FILE", "CanarySet", "Regurgitation", "Scan", "covered_spans",
            "redact_spans"]
@@ -129,6 +132,10 @@ class Regurgitation:
         return self._last.put(text, Scan(tuple(spans), max((b - a for a, b in spans),
                                                            default=0)))
 
+    def stream_scanner(self) -> BloomScanner:
+        """What :meth:`scan` finds, for an answer checked token by token as it streams."""
+        return BloomScanner(self._bloom.__contains__, n=self._bloom.n, min_tokens=self.min_tokens)
+
     def observe(self, obs: Observation) -> Sequence[Alert]:
         """Alert when the output holds a span of ``min_tokens`` training tokens."""
         if not obs.output:
@@ -168,6 +175,10 @@ class CanarySet:
     def __len__(self) -> int:
         return len(self._digests)
 
+    def holds(self, run: Sequence[str]) -> bool:
+        """Whether the token run ``run`` is one of the canaries."""
+        return len(run) in self.lengths and self._digest(run) in self._digests
+
     def scan(self, text: str) -> Scan:
         """The token spans of ``text`` that are a canary secret."""
         run = tokens(text, limit=8192)
@@ -194,6 +205,10 @@ class CanaryHits:
         """The canary spans of ``text``."""
         cached = self._last.get(text)
         return cached if cached is not None else self._last.put(text, self._canaries.scan(text))
+
+    def stream_scanner(self) -> CanaryScanner:
+        """What :meth:`scan` finds, for an answer checked token by token as it streams."""
+        return CanaryScanner(self._canaries.holds, lengths=sorted(self._canaries.lengths))
 
     def observe(self, obs: Observation) -> Sequence[Alert]:
         """Alert when the output contains a canary (score: how many)."""
