@@ -56,8 +56,9 @@ class SpanScanner(Protocol):
         """One more complete token (lower-cased)."""
         ...
 
-    def finish(self) -> None:
-        """No more tokens: every token is decided."""
+    def finish(self, text: str) -> None:
+        """No more tokens: every token is decided. ``text`` is the whole answer checked (the
+        detector may keep its finding for the alert raised after the answer, keyed by it)."""
         ...
 
     def frontier(self) -> int:
@@ -76,8 +77,9 @@ class BloomScanner:
     for the whole text, keeping the last ``n`` tokens only.
     """
 
-    def __init__(self, contains: Callable[[list[str]], bool], *, n: int, min_tokens: int) -> None:
-        self._contains, self._n, self._min = contains, n, min_tokens
+    def __init__(self, contains: Callable[[list[str]], bool], *, n: int, min_tokens: int,
+                 done: Callable[[str, Sequence[Span]], None] | None = None) -> None:
+        self._contains, self._n, self._min, self._on_done = contains, n, min_tokens, done
         self._recent: deque[str] = deque(maxlen=n)
         self._count = 0
         self._open: Span | None = None  # the covered run the next window could extend
@@ -104,9 +106,11 @@ class BloomScanner:
             self._reported.append(self._open)
         self._open = None
 
-    def finish(self) -> None:
+    def finish(self, text: str) -> None:
         self._close()
         self._done = True
+        if self._on_done is not None:
+            self._on_done(text, self._reported)
 
     def frontier(self) -> int:
         if self._done:
@@ -125,8 +129,9 @@ class BloomScanner:
 class CanaryScanner:
     """Runs of tokens that ``holds`` recognises as a canary, for each length in ``lengths``."""
 
-    def __init__(self, holds: Callable[[list[str]], bool], *, lengths: Sequence[int]) -> None:
-        self._holds, self._lengths = holds, sorted(set(lengths))
+    def __init__(self, holds: Callable[[list[str]], bool], *, lengths: Sequence[int],
+                 done: Callable[[str, Sequence[Span]], None] | None = None) -> None:
+        self._holds, self._lengths, self._on_done = holds, sorted(set(lengths)), done
         self._longest = max(self._lengths, default=1)
         self._recent: deque[str] = deque(maxlen=self._longest)
         self._count = 0
@@ -141,8 +146,10 @@ class CanaryScanner:
             if n <= len(run) and self._holds(run[len(run) - n:]):
                 self._found.append((self._count - n, self._count))
 
-    def finish(self) -> None:
+    def finish(self, text: str) -> None:
         self._done = True
+        if self._on_done is not None:
+            self._on_done(text, sorted(self._found))
 
     def frontier(self) -> int:
         return self._count if self._done else max(0, self._count - self._longest + 1)
@@ -183,6 +190,7 @@ class StreamGuard:
         self._scanners = list(scanners)
         self._mark = mark
         self._failures: Counter[str] = Counter() if failures is None else failures
+        self._pieces: list[str] = []  # the whole answer, for the scanners' finish (memory only)
         self._text, self._base = "", 0  # the text not yet released, from char offset _base
         self._split_to = 0  # char offset up to which the text is split into complete tokens
         self._bounds: deque[Span] = deque()  # char bounds of the tokens not yet released
@@ -196,6 +204,7 @@ class StreamGuard:
         """Take the next piece of the answer; return the text that may be sent now."""
         if self.blocked:
             return ""
+        self._pieces.append(piece)
         self._text += piece
         return self._step(final=False)
 
@@ -207,8 +216,10 @@ class StreamGuard:
         try:
             self._split(final=final)
             if final:
+                whole = "".join(self._pieces)
+                self._pieces.clear()
                 for _, _, scanner in self._scanners:
-                    scanner.finish()
+                    scanner.finish(whole)
             frontier = min(scanner.frontier() for _, _, scanner in self._scanners)
             spans = self._check()
         except Exception as exc:  # fail closed: an answer that cannot be checked is held

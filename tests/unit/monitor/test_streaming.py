@@ -100,6 +100,24 @@ def test_the_secret_never_leaves_however_the_stream_is_cut() -> None:
     mon.close()
 
 
+def test_the_alert_after_a_stream_reports_what_a_whole_answer_would() -> None:
+    from sealtune.monitor.base import Observation, RequestMeta
+
+    scores = []
+    for streamed in (True, False):
+        mon, _ = _monitor(random.Random(11))
+        text = f"Sure. {SECRET}. Bye"
+        if streamed:
+            guard = mon.stream_guard()
+            assert guard is not None
+            _stream(guard, text, random.Random(2))
+        meta = RequestMeta(time=1.0, route="/v1/chat/completions", method="POST", status=200,
+                           caller="k", model_version="m@0", stream=streamed)
+        scores.append([(a.detector, a.score) for a in mon.observe(Observation(meta, "q", text))])
+        mon.close()
+    assert scores[0] == scores[1] == [("regurgitation", float(len(SECRET.split())))]
+
+
 def test_a_benign_answer_is_held_back_by_n_minus_one_tokens_only() -> None:
     mon, _ = _monitor(random.Random(9))
     guard = mon.stream_guard()
@@ -137,7 +155,7 @@ class _Broken:
     def push(self, token: str) -> None:
         raise RuntimeError(token)
 
-    def finish(self) -> None:
+    def finish(self, text: str) -> None:
         """Nothing."""
 
     def frontier(self) -> int:

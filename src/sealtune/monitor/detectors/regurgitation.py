@@ -134,7 +134,13 @@ class Regurgitation:
 
     def stream_scanner(self) -> BloomScanner:
         """What :meth:`scan` finds, for an answer checked token by token as it streams."""
-        return BloomScanner(self._bloom.__contains__, n=self._bloom.n, min_tokens=self.min_tokens)
+        return BloomScanner(self._bloom.__contains__, n=self._bloom.n,
+                            min_tokens=self.min_tokens, done=self._found)
+
+    def _found(self, text: str, spans: Sequence[tuple[int, int]]) -> None:
+        """A streamed answer's finding, kept for :meth:`observe` (no rescan of the same text;
+        past 8,192 tokens it holds more than :meth:`scan`, which stops there)."""
+        self._last.put(text, Scan(tuple(spans), max((b - a for a, b in spans), default=0)))
 
     def observe(self, obs: Observation) -> Sequence[Alert]:
         """Alert when the output holds a span of ``min_tokens`` training tokens."""
@@ -208,7 +214,12 @@ class CanaryHits:
 
     def stream_scanner(self) -> CanaryScanner:
         """What :meth:`scan` finds, for an answer checked token by token as it streams."""
-        return CanaryScanner(self._canaries.holds, lengths=sorted(self._canaries.lengths))
+        return CanaryScanner(self._canaries.holds, lengths=sorted(self._canaries.lengths),
+                             done=self._found)
+
+    def _found(self, text: str, spans: Sequence[tuple[int, int]]) -> None:
+        """A streamed answer's finding, kept for :meth:`observe` (no rescan of the same text)."""
+        self._last.put(text, Scan(tuple(spans), max((b - a for a, b in spans), default=0)))
 
     def observe(self, obs: Observation) -> Sequence[Alert]:
         """Alert when the output contains a canary (score: how many)."""
