@@ -64,17 +64,18 @@ class Scan:
 
 class _LastScan:
     """The scan of the last text, keyed by its hash and length (the guard and the alert path
-    scan the same answer; no text is kept)."""
+    scan the same answer; no text is kept). One reference, replaced whole: a stream's pump
+    thread may put while the event loop gets."""
 
     def __init__(self) -> None:
-        self._key: tuple[int, int] | None = None
-        self._scan = Scan((), 0)
+        self._entry: tuple[tuple[int, int], Scan] | None = None
 
     def get(self, text: str) -> Scan | None:
-        return self._scan if self._key == (hash(text), len(text)) else None
+        entry = self._entry
+        return entry[1] if entry is not None and entry[0] == (hash(text), len(text)) else None
 
     def put(self, text: str, scan: Scan) -> Scan:
-        self._key, self._scan = (hash(text), len(text)), scan
+        self._entry = ((hash(text), len(text)), scan)
         return scan
 
 
