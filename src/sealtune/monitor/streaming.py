@@ -22,6 +22,9 @@ it arrives, and then
   ``min_tokens + n - 2`` tokens (30 by default);
 * ``canary``: the longest canary's length in tokens, less one.
 
+A word (a run of ASCII letters, digits and ``_``) is one token however long:
+an unbroken run is held until it ends (at most the answer's length).
+
 A benign answer is released unchanged, byte for byte; an answer with a
 reported span is sent as the same bytes :meth:`Monitor.guard` would send.
 Linear in the answer: each token is pushed once and each window hashed once.
