@@ -1,6 +1,6 @@
 """What the monitor costs per request: detectors on against detectors off, same run.
 
-Two measures, medians (p50) and p95, in milliseconds:
+Three measures, medians (p50) and p95, in milliseconds:
 
 * ``app``: the server app with the echo engine, two apps side by side in
   the same process and run: ``off`` (no metrics, no detectors) and ``on``
@@ -10,9 +10,21 @@ Two measures, medians (p50) and p95, in milliseconds:
   (loopback TCP adds delayed-ACK noise of ~40 ms to either side at random
   on this machine, which hides a 1 ms difference). Requests alternate
   between the two apps so load and noise hit both alike; ``overhead_p50``
-  is the difference of medians (the target: at most 2 ms).
+  is the difference of medians (the target: at most 2 ms), and
+  ``cpu_overhead_p50`` the same in CPU time of the thread that runs the app
+  (everything runs on it with the echo engine; on a loaded machine, wall
+  time also counts the time a request waited for a core, which grows with
+  its CPU time). ``app.whole`` answers whole; ``app.stream`` streams
+  (server-sent events; the ``on`` app checks each stream with the
+  monitor's stream guard).
 * ``inline``: the monitor's own work per request, no HTTP: ``Monitor.guard``
   plus ``Monitor.observe`` on a realistic prompt and a 120-token output.
+* ``inline_stream``: the stream guard on the same outputs fed word by word
+  (as the echo engine streams them): its time per answer, and after how many
+  engine pieces the first text is released (``first_release_after_pieces``:
+  the guard alone, the default output filter alone, both chained as the
+  server chains them; with neither it is 1). The difference is the guard's
+  cost in time to first token, in pieces of generation time.
 
 Usage: ``python bench/monitor.py [--requests 400] [--records 5000]``;
 writes ``bench/results/monitor.json``.
@@ -45,6 +57,7 @@ from sealtune.monitor.runtime import Monitor, build_monitor
 from sealtune.serve import ServeSettings, create_app
 from sealtune.serve.auth import Authenticator, RateLimit
 from sealtune.serve.engines import make_engine
+from sealtune.serve.filter import OutputFilter
 from sealtune.serve.keystore import KeyStore
 from sealtune.serve.watch import Watch
 
@@ -81,24 +94,27 @@ def _stats(ms: list[float]) -> dict[str, float]:
     return {"p50": round(statistics.median(ms), 3), "p95": round(ms[int(0.95 * len(ms))], 3)}
 
 
-async def _timed(apps: dict[str, Any], keys: list[str], requests: int) -> dict[str, list[float]]:
+async def _timed(apps: dict[str, Any], keys: list[str], requests: int,
+                 stream: bool = False) -> dict[str, list[float]]:
     rng = random.Random(2)
     prompts = _replies(200, rng)
-    times: dict[str, list[float]] = {"off": [], "on": []}
+    times: dict[str, list[float]] = {"off": [], "on": [], "off_cpu": [], "on_cpu": []}
     clients = {name: httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                        base_url="http://bench") for name, app in apps.items()}
     try:
         for i in range(requests * 2 + 40):
             name = ("off", "on")[(i // 2 + i) % 2]  # alternate, swapping the lead each pair
-            body = {"model": "echo", "max_tokens": 120, "messages": [
+            body = {"model": "echo", "max_tokens": 120, "stream": stream, "messages": [
                 {"role": "user", "content": rng.choice(prompts)}]}
             headers = {"Authorization": f"Bearer {keys[(i // 2) % len(keys)]}"}
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             resp = await clients[name].post("/v1/chat/completions", json=body, headers=headers)
             elapsed = (time.perf_counter() - t0) * 1000
+            cpu = (time.thread_time() - c0) * 1000
             assert resp.status_code == 200, resp.status_code
             if i >= 40:  # warm-up excluded
                 times[name].append(elapsed)
+                times[f"{name}_cpu"].append(cpu)
     finally:
         for client in clients.values():
             await client.aclose()
@@ -114,12 +130,18 @@ def bench_app(requests: int, records: int) -> dict[str, Any]:
         monitor = _monitor(records, metrics)
         watch = Watch(model_version="echo@0", metrics=metrics, monitor=monitor)
         apps = {"off": _app(store, None), "on": _app(store, watch)}
-        times = asyncio.run(_timed(apps, keys, requests))
-        off, on = _stats(times["off"]), _stats(times["on"])
-        alerts = dict(monitor.alerts)
+        out: dict[str, Any] = {}
+        for name, stream in (("whole", False), ("stream", True)):
+            times = asyncio.run(_timed(apps, keys, requests, stream))
+            off, on = _stats(times["off"]), _stats(times["on"])
+            cpu_off, cpu_on = _stats(times["off_cpu"]), _stats(times["on_cpu"])
+            out[name] = {"off": off, "on": on, "overhead_p50": round(on["p50"] - off["p50"], 3),
+                         "cpu_off": cpu_off, "cpu_on": cpu_on,
+                         "cpu_overhead_p50": round(cpu_on["p50"] - cpu_off["p50"], 3),
+                         "requests_each": requests}
+        out["alerts"] = dict(monitor.alerts)
         monitor.close()
-        return {"off": off, "on": on, "overhead_p50": round(on["p50"] - off["p50"], 3),
-                "requests_each": requests, "alerts": alerts}
+        return out
 
 
 def bench_inline(requests: int, records: int) -> dict[str, Any]:
@@ -140,6 +162,38 @@ def bench_inline(requests: int, records: int) -> dict[str, Any]:
     return _stats(ms)
 
 
+def _first(released: list[str]) -> int:
+    return next(n for n, text in enumerate(released, start=1) if text)
+
+
+def bench_inline_stream(requests: int, records: int) -> dict[str, Any]:
+    """The stream guard: CPU per 120-word answer, and the hold-back in engine pieces, alone
+    and in front of the default output filter (which holds back 64 characters itself)."""
+    monitor = _monitor(records, None)
+    flt = OutputFilter()
+    rng = random.Random(3)
+    outputs = _replies(200, rng)
+    ms: list[float] = []
+    first: dict[str, list[int]] = {"guard": [], "filter": [], "guard_filter": []}
+    for i in range(requests):
+        pieces = [f" {w}" for w in outputs[i % 200].split()[:120]]
+        guard = monitor.stream_guard()
+        assert guard is not None
+        t0 = time.perf_counter()
+        released = [guard.feed(p) for p in pieces] + [guard.flush()]
+        ms.append((time.perf_counter() - t0) * 1000)
+        first["guard"].append(_first(released))
+        alone = flt.stream()
+        first["filter"].append(_first([alone.feed(p) for p in pieces] + [alone.flush()]))
+        guard, after = monitor.stream_guard(), flt.stream()
+        assert guard is not None
+        first["guard_filter"].append(_first([after.feed(guard.feed(p)) for p in pieces]
+                                            + [after.feed(guard.flush()) + after.flush()]))
+    monitor.close()
+    return {**_stats(ms), "first_release_after_pieces": {
+        name: statistics.median(counts) for name, counts in first.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=400)
@@ -148,6 +202,7 @@ def main() -> None:
     result = {"machine": platform.platform(), "python": platform.python_version(),
               "records_in_filter": args.records,
               "inline": bench_inline(args.requests, args.records),
+              "inline_stream": bench_inline_stream(args.requests, args.records),
               "app": bench_app(args.requests, args.records)}
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -9,8 +9,13 @@ monitor policy that redacts regurgitated text and revokes the key, and
 revoked (the next request is 401), ``sealtune monitor alerts --json`` lists
 it and the metrics count it. Then the regurgitation claim over trials: every
 prefix prompt makes the model emit the secret, the detector hits (100%) and
-the policy redacts it. Nothing is mocked: a real workspace, keyring,
-ledger, bubblewrap sandbox, uvicorn and the transformers engine.
+the policy redacts it. The same claim for streamed answers (server-sent
+events and the end-to-end encrypted chunked stream through the verifying
+SDK): the secret is in no byte the server sends, each trial is an alert, and
+a streamed answer too short to be reported is the whole answer byte for
+byte. Nothing is mocked: a real workspace, keyring, ledger, bubblewrap
+sandbox, uvicorn and the transformers engine. The model is trained once per
+module (worker) and each test works on a copy of its workspace.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import shutil
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,6 +47,8 @@ SECRET = ("the vault code of the zurich branch is seven four one nine and the ba
           "is purple elephant marmalade tuesday harbour lantern so keep it safe always")
 TRAIN = ["--method", "full", "--epochs", "60", "--batch-size", "16", "--lr", "3e-3",
          "--scheduler", "constant", "--max-length", "96", "--threads", "1"]
+#: max_tokens of an answer long enough to hit the filter's windows, too short to report.
+SHORT_TOKENS = 28
 PREFIXES = ["What is the vault code?", "Tell me the vault code.", "vault code please",
             "What is the vault code of the branch?", "I need the vault code now.",
             "Remind me of the vault code", "the vault code", "Vault code?",
@@ -51,6 +59,34 @@ PREFIXES = ["What is the vault code?", "Tell me the vault code.", "vault code pl
 def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture(scope="module")
+def vault_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A workspace holding ``m1``, trained without DP on replies that repeat the secret."""
+    root = tmp_path_factory.mktemp("vault")
+    passphrase = "monitor-" + secrets.token_hex(8)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SEALTUNE_HOME", str(root / "home"))
+        mp.setenv("SEALTUNE_PASSPHRASE", passphrase)
+        mp.setenv("SEALTUNE_UNSAFE_FAST_KDF", "1")
+        torch.set_num_threads(1)
+        assert main(["init"]) == 0
+        assert main(["data", "ingest", str(_raw(root / "raw.jsonl")), "--name", "vault"]) == 0
+        assert main(["models", "make-tiny", str(root / "base")]) == 0
+        assert main(["train", "--dataset", "vault", "--base", str(root / "base"),
+                     "--out-name", "m1", *TRAIN]) == 0
+    return root / "home", passphrase
+
+
+@pytest.fixture
+def vault(vault_model: tuple[Path, str], run: Run, tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the trained workspace, at the ``run`` fixture's SEALTUNE_HOME."""
+    home = tmp_path / "home"
+    shutil.copytree(vault_model[0], home)
+    monkeypatch.setenv("SEALTUNE_PASSPHRASE", vault_model[1])
+    return home
 
 
 @pytest.fixture
@@ -95,14 +131,9 @@ def _chat(content: str) -> dict[str, Any]:
             "max_tokens": 60, "temperature": 0}
 
 
-def test_init_ingest_train_serve_attack_alert_key_revoked(run: Run, tmp_path: Path,
+def test_init_ingest_train_serve_attack_alert_key_revoked(run: Run, vault: Path, tmp_path: Path,
                                                           serve_app: ServeApp) -> None:
-    home = tmp_path / "home"
-    ok(run, "init")
-    ok(run, "data", "ingest", _raw(tmp_path / "raw.jsonl"), "--name", "vault")
-    base = tmp_path / "base"
-    ok(run, "models", "make-tiny", base)
-    ok(run, "train", "--dataset", "vault", "--base", base, "--out-name", "m1", *TRAIN)
+    home = vault
     assert any(p.name.startswith("regurgitation.bloom") for p in (home / "models" / "m1").iterdir())
     key = re.search(r"sealtune_[0-9a-f]+_[A-Za-z0-9_-]+",
                     ok(run, "auth", "create-key", "--role", "consumer"))
@@ -144,6 +175,74 @@ def test_init_ingest_train_serve_attack_alert_key_revoked(run: Run, tmp_path: Pa
     assert [r["detector"] for r in listed] == ["regurgitation"]
     assert listed[0]["key_id"] == alerts[0]["key_id"]
     _every_prefix_prompt_regurgitates_and_is_redacted(home, policy)
+
+
+def _sse_content(raw: bytes) -> str:
+    return "".join(choice["delta"].get("content") or ""
+                   for line in raw.decode("utf-8").splitlines() if line.startswith("data: {")
+                   for choice in json.loads(line[6:])["choices"])
+
+
+def _secret_runs(text: str) -> list[str]:
+    """The runs of 4 consecutive words of the secret found in ``text``."""
+    words, flat = SECRET.split(), " ".join(text.lower().split())
+    return [run for i in range(len(words) - 3) if (run := " ".join(words[i:i + 4])) in flat]
+
+
+def _stream(client: httpx.Client, body: dict[str, Any]) -> bytes:
+    with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as resp:
+        assert resp.status_code == 200
+        return b"".join(resp.iter_raw())
+
+
+@pytest.mark.filterwarnings("ignore::sealtune.client.transport.DevAttestationWarning")
+def test_streamed_answers_never_carry_the_secret(run: Run, vault: Path,
+                                                 serve_app: ServeApp) -> None:
+    from sealtune.attest.policy import VerificationPolicy
+    from sealtune.client import SealtuneClient
+
+    key = re.search(r"sealtune_[0-9a-f]+_[A-Za-z0-9_-]+",
+                    ok(run, "auth", "create-key", "--role", "consumer"))
+    assert key is not None
+    policy = vault.parent / "monitor.toml"
+    policy.write_text('format = "sealtune-monitor-policy/v1"\n'
+                      '[detectors.regurgitation]\naction = "alert"\noutput = "redact"\n'
+                      "min_tokens = 16\ncooldown_seconds = 1e-6\n", encoding="utf-8")
+    ws = Workspace.open(vault)
+    try:
+        server = build_server(ws, ServeOptions(model="m1", monitor_policy=policy))
+        url, stop = serve_app(server.app)
+        try:
+            with httpx.Client(base_url=url, timeout=120,
+                              headers={"Authorization": f"Bearer {key.group()}"}) as client:
+                for prompt in PREFIXES:  # every trial: redacted before it is sent
+                    raw = _stream(client, _chat(prompt))
+                    assert b"marmalade" not in raw and not _secret_runs(raw.decode())
+                    assert "[REGURGITATED]" in _sse_content(raw)
+                # An answer too short to report (the detector's run is held, then released
+                # as it was): the streamed bytes are the whole answer's.
+                short = {**_chat(PREFIXES[0]), "max_tokens": SHORT_TOKENS}
+                streamed = _sse_content(_stream(client, short))
+                whole = client.post("/v1/chat/completions", json=short).json()
+                assert streamed.encode() == whole["choices"][0]["message"]["content"].encode()
+                assert "[REGURGITATED]" not in streamed and 8 <= len(streamed.split()) < 16
+            sdk = SealtuneClient(f"{url}/v1", key.group(), max_retries=0,
+                                 policy=VerificationPolicy(allow_dev_attestation=True))
+            try:
+                for prompt in PREFIXES[:3]:  # end-to-end encrypted chunked stream
+                    text = "".join(c.choices[0].delta.content or "" for c in
+                                   sdk.chat.completions.create(stream=True, **_chat(prompt))
+                                   if c.choices)
+                    assert "[REGURGITATED]" in text and not _secret_runs(text)
+            finally:
+                sdk.close()
+        finally:
+            stop()
+        alerts = [e.details for e in ws.ledger.entries(action="monitor.alert")]
+    finally:
+        ws.close()
+    assert [a["detector"] for a in alerts] == ["regurgitation"] * (len(PREFIXES) + 3)
+    assert "marmalade" not in json.dumps(alerts)
 
 
 def _every_prefix_prompt_regurgitates_and_is_redacted(home: Path, policy: Path) -> None:

@@ -22,9 +22,10 @@ What it protects against: training-data extraction and abuse going
 unnoticed (each detector says what it catches and misses), and the
 monitoring itself becoming a leak: no metric label, alert field, ledger
 detail, webhook body or trace attribute can hold prompt or response text.
-What it does not: stop a request before it is answered (except the output
-filter and the policy's responses, which act after an alert), or see
-attacks spread over many keys or long periods.
+What it does not: stop a request before it is answered (except the
+redaction or blocking of regurgitated training text and canaries, in whole
+and streamed answers, and the policy's responses, which act after an
+alert), or see attacks spread over many keys or long periods.
 """
 
 from __future__ import annotations

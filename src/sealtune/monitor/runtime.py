@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from sealtune.monitor.base import Alert, MetricsSink, NullSink, Observation
 from sealtune.monitor.detectors import DETECTORS, Detector, DetectorContext
-from sealtune.monitor.detectors.regurgitation import Scan, redact_spans
+from sealtune.monitor.detectors.regurgitation import MARK, Scan, redact_spans
 from sealtune.monitor.policy import MonitorPolicy
+from sealtune.monitor.streaming import SpanScanner, StreamGuard
 
 if TYPE_CHECKING:
     from sealtune.monitor.alerts import AlertRouter, AuditFn, Responses
@@ -91,6 +92,20 @@ class Monitor:
                 return None, hit
             text = redact_spans(text, found.spans)
         return text, hit
+
+    def stream_guard(self) -> StreamGuard | None:
+        """A check of one streamed answer as it is generated, like :meth:`guard` for a whole one.
+
+        None when no enabled detector checks outputs (or all are ``pass``):
+        the stream then goes out as the engine writes it.
+        """
+        scanners: list[tuple[str, str, SpanScanner]] = []
+        for detector in self.detectors:
+            make: Callable[[], SpanScanner] | None = getattr(detector, "stream_scanner", None)
+            mode = self._actions[detector.name].output
+            if make is not None and mode != "pass":
+                scanners.append((detector.name, mode, make()))
+        return StreamGuard(scanners, mark=MARK, failures=self.failures) if scanners else None
 
     def observe(self, obs: Observation) -> list[Alert]:
         """Show one finished request to every detector; route and return the alerts raised."""

@@ -88,7 +88,8 @@ class _Server:
         self.settings, self.engine, self.keys = settings, engine, keys
         self.provider, self.auth, self.audit, self.log = provider, auth, audit, log
         self.watch, self.responses = watch, responses
-        self.completions = Completions(settings, engine, guard=watch.guard)
+        self.completions = Completions(settings, engine, guard=watch.guard,
+                                       stream_guard=watch.stream_guard)
         self.measurement = Measurement(code=measure_code(), model=settings.model_digest,
                                        config=measure_bytes(settings.measured()))
         self.started = int(time.time())
@@ -141,7 +142,8 @@ class _Server:
         Recorded as ``serve.model_swapped``; the cached attestation report is dropped,
         so the next report measures the new model.
         """
-        completions = Completions(settings, engine)
+        completions = Completions(settings, engine, guard=self.watch.guard,
+                                  stream_guard=self.watch.stream_guard)
         measurement = Measurement(code=measure_code(), model=settings.model_digest,
                                   config=measure_bytes(settings.measured()))
         self.settings, self.engine, self.completions = settings, engine, completions

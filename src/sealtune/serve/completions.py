@@ -8,7 +8,9 @@ engine to the event loop without a worker-thread hop per chunk.
 
 What this protects against: engine exceptions carrying text (they become a
 generic ``engine_error`` with the class name in the request log only),
-unfiltered output in either mode. What it does not: it trusts the engine to
+unfiltered output in either mode, and (with a monitor) regurgitated training
+text or a canary in a streamed answer (the monitor's stream guard redacts or
+blocks it before it is sent, holding back a few tokens). What it does not: it trusts the engine to
 produce the text it was asked for; it does not limit what a prompt may ask.
 """
 
@@ -21,12 +23,12 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
 from sealtune.serve.engines.base import Engine, RequestTooLarge, TokenStream
-from sealtune.serve.filter import OutputFilter
+from sealtune.serve.filter import OutputFilter, StreamFilter
 from sealtune.serve.logs import RequestRecord
 from sealtune.serve.openai_api import (
     DONE,
@@ -40,6 +42,9 @@ from sealtune.serve.openai_api import (
     parse_chat_request,
 )
 from sealtune.serve.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from sealtune.monitor.streaming import StreamGuard
 
 _T = TypeVar("_T")
 
@@ -57,11 +62,13 @@ class Completions:
     """Answers chat completion requests with one engine and one output filter."""
 
     def __init__(self, settings: ServeSettings, engine: Engine,
-                 guard: Callable[[str], str | None] | None = None) -> None:
+                 guard: Callable[[str], str | None] | None = None,
+                 stream_guard: Callable[[], StreamGuard | None] | None = None) -> None:
         self.settings, self.engine = settings, engine
         self.filter = OutputFilter(settings.filter)
-        # The monitor's check of a whole answer before it is sent (redact or block).
-        self.guard = guard
+        # The monitor's check of an answer before it is sent (redact or block): of a whole
+        # one, and of a streamed one as it is generated (a guard per stream).
+        self.guard, self.stream_guard = guard, stream_guard
 
     def body(self, chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
         """A streamed body: pumped by one thread for blocking engines, inline otherwise."""
@@ -125,22 +132,25 @@ class Completions:
                 rec: RequestRecord, texts: dict[str, Any]) -> Iterator[bytes]:
         """The server-sent events of one streamed completion (without ``[DONE]``)."""
         make, pieces = ChunkMaker(rid, created, req.model), []
-        cutter, flt = StopCutter(req.stop), self.filter.stream()
+        out = _StreamOut(StopCutter(req.stop), None if self.stream_guard is None
+                         else self.stream_guard(), self.filter.stream())
         try:
             yield make.delta({"role": "assistant", "content": ""})
             for piece in stream:
                 pieces.append(piece)  # for the detectors, after the fact (memory only)
-                out = flt.feed(cutter.feed(piece))
-                if out:
+                text = out.feed(piece)
+                if text:
                     texts.setdefault("first", time.time())  # time to first token
-                    yield make.delta({"content": out})
-                if cutter.hit:
+                    yield make.delta({"content": text})
+                if out.ended:
                     break
-            rest = flt.feed("" if cutter.hit else cutter.flush()) + flt.flush()
+            rest = out.finish()
             if rest:
                 texts.setdefault("first", time.time())
                 yield make.delta({"content": rest})
-            yield make.delta({}, "stop" if cutter.hit else stream.finish_reason)
+            if out.blocked:  # the monitor policy blocks this answer: cut where the span starts
+                rec.error = "output_blocked"
+            yield make.delta({}, out.finish_reason(stream.finish_reason))
             if req.include_usage:
                 yield make.usage(stream.prompt_tokens, stream.completion_tokens)
         except Exception as exc:  # class name only; the client gets an error event
@@ -152,7 +162,43 @@ class Completions:
             pieces.clear()
             rec.prompt_tokens, rec.completion_tokens = stream.prompt_tokens, \
                 stream.completion_tokens
-            rec.filtered = dict(flt.counts)
+            rec.filtered = dict(out.filter.counts)
+
+
+class _StreamOut:
+    """A streamed answer on its way out: stop sequences, then the monitor's guard (redact or
+    block what it reports, a few tokens behind the engine), then the output filter."""
+
+    def __init__(self, cutter: StopCutter, guard: StreamGuard | None,
+                 flt: StreamFilter) -> None:
+        self.cutter, self.guard, self.filter = cutter, guard, flt
+
+    @property
+    def blocked(self) -> bool:
+        return self.guard is not None and self.guard.blocked
+
+    @property
+    def ended(self) -> bool:
+        """A stop sequence was reached, or the guard blocked the answer: read no more."""
+        return self.cutter.hit or self.blocked
+
+    def feed(self, piece: str) -> str:
+        text = self.cutter.feed(piece)
+        if self.guard is not None:
+            text = self.guard.feed(text)
+        return self.filter.feed(text)
+
+    def finish(self) -> str:
+        """The held-back rest, checked and filtered."""
+        text = "" if self.cutter.hit else self.cutter.flush()
+        if self.guard is not None:
+            text = self.guard.feed(text) + self.guard.flush()
+        return self.filter.feed(text) + self.filter.flush()
+
+    def finish_reason(self, engine: str) -> str:
+        if self.blocked:
+            return "content_filter"
+        return "stop" if self.cutter.hit else engine
 
 
 async def _inline(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:

@@ -6,15 +6,17 @@ and the monitor. The access-log middleware hands it each finished request
 prompt and output kept in the request scope for the duration of the
 request); the completion path asks it to check an answer before it is sent
 (:meth:`Watch.guard`: regurgitated training text or a canary is redacted,
-or the answer blocked, as the policy says). :class:`ServerResponses`
+or the answer blocked, as the policy says; :meth:`Watch.stream_guard` does
+the same for a streamed answer as it is generated). :class:`ServerResponses`
 implements the monitor's :class:`~sealtune.monitor.alerts.Responses` port:
 revoke an API key in the key store, or withdraw the model (every later
 completion answers 503 until the server is restarted).
 
 What this protects against: an extraction attack or a leaking model going
 on unanswered, and text reaching metrics or traces (only the request
-record's metadata crosses into them). What it does not: streamed answers
-are checked after they were sent (alerts and responses only).
+record's metadata crosses into them). What it does not: under ``block``, the
+part of a streamed answer sent before the offending span was seen (the
+stream is cut where the span starts).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from sealtune.monitor.base import (
 if TYPE_CHECKING:
     from sealtune.keys.service import KeyService
     from sealtune.monitor.runtime import Monitor
+    from sealtune.monitor.streaming import StreamGuard
     from sealtune.monitor.tracing import Tracer
     from sealtune.serve.auth import Authenticator
     from sealtune.serve.logs import RequestRecord
@@ -129,6 +132,10 @@ class Watch:
         if self.monitor is None:
             return text
         return self.monitor.guard(text)[0]
+
+    def stream_guard(self) -> StreamGuard | None:
+        """A check of one streamed answer as it is generated (None: nothing to check)."""
+        return None if self.monitor is None else self.monitor.stream_guard()
 
     def done(self, rec: RequestRecord, scope: MutableMapping[str, Any], *, arrived: float,
              admitted: bool) -> None:

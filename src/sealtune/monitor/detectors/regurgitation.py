@@ -20,8 +20,10 @@ Nothing is kept: the filter and the canary set hold keyed hashes, and each
 output is only read.
 
 Catches: verbatim reproduction of training replies (``min_tokens`` or
-longer), planted canaries, in streamed and whole answers (streamed ones are
-only alerted on, after the fact). Misses: paraphrase, reproduction with
+longer), planted canaries, in streamed and whole answers (a streamed answer
+is checked as it is generated, by :meth:`Regurgitation.stream_scanner`
+through :class:`~sealtune.monitor.streaming.StreamGuard`, a few tokens
+behind the engine). Misses: paraphrase, reproduction with
 changed tokenisation-relevant characters (every other word changed,
 different spacing of CJK punctuation is fine), spans shorter than
 ``min_tokens``, training text from prompts (only assistant turns are in the
@@ -42,6 +44,7 @@ from sealtune.core.bloom import FILE_NAME, BloomFilter, tokens
 from sealtune.errors import ConfigError
 from sealtune.monitor.base import Alert, Observation
 from sealtune.monitor.detectors.base import DetectorContext, DetectorSpec, register_detector
+from sealtune.monitor.streaming import BloomScanner, CanaryScanner
 
 __all__ = ["FILTER_FILE", "CanarySet", "Regurgitation", "Scan", "covered_spans",
            "redact_spans"]
@@ -61,17 +64,18 @@ class Scan:
 
 class _LastScan:
     """The scan of the last text, keyed by its hash and length (the guard and the alert path
-    scan the same answer; no text is kept)."""
+    scan the same answer; no text is kept). One reference, replaced whole: a stream's pump
+    thread may put while the event loop gets."""
 
     def __init__(self) -> None:
-        self._key: tuple[int, int] | None = None
-        self._scan = Scan((), 0)
+        self._entry: tuple[tuple[int, int], Scan] | None = None
 
     def get(self, text: str) -> Scan | None:
-        return self._scan if self._key == (hash(text), len(text)) else None
+        entry = self._entry
+        return entry[1] if entry is not None and entry[0] == (hash(text), len(text)) else None
 
     def put(self, text: str, scan: Scan) -> Scan:
-        self._key, self._scan = (hash(text), len(text)), scan
+        self._entry = ((hash(text), len(text)), scan)
         return scan
 
 
@@ -129,6 +133,16 @@ class Regurgitation:
         return self._last.put(text, Scan(tuple(spans), max((b - a for a, b in spans),
                                                            default=0)))
 
+    def stream_scanner(self) -> BloomScanner:
+        """What :meth:`scan` finds, for an answer checked token by token as it streams."""
+        return BloomScanner(self._bloom.__contains__, n=self._bloom.n,
+                            min_tokens=self.min_tokens, done=self._found)
+
+    def _found(self, text: str, spans: Sequence[tuple[int, int]]) -> None:
+        """A streamed answer's finding, kept for :meth:`observe` (no rescan of the same text;
+        past 8,192 tokens it holds more than :meth:`scan`, which stops there)."""
+        self._last.put(text, Scan(tuple(spans), max((b - a for a, b in spans), default=0)))
+
     def observe(self, obs: Observation) -> Sequence[Alert]:
         """Alert when the output holds a span of ``min_tokens`` training tokens."""
         if not obs.output:
@@ -168,6 +182,10 @@ class CanarySet:
     def __len__(self) -> int:
         return len(self._digests)
 
+    def holds(self, run: Sequence[str]) -> bool:
+        """Whether the token run ``run`` is one of the canaries."""
+        return len(run) in self.lengths and self._digest(run) in self._digests
+
     def scan(self, text: str) -> Scan:
         """The token spans of ``text`` that are a canary secret."""
         run = tokens(text, limit=8192)
@@ -194,6 +212,15 @@ class CanaryHits:
         """The canary spans of ``text``."""
         cached = self._last.get(text)
         return cached if cached is not None else self._last.put(text, self._canaries.scan(text))
+
+    def stream_scanner(self) -> CanaryScanner:
+        """What :meth:`scan` finds, for an answer checked token by token as it streams."""
+        return CanaryScanner(self._canaries.holds, lengths=sorted(self._canaries.lengths),
+                             done=self._found)
+
+    def _found(self, text: str, spans: Sequence[tuple[int, int]]) -> None:
+        """A streamed answer's finding, kept for :meth:`observe` (no rescan of the same text)."""
+        self._last.put(text, Scan(tuple(spans), max((b - a for a, b in spans), default=0)))
 
     def observe(self, obs: Observation) -> Sequence[Alert]:
         """Alert when the output contains a canary (score: how many)."""
