@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sealtune.config import Pkcs11Config
 
+from .conftest import WorkspaceFactory
 from .test_registry import MODEL_SIGNING, Ctx, _env, _flip, _records
 
 
@@ -81,3 +82,44 @@ def test_a_version_signed_on_the_token_verifies_with_stock_model_signing(
     ctx.ok("models", "promote", "bot@v1", "--stage", "dev", "--unsafe-skip-gate")
     res = ctx.run("models", "show", "bot@dev", env={softhsm.pin_env: ""})
     assert res.returncode != 0 and softhsm.pin_env in res.stderr, res.stderr
+
+
+def test_the_token_key_signs_snapshots_and_refuses_other_algorithms(
+        make_workspace: WorkspaceFactory, softhsm: Pkcs11Config) -> None:
+    import pytest
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from sealtune.errors import IntegrityError, UsageError
+    from sealtune.keys.pkcs11_ecdsa import Pkcs11EcdsaKey
+    from sealtune.registry.signing import RECORD, SECTION, registry_key
+    from sealtune.registry.snapshot import open_snapshot, sign_snapshot
+
+    ws = make_workspace(pkcs11=softhsm, full=True)
+    key = registry_key(ws)
+    assert isinstance(key, Pkcs11EcdsaKey)
+    assert not hasattr(key, "private_bytes")  # nothing to export
+    assert registry_key(ws).public_key() == key.public_key()  # found again, not regenerated
+    assert ws.keyfile.get(SECTION, RECORD) is None
+    signed = sign_snapshot({"models": {}}, version=4, key=key)
+    assert open_snapshot(signed, key.public_key(), what="s").version == 4
+    other = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(IntegrityError, match="does not verify"):
+        open_snapshot(signed, other.public_key(), what="s")
+    with pytest.raises(UsageError, match="SHA-256 only"):
+        key.sign(b"x", ec.ECDSA(hashes.SHA384()))
+    # another workspace on the same token has its own key (labels are scoped)
+    assert registry_key(make_workspace(pkcs11=softhsm, full=True)).public_key() != (
+        key.public_key())
+
+
+def test_a_workspace_whose_key_is_in_the_keyring_file_keeps_it_when_a_token_appears(
+        make_workspace: WorkspaceFactory, softhsm: Pkcs11Config) -> None:
+    from dataclasses import replace
+
+    from sealtune.registry.signing import registry_key
+
+    ws = make_workspace(full=True)
+    before = registry_key(ws).public_key()  # in the keyring file
+    ws.config = replace(ws.config, pkcs11=softhsm)
+    assert registry_key(ws).public_key() == before  # what it signed still verifies
