@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from sealtune.config import Pkcs11Config
 
@@ -20,11 +21,23 @@ from .conftest import WorkspaceFactory
 from .test_registry import MODEL_SIGNING, Ctx, _env, _flip, _records
 
 
-def _private_key_attributes(cfg: Pkcs11Config, label: str) -> dict[str, bool]:
+def _token(cfg: Pkcs11Config) -> Any:
+    """The test's token (tokens made after the module was loaded need a re-initialise)."""
     import pkcs11
+    from pkcs11.exceptions import NoSuchToken
+
+    lib = pkcs11.lib(cfg.module)
+    try:
+        return lib.get_token(token_label=cfg.token_label)
+    except NoSuchToken:
+        lib.reinitialize()
+        return lib.get_token(token_label=cfg.token_label)
+
+
+def _private_key_attributes(cfg: Pkcs11Config, label: str) -> dict[str, bool]:
     from pkcs11 import Attribute, ObjectClass
 
-    token = pkcs11.lib(cfg.module).get_token(token_label=cfg.token_label)
+    token = _token(cfg)
     with token.open(user_pin=os.environ[cfg.pin_env]) as s:
         [obj] = list(s.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY,
                                     Attribute.LABEL: label}))
@@ -123,3 +136,25 @@ def test_a_workspace_whose_key_is_in_the_keyring_file_keeps_it_when_a_token_appe
     before = registry_key(ws).public_key()  # in the keyring file
     ws.config = replace(ws.config, pkcs11=softhsm)
     assert registry_key(ws).public_key() == before  # what it signed still verifies
+
+
+def test_processes_racing_to_create_the_token_key_make_one(
+        make_workspace: WorkspaceFactory, softhsm: Pkcs11Config, passphrase: str) -> None:
+    import sys
+
+    ws = make_workspace(pkcs11=softhsm, full=True)
+    ws.close()
+    script = ("import sys; from pathlib import Path; from sealtune.workspace import Workspace;"
+              "from sealtune.registry.signing import registry_key, key_id;"
+              "ws = Workspace.open(Path(sys.argv[1]), passphrase=sys.argv[2]);"
+              "print(key_id(registry_key(ws).public_key()))")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(ws.root), passphrase],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), results
+    assert len({out.strip() for out, _err in results}) == 1, results
+    from pkcs11 import Attribute, ObjectClass
+
+    with _token(softhsm).open(user_pin=os.environ[softhsm.pin_env]) as s:
+        assert len(list(s.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}))) == 1

@@ -36,10 +36,13 @@ sign anything; rotation of the registry key is not implemented.
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
@@ -92,6 +95,24 @@ def registry_key(ws: Workspace) -> SigningKey:
     return _keyring_key(ws)
 
 
+@contextlib.contextmanager
+def _key_lock(ws: Workspace) -> Iterator[None]:
+    """An ``flock`` across processes while the token key is looked up and made.
+
+    Two first registrations racing must not both generate a pair (two objects
+    with one label are refused ever after); SoftHSM2's file store also fails a
+    session opened while another process writes the token.
+    """
+    directory = ws.root / "registry"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(directory / ".signing-key.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _token_key(ws: Workspace) -> SigningKey | None:
     """The token's key pair, or None (warned and audited) when the token lacks ECDSA."""
     from sealtune.keys.pkcs11_ecdsa import Pkcs11EcdsaKey
@@ -99,17 +120,19 @@ def _token_key(ws: Workspace) -> SigningKey | None:
     assert ws.config.pkcs11 is not None
     key = Pkcs11EcdsaKey(ws.config.pkcs11, workspace_id=ws.config.workspace_id,
                          purpose=SECTION)
-    if key.find() is None:
+    with _key_lock(ws):
+        if key.find() is not None:
+            return key
         if not key.supported():
             warnings.warn(NO_ECDSA_WARNING, UserWarning, stacklevel=3)
             ws.audit("registry.key_not_on_token", f"pkcs11:{ws.config.pkcs11.token_label}",
                      details={"reason": "token lacks CKM_EC_KEY_PAIR_GEN or CKM_ECDSA"})
             return None
         public, created = key.ensure()
-        if created:
-            ws.audit("registry.key_create", f"registry-key:{key_id(public)}",
-                     details={"keyid": key_id(public), "backend": "pkcs11",
-                              "algorithm": "ecdsa-p256-sha256", "label": key.label})
+    if created:
+        ws.audit("registry.key_create", f"registry-key:{key_id(public)}",
+                 details={"keyid": key_id(public), "backend": "pkcs11",
+                          "algorithm": "ecdsa-p256-sha256", "label": key.label})
     return key
 
 
