@@ -103,8 +103,7 @@ def _key_lock(ws: Workspace) -> Iterator[None]:
     with one label are refused ever after); SoftHSM2's file store also fails a
     session opened while another process writes the token.
     """
-    directory = ws.root / "registry"
-    directory.mkdir(mode=0o700, exist_ok=True)
+    directory = ws.area("registry", create=True)
     fd = os.open(directory / ".signing-key.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

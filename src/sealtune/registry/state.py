@@ -77,8 +77,9 @@ class Registry:
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
-        self.store = RegistryStore(ws.root / "registry")
-        self.seen = SeenVersion(ws.root / "registry" / "trust.json")
+        root = ws.area("registry", create=True)
+        self.store = RegistryStore(root)
+        self.seen = SeenVersion(root / "trust.json")
         self._key: SigningKey | None = None
 
     def close(self) -> None:
