@@ -465,3 +465,30 @@ def test_seam_register_rotate_retire_then_verify_export_and_serve(ctx: Ctx) -> N
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_kill_9_during_a_rotation_leaves_every_version_verifiable_and_the_rotation_resumes(
+        ctx: Ctx) -> None:
+    """A real SIGKILL after the K-th file of the re-wrap pass (the registry's files are last)."""
+    script = ("import os, signal, sys; from pathlib import Path;"
+              "from sealtune.workspace import Workspace;"
+              "from sealtune.keys.rotation import rotate_workspace;"
+              "ws = Workspace.open(Path(sys.argv[1]), passphrase=sys.argv[2]); n = [0]\n"
+              "def hook(path):\n"
+              "    n[0] += 1\n"
+              "    if n[0] == int(sys.argv[3]): os.kill(os.getpid(), signal.SIGKILL)\n"
+              "rotate_workspace(ws, 'platform', on_file=hook)")
+    total = len(list((ctx.home / "registry" / "blobs" / "content-sha256").iterdir()))
+    for kill_at in (total // 2, total - 1, total + 3):
+        proc = subprocess.run([sys.executable, "-c", script, str(ctx.home),
+                               ctx.env["SEALTUNE_PASSPHRASE"], str(kill_at)],
+                              env=ctx.env, capture_output=True, text=True, timeout=120,
+                              check=False)
+        assert proc.returncode == -9, proc.stderr  # killed midway, not finished
+        for ref in ("bot@v1", "bot@v2"):
+            assert "verified" in ctx.ok("models", "verify", ref)
+    out = ctx.ok("keys", "rotate", "platform", "--retire-old")  # resumes: no further version
+    assert "current v2" in out and "retired" in out, out
+    for ref in ("bot@v1", "bot@v2"):
+        assert "verified" in ctx.ok("models", "verify", ref)
+    ctx.ok("audit", "verify")
