@@ -13,6 +13,8 @@ Layout::
                       default ``sqlite:catalogue.db``; or PostgreSQL)
     blobs/            sealed artifacts (:class:`~sealtune.storage.BlobStore`,
                       default ``file:blobs``; or an S3 bucket)
+    registry/         the model registry's blobs, catalogue and trust state
+                      (kept here even with ``[storage]``: not yet on the ports)
 
 The directory is created ``0700`` and files ``0600``. The workspace unlocks the
 keyring lazily (passphrase from the caller, ``SEALTUNE_PASSPHRASE``, or an

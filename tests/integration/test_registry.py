@@ -83,8 +83,8 @@ def ctx(trained: Ctx, tmp_path: Path) -> Iterator[Ctx]:
 
 def _blobs(ctx: Ctx, ref: str) -> dict[str, Path]:
     shown = json.loads(ctx.ok("models", "show", ref, "--json"))
-    blobs = ctx.home / "registry" / "blobs" / "sha256"
-    return {name: blobs / f["blob"].removeprefix("sha256:")
+    blobs = ctx.home / "registry" / "blobs"
+    return {name: blobs.joinpath(*f["blob"].split(":"))
             for name, f in shown["record"]["files"].items()}
 
 
@@ -418,3 +418,77 @@ def test_promotion_to_prod_follows_a_real_gate_report_for_that_exact_digest(ctx:
     assert ctx.ok("models", "register", "bot", "--from-job", ctx.env["JOB"]).strip() == "bot@v3"
     ctx.ok("models", "export", "bot@v3", str(ctx.tmp / "v3"))
     assert json.loads((ctx.tmp / "v3" / "provenance.json").read_text())["gate_report"] == digest
+
+
+def test_seam_register_rotate_retire_then_verify_export_and_serve(ctx: Ctx) -> None:
+    """register -> rotate (every version re-wrapped) -> retire old -> verify, export, serve.
+
+    A version still wrapped under an old key version blocks the retirement, named.
+    """
+    from sealtune.keys.content import content_digest
+    from sealtune.keys.files import describe_file
+    from sealtune.workspace import Workspace
+
+    blobs = {**_blobs(ctx, "bot@v1"), **{f"v2/{n}": p for n, p in _blobs(ctx, "bot@v2").items()}}
+
+    def versions() -> set[str]:
+        return {f"{e.kek_uri}@{e.version}" for p in blobs.values()
+                for e in describe_file(p).entries}
+
+    assert versions() == {"local:platform@1"}
+    from sealtune.keys.rotation import retire_blockers
+
+    ws = Workspace.open(ctx.home, passphrase=ctx.env["SEALTUNE_PASSPHRASE"])
+    try:
+        ws.keys.rotate("platform")  # a new version, nothing re-wrapped yet
+        blockers = "\n".join(retire_blockers(ws, "platform", below=2))
+    finally:
+        ws.close()
+    assert all(str(p) in blockers for p in blobs.values()), blockers  # every version's files
+    res = ctx.run("keys", "retire", "platform", "--below", "2")
+    assert res.returncode != 0 and "registry/blobs/content-sha256/" in res.stderr, res.stderr
+    out = ctx.ok("keys", "rotate", "platform", "--retire-old")
+    assert "retired" in out, out
+    assert versions() == {"local:platform@3"}
+    for name, path in blobs.items():  # still named by their content digest
+        assert path.name == content_digest(path), name
+    for ref in ("bot@v1", "bot@v2"):
+        assert "verified" in ctx.ok("models", "verify", ref)
+    out_dir = ctx.tmp / "export"
+    ctx.ok("models", "export", "bot@v1", str(out_dir))
+    assert json.loads((out_dir / "provenance.json").read_text())["job"] == ctx.env["JOB"]
+    ctx.ok("models", "promote", "bot@v2", "--stage", "prod", "--unsafe-skip-gate")
+    expected = json.loads(ctx.ok("attest", "expected", "bot@v2", "--json"))["measurement"]
+    proc, url = _serve(ctx, "bot@prod")
+    try:
+        assert _measured(url) == expected
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_kill_9_during_a_rotation_leaves_every_version_verifiable_and_the_rotation_resumes(
+        ctx: Ctx) -> None:
+    """A real SIGKILL after the K-th file of the re-wrap pass (the registry's files are last)."""
+    script = ("import os, signal, sys; from pathlib import Path;"
+              "from sealtune.workspace import Workspace;"
+              "from sealtune.keys.rotation import rotate_workspace;"
+              "ws = Workspace.open(Path(sys.argv[1]), passphrase=sys.argv[2]); n = [0]\n"
+              "def hook(path):\n"
+              "    n[0] += 1\n"
+              "    if n[0] == int(sys.argv[3]): os.kill(os.getpid(), signal.SIGKILL)\n"
+              "rotate_workspace(ws, 'platform', on_file=hook)")
+    total = len(list((ctx.home / "registry" / "blobs" / "content-sha256").iterdir()))
+    for kill_at in (total // 2, total - 1, total + 3):
+        proc = subprocess.run([sys.executable, "-c", script, str(ctx.home),
+                               ctx.env["SEALTUNE_PASSPHRASE"], str(kill_at)],
+                              env=ctx.env, capture_output=True, text=True, timeout=120,
+                              check=False)
+        assert proc.returncode == -9, proc.stderr  # killed midway, not finished
+        for ref in ("bot@v1", "bot@v2"):
+            assert "verified" in ctx.ok("models", "verify", ref)
+    out = ctx.ok("keys", "rotate", "platform", "--retire-old")  # resumes: no further version
+    assert "current v2" in out and "retired" in out, out
+    for ref in ("bot@v1", "bot@v2"):
+        assert "verified" in ctx.ok("models", "verify", ref)
+    ctx.ok("audit", "verify")

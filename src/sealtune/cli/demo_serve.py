@@ -40,10 +40,10 @@ def serve_and_ask(ws: Workspace, model_dir: Path | None) -> None:
     from sealtune.core.protocol import ServerKeys
     from sealtune.serve import ServeSettings, create_app
     from sealtune.serve.auth import Authenticator, RateLimit
-    from sealtune.serve.keystore import FILE_NAME, KeyStore
+    from sealtune.serve.token_admin import open_key_store
 
     engine, name, digest = _engine(ws, model_dir)
-    store = KeyStore(ws.root / FILE_NAME)
+    store = open_key_store(ws)
     key, info = store.create(role="consumer", name="demo", now=datetime.now(UTC))
     ws.audit("serve.key_created", f"serve-key:{info.key_id}",
              details={"key_id": info.key_id, "role": info.role, "name": info.name})

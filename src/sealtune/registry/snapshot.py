@@ -28,7 +28,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -36,6 +36,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from sealtune.errors import IntegrityError
 from sealtune.outputs import write_atomic
+
+if TYPE_CHECKING:
+    from sealtune.registry.signing import SigningKey
 
 FORMAT = "sealtune.registry-snapshot/v1"
 DEFAULT_TTL = timedelta(days=7)
@@ -52,7 +55,7 @@ def empty_state() -> dict[str, Any]:
     return {"models": {}}
 
 
-def sign_snapshot(state: dict[str, Any], *, version: int, key: ec.EllipticCurvePrivateKey,
+def sign_snapshot(state: dict[str, Any], *, version: int, key: SigningKey,
                   now: datetime | None = None, ttl: timedelta = DEFAULT_TTL) -> bytes:
     """Sign ``state`` as snapshot ``version``, valid for ``ttl`` from ``now``."""
     issued = now or datetime.now(UTC)

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sealtune.errors import IntegrityError, UsageError
-from sealtune.registry.signing import registry_key
+from sealtune.registry.signing import SigningKey, registry_key
 from sealtune.registry.snapshot import (
     SeenVersion,
     Snapshot,
@@ -36,8 +36,6 @@ from sealtune.registry.snapshot import (
 from sealtune.registry.store import RegistryStore, digest_bytes
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     from sealtune.workspace import Workspace
 
 STAGES = ("dev", "staging", "prod")
@@ -79,17 +77,18 @@ class Registry:
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
-        self.store = RegistryStore(ws.root / "registry")
-        self.seen = SeenVersion(ws.root / "registry" / "trust.json")
-        self._key: ec.EllipticCurvePrivateKey | None = None
+        root = ws.area("registry", create=True)
+        self.store = RegistryStore(root)
+        self.seen = SeenVersion(root / "trust.json")
+        self._key: SigningKey | None = None
 
     def close(self) -> None:
         """Close the catalogue."""
         self.store.close()
 
     @property
-    def key(self) -> ec.EllipticCurvePrivateKey:
-        """The registry signing key (from the keyring)."""
+    def key(self) -> SigningKey:
+        """The registry signing key (the keyring file's or the PKCS#11 token's)."""
         if self._key is None:
             self._key = registry_key(self.ws)
         return self._key

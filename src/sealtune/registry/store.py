@@ -5,10 +5,16 @@ that it can later sit on the storage port (a ``BlobStore`` with
 put-if-absent and a ``MetaStore``) without the rest of the registry
 changing. Under ``<workspace>/registry/``:
 
-* ``blobs/sha256/<hex>``: sealed model files, signatures, manifests and
-  snapshots, named by the SHA-256 of their bytes. :meth:`RegistryStore.put_blob`
-  writes a temp file, fsyncs it and *links* it into place: ``link(2)``
-  fails when the name exists, so a blob is never overwritten (put-if-absent);
+* ``blobs/sha256/<hex>``: signatures and snapshots, named by the SHA-256 of
+  their bytes (read-only, ``0400``). :meth:`RegistryStore.put_blob` writes a
+  temp file, fsyncs it and *links* it into place: ``link(2)`` fails when the
+  name exists, so a blob is never overwritten (put-if-absent);
+* ``blobs/content-sha256/<hex>``: sealed model files, named by their
+  content digest (:mod:`sealtune.keys.content`: the SHA-256 of the sealed
+  prefix and payload, without the key slots), linked into place the same
+  way. Key rotation re-wraps them in place (``sealtune keys rotate``: the
+  workspace inventory walks this directory) and a re-wrap rewrites only the
+  slots, so the name stays true; they are ``0600`` so that it can;
 * ``catalogue.db``: ``versions`` (one row per ``NAME@vN``, primary key
   ``(name, version)``: a second write of a version is refused by SQLite, and
   triggers refuse UPDATE and DELETE) and ``snapshots`` (the signed registry
@@ -37,6 +43,8 @@ from pathlib import Path
 from sealtune.errors import IntegrityError, SealtuneError
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
+#: The name prefix of a sealed blob: its content digest, which a re-wrap keeps.
+SEALED = "content-sha256"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
     name TEXT NOT NULL, version INTEGER NOT NULL, record TEXT NOT NULL,
@@ -77,6 +85,8 @@ class RegistryStore:
         self.root = root
         self.blob_dir = root / "blobs" / "sha256"
         self.blob_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.sealed_dir = root / "blobs" / SEALED
+        self.sealed_dir.mkdir(mode=0o700, exist_ok=True)
         os.chmod(root, 0o700)
         self.db_path = root / "catalogue.db"
         self._db = sqlite3.connect(self.db_path, isolation_level=None, timeout=30.0)
@@ -91,11 +101,38 @@ class RegistryStore:
     # -- blobs ---------------------------------------------------------------------
 
     def blob_path(self, digest: str) -> Path:
-        """The path of blob ``sha256:<hex>`` (whether or not it exists)."""
-        hexd = digest.removeprefix("sha256:")
-        if not _HEX.match(hexd):
-            raise IntegrityError(f"registry: {digest!r} is not a sha256 blob name")
-        return self.blob_dir / hexd
+        """The path of blob ``sha256:<hex>`` or ``content-sha256:<hex>`` (existing or not)."""
+        kind, _, hexd = digest.partition(":")
+        if kind not in ("sha256", SEALED) or not _HEX.match(hexd):
+            raise IntegrityError(f"registry: {digest!r} is not a registry blob name")
+        return (self.blob_dir if kind == "sha256" else self.sealed_dir) / hexd
+
+    def adopt_sealed(self, tmp: Path) -> str:
+        """Link the fsynced sealed file ``tmp`` into place under its content digest; remove tmp.
+
+        Returns:
+            ``content-sha256:<hex>``.
+
+        Raises:
+            IntegrityError: ``tmp`` is not a sealed file, or a stored blob of that name
+                does not have that content digest.
+        """
+        from sealtune.keys.content import content_digest
+
+        digest = f"{SEALED}:{content_digest(tmp)}"
+        final = self.blob_path(digest)
+        try:
+            os.chmod(tmp, 0o600)  # writable by the owner: a key rotation re-wraps it in place
+            os.link(tmp, final)
+        except FileExistsError:
+            if content_digest(final) != digest.partition(":")[2]:
+                raise IntegrityError(f"registry blob {final} does not match its name",
+                                     hint="restore the registry from a trusted copy") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        self._sync_dir(self.sealed_dir)
+        return digest
 
     def put_blob(self, data: bytes) -> str:
         """Store ``data`` under its digest if absent; return ``sha256:<hex>``."""
@@ -124,11 +161,11 @@ class RegistryStore:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-        self._sync_dir()
+        self._sync_dir(self.blob_dir)
         return digest
 
-    def _sync_dir(self) -> None:
-        fd = os.open(self.blob_dir, os.O_RDONLY)
+    def _sync_dir(self, directory: Path) -> None:
+        fd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:

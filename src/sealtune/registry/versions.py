@@ -18,9 +18,11 @@ each against the signature as it is read.
 
 What this protects against: a flipped byte in any stored blob, a file added
 to or removed from a version, an edited record, a signature from another key
-(each an ``IntegrityError`` naming the file). What it does not: plaintext
-written by :func:`export_version` is the caller's to protect; the blob
-store's sealed copies are not re-wrapped by key rotation yet.
+(each an ``IntegrityError`` naming the file). Key rotation (``sealtune keys
+rotate``) re-wraps the sealed blobs in place (they are named by their
+content digest, which a re-wrap keeps), and ``--retire-old`` is refused
+while one is still wrapped under an old version. What it does not:
+plaintext written by :func:`export_version` is the caller's to protect.
 """
 
 from __future__ import annotations
@@ -70,16 +72,13 @@ def manifest_digest(digests: dict[str, str]) -> str:
 
 
 def _tmp(reg: Registry) -> Path:
-    return reg.store.blob_dir / f".tmp-{os.getpid()}-{secrets.token_hex(8)}"
+    return reg.store.sealed_dir / f".tmp-{os.getpid()}-{secrets.token_hex(8)}"
 
 
 def _adopt(reg: Registry, tmp: Path) -> str:
-    h = hashlib.sha256()
     with tmp.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
         os.fsync(fh.fileno())
-    return reg.store.adopt_blob(tmp, "sha256:" + h.hexdigest())
+    return reg.store.adopt_sealed(tmp)
 
 
 def _store_file(reg: Registry, src: Path, *, key_names: list[str]) -> dict[str, Any]:
