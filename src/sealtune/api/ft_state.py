@@ -22,7 +22,7 @@ import json
 import secrets
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class FtJob:
                              "dataset": self.dataset}}
 
     def to_record(self) -> bytes:
-        doc = {k: v for k, v in asdict(self).items() if k != "cancel"}
+        doc = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "cancel"}
         return json.dumps(doc, sort_keys=True).encode()
 
     @classmethod

@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -207,3 +208,25 @@ def lenient_gate_policy(example_run: RunWorkspace) -> Path:
         text = text.replace(f"  {probe}:\n    run: when-available", f"  {probe}:\n    run: 'off'")
     path.write_text(text)
     return path
+
+
+@pytest.fixture
+def console_process() -> Iterator[Any]:
+    """Start ``sealtune console`` processes over a run's workspace (``start(run)`` -> URL);
+    ``stop(url)`` ends one; whatever is left is stopped at teardown."""
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    class Consoles:
+        def start(self, run: RunWorkspace) -> str:
+            url, procs[url] = start_console(run)
+            return url
+
+        def stop(self, url: str) -> None:
+            proc = procs.pop(url)
+            proc.terminate()
+            proc.communicate(timeout=20)
+
+    consoles = Consoles()
+    yield consoles
+    for url in list(procs):
+        consoles.stop(url)
