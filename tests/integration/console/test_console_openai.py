@@ -124,13 +124,20 @@ def _copy(run: RunWorkspace, home: Path) -> RunWorkspace:
     return dataclasses.replace(run, home=home, env={**run.env, "SEALTUNE_HOME": str(home)})
 
 
-def _long_job(ops: openai.OpenAI, run: RunWorkspace, file_id: str) -> Any:
-    """A job that trains for minutes unless stopped, once its sandbox reports progress."""
+def _long_job(ops: openai.OpenAI, run: RunWorkspace, file_id: str, *,
+              training: bool = True) -> Any:
+    """A job that would train for minutes; returned once its sandbox reports progress
+    (``training``) or once its thread started."""
     job = ops.fine_tuning.jobs.create(
         model=str(run.example / "tiny-base"), training_file=file_id,
         hyperparameters={"n_epochs": 200, "batch_size": 8}, suffix="long")
     deadline = time.monotonic() + 120
-    while not any(e.type == "metrics" for e in ops.fine_tuning.jobs.list_events(job.id).data):
+
+    def started() -> bool:
+        if not training:
+            return ops.fine_tuning.jobs.retrieve(job.id).status == "running"
+        return any(e.type == "metrics" for e in ops.fine_tuning.jobs.list_events(job.id).data)
+    while not started():
         assert time.monotonic() < deadline, "the job never reported progress"
         assert ops.fine_tuning.jobs.retrieve(job.id).status in ("queued", "running")
         time.sleep(0.5)
@@ -168,7 +175,7 @@ def test_cancel_a_running_job_then_restart_the_console(
     assert not (run.home / "jobs" / sealtune_job).exists()
     assert ops.fine_tuning.jobs.cancel(job.id).status == "cancelled"  # idempotent
     # a job still running when its console stops; then a new console on the workspace
-    interrupted = _long_job(ops, run, upload.id)
+    interrupted = _long_job(ops, run, upload.id, training=False)
     ops.close()
     console_process.stop(url)
     url = console_process.start(run)

@@ -34,7 +34,7 @@ from sealtune.train.jobs.records import JOBS, resolve_job, show_job
 if TYPE_CHECKING:
     from sealtune.workspace import Workspace
 
-__all__ = ["cancel_check", "discard_outputs", "request_cancel"]
+__all__ = ["cancel_check", "clear_request", "discard_outputs", "request_cancel"]
 
 SUFFIX = ".cancel"
 
@@ -76,4 +76,9 @@ def cancel_check(ws: Workspace, job_id: str,
 def discard_outputs(ws: Workspace, job_id: str, run_dir: Path) -> None:
     """Remove a cancelled job's output directory (sealed checkpoints) and its marker."""
     shutil.rmtree(run_dir, ignore_errors=True)
+    clear_request(ws, job_id)
+
+
+def clear_request(ws: Workspace, job_id: str) -> None:
+    """Remove the job's cancel marker (a request that came after its sandbox finished)."""
     _marker(ws, job_id).unlink(missing_ok=True)

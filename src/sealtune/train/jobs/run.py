@@ -54,7 +54,7 @@ from sealtune.sandbox.process import SandboxEvent
 from sealtune.sandbox.spec import SandboxCancelled, SandboxSpec
 from sealtune.sandbox.timeline import Timeline, run_recorded
 from sealtune.train.jobs.canaries import prepare_canaries
-from sealtune.train.jobs.cancel import discard_outputs
+from sealtune.train.jobs.cancel import clear_request, discard_outputs
 from sealtune.train.jobs.keys import dataset_key, output_target, resumed_target
 from sealtune.train.jobs.records import MODEL_FORMAT, MODELS, JobRecord, now, write_json
 from sealtune.train.worker import JobSpec
@@ -144,6 +144,7 @@ class JobRun:
         finally:
             for key in self.keys.values():
                 key[:] = bytes(len(key))
+            clear_request(self.ws, rec["id"])  # a request that came too late is moot
         return self._finish(model_dir, teardown)
 
     def _run(self, rec: dict[str, Any], args: list[str]) -> tuple[Path, dict[str, Any]]:
