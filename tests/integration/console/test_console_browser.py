@@ -246,6 +246,14 @@ def test_operator_promotes_after_a_passing_gate_rolls_back_and_revokes(
                           env=run.env, capture_output=True, text=True, timeout=300,
                           check=False)
     assert gate.returncode == 0, gate.stdout[-2000:] + gate.stderr[-2000:]
+    # the signed report on the Gate reports page, and the report itself (its own CSP)
+    page.click("header nav a:text-is('Gate reports')")
+    assert page.locator("#gates tbody tr td.ok").all_inner_texts() == ["PASS"]
+    page.click("text=report with plots")
+    page.wait_for_load_state()
+    assert "model_files" in page.inner_text("body")
+    watch.collect(page)
+    _shot(page, "gate-report")
     page.goto(url + "/registry")
     page.select_option("#v-bot-3 select[name=stage]", "staging")
     page.click("#v-bot-3 button.promote")

@@ -124,12 +124,11 @@ def _copy(run: RunWorkspace, home: Path) -> RunWorkspace:
     return dataclasses.replace(run, home=home, env={**run.env, "SEALTUNE_HOME": str(home)})
 
 
-def _long_job(ops: openai.OpenAI, run: RunWorkspace, file_id: str, *,
-              training: bool = True) -> Any:
-    """A job that would train for minutes; returned once its sandbox reports progress
-    (``training``) or once its thread started."""
+def _long_job(ops: openai.OpenAI, file_id: str, *, training: bool = True) -> Any:
+    """A job on the registered base ``tiny`` that would train for minutes; returned once
+    its sandbox reports progress (``training``) or once its thread started."""
     job = ops.fine_tuning.jobs.create(
-        model=str(run.example / "tiny-base"), training_file=file_id,
+        model="tiny", training_file=file_id,
         hyperparameters={"n_epochs": 200, "batch_size": 8}, suffix="long")
     deadline = time.monotonic() + 120
 
@@ -145,13 +144,21 @@ def _long_job(ops: openai.OpenAI, run: RunWorkspace, file_id: str, *,
 
 
 def test_cancel_a_running_job_then_restart_the_console(
-        example_run: RunWorkspace, console_process: Any, tmp_path: Path) -> None:
+        example_run: RunWorkspace, console_process: Any, lenient_gate_policy: Path,
+        tmp_path: Path) -> None:
     run = _copy(example_run, tmp_path / "ws")
+    added = subprocess.run(  # 'model' names a base added with 'sealtune models base add'
+        [sys.executable, "-m", "sealtune", "models", "base", "add", "tiny",
+         str(run.example / "tiny-base"), "--licence", "MIT", "--policy",
+         str(lenient_gate_policy)], env=run.env, capture_output=True, text=True, timeout=120,
+        check=False)
+    assert added.returncode == 0, added.stderr[-2000:]
     url = console_process.start(run)
     ops = openai.OpenAI(base_url=url + "/v1", api_key=run.keys["operator"], max_retries=0)
     with (run.example / "data" / "conversations.jsonl").open("rb") as fh:
         upload = ops.files.create(file=fh, purpose="fine-tune")
-    job = _long_job(ops, run, upload.id)
+    job = _long_job(ops, upload.id)
+    assert job.model == "tiny"
     began = time.monotonic()
     cancelled = ops.fine_tuning.jobs.cancel(job.id)
     assert cancelled.status == "cancelled" and cancelled.fine_tuned_model is None
@@ -175,7 +182,7 @@ def test_cancel_a_running_job_then_restart_the_console(
     assert not (run.home / "jobs" / sealtune_job).exists()
     assert ops.fine_tuning.jobs.cancel(job.id).status == "cancelled"  # idempotent
     # a job still running when its console stops; then a new console on the workspace
-    interrupted = _long_job(ops, run, upload.id, training=False)
+    interrupted = _long_job(ops, upload.id, training=False)
     ops.close()
     console_process.stop(url)
     url = console_process.start(run)
