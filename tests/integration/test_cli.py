@@ -211,6 +211,8 @@ def test_demo_runs(env: dict[str, str], tmp_path: Path) -> None:
     assert "bundle verified offline" in said and "✓ ledger.proofs" in said
     assert "one flipped byte (ε in the training record): refused (exit 3)" in said
     assert (home / "evidence.tar").is_file() and (home / "pins.json").is_file()
+    assert "sealtune console" in said  # where to watch it
+    _the_console_shows_the_demo_run(home / "workspace", env["SEALTUNE_PASSPHRASE"])
     # a second run recreates its own directory, but refuses a foreign one
     # ... also from a relative --home (the workspace paths reach the sandbox absolute)
     res = run(env, "demo", "--home", home.name, cwd=home.parent)
@@ -220,6 +222,41 @@ def test_demo_runs(env: dict[str, str], tmp_path: Path) -> None:
     (foreign / "precious.txt").write_text("keep me")
     assert run(env, "demo", "--home", str(foreign)).returncode == 2
     assert (foreign / "precious.txt").exists()
+
+
+def _the_console_shows_the_demo_run(root: Path, passphrase: str) -> None:
+    """The control plane over the demo's workspace: its first run (the one that did the
+    work; the later ones are cached reruns) end to end on the security timeline."""
+    from fastapi.testclient import TestClient
+
+    from sealtune.api import ConsoleOptions, build_console
+    from sealtune.serve import create_api_key
+    from sealtune.workspace import Workspace
+
+    ws = Workspace.open(root, passphrase=passphrase)
+    try:
+        key = create_api_key(ws, role="auditor", name="demo-console")[0]
+        client = TestClient(build_console(ws, ConsoleOptions()).app, base_url="http://testserver")
+        h = {"Authorization": f"Bearer {key}"}
+        runs = client.get("/api/v1/runs", headers=h).json()
+        assert runs and {r["pipeline"] for r in runs} == {"support-bot"}
+        first = runs[0]["run"]
+        tl = client.get(f"/api/v1/runs/support-bot/timeline?run={first}", headers=h).json()
+        lifecycle = ["sandbox.created", "sandbox.data_decrypted", "sandbox.outputs_sealed",
+                     "sandbox.destroyed"]
+        for stage in ("data", "train"):  # each step's sandbox, its whole lifecycle in order
+            steps = [e["action"] for e in tl["events"] if e["stage"] == stage]
+            assert steps[0] == "pipeline.step_started" and steps[-1] == "pipeline.step_finished"
+            assert [a for a in steps if a in lifecycle] == lifecycle, (stage, steps)
+        actions = [e["action"] for e in tl["events"]]
+        assert "key.unwrap" in actions and "train.model_installed" in actions
+        assert tl["quarantined_records"] == 26  # the planted backdoor, counted
+        assert client.post("/login", data={"api_key": key},
+                           follow_redirects=False).status_code == 303
+        page = client.get(f"/runs/support-bot?run={first}").text  # the timeline page
+        assert page.count('class="ev') == len(tl["events"]) and first in page
+    finally:
+        ws.close()
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from sealtune.errors import ConfigError
 from sealtune.sandbox import (
     Limits,
     Sandbox,
+    SandboxCancelled,
     SandboxError,
     SandboxEvent,
     SandboxSpec,
@@ -323,6 +324,21 @@ def test_timeout_destroys(out: Path) -> None:
     with pytest.raises(SandboxError, match="within"):
         list(box.events(timeout=1))
     assert box.destroy().processes_left == 0
+
+
+@pytest.mark.usefixtures("bwrap_ok")
+def test_cancel_destroys_at_once(out: Path) -> None:
+    box = Sandbox(SandboxSpec(output_dir=out))
+    box.start(PROBE, ["hold"])
+    asked: list[float] = []
+
+    def cancel() -> bool:  # asked repeatedly while the sandbox runs; true after a second
+        asked.append(time.monotonic())
+        return asked[-1] - asked[0] > 1.0
+    with pytest.raises(SandboxCancelled, match="cancelled"):
+        list(box.events(timeout=60, cancel=cancel))
+    assert len(asked) >= 4 and box.destroy().processes_left == 0
+    assert asked[-1] - asked[0] < 5 and box.lifecycle[-1].name == "destroyed"
 
 
 @pytest.mark.usefixtures("bwrap_ok")

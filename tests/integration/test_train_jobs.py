@@ -249,6 +249,41 @@ def test_kill_9_leaves_no_plaintext_and_the_next_run_resumes(
 
 
 @pytest.mark.usefixtures("bwrap_ok")
+def test_jobs_cancel_stops_a_running_job_from_another_process(
+        workspace: Workspace, base: Path, marker: str, passphrase: str) -> None:
+    _dataset(workspace, "support", marker, n=48)
+    env = {**os.environ, "SEALTUNE_PASSPHRASE": passphrase,
+           "SEALTUNE_HOME": str(workspace.root)}
+    argv = [sys.executable, "-m", "sealtune", "train", "--dataset", "support", "--base",
+            str(base), "--out-name", "stopped", "--epochs", "50", "--batch-size", "4",
+            "--max-length", "48", "--lr", "0.01", "--checkpoint-every", "2", "--threads", "1"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    jobs = workspace.root / "jobs"
+    deadline = time.monotonic() + 120
+    while not list(jobs.glob("*/checkpoints/ckpt-*.sealed")):  # training, mid-way
+        assert proc.poll() is None, "the job ended before its first checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.05)
+    cancel = [sys.executable, "-m", "sealtune", "jobs", "cancel", "latest"]
+    res = subprocess.run(cancel, env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "cancel requested" in res.stdout, res.stderr
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "\ncancelled: the run was cancelled" in err, err[-500:]
+    [job] = list_jobs(workspace)
+    assert job["status"] == "cancelled"
+    assert [e["event"] for e in job["timeline"]][-2:] == ["sandbox.destroyed", "train.cancelled"]
+    assert _processes_mentioning(str(jobs)) == []
+    # nothing installed, no checkpoint or marker left: nothing for a later run to resume
+    assert not (workspace.root / "models" / "stopped").exists()
+    assert sorted(p.name for p in jobs.iterdir()) == [f"{job['id']}.json"]
+    actions = [e.action for e in workspace.ledger.entries(resource=f"job/{job['id']}")]
+    assert actions.index("train.cancel_requested") < actions.index("train.cancelled")
+    again = subprocess.run(cancel, env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "cancelled, not running" in again.stderr
+
+
+@pytest.mark.usefixtures("bwrap_ok")
 def test_a_job_whose_sandbox_leaves_stray_files_fails_and_the_audit_log_names_them(
         workspace: Workspace, base: Path, marker: str, tmp_path: Path, passphrase: str,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,23 +16,27 @@
   handle; ``fine_tuned_model`` is the workspace model name, servable with
   ``sealtune serve --model NAME``.
 * ``GET`` jobs, ``/events`` (the sandbox timeline's event names), ``/checkpoints``
-  (the installed model), ``/cancel`` (a queued job; a running sandbox is not
-  interrupted: 409).
+  (the installed model), ``/cancel``: a queued job never starts; a running one
+  is cancelled through the train stage's hook (``run_job(cancel=...)``: the
+  sandbox destroyed, the job's outputs removed, ``train.cancelled`` in the
+  ledger, nothing installed), and the answer comes once it has stopped.
+* Files and jobs are kept in the workspace catalogue (:mod:`sealtune.api.ft_state`):
+  a restarted console lists and serves the same ids.
 
 What this protects against: plaintext uploads at rest (sealed while
 streaming, then redacted by the data stage), uploads without a limit
 (:data:`MAX_UPLOAD`), and job records leaking data (events carry event
-names and numbers only). What it does not: job state is kept in memory (a
-restarted console forgets the OpenAI job ids; the sealtune jobs remain in
-``sealtune jobs list``); a running job cannot be cancelled.
+names and numbers only). What it does not: resume a job its console stopped
+(it is loaded as ``failed``, ``interrupted``); a cancel that arrives after the
+sandbox finished does not stop the model's installation.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,73 +44,28 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
 from sealtune.api.app import Console, caller_of
+from sealtune.api.ft_state import RUNNING, FineTuning, FtJob
 from sealtune.errors import SealtuneError, UsageError
 
 if TYPE_CHECKING:
     from sealtune.workspace import Workspace
 
-__all__ = ["BASE_LR", "MAX_UPLOAD", "FineTuning", "router"]
+__all__ = ["BASE_LR", "CANCEL_WAIT_S", "MAX_UPLOAD", "router"]
 
 router = APIRouter(prefix="/v1")
 MAX_UPLOAD = 256 << 20
+#: How long ``POST .../cancel`` waits for a running job to stop, in seconds.
+CANCEL_WAIT_S = 30.0
 BASE_LR = 2e-4
 UPLOADS = "uploads"
-
-
-@dataclass
-class FtJob:
-    """One OpenAI-style job and the sealtune job behind it."""
-
-    id: str
-    model: str
-    training_file: str
-    dataset: str
-    created_at: int
-    hyperparameters: dict[str, Any]
-    extension: dict[str, Any]
-    status: str = "queued"
-    fine_tuned_model: str | None = None
-    finished_at: int | None = None
-    error: dict[str, Any] | None = None
-    sealtune_job: str | None = None
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"object": "fine_tuning.job", "id": self.id, "model": self.model,
-                "created_at": self.created_at, "finished_at": self.finished_at,
-                "fine_tuned_model": self.fine_tuned_model, "organization_id": "sealtune",
-                "result_files": [], "status": self.status, "validation_file": None,
-                "training_file": self.training_file, "hyperparameters": self.hyperparameters,
-                "trained_tokens": None, "error": self.error, "seed": 0,
-                "integrations": [], "estimated_finish": None,
-                "sealtune": {**self.extension, "job": self.sealtune_job,
-                             "dataset": self.dataset}}
-
-
-class FineTuning:
-    """Uploaded files and jobs of one console process."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, dict[str, Any]] = {}
-        self.jobs: dict[str, FtJob] = {}
-        self.lock = threading.Lock()
-
-    def event(self, job: FtJob, message: str, *, level: str = "info",
-              data: dict[str, Any] | None = None, kind: str = "message") -> None:
-        """Append an event (a fixed message or an event name, and numbers only)."""
-        with self.lock:
-            job.events.append({"object": "fine_tuning.job.event",
-                               "id": f"ftevent-{secrets.token_hex(8)}",
-                               "created_at": int(time.time()), "level": level,
-                               "message": message, "type": kind, "data": data or {}})
 
 
 def _state(request: Request) -> tuple[Console, FineTuning]:
     console = request.app.state.console
     assert isinstance(console, Console)
     ft = getattr(request.app.state, "fine_tuning", None)
-    if ft is None:
-        ft = request.app.state.fine_tuning = FineTuning()
+    if ft is None:  # loaded from the workspace catalogue: a restart keeps the ids
+        ft = request.app.state.fine_tuning = FineTuning(console.ws.meta)
     return console, ft
 
 
@@ -207,8 +166,7 @@ async def create_file(request: Request) -> JSONResponse:
               "purpose": "fine-tune", "status": "processed", "status_details": None,
               "sealtune": {"dataset": dataset,
                            "records": result.manifest.get("counts", {}).get("records_out")}}
-    with ft.lock:
-        ft.files[file_id] = record
+    ft.add_file(record)
     console.audit.record("api.file_uploaded", actor=caller_of(request).principal.caller,
                          resource=f"dataset/{dataset}", details={"file_id": file_id,
                                                                  "bytes": fields["bytes"]})
@@ -286,8 +244,7 @@ async def create_job(request: Request) -> JSONResponse:
                 upload["sealtune"]["dataset"], int(time.time()), dict(hyper), dict(ext))
     suffix = str(req.get("suffix") or "ft")[:24]
     out_name = f"{''.join(c for c in suffix if c.isalnum() or c == '-') or 'ft'}-{job.id[6:18]}"
-    with ft.lock:
-        ft.jobs[job.id] = job
+    ft.add_job(job)
     ft.event(job, "Job created")
     threading.Thread(target=_train, args=(console, ft, job, base, config, out_name),
                      name=f"sealtune-ft-{job.id}", daemon=True).start()
@@ -297,7 +254,7 @@ async def create_job(request: Request) -> JSONResponse:
 def _train(console: Console, ft: FineTuning, job: FtJob, base: Path, config: Any,
            out_name: str) -> None:
     """Run the sealtune job with a workspace handle of its own (the console's stays free)."""
-    from sealtune.sandbox import SandboxEvent
+    from sealtune.sandbox import SandboxCancelled, SandboxEvent
     from sealtune.train import run_job
     from sealtune.workspace import Workspace
 
@@ -310,14 +267,18 @@ def _train(console: Console, ft: FineTuning, job: FtJob, base: Path, config: Any
     ws = Workspace.open(console.ws.root)
     try:
         result = run_job(ws, dataset=job.dataset, base=base, config=config, out_name=out_name,
-                         progress=progress)
+                         progress=progress, cancel=job.cancel.is_set)
         job.sealtune_job = result.job_id
         for ev in result.timeline:  # the sandbox's lifecycle: names and outcomes only
             ft.event(job, str(ev.get("event")), level="info" if ev.get("outcome") == "success"
                      else "warn")
         job.fine_tuned_model, job.status = out_name, "succeeded"
         ft.event(job, "The job has successfully completed")
+    except SandboxCancelled:  # the sandbox destroyed, its outputs removed, nothing installed
+        job.sealtune_job, job.status = _sealtune_job(ws, out_name), "cancelled"
+        ft.event(job, "The job was cancelled")
     except SealtuneError as exc:
+        job.sealtune_job = _sealtune_job(ws, out_name)
         job.status, job.error = "failed", {"code": type(exc).__name__, "message": exc.message,
                                            "param": None}
         ft.event(job, f"The job failed: {type(exc).__name__}", level="error")
@@ -327,7 +288,16 @@ def _train(console: Console, ft: FineTuning, job: FtJob, base: Path, config: Any
         ft.event(job, f"The job failed: {type(exc).__name__}", level="error")
     finally:
         job.finished_at = int(time.time())
+        ft.save_job(job)
         ws.close()
+
+
+def _sealtune_job(ws: Workspace, out_name: str) -> str | None:
+    """The id of the sealtune job that trained (or tried to train) ``out_name``."""
+    from sealtune.train import list_jobs
+
+    ids = [str(j["id"]) for j in list_jobs(ws) if j.get("out_name") == out_name]
+    return ids[-1] if ids else None
 
 
 def _job(request: Request, job_id: str) -> tuple[FineTuning, FtJob | None]:
@@ -370,14 +340,24 @@ async def job_events(request: Request, job_id: str) -> JSONResponse:
 
 @router.post("/fine_tuning/jobs/{job_id}/cancel")
 async def cancel_job(request: Request, job_id: str) -> JSONResponse:
-    """Cancel a queued job (a running sandbox is not interrupted: 409)."""
-    _, job = _job(request, job_id)
+    """Cancel a queued or running job: its sandbox is destroyed, nothing is installed.
+
+    Answers once the job has stopped (within :data:`CANCEL_WAIT_S`); a job that had
+    already ended is returned as it is.
+    """
+    console, ft = _state(request)
+    with ft.lock:
+        job = ft.jobs.get(job_id)
     if job is None:
         return _missing(job_id)
-    if job.status in ("succeeded", "failed", "cancelled"):
-        return JSONResponse(job.to_json())
-    return _error(409, "the job is running in its sandbox and cannot be interrupted; "
-                  "it will finish or fail on its own")
+    if job.status in RUNNING:
+        job.cancel.set()
+        deadline = time.monotonic() + CANCEL_WAIT_S
+        while job.status in RUNNING and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        console.audit.record("api.job_cancel", actor=caller_of(request).principal.caller,
+                             resource=f"ftjob/{job.id}", details={"status": job.status})
+    return JSONResponse(job.to_json())
 
 
 @router.get("/fine_tuning/jobs/{job_id}/checkpoints")

@@ -146,7 +146,9 @@ def demo(
         ws.close()
     console.print(
         f"\nworkspace: {ws_root}  (explore with: SEALTUNE_HOME={ws_root} sealtune audit log;"
-        f" rerun with: SEALTUNE_HOME={ws_root} sealtune run {pipeline.display})"
+        f" rerun with: SEALTUNE_HOME={ws_root} sealtune run {pipeline.display};"
+        f" watch its security timeline with: SEALTUNE_HOME={ws_root} sealtune console"
+        " --port 8088)"
     )
 
 

@@ -297,6 +297,25 @@ def show_command(
     print_epochs(job.get("epochs") or [])
 
 
+@jobs_app.command("cancel")
+def cancel_command(
+    job_ref: Annotated[str, typer.Argument(
+        metavar="JOB", help="A running job's id (sealtune jobs list), a unique start of one, "
+                            "or 'latest'.")],
+    home: HomeOpt = None,
+) -> None:
+    """Cancel a running job: its sandbox is destroyed and its outputs removed."""
+    from sealtune.train.jobs import request_cancel
+
+    ws = open_workspace(home)
+    try:
+        job = request_cancel(ws, job_ref)
+    finally:
+        ws.close()
+    console.print(f"job {job['id']}: cancel requested; its runner stops it within a second "
+                  f"('sealtune jobs show {job['id']}' then says cancelled)")
+
+
 def print_epochs(epochs: list[dict[str, Any]]) -> None:
     """Each epoch's training loss and held-out loss and perplexity (numbers only)."""
     if not epochs:

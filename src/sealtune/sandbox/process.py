@@ -33,7 +33,7 @@ import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, NoReturn
@@ -43,6 +43,7 @@ from sealtune.sandbox import seccomp, wire
 from sealtune.sandbox.spec import (
     LAUNCHER,
     NO_SANDBOX_HINT,
+    SandboxCancelled,
     SandboxError,
     SandboxSpec,
     SandboxUnavailableError,
@@ -58,6 +59,8 @@ from sealtune.sandbox.teardown import (
 )
 
 Scalar = wire.Scalar
+#: How often :meth:`Sandbox.events` asks its ``cancel`` callback, in seconds.
+CANCEL_POLL_S = 0.25
 EventType = Literal["lifecycle", "progress", "event", "error"]
 
 
@@ -168,17 +171,29 @@ class Sandbox:
         self._stderr_fd = self._proc.stderr.fileno()
         self._sel.register(self._stderr_fd, selectors.EVENT_READ, "stderr")
 
-    def events(self, *, timeout: float | None = None) -> Iterator[SandboxEvent]:
-        """Yield events until the sandbox exits; destroy it and raise on timeout."""
+    def events(self, *, timeout: float | None = None,
+               cancel: Callable[[], bool] | None = None) -> Iterator[SandboxEvent]:
+        """Yield events until the sandbox exits; destroy it and raise on timeout.
+
+        ``cancel`` is polled every :data:`CANCEL_POLL_S` seconds; once it returns
+        true the sandbox is destroyed (every process of its namespace killed, the
+        outputs sanitized) and :class:`~sealtune.sandbox.spec.SandboxCancelled` raised.
+        """
         if self._proc is None:
             raise SandboxError("start the sandbox before reading its events")
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._sel.get_map():
+            if cancel is not None and cancel():
+                self.destroy()
+                raise SandboxCancelled("the run was cancelled; the sandbox was destroyed")
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 self.destroy()
                 raise SandboxError(f"the sandbox did not finish within {timeout} s; destroyed")
-            for key, _ in self._sel.select(remaining):
+            wait = remaining
+            if cancel is not None:
+                wait = CANCEL_POLL_S if remaining is None else min(remaining, CANCEL_POLL_S)
+            for key, _ in self._sel.select(wait):
                 yield from self._service(key.fd, key.data)
         code = self._proc.wait()
         if self.child_pid is None:

@@ -72,6 +72,12 @@ class SandboxError(SealtuneError):
     prefix = "sandbox"
 
 
+class SandboxCancelled(SandboxError):
+    """The caller cancelled the run: the sandbox was destroyed before its entry finished."""
+
+    prefix = "cancelled"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Limits:
     """Resource limits inside the sandbox (``None``: inherit). Set soft = hard."""

@@ -122,13 +122,15 @@ class Timeline:
 def run_recorded(timeline: Timeline, entry: str, args: Sequence[str], *,
                  secrets: Mapping[str, bytes | bytearray],
                  handle: Callable[[SandboxEvent], None],
-                 timeout: float | None = None) -> dict[str, Any]:
+                 timeout: float | None = None,
+                 cancel: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Run ``entry`` in a fresh sandbox of ``timeline``'s spec, recording its lifecycle.
 
     Every event goes to ``handle`` (which passes the milestones to
     :meth:`Timeline.observe`); the sandbox is destroyed and ``sandbox.destroyed``
     recorded however the run ends (success, an error inside, a timeout, a killed
-    entry, an exception in ``handle``).
+    entry, an exception in ``handle``, a ``cancel`` that returned true: see
+    :meth:`Sandbox.events`).
 
     Returns:
         The ``sandbox.destroyed`` details (:meth:`Timeline.destroyed`).
@@ -137,7 +139,7 @@ def run_recorded(timeline: Timeline, entry: str, args: Sequence[str], *,
     with Sandbox(timeline.spec) as box:
         box.start(entry, args, secrets=secrets)
         try:
-            for ev in box.events(timeout=timeout):
+            for ev in box.events(timeout=timeout, cancel=cancel):
                 if ev.type == "event" and ev.name == "workspace_wiped":
                     wiped.append(ev.fields.get("files"))
                 handle(ev)

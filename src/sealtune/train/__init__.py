@@ -11,7 +11,8 @@ The public surface (loaded lazily: ``import sealtune.train`` loads neither
 torch nor transformers): :func:`run_job` (train a LoRA adapter on a sealed
 dataset, in the sandbox, recorded as a job) with its :class:`TrainConfig`,
 :class:`JobResult` and :class:`TrainingError`; the job records
-:func:`list_jobs`, :func:`show_job`, :func:`resolve_job`; the sandbox's
+:func:`list_jobs`, :func:`show_job`, :func:`resolve_job`, :func:`request_cancel`
+(cancel a running job); the sandbox's
 :class:`SandboxEvent` and :class:`SandboxUnavailableError`; and
 :func:`make_tiny` (a tiny local model for demos and tests). Each name is
 loaded from the module that defines it.
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from sealtune.sandbox.process import SandboxEvent
     from sealtune.sandbox.spec import SandboxUnavailableError
     from sealtune.train.config import LoraSettings, TrainConfig
+    from sealtune.train.jobs.cancel import request_cancel
     from sealtune.train.jobs.records import list_jobs, resolve_job, show_job
     from sealtune.train.jobs.run import UNSAFE_WARNING, JobResult, TrainingError
     from sealtune.train.jobs.start import run_job
@@ -42,6 +44,7 @@ __all__ = [
     "TrainingError",
     "list_jobs",
     "make_tiny",
+    "request_cancel",
     "resolve_job",
     "run_job",
     "show_job",
@@ -52,6 +55,7 @@ __getattr__, __dir__ = attach(__name__, {
     **dict.fromkeys(("list_jobs", "resolve_job", "show_job"), "sealtune.train.jobs.records"),
     **dict.fromkeys(("UNSAFE_WARNING", "JobResult", "TrainingError"), "sealtune.train.jobs.run"),
     "run_job": "sealtune.train.jobs.start",
+    "request_cancel": "sealtune.train.jobs.cancel",
     "SandboxEvent": "sealtune.sandbox.process",
     "SandboxUnavailableError": "sealtune.sandbox.spec",
     "make_tiny": "sealtune.train.tiny",

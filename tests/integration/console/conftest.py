@@ -19,9 +19,11 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from sealtune.pipeline.example import init_example
 from sealtune.workspace import Workspace
 
 SEALTUNE = [sys.executable, "-m", "sealtune"]
@@ -76,7 +78,9 @@ def example_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunWorkspa
     (root / "tmp").mkdir()
     env.update({"SEALTUNE_HOME": str(home), "SEALTUNE_PASSPHRASE": passphrase,
                 "SEALTUNE_UNSAFE_FAST_KDF": "1", "TMPDIR": str(root / "tmp"), "COLUMNS": "200"})
-    _run(env, "pipeline", "init", str(root / "ex"))
+    # 'sealtune pipeline init' in this process (its tiny base model needs torch, which a
+    # subprocess would import again); then 'sealtune init' and 'sealtune run', as a user does
+    init_example(root / "ex")
     planted = _plant(root / "ex" / "data" / "conversations.jsonl")
     _run(env, "init")
     _run(env, "run", str(root / "ex" / "pipeline.yaml"))
@@ -173,10 +177,10 @@ def start_console(run: RunWorkspace) -> tuple[str, subprocess.Popen[bytes]]:
 
 
 @pytest.fixture(scope="session")
-def registry_console_url(registry_run: RunWorkspace, tmp_path_factory: pytest.TempPathFactory
-                         ) -> Iterator[str]:
+def registry_console(registry_run: RunWorkspace, tmp_path_factory: pytest.TempPathFactory
+                     ) -> Iterator[tuple[str, RunWorkspace]]:
     """``sealtune console`` over a copy of :func:`registry_run`'s workspace (the browser
-    changes it; the API tests copy the untouched one)."""
+    changes it; the API tests copy the untouched one): its URL and that copy."""
     import shutil
 
     home = tmp_path_factory.mktemp("registry-browser") / "ws"
@@ -186,7 +190,43 @@ def registry_console_url(registry_run: RunWorkspace, tmp_path_factory: pytest.Te
                        registry_run.example)
     url, proc = start_console(run)
     try:
-        yield url
+        yield url, run
     finally:
         proc.terminate()
         proc.communicate(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def lenient_gate_policy(example_run: RunWorkspace) -> Path:
+    """The default gate policy (``sealtune assess policy init``) with the model-file scan
+    only: a real, signed gate report in seconds (nothing runs in the sandbox)."""
+    path = example_run.example / "gate-lenient.yaml"
+    _run(example_run.env, "assess", "policy", "init", str(path))
+    text = path.read_text()
+    for probe in ("utility", "canary_exposure", "membership", "extraction",
+                  "pii_regurgitation", "safety_drift"):
+        text = text.replace(f"  {probe}:\n    run: when-available", f"  {probe}:\n    run: 'off'")
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def console_process() -> Iterator[Any]:
+    """Start ``sealtune console`` processes over a run's workspace (``start(run)`` -> URL);
+    ``stop(url)`` ends one; whatever is left is stopped at teardown."""
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    class Consoles:
+        def start(self, run: RunWorkspace) -> str:
+            url, procs[url] = start_console(run)
+            return url
+
+        def stop(self, url: str) -> None:
+            proc = procs.pop(url)
+            proc.terminate()
+            proc.communicate(timeout=20)
+
+    consoles = Consoles()
+    yield consoles
+    for url in list(procs):
+        consoles.stop(url)

@@ -3,7 +3,9 @@
 
 Log in, walk every page (screenshots kept under ``test-artifacts/console/``),
 check the run's security timeline, filter the audit log (htmx swap), export it,
-verify an entry, sign a checkpoint; a consumer sees no buttons and gets 403
+verify an entry, sign a checkpoint; as an operator, see a promotion refused
+without a gate report, then promote once ``sealtune assess`` passed for the
+version's digest, roll back and revoke; a consumer sees no buttons and gets 403
 from the API; a forged CSRF token is refused; the pages work without
 JavaScript; and the whole suite sees zero CSP violations.
 """
@@ -13,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -210,46 +214,90 @@ def test_read_views_work_without_javascript(browser: Browser, console_url: str,
     assert os.listdir(ARTIFACTS)
 
 
-def test_registry_promote_rollback_revoke_and_consumer_sees_no_buttons(
-        browser: Browser, registry_console_url: str, registry_run: RunWorkspace) -> None:
-    url = registry_console_url
+def _stages(page: Page, version: int) -> str:
+    return page.locator(f"#v-bot-{version} td.stages").inner_text()
+
+
+def test_operator_promotes_after_a_passing_gate_rolls_back_and_revokes(
+        browser: Browser, registry_console: tuple[str, RunWorkspace],
+        lenient_gate_policy: Path, tmp_path: Path) -> None:
+    url, run = registry_console
     context = browser.new_context()
     watch = Watch(context)
     page = context.new_page()
-    _login(page, url, registry_run.keys["admin"])
+    _login(page, url, run.keys["operator"])
     page.click("header nav a:text-is('Registry')")
-    assert page.locator("#v-bot-2 td.stages").inner_text() == "dev"
+    assert _stages(page, 2) == "dev"
+    # an operator is offered dev and staging, never prod (admin only)
+    assert page.locator("#v-bot-3 select[name=stage] option").all_inner_texts() == [
+        "dev", "staging"]
     # promote without a passing gate report: refused, nothing changed
     page.select_option("#v-bot-3 select[name=stage]", "staging")
     page.click("#v-bot-3 button.promote")
     assert page.locator("#error").is_visible() and "gate: bot@v3" in page.inner_text("main")
     _shot(page, "registry-gate-refused")
     page.goto(url + "/registry")
-    assert page.locator("#v-bot-3 td.stages").inner_text() == "-"
+    assert _stages(page, 3) == "-"
+    # the release gate passes for the version's exact digest ('sealtune assess' on the model
+    # the versions were registered from, as a user does on the command line)
+    (model,) = [p.name for p in (run.home / "models").iterdir()]
+    gate = subprocess.run([sys.executable, "-m", "sealtune", "assess", model, "--policy",
+                           str(lenient_gate_policy), "--out", str(tmp_path / "gate")],
+                          env=run.env, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert gate.returncode == 0, gate.stdout[-2000:] + gate.stderr[-2000:]
+    # the signed report on the Gate reports page, and the report itself (its own CSP)
+    page.click("header nav a:text-is('Gate reports')")
+    assert page.locator("#gates tbody tr td.ok").all_inner_texts() == ["PASS"]
+    page.click("text=report with plots")
+    page.wait_for_load_state()
+    assert "model_files" in page.inner_text("body")
+    watch.collect(page)
+    _shot(page, "gate-report")
+    page.goto(url + "/registry")
+    page.select_option("#v-bot-3 select[name=stage]", "staging")
+    page.click("#v-bot-3 button.promote")
+    page.wait_for_url(url + "/registry")
+    assert _stages(page, 3) == "staging" and _stages(page, 2) == "dev"
     page.select_option("#model-bot ~ form select[name=stage]", "dev")
     page.click("button.rollback")
     page.wait_for_url(url + "/registry")
-    assert page.locator("#v-bot-1 td.stages").inner_text() == "dev"
+    assert _stages(page, 1) == "dev"
     page.fill("#v-bot-1 input[name=reason]", "planted ticket id in outputs")
     page.click("#v-bot-1 button.revoke")
     page.wait_for_url(url + "/registry")
     assert page.locator("#v-bot-1 td.revoked").inner_text().startswith("yes: planted ticket")
     assert page.locator("#v-bot-1 button").count() == 0  # a revoked version has no actions
-    assert page.locator("#v-bot-2 td.stages").inner_text() == "dev"
-    _shot(page, "registry-admin")
+    _shot(page, "registry-operator")
+    # a forged CSRF token on a state change is refused, nothing changed
+    page.evaluate("document.querySelector('#v-bot-2 button.revoke').form.csrf_token.value"
+                  " = 'forged'")
+    page.fill("#v-bot-2 input[name=reason]", "forged")
+    page.click("#v-bot-2 button.revoke")
+    assert page.locator("#error").inner_text().startswith("missing or wrong CSRF token")
+    page.goto(url + "/registry")
+    assert page.locator("#v-bot-2 td.revoked").inner_text() == "no"
     watch.collect(page)
+    # the ledger links the promotion to the signed gate report that allowed it
+    envelope = (tmp_path / "gate" / "report.dsse.json").read_bytes()
+    r = page.request.get(url + "/api/v1/audit/entries?action=registry.promote&limit=100",
+                         headers={"Authorization": f"Bearer {run.keys['auditor']}"})
+    gates = [e["details"].get("gate_report") for e in r.json()]
+    assert gates[-1] == "sha256:" + hashlib.sha256(envelope).hexdigest()
     context.close()
     context = browser.new_context()
     consumer = Watch(context)
     page = context.new_page()
-    _login(page, url, registry_run.keys["consumer"])
+    _login(page, url, run.keys["consumer"])
     page.goto(url + "/registry")
     assert page.locator("#v-bot-3").count() == 1 and page.locator("main button").count() == 0
     assert page.locator("main form").count() == 0
-    r = page.request.post(url + "/api/v1/registry/models/bot/versions/3/revoke",
-                          data={"reason": "x"}, headers={
-                              "Authorization": f"Bearer {registry_run.keys['consumer']}"})
-    assert r.status == 403 and r.json()["error"]["code"] == "role_forbidden"
+    bearer = {"Authorization": f"Bearer {run.keys['consumer']}"}
+    for path, data in (("versions/3/revoke", {"reason": "x"}),
+                       ("versions/2/promote", {"stage": "staging"})):
+        r = page.request.post(f"{url}/api/v1/registry/models/bot/{path}", data=data,
+                              headers=bearer)
+        assert r.status == 403 and r.json()["error"]["code"] == "role_forbidden"
     _shot(page, "registry-consumer")
     consumer.collect(page)
     context.close()

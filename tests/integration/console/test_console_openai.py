@@ -1,20 +1,27 @@
 """OpenAI-compatible fine-tuning, driven by the official ``openai`` package: upload
 (sealed on arrival, ingested by the data stage), create a job, poll it to
 ``succeeded``, read its events and checkpoints, then chat with the fine-tuned
-model through ``sealtune serve``."""
+model through ``sealtune serve``; cancel a running job (its sandbox destroyed,
+nothing left behind) and restart the console (the ids are kept)."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
+
+from sealtune.train import show_job
+from sealtune.workspace import Workspace
 
 RunWorkspace = Any  # conftest.RunWorkspace (conftest modules are not importable)
 
@@ -109,3 +116,83 @@ def _chat(fine_tuned_model: str, example_run: RunWorkspace) -> str:
     finally:
         serve.terminate()
         serve.communicate(timeout=30)
+
+
+def _copy(run: RunWorkspace, home: Path) -> RunWorkspace:
+    """A copy of the example run's workspace (this test's own)."""
+    shutil.copytree(run.home, home, symlinks=True)
+    return dataclasses.replace(run, home=home, env={**run.env, "SEALTUNE_HOME": str(home)})
+
+
+def _long_job(ops: openai.OpenAI, file_id: str, *, training: bool = True) -> Any:
+    """A job on the registered base ``tiny`` that would train for minutes; returned once
+    its sandbox reports progress (``training``) or once its thread started."""
+    job = ops.fine_tuning.jobs.create(
+        model="tiny", training_file=file_id,
+        hyperparameters={"n_epochs": 200, "batch_size": 8}, suffix="long")
+    deadline = time.monotonic() + 120
+
+    def started() -> bool:
+        if not training:
+            return ops.fine_tuning.jobs.retrieve(job.id).status == "running"
+        return any(e.type == "metrics" for e in ops.fine_tuning.jobs.list_events(job.id).data)
+    while not started():
+        assert time.monotonic() < deadline, "the job never reported progress"
+        assert ops.fine_tuning.jobs.retrieve(job.id).status in ("queued", "running")
+        time.sleep(0.5)
+    return job
+
+
+def test_cancel_a_running_job_then_restart_the_console(
+        example_run: RunWorkspace, console_process: Any, lenient_gate_policy: Path,
+        tmp_path: Path) -> None:
+    run = _copy(example_run, tmp_path / "ws")
+    added = subprocess.run(  # 'model' names a base added with 'sealtune models base add'
+        [sys.executable, "-m", "sealtune", "models", "base", "add", "tiny",
+         str(run.example / "tiny-base"), "--licence", "MIT", "--policy",
+         str(lenient_gate_policy)], env=run.env, capture_output=True, text=True, timeout=120,
+        check=False)
+    assert added.returncode == 0, added.stderr[-2000:]
+    url = console_process.start(run)
+    ops = openai.OpenAI(base_url=url + "/v1", api_key=run.keys["operator"], max_retries=0)
+    with (run.example / "data" / "conversations.jsonl").open("rb") as fh:
+        upload = ops.files.create(file=fh, purpose="fine-tune")
+    job = _long_job(ops, upload.id)
+    assert job.model == "tiny"
+    began = time.monotonic()
+    cancelled = ops.fine_tuning.jobs.cancel(job.id)
+    assert cancelled.status == "cancelled" and cancelled.fine_tuned_model is None
+    assert time.monotonic() - began < 15  # stopped mid-training, not run to its end
+    messages = [e.message for e in ops.fine_tuning.jobs.list_events(job.id).data]
+    assert messages[0] == "The job was cancelled"
+    assert ops.fine_tuning.jobs.checkpoints.list(job.id).data == []
+    # the train stage's view: record cancelled, sandbox destroyed with nothing left,
+    # no model installed, no half-written outputs or checkpoints kept
+    sealtune_job = cancelled.model_extra["sealtune"]["job"]
+    ws = Workspace.open(run.home, passphrase=run.passphrase)
+    try:
+        assert show_job(ws, sealtune_job)["status"] == "cancelled"
+        actions = {e.action: e.details for e in ws.ledger.entries(resource=f"job/{sealtune_job}")}
+    finally:
+        ws.close()
+    assert "train.cancelled" in actions and "train.model_installed" not in actions
+    assert actions["sandbox.destroyed"]["processes_left"] == 0
+    models = run.home / "models"
+    assert not [p for p in models.iterdir() if p.name.startswith(("long-", ".build"))]
+    assert not (run.home / "jobs" / sealtune_job).exists()
+    assert ops.fine_tuning.jobs.cancel(job.id).status == "cancelled"  # idempotent
+    # a job still running when its console stops; then a new console on the workspace
+    interrupted = _long_job(ops, upload.id, training=False)
+    ops.close()
+    console_process.stop(url)
+    url = console_process.start(run)
+    with openai.OpenAI(base_url=url + "/v1", api_key=run.keys["operator"],
+                       max_retries=0) as again:
+        assert upload.id in [f.id for f in again.files.list().data]
+        jobs = {j.id: j for j in again.fine_tuning.jobs.list().data}
+        assert jobs[job.id].status == "cancelled"
+        assert jobs[interrupted.id].status == "failed"
+        assert jobs[interrupted.id].error.code == "interrupted"
+        assert again.fine_tuning.jobs.retrieve(job.id).training_file == upload.id
+        messages = [e.message for e in again.fine_tuning.jobs.list_events(job.id).data]
+        assert "The job was cancelled" in messages and "Job created" in messages

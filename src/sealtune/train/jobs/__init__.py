@@ -10,7 +10,9 @@ the sandbox machinery nor torch):
   :data:`ProgressFn` (:mod:`.run`: one job's execution, from keys in to the
   installed model, its timeline in the ledger);
 * :func:`list_jobs`, :func:`show_job`, :func:`resolve_job` (:mod:`.records`:
-  the job catalogue).
+  the job catalogue);
+* :func:`request_cancel` (:mod:`.cancel`: cancel a running job from any
+  process; ``run_job(cancel=...)`` in the runner's own).
 
 The job's data keys and sealing targets are :mod:`.keys`. What each part
 protects against and what it does not is stated in its module
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING
 from sealtune._lazy import attach
 
 if TYPE_CHECKING:
+    from sealtune.train.jobs.cancel import request_cancel
     from sealtune.train.jobs.records import list_jobs, resolve_job, show_job
     from sealtune.train.jobs.run import UNSAFE_WARNING, JobResult, ProgressFn, TrainingError
     from sealtune.train.jobs.start import run_job
@@ -34,6 +37,7 @@ __all__ = [
     "ProgressFn",
     "TrainingError",
     "list_jobs",
+    "request_cancel",
     "resolve_job",
     "run_job",
     "show_job",
@@ -44,4 +48,5 @@ __getattr__, __dir__ = attach(__name__, {
     **dict.fromkeys(("UNSAFE_WARNING", "JobResult", "ProgressFn", "TrainingError"),
                     "sealtune.train.jobs.run"),
     "run_job": "sealtune.train.jobs.start",
+    "request_cancel": "sealtune.train.jobs.cancel",
 })

@@ -11,7 +11,8 @@ marked ``"stage": "train"``: ``sandbox.created`` with the measurement and
 the isolation flags, ``sandbox.data_decrypted``, ``train.finished``,
 ``sandbox.outputs_sealed``, ``sandbox.destroyed`` with
 the teardown result, and ``sandbox.unexpected_outputs`` naming anything the
-sandbox left beyond its sealed outputs, which fails the job), accepts only
+sandbox left beyond its sealed outputs, which fails the job; ``train.cancelled``
+when a cancel request destroyed the sandbox, see :mod:`.cancel`), accepts only
 sealed files as outputs and installs them
 into ``<workspace>/models/<out-name>/`` with a ``model.json`` manifest,
 atomically (built aside, then renamed). The data keys are zeroed when the
@@ -51,9 +52,10 @@ from sealtune.keys.content import labelled_digest
 from sealtune.keys.versions import CommitGuard, lease
 from sealtune.sandbox.measurement import measure
 from sealtune.sandbox.process import SandboxEvent
-from sealtune.sandbox.spec import SandboxSpec
+from sealtune.sandbox.spec import SandboxCancelled, SandboxSpec
 from sealtune.sandbox.timeline import Timeline, run_recorded
 from sealtune.train.jobs.canaries import prepare_canaries
+from sealtune.train.jobs.cancel import clear_request, discard_outputs
 from sealtune.train.jobs.keys import dataset_key, output_target, resumed_target
 from sealtune.train.jobs.records import MODEL_FORMAT, MODELS, JobRecord, now, write_json
 from sealtune.train.worker import JobSpec
@@ -110,11 +112,13 @@ class JobRun:
 
     def __init__(self, ws: Workspace, job: JobRecord, spec: SandboxSpec, config: TrainConfig,
                  previous: dict[str, Any] | None, progress: ProgressFn | None,
-                 threads: int | None, timeout: float | None, nproc: int = 1) -> None:
+                 threads: int | None, timeout: float | None, nproc: int = 1,
+                 cancel: Callable[[], bool] | None = None) -> None:
         self.ws, self.job, self.spec, self.config = ws, job, spec, config
         self.previous, self.progress, self.threads, self.timeout = (previous, progress,
                                                                      threads, timeout)
         self.nproc = nproc
+        self.cancel = cancel or (lambda: False)  # polled while the sandbox runs
         self.keys: dict[str, bytearray] = {}
         self.pending: list[WrappedKey] = []  # what the sandbox will seal under (leased)
         self.fields: dict[str, dict[str, Any]] = {}
@@ -129,6 +133,11 @@ class JobRun:
             # While it runs, a retire of a version it seals under is refused (keys.versions).
             with lease(self.ws.root, f"job {rec['id']}", self.pending):
                 model_dir, teardown = self._run(rec, args)
+        except SandboxCancelled:  # destroyed on request: nothing installed, nothing kept
+            rec["status"] = "cancelled"
+            discard_outputs(self.ws, rec["id"], self.spec.output_dir)
+            self.job.event("train.cancelled", {"checkpoints_removed": True})
+            raise
         except BaseException as exc:
             rec["status"], rec["error"] = "failed", type(exc).__name__
             self.job.event("train.failed", {"error": type(exc).__name__}, outcome="failure")
@@ -136,6 +145,7 @@ class JobRun:
         finally:
             for key in self.keys.values():
                 key[:] = bytes(len(key))
+            clear_request(self.ws, rec["id"])  # a request that came too late is moot
         return self._finish(model_dir, teardown)
 
     def _run(self, rec: dict[str, Any], args: list[str]) -> tuple[Path, dict[str, Any]]:
@@ -148,6 +158,8 @@ class JobRun:
         self.job.save()
         self.timeline = Timeline(self.spec, self.job.event, measurement=rec["measurement"],
                                  milestones=MILESTONES)
+        if self.cancel():  # asked before the worker started
+            raise SandboxCancelled("the job was cancelled before its worker started")
         teardown = self._sandboxed(args) if rec["sandboxed"] else self._unsandboxed(args)
         self._check(teardown)
         return self._install(), teardown
@@ -217,7 +229,7 @@ class JobRun:
     def _sandboxed(self, args: list[str]) -> dict[str, Any]:
         assert self.timeline is not None
         return run_recorded(self.timeline, WORKER, args, secrets=self.keys,
-                            handle=self._handle, timeout=self.timeout)
+                            handle=self._handle, timeout=self.timeout, cancel=self.cancel)
 
     def _unsandboxed(self, args: list[str]) -> dict[str, Any]:
         """Run the worker in this process (``--no-sandbox``): same protocol, no isolation."""

@@ -39,7 +39,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +49,7 @@ from sealtune.errors import ConfigError, IntegrityError, SealtuneError, UsageErr
 from sealtune.sandbox.selfcheck import probe
 from sealtune.sandbox.spec import SandboxSpec
 from sealtune.train.distributed import MAX_NPROC
+from sealtune.train.jobs.cancel import cancel_check
 from sealtune.train.jobs.keys import check_job_keys, dataset_keks
 from sealtune.train.jobs.records import (
     JOB_FORMAT,
@@ -101,7 +102,8 @@ def run_job(ws: Workspace, *, dataset: str, base: Path, config: TrainConfig, out
             sandbox: bool = True, nproc: int = 1, progress: ProgressFn | None = None,
             resume: str | None = None, threads: int | None = None, bwrap: str = "bwrap",
             tmpfs_size: int = 1 << 30, timeout: float | None = None,
-            key_names: Sequence[str] | None = None) -> JobResult:
+            key_names: Sequence[str] | None = None,
+            cancel: Callable[[], bool] | None = None) -> JobResult:
     """Fine-tune ``base`` on the catalogue dataset ``dataset`` in a sandbox; install the model.
 
     Args:
@@ -124,11 +126,17 @@ def run_job(ws: Workspace, *, dataset: str, base: Path, config: TrainConfig, out
         key_names: the KEKs that seal the checkpoints and the model (default: the live
             KEKs the dataset is sealed under, so destroying the dataset's key also
             shreds the weights trained on it).
+        cancel: polled while the sandbox runs (e.g. ``threading.Event.is_set``); when it
+            returns true, or :func:`~sealtune.train.jobs.cancel.request_cancel` was called
+            for this job from any process, the sandbox is destroyed, the job's outputs
+            removed and :class:`~sealtune.sandbox.SandboxCancelled` raised (the record
+            ``cancelled``, ``train.cancelled`` in the ledger).
 
     Raises:
         SandboxUnavailableError: the sandbox cannot be created (and ``sandbox`` is True).
         UsageError, ConfigError: a bad name, config, base directory or resume target.
         TrainingError: training failed inside (by error class only).
+        SandboxCancelled: the job was cancelled (see ``cancel``).
     """
     config.validate()
     base = base.resolve()
@@ -153,8 +161,8 @@ def run_job(ws: Workspace, *, dataset: str, base: Path, config: TrainConfig, out
                                config=config, sandbox=sandbox, previous=previous, nproc=nproc,
                                seal_keys=seal_keys))
     # Called from here, so that the no-sandbox warning's stacklevel names our caller.
-    return JobRun(ws, job, spec, config, previous, progress, threads, timeout,
-                nproc).execute()
+    return JobRun(ws, job, spec, config, previous, progress, threads, timeout, nproc,
+                  cancel=cancel_check(ws, job_id, cancel)).execute()
 
 
 def _dataset_file(ws: Workspace, dataset: str, *, val_size: int | float = 0) -> Path:
