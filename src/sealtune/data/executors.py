@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from sealtune.data.policy import Policy
     from sealtune.keys.service import KeyService
 
-__all__ = ["CHUNK", "EXECUTORS", "ChunkRunner", "PrecomputedAnalyzer", "check_executor",
+__all__ = ["CHUNK", "EXECUTORS", "ChunkRunner", "PrecomputedAnalyzer", "check_executor", "chunks",
            "detect_in_batches", "executor_name", "in_process", "precompute", "ray_session"]
 
 EXECUTORS = ("local", "ray")
@@ -126,7 +126,7 @@ def _detect_batch(policy: Policy) -> Any:
     return run
 
 
-def _chunks(texts: Iterable[str], size: int) -> Iterator[list[tuple[bytes, str]]]:
+def chunks(texts: Iterable[str], size: int) -> Iterator[list[tuple[bytes, str]]]:
     seen: set[bytes] = set()
     chunk: list[tuple[bytes, str]] = []
     for text in texts:
@@ -184,7 +184,7 @@ def detect_in_batches(path: Path, policy: Policy, *, run: ChunkRunner, format: s
     texts = _texts(path, format=format, text_field=text_field,
                    keep_fields=frozenset(policy.keep_fields), keys=keys)
     found: dict[bytes, list[Entity]] = {}
-    for part in _chunks(texts, chunk):
+    for part in chunks(texts, chunk):
         for key, encoded in run(part, policy):
             found[bytes(key)] = [Entity(*e) for e in ast.literal_eval(encoded)]
     return PrecomputedAnalyzer(policy.analyzer(), found)

@@ -103,7 +103,8 @@ def main(ctx: ChildContext, argv: list[str]) -> None:
     try:
         passes = open_passes(raw, policy, format=job.get("format"),
                              text_field=job.get("text_field"), on_error=str(job["on_error"]),
-                             progress=_progress(ctx), data_key=ctx.keys.get(RAW))
+                             progress=_progress(ctx), data_key=ctx.keys.get(RAW),
+                             workers=int(job.get("workers", 1)))
         ctx.events.event("data_decrypted", sealed_input=RAW in ctx.keys)
         screened = screen_input(raw, passes, policy=policy, input_name=str(job["input_name"]))
         written = write_dataset(
