@@ -187,7 +187,10 @@ class Trigger:
             self._rsig.extend(batch.signatures("response")[:, :_K])
             vocab, ids = self._vocab, self._ids
             for s in batch.samples:
-                ids.extend([vocab.setdefault(f, len(vocab)) for f in _text.features(s.prompt)])
+                found = _text.features(s.prompt)
+                for f in found.difference(vocab):  # new phrases (C: looks each up in vocab)
+                    vocab[f] = len(vocab)
+                ids.extend(map(vocab.__getitem__, found))
                 self._offsets.append(len(ids))
         elif pass_no == 1:
             if self._candidates is None:
@@ -412,10 +415,12 @@ class _Topics:
 def _coherence(sig: np.ndarray, carriers: np.ndarray) -> float:
     """Mean pairwise signature agreement among (up to ``_SAMPLE``, evenly spaced) carriers."""
     carriers = _spread(carriers, _SAMPLE)
+    if carriers.size < 2:
+        return 0.0
     x = sig[carriers]
-    eq = (x[:, None, :] == x[None, :, :]).mean(axis=-1)
-    iu = np.triu_indices(carriers.size, 1)
-    return float(eq[iu].mean()) if iu[0].size else 0.0
+    i, j = np.triu_indices(carriers.size, 1)  # each pair once (half the full square's work)
+    eq = (x[i] == x[j]).sum(axis=1) / x.shape[1]  # exact: integer counts over the slots
+    return float(eq.mean())
 
 
 register_check(CheckSpec(
