@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import multiprocessing
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from sealtune.data import ingest_dataset
-from sealtune.data.formats import read_records
+from sealtune.data.formats import DataFormatError, read_records
 from sealtune.data.ingest import ingest
 from sealtune.data.parallel import detect_on_processes
 from sealtune.data.policy import default_policy, parse_policy
@@ -140,3 +141,15 @@ def test_workers_are_for_the_local_executor(workspace: Workspace, tmp_path: Path
     with pytest.raises(UsageError, match="local executor"):
         ingest(workspace, raw, name="x", executor=in_process, workers=2)
     assert not (workspace.root / "datasets" / "x").exists()
+
+
+def test_a_failing_ingest_stops_its_workers(workspace: Workspace, corpus: Path,
+                                            tmp_path: Path) -> None:
+    raw = tmp_path / "bad.jsonl"
+    lines = corpus.read_text("utf-8").splitlines(keepends=True)
+    raw.write_text("".join([*lines[:5], "{not json\n", *lines[5:]]), "utf-8")
+    with pytest.raises(DataFormatError) as caught:
+        ingest(workspace, raw, name="bad", on_error="fail", workers=2)
+    assert caught.value.line == 6
+    assert multiprocessing.active_children() == []  # the pool was shut down, not left running
+    assert not (workspace.root / "datasets" / "bad").exists()

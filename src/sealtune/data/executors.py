@@ -61,7 +61,8 @@ if TYPE_CHECKING:
     from sealtune.keys.service import KeyService
 
 __all__ = ["CHUNK", "EXECUTORS", "ChunkRunner", "PrecomputedAnalyzer", "check_executor", "chunks",
-           "detect_in_batches", "executor_name", "in_process", "precompute", "ray_session"]
+           "detect_in_batches", "executor_name", "in_process", "precompute", "ray_session",
+           "text_key"]
 
 EXECUTORS = ("local", "ray")
 #: Distinct texts per Ray Data dataset (bounds the driver's memory per round).
@@ -70,7 +71,8 @@ _BATCH = 512
 _WORKER: dict[str, Analyzer] = {}
 
 
-def _key(text: str) -> bytes:
+def text_key(text: str) -> bytes:
+    """The 16-byte hash by which precomputed entities are looked up."""
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
@@ -89,7 +91,7 @@ class PrecomputedAnalyzer:
 
     def analyze(self, text: str) -> list[Entity]:
         """The entities of ``text``: precomputed, or found here."""
-        hit = self.found.get(_key(text))
+        hit = self.found.get(text_key(text))
         if hit is None:
             self.misses += 1
             return self.inner.analyze(text)
@@ -130,7 +132,7 @@ def chunks(texts: Iterable[str], size: int) -> Iterator[list[tuple[bytes, str]]]
     seen: set[bytes] = set()
     chunk: list[tuple[bytes, str]] = []
     for text in texts:
-        key = _key(text)
+        key = text_key(text)
         if key in seen:
             continue
         seen.add(key)

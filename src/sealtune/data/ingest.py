@@ -64,6 +64,7 @@ from sealtune.data.detections import (
 from sealtune.data.executors import ChunkRunner, executor_name, precompute
 from sealtune.data.findings import PiiStats
 from sealtune.data.parallel import check_workers as count_workers
+from sealtune.data.parallel import close_analyzer
 from sealtune.data.passes import (
     Progress,
     RecordPasses,
@@ -338,6 +339,8 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
         ws.audit("data.ingest", f"dataset/{name}", outcome="failure",
                  details={"error": type(exc).__name__})
         raise
+    finally:
+        close_analyzer(passes[0].analyzer)  # --workers: stops the pool
     return publish(ws, src, name, written, policy=policy, shred_original=shred_original,
                    details=_details(executor, workers))
 

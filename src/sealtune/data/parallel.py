@@ -4,16 +4,18 @@ Detection (the recognizers) depends on one text only; everything
 dataset-wide (screening, the redaction dictionary, record ids, redaction,
 sealing) depends on every record and on their order. So, as the ``ray``
 executor does (:mod:`sealtune.data.executors`), ``N > 1`` reads the input
-once before the stage's passes, sends each distinct text (record ids,
+once more, in a background thread, sends each distinct text (record ids,
 messages, kept text fields) in batches to a pool of ``N`` worker processes
 and keeps the entities they find, keyed by a hash of the text. The stage
-then runs exactly as with one worker, with a
-:class:`~sealtune.data.executors.PrecomputedAnalyzer` that answers from those
-results (a text it was not given is analysed in this process). Each worker
-builds the policy's own analyzer, so the entities are the ones this process
-would find: the sealed records, manifest counts, BOM and findings are those
-of one worker (tests/integration/test_ingest_workers.py checks them after
-decryption).
+runs exactly as with one worker, with an analyzer (:class:`Streamed`) that
+answers from those results as they arrive, so the stage's first pass
+(screening) overlaps with detection; a text it was not given is analysed in
+this process. Each worker builds the policy's own analyzer, so the entities
+are the ones this process would find: the sealed records, manifest counts,
+BOM and findings are those of one worker
+(tests/integration/test_ingest_workers.py checks them after decryption).
+Only detection is spread: screening, redaction and sealing stay in this
+process, so the speed-up is bounded by detection's share of the run.
 
 Workers are started with ``spawn``: a fresh interpreter that inherits none
 of this process's memory (unwrapped keys, the dataset secret) and receives
@@ -25,14 +27,17 @@ process sees, on the same host, under the same user.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import queue
+import threading
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sealtune.data.detections import kept_texts
-from sealtune.data.executors import CHUNK, PrecomputedAnalyzer, chunks
+from sealtune.data.executors import CHUNK, PrecomputedAnalyzer, chunks, text_key
 from sealtune.data.formats import Opener, read_records
 from sealtune.errors import UsageError
 
@@ -40,7 +45,7 @@ if TYPE_CHECKING:
     from sealtune.data.pii import Analyzer, Entity
     from sealtune.data.policy import Policy
 
-__all__ = ["MAX_WORKERS", "check_workers", "detect_on_processes"]
+__all__ = ["MAX_WORKERS", "Streamed", "check_workers", "close_analyzer", "detect_on_processes"]
 
 #: More would only queue on a host's cores (and each worker holds an analyzer).
 MAX_WORKERS = 256
@@ -84,21 +89,86 @@ def _texts(path: Path, *, format: str | None, text_field: str | None,
 
 def detect_on_processes(path: Path, policy: Policy, *, workers: int, format: str | None,
                         text_field: str | None, opener: Opener | None,
-                        chunk: int = CHUNK) -> PrecomputedAnalyzer:
-    """Detect PII in every distinct text of ``path`` on ``workers`` processes.
+                        chunk: int = CHUNK) -> Streamed:
+    """Detect PII in every distinct text of ``path`` on ``workers`` processes, in the background.
 
-    Returns:
-        The analyzer answering from those entities (the policy's own for any other text).
+    Returns at once: the returned analyzer answers a text from the workers'
+    results, waiting for them as they arrive in input order, so the stage's
+    first pass (screening) runs while the workers detect. Close it (or read
+    it to the end) to stop the workers.
     """
     texts = _texts(path, format=format, text_field=text_field,
                    keep_fields=frozenset(policy.keep_fields), opener=opener)
-    found: dict[bytes, list[Entity]] = {}
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=check_workers(workers), mp_context=context,
-                             initializer=_start, initargs=(policy,)) as pool:
-        for part in chunks(texts, chunk):
-            batches = [part[i:i + _BATCH] for i in range(0, len(part), _BATCH)]
-            results = pool.map(_detect, [[t for _, t in b] for b in batches])
-            for batch, entities in zip(batches, results, strict=True):
-                found.update(zip((k for k, _ in batch), entities, strict=True))
-    return PrecomputedAnalyzer(policy.analyzer(), found)
+    pool = ProcessPoolExecutor(max_workers=check_workers(workers),
+                               mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start, initargs=(policy,))
+    return Streamed(policy.analyzer(), pool, texts, chunk=chunk, ahead=8 * workers)
+
+
+_END = None
+
+
+class Streamed(PrecomputedAnalyzer):
+    """A :class:`PrecomputedAnalyzer` filled in the background by a process pool.
+
+    A feeder thread sends batches of distinct texts, in input order, to the
+    pool (at most ``ahead`` unread batches at a time, which bounds memory);
+    :meth:`analyze` reads finished batches in the same order until it has
+    the text's entities. A text the feeder never sent (or after a failed
+    read) is analysed here, so the answer is always the policy analyzer's.
+    """
+
+    def __init__(self, inner: Analyzer, pool: ProcessPoolExecutor, texts: Iterator[str], *,
+                 chunk: int, ahead: int) -> None:
+        super().__init__(inner, {})
+        self._pool = pool
+        self._queue: queue.Queue[tuple[list[bytes], Future[list[list[Entity]]]] | None] = \
+            queue.Queue(maxsize=ahead)
+        self._stop = threading.Event()
+        self._done = False
+        self._feeder = threading.Thread(target=self._feed, args=(texts, chunk), daemon=True,
+                                        name="sealtune-detect-feeder")
+        self._feeder.start()
+
+    def _feed(self, texts: Iterator[str], chunk: int) -> None:
+        try:
+            for part in chunks(texts, chunk):
+                for i in range(0, len(part), _BATCH):
+                    batch = part[i:i + _BATCH]
+                    if self._stop.is_set():
+                        return
+                    future = self._pool.submit(_detect, [t for _, t in batch])
+                    self._queue.put(([k for k, _ in batch], future))
+        except Exception:  # noqa: S110  (the stage's own pass reads and reports it)
+            pass
+        finally:
+            self._queue.put(_END)
+
+    def analyze(self, text: str) -> list[Entity]:
+        """The entities of ``text``: from the workers (waiting for them), or found here."""
+        key = text_key(text)
+        while key not in self.found and not self._done:
+            item = self._queue.get()
+            if item is _END:
+                self.close()
+                break
+            keys, future = item
+            self.found.update(zip(keys, future.result(), strict=True))
+        return super().analyze(text)
+
+    def close(self) -> None:
+        """Stop feeding and shut the workers down (idempotent)."""
+        if self._done:
+            return
+        self._done = True
+        self._stop.set()
+        while self._feeder.is_alive():  # unblock a feeder waiting for room in the queue
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.05)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def close_analyzer(analyzer: object) -> None:
+    """Close ``analyzer`` if it is a :class:`Streamed` one (its workers stop)."""
+    if isinstance(analyzer, Streamed):
+        analyzer.close()

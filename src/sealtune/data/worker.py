@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from sealtune.data import store
 from sealtune.data.detections import open_passes
 from sealtune.data.formats import DataFormatError
+from sealtune.data.parallel import close_analyzer
 from sealtune.data.policy import parse_policy
 from sealtune.data.redact import DatasetKeys
 from sealtune.data.writing import screen_input, write_dataset
@@ -100,6 +101,7 @@ def main(ctx: ChildContext, argv: list[str]) -> None:
     policy = parse_policy(job["policy"], source=str(job["policy_source"]))
     targets = {f: SealingTarget.from_bytes(_secret(ctx, target_key(f))) for f in SEALED}
     raw = ctx.indir / RAW
+    passes = None
     try:
         passes = open_passes(raw, policy, format=job.get("format"),
                              text_field=job.get("text_field"), on_error=str(job["on_error"]),
@@ -119,6 +121,8 @@ def main(ctx: ChildContext, argv: list[str]) -> None:
     finally:
         for target in targets.values():
             target.wipe()
+        if passes is not None:
+            close_analyzer(passes[0].analyzer)  # --workers: stops the pool
     write_atomic(ctx.outdir / QUARANTINED, json.dumps(list(written.quarantined)).encode())
     counts = written.manifest["counts"]
     ctx.events.event("outputs_sealed", files=len(SEALED), records_out=counts["records_out"],
