@@ -13,7 +13,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import multiprocessing
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ from sealtune.data.parallel import detect_on_processes
 from sealtune.data.policy import default_policy, parse_policy
 from sealtune.data.redact import DatasetKeys
 from sealtune.data.store import show_dataset
-from sealtune.errors import UsageError
+from sealtune.errors import SealtuneError, UsageError
 from sealtune.keys.sealing import open_sealed_lines
 from sealtune.workspace import Workspace
 
@@ -153,3 +156,19 @@ def test_a_failing_ingest_stops_its_workers(workspace: Workspace, corpus: Path,
     assert caught.value.line == 6
     assert multiprocessing.active_children() == []  # the pool was shut down, not left running
     assert not (workspace.root / "datasets" / "bad").exists()
+
+
+def test_a_dead_worker_fails_the_ingest_closed(corpus: Path) -> None:
+    streamed = detect_on_processes(corpus, default_policy(), workers=1, format=None,
+                                   text_field=None, opener=None)
+    pool = streamed._pool
+    deadline = time.monotonic() + 60
+    while not pool._processes and time.monotonic() < deadline:  # spawned on the first batch
+        time.sleep(0.01)
+    for pid in list(pool._processes):
+        os.kill(pid, signal.SIGKILL)  # e.g. the OOM killer, while it still starts up
+    with read_records(corpus) as stream, pytest.raises(SealtuneError, match="worker"):
+        for record in stream:  # never answered by a silent skip of the records
+            for text in (record.id, *(m.content for m in record.messages)):
+                streamed.analyze(text)
+    assert multiprocessing.active_children() == []

@@ -33,13 +33,14 @@ import queue
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sealtune.data.detections import kept_texts
 from sealtune.data.executors import CHUNK, PrecomputedAnalyzer, chunks, text_key
 from sealtune.data.formats import Opener, read_records
-from sealtune.errors import UsageError
+from sealtune.errors import SealtuneError, UsageError
 
 if TYPE_CHECKING:
     from sealtune.data.pii import Analyzer, Entity
@@ -153,7 +154,15 @@ class Streamed(PrecomputedAnalyzer):
                 self.close()
                 break
             keys, future = item
-            self.found.update(zip(keys, future.result(), strict=True))
+            try:
+                self.found.update(zip(keys, future.result(), strict=True))
+            except BrokenProcessPool:
+                self.close()
+                raise SealtuneError("--workers: a detection worker process died (out of "
+                                    "memory or killed)",
+                                    hint="rerun with fewer --workers, or --workers 1") from None
+            except Exception:  # noqa: S112  (a text that fails detection: analysed here, as
+                continue  # with one worker, so that it fails alone, as a problem of its line)
         return super().analyze(text)
 
     def close(self) -> None:
