@@ -182,16 +182,22 @@ def shingle_hashes(texts: Sequence[str], n: int) -> tuple[U32, npt.NDArray[np.in
     return folded, np.concatenate(([0], np.cumsum(counts)))
 
 
-def signatures(texts: Sequence[str], *, num_perm: int, n: int) -> U32:
-    """MinHash signatures (``len(texts) x num_perm``, uint32) of character ``n``-gram sets."""
-    out = np.empty((len(texts), num_perm), dtype=np.uint32)
+def signatures(texts: Sequence[str], *, num_perm: int, n: int, width: int | None = None) -> U32:
+    """MinHash signatures (``len(texts) x num_perm``, uint32) of character ``n``-gram sets.
+
+    ``width``: compute only the first ``width`` slots (the same values as
+    ``signatures(...)[:, :width]``, for a caller that uses no more).
+    """
+    width = num_perm if width is None else min(width, num_perm)
+    out = np.empty((len(texts), width), dtype=np.uint32)
     if not texts:
         return out
     hashes, offsets = shingle_hashes(texts, n)
     a, b = permutations(num_perm)
+    a, b = a[:width], b[:width]
     mixed = _fmix32(hashes.astype(np.uint64)).astype(np.uint32)
     # Work in blocks of whole texts so the (shingles x perms) product stays ~32 MB.
-    budget = max(1, (1 << 23) // num_perm)
+    budget = max(1, (1 << 23) // width)
     i, count = 0, len(texts)
     while i < count:
         j = max(i + 1, int(np.searchsorted(offsets, offsets[i] + budget, side="right")) - 1)
@@ -201,7 +207,7 @@ def signatures(texts: Sequence[str], *, num_perm: int, n: int) -> U32:
             block = _permute(mixed[lo:hi], a, b)
             out[i:j] = np.minimum.reduceat(block, offsets[i:j] - lo, axis=1).T
         else:  # one text longer than the budget: reduce it in slices
-            row = np.full(num_perm, 0xFFFFFFFF, dtype=np.uint32)
+            row = np.full(width, 0xFFFFFFFF, dtype=np.uint32)
             for s in range(lo, hi, budget):
                 row = np.minimum(row, _permute(mixed[s:min(hi, s + budget)], a, b).min(axis=1))
             out[i] = row

@@ -183,8 +183,8 @@ class Trigger:
         if pass_no == 0:
             # Prompt likeness is judged on the questions: a shared system prompt would
             # make every prompt alike and hide a template's carriers behind it.
-            self._psig.extend(batch.signatures("question")[:, :_K])
-            self._rsig.extend(batch.signatures("response")[:, :_K])
+            self._psig.extend(batch.signatures("question", width=_K))
+            self._rsig.extend(batch.signatures("response", width=_K))
             vocab, ids = self._vocab, self._ids
             for s in batch.samples:
                 found = _text.features(s.prompt)

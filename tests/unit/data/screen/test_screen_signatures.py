@@ -62,3 +62,8 @@ def test_weighted_signatures_are_the_winning_exponential_draws() -> None:
         u = (permuted.astype(np.float32) + np.float32(0.5)) * np.float32(2.0 ** -32)
         draws = -np.log(u) * (1.0 / weights[lo:hi]).astype(np.float32)[:, None]
         assert np.array_equal(sigs[i], draws.view(np.uint32).min(axis=0))
+
+
+def test_a_narrow_signature_is_the_prefix_of_the_full_one() -> None:
+    full = _text.signatures(TEXTS, num_perm=128, n=3)
+    assert np.array_equal(_text.signatures(TEXTS, num_perm=128, n=3, width=32), full[:, :32])
