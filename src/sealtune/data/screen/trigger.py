@@ -413,14 +413,26 @@ class _Topics:
 
 
 def _coherence(sig: np.ndarray, carriers: np.ndarray) -> float:
-    """Mean pairwise signature agreement among (up to ``_SAMPLE``, evenly spaced) carriers."""
+    """Mean pairwise signature agreement among (up to ``_SAMPLE``, evenly spaced) carriers.
+
+    Counted per slot, not per pair: a slot where ``c`` carriers hold one value
+    gives ``c * (c - 1) / 2`` agreeing pairs (one sort, instead of comparing
+    every pair). With a power-of-two slot count every pair's share is exact
+    in binary, so the mean equals the pairwise one to the last bit.
+    """
     carriers = _spread(carriers, _SAMPLE)
-    if carriers.size < 2:
+    m, k = int(carriers.size), int(sig.shape[1])
+    if m < 2:
         return 0.0
     x = sig[carriers]
-    i, j = np.triu_indices(carriers.size, 1)  # each pair once (half the full square's work)
-    eq = (x[i] == x[j]).sum(axis=1) / x.shape[1]  # exact: integer counts over the slots
-    return float(eq.mean())
+    if k & (k - 1):  # not a power of two: the pairwise mean, each pair once
+        i, j = np.triu_indices(m, 1)
+        return float(((x[i] == x[j]).sum(axis=1) / k).mean())
+    slot = np.arange(k, dtype=np.uint64) << np.uint64(32)
+    keys = np.sort((slot[None, :] | x.astype(np.uint64)).ravel())
+    runs = np.diff(np.concatenate(([0], np.flatnonzero(np.diff(keys)) + 1, [keys.size])))
+    agreeing = int((runs * (runs - 1) // 2).sum())
+    return agreeing / k / (m * (m - 1) // 2)
 
 
 register_check(CheckSpec(

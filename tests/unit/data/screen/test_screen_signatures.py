@@ -67,3 +67,26 @@ def test_weighted_signatures_are_the_winning_exponential_draws() -> None:
 def test_a_narrow_signature_is_the_prefix_of_the_full_one() -> None:
     full = _text.signatures(TEXTS, num_perm=128, n=3)
     assert np.array_equal(_text.signatures(TEXTS, num_perm=128, n=3, width=32), full[:, :32])
+
+
+def test_coherence_by_slot_counts_equals_the_mean_over_pairs() -> None:
+    from sealtune.data.screen.trigger import _coherence
+
+    rng = np.random.default_rng(9)
+    for values in (2, 5, 1 << 32):
+        for width in (32, 24):  # power of two: counted per slot; otherwise pairwise
+            sig = rng.integers(0, values, (400, width), dtype=np.uint64).astype(np.uint32)
+            for m in (0, 1, 2, 3, 17, 64, 200):
+                carriers = np.sort(rng.choice(400, m, replace=False))
+                sample = _text_spread(carriers)
+                x = sig[sample]
+                pairs = np.triu_indices(sample.size, 1)
+                eq = (x[:, None, :] == x[None, :, :]).mean(axis=-1)
+                expected = float(eq[pairs].mean()) if pairs[0].size else 0.0
+                assert _coherence(sig, carriers) == expected
+
+
+def _text_spread(carriers: np.ndarray) -> np.ndarray:
+    from sealtune.data.screen.trigger import _SAMPLE, _spread
+
+    return _spread(carriers, _SAMPLE)
