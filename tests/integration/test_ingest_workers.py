@@ -15,6 +15,7 @@ import json
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -172,3 +173,22 @@ def test_a_dead_worker_fails_the_ingest_closed(corpus: Path) -> None:
             for text in (record.id, *(m.content for m in record.messages)):
                 streamed.analyze(text)
     assert multiprocessing.active_children() == []
+
+
+def test_the_cli_ingests_with_workers(corpus: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALTUNE_")}
+    env.update({"SEALTUNE_HOME": str(tmp_path / "home"), "SEALTUNE_PASSPHRASE": "workers-cli-1",
+                "SEALTUNE_UNSAFE_FAST_KDF": "1", "COLUMNS": "200"})
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sealtune", *args], env=env,
+                              capture_output=True, text=True, timeout=600, check=False)
+
+    assert run("init").returncode == 0
+    res = run("data", "ingest", str(corpus), "--name", "two", "--workers", "2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "records out" in res.stdout
+    bad = run("data", "ingest", str(corpus), "--name", "zero", "--workers", "0")
+    assert bad.returncode == 2 and "--workers" in bad.stderr
+    shown = json.loads(run("data", "show", "two", "--json").stdout)
+    assert all(shown["intact"].values()) and shown["manifest"]["counts"]["records_out"] > 1000
