@@ -19,7 +19,7 @@ Then, per size: ``ingest`` again with ``--workers`` 1 and each count in
 ``--workers`` (CPU seconds of this process and its children beside wall
 seconds, and the speed-up over one worker), and the ``near_duplicate`` and
 ``trigger`` checks each alone on the parsed records: records per CPU second
-(the per-core figure on a shared machine) and the peak memory the check
+(the per-core figure on a shared machine; median of 3) and the peak memory the check
 allocates per record (``tracemalloc``, in a second run, since tracing slows it).
 
 Usage: ``python bench/ingest.py [--sizes 10000,100000] [--workers 2]``; writes
@@ -83,9 +83,13 @@ def make_corpus(path: Path, n: int, seed: int = 7) -> None:
                 {"role": "assistant", "content": answer}]}, ensure_ascii=False) + "\n")
 
 
-def timed(fn):  # type: ignore[no-untyped-def]
-    start = time.perf_counter()
+CPU: dict[str, float] = {}  # phase -> CPU seconds of the last run_size (per-core figures)
+
+
+def timed(fn, phase: str = ""):  # type: ignore[no-untyped-def]
+    start, cpu_start = time.perf_counter(), cpu()
     value = fn()
+    CPU[phase] = cpu() - cpu_start
     return value, time.perf_counter() - start
 
 
@@ -108,13 +112,13 @@ def run_size(n: int, work: Path) -> dict[str, object]:
     raw = work / f"raw-{n}.jsonl"
     make_corpus(raw, n)
     mb = raw.stat().st_size / 1e6
-    records, t_parse = timed(lambda: parse_only(raw))
-    entities, t_redact = timed(lambda: redact_only(raw))
-    report, t_scan = timed(lambda: scan(raw))
+    records, t_parse = timed(lambda: parse_only(raw), "parse")
+    entities, t_redact = timed(lambda: redact_only(raw), "detect_redact")
+    report, t_scan = timed(lambda: scan(raw), "scan")
     ws = Workspace.init(work / f"ws-{n}", passphrase="bench-" + os.urandom(6).hex(),
                         kdf=KdfParams.unsafe_fast())
     try:
-        result, t_ingest = timed(lambda: ingest(ws, raw, name=f"bench{n}"))
+        result, t_ingest = timed(lambda: ingest(ws, raw, name=f"bench{n}"), "ingest")
     finally:
         ws.close()
 
@@ -131,6 +135,7 @@ def run_size(n: int, work: Path) -> dict[str, object]:
                     "scan": round(t_scan, 3), "ingest": round(t_ingest, 3)},
         "records_per_s": {"parse": rate(t_parse), "detect_redact": rate(t_redact),
                           "scan": rate(t_scan), "ingest": rate(t_ingest)},
+        "records_per_cpu_s": {k: round(records / v, 1) for k, v in CPU.items()},
         "ingest_mb_per_s": round(mb / t_ingest, 3),
         "ratio_parse_to_ingest": round(parse_rate / (records / t_ingest), 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -151,7 +156,10 @@ def workers_figures(raw: Path, work: Path, counts: list[int], records: int) -> d
                             passphrase="bench-" + os.urandom(6).hex(), kdf=KdfParams.unsafe_fast())
         try:
             c0, w0 = cpu(), time.perf_counter()
-            ingest(ws, raw, name=f"w{workers}", workers=workers)
+            if workers == 1:  # the keyword-free call also runs a tree without --workers
+                ingest(ws, raw, name=f"w{workers}")
+            else:
+                ingest(ws, raw, name=f"w{workers}", workers=workers)
             wall, used = time.perf_counter() - w0, cpu() - c0
         finally:
             ws.close()
@@ -169,9 +177,12 @@ def check_figures(raw: Path) -> dict[str, object]:
     out: dict[str, object] = {}
     for check in ("near_duplicate", "trigger"):
         config = {check: CheckConfig()}
-        start = time.process_time()
-        report = screen(records, config=config)
-        used = time.process_time() - start
+        runs = []
+        for _ in range(3):  # the median of 3
+            start = time.process_time()
+            report = screen(records, config=config)
+            runs.append(time.process_time() - start)
+        used = sorted(runs)[1]
         tracemalloc.start()
         screen(records, config=config)
         peak = tracemalloc.get_traced_memory()[1]
