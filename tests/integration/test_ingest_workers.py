@@ -192,3 +192,23 @@ def test_the_cli_ingests_with_workers(corpus: Path, tmp_path: Path) -> None:
     assert bad.returncode == 2 and "--workers" in bad.stderr
     shown = json.loads(run("data", "show", "two", "--json").stdout)
     assert all(shown["intact"].values()) and shown["manifest"]["counts"]["records_out"] > 1000
+
+
+def test_results_kept_are_bounded_and_a_dropped_one_is_found_again(
+        corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sealtune.data import parallel
+
+    monkeypatch.setattr(parallel, "_KEEP", 300)
+    policy = default_policy()
+    streamed = detect_on_processes(corpus, policy, workers=2, format=None, text_field=None,
+                                   opener=None)
+    here = policy.analyzer()
+    with read_records(corpus) as stream:
+        records = list(stream)
+    for record in [*records, *records[:50]]:  # the second round: long since let go
+        for text in (record.id, *(m.content for m in record.messages)):
+            assert streamed.analyze(text) == here.analyze(text)
+            assert len(streamed.found) <= 300
+    assert streamed.misses >= 150  # analysed here again, with the same answer
+    streamed.close()
+    assert multiprocessing.active_children() == []

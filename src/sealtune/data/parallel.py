@@ -52,6 +52,11 @@ __all__ = ["MAX_WORKERS", "Streamed", "check_workers", "close_analyzer", "detect
 MAX_WORKERS = 256
 #: Texts per task sent to a worker (amortises the pipe; small enough to balance).
 _BATCH = 256
+#: Most unread batches in flight (bounds the texts and results held ahead of the stage).
+_AHEAD = 64
+#: Most results kept, least recently used first out: a text asked again after that
+#: (a shared system prompt long unseen) is analysed here, never answered wrongly.
+_KEEP = 200_000
 _ANALYZER: list[Analyzer] = []  # in a worker: the policy's analyzer, built once
 
 
@@ -103,7 +108,7 @@ def detect_on_processes(path: Path, policy: Policy, *, workers: int, format: str
     pool = ProcessPoolExecutor(max_workers=check_workers(workers),
                                mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start, initargs=(policy,))
-    return Streamed(policy.analyzer(), pool, texts, chunk=chunk, ahead=8 * workers)
+    return Streamed(policy.analyzer(), pool, texts, chunk=chunk, ahead=min(8 * workers, _AHEAD))
 
 
 _END = None
@@ -115,8 +120,10 @@ class Streamed(PrecomputedAnalyzer):
     A feeder thread sends batches of distinct texts, in input order, to the
     pool (at most ``ahead`` unread batches at a time, which bounds memory);
     :meth:`analyze` reads finished batches in the same order until it has
-    the text's entities. A text the feeder never sent (or after a failed
-    read) is analysed here, so the answer is always the policy analyzer's.
+    the text's entities. At most ``_KEEP`` results are kept (least recently
+    used out), so memory does not grow with the data set. A text the feeder
+    never sent, or whose result was let go, or after a failed read, is
+    analysed here: the answer is always the policy analyzer's.
     """
 
     def __init__(self, inner: Analyzer, pool: ProcessPoolExecutor, texts: Iterator[str], *,
@@ -156,6 +163,8 @@ class Streamed(PrecomputedAnalyzer):
             keys, future = item
             try:
                 self.found.update(zip(keys, future.result(), strict=True))
+                while len(self.found) > _KEEP:
+                    del self.found[next(iter(self.found))]  # the least recently used
             except BrokenProcessPool:
                 self.close()
                 raise SealtuneError("--workers: a detection worker process died (out of "
@@ -163,7 +172,12 @@ class Streamed(PrecomputedAnalyzer):
                                     hint="rerun with fewer --workers, or --workers 1") from None
             except Exception:  # noqa: S112  (a text that fails detection: analysed here, as
                 continue  # with one worker, so that it fails alone, as a problem of its line)
-        return super().analyze(text)
+        hit = self.found.pop(key, None)
+        if hit is None:
+            self.misses += 1
+            return self.inner.analyze(text)
+        self.found[key] = hit  # now the most recently used
+        return list(hit)
 
     def close(self) -> None:
         """Stop feeding and shut the workers down (idempotent)."""
