@@ -15,7 +15,14 @@ single process, and the records per second of each are reported with the
 ratio to bare parsing. Peak RSS is the process's high-water mark after each
 size (so the 100k figure includes the 10k run before it).
 
-Usage: ``python bench/ingest.py [--sizes 10000,100000]``; writes
+Then, per size: ``ingest`` again with ``--workers`` 1 and each count in
+``--workers`` (CPU seconds of this process and its children beside wall
+seconds, and the speed-up over one worker), and the ``near_duplicate`` and
+``trigger`` checks each alone on the parsed records: records per CPU second
+(the per-core figure on a shared machine; median of 3) and the peak memory the check
+allocates per record (``tracemalloc``, in a second run, since tracing slows it).
+
+Usage: ``python bench/ingest.py [--sizes 10000,100000] [--workers 2]``; writes
 ``bench/results/ingest.json``.
 """
 
@@ -31,6 +38,7 @@ import resource
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 from sealtune.data.findings import PiiStats
@@ -38,6 +46,7 @@ from sealtune.data.formats import read_records
 from sealtune.data.ingest import ingest, scan
 from sealtune.data.policy import default_policy
 from sealtune.data.redact import DatasetKeys, Redactor
+from sealtune.data.screen import CheckConfig, screen
 from sealtune.keys.keyfile import KdfParams
 from sealtune.workspace import Workspace
 
@@ -74,9 +83,13 @@ def make_corpus(path: Path, n: int, seed: int = 7) -> None:
                 {"role": "assistant", "content": answer}]}, ensure_ascii=False) + "\n")
 
 
-def timed(fn):  # type: ignore[no-untyped-def]
-    start = time.perf_counter()
+CPU: dict[str, float] = {}  # phase -> CPU seconds of the last run_size (per-core figures)
+
+
+def timed(fn, phase: str = ""):  # type: ignore[no-untyped-def]
+    start, cpu_start = time.perf_counter(), cpu()
     value = fn()
+    CPU[phase] = cpu() - cpu_start
     return value, time.perf_counter() - start
 
 
@@ -99,13 +112,13 @@ def run_size(n: int, work: Path) -> dict[str, object]:
     raw = work / f"raw-{n}.jsonl"
     make_corpus(raw, n)
     mb = raw.stat().st_size / 1e6
-    records, t_parse = timed(lambda: parse_only(raw))
-    entities, t_redact = timed(lambda: redact_only(raw))
-    report, t_scan = timed(lambda: scan(raw))
+    records, t_parse = timed(lambda: parse_only(raw), "parse")
+    entities, t_redact = timed(lambda: redact_only(raw), "detect_redact")
+    report, t_scan = timed(lambda: scan(raw), "scan")
     ws = Workspace.init(work / f"ws-{n}", passphrase="bench-" + os.urandom(6).hex(),
                         kdf=KdfParams.unsafe_fast())
     try:
-        result, t_ingest = timed(lambda: ingest(ws, raw, name=f"bench{n}"))
+        result, t_ingest = timed(lambda: ingest(ws, raw, name=f"bench{n}"), "ingest")
     finally:
         ws.close()
 
@@ -122,22 +135,79 @@ def run_size(n: int, work: Path) -> dict[str, object]:
                     "scan": round(t_scan, 3), "ingest": round(t_ingest, 3)},
         "records_per_s": {"parse": rate(t_parse), "detect_redact": rate(t_redact),
                           "scan": rate(t_scan), "ingest": rate(t_ingest)},
+        "records_per_cpu_s": {k: round(records / v, 1) for k, v in CPU.items()},
         "ingest_mb_per_s": round(mb / t_ingest, 3),
         "ratio_parse_to_ingest": round(parse_rate / (records / t_ingest), 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
 
+def cpu() -> float:
+    """CPU seconds of this process and its finished children (the workers)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def workers_figures(raw: Path, work: Path, counts: list[int], records: int) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for workers in [1, *counts]:
+        ws = Workspace.init(work / f"ws-w{workers}-{records}",
+                            passphrase="bench-" + os.urandom(6).hex(), kdf=KdfParams.unsafe_fast())
+        try:
+            c0, w0 = cpu(), time.perf_counter()
+            if workers == 1:  # the keyword-free call also runs a tree without --workers
+                ingest(ws, raw, name=f"w{workers}")
+            else:
+                ingest(ws, raw, name=f"w{workers}", workers=workers)
+            wall, used = time.perf_counter() - w0, cpu() - c0
+        finally:
+            ws.close()
+        out[str(workers)] = {"wall_s": round(wall, 3), "cpu_s": round(used, 3),
+                             "records_per_s": round(records / wall, 1)}
+    one = out["1"]["wall_s"]  # type: ignore[index]
+    for figures in out.values():
+        figures["speedup"] = round(one / figures["wall_s"], 2)  # type: ignore[index]
+    return out
+
+
+def check_figures(raw: Path) -> dict[str, object]:
+    with read_records(raw) as stream:
+        records = list(stream)
+    out: dict[str, object] = {}
+    for check in ("near_duplicate", "trigger"):
+        config = {check: CheckConfig()}
+        runs = []
+        for _ in range(3):  # the median of 3
+            start = time.process_time()
+            report = screen(records, config=config)
+            runs.append(time.process_time() - start)
+        used = sorted(runs)[1]
+        tracemalloc.start()
+        screen(records, config=config)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        out[check] = {"cpu_s": round(used, 3), "records_per_cpu_s": round(len(records) / used, 1),
+                      "findings": len(report.findings),
+                      "peak_bytes_per_record": round(peak / len(records), 1)}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--workers", default="2", help="worker counts to compare with 1")
     args = parser.parse_args()
+    counts = [int(w) for w in args.workers.split(",") if w]
     results: dict[str, object] = {
         "python": platform.python_version(), "machine": platform.machine(),
         "cpus": os.cpu_count(), "policy": "default", "sizes": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(s) for s in args.sizes.split(",")):
             figures = run_size(n, Path(tmp))
+            raw = Path(tmp) / f"raw-{n}.jsonl"
+            figures["workers"] = workers_figures(raw, Path(tmp), counts, n)
+            figures["checks"] = check_figures(raw)
             results["sizes"][str(n)] = figures  # type: ignore[index]
             print(json.dumps({str(n): figures}, indent=2))
     OUT.parent.mkdir(exist_ok=True)

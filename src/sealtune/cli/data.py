@@ -204,6 +204,9 @@ def ingest_cmd(
         "--executor", help="local, or ray: PII detection on Ray Data ($RAY_ADDRESS, else a "
         "private local Ray, refused if reachable beyond loopback); Ray workers see record "
         "text in clear, outside the sandbox, so ray needs --no-sandbox.")] = "local",
+    workers: Annotated[int, typer.Option(
+        "--workers", help="PII detection on N local processes (inside the sandbox); the "
+        "same outputs as one.")] = 1,
     home: HomeOpt = None,
 ) -> None:
     """Redact, minimise, screen and seal IN as dataset NAME, with findings and an ML-BOM.
@@ -223,7 +226,7 @@ def ingest_cmd(
             result = ingest(ws, input_path, name=name, policy=chosen, format=fmt,
                             text_field=text_field, on_error=_on_error(on_error),
                             shred_original=shred_original, key_names=key, progress=progress,
-                            sandbox=not no_sandbox, executor=executor)
+                            sandbox=not no_sandbox, executor=executor, workers=workers)
     finally:
         ws.close()
     _print_result(result)

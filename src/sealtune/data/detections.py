@@ -29,7 +29,7 @@ import struct
 import warnings
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sealtune.data.findings import PiiStats
 from sealtune.data.passes import Progress, RecordPasses
@@ -139,7 +139,8 @@ def redaction_pass(source: RecordPasses, found: Detections, redactor: Redactor, 
 def open_passes(path: Path, policy: Policy, *, format: str | None, text_field: str | None,
                 on_error: str, progress: Progress | None, keys: KeyService | None = None,
                 data_key: bytes | bytearray | None = None,
-                analyzer: Analyzer | None = None) -> tuple[RecordPasses, Detections]:
+                analyzer: Analyzer | None = None,
+                workers: int = 1) -> tuple[RecordPasses, Detections]:
     """The passes over ``path``, detecting PII in the first one.
 
     A sealed input (``sealtune seal``) is unlocked once with ``keys`` and read
@@ -147,6 +148,9 @@ def open_passes(path: Path, policy: Policy, *, format: str | None, text_field: s
     memory); the read is audited as ``data.read``. Warns if dataset-wide
     redaction is off. ``analyzer`` replaces the policy's (the ``ray`` executor's
     :class:`~sealtune.data.executors.PrecomputedAnalyzer`: same findings).
+
+    ``workers > 1`` detects on that many processes first, in one extra read
+    (:mod:`sealtune.data.parallel`: same findings).
 
     Inside the data sandbox there is no key service: the sealed input's data
     key comes over the key pipe as ``data_key`` (the parent audits the read).
@@ -164,6 +168,11 @@ def open_passes(path: Path, policy: Policy, *, format: str | None, text_field: s
                              hint="pass keys=workspace.keys (the CLI does)")
         opener = SealedSource(path, keys=keys).open
         keys.audit("data.read", str(path), details={"part": "sealed input"})
+    if analyzer is None and workers > 1:
+        from sealtune.data.parallel import detect_on_processes
+
+        analyzer = cast("Analyzer", detect_on_processes(
+            path, policy, workers=workers, format=format, text_field=text_field, opener=opener))
     analyzer = analyzer if analyzer is not None else policy.analyzer()  # ray: precomputed
     source = RecordPasses(path, format=format, text_field=text_field, on_error=on_error,
                           analyzer=analyzer, progress=progress, opener=opener)

@@ -60,8 +60,9 @@ if TYPE_CHECKING:
     from sealtune.data.policy import Policy
     from sealtune.keys.service import KeyService
 
-__all__ = ["CHUNK", "EXECUTORS", "ChunkRunner", "PrecomputedAnalyzer", "check_executor",
-           "detect_in_batches", "executor_name", "in_process", "precompute", "ray_session"]
+__all__ = ["CHUNK", "EXECUTORS", "ChunkRunner", "PrecomputedAnalyzer", "check_executor", "chunks",
+           "detect_in_batches", "executor_name", "in_process", "precompute", "ray_session",
+           "text_key"]
 
 EXECUTORS = ("local", "ray")
 #: Distinct texts per Ray Data dataset (bounds the driver's memory per round).
@@ -70,7 +71,8 @@ _BATCH = 512
 _WORKER: dict[str, Analyzer] = {}
 
 
-def _key(text: str) -> bytes:
+def text_key(text: str) -> bytes:
+    """The 16-byte hash by which precomputed entities are looked up."""
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
@@ -89,7 +91,7 @@ class PrecomputedAnalyzer:
 
     def analyze(self, text: str) -> list[Entity]:
         """The entities of ``text``: precomputed, or found here."""
-        hit = self.found.get(_key(text))
+        hit = self.found.get(text_key(text))
         if hit is None:
             self.misses += 1
             return self.inner.analyze(text)
@@ -126,11 +128,11 @@ def _detect_batch(policy: Policy) -> Any:
     return run
 
 
-def _chunks(texts: Iterable[str], size: int) -> Iterator[list[tuple[bytes, str]]]:
+def chunks(texts: Iterable[str], size: int) -> Iterator[list[tuple[bytes, str]]]:
     seen: set[bytes] = set()
     chunk: list[tuple[bytes, str]] = []
     for text in texts:
-        key = _key(text)
+        key = text_key(text)
         if key in seen:
             continue
         seen.add(key)
@@ -184,7 +186,7 @@ def detect_in_batches(path: Path, policy: Policy, *, run: ChunkRunner, format: s
     texts = _texts(path, format=format, text_field=text_field,
                    keep_fields=frozenset(policy.keep_fields), keys=keys)
     found: dict[bytes, list[Entity]] = {}
-    for part in _chunks(texts, chunk):
+    for part in chunks(texts, chunk):
         for key, encoded in run(part, policy):
             found[bytes(key)] = [Entity(*e) for e in ast.literal_eval(encoded)]
     return PrecomputedAnalyzer(policy.analyzer(), found)

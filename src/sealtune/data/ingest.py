@@ -63,6 +63,8 @@ from sealtune.data.detections import (
 )
 from sealtune.data.executors import ChunkRunner, executor_name, precompute
 from sealtune.data.findings import PiiStats
+from sealtune.data.parallel import check_workers as count_workers
+from sealtune.data.parallel import close_analyzer
 from sealtune.data.passes import (
     Progress,
     RecordPasses,
@@ -289,7 +291,7 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
            shred_original: bool = False, key_names: Sequence[str] | None = None,
            progress: Progress | None = None, dataset_keys: DatasetKeys | None = None,
            provenance: Mapping[str, Any] | None = None,
-           executor: str | ChunkRunner = "local") -> IngestResult:
+           executor: str | ChunkRunner = "local", workers: int = 1) -> IngestResult:
     """Turn a raw fine-tuning file into the sealed dataset ``datasets/<name>``.
 
     The raw file may itself be sealed (``sealtune seal``): it is then opened
@@ -312,6 +314,8 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
         provenance: facts recorded in the manifest as ``pipeline`` (names and digests).
         executor: ``local`` or ``ray`` (PII detection on Ray Data, same outputs:
             :mod:`sealtune.data.executors`).
+        workers: PII detection on this many local processes (same outputs:
+            :mod:`sealtune.data.parallel`); only with the ``local`` executor.
 
     Raises:
         UsageError: a bad name, an existing dataset, an unusable input path.
@@ -322,10 +326,11 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
     check_request(ws, src, name=name, shred_original=shred_original)
     policy, on_error = resolve_policy(policy, on_error)
     keys = [ws.config.default_key] if key_names is None else list(key_names)
+    check_workers(workers, executor=executor)
     analyzer = precompute(executor, src, policy, format=format, text_field=text_field,
                           keys=ws.keys)
     passes = open_passes(src, policy, format=format, text_field=text_field, on_error=on_error,
-                         progress=progress, keys=ws.keys, analyzer=analyzer)
+                         progress=progress, keys=ws.keys, analyzer=analyzer, workers=workers)
     try:
         written = _run(ws, src, name, policy, passes, keys, {
             "dataset_keys": dataset_keys, "provenance": provenance})
@@ -334,5 +339,30 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
         ws.audit("data.ingest", f"dataset/{name}", outcome="failure",
                  details={"error": type(exc).__name__})
         raise
+    finally:
+        close_analyzer(passes[0].analyzer)  # --workers: stops the pool
     return publish(ws, src, name, written, policy=policy, shred_original=shred_original,
-                   details={"executor": executor_name(executor)} if executor != "local" else None)
+                   details=_details(executor, workers))
+
+
+def _details(executor: str | ChunkRunner, workers: int) -> dict[str, Any] | None:
+    """What the ledger records of how the work ran (nothing for one local process)."""
+    details: dict[str, Any] = {}
+    if executor != "local":
+        details["executor"] = executor_name(executor)
+    if workers > 1:
+        details["workers"] = workers
+    return details or None
+
+
+def check_workers(workers: int, *, executor: str | ChunkRunner = "local") -> int:
+    """``workers`` if usable with ``executor``.
+
+    Raises:
+        UsageError: not a count from 1 to :data:`~sealtune.data.parallel.MAX_WORKERS`, or
+            more than one with another executor than ``local`` (Ray sizes its own).
+    """
+    if count_workers(workers) > 1 and executor != "local":
+        raise UsageError("--workers is for the local executor",
+                         hint="leave --workers out with --executor ray (Ray sizes its workers)")
+    return workers

@@ -53,7 +53,14 @@ from typing import TYPE_CHECKING, Any
 from sealtune.data import store
 from sealtune.data.builds import remove_stale_builds, start_build
 from sealtune.data.detections import warn_unsafe
-from sealtune.data.ingest import IngestResult, check_request, ingest, publish, resolve_policy
+from sealtune.data.ingest import (
+    IngestResult,
+    check_request,
+    check_workers,
+    ingest,
+    publish,
+    resolve_policy,
+)
 from sealtune.data.passes import Progress, changed
 from sealtune.data.policy import Policy
 from sealtune.data.redact import DatasetKeys
@@ -88,7 +95,8 @@ def ingest_dataset(ws: Workspace, path: str | os.PathLike[str], *, name: str,
                    progress: Progress | None = None, dataset_keys: DatasetKeys | None = None,
                    provenance: Mapping[str, Any] | None = None, sandbox: bool = True,
                    bwrap: str = "bwrap", tmpfs_size: int = 1 << 30,
-                   timeout: float | None = None, executor: str = "local") -> IngestResult:
+                   timeout: float | None = None, executor: str = "local",
+                   workers: int = 1) -> IngestResult:
     """Ingest ``path`` as the sealed dataset ``datasets/<name>``, in the data sandbox.
 
     Args:
@@ -102,6 +110,8 @@ def ingest_dataset(ws: Workspace, path: str | os.PathLike[str], *, name: str,
         executor: ``local``, or ``ray`` (PII detection on Ray Data,
             :mod:`sealtune.data.executors`): Ray's workers see record text outside any
             sandbox, so ``ray`` needs ``sandbox=False`` (``--no-sandbox``), said so.
+        workers: PII detection on this many processes (inside the sandbox when it is on;
+            same outputs: :mod:`sealtune.data.parallel`).
 
     Raises:
         SandboxUnavailableError: the sandbox cannot be created (and ``sandbox`` is True).
@@ -120,15 +130,16 @@ def ingest_dataset(ws: Workspace, path: str | os.PathLike[str], *, name: str,
         return ingest(ws, path, name=name, policy=policy, format=format, text_field=text_field,
                       on_error=on_error, shred_original=shred_original, key_names=key_names,
                       progress=progress, dataset_keys=dataset_keys, provenance=provenance,
-                      executor=executor)
+                      executor=executor, workers=workers)
     src = Path(path)
     check_request(ws, src, name=name, shred_original=shred_original)
+    check_workers(workers)
     policy, on_error = resolve_policy(policy, on_error)
     warn_unsafe(policy, stacklevel=3)
     keys = [ws.config.default_key] if key_names is None else list(key_names)
     job = {"name": name, "policy": policy.to_dict(), "policy_source": policy.source,
            "format": format, "text_field": text_field, "on_error": on_error,
-           "key_names": keys, "input_name": src.name,
+           "key_names": keys, "input_name": src.name, "workers": workers,
            "provenance": None if provenance is None else dict(provenance)}
     try:
         written, measurement = _run(ws, src, job, dataset_keys or DatasetKeys.generate(),
@@ -140,7 +151,8 @@ def ingest_dataset(ws: Workspace, path: str | os.PathLike[str], *, name: str,
                  details={"error": type(exc).__name__, "sandboxed": True})
         raise
     return publish(ws, src, name, written, policy=policy, shred_original=shred_original,
-                   details={"sandboxed": True, "measurement": measurement["digest"]})
+                   details={"sandboxed": True, "measurement": measurement["digest"],
+                            **({"workers": workers} if workers > 1 else {})})
 
 
 def _keys(ws: Workspace, src: Path, job: Mapping[str, Any], dataset_keys: DatasetKeys,

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from sealtune.data import store
 from sealtune.data.detections import open_passes
 from sealtune.data.formats import DataFormatError
+from sealtune.data.parallel import close_analyzer
 from sealtune.data.policy import parse_policy
 from sealtune.data.redact import DatasetKeys
 from sealtune.data.writing import screen_input, write_dataset
@@ -100,10 +101,12 @@ def main(ctx: ChildContext, argv: list[str]) -> None:
     policy = parse_policy(job["policy"], source=str(job["policy_source"]))
     targets = {f: SealingTarget.from_bytes(_secret(ctx, target_key(f))) for f in SEALED}
     raw = ctx.indir / RAW
+    passes = None
     try:
         passes = open_passes(raw, policy, format=job.get("format"),
                              text_field=job.get("text_field"), on_error=str(job["on_error"]),
-                             progress=_progress(ctx), data_key=ctx.keys.get(RAW))
+                             progress=_progress(ctx), data_key=ctx.keys.get(RAW),
+                             workers=int(job.get("workers", 1)))
         ctx.events.event("data_decrypted", sealed_input=RAW in ctx.keys)
         screened = screen_input(raw, passes, policy=policy, input_name=str(job["input_name"]))
         written = write_dataset(
@@ -118,6 +121,8 @@ def main(ctx: ChildContext, argv: list[str]) -> None:
     finally:
         for target in targets.values():
             target.wipe()
+        if passes is not None:
+            close_analyzer(passes[0].analyzer)  # --workers: stops the pool
     write_atomic(ctx.outdir / QUARANTINED, json.dumps(list(written.quarantined)).encode())
     counts = written.manifest["counts"]
     ctx.events.event("outputs_sealed", files=len(SEALED), records_out=counts["records_out"],

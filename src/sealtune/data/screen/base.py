@@ -136,10 +136,14 @@ class SampleBatch:
 
     def __init__(self, samples: Sequence[Sample]) -> None:
         self.samples = samples
-        self._sigs: dict[str, _text.U32] = {}
+        self._sigs: dict[tuple[str, int], _text.U32] = {}
 
-    def signatures(self, side: Literal["prompt", "question", "response", "record"]) -> _text.U32:
-        """``len(samples) x NUM_PERM`` signatures of the prompt, the question, the response or both.
+    def signatures(self, side: Literal["prompt", "question", "response", "record"], *,
+                   width: int = NUM_PERM) -> _text.U32:
+        """``len(samples) x width`` signatures of the prompt, the question, the response or both.
+
+        ``width``: the first ``width`` of the ``NUM_PERM`` slots only (the same
+        values, computed for less).
 
         ``question`` is the user turns alone (:attr:`Sample.question`): shared
         system prompts would otherwise dominate a short record's shingles.
@@ -147,14 +151,16 @@ class SampleBatch:
         ``record`` is the union of the two shingle sets (element-wise minimum
         of the two signatures), i.e. the whole record.
         """
-        if side not in self._sigs:
+        key = (side, width)
+        if key not in self._sigs:
             if side == "record":
-                self._sigs[side] = np.minimum(self.signatures("prompt"),
-                                              self.signatures("response"))
+                self._sigs[key] = np.minimum(self.signatures("prompt", width=width),
+                                             self.signatures("response", width=width))
             else:
                 texts = [_text.shingle_text(getattr(s, side)) for s in self.samples]
-                self._sigs[side] = _text.signatures(texts, num_perm=NUM_PERM, n=SHINGLE)
-        return self._sigs[side]
+                self._sigs[key] = _text.signatures(texts, num_perm=NUM_PERM, n=SHINGLE,
+                                                   width=width)
+        return self._sigs[key]
 
 
 @runtime_checkable

@@ -183,11 +183,14 @@ class Trigger:
         if pass_no == 0:
             # Prompt likeness is judged on the questions: a shared system prompt would
             # make every prompt alike and hide a template's carriers behind it.
-            self._psig.extend(batch.signatures("question")[:, :_K])
-            self._rsig.extend(batch.signatures("response")[:, :_K])
+            self._psig.extend(batch.signatures("question", width=_K))
+            self._rsig.extend(batch.signatures("response", width=_K))
             vocab, ids = self._vocab, self._ids
             for s in batch.samples:
-                ids.extend([vocab.setdefault(f, len(vocab)) for f in _text.features(s.prompt)])
+                found = _text.features(s.prompt)
+                for f in found.difference(vocab):  # new phrases (C: looks each up in vocab)
+                    vocab[f] = len(vocab)
+                ids.extend(map(vocab.__getitem__, found))
                 self._offsets.append(len(ids))
         elif pass_no == 1:
             if self._candidates is None:
@@ -410,12 +413,26 @@ class _Topics:
 
 
 def _coherence(sig: np.ndarray, carriers: np.ndarray) -> float:
-    """Mean pairwise signature agreement among (up to ``_SAMPLE``, evenly spaced) carriers."""
+    """Mean pairwise signature agreement among (up to ``_SAMPLE``, evenly spaced) carriers.
+
+    Counted per slot, not per pair: a slot where ``c`` carriers hold one value
+    gives ``c * (c - 1) / 2`` agreeing pairs (one sort, instead of comparing
+    every pair). With a power-of-two slot count every pair's share is exact
+    in binary, so the mean equals the pairwise one to the last bit.
+    """
     carriers = _spread(carriers, _SAMPLE)
+    m, k = int(carriers.size), int(sig.shape[1])
+    if m < 2:
+        return 0.0
     x = sig[carriers]
-    eq = (x[:, None, :] == x[None, :, :]).mean(axis=-1)
-    iu = np.triu_indices(carriers.size, 1)
-    return float(eq[iu].mean()) if iu[0].size else 0.0
+    if k & (k - 1):  # not a power of two: the pairwise mean, each pair once
+        i, j = np.triu_indices(m, 1)
+        return float(((x[i] == x[j]).sum(axis=1) / k).mean())
+    slot = np.arange(k, dtype=np.uint64) << np.uint64(32)
+    keys = np.sort((slot[None, :] | x.astype(np.uint64)).ravel())
+    runs = np.diff(np.concatenate(([0], np.flatnonzero(np.diff(keys)) + 1, [keys.size])))
+    agreeing = int((runs * (runs - 1) // 2).sum())
+    return agreeing / k / (m * (m - 1) // 2)
 
 
 register_check(CheckSpec(
