@@ -21,6 +21,14 @@ import re
 
 from sealtune.data.pii import _latin
 from sealtune.data.pii._latin import LETTERS, NAME_WORD, continues_word, fold
+from sealtune.data.pii._latin_names import (
+    AMBIGUOUS,
+    GIVEN,
+    NOT_NAMES,
+    SURNAME_ENDING,
+    SURNAMES,
+    words,
+)
 from sealtune.data.pii._text import keyword_hits, register_keywords
 
 #: A found name: (start, end, score).
@@ -42,8 +50,11 @@ _NOT_NAMES = frozenset(
 
 # A name is one to three name words (:mod:`._latin`: accented letters and
 # internal capitals included, every quantifier bounded).
-_NAME = f"{NAME_WORD}(?:[ -]{NAME_WORD}){{0,2}}"
-_EN_TITLE = re.compile(rf"(?:Mr|Mrs|Ms|Miss|Dr|Prof|Mx)\.?\s({_NAME})")
+_NAME = f"{NAME_WORD}(?:(?: {_latin.UPPER}\\.?)? {NAME_WORD}|-{NAME_WORD}){{0,2}}"
+# A title in any case ("mr. elliott"), then a capitalised name or one lower-case word.
+_EN_TITLE = re.compile(
+    rf"(?<![A-Za-z])(?:Miss|(?i:mrs|mr|ms|dr|prof|mx))\.?\s({_NAME}|[a-z]{{2,24}}(?![A-Za-z]))"
+)
 # Cues are searched in the lower-cased text (a flat alternation of literals),
 # then a capitalised name must follow in the original text.
 EN_CUES = ("my name is", "name is", "name:", "name :", "i am", "i'm", "this is", "dear",
@@ -92,6 +103,9 @@ FIRST_NAMES = frozenset([
 ])
 
 
+_FIRST_LOWER = frozenset(n.lower() for n in FIRST_NAMES)
+
+
 def _is_pinyin_name(first: str, last: str) -> bool:
     low1, low2 = first.lower(), last.lower()
     return bool(_PINYIN.fullmatch(low1) and _PINYIN.fullmatch(low2)) and (
@@ -127,6 +141,8 @@ def _after_titles(text: str) -> list[Span]:
     found = []
     for m in _EN_TITLE.finditer(text):
         end = _whole_words(text, m.start(1), m.end(1))
+        if m.group(1).islower() and m.group(1) in _LOW_STOP:
+            continue
         if end > m.start(1):
             found.append((m.start(1), end, 0.85))
     return found
@@ -155,27 +171,146 @@ def _after_cues(text: str) -> list[Span]:
     return found
 
 
+def _evidence(word: str) -> int:
+    """How much ``word`` looks like a name: 2 a known given name, 1 a surname, 0 none."""
+    low = fold(word).lower()
+    if low in NOT_NAMES:
+        return -1
+    if (low in GIVEN or low in _FIRST_LOWER) and low not in AMBIGUOUS:
+        return 2
+    if low in SURNAMES or (len(low) >= _ENDING_MIN and SURNAME_ENDING.search(low)
+                           and not low.endswith("person")):
+        return 1
+    return 0
+
+
+_ENDING_MIN = 6
+# A run of capitalised words, middle initials allowed ("Katie E Miles").
+_CHUNK = re.compile(rf"{NAME_WORD}(?:(?: {_latin.UPPER}\.?)? {NAME_WORD}){{0,3}}")
+_WORD_IN = re.compile(NAME_WORD)
+# An inflected English word ("Awarded", "Building", "Only") is no given name.
+_INFLECTED = re.compile(r"(?:ed|ing|ly)$")
+# What before a lone surname says it is a person ("says Becker", "by Kónya").
+_CUE_BEFORE = re.compile(r"(?:says|said|by|named|called|tell|told|ask|asked|with|to|me,|name\?) $")
+_CUE_AFTER = re.compile(r" (?:lives|said|says|spent|had|was born|will be|began|is from|and [A-Z])")
+# Cues strong enough for a capitalised word no list knows ("says Bergqvist.").
+_STRONG_BEFORE = re.compile(r"(?:says|said|named|Hi|Hello|Dear) $")
+_STRONG_AFTER = re.compile(r" (?:lives (?:at|on|in)|said|says|spent a|had given|was born|began)")
+
+
+def _chunk_name(text: str, start: int, end: int) -> Span | None:
+    """The name inside a run of capitalised words ``[start, end)``, if the words say so."""
+    words = [(m.start(), m.end()) for m in _WORD_IN.finditer(text, start, end)]
+    marks = [_evidence(text[a:b]) for a, b in words]
+    while marks and marks[0] < 0:  # "The", "Dear", a month: not part of the name
+        words, marks = words[1:], marks[1:]
+    if -1 in marks:  # "Jennifer Alcaraz Suite": keep the words before the label
+        words, marks = words[:marks.index(-1)], marks[:marks.index(-1)]
+    if not words:
+        return None
+    first, last = words[0][0], words[-1][1]
+    has_initial = (len(words) >= 2 and text.find(".", first, last) != -1) or \
+        re.search(r" [A-Z]\.? ", text[first:last]) is not None
+    if len(words) >= 2:
+        if has_initial or marks[0] == 2 or (marks[-1] == 1 and marks[0] >= 0 and
+                                            not text[first:last].isascii()):
+            return (first, last, 0.75 if has_initial else 0.7)
+        if marks[0] >= 1 or (marks[-1] == 1 and not _INFLECTED.search(text, first,
+                                                                       words[0][1])):
+            return (first, last, 0.6)
+        if len(words) == 2 and _is_pinyin_name(fold(text[first:words[0][1]]),
+                                               fold(text[words[1][0]:last])):
+            return (first, last, 0.65)
+        return None
+    if marks[0] == 2:
+        return (first, last, 0.6)
+    if marks[0] == 1 and (_CUE_BEFORE.search(text, max(0, first - 8), first) or
+                          _CUE_AFTER.match(text, last)):
+        return (first, last, 0.6)
+    if marks[0] == 0 and (_STRONG_BEFORE.search(text, max(0, first - 8), first) or
+                          _STRONG_AFTER.match(text, last)):
+        return (first, last, 0.55)
+    return None
+
+
 def _pairs(text: str) -> list[Span]:
-    """A known given name (or pinyin with a Chinese surname) and one more name word."""
+    """Runs of capitalised words that a given name, surname, initial or cue marks as a name."""
     found: list[Span] = []
-    pos = 0
-    while (m := _EN_PAIR.search(text, pos)) is not None:
-        # On a miss, look again from the second word: in "Thanks Emily
-        # Carter" the pair "Thanks Emily" must not hide "Emily Carter".
-        pos = m.start(2)
+    for m in _CHUNK.finditer(text):
         if (m.start() and text[m.start() - 1] in LETTERS) or continues_word(text, m.end()):
             continue
-        first, last = fold(m.group(1)), fold(m.group(2))
-        if first in FIRST_NAMES:
-            found.append((m.start(), m.end(), 0.7))
-        elif _is_pinyin_name(first, last):
-            found.append((m.start(), m.end(), 0.65))
-        else:
-            continue
-        pos = m.end()
+        span = _chunk_name(text, m.start(), m.end())
+        if span is not None:
+            found.append(span)
     return found
+
+
+# Lists of single names: "Müller, Dubois and Rossi", "silvana, adam, chad and caleb".
+_LIST = re.compile(rf"{NAME_WORD}(?:, {NAME_WORD}){{0,8}},? (?:and|&) {NAME_WORD}")
+_LOW_LIST = re.compile(r"(?<![A-Za-z])[a-z]{2,15}(?:, [a-z]{2,15}){1,8},? and [a-z]{2,15}(?![a-z])")
+_LOW_WORD = re.compile(r"[a-z]{2,15}")
+_FIRM_BEFORE = re.compile(r"(?:[Tt]he|at|of|from) $")
+_FIRM_AFTER = re.compile(r" (?:[A-Z]|is an? |are an? )")
+
+
+def _lists(text: str) -> list[Span]:
+    found: list[Span] = []
+    if " and " not in text and " & " not in text:
+        return found
+    for m in _LIST.finditer(text):
+        if (m.start() and text[m.start() - 1] in LETTERS) or continues_word(text, m.end()):
+            continue
+        words = [(w.start(), w.end()) for w in _WORD_IN.finditer(text, m.start(), m.end())]
+        marks = [_evidence(text[a:b]) for a, b in words]
+        # "at Jones, Mitchell and Williams", "the Davis, Reynolds and Williamson
+        # Orchestra": a firm or a band named after people, not the people.
+        if _FIRM_BEFORE.search(text, max(0, m.start() - 5), m.start()) or \
+                _FIRM_AFTER.match(text, m.end()):
+            continue
+        if min(marks) >= 0 and max(marks) >= 1:
+            found.extend((a, b, 0.6) for a, b in words)
+    for m in _LOW_LIST.finditer(text):
+        words = [(w.start(), w.end()) for w in _LOW_WORD.finditer(text, m.start(), m.end())
+                 if w.group() != "and"]
+        known = sum(text[a:b] in GIVEN and text[a:b] not in AMBIGUOUS for a, b in words)
+        if known * 2 >= len(words):
+            found.extend((a, b, 0.55) for a, b in words)
+    return found
+
+
+# Lower-case names after a cue ("my name is anna schmidt", "call john at 5").
+LOWER_CUES = ("my name is", "name is", "i am", "i'm", "call", "with", "dear", "hi", "tell",
+              "ask", "named", "called")
+register_keywords(LOWER_CUES)
+_LOW_NAME = re.compile(rf" ([a-z]{{2,15}})(?: ({_latin.LOWER}{{2,20}}))?(?!{_latin.LOWER})")
+_LOW_STOP = words(
+    "a an the at on in to of for and or but is was are be been it me you him her us them my "
+    "your his our their this that there here from by with as about after before tomorrow today "
+    "back again now then please if when so not no yes")
+
+
+def _lower_after_cues(text: str) -> list[Span]:
+    found: list[Span] = []
+    for cue, positions in keyword_hits(text).items():
+        if cue not in _LOWER_CUE_SET:
+            continue
+        for at in positions:
+            if at and text[at - 1] in LETTERS:
+                continue
+            m = _LOW_NAME.match(text, at + len(cue))
+            if m is None or m.group(1) not in GIVEN or m.group(1) in AMBIGUOUS:
+                continue
+            second = m.group(2)
+            end = m.end(2) if second and second not in _LOW_STOP and second not in GIVEN \
+                and (second in SURNAMES or len(second) >= 4) else m.end(1)
+            found.append((m.start(1), end, 0.6))
+    return found
+
+
+_LOWER_CUE_SET = frozenset(LOWER_CUES)
 
 
 def latin_names(text: str) -> list[Span]:
     """Names in Latin script: after a title or a cue, and known-given-name pairs."""
-    return _after_titles(text) + _after_cues(text) + _pairs(text)
+    return _after_titles(text) + _after_cues(text) + _pairs(text) + _lists(text) + \
+        _lower_after_cues(text)

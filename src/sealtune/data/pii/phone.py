@@ -32,7 +32,7 @@ import phonenumbers
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneNumber
 
 from sealtune.data.pii._phone_valid import is_fixed_line, is_valid
-from sealtune.data.pii._text import Run, has_context, number_runs, pick_non_overlapping
+from sealtune.data.pii._text import Run, any_word, has_context, number_runs, pick_non_overlapping
 from sealtune.data.pii.base import Entity, register_recognizer
 
 NAME = "phone"
@@ -127,11 +127,101 @@ def _candidates(text: str, run: Run) -> list[tuple[int, int, float]]:
             continue
         lead = led and start == first
         s = lead_at if lead else start
+        if lead and text[lead_at] == "(" and text.find(")", lead_at, end) == -1:
+            s = first  # "(13800138000)": the bracket is punctuation, not an area code
         value = score(text[s:end], digits, plus=lead and plus)
         if value:
             if has_context(text, s, end, CONTEXT):
                 value = round(min(1.0, value + 0.05), 4)
             found.append((s, end, value))
+    return found
+
+
+# Numbers as people write them beyond the digit runs above: dotted groups
+# (``030.1234.5678``, ``+1.415.555.0100``), a bracketed trunk zero or area
+# code (``+44 (0)20 7946 0958``, ``(0)30 1234 5678``, ``(602)272-9781``) and
+# an extension (``x123``, ``ext. 45``, ``#12``), which belongs to the span.
+# Every quantifier is bounded, so each start costs a bounded number of steps.
+_WRITTEN = re.compile(
+    r"(?:\+|\(\+?)?\d[\d .\-()]{5,24}\d"
+    r"(?:[ ]?(?:x|ext\.?|#|extension)[ ]?\d{1,5})?"
+)
+_EXTENSION = re.compile(r"[ ]?(?:x|ext\.?|#|extension)[ ]?\d{1,5}$")
+_GROUPS = re.compile(r"\d+")
+_IP_LIKE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+_DOTTED_DATE = re.compile(r"(?:19|20)\d\d\.\d\d?\.\d\d?(?!\d)|\d\d?\.\d\d?\.(?:19|20)\d\d")
+_WRITTEN_CUES = ("(0)", "ext", "x", "#", ".")
+_NATIONAL_CODES = tuple(sorted(COUNTRY_CODE_TO_REGION_CODE))
+WORDS_NEAR = (*CONTEXT, "desk", "office", "cell", "messages to", "answering at", "reach me",
+              "number", "tel.", "ph")
+
+
+# Regions whose national numbers are written without a trunk 0 (Spain,
+# Denmark, Norway, Portugal, Poland, Czechia, Greece, Luxembourg, Italian mobiles).
+_NO_TRUNK = (34, 45, 47, 351, 48, 420, 30, 352, 39)
+_MAJOR = (33, 49, 44, 39, 34, 31, 32, 41, 43)
+
+
+@lru_cache(maxsize=4096)
+def _national_ok(digits: str, *, anywhere: bool) -> bool:
+    """Valid as a national number: after a trunk 0 in some region (in any region
+    when ``anywhere``, else a major European one), or without one where that is usual."""
+    if digits.startswith("0"):
+        rest = digits[1:]
+        codes = _NATIONAL_CODES if anywhere else _MAJOR
+    else:
+        if not anywhere or digits.startswith(("86", "1")):
+            return False  # CN numbers are decided by the runs above
+        rest, codes = digits, _NO_TRUNK
+    if not rest or rest[0] == "0":
+        return False
+    return any(is_valid(code, rest) for code in codes)
+
+
+def _written_score(text: str, start: int, end: int) -> float:
+    raw = text[start:end]
+    ext = _EXTENSION.search(raw)
+    body = raw[:ext.start()] if ext else raw
+    if _DOTTED_DATE.search(body) or _IP_LIKE.fullmatch(body):
+        return 0.0  # a date, an IP address
+    digits = "".join(c for c in body.replace("(0)", "") if c.isdigit())
+    if not 7 <= len(digits) <= 15 or body.count("(") != body.count(")"):
+        return 0.0
+    near = has_context(text, start, end, WORDS_NEAR)
+    bonus = 0.05 if near else 0.0
+    if body.startswith(("+", "(+")):
+        return 0.9 + bonus if len(digits) >= 8 and _international_ok(digits) else 0.0
+    if digits.startswith("00"):
+        return 0.85 + bonus if _international_ok(digits[2:]) else 0.0
+    separated = any(c in body for c in " .-()")
+    if len(digits) == 10 and digits[0] in "23456789" and separated and \
+            _international_ok("1" + digits):
+        return 0.75 if near else 0.7
+    groups = len(_GROUPS.findall(body))
+    if separated and (near or (groups >= 3 and ("." in body or "(0)" in body))) and \
+            _national_ok(digits, anywhere=near):
+        return 0.7 if near else 0.6
+    return 0.0
+
+
+def _written(text: str) -> list[tuple[int, int, float]]:
+    """Candidates of :data:`_WRITTEN` shape (see above), validated by libphonenumber."""
+    if not any(cue in text for cue in _WRITTEN_CUES) and not any_word(WORDS_NEAR).search(
+            text.lower()):
+        return []
+    found = []
+    for m in _WRITTEN.finditer(text):
+        start, end = m.span()
+        if (start and (text[start - 1].isalnum() or text[start - 1] in "+.")) or \
+                (end < len(text) and (text[end].isalnum() or
+                                      (text[end] == "." and text[end + 1:end + 2].isdigit()))):
+            continue
+        if text[start] == "(" and text[start + 1:start + 2] != "+" and \
+                text.find(")", start, start + 7) == -1:
+            start += 1  # "(13800138000)": the bracket is punctuation
+        value = _written_score(text, start, end)
+        if value:
+            found.append((start, end, value))
     return found
 
 
@@ -146,6 +236,7 @@ class PhoneRecognizer:
         for run in number_runs(text):
             if len(run.digits) <= 40:
                 found.extend(_candidates(text, run))
+        found.extend(_written(text))
         if not found:
             return []
         return [Entity("PHONE", s, e, sc, NAME) for s, e, sc in pick_non_overlapping(found)]
