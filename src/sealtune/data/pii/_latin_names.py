@@ -120,17 +120,24 @@ lincoln washington jackson troy per bo kai tim key white young king green brown 
 gray hall wood fox wolf price hunt lang gil sala villa dale
 """)
 
+# Words of firms, bands and addresses that follow names ("Jones and Sons",
+# "Eriksson Bridge", "Jennifer Alcaraz Suite 541").
+_LABELS = """
+sons brothers orchestra associates group partners holdings stripes producer director president
+awarded street st avenue ave road rd boulevard blvd lane ln drive court ct way place pl terrace
+parkway circle highway square plaza trail crescent close row bridge hills parks rapids islands
+extensions mall gateway bypass flat flats cliffs via rue suite apt apartment unit floor box
+"""
+#: Words that end a name when they follow it.
+TRAILING = words(_LABELS)
+
 #: Capitalised words never taken for a name (sentence starters, labels, months ...).
 NOT_NAMES = words("""
 the a an and or but if then so we i you he she it they my your our his her their this that these
 those there here what when where why who how which yes no not hi hello hey dear thanks thank
 please sorry okay ok well oh also just still yet now today tomorrow yesterday monday tuesday
 wednesday thursday friday saturday sunday january february march april may june july august
-september october november december street road avenue lane drive suite apt apartment unit
-floor box po city state country address phone email mobile tel fax card account name number
-customer client user team support service office company inc ltd llc corp bank mr mrs ms miss
-dr prof sir madam sons brothers orchestra associates group partners holdings stripes
-producer director president awarded street st avenue ave road rd boulevard blvd lane ln drive
-court ct way place pl terrace parkway circle highway square plaza trail crescent close row
-bridge hills parks rapids islands extensions mall gateway bypass flat flats cliffs via rue
-""")
+september october november december city state country address phone email mobile tel fax card
+account name number customer client user team support service office company inc ltd llc corp
+bank mr mrs ms miss dr prof sir madam
+""" + _LABELS)

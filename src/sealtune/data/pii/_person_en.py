@@ -27,6 +27,7 @@ from sealtune.data.pii._latin_names import (
     NOT_NAMES,
     SURNAME_ENDING,
     SURNAMES,
+    TRAILING,
     words,
 )
 from sealtune.data.pii._text import keyword_hits, register_keywords
@@ -131,10 +132,16 @@ def _whole_words(text: str, start: int, end: int) -> int:
     a capital after a capital: ``McDONALD``): its last word is dropped rather
     than half of it reported.
     """
-    if not continues_word(text, end):
-        return end
-    cut = max(text.rfind(" ", start, end), text.rfind("-", start, end))
-    return cut if cut > start else start
+    if continues_word(text, end):
+        cut = max(text.rfind(" ", start, end), text.rfind("-", start, end))
+        end = cut if cut > start else start
+    # "Mrs. Jennifer Alcaraz Suite 541": a trailing label is not part of the name.
+    while end > start:
+        cut = text.rfind(" ", start, end)
+        if cut == -1 or text[cut + 1:end].lower() not in TRAILING:
+            break
+        end = cut
+    return end
 
 
 def _after_titles(text: str) -> list[Span]:
@@ -192,7 +199,7 @@ _WORD_IN = re.compile(NAME_WORD)
 _INFLECTED = re.compile(r"(?:ed|ing|ly)$")
 # What before a lone surname says it is a person ("says Becker", "by Kónya").
 _CUE_BEFORE = re.compile(r"(?:says|said|by|named|called|tell|told|ask|asked|with|to|me,|name\?) $")
-_CUE_AFTER = re.compile(r" (?:lives|said|says|spent|had|was born|will be|began|is from|and [A-Z])")
+_CUE_AFTER = re.compile(r" (?:lives|said|says|spent|had|was born|will be|began|is from)")
 # Cues strong enough for a capitalised word no list knows ("says Bergqvist.").
 _STRONG_BEFORE = re.compile(r"(?:says|said|named|Hi|Hello|Dear) $")
 _STRONG_AFTER = re.compile(r" (?:lives (?:at|on|in)|said|says|spent a|had given|was born|began)")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 
+from sealtune.data.pii._latin import LETTERS, LOWER, UPPER
 from sealtune.data.pii.base import Entity, register_recognizer
 
 NAME = "address"
@@ -72,7 +73,33 @@ _EN_ADDRESS = re.compile(
     r"(?:[A-Z][a-z]+|\d{1,3}(?:st|nd|rd|th))(?:\s[A-Z][a-z]+){0,3}\s"
     rf"(?:{_STREET_TYPES})\b(?:(?<=St|Rd|Ln|Dr|Ct|Pl|Sq)\.|(?<=Ave|Ter|Cir|Hwy)\.|(?<=Blvd|Pkwy)\.)?"
     r"(?:,?\s(?:Apt|Apartment|Suite|Ste|Unit|Floor|Fl|Room|#)\.?\s?#?[A-Za-z0-9-]{1,6})?"
-    r"(?:,\s[A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2}(?:,\s[A-Z]{2}(?:\s\d{5}(?:-\d{4})?)?)?)?"
+)
+# German-style streets (name + type as one word, then the number) and French
+# ones (number, type, name with its particles).
+_DE_STREET = re.compile(
+    rf"{UPPER}{LOWER}{{1,30}}(?:straße|strasse|str\.|weg|platz|allee|gasse|ring|damm|ufer)"
+    r" \d{1,4}[a-z]?(?:-\d{1,4})?"
+)
+_FR_STREET = re.compile(
+    r"\d{1,4}(?: ?(?:bis|ter))?,? (?:rue|avenue|av\.|boulevard|bd|place|chemin|allée|impasse|quai"
+    rf"|cours|route)(?: (?:de la|de l'|du|des|de|d'|la|le|l')?[ ]?{UPPER}{LOWER}{{1,24}}){{1,3}}"
+)
+_WESTERN_CUES = ("straße", "strasse", "str.", "weg ", "platz", "allee", "gasse", "ring ",
+                 "damm", "ufer", "rue ", "avenue", "boulevard", "bd ", "place ", "chemin",
+                 "allée", "impasse", "quai ", "cours ", "route ")
+# After the street line: a unit, then up to three parts (city, state and ZIP,
+# postcode and city, UK postcode, country), after a comma or on the next lines.
+_WORDS = rf"{UPPER}{LOWER}{{1,24}}(?:[ -]{UPPER}{LOWER}{{1,24}}){{0,2}}"
+_PART = (
+    rf"(?:\d{{4,5}} {_WORDS}"                                  # 75001 Paris, 10115 Berlin
+    rf"|{_WORDS}(?:,? [A-Z]{{2}})?(?: \d{{5}}(?:-\d{{4}})?)?"   # Mountain View, CA 94043
+    r"|[A-Z]{2} \d{5}(?:-\d{4})?"                              # CA 94043 on its own line
+    r"|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}"                       # SW1A 2AA
+    r"|USA|UK)"
+)
+_TAIL = re.compile(
+    r"(?:,? ?(?:Apt|Apartment|Suite|Ste|Unit|Flat|#)\.? ?#?[A-Za-z0-9-]{1,6})?"
+    rf"(?:(?:, ?|[ ]*\n[ >]*){_PART}){{0,3}}"
 )
 
 
@@ -120,14 +147,22 @@ def _chinese(text: str) -> list[Entity]:
 def _english(text: str) -> list[Entity]:
     for m in _EN_TYPE.finditer(text):
         if m.start() and text[m.start() - 1].isspace():
+            streets = [_EN_ADDRESS]
             break
     else:
-        return []  # every English address has a street type as a word after a space
+        streets = []  # every English address has a street type as a word after a space
+    low = text.lower()
+    if any(cue in low for cue in _WESTERN_CUES):
+        streets += [_DE_STREET, _FR_STREET]
     found: list[Entity] = []
-    for m in _EN_ADDRESS.finditer(text):
-        if m.start() and text[m.start() - 1] in _ASCII_ALNUM:
-            continue
-        found.append(Entity("ADDRESS", m.start(), m.end(), 0.8, NAME))
+    for street in streets:
+        for m in street.finditer(text):
+            if m.start() and (text[m.start() - 1] in _ASCII_ALNUM or
+                              text[m.start() - 1] in LETTERS):
+                continue
+            tail = _TAIL.match(text, m.end())
+            end = tail.end() if tail else m.end()
+            found.append(Entity("ADDRESS", m.start(), end, 0.8, NAME))
     return found
 
 
