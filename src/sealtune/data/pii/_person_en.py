@@ -144,9 +144,15 @@ def _whole_words(text: str, start: int, end: int) -> int:
     return end
 
 
+_STREET_BEFORE = re.compile(r"\d{1,6} [A-Z][a-z]+ $")
+
+
 def _after_titles(text: str) -> list[Span]:
     found = []
     for m in _EN_TITLE.finditer(text):
+        if text[m.start():m.start() + 3] in ("Dr ", "St ") and _STREET_BEFORE.search(
+                text, max(0, m.start() - 25), m.start()):
+            continue  # "1737 Cheriton Dr Reuquén": a street type, not a doctor
         end = _whole_words(text, m.start(1), m.end(1))
         if m.group(1).islower() and m.group(1) in _LOW_STOP:
             continue

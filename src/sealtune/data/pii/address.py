@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 
 from sealtune.data.pii._latin import LETTERS, LOWER, UPPER
+from sealtune.data.pii._text import keyword_hits, register_keywords
 from sealtune.data.pii.base import Entity, register_recognizer
 
 NAME = "address"
@@ -77,15 +78,15 @@ _EN_ADDRESS = re.compile(
 # German-style streets (name + type as one word, then the number) and French
 # ones (number, type, name with its particles).
 _DE_STREET = re.compile(
-    rf"{UPPER}{LOWER}{{1,30}}(?:straße|strasse|str\.|weg|platz|allee|gasse|ring|damm|ufer)"
+    rf"{UPPER}{LOWER}{{1,30}}(?:straße|strasse|str\.|weg|platz|allee|gasse|damm)"
     r" \d{1,4}[a-z]?(?:-\d{1,4})?"
 )
 _FR_STREET = re.compile(
     r"\d{1,4}(?: ?(?:bis|ter))?,? (?:rue|avenue|av\.|boulevard|bd|place|chemin|allée|impasse|quai"
     rf"|cours|route)(?: (?:de la|de l'|du|des|de|d'|la|le|l')?[ ]?{UPPER}{LOWER}{{1,24}}){{1,3}}"
 )
-_WESTERN_CUES = ("straße", "strasse", "str.", "weg ", "platz", "allee", "gasse", "ring ",
-                 "damm", "ufer", "rue ", "avenue", "boulevard", "bd ", "place ", "chemin",
+_WESTERN_CUES = ("straße", "strasse", "str.", "weg ", "platz", "allee", "gasse",
+                 "damm", "rue ", "avenue", "boulevard", "bd ", "place ", "chemin",
                  "allée", "impasse", "quai ", "cours ", "route ")
 # After the street line: a unit, then up to three parts (city, state and ZIP,
 # postcode and city, UK postcode, country), after a comma or on the next lines.
@@ -95,12 +96,79 @@ _PART = (
     rf"|{_WORDS}(?:,? [A-Z]{{2}})?(?: \d{{5}}(?:-\d{{4}})?)?"   # Mountain View, CA 94043
     r"|[A-Z]{2} \d{5}(?:-\d{4})?"                              # CA 94043 on its own line
     r"|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}"                       # SW1A 2AA
-    r"|USA|UK)"
+    r"|USA|UK"
+    r"|(?:Apt|Apartment|Suite|Ste|Unit|Flat)\.? ?#?[A-Za-z0-9-]{1,6})"
 )
 _TAIL = re.compile(
     r"(?:,? ?(?:Apt|Apartment|Suite|Ste|Unit|Flat|#)\.? ?#?[A-Za-z0-9-]{1,6})?"
     rf"(?:(?:, ?|[ ]*\n[ >]*){_PART}){{0,3}}"
 )
+
+
+# Addresses in any Western form after a cue ("lives at", "address:") or at
+# the start of a line of a signature block: a stretch of house numbers,
+# capitalised and upper-case words, name particles, units, commas and line
+# breaks, up to the first other word or punctuation; it must hold a number.
+ADDRESS_CUES = ("address:", "address is", "lives at", "live at", "lives on", "living at",
+                "located at", "meet me at", "meet you at", "send it to", "sent to", "ship to",
+                "return to", "arrived at", "it's in", "moved to", "corner of", "enter on",
+                "deliver to", "mail to", "office is at", "reside at", "resides at", "lived in",
+                "lives in", "live in", "located in")
+register_keywords(ADDRESS_CUES)
+_ADDRESS_CUE_SET = frozenset(ADDRESS_CUES)
+_TOKEN = (
+    rf"(?:\d{{1,6}}[A-Za-z]?|(?:[dl]')?{UPPER}[{UPPER[1:-1]}{LOWER[1:-1]}'.\-]{{0,30}}"
+    r"|(?:de|do|da|dos|das|del|di|van|der|den|ten|la|le|du|des|and|e|am|an|im|ul\.|u\.|z"
+    r"|utca|str|gate|vei|veien|vej|gata|gatan|katu|tie|straat|terrasse|rua|avenida|calle|via"
+    r"|rue|avenue|plads|allé)(?= )"
+    r"|[\u0386-\u03ab\u0410-\u042f][\u0386-\u03ce\u0400-\u04ff]{1,30}"  # Greek, Cyrillic
+    r"|\([A-Z][a-z]{1,20}\))"
+)
+_GENERIC = re.compile(rf"{_TOKEN}(?:(?:,? ?\n[ >]*(?:, ?)?|, ?| ){_TOKEN}){{1,16}}")
+_LINE_START = re.compile(rf"(?:^|\n)[ >]*(\d{{1,6}} {UPPER})")
+_TRAILING = re.compile(r"(?:[ ,\n>]+(?:and|e|de|do|da|the|[A-Z]))+$")
+_DIGIT = re.compile(r"\d")
+
+
+def _generic(text: str, start: int, *, line: bool) -> tuple[int, int] | None:
+    m = _GENERIC.match(text, start)
+    if m is None:
+        return None
+    end = m.end()
+    trail = _TRAILING.search(text, start, end)
+    if trail:
+        end = trail.start()
+    if text[end - 1] == "." and end - start > 4 and text[end - 5:end - 1].isalpha():
+        end -= 1  # "Sweden." ends a sentence; "St." keeps its dot
+    body = text[start:end]
+    numbers = len(re.findall(r"\d+", body))
+    if not numbers or (line and numbers < 2) or " " not in body:
+        return None
+    if end < len(text) and text[end] in LETTERS:
+        return None
+    return start, end
+
+
+def _western(text: str) -> list[Entity]:
+    found: list[Entity] = []
+    for cue, positions in keyword_hits(text).items():
+        if cue not in _ADDRESS_CUE_SET:
+            continue
+        for at in positions:
+            after = at + len(cue)
+            while after < len(text) and text[after] in " \n":
+                after += 1
+            span = _generic(text, after, line=False)
+            if span:
+                # "the corner of A and B" is the address, its article included
+                first = at - 4 if cue == "corner of" and text[at - 4:at] == "the " else span[0]
+                found.append(Entity("ADDRESS", first, span[1], 0.8, NAME))
+    if "\n" in text and _DIGIT.search(text):
+        for m in _LINE_START.finditer(text):
+            span = _generic(text, m.start(1), line=True)
+            if span:
+                found.append(Entity("ADDRESS", *span, 0.8, NAME))
+    return found
 
 
 def _left_edge(text: str, anchor: int) -> int:
@@ -173,7 +241,7 @@ class AddressRecognizer:
     entity_types = frozenset({"ADDRESS"})
 
     def analyze(self, text: str) -> list[Entity]:
-        found = _english(text)
+        found = _english(text) + _western(text)
         if not text.isascii():
             found.extend(_chinese(text))
         return found

@@ -89,6 +89,33 @@ def test_western_addresses_are_one_span(text: str, address: str) -> None:
     assert found(text, "ADDRESS") == [address]
 
 
+@pytest.mark.parametrize(("text", "address"), [
+    ("She lives at 86036 Rua do Arenque 1634, Goiânia", "86036 Rua do Arenque 1634, Goiânia"),
+    ("Address:\n22120 Eriksbo Västergärde 78\n Suite 721\n ASKIM\n Sweden.",
+     "22120 Eriksbo Västergärde 78\n Suite 721\n ASKIM\n Sweden"),          # sentence dot out
+    ("The office is located at PSC 2721, Box 8637\nAPO AA 06259. It is new.",
+     "PSC 2721, Box 8637\nAPO AA 06259"),                                     # military post
+    ("my address is the corner of Dalbraut 99 and Frederikke Coves",
+     "the corner of Dalbraut 99 and Frederikke Coves"),
+    ("Julcsa Kárpáthy\nMhealthcoach\n50668 Kiannonkatu 98 Apt. 105, ISHAM, United Kingdom",
+     "50668 Kiannonkatu 98 Apt. 105, ISHAM, United Kingdom"),                  # signature block
+    ("statement sent to 1737 Cheriton Dr Reuquén Extensions\n Apt. 724\n Hibberdene",
+     "1737 Cheriton Dr Reuquén Extensions\n Apt. 724\n Hibberdene"),         # Dr: a street
+])
+def test_addresses_after_a_cue_in_any_western_form(text: str, address: str) -> None:
+    assert found(text, "ADDRESS") == [address]
+
+
+@pytest.mark.parametrize("text", [
+    "During 1984, The Vanguard Group invested heavily",  # "During 1984" is no Kaiserring 5
+    "She lives in Paris",                                 # a cue, but no number: a city
+    "Version 2\nWindows 10 Pro",                          # a line starting with a number
+    "Dr Smith will see you at 10",                        # Dr before a name stays a title
+])
+def test_not_addresses(text: str) -> None:
+    assert found(text, "ADDRESS") == []
+
+
 CORPUS = [
     "Müller, Dubois and Rossi were on the call; Müllerstraße 5, 10115 Berlin.",
     "Contact JohnSmith@example.com or Sean McConnell at +44 (0)20 7946 0958 ext. 7.",
