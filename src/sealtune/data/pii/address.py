@@ -35,10 +35,10 @@ NAME = "address"
 # alternation of groups would lose re's fast scan). Both end in a unit right
 # after a digit (号, 栋 ...): looking for that with str.find first spares most
 # texts both scans (see _digit_before).
-_ROAD_NUMBER = re.compile(r"[路街道巷弄里同]\s?\d{1,5}(?:[-之]\d{1,4})?号")
+_ROAD_NUMBER = re.compile(r"[路街道巷弄里同]\s?\d{1,5}(?:[-之]\d{1,4})?\s?号")
 _ESTATE_UNITS = ("号楼", "栋", "幢", "座")
 _ESTATE_NUMBER = re.compile(
-    rf"(?:小区|花园|公寓|家园|新村|苑|府|城)\d{{1,3}}(?:{'|'.join(_ESTATE_UNITS)})"
+    rf"(?:小区|花园|公寓|家园|新村|苑|府|城|园)\s?\d{{1,3}}\s?(?:{'|'.join(_ESTATE_UNITS)})"
 )
 _AFTER = re.compile(
     r"(?:院|[\u4e00-\u9fff]{2,10}?(?:小区|花园|大厦|公寓|广场|中心|大楼|家园|新村|苑|府|城|园))?"
@@ -175,8 +175,10 @@ def _left_edge(text: str, anchor: int) -> int:
     """Where a Chinese address ending in the road at ``anchor`` starts."""
     start = anchor
     limit = max(0, anchor - 30)
-    while start > limit and ("\u4e00" <= text[start - 1] <= "\u9fff" or text[start - 1].isdigit()):
-        start -= 1
+    while start > limit and ("\u4e00" <= text[start - 1] <= "\u9fff" or text[start - 1].isdigit()
+                             or (text[start - 1] == " " and start > 1 and
+                                 "\u4e00" <= text[start - 2] <= "\u9fff")):
+        start -= 1  # a single space between Han parts ("张江园区 软件园") stays inside
     cues = [m.end() for m in _LEFT_CUE.finditer(text, start, anchor)]
     if cues:
         start = cues[-1]
@@ -192,8 +194,8 @@ def _digit_before(text: str, marks: tuple[str, ...]) -> bool:
     for mark in marks:
         at = text.find(mark, 1)
         while at != -1:
-            if text[at - 1].isdecimal():
-                return True
+            if text[at - 1].isdecimal() or (text[at - 1] == " " and text[at - 2].isdecimal()):
+                return True  # "12号楼", "12 号楼"
             at = text.find(mark, at + 1)
     return False
 

@@ -113,6 +113,7 @@ ZH_CUES = frozenset(
         "开户人", "借款人", "担保人", "家属", "同事", "朋友", "持有人", "收款人", "付款人",
         "受益人", "监护人", "委托人", "代理人", "承租人", "出租人", "当事人", "报案人", "发件人",
         "经手人", "领取人", "被保人", "开户名", "账户名", "收款方",
+        "对接人", "客户资料", "联系",
     ]
 )
 ZH_TITLES = frozenset(
@@ -240,9 +241,9 @@ def _whole_name(item: str) -> bool:
 
 def _cut_before(text: str, dot: int) -> int:
     """Where the first part of a dotted name ending at ``dot`` starts: after a cue, a verb
-    or a function character, else at most 4 characters back."""
+    or a function character, else at most 5 characters back."""
     start = dot
-    while start > 0 and dot - start < 4 and "\u4e00" <= text[start - 1] <= "\u9fff" and \
+    while start > 0 and dot - start < 5 and "\u4e00" <= text[start - 1] <= "\u9fff" and \
             text[start - 1] not in _STOP:
         start -= 1
         head = text[max(0, start - 5):start]

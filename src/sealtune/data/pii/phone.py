@@ -128,7 +128,8 @@ def _candidates(text: str, run: Run) -> list[tuple[int, int, float]]:
         lead = led and start == first
         s = lead_at if lead else start
         if lead and text[lead_at] == "(" and text.find(")", lead_at, end) == -1:
-            s = first  # "(13800138000)": the bracket is punctuation, not an area code
+            # "(13800138000)", "(+86-138-0013-8000)": the bracket is punctuation
+            s = lead_at + 1 if text.startswith("(+", lead_at) else first
         value = score(text[s:end], digits, plus=lead and plus)
         if value:
             if has_context(text, s, end, CONTEXT):
@@ -194,6 +195,8 @@ def _written_score(text: str, start: int, end: int) -> float:
     if digits.startswith("00"):
         return 0.85 + bonus if _international_ok(digits[2:]) else 0.0
     separated = any(c in body for c in " .-()")
+    if len(digits) == 11 and digits[0] == "1" and separated:
+        return 0.85 + bonus if _cn_mobile_prefix_ok(digits[:5]) else 0.0  # 138.0013.8000
     if len(digits) == 10 and digits[0] in "23456789" and separated and \
             _international_ok("1" + digits):
         return 0.75 if near else 0.7

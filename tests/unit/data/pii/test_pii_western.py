@@ -149,11 +149,38 @@ def test_spans_never_cut_a_word(text: str) -> None:
 ])
 def test_recognizers_stay_linear(piece: str) -> None:
     analyzer = Analyzer(types={"PERSON", "PHONE", "ADDRESS"})
-    small, big = piece * 2_000, piece * 8_000
-    t0 = time.perf_counter()
-    analyzer.analyze(small)
-    t_small = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    analyzer.analyze(big)
-    t_big = time.perf_counter() - t0
-    assert t_big < max(0.05, t_small) * 10, (t_small, t_big)  # 4x the input, not 16x
+
+    def best_of_three(text: str) -> float:
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            analyzer.analyze(text)
+            times.append(time.perf_counter() - t0)
+        return min(times)  # the least disturbed run on a shared machine
+
+    t_small, t_big = best_of_three(piece * 2_000), best_of_three(piece * 8_000)
+    assert t_big < max(0.02, t_small) * 10, (t_small, t_big)  # 4x the input, not 16x
+
+
+# --- the failure classes of cn-pii-bench's adversarial_ext set ----------------------
+
+@pytest.mark.parametrize(("text", "etype", "value"), [
+    ("同事在群里说：138.0013.8000，记得回一下。", "PHONE", "138.0013.8000"),    # dotted mobile
+    ("（+86-138-0013-8000）", "PHONE", "+86-138-0013-8000"),                  # bracket: punctuation
+    ("地址北京市海淀区中关村南大街 5 号，邮箱", "ADDRESS", "北京市海淀区中关村南大街 5 号"),
+    ("出差：上海浦东张江园区 软件园 12 号楼", "ADDRESS", "上海浦东张江园区 软件园 12 号楼"),
+    ("出差：广州天河软件园 12 号楼", "ADDRESS", "广州天河软件园 12 号楼"),
+    ("对接人买买提·阿凡提确认出席本次对接会。", "PERSON", "买买提·阿凡提"),       # cue and verb out
+    ("对接人努尔买买提·吐尔逊确认出席本次对接会。", "PERSON", "努尔买买提·吐尔逊"),
+    ("客户资料：李雷，电话 13912345678", "PERSON", "李雷"),
+    ("如有问题请联系 李雷<lilei@163.com>。", "PERSON", "李雷"),
+])
+def test_cn_pii_bench_failure_classes(text: str, etype: str, value: str) -> None:
+    assert found(text, etype) == [value]
+
+
+@pytest.mark.parametrize("text", [
+    "联系方式：见官网", "请联系我们的客服", "联系管理员处理", "版本号 1.2.3 与 138.00 元",
+])
+def test_cn_cues_without_names(text: str) -> None:
+    assert found(text, "PERSON") == [] and found(text, "PHONE") == []
