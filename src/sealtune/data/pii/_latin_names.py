@@ -22,7 +22,7 @@ def words(text: str) -> frozenset[str]:
 
 GIVEN = words("""
 aaron abigail adam adela adrian adriana agnes agnieszka ahmed aida aisha alan albert alberto
-alberico alejandro aleksander aleksandra alessandro alessia alex alexander alexandra alexandre
+alejandro aleksander aleksandra alessandro alessia alex alexander alexandra alexandre
 alexis alfred alfredo ali alice alicia alina alma amanda amber amelia amit ana anastasia andre
 andrea andreas andrei andrej andrew andrzej angel angela angelika angelo anita ann anna annika
 anne anneli annette anton antonia antonio ariana arjun arne arthur astrid aurelie aurelio austin
@@ -34,13 +34,13 @@ chris christian christina christine christoph christophe christopher cindy clair
 claudia claudio colin connor constance cormac cristina cynthia dagmar dale damian dan daniel
 daniela daniele danielle dario david dawid debora deborah debra deepak denis denise dennis
 diana diane diego dieter dimitri dimitris dmitri dmitry dominik dominika dominique donald donna
-doris dorothy douglas dreux dylan edgar edith edoardo eduardo edward eero egon eileen ekaterina
+doris dorothy douglas dylan edgar edith edoardo eduardo edward eero egon eileen ekaterina
 elena eleni elias elijah elin elisa elisabeth elise eliza elizabeth ella elle ellen elliott eloise
-elsa emil emilia emilie emily emma emmanuel enrico enrique enzo erik erika erle ernesto ernst
+elsa emil emilia emilie emily emma emmanuel enrico enrique enzo erik erika ernesto ernst
 esther ethan eugene eva evelyn fabian fabio fabrizio farah fatima federico felicia felipe felix
 fernando fiammetta filip filippo fiona florian francesca francesco francis francisco franz
 freja frida frederik fredrik friedrich gabriel gabriela gabriele gabrielle gareth gary georg
-george georgios gerald gerhard gert gerth gilles gina giorgio giovanni giulia giuseppe gloria
+george georgios gerald gerhard gert gilles gina giorgio giovanni giulia giuseppe gloria
 gonzalo gordon greta gregory gregor gunnar gustav gustavo hakon hana hannah hannes hans harald
 harold harriet harry hector heidi heinz helen helena helga helmut henri henrik henry herbert
 hermann hilda hiroshi holger hugo ian ida ignacio igor ilse ines inga inge ingrid irene irina
@@ -52,7 +52,7 @@ joseph josephine joshua juan judith judy julia julian juliana julie julien julie
 jurgen justin jutta kai karen karin karina karl karolina kasper katarina katarzyna kate
 katharina katherine kathleen kathryn katie katja katrin katrine kayla keith kelly kenneth kevin
 kim kira kirsten klaus konrad kristian kristina kristin krzysztof kurt lara lars laura lauren
-laurent lea leif lena leon leonardo leonie leonti liam lidia lina linda lisa liv lorenzo lotte
+laurent lea leif lena leon leonardo leonie liam lidia lina linda lisa liv lorenzo lotte
 louis louise luca lucas lucia luciano lucie ludwig luigi luis luisa lukas lukasz luke lydia
 madeleine magda magdalena magnus maja malin manuel manuela marc marcel marcin marco marcus
 margaret margarita margit maria mariana marie marina mario marion mark marko marta martha martin
@@ -60,20 +60,38 @@ martina mary mateo mathias mathilde matilda matteo matthew matthias mattias maur
 maximilian megan melanie melissa mette michael michaela michal michel michele michelle miguel
 mika mikael mikhail mikkel milan milena miriam mohammed monica monika morten nadia nadine
 naomi natalia natalie natasha nathalie nathan nicholas nicola nicolas nicole niklas nikola
-nikolai nikolaos nils nina noah noemi nora norbert odette olaf oleg olga oline oliver olivia
+nikolai nikolaos nils nina noah noemi nora norbert odette olaf oleg olga oliver olivia
 omar oscar oskar otto pablo pamela paola paolo pascal patricia patrick paul paula pauline paulo
 pavel pawel pedro per peter petra philip philipp philippe pia piero pierre pietro piotr
 priscilla rachel rafael rafal rainer ralf ralph ramon raphael raquel raul rebecca regina
 reinhard renata renate rene ricardo riccardo richard rita robert roberta roberto robin roger
 roland rolf roman ronald rosa rosalie rose ruben rudolf rui ruth ryan sabine sabrina salvatore
-samantha samuel sandra sara sarah sebastian sergei sergio shirley siiri silvana silvia simon
+samantha samuel sandra sara sarah sebastian sergei sergio shirley silvana silvia simon
 simona simone siri sofia sofie sonia sophia sophie stefan stefania stefano steffen stella
 stephan stephanie stephen steven susan susanne sven svetlana sylvia sylvie tamara tanja tatiana
-teresa terence terrence theodore theresa thierry thomas thorsten tim timo timotea tina tobias
-tom tomas tomasz tomomi toni tony torsten ulla ulrich ulrike ursula uta valentina valentin
+teresa terence terrence theodore theresa thierry thomas thorsten tim timo tina tobias
+tom tomas tomasz toni tony torsten ulla ulrich ulrike ursula uta valentina valentin
 valeria valerie vanessa vera veronica veronika victor viktor viktoria vincent vincenzo viola
 virginie vitor vivian vladimir walter werner wiebke wilhelm willem william wolfgang xavier
 yannick yuki yulia yves zofia zoe zoltan zsofia zuzana
+abby adelaide agata agostino ainhoa aino aleksi alvaro amalia amelie ana ander anett anja annika
+antti aurora ayla barbora beata benedetta bertram birte blanka boris bronislava
+caitlin camila carmela csaba dagny dalia damiano daniela darja darren denisa
+devin dominika dusan edvard eeva eino eija eliska elvira emilio erna esko eszter
+ewelina fiammetta filippa flavio fletcher folke franziska fredrik gabor gaspar gerardo
+giacomo gianluca gianni gudrun gunhild gustaf gyula hakan halina hannele
+harvey hedvig heikki helmi henrietta hjalmar ilkka ilona irena iris isak
+ivo jaana jadwiga jalmari janka jarmila jaroslav jenni jiri joakim jorma jozef juha
+jukka juuso kaarina kaisa kalle karel katalin katri kerstin kirsi klara
+kristof kseniya lajos laszlo leena leopold liisa lilja lina liudmila
+lorenza lotta lucja ludmila luiza maarit mads magnhild marcela margit marisa
+marit marja marjo markku marketa marton matti merja milos miroslav mirja
+moira monja natalija nils noemi nuria oddvar olli ondrej orsolya ottilia outi paavo pasi
+pekka pentti petr pirjo radek radoslaw raimo reijo riikka risto roxanne rozalia ruut
+sakari sampo sanna santeri saskia satu seppo sigrid silje simo sini sirpa sivert
+slawomir snorre soren stanislav stig sune susanna svea tapio tarja teemu terhi teuvo
+timo toivo tove ulla unni urho vaclav valtteri veikko venla vera viivi vilma
+vitezslav vlasta vojtech yrjo zbigniew zdenek zdenka zita zlata zsuzsanna
 """)
 
 SURNAMES = words("""
@@ -98,8 +116,8 @@ esposito galli conti greco marino giordano rinaldi gallo barbieri fontana morett
 mancini leone martini sala villa rizzo de luca novakova horvath kovacs nagy szabo toth varga
 kiss molnar nemeth farkas balogh papp lakatos takacs juhasz fazekas virtanen korhonen
 nieminen makinen hamalainen laine heikkinen koskinen jarvinen lehtonen dale hodge barrett
-pearson salinas melton garnier joly gerste lamovec nolan marshall hartley ryan miles
-stouffer kleist desrosiers azevedo varvio fanucci
+pearson salinas garnier nolan marshall ryan miles
+azevedo
 """)
 
 # Endings that mark a surname in Nordic, Slavic, Baltic, Romanian, Greek,

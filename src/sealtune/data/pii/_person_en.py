@@ -201,13 +201,17 @@ _ENDING_MIN = 6
 # A run of capitalised words, middle initials allowed ("Katie E Miles").
 _CHUNK = re.compile(rf"{NAME_WORD}(?:(?: {_latin.UPPER}\.?)? {NAME_WORD}){{0,3}}")
 _WORD_IN = re.compile(NAME_WORD)
+# First words of two-word place names written with diacritics ("São Paulo").
+_PLACE_PREFIXES = frozenset(["São", "Santa", "San", "Santo", "Río", "Rio", "Bad", "Sankt", "Île",
+                             "Côte", "Costa", "Puerto", "Porto", "Nueva", "Nuevo", "New", "Los",
+                             "Las", "La", "Le", "El", "Val", "Mont", "Port", "Saint", "Sainte"])
 # An inflected English word ("Awarded", "Building", "Only") is no given name.
-_INFLECTED = re.compile(r"(?:ed|ing|ly)$")
+_INFLECTED = re.compile(r"(?:ed|ing)$")
 # What before a lone surname says it is a person ("says Becker", "by Kónya").
 _CUE_BEFORE = re.compile(r"(?:says|said|by|named|called|tell|told|ask|asked|with|to|me,|name\?) $")
 _CUE_AFTER = re.compile(r" (?:lives|said|says|spent|had|was born|will be|began|is from)")
 # Cues strong enough for a capitalised word no list knows ("says Bergqvist.").
-_STRONG_BEFORE = re.compile(r"(?:says|said|named|Hi|Hello|Dear) $")
+_STRONG_BEFORE = re.compile(r"(?:says|said|named|called|call me|Hi|Hello|Dear) $")
 _STRONG_AFTER = re.compile(r" (?:lives (?:at|on|in)|said|says|spent a|had given|was born|began)")
 
 
@@ -228,6 +232,10 @@ def _chunk_name(text: str, start: int, end: int) -> Span | None:
         if has_initial or marks[0] == 2 or (marks[-1] == 1 and marks[0] >= 0 and
                                             not text[first:last].isascii()):
             return (first, last, 0.75 if has_initial else 0.7)
+        if len(words) == 2 and min(marks) >= 0 and not text[words[1][0]:last].isascii() and \
+                text[first:words[0][1]] not in _PLACE_PREFIXES and \
+                not _INFLECTED.search(text, first, words[0][1]):
+            return (first, last, 0.6)  # a surname with diacritics: "Irena Bílá", "Sigrid Nyström"
         if marks[0] >= 1 or (marks[-1] == 1 and not _INFLECTED.search(text, first,
                                                                        words[0][1])):
             return (first, last, 0.6)

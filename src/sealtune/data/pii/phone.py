@@ -149,12 +149,13 @@ _WRITTEN = re.compile(
 )
 _EXTENSION = re.compile(r"[ ]?(?:x|ext\.?|#|extension)[ ]?\d{1,5}$")
 _GROUPS = re.compile(r"\d+")
+_SSN_LIKE = re.compile(r"\d{3}-\d{2}-\d{4}")  # a US social security number's shape
 _IP_LIKE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _DOTTED_DATE = re.compile(r"(?:19|20)\d\d\.\d\d?\.\d\d?(?!\d)|\d\d?\.\d\d?\.(?:19|20)\d\d")
 _WRITTEN_CUES = ("(0)", "ext", "x", "#", ".")
 _NATIONAL_CODES = tuple(sorted(COUNTRY_CODE_TO_REGION_CODE))
 WORDS_NEAR = (*CONTEXT, "desk", "office", "cell", "messages to", "answering at", "reach me",
-              "number", "tel.", "ph")
+              "tel.")
 
 
 # Regions whose national numbers are written without a trunk 0 (Spain,
@@ -183,7 +184,8 @@ def _written_score(text: str, start: int, end: int) -> float:
     raw = text[start:end]
     ext = _EXTENSION.search(raw)
     body = raw[:ext.start()] if ext else raw
-    if _DOTTED_DATE.search(body) or _IP_LIKE.fullmatch(body):
+    if _DOTTED_DATE.search(body) or _IP_LIKE.fullmatch(body) or _SSN_LIKE.fullmatch(body) or \
+            ("-" in body and _DATE.search(body)):
         return 0.0  # a date, an IP address
     digits = "".join(c for c in body.replace("(0)", "") if c.isdigit())
     if not 7 <= len(digits) <= 15 or body.count("(") != body.count(")"):
