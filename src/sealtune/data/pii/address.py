@@ -9,13 +9,21 @@ road name and the administrative divisions (省, 市, 区, 县, 镇 ...) up to a
 cue or punctuation (住在, 地址：, 寄到, 位于, a comma); when a province or
 major city name occurs in that stretch, the span starts there.
 
-English: a house number, a street name of capitalised words and a street
-type (``1600 Amphitheatre Parkway``, ``221B Baker Street``, ``350 Fifth
-Ave``), with an optional unit (``Apt 4B``, ``Suite 200``), city, and state
-with ZIP code (``, Mountain View, CA 94043``).
+Western, one span over lines: a street line, then up to three parts after a
+comma or on the next lines (city; state and ZIP; postcode and city; UK
+postcode; country). Street lines: a house number, capitalised words and a
+street type (``1600 Amphitheatre Parkway``, ``221B Baker Street``, ``350
+Fifth Ave``) with an optional unit (``Apt 4B``, ``Suite 200``); German
+(``Hauptstraße 5``) and French (``12 rue de Rivoli``). After an address cue
+(``lives at``, ``address:``, ``ship to`` ...) or at the start of a line
+that begins with a house number and holds another number (a signature
+block), any Western form: a stretch of numbers, capitalised and upper-case
+words (Greek and Cyrillic too), name particles and units, up to the first
+other word or punctuation.
 
 Honest limits: addresses with no door number (``北京市海淀区中关村``), rural
-addresses (``XX村3组``), PO boxes, and free-form directions are not found;
+addresses (``XX村3组``), Western addresses with no street type, cue or line
+of their own, and free-form directions are not found;
 the left edge of a Chinese address without a cue or a known city is a
 guess, so exact-span scores are lower than overlap scores (the benchmark
 reports both). The optional NER tier does not help here: jieba only tags
@@ -85,9 +93,12 @@ _FR_STREET = re.compile(
     r"\d{1,4}(?: ?(?:bis|ter))?,? (?:rue|avenue|av\.|boulevard|bd|place|chemin|allée|impasse|quai"
     rf"|cours|route)(?: (?:de la|de l'|du|des|de|d'|la|le|l')?[ ]?{UPPER}{LOWER}{{1,24}}){{1,3}}"
 )
-_WESTERN_CUES = ("straße", "strasse", "str.", "weg ", "platz", "allee", "gasse",
-                 "damm", "rue ", "avenue", "boulevard", "bd ", "place ", "chemin",
-                 "allée", "impasse", "quai ", "cours ", "route ")
+# Words whose presence (found in the shared keyword scan) calls for those two.
+_WESTERN_CUES = ("straße", "strasse", "str.", "weg ", "platz", "allee", "gasse", "damm", "rue ",
+                 "avenue", "boulevard", "bd ", "place ", "chemin", "allée", "impasse", "quai ",
+                 "cours ", "route ")
+register_keywords(_WESTERN_CUES)
+_WESTERN_CUE_SET = frozenset(_WESTERN_CUES)
 # After the street line: a unit, then up to three parts (city, state and ZIP,
 # postcode and city, UK postcode, country), after a comma or on the next lines.
 _WORDS = rf"{UPPER}{LOWER}{{1,24}}(?:[ -]{UPPER}{LOWER}{{1,24}}){{0,2}}"
@@ -125,9 +136,10 @@ _TOKEN = (
     r"|\([A-Z][a-z]{1,20}\))"
 )
 _GENERIC = re.compile(rf"{_TOKEN}(?:(?:,? ?\n[ >]*(?:, ?)?|, ?| ){_TOKEN}){{1,16}}")
-_LINE_START = re.compile(rf"(?:^|\n)[ >]*(\d{{1,6}} {UPPER})")
+_LINE_START = re.compile(rf"\n[ >]*(\d{{1,6}} {UPPER})")  # a literal first: a fast scan
 _TRAILING = re.compile(r"(?:[ ,\n>]+(?:and|e|de|do|da|the|[A-Z]))+$")
 _DIGIT = re.compile(r"\d")
+_NUMBERS = re.compile(r"\d+")
 
 
 def _generic(text: str, start: int, *, line: bool) -> tuple[int, int] | None:
@@ -141,7 +153,7 @@ def _generic(text: str, start: int, *, line: bool) -> tuple[int, int] | None:
     if text[end - 1] == "." and end - start > 4 and text[end - 5:end - 1].isalpha():
         end -= 1  # "Sweden." ends a sentence; "St." keeps its dot
     body = text[start:end]
-    numbers = len(re.findall(r"\d+", body))
+    numbers = len(_NUMBERS.findall(body))
     if not numbers or (line and numbers < 2) or " " not in body:
         return None
     if end < len(text) and text[end] in LETTERS:
@@ -164,8 +176,8 @@ def _western(text: str) -> list[Entity]:
                 first = at - 4 if cue == "corner of" and text[at - 4:at] == "the " else span[0]
                 found.append(Entity("ADDRESS", first, span[1], 0.8, NAME))
     if "\n" in text and _DIGIT.search(text):
-        for m in _LINE_START.finditer(text):
-            span = _generic(text, m.start(1), line=True)
+        for m in _LINE_START.finditer("\n" + text):  # the first line starts one too
+            span = _generic(text, m.start(1) - 1, line=True)
             if span:
                 found.append(Entity("ADDRESS", *span, 0.8, NAME))
     return found
@@ -221,8 +233,7 @@ def _english(text: str) -> list[Entity]:
             break
     else:
         streets = []  # every English address has a street type as a word after a space
-    low = text.lower()
-    if any(cue in low for cue in _WESTERN_CUES):
+    if not _WESTERN_CUE_SET.isdisjoint(keyword_hits(text)):
         streets += [_DE_STREET, _FR_STREET]
     found: list[Entity] = []
     for street in streets:
