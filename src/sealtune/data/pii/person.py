@@ -11,11 +11,15 @@ where the text itself says "a name is here":
   that introduces a person ("reset the password for 熊梅", "Contact 张伟"),
   unless it is a listed place or common word (南京, 周一);
 * Latin script (:mod:`._person_en`): capitalised words after a title (Mr.,
-  Dr. ...) or a cue ("my name is", "Name:", "Dear", "Regards,"), or a
-  capitalised pair whose first word is a common given name (about 300, looked
-  up without diacritics) or whose words are pinyin with a Chinese surname
-  (``Zhang Wei``). Accented letters and internal capitals belong to the
-  word (``Pavlović``, ``McConnell``, ``O'Brien``): a name is never cut mid-word.
+  Dr. ...) or a cue ("my name is", "Name:", "Dear", "Regards,"); runs of
+  capitalised words with a known given name (about 900, looked up without
+  diacritics), a middle initial, or surname evidence (a listed surname, a
+  surname ending such as ``-sson`` or ``-ović``, diacritics); single
+  surnames in a list of names or next to a cue ("says Becker"); lower-case
+  names after a cue ("my name is anna schmidt"); pinyin with a Chinese
+  surname (``Zhang Wei``). Accented letters and internal capitals belong to
+  the word (``Pavlović``, ``McConnell``, ``O'Brien``): a name is never cut
+  mid-word.
 
 Honest limits: recall on names with no cue, title or known given name is
 low by design ("张伟明天到", "Forwarded to Kowalczyk"); the given-name length
