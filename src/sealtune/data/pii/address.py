@@ -140,6 +140,7 @@ _LINE_START = re.compile(rf"\n[ >]*(\d{{1,6}} {UPPER})")  # a literal first: a f
 _TRAILING = re.compile(r"(?:[ ,\n>]+(?:and|e|de|do|da|the|[A-Z]))+$")
 _DIGIT = re.compile(r"\d")
 _NUMBERS = re.compile(r"\d+")
+_SENTENCE_END = re.compile(r"[a-z]{2}\.(?=\s+[^\d\s])")
 
 
 def _generic(text: str, start: int, *, line: bool) -> tuple[int, int] | None:
@@ -150,8 +151,11 @@ def _generic(text: str, start: int, *, line: bool) -> tuple[int, int] | None:
     trail = _TRAILING.search(text, start, end)
     if trail:
         end = trail.start()
-    if text[end - 1] == "." and end - start > 4 and text[end - 5:end - 1].isalpha():
-        end -= 1  # "Sweden." ends a sentence; "St." keeps its dot
+    stop = _SENTENCE_END.search(text, start, end)
+    if stop:  # "478 Oak Road. Can I": the sentence ends (not "Apt. 258", "St. John")
+        end = stop.end() - 1
+    if text[end - 1] == "." and end - start > 4:
+        end -= 1  # "Sweden." ends a sentence (a final "St." gives up a dot, not data)
     body = text[start:end]
     numbers = len(_NUMBERS.findall(body))
     if not numbers or (line and numbers < 2) or " " not in body:

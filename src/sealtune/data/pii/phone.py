@@ -208,6 +208,8 @@ def _written_score(text: str, start: int, end: int) -> float:
     if _DOTTED_DATE.search(body) or _IP_LIKE.fullmatch(body) or _SSN_LIKE.fullmatch(body) or \
             ("-" in body and _DATE.search(body)):
         return 0.0  # a date, an IP address
+    if "." in body and any(len(g) < 2 for g in _GROUPS.findall(body)[1:]):
+        return 0.0  # 1.3.6.1.4.1.96604: an OID or a version, not phone groups
     digits = "".join(c for c in body.replace("(0)", "") if c.isdigit())
     if not 7 <= len(digits) <= 15 or body.count("(") != body.count(")"):
         return 0.0

@@ -184,3 +184,12 @@ def test_cn_pii_bench_failure_classes(text: str, etype: str, value: str) -> None
 ])
 def test_cn_cues_without_names(text: str) -> None:
     assert found(text, "PERSON") == [] and found(text, "PHONE") == []
+
+
+@pytest.mark.parametrize(("text", "etype"), [
+    ("Customer: OID 1.3.6.1.4.1.96604 Okay", "PHONE"),        # dotted single digits: an OID
+    ("Please ship to 478 Oak Road. Can I change it", "ADDRESS"),  # the sentence ends the address
+])
+def test_held_out_false_positive_classes(text: str, etype: str) -> None:
+    spans = found(text, etype)
+    assert spans in ([], ["478 Oak Road"])
