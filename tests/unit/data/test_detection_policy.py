@@ -22,7 +22,8 @@ from sealtune.workspace import Workspace
 
 # Neither has a cue, a title or a given name from the list: the pattern tier
 # finds no name here (asserted below), the NER tier finds both.
-NER_ONLY = ("Forwarded to Wojciech Kowalczyk yesterday.", "昨天胡梅华已经签收了，谢谢。")
+# Names with no cue, title, known given name or surname evidence: only the NER tier finds them.
+NER_ONLY = ("Forwarded to Bartholomew Quince yesterday.", "昨天胡梅华已经签收了，谢谢。")
 
 
 def write_raw(path: Path) -> Path:
@@ -76,7 +77,7 @@ def _scan_json(home: Path, raw: Path, policy: Path, capsys: pytest.CaptureFixtur
     out = capsys.readouterr()
     assert code == 0, out.err
     for text in NER_ONLY:  # counts and masked examples only, never the text
-        assert "Kowalczyk" not in out.out and "胡梅华" not in out.out and text not in out.out
+        assert "Quince" not in out.out and "胡梅华" not in out.out and text not in out.out
     return json.loads(out.out)
 
 
@@ -99,4 +100,4 @@ def test_data_ingest_with_an_ner_policy_redacts_those_names(workspace: Workspace
     result = ingest(workspace, raw, name="ner", policy=policy)
     assert result.findings["pii"]["entities"]["PERSON"] == 2
     texts = [m.content for r in read_dataset(workspace, "ner") for m in r.messages]
-    assert texts and not any("Kowalczyk" in t or "胡梅华" in t for t in texts)
+    assert texts and not any("Quince" in t or "胡梅华" in t for t in texts)

@@ -63,9 +63,14 @@ UPPER_CHARS, LOWER_CHARS = _collect()
 LETTERS = frozenset(UPPER_CHARS + LOWER_CHARS)
 UPPER = _char_class(UPPER_CHARS)
 LOWER = _char_class(LOWER_CHARS)
-_PART = f"{UPPER}{LOWER}{{1,24}}"
+# Possessive (``{1,24}+``): what may follow a run of lower-case letters is
+# never one, so giving letters back can never make a match; without it re
+# backtracks letter by letter at every capitalised word that is no name.
+_PART = f"{UPPER}{LOWER}{{1,24}}+"
 #: One capitalised name word (see the module docstring); no groups.
-NAME_WORD = f"(?:{UPPER}['’])?{_PART}(?:['’]?{_PART}){{0,2}}"
+# (Written to start with the capital itself, not an optional elision: a
+# pattern that starts with a character class lets re skip ahead fast.)
+NAME_WORD = f"{UPPER}(?:['’]{UPPER})?{LOWER}{{1,24}}+(?:['’]?{_PART}){{0,2}}"
 #: A looser word for a model's entity text: a capital, then letters of either
 #: case, apostrophes, dots and hyphens (``J.R.``, ``Jean-Luc``).
 LOOSE_WORD = f"{UPPER}[{UPPER[1:-1]}{LOWER[1:-1]}'’.\\-]{{1,40}}"

@@ -77,7 +77,8 @@ def dotted_names(text: str, stop: frozenset[str], cut_before: Callable[[str, int
 
 
 _TAIL_WORDS = frozenset(["来电", "咨询", "先生", "女士", "反映", "投诉", "表示", "已经", "今天",
-                         "明天", "昨天", "办理", "申请", "要求", "需要", "联系", "致电"])
+                         "明天", "昨天", "办理", "申请", "要求", "需要", "联系", "致电",
+                         "确认", "出席", "参加", "代表", "负责", "同意", "签字"])
 
 
 def listed_names(text: str, whole_name: Callable[[str], bool]) -> list[Span]:

@@ -9,13 +9,21 @@ road name and the administrative divisions (省, 市, 区, 县, 镇 ...) up to a
 cue or punctuation (住在, 地址：, 寄到, 位于, a comma); when a province or
 major city name occurs in that stretch, the span starts there.
 
-English: a house number, a street name of capitalised words and a street
-type (``1600 Amphitheatre Parkway``, ``221B Baker Street``, ``350 Fifth
-Ave``), with an optional unit (``Apt 4B``, ``Suite 200``), city, and state
-with ZIP code (``, Mountain View, CA 94043``).
+Western, one span over lines: a street line, then up to three parts after a
+comma or on the next lines (city; state and ZIP; postcode and city; UK
+postcode; country). Street lines: a house number, capitalised words and a
+street type (``1600 Amphitheatre Parkway``, ``221B Baker Street``, ``350
+Fifth Ave``) with an optional unit (``Apt 4B``, ``Suite 200``); German
+(``Hauptstraße 5``) and French (``12 rue de Rivoli``). After an address cue
+(``lives at``, ``address:``, ``ship to`` ...) or at the start of a line
+that begins with a house number and holds another number (a signature
+block), any Western form: a stretch of numbers, capitalised and upper-case
+words (Greek and Cyrillic too), name particles and units, up to the first
+other word or punctuation.
 
 Honest limits: addresses with no door number (``北京市海淀区中关村``), rural
-addresses (``XX村3组``), PO boxes, and free-form directions are not found;
+addresses (``XX村3组``), Western addresses with no street type, cue or line
+of their own, and free-form directions are not found;
 the left edge of a Chinese address without a cue or a known city is a
 guess, so exact-span scores are lower than overlap scores (the benchmark
 reports both). The optional NER tier does not help here: jieba only tags
@@ -26,6 +34,8 @@ from __future__ import annotations
 
 import re
 
+from sealtune.data.pii._latin import LETTERS, LOWER, UPPER
+from sealtune.data.pii._text import keyword_hits, register_keywords
 from sealtune.data.pii.base import Entity, register_recognizer
 
 NAME = "address"
@@ -33,10 +43,10 @@ NAME = "address"
 # alternation of groups would lose re's fast scan). Both end in a unit right
 # after a digit (号, 栋 ...): looking for that with str.find first spares most
 # texts both scans (see _digit_before).
-_ROAD_NUMBER = re.compile(r"[路街道巷弄里同]\s?\d{1,5}(?:[-之]\d{1,4})?号")
+_ROAD_NUMBER = re.compile(r"[路街道巷弄里同]\s?\d{1,5}(?:[-之]\d{1,4})?\s?号")
 _ESTATE_UNITS = ("号楼", "栋", "幢", "座")
 _ESTATE_NUMBER = re.compile(
-    rf"(?:小区|花园|公寓|家园|新村|苑|府|城)\d{{1,3}}(?:{'|'.join(_ESTATE_UNITS)})"
+    rf"(?:小区|花园|公寓|家园|新村|苑|府|城|园)\s?\d{{1,3}}\s?(?:{'|'.join(_ESTATE_UNITS)})"
 )
 _AFTER = re.compile(
     r"(?:院|[\u4e00-\u9fff]{2,10}?(?:小区|花园|大厦|公寓|广场|中心|大楼|家园|新村|苑|府|城|园))?"
@@ -72,16 +82,119 @@ _EN_ADDRESS = re.compile(
     r"(?:[A-Z][a-z]+|\d{1,3}(?:st|nd|rd|th))(?:\s[A-Z][a-z]+){0,3}\s"
     rf"(?:{_STREET_TYPES})\b(?:(?<=St|Rd|Ln|Dr|Ct|Pl|Sq)\.|(?<=Ave|Ter|Cir|Hwy)\.|(?<=Blvd|Pkwy)\.)?"
     r"(?:,?\s(?:Apt|Apartment|Suite|Ste|Unit|Floor|Fl|Room|#)\.?\s?#?[A-Za-z0-9-]{1,6})?"
-    r"(?:,\s[A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2}(?:,\s[A-Z]{2}(?:\s\d{5}(?:-\d{4})?)?)?)?"
 )
+# German-style streets (name + type as one word, then the number) and French
+# ones (number, type, name with its particles).
+_DE_STREET = re.compile(
+    rf"{UPPER}{LOWER}{{1,30}}(?:straße|strasse|str\.|weg|platz|allee|gasse|damm)"
+    r" \d{1,4}[a-z]?(?:-\d{1,4})?"
+)
+_FR_STREET = re.compile(
+    r"\d{1,4}(?: ?(?:bis|ter))?,? (?:rue|avenue|av\.|boulevard|bd|place|chemin|allée|impasse|quai"
+    rf"|cours|route)(?: (?:de la|de l'|du|des|de|d'|la|le|l')?[ ]?{UPPER}{LOWER}{{1,24}}){{1,3}}"
+)
+# Words whose presence (found in the shared keyword scan) calls for those two.
+_WESTERN_CUES = ("straße", "strasse", "str.", "weg ", "platz", "allee", "gasse", "damm", "rue ",
+                 "avenue", "boulevard", "bd ", "place ", "chemin", "allée", "impasse", "quai ",
+                 "cours ", "route ")
+register_keywords(_WESTERN_CUES)
+_WESTERN_CUE_SET = frozenset(_WESTERN_CUES)
+# After the street line: a unit, then up to three parts (city, state and ZIP,
+# postcode and city, UK postcode, country), after a comma or on the next lines.
+_WORDS = rf"{UPPER}{LOWER}{{1,24}}(?:[ -]{UPPER}{LOWER}{{1,24}}){{0,2}}"
+_PART = (
+    rf"(?:\d{{4,5}} {_WORDS}"                                  # 75001 Paris, 10115 Berlin
+    rf"|{_WORDS}(?:,? [A-Z]{{2}})?(?: \d{{5}}(?:-\d{{4}})?)?"   # Mountain View, CA 94043
+    r"|[A-Z]{2} \d{5}(?:-\d{4})?"                              # CA 94043 on its own line
+    r"|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}"                       # SW1A 2AA
+    r"|USA|UK"
+    r"|(?:Apt|Apartment|Suite|Ste|Unit|Flat)\.? ?#?[A-Za-z0-9-]{1,6})"
+)
+_TAIL = re.compile(
+    r"(?:,? ?(?:Apt|Apartment|Suite|Ste|Unit|Flat|#)\.? ?#?[A-Za-z0-9-]{1,6})?"
+    rf"(?:(?:, ?|[ ]*\n[ >]*){_PART}){{0,3}}"
+)
+
+
+# Addresses in any Western form after a cue ("lives at", "address:") or at
+# the start of a line of a signature block: a stretch of house numbers,
+# capitalised and upper-case words, name particles, units, commas and line
+# breaks, up to the first other word or punctuation; it must hold a number.
+ADDRESS_CUES = ("address:", "address is", "lives at", "live at", "lives on", "living at",
+                "located at", "meet me at", "meet you at", "send it to", "sent to", "ship to",
+                "return to", "arrived at", "it's in", "moved to", "corner of", "enter on",
+                "deliver to", "mail to", "office is at", "reside at", "resides at", "lived in",
+                "lives in", "live in", "located in")
+register_keywords(ADDRESS_CUES)
+_ADDRESS_CUE_SET = frozenset(ADDRESS_CUES)
+_TOKEN = (
+    rf"(?:\d{{1,6}}[A-Za-z]?|(?:[dl]')?{UPPER}[{UPPER[1:-1]}{LOWER[1:-1]}'.\-]{{0,30}}"
+    r"|(?:de|do|da|dos|das|del|di|van|der|den|ten|la|le|du|des|and|e|am|an|im|ul\.|u\.|z"
+    r"|utca|str|gate|vei|veien|vej|gata|gatan|katu|tie|straat|terrasse|rua|avenida|calle|via"
+    r"|rue|avenue|plads|allé)(?= )"
+    r"|[\u0386-\u03ab\u0410-\u042f][\u0386-\u03ce\u0400-\u04ff]{1,30}"  # Greek, Cyrillic
+    r"|\([A-Z][a-z]{1,20}\))"
+)
+_GENERIC = re.compile(rf"{_TOKEN}(?:(?:,? ?\n[ >]*(?:, ?)?|, ?| ){_TOKEN}){{1,16}}")
+_LINE_START = re.compile(rf"\n[ >]*(\d{{1,6}} {UPPER})")  # a literal first: a fast scan
+_TRAILING = re.compile(r"(?:[ ,\n>]+(?:and|e|de|do|da|the|[A-Z]))+$")
+_DIGIT = re.compile(r"\d")
+_NUMBERS = re.compile(r"\d+")
+_SENTENCE_END = re.compile(r"[a-z]{2}\.(?=\s+[^\d\s])")
+
+
+def _generic(text: str, start: int, *, line: bool) -> tuple[int, int] | None:
+    m = _GENERIC.match(text, start)
+    if m is None:
+        return None
+    end = m.end()
+    trail = _TRAILING.search(text, start, end)
+    if trail:
+        end = trail.start()
+    stop = _SENTENCE_END.search(text, start, end)
+    if stop:  # "478 Oak Road. Can I": the sentence ends (not "Apt. 258", "St. John")
+        end = stop.end() - 1
+    if text[end - 1] == "." and end - start > 4:
+        end -= 1  # "Sweden." ends a sentence (a final "St." gives up a dot, not data)
+    body = text[start:end]
+    numbers = len(_NUMBERS.findall(body))
+    if not numbers or (line and numbers < 2) or " " not in body:
+        return None
+    if end < len(text) and text[end] in LETTERS:
+        return None
+    return start, end
+
+
+def _western(text: str) -> list[Entity]:
+    found: list[Entity] = []
+    for cue, positions in keyword_hits(text).items():
+        if cue not in _ADDRESS_CUE_SET:
+            continue
+        for at in positions:
+            after = at + len(cue)
+            while after < len(text) and text[after] in " \n":
+                after += 1
+            span = _generic(text, after, line=False)
+            if span:
+                # "the corner of A and B" is the address, its article included
+                first = at - 4 if cue == "corner of" and text[at - 4:at] == "the " else span[0]
+                found.append(Entity("ADDRESS", first, span[1], 0.8, NAME))
+    if "\n" in text and _DIGIT.search(text):
+        for m in _LINE_START.finditer("\n" + text):  # the first line starts one too
+            span = _generic(text, m.start(1) - 1, line=True)
+            if span:
+                found.append(Entity("ADDRESS", *span, 0.8, NAME))
+    return found
 
 
 def _left_edge(text: str, anchor: int) -> int:
     """Where a Chinese address ending in the road at ``anchor`` starts."""
     start = anchor
     limit = max(0, anchor - 30)
-    while start > limit and ("\u4e00" <= text[start - 1] <= "\u9fff" or text[start - 1].isdigit()):
-        start -= 1
+    while start > limit and ("\u4e00" <= text[start - 1] <= "\u9fff" or text[start - 1].isdigit()
+                             or (text[start - 1] == " " and start > 1 and
+                                 "\u4e00" <= text[start - 2] <= "\u9fff")):
+        start -= 1  # a single space between Han parts ("张江园区 软件园") stays inside
     cues = [m.end() for m in _LEFT_CUE.finditer(text, start, anchor)]
     if cues:
         start = cues[-1]
@@ -97,8 +210,8 @@ def _digit_before(text: str, marks: tuple[str, ...]) -> bool:
     for mark in marks:
         at = text.find(mark, 1)
         while at != -1:
-            if text[at - 1].isdecimal():
-                return True
+            if text[at - 1].isdecimal() or (text[at - 1] == " " and text[at - 2].isdecimal()):
+                return True  # "12号楼", "12 号楼"
             at = text.find(mark, at + 1)
     return False
 
@@ -120,14 +233,21 @@ def _chinese(text: str) -> list[Entity]:
 def _english(text: str) -> list[Entity]:
     for m in _EN_TYPE.finditer(text):
         if m.start() and text[m.start() - 1].isspace():
+            streets = [_EN_ADDRESS]
             break
     else:
-        return []  # every English address has a street type as a word after a space
+        streets = []  # every English address has a street type as a word after a space
+    if not _WESTERN_CUE_SET.isdisjoint(keyword_hits(text)):
+        streets += [_DE_STREET, _FR_STREET]
     found: list[Entity] = []
-    for m in _EN_ADDRESS.finditer(text):
-        if m.start() and text[m.start() - 1] in _ASCII_ALNUM:
-            continue
-        found.append(Entity("ADDRESS", m.start(), m.end(), 0.8, NAME))
+    for street in streets:
+        for m in street.finditer(text):
+            if m.start() and (text[m.start() - 1] in _ASCII_ALNUM or
+                              text[m.start() - 1] in LETTERS):
+                continue
+            tail = _TAIL.match(text, m.end())
+            end = tail.end() if tail else m.end()
+            found.append(Entity("ADDRESS", m.start(), end, 0.8, NAME))
     return found
 
 
@@ -138,7 +258,7 @@ class AddressRecognizer:
     entity_types = frozenset({"ADDRESS"})
 
     def analyze(self, text: str) -> list[Entity]:
-        found = _english(text)
+        found = _english(text) + _western(text)
         if not text.isascii():
             found.extend(_chinese(text))
         return found

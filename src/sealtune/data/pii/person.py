@@ -11,11 +11,15 @@ where the text itself says "a name is here":
   that introduces a person ("reset the password for 熊梅", "Contact 张伟"),
   unless it is a listed place or common word (南京, 周一);
 * Latin script (:mod:`._person_en`): capitalised words after a title (Mr.,
-  Dr. ...) or a cue ("my name is", "Name:", "Dear", "Regards,"), or a
-  capitalised pair whose first word is a common given name (about 300, looked
-  up without diacritics) or whose words are pinyin with a Chinese surname
-  (``Zhang Wei``). Accented letters and internal capitals belong to the
-  word (``Pavlović``, ``McConnell``, ``O'Brien``): a name is never cut mid-word.
+  Dr. ...) or a cue ("my name is", "Name:", "Dear", "Regards,"); runs of
+  capitalised words with a known given name (about 900, looked up without
+  diacritics), a middle initial, or surname evidence (a listed surname, a
+  surname ending such as ``-sson`` or ``-ović``, diacritics); single
+  surnames in a list of names or next to a cue ("says Becker"); lower-case
+  names after a cue ("my name is anna schmidt"); pinyin with a Chinese
+  surname (``Zhang Wei``). Accented letters and internal capitals belong to
+  the word (``Pavlović``, ``McConnell``, ``O'Brien``): a name is never cut
+  mid-word.
 
 Honest limits: recall on names with no cue, title or known given name is
 low by design ("张伟明天到", "Forwarded to Kowalczyk"); the given-name length
@@ -113,6 +117,7 @@ ZH_CUES = frozenset(
         "开户人", "借款人", "担保人", "家属", "同事", "朋友", "持有人", "收款人", "付款人",
         "受益人", "监护人", "委托人", "代理人", "承租人", "出租人", "当事人", "报案人", "发件人",
         "经手人", "领取人", "被保人", "开户名", "账户名", "收款方",
+        "对接人", "客户资料", "联系",
     ]
 )
 ZH_TITLES = frozenset(
@@ -240,9 +245,9 @@ def _whole_name(item: str) -> bool:
 
 def _cut_before(text: str, dot: int) -> int:
     """Where the first part of a dotted name ending at ``dot`` starts: after a cue, a verb
-    or a function character, else at most 4 characters back."""
+    or a function character, else at most 5 characters back."""
     start = dot
-    while start > 0 and dot - start < 4 and "\u4e00" <= text[start - 1] <= "\u9fff" and \
+    while start > 0 and dot - start < 5 and "\u4e00" <= text[start - 1] <= "\u9fff" and \
             text[start - 1] not in _STOP:
         start -= 1
         head = text[max(0, start - 5):start]

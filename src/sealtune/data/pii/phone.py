@@ -11,13 +11,23 @@ package) says the number is valid:
 * any number written in international form (``+44 20 7946 0958``,
   ``0044 20 7946 0958``);
 * North-American numbers without ``+1`` when written in the usual groups
-  (``(415) 555-2671``, ``415-555-2671``).
+  (``(415) 555-2671``, ``415-555-2671``, ``415.555.2671``);
+* numbers as people write them (:func:`_written`): dotted groups
+  (``030.1234.5678``, ``+1.415.555.0100``, ``138.0013.8000``), a bracketed
+  trunk zero or area code (``+44 (0)20 7946 0958``, ``(0)30 1234 5678``),
+  with an extension kept in the span (``x123``, ``ext. 45``, ``#12``); and
+  national numbers of other countries in groups: with a trunk ``0``, valid
+  in any region when a phone word is near (``Mobile: 0490 39 07 81``) or in
+  a major European one when dotted or bracketed; without one, only where
+  that is the national habit (Spain, the Nordics, Poland ...) and a phone
+  word is near.
 
 Does not catch: local landline numbers without an area code (``6552 9988``:
 too easily an amount or an order number), national numbers of other
-countries without their ``+`` prefix, numbers with other separators (dots,
-slashes), numbers in words, and 400/800 service numbers (businesses, not
-people). libphonenumber's CN mobile ranges depend on the first five digits,
+countries with no phone word near and no dots or brackets, numbers with
+slashes, numbers in words, and 400/800 service numbers (businesses, not
+people). A phone word on the line before (``Phone:\n...``) is not near.
+libphonenumber's CN mobile ranges depend on the first five digits,
 so their validity is memoised by prefix; other numbers get libphonenumber's
 answer from its patterns compiled into one regex per region and length
 (:mod:`._phone_valid`), to keep the tier fast.
@@ -127,12 +137,142 @@ def _candidates(text: str, run: Run) -> list[tuple[int, int, float]]:
             continue
         lead = led and start == first
         s = lead_at if lead else start
+        if lead and text[lead_at] == "(" and text.find(")", lead_at, end) == -1:
+            # "(13800138000)", "(+86-138-0013-8000)": the bracket is punctuation
+            s = lead_at + 1 if text.startswith("(+", lead_at) else first
         value = score(text[s:end], digits, plus=lead and plus)
         if value:
             if has_context(text, s, end, CONTEXT):
                 value = round(min(1.0, value + 0.05), 4)
             found.append((s, end, value))
     return found
+
+
+# Numbers as people write them beyond the digit runs above: dotted groups
+# (``030.1234.5678``, ``+1.415.555.0100``), a bracketed trunk zero or area
+# code (``+44 (0)20 7946 0958``, ``(0)30 1234 5678``, ``(602)272-9781``) and
+# an extension (``x123``, ``ext. 45``, ``#12``), which belongs to the span.
+# Every quantifier is bounded, so each start costs a bounded number of steps.
+_WRITTEN = re.compile(
+    r"\d[\d .\-()]{5,24}\d(?:[ ]?(?:x|ext\.?|#|extension)[ ]?\d{1,5})?"
+)
+# Gates (each starts with a literal, so re scans fast): two dotted groups of
+# two or more digits (not most IP addresses, amounts and versions), an
+# extension marker before a digit.
+_DOT_DIGIT = re.compile(r"\.\d{2,5}\.\d\d")
+_EXT_GATE = re.compile(r"[x#] ?\d")
+_EXTENSION = re.compile(r"[ ]?(?:x|ext\.?|#|extension)[ ]?\d{1,5}$")
+_GROUPS = re.compile(r"\d+")
+_SSN_LIKE = re.compile(r"\d{3}-\d{2}-\d{4}")  # a US social security number's shape
+_IP_LIKE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+_DOTTED_DATE = re.compile(r"(?:19|20)\d\d\.\d\d?\.\d\d?(?!\d)|\d\d?\.\d\d?\.(?:19|20)\d\d")
+# Calling codes of the regions whose national numbers start with a trunk 0
+# (Europe, Oceania, much of Asia, Africa and South America): a national
+# number is tried against each, its validity decided by libphonenumber. (Not
+# every calling code: one regex per code and length is compiled on first use.)
+_TRUNK_ZERO = (
+    44, 49, 33, 39, 31, 32, 41, 43, 30, 36, 40, 46, 47, 48, 351, 353, 354, 358, 359, 370, 371,
+    372, 373, 375, 380, 381, 385, 386, 387, 389, 61, 64, 27, 234, 254, 20, 212, 216, 90, 972,
+    971, 966, 98, 92, 91, 880, 94, 62, 63, 66, 84, 60, 81, 82, 886, 55, 54, 51, 57, 58, 7,
+)
+WORDS_NEAR = (*CONTEXT, "desk", "office", "cell", "messages to", "answering at", "reach me",
+              "tel.")
+
+
+# Regions whose national numbers are written without a trunk 0 (Spain,
+# Denmark, Norway, Portugal, Poland, Czechia, Greece, Luxembourg, Italian mobiles).
+_NO_TRUNK = (34, 45, 47, 351, 48, 420, 30, 352, 39)
+_MAJOR = (33, 49, 44, 39, 34, 31, 32, 41, 43)
+
+
+@lru_cache(maxsize=4096)
+def _national_ok(digits: str, *, anywhere: bool) -> bool:
+    """Valid as a national number: after a trunk 0 in some region (any that uses a
+    trunk 0 when ``anywhere``, else a major European one), or without one where usual."""
+    if digits.startswith("0"):
+        rest = digits[1:]
+        codes = _TRUNK_ZERO if anywhere else _MAJOR
+    else:
+        if not anywhere or digits.startswith(("86", "1")):
+            return False  # CN numbers are decided by the runs above
+        rest, codes = digits, _NO_TRUNK
+    if not rest or rest[0] == "0":
+        return False
+    return any(is_valid(code, rest) for code in codes)
+
+
+def _written_score(text: str, start: int, end: int) -> float:
+    raw = text[start:end]
+    ext = _EXTENSION.search(raw)
+    body = raw[:ext.start()] if ext else raw
+    if _DOTTED_DATE.search(body) or _IP_LIKE.fullmatch(body) or _SSN_LIKE.fullmatch(body) or \
+            ("-" in body and _DATE.search(body)):
+        return 0.0  # a date, an IP address
+    if "." in body and any(len(g) < 2 for g in _GROUPS.findall(body)[1:]):
+        return 0.0  # 1.3.6.1.4.1.96604: an OID or a version, not phone groups
+    digits = "".join(c for c in body.replace("(0)", "") if c.isdigit())
+    if not 7 <= len(digits) <= 15 or body.count("(") != body.count(")"):
+        return 0.0
+    near = has_context(text, start, end, WORDS_NEAR)
+    bonus = 0.05 if near else 0.0
+    if body.startswith(("+", "(+")):
+        return 0.9 + bonus if len(digits) >= 8 and _international_ok(digits) else 0.0
+    if digits.startswith("00"):
+        return 0.85 + bonus if _international_ok(digits[2:]) else 0.0
+    separated = any(c in body for c in " .-()")
+    if len(digits) == 11 and digits[0] == "1" and separated:
+        return 0.85 + bonus if _cn_mobile_prefix_ok(digits[:5]) else 0.0  # 138.0013.8000
+    if len(digits) == 10 and digits[0] in "23456789" and separated and \
+            _international_ok("1" + digits):
+        return 0.75 if near else 0.7
+    groups = len(_GROUPS.findall(body))
+    if separated and (near or (groups >= 3 and ("." in body or "(0)" in body))) and \
+            _national_ok(digits, anywhere=near):
+        return 0.7 if near else 0.6
+    return 0.0
+
+
+def _written(text: str) -> list[tuple[int, int, float]]:
+    """Candidates of :data:`_WRITTEN` shape (see above), validated by libphonenumber."""
+    found: list[tuple[int, int, float]] = []
+    if "(0)" not in text and "ext" not in text and _DOT_DIGIT.search(text) is None and \
+            _EXT_GATE.search(text) is None:
+        return found  # no dot before a digit, no (0), no extension: the runs decide alone
+    for m in _WRITTEN.finditer(text):
+        start, end = m.span()
+        if start and text[start - 1] in "+(":  # a "+", "(+" or "(" in front belongs to it
+            start -= 2 if text[max(0, start - 2):start] == "(+" else 1
+        raw = text[start:end]
+        if "." not in raw and "(0)" not in raw and (
+                ("x" not in raw and "#" not in raw and "e" not in raw) or
+                _EXTENSION.search(raw) is None):
+            continue  # the digit runs above decide it
+        if (start and (text[start - 1].isalnum() or text[start - 1] in "+.")) or \
+                (end < len(text) and (text[end].isalnum() or
+                                      (text[end] == "." and text[end + 1:end + 2].isdigit()))):
+            continue
+        if text[start] == "(" and text[start + 1:start + 2] != "+" and \
+                text.find(")", start, start + 7) == -1:
+            start += 1  # "(13800138000)": the bracket is punctuation
+        value = _written_score(text, start, end)
+        if value:
+            found.append((start, end, value))
+    return found
+
+
+def _national(text: str, run: Run) -> list[tuple[int, int, float]]:
+    """A whole grouped run that no rule above took, as a national number near a phone word."""
+    if text[run.first:run.end].isdigit() or not 7 <= len(run.digits) <= 15 or \
+            not run.digits.isdigit():
+        return []  # one unseparated group: an order number as easily as a phone
+    start = run.start if text[run.start] != "(" or text.find(")", run.start, run.end) != -1 \
+        else run.first
+    if not has_context(text, start, run.end, WORDS_NEAR):
+        return []
+    raw = text[start:run.end]
+    if _SSN_LIKE.fullmatch(raw) or _DATE.search(raw):
+        return []
+    return [(start, run.end, 0.7)] if _national_ok(run.digits, anywhere=True) else []
 
 
 class PhoneRecognizer:
@@ -145,7 +285,9 @@ class PhoneRecognizer:
         found: list[tuple[int, int, float]] = []
         for run in number_runs(text):
             if len(run.digits) <= 40:
-                found.extend(_candidates(text, run))
+                candidates = _candidates(text, run)
+                found.extend(candidates or _national(text, run))
+        found.extend(_written(text))
         if not found:
             return []
         return [Entity("PHONE", s, e, sc, NAME) for s, e, sc in pick_non_overlapping(found)]

@@ -141,8 +141,13 @@ _ADDRESS = st.tuples(
 @settings(max_examples=400, deadline=None)
 @given(st.lists(_ADDRESS, min_size=1, max_size=3).map("".join))
 def test_english_addresses_as_an_unguarded_scan_finds_them(text: str) -> None:
-    expected = [m.span() for m in _EN_ADDRESS.finditer(text)
-                if not (m.start() and text[m.start() - 1] in _ALNUM)]
+    expected = []
+    for street in (_EN_ADDRESS, address._DE_STREET, address._FR_STREET):
+        for m in street.finditer(text):
+            if not (m.start() and (text[m.start() - 1] in _ALNUM or
+                                   text[m.start() - 1] in address.LETTERS)):
+                tail = address._TAIL.match(text, m.end())
+                expected.append((m.start(), tail.end() if tail else m.end()))
     assert [(e.start, e.end) for e in address._english(text)] == expected
 
 
