@@ -152,7 +152,7 @@ def load_engine(ws: Workspace, *, engine: str, model: str, base: Path | None = N
         resolve_model,
     )
 
-    model_id = Path(model).name or model
+    model_id = source.model_id if source is not None else (Path(model).name or model)
     if engine == "echo":
         if base is not None:
             raise UsageError("--base applies to the transformers engine only")
