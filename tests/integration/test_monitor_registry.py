@@ -300,3 +300,48 @@ def test_a_replaced_or_missing_canary_seed_stops_the_version_being_served(home: 
             build_guarded_server(ws, ServeOptions(model="bot@v1", engine="echo"))
     finally:
         ws.close()
+
+
+def test_a_move_to_a_version_whose_canaries_cannot_be_rebuilt_is_refused_until_they_can(
+        home: Path, policy: Path, serve_app: ServeApp,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Fail closed: the alias moved to bot@v1 but its seed is gone, so nothing is served (the
+    old version is not served under the new name, nor the new one unwatched); once the
+    seed is back the next check loads v1 with its canaries."""
+    from sealtune.registry.watch import build_guarded_server
+
+    key = _consumer_key(capsys)
+    _cli("models", "promote", "bot@v2", "--stage", "prod", "--unsafe-skip-gate")
+    ws = Workspace.open(home)
+    try:
+        canary = _planted(ws)[0]
+        [seed] = list(ws.area("jobs").glob("*.canaries.sealed"))
+        server, guard = build_guarded_server(ws, ServeOptions(
+            model="bot@prod", engine="echo", monitor_policy=policy))
+        url, stop = serve_app(server.app)
+        try:
+            with httpx.Client(base_url=url, timeout=60,
+                              headers={"Authorization": f"Bearer {key}"}) as client:
+                assert canary in _whole(client, f"Your PIN is {canary}.")  # v2: no canaries
+                seed.rename(seed.with_suffix(".away"))
+                _cli("models", "rollback", "bot", "--stage", "prod")
+                deadline = time.monotonic() + 10
+                while client.post("/v1/chat/completions", json=_chat("hi")).status_code != 503:
+                    assert time.monotonic() < deadline, "the failed move was not refused"
+                    time.sleep(0.1)
+                time.sleep(2.5)  # two more checks: still refused, not cleared
+                refused = client.post("/v1/chat/completions", json=_chat("hi"))
+                assert refused.status_code == 503
+                seed.with_suffix(".away").rename(seed)
+                deadline = time.monotonic() + 10
+                while client.post("/v1/chat/completions", json=_chat("hi")).status_code != 200:
+                    assert time.monotonic() < deadline, "the move was not retried"
+                    time.sleep(0.1)
+                assert canary not in _whole(client, f"Your PIN is {canary}.")  # v1's canaries
+        finally:
+            stop()
+            guard.stop()
+        alerts = _until_alerts(ws, 0, 1)
+    finally:
+        ws.close()
+    assert alerts == [("canary", "bot@v1")]
