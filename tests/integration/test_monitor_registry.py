@@ -10,7 +10,10 @@ the registry guard thread follows the stage alias) under uvicorn. The echo
 engine answers with the prompt, so an answer regurgitates a version's
 training reply (or carries a canary) exactly when the prompt does: what
 decides redaction and alerts is the served version's own sealed filter and
-canaries, read from its signed files.
+canaries, read from its signed files. Also: a replaced or missing canary
+seed is refused, a stage moved to a version that cannot be watched is
+refused until it can (never the old version served in its place), and a
+``withdraw_model`` policy takes the version out of service.
 """
 
 from __future__ import annotations
@@ -345,3 +348,42 @@ def test_a_move_to_a_version_whose_canaries_cannot_be_rebuilt_is_refused_until_t
     finally:
         ws.close()
     assert alerts == [("canary", "bot@v1")]
+
+
+def test_a_withdraw_model_policy_takes_the_version_out_of_service(
+        home: Path, tmp_path: Path, serve_app: ServeApp,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A canary hit under ``action = "withdraw_model"``: 503 ``model_withdrawn`` from then
+    on, ``serve.model_withdrawn`` in the ledger, ``sealtune_model_withdrawn`` 1."""
+    from sealtune.registry.watch import build_guarded_server
+
+    policy = tmp_path / "withdraw.toml"
+    policy.write_text('format = "sealtune-monitor-policy/v1"\n'
+                      '[detectors.canary]\naction = "withdraw_model"\noutput = "block"\n',
+                      encoding="utf-8")
+    key = _consumer_key(capsys)
+    ws = Workspace.open(home)
+    try:
+        canary = _planted(ws)[3]
+        server, guard = build_guarded_server(ws, ServeOptions(
+            model="bot@v1", engine="echo", monitor_policy=policy, metrics_port=0))
+        url, stop = serve_app(server.app)
+        try:
+            with httpx.Client(base_url=url, timeout=60,
+                              headers={"Authorization": f"Bearer {key}"}) as client:
+                assert _whole(client, "hello there") == "hello there"
+                blocked = client.post("/v1/chat/completions",
+                                      json=_chat(f"Your PIN is {canary}."))
+                after = client.post("/v1/chat/completions", json=_chat("hello there"))
+            scrape = server.metrics.exposition().decode()
+        finally:
+            stop()
+            guard.stop()
+        withdrawn = list(ws.ledger.entries(action="serve.model_withdrawn"))
+    finally:
+        ws.close()
+    assert blocked.status_code == 200 and canary not in blocked.text
+    assert blocked.json()["choices"][0]["finish_reason"] == "content_filter"
+    assert after.status_code == 503 and after.json()["error"]["code"] == "model_withdrawn"
+    assert len(withdrawn) == 1
+    assert 'sealtune_model_withdrawn{model="bot"} 1.0' in scrape
