@@ -16,7 +16,10 @@ answers every request with an error while the guard refuses:
 
 When the served reference is a stage and its alias moves (a promotion or a
 rollback), the guard loads the new version and calls ``on_move`` with it
-(the server swaps its engine without a restart).
+(the server swaps its engine, and the monitor's checks built from that
+version's own filter and canaries, without a restart). A move that fails
+(the version or its canary seed does not verify) is refused with ``503``
+and retried at each check; the old version is not served in its place.
 
 What this protects against: a server that keeps serving a version after it
 was revoked (within ``interval`` plus one check), a replayed or frozen
