@@ -251,7 +251,7 @@ def _every_prefix_prompt_regurgitates_and_is_redacted(home: Path, policy: Path) 
     from sealtune.monitor.runtime import build_monitor
     from sealtune.serve.engines import make_engine
     from sealtune.serve.model import resolve_model
-    from sealtune.serve.watch import open_resources
+    from sealtune.serve.resources import open_resources
 
     ws = Workspace.open(home)
     try:

@@ -232,12 +232,17 @@ class AlertRaised:
 
 @dataclass(frozen=True)
 class ModelServed:
-    """The served model version, and whether it was withdrawn."""
+    """A model version served (``serving``: no longer, after a swap), whether it was withdrawn.
+
+    ``version`` is the name alerts give it (``<id>@<digest12>``, ``NAME@vN``).
+    """
 
     model_id: str
     digest: str
     engine: str
     withdrawn: bool = False
+    version: str = "-"
+    serving: bool = True
 
 
 MetricEvent = RequestStarted | RequestDone | AuthDenied | E2ERejected | AlertRaised | ModelServed

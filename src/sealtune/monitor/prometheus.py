@@ -114,7 +114,8 @@ def _make_metrics(registry: Any) -> _Metrics:
         alerts=p.Counter("sealtune_monitor_alerts", "Detector alerts, by detector and the "
                          "policy's response.", ["detector", "action"], **kw),
         model=p.Gauge("sealtune_model_info", "The model version served (1 while served).",
-                      ["model", "digest", "engine"], multiprocess_mode="livemax", **kw),
+                      ["model", "version", "digest", "engine"], multiprocess_mode="livemax",
+                      **kw),
         withdrawn=p.Gauge("sealtune_model_withdrawn", "1 when the model was taken out of "
                           "service by a monitor policy.", ["model"],
                           multiprocess_mode="livemax", **kw),
@@ -167,8 +168,10 @@ class PrometheusSink:
             m.alerts.labels(safe_label(event.detector), safe_label(event.action)).inc()
         elif isinstance(event, ModelServed):
             model = safe_label(event.model_id)
-            m.model.labels(model, safe_label(event.digest[:12]), safe_label(event.engine)).set(1)
-            m.withdrawn.labels(model).set(1 if event.withdrawn else 0)
+            m.model.labels(model, safe_label(event.version), safe_label(event.digest[:12]),
+                           safe_label(event.engine)).set(1 if event.serving else 0)
+            if event.serving:
+                m.withdrawn.labels(model).set(1 if event.withdrawn else 0)
 
     def _done(self, event: RequestDone) -> None:
         m, meta = self._m, event.meta

@@ -8,7 +8,11 @@ raise their alerts later through the context's ``emit``. A detector that
 fails is counted by class name in :attr:`Monitor.failures` and the request
 goes on; after an alert, the same detector stays quiet about the same key
 for its ``cooldown_seconds`` (one ledger event per incident, not per
-request).
+request). The detectors that need the served model's resources (its
+training filter, its canaries) are held apart per model version
+(:class:`ModelChecks`): when the server swaps versions it binds the new
+version's and serves them with its engine, while the detectors of callers'
+behaviour keep their state.
 
 What this protects against: a broken detector breaking serving, and alert
 floods. What it does not: see each detector for what it misses; the
@@ -21,59 +25,39 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sealtune.monitor.base import Alert, MetricsSink, NullSink, Observation
 from sealtune.monitor.detectors import DETECTORS, Detector, DetectorContext
 from sealtune.monitor.detectors.regurgitation import MARK, Scan, redact_spans
-from sealtune.monitor.policy import MonitorPolicy
+from sealtune.monitor.policy import DetectorPolicy, MonitorPolicy
 from sealtune.monitor.streaming import SpanScanner, StreamGuard
 
 if TYPE_CHECKING:
     from sealtune.monitor.alerts import AlertRouter, AuditFn, Responses
 
-__all__ = ["Monitor", "build_monitor"]
+__all__ = ["ModelChecks", "Monitor", "build_monitor"]
 
 _log = logging.getLogger("sealtune.monitor")
 
 
-class Monitor:
-    """Runs the policy's detectors on every observation and routes their alerts.
+class ModelChecks:
+    """The detectors of one model version (its filter, its canaries) and its name in alerts.
 
-    Args:
-        policy: the monitor policy.
-        model_version: the model version served (``<id>@<digest12>``).
-        router: where alerts go.
+    Built by :meth:`Monitor.bind`; an answer is checked by the checks of the version
+    that generated it, so a request in flight when the server swaps versions is
+    never checked against the other version's filter.
     """
 
-    def __init__(self, policy: MonitorPolicy, *, model_version: str, router: AlertRouter,
-                 resources: Mapping[str, Any] | None = None) -> None:
-        self.policy, self.model_version, self.router = policy, model_version, router
-        self.failures: Counter[str] = Counter()
-        self.alerts: Counter[str] = Counter()
-        self._lock = threading.RLock()
-        self._quiet: dict[tuple[str, str], float] = {}
-        self._actions = {d.name: d for d in policy.enabled()}
-        ctx = DetectorContext(model_version, self._emit, policy.max_keys, dict(resources or {}))
-        self.detectors: list[Detector] = []
-        try:
-            for d in policy.enabled():
-                spec = DETECTORS.get(d.name)
-                assert spec is not None  # the policy only names registered detectors
-                self.detectors.append(spec.factory(d.settings, ctx))
-        except BaseException:
-            self.close()
-            raise
+    def __init__(self, model_version: str, detectors: list[Detector],
+                 actions: Mapping[str, DetectorPolicy], failures: Counter[str]) -> None:
+        self.model_version, self.detectors = model_version, detectors
+        self._actions, self._failures = actions, failures
 
     def guard(self, text: str) -> tuple[str | None, list[str]]:
-        """Check an answer before it is sent: ``(text to send or None to block, detectors hit)``.
-
-        Runs the enabled detectors that can scan an output (``regurgitation``,
-        ``canary``) whose policy ``output`` is not ``pass``; spans they find
-        are redacted, or the answer is blocked (None). The alert itself comes
-        from :meth:`observe`, which sees the unredacted output.
-        """
+        """See :meth:`Monitor.guard`."""
         hit: list[str] = []
         for detector in self.detectors:
             scan = getattr(detector, "scan", None)
@@ -83,7 +67,7 @@ class Monitor:
             try:
                 found: Scan = scan(text)
             except Exception as exc:  # fail closed: an output that cannot be checked is held
-                self.failures[type(exc).__name__] += 1
+                self._failures[type(exc).__name__] += 1
                 return None, [detector.name]
             if not found.spans:
                 continue
@@ -94,24 +78,123 @@ class Monitor:
         return text, hit
 
     def stream_guard(self) -> StreamGuard | None:
-        """A check of one streamed answer as it is generated, like :meth:`guard` for a whole one.
-
-        None when no enabled detector checks outputs (or all are ``pass``):
-        the stream then goes out as the engine writes it.
-        """
+        """See :meth:`Monitor.stream_guard`."""
         scanners: list[tuple[str, str, SpanScanner]] = []
         for detector in self.detectors:
             make: Callable[[], SpanScanner] | None = getattr(detector, "stream_scanner", None)
             mode = self._actions[detector.name].output
             if make is not None and mode != "pass":
                 scanners.append((detector.name, mode, make()))
-        return StreamGuard(scanners, mark=MARK, failures=self.failures) if scanners else None
+        return StreamGuard(scanners, mark=MARK, failures=self._failures) if scanners else None
 
-    def observe(self, obs: Observation) -> list[Alert]:
-        """Show one finished request to every detector; route and return the alerts raised."""
+    def close(self) -> None:
+        """Close the detectors (they keep nothing)."""
+        for detector in self.detectors:
+            try:
+                detector.close()
+            except Exception as exc:  # closing the others matters more
+                self._failures[type(exc).__name__] += 1
+
+
+class Monitor:
+    """Runs the policy's detectors on every observation and routes their alerts.
+
+    Detectors that need a model resource (:attr:`DetectorSpec.resource`: the
+    training filter, the canaries) belong to the model version served
+    (:class:`ModelChecks`, replaced by :meth:`use` when the server swaps
+    versions); the others watch callers across versions. Every alert names the
+    version that generated the answer observed (one raised off the request
+    path: the version served then).
+
+    Args:
+        policy: the monitor policy (the detectors needing a resource are turned on
+            for a version that has it, unless the policy says ``enabled``).
+        model_version: the model version served (``<id>@<digest12>``, ``NAME@vN``).
+        router: where alerts go.
+        resources: that version's resources, by name.
+    """
+
+    def __init__(self, policy: MonitorPolicy, *, model_version: str, router: AlertRouter,
+                 resources: Mapping[str, Any] | None = None) -> None:
+        self.policy, self.router = policy, router
+        self.failures: Counter[str] = Counter()
+        self.alerts: Counter[str] = Counter()
+        self._lock = threading.RLock()
+        self._quiet: dict[tuple[str, str], float] = {}
+        self._actions = {d.name: d for d in policy.detectors}
+        self.detectors: list[Detector] = []
+        self.checks = ModelChecks(model_version, [], self._actions, self.failures)
+        try:
+            self.detectors = self._build(policy.enabled(), model_version, {}, shared=True)
+            self.checks = self.bind(model_version=model_version, resources=resources or {})
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def model_version(self) -> str:
+        """The model version served now."""
+        return self.checks.model_version
+
+    def _build(self, enabled: Iterable[DetectorPolicy], model_version: str,
+               resources: Mapping[str, Any], *, shared: bool) -> list[Detector]:
+        ctx = DetectorContext(model_version, self._emit, self.policy.max_keys, dict(resources))
+        built: list[Detector] = []
+        try:
+            for d in enabled:
+                spec = DETECTORS.get(d.name)
+                assert spec is not None  # the policy only names registered detectors
+                if (spec.resource is None) == shared:
+                    built.append(spec.factory(d.settings, ctx))
+        except BaseException:
+            ModelChecks(model_version, built, self._actions, self.failures).close()
+            raise
+        return built
+
+    def bind(self, *, model_version: str, resources: Mapping[str, Any]) -> ModelChecks:
+        """The checks of a model version with these resources (not yet served: :meth:`use`).
+
+        Raises:
+            ConfigError: the policy turns on a detector whose resource is missing.
+        """
+        wanted = {spec.resource: name for name in DETECTORS
+                  if (spec := DETECTORS.get(name)) is not None and spec.resource}
+        policy = self.policy.with_resources(wanted[r] for r in resources if r in wanted)
+        return ModelChecks(model_version, self._build(policy.enabled(), model_version,
+                                                      resources, shared=False),
+                           self._actions, self.failures)
+
+    def use(self, checks: ModelChecks) -> None:
+        """Serve ``checks``' version from now on (answers in flight keep their own)."""
+        self.checks = checks
+
+    def guard(self, text: str) -> tuple[str | None, list[str]]:
+        """Check an answer before it is sent: ``(text to send or None to block, detectors hit)``.
+
+        Runs the served version's detectors that can scan an output
+        (``regurgitation``, ``canary``) whose policy ``output`` is not ``pass``;
+        spans they find are redacted, or the answer is blocked (None). The alert
+        itself comes from :meth:`observe`, which sees the unredacted output.
+        """
+        return self.checks.guard(text)
+
+    def stream_guard(self) -> StreamGuard | None:
+        """A check of one streamed answer as it is generated, like :meth:`guard` for a whole one.
+
+        None when no enabled detector checks outputs (or all are ``pass``):
+        the stream then goes out as the engine writes it.
+        """
+        return self.checks.stream_guard()
+
+    def observe(self, obs: Observation, *, checks: ModelChecks | None = None) -> list[Alert]:
+        """Show one finished request to every detector; route and return the alerts raised.
+
+        ``checks``: those of the version that answered (default: the one served now).
+        """
+        checks = checks or self.checks
         raised: list[Alert] = []
         with self._lock:
-            for detector in self.detectors:
+            for detector in [*self.detectors, *checks.detectors]:
                 try:
                     found = detector.observe(obs)
                 except Exception as exc:  # a detector must not break serving; no text leaves
@@ -120,6 +203,7 @@ class Monitor:
                         "detector": detector.name, "error": type(exc).__name__}})
                     continue
                 raised += [a for a in found if self._admit(a)]
+        raised = [replace(a, model_version=checks.model_version) for a in raised]
         for alert in raised:
             self._route(alert)
         return raised
@@ -148,11 +232,11 @@ class Monitor:
                 "detector": alert.detector, "error": type(exc).__name__}})
 
     def _emit(self, alert: Alert) -> None:
-        """An alert from off the request path (thread-safe)."""
+        """An alert from off the request path (thread-safe): it names the version served now."""
         with self._lock:
             admitted = self._admit(alert)
         if admitted:
-            self._route(alert)
+            self._route(replace(alert, model_version=self.checks.model_version))
 
     def flush(self) -> None:
         """Wait for detectors that work in the background (tests, benchmarks)."""
@@ -165,11 +249,8 @@ class Monitor:
 
     def close(self) -> None:
         """Stop every detector and the webhook; forget all state."""
-        for detector in self.detectors:
-            try:
-                detector.close()
-            except Exception as exc:  # closing the others matters more
-                self.failures[type(exc).__name__] += 1
+        ModelChecks(self.model_version, self.detectors, self._actions, self.failures).close()
+        self.checks.close()
         self.router.close()
 
 
@@ -188,9 +269,4 @@ def build_monitor(policy: MonitorPolicy, *, model_version: str, audit: AuditFn |
     webhook = Webhook(policy.webhook) if policy.webhook is not None else None
     router = AlertRouter(audit=audit, metrics=metrics or NullSink(), webhook=webhook,
                          responses=responses)
-    resources = dict(resources or {})
-    policy = policy.with_resources(_RESOURCE_OF[r] for r in resources if r in _RESOURCE_OF)
     return Monitor(policy, model_version=model_version, router=router, resources=resources)
-
-
-_RESOURCE_OF = {"training_filter": "regurgitation", "canaries": "canary"}

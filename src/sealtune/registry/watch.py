@@ -16,7 +16,10 @@ answers every request with an error while the guard refuses:
 
 When the served reference is a stage and its alias moves (a promotion or a
 rollback), the guard loads the new version and calls ``on_move`` with it
-(the server swaps its engine without a restart).
+(the server swaps its engine, and the monitor's checks built from that
+version's own filter and canaries, without a restart). A move that fails
+(the version or its canary seed does not verify) is refused with ``503``
+and retried at each check; the old version is not served in its place.
 
 What this protects against: a server that keeps serving a version after it
 was revoked (within ``interval`` plus one check), a replayed or frozen
@@ -128,9 +131,11 @@ class ServingGuard:
         except SealtuneError:
             return None  # the stage has no version left: the revoked one is refused
         if now != self.ref and self.on_move is not None:
+            previous = self.ref
             try:
                 self.on_move(self.load(reg))
             except SealtuneError as exc:
+                self.ref = previous  # still served: refused, and the move retried next check
                 return (503, INVALID, exc.message)
         return None
 
@@ -211,17 +216,24 @@ def build_guarded_server(ws: Workspace, options: Any) -> tuple[Any, ServingGuard
     from dataclasses import replace
 
     from sealtune.serve.launch import build_server, load_engine
+    from sealtune.serve.resources import source_resources
+    from sealtune.serve.watch import model_version
 
     guard = ServingGuard(ws, options.model)
     server = build_server(ws, replace(options, source=guard.load()))
     inner = server.app
 
     def on_move(source: ModelSource) -> None:
+        # Everything of the new version is loaded and checked before anything is swapped:
+        # its engine, and the monitor's checks from its own signed files (filter, canaries).
         gen, _model_id, digest = load_engine(ws, engine=options.engine, model=source.model_id,
                                              source=source)
         state = inner.state.sealtune
-        state.swap_model(replace(state.settings, model_digest=digest,
-                                 registry=source.registry), gen)
+        settings = replace(state.settings, model_digest=digest, registry=source.registry)
+        served = state.watch.bind(
+            model_version(model_id=settings.model_id, digest=digest, registry=source.registry),
+            source_resources(ws, source, canaries=options.canaries))
+        state.swap_model(settings, gen, served)
 
     guard.on_move = on_move
     guard.start()

@@ -61,7 +61,7 @@ from sealtune.serve.engines.base import Engine
 from sealtune.serve.logs import SCOPE_KEY, AccessLogMiddleware, RequestLog, RequestRecord
 from sealtune.serve.openai_api import BadRequest, error_body, load_json
 from sealtune.serve.settings import ServeSettings
-from sealtune.serve.watch import TEXTS_KEY, ServerResponses, Watch
+from sealtune.serve.watch import TEXTS_KEY, Served, ServerResponses, Watch, model_version
 
 _JSON = "application/json"
 _NO_CACHE = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
@@ -88,8 +88,7 @@ class _Server:
         self.settings, self.engine, self.keys = settings, engine, keys
         self.provider, self.auth, self.audit, self.log = provider, auth, audit, log
         self.watch, self.responses = watch, responses
-        self.completions = Completions(settings, engine, guard=watch.guard,
-                                       stream_guard=watch.stream_guard)
+        self.completions = Completions(settings, engine, watch.current)
         self.measurement = Measurement(code=measure_code(), model=settings.model_digest,
                                        config=measure_bytes(settings.measured()))
         self.started = int(time.time())
@@ -136,18 +135,21 @@ class _Server:
         return _json_response(400, error_body("invalid request parameters",
                                               "invalid_request_error", code="invalid_request"))
 
-    def swap_model(self, settings: ServeSettings, engine: Engine) -> None:
+    def swap_model(self, settings: ServeSettings, engine: Engine, served: Served) -> None:
         """Serve another model from now on (a registry stage alias moved): new measurement.
 
-        Recorded as ``serve.model_swapped``; the cached attestation report is dropped,
-        so the next report measures the new model.
+        ``served``: the new version's checks (:meth:`Watch.bind`), swapped in with the
+        engine in one step: a request runs one engine and is checked by its version's
+        filter and canaries. Recorded as ``serve.model_swapped``; the cached
+        attestation report is dropped, so the next report measures the new model.
         """
-        completions = Completions(settings, engine, guard=self.watch.guard,
-                                  stream_guard=self.watch.stream_guard)
+        completions = Completions(settings, engine, served)
         measurement = Measurement(code=measure_code(), model=settings.model_digest,
                                   config=measure_bytes(settings.measured()))
         self.settings, self.engine, self.completions = settings, engine, completions
         self.measurement, self._report_cache = measurement, None
+        self.watch.swap(served, model_id=settings.model_id, digest=settings.model_digest,
+                        engine=settings.engine)
         self.audit.record("serve.model_swapped", actor="sealtune-serve",
                           resource=settings.model_id,
                           details={"measurement": measurement.to_dict()})
@@ -253,9 +255,10 @@ class _Server:
                 code="unsupported_media_type"))
         rec.mode = "plain"
         raw = await self._read(request, self.settings.max_body_bytes)
-        answer = await self.completions.answer(raw, rec, self._texts(request))
+        completions = self.completions  # one model version for the whole request
+        answer = await completions.answer(raw, rec, self._texts(request))
         if answer.events is not None:
-            return StreamingResponse(self.completions.body(plain_sse(answer.events)),
+            return StreamingResponse(completions.body(plain_sse(answer.events)),
                                      media_type="text/event-stream", headers=_NO_CACHE)
         return _json_response(answer.status, answer.body)
 
@@ -286,10 +289,11 @@ class _Server:
                               resource="POST /v1/chat/completions", outcome="failure",
                               details={"reason": rec.error})
             return _json_response(400, out)
-        answer = await self.completions.answer(plaintext, rec, self._texts(request))
+        completions = self.completions  # one model version for the whole request
+        answer = await completions.answer(plaintext, rec, self._texts(request))
         del plaintext
         if answer.events is not None:
-            return StreamingResponse(self.completions.body(e2e.seal_events(ctx, answer.events)),
+            return StreamingResponse(completions.body(e2e.seal_events(ctx, answer.events)),
                                      media_type=e2e.CHUNKED_RESPONSE_MEDIA_TYPE, headers=_NO_CACHE)
         return Response(e2e.seal_whole(ctx, answer.status, answer.body),
                         media_type=e2e.RESPONSE_MEDIA_TYPE, headers=_NO_CACHE)
@@ -382,10 +386,13 @@ def create_app(settings: ServeSettings, *, engine: Engine, keys: ServerKeys,
         UsageError: a route has no entry in the role matrix (fail closed).
     """
     audit = AuditSink(ledger_audit)
-    watch = watch or Watch(model_version=f"{settings.model_id}@{settings.model_digest[:12]}")
+    watch = watch or Watch(model_version=model_version(
+        model_id=settings.model_id, digest=settings.model_digest, registry=settings.registry))
     watch.bind_audit(audit.record)
     if responses is not None and responses.audit is None:
         responses.audit = audit.record
+    if responses is not None and responses.on_withdraw is None:
+        responses.on_withdraw = watch.withdrawn
     server = _Server(settings, engine, keys, provider, auth, audit, request_log or RequestLog(),
                      watch, responses)
     app = FastAPI(title="sealtune serve", docs_url=None, redoc_url=None, openapi_url=None,

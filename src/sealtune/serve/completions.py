@@ -45,6 +45,7 @@ from sealtune.serve.settings import ServeSettings
 
 if TYPE_CHECKING:
     from sealtune.monitor.streaming import StreamGuard
+    from sealtune.serve.watch import Served
 
 _T = TypeVar("_T")
 
@@ -62,13 +63,12 @@ class Completions:
     """Answers chat completion requests with one engine and one output filter."""
 
     def __init__(self, settings: ServeSettings, engine: Engine,
-                 guard: Callable[[str], str | None] | None = None,
-                 stream_guard: Callable[[], StreamGuard | None] | None = None) -> None:
+                 served: Served | None = None) -> None:
         self.settings, self.engine = settings, engine
         self.filter = OutputFilter(settings.filter)
-        # The monitor's check of an answer before it is sent (redact or block): of a whole
-        # one, and of a streamed one as it is generated (a guard per stream).
-        self.guard, self.stream_guard = guard, stream_guard
+        # The monitor's checks of this engine's model version (redact or block an answer
+        # before it is sent: a whole one, and a streamed one as it is generated).
+        self.served = served
 
     def body(self, chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
         """A streamed body: pumped by one thread for blocking engines, inline otherwise."""
@@ -82,6 +82,7 @@ class Completions:
         message and the generated text for the monitor's detectors.
         """
         texts = {} if texts is None else texts
+        texts["served"] = self.served  # the version that answers, for the detectors
         s = self.settings
         try:
             req = parse_chat_request(raw, default_max_tokens=s.default_max_tokens,
@@ -116,7 +117,7 @@ class Completions:
         text = text if cutter.hit else text + cutter.flush()
         texts["output"], texts["first"] = text, time.time()
         finish: str = "stop" if cutter.hit else done.finish_reason
-        checked = text if self.guard is None else self.guard(text)
+        checked = text if self.served is None else self.served.guard(text)
         if checked is None:  # the monitor policy blocks this answer
             rec.error, checked, finish = "output_blocked", "", "content_filter"
         counts: Counter[str] = Counter()
@@ -132,8 +133,8 @@ class Completions:
                 rec: RequestRecord, texts: dict[str, Any]) -> Iterator[bytes]:
         """The server-sent events of one streamed completion (without ``[DONE]``)."""
         make, pieces = ChunkMaker(rid, created, req.model), []
-        out = _StreamOut(StopCutter(req.stop), None if self.stream_guard is None
-                         else self.stream_guard(), self.filter.stream())
+        out = _StreamOut(StopCutter(req.stop), None if self.served is None
+                         else self.served.stream_guard(), self.filter.stream())
         try:
             yield make.delta({"role": "assistant", "content": ""})
             for piece in stream:

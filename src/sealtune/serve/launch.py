@@ -33,7 +33,7 @@ from sealtune.serve.settings import ConnectionLimits
 if TYPE_CHECKING:
     from sealtune.attest.base import AttestationProvider
     from sealtune.serve.engines.base import Engine
-    from sealtune.serve.model import ModelFiles, ModelSource
+    from sealtune.serve.model import ModelSource
     from sealtune.workspace import Workspace
 
 __all__ = ["LoadedEngine", "ServeOptions", "Server", "build_server", "load_engine", "run_server"]
@@ -152,7 +152,7 @@ def load_engine(ws: Workspace, *, engine: str, model: str, base: Path | None = N
         resolve_model,
     )
 
-    model_id = Path(model).name or model
+    model_id = source.model_id if source is not None else (Path(model).name or model)
     if engine == "echo":
         if base is not None:
             raise UsageError("--base applies to the transformers engine only")
@@ -260,13 +260,7 @@ def _watch(ws: Workspace, o: ServeOptions, settings: Any, auth: Any) -> tuple[An
     """
     from sealtune.monitor.policy import default_policy, load_policy
     from sealtune.monitor.runtime import build_monitor
-    from sealtune.serve.model import resolve_model
-    from sealtune.serve.watch import (
-        ServerResponses,
-        Watch,
-        job_canary_secrets,
-        open_resources,
-    )
+    from sealtune.serve.watch import ServerResponses, Watch, model_version
 
     metrics = None
     if o.metrics_port is not None or o.metrics_dir is not None:
@@ -279,23 +273,29 @@ def _watch(ws: Workspace, o: ServeOptions, settings: Any, auth: Any) -> tuple[An
         from sealtune.monitor.tracing import configure_tracing
 
         tracer = configure_tracing()
-    files: ModelFiles | None
-    if o.source is not None:  # a registry version: its verified files, not a workspace path
-        files = o.source.files
-    else:
-        files = None if o.engine == "echo" else resolve_model(o.model, keys=ws.keys,
-                                                               workspace_root=ws.root)
-    # the canaries the model's own training job planted (train --canaries), from its sealed seed
-    planted = job_canary_secrets(ws.root, ws.keys, o.model) if o.source is None else []
-    resources = open_resources(files, canaries=o.canaries, planted=planted)
+    resources = _resources(ws, o)
     policy = load_policy(o.monitor_policy) if o.monitor_policy else default_policy()
     responses = ServerResponses(auth)
-    version = f"{settings.model_id}@{settings.model_digest[:12]}"
+    version = model_version(model_id=settings.model_id, digest=settings.model_digest,
+                            registry=settings.registry)
     monitor = build_monitor(policy, model_version=version, audit=None,
                             metrics=metrics, responses=responses, resources=resources)
     return Watch(model_version=version, metrics=metrics, monitor=monitor,
                  tracer=tracer), responses
 
+
+def _resources(ws: Workspace, o: ServeOptions) -> dict[str, Any]:
+    """The served model's filter and canaries (those its training job planted, from the
+    job's sealed seed, and ``--canaries``)."""
+    from sealtune.serve.model import resolve_model
+    from sealtune.serve.resources import job_canary_secrets, open_resources, source_resources
+
+    if o.source is not None:  # a registry version: its verified files, not a workspace path
+        return source_resources(ws, o.source, canaries=o.canaries)
+    files = None if o.engine == "echo" else resolve_model(o.model, keys=ws.keys,
+                                                           workspace_root=ws.root)
+    planted = job_canary_secrets(ws.root, ws.keys, o.model)
+    return open_resources(files, canaries=o.canaries, planted=planted)
 
 
 def run_server(server: Server) -> None:

@@ -4,10 +4,15 @@
 and the monitor. The access-log middleware hands it each finished request
 (:meth:`Watch.done`: the request record and, for chat completions, the
 prompt and output kept in the request scope for the duration of the
-request); the completion path asks it to check an answer before it is sent
-(:meth:`Watch.guard`: regurgitated training text or a canary is redacted,
-or the answer blocked, as the policy says; :meth:`Watch.stream_guard` does
-the same for a streamed answer as it is generated). :class:`ServerResponses`
+request); the completion path asks the :class:`Served` version it runs to
+check an answer before it is sent (:meth:`Served.guard`: regurgitated
+training text or a canary is redacted, or the answer blocked, as the policy
+says; :meth:`Served.stream_guard` does the same for a streamed answer as it
+is generated). When the server swaps model versions (a registry stage alias
+moved) it :meth:`Watch.bind` binds the new version's checks (its own filter and
+canaries) and :meth:`Watch.swap` swaps them in with the engine: an answer is
+checked, and its alert named, by the version that generated it, and
+``sealtune_model_info`` names the new version. :class:`ServerResponses`
 implements the monitor's :class:`~sealtune.monitor.alerts.Responses` port:
 revoke an API key in the key store, or withdraw the model (every later
 completion answers 503 until the server is restarted).
@@ -21,12 +26,11 @@ stream is cut where the span starts).
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sealtune.errors import ConfigError
 from sealtune.monitor.base import (
     AuthDenied,
     E2ERejected,
@@ -40,18 +44,47 @@ from sealtune.monitor.base import (
 )
 
 if TYPE_CHECKING:
-    from sealtune.keys.service import KeyService
-    from sealtune.monitor.runtime import Monitor
+    from sealtune.monitor.runtime import ModelChecks, Monitor
     from sealtune.monitor.streaming import StreamGuard
     from sealtune.monitor.tracing import Tracer
     from sealtune.serve.auth import Authenticator
     from sealtune.serve.logs import RequestRecord
-    from sealtune.serve.model import ModelFiles
 
-__all__ = ["TEXTS_KEY", "ServerResponses", "Watch", "job_canary_secrets", "open_resources"]
+__all__ = ["TEXTS_KEY", "Served", "ServerResponses", "Watch", "model_version"]
 
 TEXTS_KEY = "sealtune.texts"
 CHAT = "/v1/chat/completions"
+
+
+def model_version(*, model_id: str, digest: str, registry: Mapping[str, Any] | None) -> str:
+    """The name alerts and metrics give a model version: ``NAME@vN`` for a registry
+    version, else ``<model id>@<first 12 hex digits of the digest>``."""
+    if registry is not None:
+        return f"{registry['name']}@v{int(registry['version'])}"
+    return f"{model_id}@{digest[:12]}"
+
+
+class Served:
+    """One model version as the watch sees it: its name and the checks of its answers.
+
+    A completion path holds the :class:`Served` of the engine it runs, so an
+    answer is checked, and its alert named, by the version that generated it.
+
+    Args:
+        model_version: see :func:`model_version`.
+        checks: its detectors (None: no monitor).
+    """
+
+    def __init__(self, model_version: str, checks: ModelChecks | None = None) -> None:
+        self.model_version, self.checks = model_version, checks
+
+    def guard(self, text: str) -> str | None:
+        """The answer to send (redacted), or None to block it."""
+        return text if self.checks is None else self.checks.guard(text)[0]
+
+    def stream_guard(self) -> StreamGuard | None:
+        """A check of one streamed answer as it is generated (None: nothing to check)."""
+        return None if self.checks is None else self.checks.stream_guard()
 
 
 class ServerResponses:
@@ -94,7 +127,7 @@ class Watch:
     """Metrics, traces and detectors of one server process.
 
     Args:
-        model_version: ``<model id>@<first 12 hex digits of the digest>``.
+        model_version: the version served first (:func:`model_version`).
         metrics: the metrics sink (default: none).
         monitor: the detectors (default: none).
         tracer: OpenTelemetry spans (default: none).
@@ -102,9 +135,15 @@ class Watch:
 
     def __init__(self, *, model_version: str, metrics: MetricsSink | None = None,
                  monitor: Monitor | None = None, tracer: Tracer | None = None) -> None:
-        self.model_version = model_version
         self.metrics = metrics or NullSink()
         self.monitor, self.tracer = monitor, tracer
+        self.current = Served(model_version, monitor.checks if monitor is not None else None)
+        self._published: ModelServed | None = None
+
+    @property
+    def model_version(self) -> str:
+        """The version served now."""
+        return self.current.model_version
 
     def bind_audit(self, record: Callable[..., Any]) -> None:
         """Send the monitor's ``monitor.alert`` events to the server's audit queue."""
@@ -112,8 +151,36 @@ class Watch:
             self.monitor.router.audit = record
 
     def served(self, *, model_id: str, digest: str, engine: str, withdrawn: bool = False) -> None:
-        """Publish the served model version."""
-        self.metrics.record(ModelServed(model_id, digest, engine, withdrawn))
+        """Publish the served model version (the one published before it, if other, as 0)."""
+        event = ModelServed(model_id, digest, engine, withdrawn, version=self.model_version)
+        old = self._published
+        if old is not None and (old.model_id, old.version, old.digest[:12], old.engine) != (
+                model_id, event.version, digest[:12], engine):
+            self.metrics.record(replace(old, serving=False))
+        self._published = event
+        self.metrics.record(event)
+
+    def withdrawn(self) -> None:
+        """The policy took the model out of service (``sealtune_model_withdrawn`` 1)."""
+        if self._published is not None:
+            self.metrics.record(replace(self._published, withdrawn=True))
+
+    def bind(self, model_version: str, resources: Mapping[str, Any]) -> Served:
+        """Another version's checks, built from its resources (served from :meth:`swap` on).
+
+        Raises:
+            ConfigError: the policy turns on a detector whose resource the version lacks.
+        """
+        checks = None if self.monitor is None else self.monitor.bind(
+            model_version=model_version, resources=resources)
+        return Served(model_version, checks)
+
+    def swap(self, served: Served, *, model_id: str, digest: str, engine: str) -> None:
+        """Serve ``served`` from now on: the monitor's current checks, the metrics."""
+        if self.monitor is not None and served.checks is not None:
+            self.monitor.use(served.checks)
+        self.current = served
+        self.served(model_id=model_id, digest=digest, engine=engine)
 
     def started(self, route: str) -> None:
         """A completion was admitted (queue depth)."""
@@ -127,23 +194,15 @@ class Watch:
         """An encrypted request did not open."""
         self.metrics.record(E2ERejected(reason))
 
-    def guard(self, text: str) -> str | None:
-        """The answer to send (redacted), or None to block it."""
-        if self.monitor is None:
-            return text
-        return self.monitor.guard(text)[0]
-
-    def stream_guard(self) -> StreamGuard | None:
-        """A check of one streamed answer as it is generated (None: nothing to check)."""
-        return None if self.monitor is None else self.monitor.stream_guard()
-
     def done(self, rec: RequestRecord, scope: MutableMapping[str, Any], *, arrived: float,
              admitted: bool) -> None:
         """One finished request: metrics, a span, the detectors; the texts are dropped."""
         texts: dict[str, Any] = scope.pop(TEXTS_KEY, None) or {}
+        served = texts.get("served")
+        served = served if isinstance(served, Served) else self.current  # who answered
         meta = RequestMeta(
             time=arrived, route=rec.route, method=rec.method, status=rec.status,
-            caller=rec.caller, model_version=self.model_version, mode=rec.mode,
+            caller=rec.caller, model_version=served.model_version, mode=rec.mode,
             stream=rec.stream, latency=rec.latency_ms / 1000.0, ttft=_ttft(texts, arrived),
             prompt_tokens=rec.prompt_tokens, completion_tokens=rec.completion_tokens,
             error=rec.error, filtered=dict(rec.filtered))
@@ -151,7 +210,8 @@ class Watch:
         if self.tracer is not None:
             self.tracer.record_span(meta)
         if self.monitor is not None:
-            self.monitor.observe(Observation(meta, texts.get("prompt"), texts.get("output")))
+            self.monitor.observe(Observation(meta, texts.get("prompt"), texts.get("output")),
+                                 checks=served.checks)
         texts.clear()
 
     def close(self) -> None:
@@ -167,79 +227,3 @@ def _ttft(texts: dict[str, Any], arrived: float) -> float | None:
     """Seconds from arrival to the first text the completion path sent, if it sent any."""
     first = texts.get("first")
     return max(0.0, float(first) - arrived) if isinstance(first, int | float) else None
-
-
-def open_resources(files: ModelFiles | None, *, canaries: Path | None,
-                   planted: list[str] | None = None) -> dict[str, Any]:
-    """What detectors need from the model and the release gate: the filter, the canaries.
-
-    Args:
-        files: the served model's files (its sealed ``regurgitation.bloom``).
-        canaries: a file of canary secrets, one per line (canaries planted elsewhere).
-        planted: the secrets of the canaries planted by the model's own training job
-            (:func:`job_canary_secrets`); the list is emptied once hashed.
-
-    Raises:
-        IntegrityError: the sealed filter failed its check, or is not a filter.
-        ConfigError: the canaries file cannot be read.
-    """
-    from sealtune.core.bloom import BloomFilter
-    from sealtune.monitor.detectors.regurgitation import FILTER_FILE, CanarySet
-
-    out: dict[str, Any] = {}
-    if files is not None and FILTER_FILE in files.names():
-        out["training_filter"] = BloomFilter.from_bytes(files.read(FILTER_FILE))
-    secrets = list(planted or [])
-    if planted is not None:
-        planted.clear()
-    if canaries is not None:
-        try:
-            lines = canaries.read_text("utf-8").splitlines()
-        except (OSError, UnicodeDecodeError):
-            raise ConfigError(f"cannot read the canaries file {canaries}",
-                              hint="one canary secret per line, UTF-8") from None
-        secrets += [line.strip() for line in lines if line.strip()]
-        lines.clear()
-    if secrets:
-        out["canaries"] = CanarySet(secrets)
-        secrets.clear()
-    return out
-
-
-def job_canary_secrets(root: Path, keys: KeyService, model: str) -> list[str]:
-    """The secrets of the canaries the workspace model ``model``'s training job planted.
-
-    ``train --canaries N`` seals the job's canary seed under its KEKs and
-    names it in ``model.json`` (counts and a file name, no secret); the
-    release gate and this server rebuild the same canaries from it, so an
-    answer carrying one is a ``canary_hit`` without anyone writing the
-    secrets down. Empty for a model without canaries, or not in the workspace.
-
-    Raises:
-        IntegrityError: the sealed seed fails its check.
-        ConfigError: ``model.json`` names canaries whose sealed seed is missing.
-    """
-    import json
-
-    from sealtune.assess.canaries import canaries_from_seed
-    from sealtune.keys.sealing import open_sealed
-
-    record = root / "models" / model / "model.json"
-    if "/" in model or not record.is_file():
-        return []
-    plan = json.loads(record.read_text("utf-8")).get("canaries")
-    if not isinstance(plan, dict) or not isinstance(plan.get("file"), str):
-        return []
-    seed_file = root / "jobs" / Path(plan["file"]).name
-    if not seed_file.is_file():
-        raise ConfigError(f"model {model!r} was trained with canaries but their sealed seed "
-                          f"{seed_file.name} is missing",
-                          hint="restore it into the workspace's jobs directory")
-    seed = bytearray(b"".join(open_sealed(seed_file, keys=keys)))
-    try:
-        planted = canaries_from_seed(seed, count=int(plan["count"]),
-                                     repeats=int(plan["repeats"]),
-                                     format_name=str(plan.get("format", "pin6")))
-    finally:
-        seed[:] = bytes(len(seed))
-    return [c.secret for c in planted]

@@ -91,6 +91,10 @@ class DetectorSpec:
         enabled: whether the default policy turns it on.
         summary: one line for people.
         at_most: upper bounds of settings that have one (shares, p-values).
+        resource: the model resource it needs (``training_filter``, ``canaries``), or
+            None: a detector with one is the served model version's (rebuilt when the
+            server swaps versions), and the default policy turns it on when the
+            resource is there.
     """
 
     name: str
@@ -99,6 +103,7 @@ class DetectorSpec:
     enabled: bool = True
     summary: str = ""
     at_most: Mapping[str, float] = field(default_factory=dict)
+    resource: str | None = None
 
 
 #: Detectors by name; :func:`register_detector` refuses duplicates.

@@ -239,7 +239,8 @@ class CanaryHits:
 
 register_detector(DetectorSpec(
     "regurgitation", Regurgitation, DEFAULTS, enabled=False,
-    summary="outputs repeating training replies (keyed Bloom filter sealed with the model)"))
+    summary="outputs repeating training replies (keyed Bloom filter sealed with the model)",
+    resource="training_filter"))
 register_detector(DetectorSpec(
     "canary", CanaryHits, {}, enabled=False,
-    summary="outputs containing a planted canary secret"))
+    summary="outputs containing a planted canary secret", resource="canaries"))
