@@ -107,6 +107,8 @@ _SHORT_LINE = re.compile(rf"\n[ \t\-—–~]*([{_HAN}]{{2,4}})[ \t]*(?=\n|$)")
 def signature_names(text: str, whole_name: Callable[[str], bool]) -> list[Span]:
     """A line that is only a name, right after a line holding a sign-off."""
     out: list[Span] = []
+    if "\n" not in text:
+        return out  # no line of its own
     for m in _SHORT_LINE.finditer(text):
         end = m.start()  # walk back over blank lines to the previous line (each once: linear)
         while end > 0 and text[end - 1] == "\n":
