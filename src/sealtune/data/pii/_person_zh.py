@@ -84,6 +84,8 @@ _TAIL_WORDS = frozenset(["来电", "咨询", "先生", "女士", "反映", "投�
 def listed_names(text: str, whole_name: Callable[[str], bool]) -> list[Span]:
     """Every item of a people list after a label and a colon, if every item is a name."""
     out: list[Span] = []
+    if ":" not in text and "：" not in text:
+        return out  # every label ends in a colon
     for m in _LIST_LABEL.finditer(text):
         end = m.end()
         while end < len(text) and text[end] not in "。；;\n!！?？":
