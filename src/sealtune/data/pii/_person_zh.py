@@ -84,6 +84,8 @@ _TAIL_WORDS = frozenset(["来电", "咨询", "先生", "女士", "反映", "投�
 def listed_names(text: str, whole_name: Callable[[str], bool]) -> list[Span]:
     """Every item of a people list after a label and a colon, if every item is a name."""
     out: list[Span] = []
+    if ":" not in text and "：" not in text:
+        return out  # every label ends in a colon
     for m in _LIST_LABEL.finditer(text):
         end = m.end()
         while end < len(text) and text[end] not in "。；;\n!！?？":
@@ -107,6 +109,8 @@ _SHORT_LINE = re.compile(rf"\n[ \t\-—–~]*([{_HAN}]{{2,4}})[ \t]*(?=\n|$)")
 def signature_names(text: str, whole_name: Callable[[str], bool]) -> list[Span]:
     """A line that is only a name, right after a line holding a sign-off."""
     out: list[Span] = []
+    if "\n" not in text:
+        return out  # no line of its own
     for m in _SHORT_LINE.finditer(text):
         end = m.start()  # walk back over blank lines to the previous line (each once: linear)
         while end > 0 and text[end - 1] == "\n":

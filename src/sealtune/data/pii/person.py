@@ -230,8 +230,8 @@ def _zh_in_latin(text: str) -> list[Entity]:
     found = []
     for m in _HAN_AFTER_SPACE.finditer(text):
         start, end = m.span(1)
-        if _word_before(text, m.start()) not in _EN_LEADS or m.group(1) in _NOT_A_PERSON or \
-                text[end - 1] in _PLACE_END or _name_after(text, start) != end:
+        if m.group(1) in _NOT_A_PERSON or text[end - 1] in _PLACE_END or \
+                _word_before(text, m.start()) not in _EN_LEADS or _name_after(text, start) != end:
             continue
         found.append(Entity("PERSON", start, end, 0.7, NAME))
     return found
