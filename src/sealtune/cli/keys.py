@@ -108,6 +108,8 @@ def _print_rotation(report: RotationReport, name: str) -> None:
         f"v{report.key.current or '-'} ({report.current} already current, "
         f"{report.other} not under {name})"
     )
+    for artifact in report.republished:
+        console.print(f"re-published {artifact} (a new generation in the blob store)")
     for path, error in report.failed:
         err_console.print(f"[yellow]could not re-wrap[/] {path} ({error})")
     if report.failed:
