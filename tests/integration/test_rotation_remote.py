@@ -127,6 +127,16 @@ def test_rotate_republishes_and_retire_keeps_remote_copies_open(
     ok(env, "keys", "rotate", "customer", "--retire-old")
     assert "3 published artifact" in ok(env, "storage", "verify")
 
+    # Destroying the key says which published copies it shreds; they no longer open.
+    out = ok(env, "keys", "destroy", "customer", "--yes")
+    assert "published copy now unrecoverable: datasets/support" in out
+    assert "published copy now unrecoverable: models/m2" in out
+    shutil.rmtree(home / "models" / "m1")
+    _fetch(env, "models", "m1")
+    weights = next((home / "models" / "m1").glob("*.sealed"))
+    res = run(env, "unseal", str(weights), str(tmp_path / "gone.out"))
+    assert res.returncode != 0 and not (tmp_path / "gone.out").exists()
+
 
 def _fetch(env: dict[str, str], collection: str, name: str) -> None:
     script = textwrap.dedent(f"""

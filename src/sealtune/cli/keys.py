@@ -219,5 +219,10 @@ def destroy(
             )
             for path, others in impact.still_open:
                 err_console.print(f"  {path} (opens with {', '.join(others)})")
+        for artifact in impact.remote_shredded:
+            console.print(f"  published copy now unrecoverable: {artifact}")
+        for artifact, others in impact.remote_still_open:
+            err_console.print(f"[bold yellow]NOT shredded[/]: published copy {artifact} "
+                              f"(opens with {', '.join(others)})")
     finally:
         ws.close()

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from sealtune.workspace import Workspace
 
 __all__ = ["COLLECTIONS", "RemoteReport", "prune_superseded", "remote_blockers",
-           "rewrap_published", "wraps_of"]
+           "remote_impact", "rewrap_published", "wraps_of"]
 
 #: The catalogued collections whose published copies a rotation re-wraps.
 COLLECTIONS = ("datasets", "models")
@@ -191,3 +191,30 @@ def prune_superseded(ws: Workspace) -> list[str]:
     for collection, record in _records(ws):
         kept += prune_generations(ws.blobs, ws.meta, collection=collection, name=record.key)
     return kept
+
+
+def remote_impact(ws: Workspace, uri: str, live: dict[str, set[int]]
+                  ) -> tuple[list[str], list[tuple[str, tuple[str, ...]]]]:
+    """What destroying KEK ``uri`` does to the catalogued remote copies (current generations).
+
+    Returns:
+        ``collection/name`` of the copies a file of which no other live KEK opens, and
+        ``(collection/name, other live KEKs)`` of those every file of which another opens.
+    """
+    shredded, still_open = [], []
+    for collection, record in _records(ws):
+        wraps = _current_wraps(ws, collection, record)
+        others_per_file = []
+        for entries in wraps.values():
+            keks = [e.rpartition("@") for e in entries]
+            if any(kek == uri for kek, _, _ in keks):
+                others_per_file.append({kek for kek, _, v in keks if kek != uri
+                                        and v.isdigit() and int(v) in live.get(kek, set())})
+        if not others_per_file:
+            continue
+        name = f"{collection}/{record.key}"
+        if all(others_per_file):
+            still_open.append((name, tuple(sorted(set.union(*others_per_file)))))
+        else:
+            shredded.append(name)
+    return shredded, still_open

@@ -41,7 +41,12 @@ from sealtune.errors import KeyInUseError, SealtuneError, UsageError
 from sealtune.keys.base import KeyInfo
 from sealtune.keys.files import rewrap_file
 from sealtune.keys.inventory import KnownFile, compact, known_files, remember
-from sealtune.keys.remote import prune_superseded, remote_blockers, rewrap_published
+from sealtune.keys.remote import (
+    prune_superseded,
+    remote_blockers,
+    remote_impact,
+    rewrap_published,
+)
 from sealtune.keys.service import CATALOGUE
 from sealtune.keys.versions import live_leases
 
@@ -237,10 +242,14 @@ class DestroyImpact:
     Attributes:
         shredded: files that no live key other than this one opens.
         still_open: ``(path, other live KEKs)`` of files another key still opens.
+        remote_shredded: published copies (``collection/name``) no longer openable.
+        remote_still_open: published copies another live key still opens.
     """
 
     shredded: tuple[Path, ...]
     still_open: tuple[tuple[Path, tuple[str, ...]], ...]
+    remote_shredded: tuple[str, ...] = ()
+    remote_still_open: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def _live_uris(ws: Workspace) -> dict[str, set[int]]:
@@ -270,7 +279,9 @@ def destroy_impact(ws: Workspace, name: str, *, dirs: Sequence[Path] = ()) -> De
             still_open.append((known.path, tuple(others)))
         else:
             shredded.append(known.path)
-    return DestroyImpact(tuple(shredded), tuple(still_open))
+    remote_gone, remote_open = remote_impact(ws, uri, live)
+    return DestroyImpact(tuple(shredded), tuple(still_open), tuple(remote_gone),
+                         tuple(remote_open))
 
 
 def destroy_key(ws: Workspace, name: str, *, dirs: Sequence[Path] = ()) -> DestroyImpact:
