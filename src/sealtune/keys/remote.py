@@ -43,17 +43,21 @@ from typing import TYPE_CHECKING
 
 from sealtune.core.envelope import MAGIC, read_header
 from sealtune.errors import IntegrityError, StorageError
+from sealtune.keys.content import content_digest_of
 from sealtune.keys.file_header import rewrap_file
 
 if TYPE_CHECKING:
     from sealtune.storage import Record
+    from sealtune.storage.content import ContentBlobs
     from sealtune.workspace import Workspace
 
-__all__ = ["COLLECTIONS", "RemoteReport", "prune_superseded", "remote_blockers",
-           "remote_impact", "rewrap_published", "wraps_of"]
+__all__ = ["COLLECTIONS", "REGISTRY_AREA", "RemoteReport", "prune_superseded",
+           "remote_blockers", "remote_impact", "rewrap_published", "wraps_of"]
 
 #: The catalogued collections whose published copies a rotation re-wraps.
 COLLECTIONS = ("datasets", "models")
+#: Where the registry keeps its sealed version files (content digest, generations).
+REGISTRY_AREA = "registry"
 ArtifactHook = Callable[[str], None]
 
 
@@ -117,6 +121,47 @@ def _records(ws: Workspace) -> Iterator[tuple[str, Record]]:
             yield collection, record
 
 
+def _named(hexd: str) -> Callable[[bytes], bool]:
+    """A check that a sealed blob's content digest is ``hexd`` (its name)."""
+    return lambda data: content_digest_of(data) == hexd
+
+
+def _sealed_blobs(ws: Workspace) -> Iterator[tuple[ContentBlobs, str, int, bytes]]:
+    """The registry's sealed blobs in the remote store: ``(store, hex, generation, bytes)``.
+
+    Each is the newest generation whose content digest matches its name (what
+    a reader takes).
+    """
+    if ws.config.storage.is_default:
+        return
+    from sealtune.storage.content import ContentBlobs
+
+    content = ContentBlobs(ws.blobs, area=REGISTRY_AREA)
+    prefix = f"{REGISTRY_AREA}/content-sha256/"
+    digests = sorted({key[len(prefix):].split("/", 1)[0] for key in ws.blobs.list(prefix)})
+    for hexd in digests:
+        number, data = content.read(hexd, check=_named(hexd))
+        yield content, hexd, number, data
+
+
+def _rewrap_sealed_blobs(ws: Workspace, key_name: str, uri: str, current: int) -> list[str]:
+    """Add a re-wrapped generation for every registry blob still under an old version."""
+    done = []
+    for content, hexd, _number, data in _sealed_blobs(ws):
+        if not _old({"": wraps_of(data)}, uri, current):
+            continue
+        scratch = Path(tempfile.mkdtemp(prefix=".rewrap-", dir=ws.root))
+        try:
+            path = scratch / "blob.sealed"
+            path.write_bytes(data)
+            rewrap_file(path, keys=ws.keys, key_name=key_name)
+            number = content.add_generation(hexd, path.read_bytes())
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        done.append(f"{REGISTRY_AREA}/content-sha256:{hexd[:12]}@g{number}")
+    return done
+
+
 def _rewrap_one(ws: Workspace, collection: str, record: Record, key_name: str) -> str:
     """Fetch, re-wrap and re-publish one artifact; returns ``collection/name@gN``."""
     from sealtune.storage import redact_url
@@ -165,6 +210,7 @@ def rewrap_published(ws: Workspace, key_name: str, *, current: int,
         report.republished.append(_rewrap_one(ws, collection, record, key_name))
         if on_artifact is not None:
             on_artifact(f"{collection}/{record.key}")
+    report.republished += _rewrap_sealed_blobs(ws, key_name, uri, current)
     return report
 
 
@@ -180,6 +226,12 @@ def remote_blockers(ws: Workspace, uri: str, *, below: int) -> list[str]:
             lines.append(f"{redact_url(ws.blobs.url)}: {collection}/{record.key} "
                          f"(generation {current_generation(record)}, wrapped under {uri} "
                          f"v{','.join(map(str, old))})")
+    for _content, hexd, number, data in _sealed_blobs(ws):
+        old = _old({"": wraps_of(data)}, uri, below)
+        if old:
+            lines.append(f"{redact_url(ws.blobs.url)}: {REGISTRY_AREA} blob content-sha256:"
+                         f"{hexd} (generation {number}, wrapped under {uri} "
+                         f"v{','.join(map(str, old))})")
     return lines
 
 
@@ -190,6 +242,8 @@ def prune_superseded(ws: Workspace) -> list[str]:
     kept = []
     for collection, record in _records(ws):
         kept += prune_generations(ws.blobs, ws.meta, collection=collection, name=record.key)
+    for content, hexd, number, _data in list(_sealed_blobs(ws)):
+        kept += content.prune(hexd, keep=number)
     return kept
 
 

@@ -13,9 +13,8 @@ copy wrapped under a retired version) falls back to an older one instead of
 failing; and a retirement deletes the generations below the newest
 (:meth:`ContentBlobs.prune`), keeping what Object Lock refuses to delete.
 
-This module is the building block for moving the model registry's sealed
-version files onto the storage port (``docs/storage.md``); the registry does
-not use it yet.
+The model registry keeps its sealed version files this way when the
+workspace's storage is remote (:mod:`sealtune.registry.remote_store`).
 
 What this protects against: a rotation that would need to overwrite a
 write-once object; two rotations racing for one generation number (the store
