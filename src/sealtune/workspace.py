@@ -167,11 +167,12 @@ class Workspace:
         """
         if self.config.storage.is_default:
             return
+        from sealtune.keys.remote import wraps_of
         from sealtune.storage import redact_url
         from sealtune.storage.artifacts import publish_dir, record_digest
 
         record = publish_dir(self.blobs, self.meta, collection=collection, name=name,
-                             directory=directory)
+                             directory=directory, describe=wraps_of)
         self.audit("storage.publish", f"{collection}/{name}", details={
             "record_sha256": record_digest(record), "store": redact_url(self.blobs.url)})
 

@@ -84,3 +84,36 @@ def test_the_evidence_key_lives_on_the_token_and_signs_a_bundle_that_verifies(
     key = SSlibKey.from_crypto(signer.public_key, keyid=signer.keyid)
     env = Metadata.from_dict(json.loads((tmp_path / "b/statements/data.dsse.json").read_text()))
     env.verify_signature({"keyid": key.keyid, **key.to_dict()})
+
+
+def test_processes_racing_to_create_the_evidence_key_make_one(
+        make_workspace: WorkspaceFactory, softhsm: Pkcs11Config, passphrase: str) -> None:
+    """Six first uses at once: one key pair on the token, the same key id for all."""
+    import os
+    import subprocess
+    import sys
+
+    import pkcs11
+    from pkcs11 import Attribute, ObjectClass
+    from pkcs11.exceptions import NoSuchToken
+
+    ws = make_workspace(pkcs11=softhsm, full=True)
+    ws.close()
+    script = ("import sys; from pathlib import Path; from sealtune.workspace import Workspace;"
+              "from sealtune.evidence.signer import evidence_signer;"
+              "ws = Workspace.open(Path(sys.argv[1]), passphrase=sys.argv[2]);"
+              "print(evidence_signer(ws).keyid)")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(ws.root), passphrase],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), results
+    assert len({out.strip() for out, _err in results}) == 1, results
+    lib = pkcs11.lib(softhsm.module)
+    try:
+        token = lib.get_token(token_label=softhsm.token_label)
+    except NoSuchToken:
+        lib.reinitialize()
+        token = lib.get_token(token_label=softhsm.token_label)
+    with token.open(user_pin=os.environ[softhsm.pin_env]) as s:
+        assert len(list(s.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}))) == 1

@@ -108,6 +108,8 @@ def _print_rotation(report: RotationReport, name: str) -> None:
         f"v{report.key.current or '-'} ({report.current} already current, "
         f"{report.other} not under {name})"
     )
+    for artifact in report.republished:
+        console.print(f"re-published {artifact} (a new generation in the blob store)")
     for path, error in report.failed:
         err_console.print(f"[yellow]could not re-wrap[/] {path} ({error})")
     if report.failed:
@@ -217,5 +219,10 @@ def destroy(
             )
             for path, others in impact.still_open:
                 err_console.print(f"  {path} (opens with {', '.join(others)})")
+        for artifact in impact.remote_shredded:
+            console.print(f"  published copy now unrecoverable: {artifact}")
+        for artifact, others in impact.remote_still_open:
+            err_console.print(f"[bold yellow]NOT shredded[/]: published copy {artifact} "
+                              f"(opens with {', '.join(others)})")
     finally:
         ws.close()

@@ -18,8 +18,10 @@ What this protects against: evidence signed by a key that also signs the
 ledger (a leak of one does not forge the other), the evidence key on disk in
 clear (the keyring file is sealed; a token never releases it). What it does
 not: a process that has unlocked the keyring (or holds the PIN) can sign
-anything; rotation and revocation of the evidence key are not implemented
-(auditors pin the key they trust).
+anything; two processes creating the token key at once make one pair
+(:func:`sealtune.keys.token_lock.token_lock`), but only on one host;
+rotation and revocation of the evidence key are not implemented (auditors
+pin the key they trust).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from sealtune.evidence.dsse import keyid
 from sealtune.keys.keyfile import b64decode, b64encode
 from sealtune.keys.pkcs11_ed25519 import Pkcs11Ed25519Key
+from sealtune.keys.token_lock import token_lock
 
 if TYPE_CHECKING:
     from sealtune.workspace import Workspace
@@ -138,12 +141,13 @@ def _token_signer(ws: Workspace) -> TokenSigner | None:
     assert ws.config.pkcs11 is not None
     key = Pkcs11Ed25519Key(ws.config.pkcs11, workspace_id=ws.config.workspace_id,
                            purpose=PURPOSE)
-    if not key.supported():
-        warnings.warn(NO_EDDSA_WARNING, UserWarning, stacklevel=3)
-        ws.audit("evidence.key_not_on_token", f"pkcs11:{ws.config.pkcs11.token_label}",
-                 details={"reason": "token lacks CKM_EDDSA"})
-        return None
-    public, created = key.ensure()
+    with token_lock(ws.root):  # two first uses must not both generate a pair
+        if not key.supported():
+            warnings.warn(NO_EDDSA_WARNING, UserWarning, stacklevel=3)
+            ws.audit("evidence.key_not_on_token", f"pkcs11:{ws.config.pkcs11.token_label}",
+                     details={"reason": "token lacks CKM_EDDSA"})
+            return None
+        public, created = key.ensure()
     signer = TokenSigner(key, public)
     if created:
         ws.audit("evidence.key_create", f"evidence-key:{signer.keyid}",

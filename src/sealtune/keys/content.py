@@ -29,7 +29,7 @@ from pathlib import Path
 from sealtune.core.envelope import PREFIX_BYTES, parse_prefix
 from sealtune.errors import IntegrityError, SealtuneError
 
-__all__ = ["DIGEST_LABEL", "content_digest", "labelled_digest"]
+__all__ = ["DIGEST_LABEL", "content_digest", "content_digest_of", "labelled_digest"]
 
 #: The prefix of a labelled content digest, as model records store it.
 DIGEST_LABEL = "content-sha256"
@@ -64,6 +64,15 @@ def content_digest(path: Path) -> str:
             f"{path}: {exc.strerror or type(exc).__name__}", hint="check the path and permissions"
         ) from None
     return digest.hexdigest()
+
+
+def content_digest_of(data: bytes) -> str | None:
+    """:func:`content_digest` of a sealed file held in memory; None if it is not one."""
+    try:
+        prefix = parse_prefix(data[:PREFIX_BYTES])
+    except IntegrityError:
+        return None
+    return hashlib.sha256(data[:PREFIX_BYTES] + data[prefix.payload_offset:]).hexdigest()
 
 
 def labelled_digest(path: Path) -> str:

@@ -41,6 +41,12 @@ from sealtune.errors import KeyInUseError, SealtuneError, UsageError
 from sealtune.keys.base import KeyInfo
 from sealtune.keys.files import rewrap_file
 from sealtune.keys.inventory import KnownFile, compact, known_files, remember
+from sealtune.keys.remote import (
+    prune_superseded,
+    remote_blockers,
+    remote_impact,
+    rewrap_published,
+)
 from sealtune.keys.service import CATALOGUE
 from sealtune.keys.versions import live_leases
 
@@ -73,6 +79,7 @@ class RotationReport:
         current: files that already were (left alone).
         other: files of the given directories not wrapped under this key.
         failed: ``(path, error class)`` of files that could not be re-wrapped.
+        republished: published copies moved to a new generation (``collection/name@gN``).
         retired: whether old versions were retired.
         forced: what a forced retire left depending on the removed versions.
     """
@@ -83,6 +90,7 @@ class RotationReport:
     current: int = 0
     other: int = 0
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    republished: list[str] = field(default_factory=list)
     retired: bool = False
     forced: list[str] = field(default_factory=list)
 
@@ -162,6 +170,7 @@ def rotate_workspace(ws: Workspace, name: str, *, dirs: Sequence[Path] = (),
         _rewrap_pass(ws, info, files, report, on_file)
         remember(ws.root, [f.path for f in files if f.origin == "given"])
         compact(ws.root)
+        report.republished = rewrap_published(ws, name, current=info.current).republished
         if not report.failed:
             _finish(ws, name)
         if retire_old:
@@ -187,7 +196,7 @@ def retire_blockers(ws: Workspace, name: str, *, below: int,
         if old_entries:
             lines.append(f"{lease.label} (running, pid {lease.pid}; will seal under "
                          f"{', '.join(old_entries)})")
-    return lines
+    return lines + remote_blockers(ws, uri, below=below)
 
 
 def retire_checked(ws: Workspace, name: str, *, below: int, dirs: Sequence[Path] = (),
@@ -218,6 +227,11 @@ def retire_checked(ws: Workspace, name: str, *, below: int, dirs: Sequence[Path]
             ws.audit("key.unsafe_force_retire", f"key/{name}",
                      details={"below": below, "dependents": len(blockers)})
         ws.keys.retire(name, below=below)
+        kept = prune_superseded(ws)
+    if kept:
+        warnings.warn(f"{len(kept)} superseded published object(s) stay under Object Lock, "
+                      "wrapped under retired key versions (no longer openable): "
+                      + ", ".join(kept[:_SHOWN]), UserWarning, stacklevel=2)
     return blockers
 
 
@@ -228,10 +242,14 @@ class DestroyImpact:
     Attributes:
         shredded: files that no live key other than this one opens.
         still_open: ``(path, other live KEKs)`` of files another key still opens.
+        remote_shredded: published copies (``collection/name``) no longer openable.
+        remote_still_open: published copies another live key still opens.
     """
 
     shredded: tuple[Path, ...]
     still_open: tuple[tuple[Path, tuple[str, ...]], ...]
+    remote_shredded: tuple[str, ...] = ()
+    remote_still_open: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def _live_uris(ws: Workspace) -> dict[str, set[int]]:
@@ -261,7 +279,9 @@ def destroy_impact(ws: Workspace, name: str, *, dirs: Sequence[Path] = ()) -> De
             still_open.append((known.path, tuple(others)))
         else:
             shredded.append(known.path)
-    return DestroyImpact(tuple(shredded), tuple(still_open))
+    remote_gone, remote_open = remote_impact(ws, uri, live)
+    return DestroyImpact(tuple(shredded), tuple(still_open), tuple(remote_gone),
+                         tuple(remote_open))
 
 
 def destroy_key(ws: Workspace, name: str, *, dirs: Sequence[Path] = ()) -> DestroyImpact:

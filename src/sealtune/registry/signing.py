@@ -36,13 +36,10 @@ sign anything; rotation of the registry key is not implemented.
 from __future__ import annotations
 
 import base64
-import contextlib
-import fcntl
 import hashlib
 import json
-import os
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
@@ -51,6 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from sealtune.errors import BackendUnavailableError, IntegrityError
 from sealtune.keys.keyfile import b64decode, b64encode
+from sealtune.keys.token_lock import token_lock
 
 if TYPE_CHECKING:
     from sealtune.workspace import Workspace
@@ -95,23 +93,6 @@ def registry_key(ws: Workspace) -> SigningKey:
     return _keyring_key(ws)
 
 
-@contextlib.contextmanager
-def _key_lock(ws: Workspace) -> Iterator[None]:
-    """An ``flock`` across processes while the token key is looked up and made.
-
-    Two first registrations racing must not both generate a pair (two objects
-    with one label are refused ever after); SoftHSM2's file store also fails a
-    session opened while another process writes the token.
-    """
-    directory = ws.area("registry", create=True)
-    fd = os.open(directory / ".signing-key.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def _token_key(ws: Workspace) -> SigningKey | None:
     """The token's key pair, or None (warned and audited) when the token lacks ECDSA."""
     from sealtune.keys.pkcs11_ecdsa import Pkcs11EcdsaKey
@@ -119,7 +100,7 @@ def _token_key(ws: Workspace) -> SigningKey | None:
     assert ws.config.pkcs11 is not None
     key = Pkcs11EcdsaKey(ws.config.pkcs11, workspace_id=ws.config.workspace_id,
                          purpose=SECTION)
-    with _key_lock(ws):
+    with token_lock(ws.root):  # two first registrations must not both generate a pair
         if key.find() is not None:
             return key
         if not key.supported():

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sealtune.errors import IntegrityError, UsageError
+from sealtune.registry.remote_store import RemoteRegistryStore
 from sealtune.registry.signing import SigningKey, registry_key
 from sealtune.registry.snapshot import (
     SeenVersion,
@@ -78,7 +79,11 @@ class Registry:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         root = ws.area("registry", create=True)
-        self.store = RegistryStore(root)
+        self.store: RegistryStore | RemoteRegistryStore
+        if ws.config.storage.is_default:
+            self.store = RegistryStore(root)
+        else:  # the bucket and the catalogue database that [storage] names
+            self.store = RemoteRegistryStore(ws, root)
         self.seen = SeenVersion(root / "trust.json")
         self._key: SigningKey | None = None
 
@@ -109,19 +114,20 @@ class Registry:
         latest = self.store.latest_snapshot(db)
         if latest is None:
             if self.store.versions() or self.seen.read() or floor:
-                raise IntegrityError(f"{self.store.db_path}: the registry's snapshots are "
+                raise IntegrityError(f"{self.store.where}: the registry's snapshots are "
                                      "missing", hint="restore the registry from a trusted copy")
             return Snapshot(0, "", "", empty_state())
         _version, blob = latest
         return open_snapshot(self.store.get_blob(blob), self.key.public_key(),
-                             what=str(self.store.db_path),
+                             what=str(self.store.where),
                              min_version=max(floor, self.seen.read()),
                              now=now)
 
     def commit(self, change: Callable[[dict[str, Any], Any], None]) -> Snapshot:
         """Apply ``change(state, db)`` in one transaction and sign the next snapshot."""
         now = datetime.now(UTC)
-        with self.store.transaction() as db:
+        with self.store.transaction() as txn:
+            db: Any = txn  # a SQLite connection, or a remote change (remote_store.py)
             current = self._read(db, now=now)
             state = copy.deepcopy(current.state)
             change(state, db)
@@ -166,5 +172,5 @@ class Registry:
                     break
                 doc: dict[str, Any] = json.loads(text)
                 return doc
-        raise IntegrityError(f"{self.store.db_path}: the record of {ref} is missing or was "
+        raise IntegrityError(f"{self.store.where}: the record of {ref} is missing or was "
                              "edited", hint="restore the registry from a trusted copy")

@@ -89,6 +89,7 @@ class RegistryStore:
         self.sealed_dir.mkdir(mode=0o700, exist_ok=True)
         os.chmod(root, 0o700)
         self.db_path = root / "catalogue.db"
+        self.where = str(self.db_path)
         self._db = sqlite3.connect(self.db_path, isolation_level=None, timeout=30.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")

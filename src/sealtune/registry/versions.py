@@ -230,8 +230,9 @@ def verify_version(ws: Workspace, text: str) -> dict[str, Any]:
         record, signed = _checked_signature(reg, ref, snap)
         for fname, entry in sorted(record["files"].items()):
             sink = _Hasher()
-            path = reg.store.blob_path(entry["blob"])
+            path = Path(entry["blob"])
             try:
+                path = reg.store.blob_path(entry["blob"])  # remote: a fetched copy
                 unseal_into(path, sink, keys=ws.keys)  # type: ignore[arg-type]
             except (IntegrityError, FileNotFoundError):
                 raise IntegrityError(f"{ref}: file {fname} ({path}) failed its integrity "
@@ -294,8 +295,9 @@ class VersionFiles:
         if entry is None:
             raise UsageError(f"{self.ref} has no file {name!r}")
         out = io.BytesIO()
-        path = self._reg.store.blob_path(entry["blob"])
+        path = Path(entry["blob"])
         try:
+            path = self._reg.store.blob_path(entry["blob"])  # remote: a fetched copy
             unseal_into(path, out, keys=self._reg.ws.keys)
         except (IntegrityError, FileNotFoundError):
             raise IntegrityError(f"{self.ref}: file {name} ({path}) failed its integrity "
