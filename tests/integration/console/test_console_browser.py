@@ -231,6 +231,8 @@ def test_operator_promotes_after_a_passing_gate_rolls_back_and_revokes(
     # an operator is offered dev and staging, never prod (admin only)
     assert page.locator("#v-bot-3 select[name=stage] option").all_inner_texts() == [
         "dev", "staging"]
+    assert page.locator("#model-bot ~ form select[name=stage] option").all_inner_texts() == [
+        "dev", "staging"]  # rolling back prod is admin only too
     # promote without a passing gate report: refused, nothing changed
     page.select_option("#v-bot-3 select[name=stage]", "staging")
     page.click("#v-bot-3 button.promote")
