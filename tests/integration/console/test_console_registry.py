@@ -192,13 +192,14 @@ def test_the_page_offers_each_role_only_the_stages_it_may_act_on(
     assert offered["admin"] == ([["dev", "staging", "prod"]] * 3, [["dev", "staging", "prod"]])
     assert offered["operator"] == ([["dev", "staging"]] * 3, [["dev", "staging"]])
     # the API refuses an operator's rollback of prod anyway (the registry's table), recorded
-    before = _state(ws)
+    before, denied = _state(ws), len(_denials(app, ws))
     r = _client(app).post(f"{API}/bot/rollback", json={"stage": "prod"},
                           headers=keys["operator"])
     assert r.status_code == 403 and r.json()["error"]["code"] == "registry_role"
     assert "rollback of bot@prod" in r.json()["error"]["message"]
     assert _state(ws) == before
-    assert [d["reason"] for d in _denials(app, ws)] == ["registry_role"]
+    assert [(d["reason"], d["route"]) for d in _denials(app, ws)[denied:]] == [
+        ("registry_role", "POST /api/v1/registry/models/{name}/rollback")]
 
 
 def test_the_registry_itself_refuses_an_operators_rollback_of_prod(
