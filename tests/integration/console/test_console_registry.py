@@ -3,7 +3,9 @@ registered as ``bot@v1..v3`` (``dev`` promoted to v1 then v2). Each test works o
 
 Reads for every role; promote refused without a passing gate report (409, ``gate:``, nothing
 changed); rollback; revoke; roles refused by the registry's own table (a consumer, an
-operator promoting to prod), each a ``console.denied`` event; CSRF refused for sessions.
+operator promoting to or rolling back prod), each a ``console.denied`` event; CSRF refused for
+sessions; the page offers each role only its stages; the registry authorises and records the
+caller's API key id (not the console process's actor).
 """
 
 from __future__ import annotations
