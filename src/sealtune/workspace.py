@@ -29,11 +29,13 @@ log behind. What it does not protect against: someone who rewrites both
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import getpass
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,6 +68,25 @@ if TYPE_CHECKING:
 ENV_HOME = "SEALTUNE_HOME"
 ENV_PASSPHRASE = "SEALTUNE_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
 ENV_ACTOR = "SEALTUNE_ACTOR"
+_ACTING_AS: contextvars.ContextVar[str | None] = contextvars.ContextVar("sealtune_actor",
+                                                                      default=None)
+
+
+@contextlib.contextmanager
+def acting_as(actor: str) -> Iterator[None]:
+    """Within the block (this thread or task only), :attr:`Workspace.actor` is ``actor``.
+
+    For a server acting for an authenticated caller (the console: the API key
+    id), so the stage it calls authorises and records that caller, not the
+    server process's ``$SEALTUNE_ACTOR``.
+    """
+    if not actor:
+        raise WorkspaceError("acting_as: empty actor")
+    token = _ACTING_AS.set(actor)
+    try:
+        yield
+    finally:
+        _ACTING_AS.reset(token)
 LEDGER_KEY = "signing-key"
 #: The stages' local working directories (:meth:`Workspace.area`).
 AREAS = ("datasets", "jobs", "models", "pipelines", "assessments", "bases", "registry", "uploads")
@@ -467,8 +488,8 @@ class Workspace:
 
     @property
     def actor(self) -> str:
-        """Who acts: ``$SEALTUNE_ACTOR`` or ``user@host``."""
-        explicit = os.environ.get(ENV_ACTOR)
+        """Who acts: the caller set by :func:`acting_as`, ``$SEALTUNE_ACTOR`` or ``user@host``."""
+        explicit = _ACTING_AS.get() or os.environ.get(ENV_ACTOR)
         if explicit:
             return explicit
         try:

@@ -8,13 +8,14 @@ and :func:`~sealtune.registry.history`; state changes call
 Roles, twice: the guard lets only admins and operators reach a state change
 (:data:`~sealtune.api.session.ROUTE_ROLES`), and the session's role must then
 be allowed the action by the registry's own table
-(:data:`sealtune.registry.access.PERMISSIONS`: promote to ``prod`` is admin
-only). The registry then authorises the console process's actor
-(``$SEALTUNE_ACTOR``) against its grants as it does for the CLI, so a console
-cannot do what its operator could not do from the command line. Any refusal is
-a 403 and a ``console.denied`` ledger event; a done change is also a
-``console.registry`` event naming the key id that asked for it (the
-``registry.*`` event names the process actor).
+(:data:`sealtune.registry.access.PERMISSIONS`: promoting or rolling back
+``prod`` is admin only). The registry call then runs as the caller's API key
+id (:func:`sealtune.workspace.acting_as`): the registry authorises that id
+against its grants, as it does a CLI user, and its ``registry.*`` ledger
+events name it, so the ledger says which key promoted. Any refusal is a 403
+and a ``console.denied`` ledger event; a done change is also a
+``console.registry`` event (the key id and its session role). The page offers
+each role only the stages it may act on.
 
 A promotion without a passing gate report answers 409 with a message
 starting ``gate:`` and changes nothing. The registry's ``unsafe_skip_gate``
@@ -67,6 +68,22 @@ def _permitted(role: str | None, action: str) -> bool:
     return role in PERMISSIONS[action]
 
 
+def _stages(role: str | None, action: str) -> list[str]:
+    """The stages ``role`` may ``action`` (promote, rollback) per the registry's table."""
+    from sealtune.registry.access import stage_action
+    from sealtune.registry.state import STAGES
+
+    return [s for s in STAGES if _permitted(role, stage_action(action, s))]
+
+
+def _as_caller(ws: Any, actor: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(ws, ...)`` with the workspace's actor set to the caller's key id."""
+    from sealtune.workspace import acting_as
+
+    with acting_as(actor):
+        return fn(ws, *args, **kwargs)
+
+
 def _models(c: Console) -> list[dict[str, Any]]:
     from sealtune.registry import list_models
 
@@ -95,7 +112,7 @@ async def _change(request: Request, action: str, resource: str, fn: Any, *args: 
         raise Denied(403, "registry_role", f"registry: {action.split(':')[0]} of {resource} "
                      f"is not allowed for role {role}", actor=actor)
     try:
-        ref = await c.call(fn, c.ws, *args, **kwargs)
+        ref = await c.call(_as_caller, c.ws, actor, fn, *args, **kwargs)
     except PolicyViolation as exc:
         raise Denied(403, "registry_policy", exc.message, actor=actor) from None
     except GateFailed as exc:
@@ -108,8 +125,10 @@ async def _change(request: Request, action: str, resource: str, fn: Any, *args: 
     return {"ref": str(ref)}
 
 
-def _stage_action(stage: str) -> str:
-    return "promote:prod" if stage == "prod" else "promote"
+def _stage_action(action: str, stage: str) -> str:
+    from sealtune.registry.access import stage_action
+
+    return stage_action(action, stage)
 
 
 # -- the API -------------------------------------------------------------------
@@ -135,8 +154,8 @@ async def registry_promote(request: Request, name: str, n: int, body: StageBody
     """Point ``stage`` at ``NAME@vN`` (needs a passing gate report: else 409 ``gate:``)."""
     from sealtune.registry import promote
 
-    return await _change(request, _stage_action(body.stage), f"{name}@v{n}", promote,
-                         f"{name}@v{n}", stage=body.stage)
+    return await _change(request, _stage_action("promote", body.stage), f"{name}@v{n}",
+                         promote, f"{name}@v{n}", stage=body.stage)
 
 
 @router.post("/api/v1/registry/models/{name}/rollback")
@@ -144,8 +163,8 @@ async def registry_rollback(request: Request, name: str, body: StageBody) -> dic
     """Move ``stage`` of ``name`` back to its previous promoted, non-revoked version."""
     from sealtune.registry import rollback
 
-    return await _change(request, "rollback", f"{name}@{body.stage}", rollback, name,
-                         stage=body.stage)
+    return await _change(request, _stage_action("rollback", body.stage),
+                         f"{name}@{body.stage}", rollback, name, stage=body.stage)
 
 
 @router.post("/api/v1/registry/models/{name}/versions/{n}/revoke")
@@ -169,9 +188,9 @@ async def registry_page(request: Request) -> HTMLResponse:
     c = _console(request)
     role = caller_of(request).principal.role
     return render(request, "registry.html", models=await c.call(_models, c),
-                  stages=("dev", "staging", "prod"),
+                  promote_stages=_stages(role, "promote"),
+                  rollback_stages=_stages(role, "rollback"),
                   can_promote=_permitted(role, "promote"),
-                  can_prod=_permitted(role, "promote:prod"),
                   can_rollback=_permitted(role, "rollback"),
                   can_revoke=_permitted(role, "revoke"), message=None)
 
@@ -188,8 +207,8 @@ async def registry_promote_form(request: Request, name: str, n: int) -> Response
     from sealtune.registry import promote
 
     stage = (await _console(request).form(request)).get("stage", "")
-    return await _page_change(request, _stage_action(stage), f"{name}@v{n}", promote,
-                              f"{name}@v{n}", stage=stage)
+    return await _page_change(request, _stage_action("promote", stage), f"{name}@v{n}",
+                              promote, f"{name}@v{n}", stage=stage)
 
 
 @router.post("/registry/{name}/rollback", include_in_schema=False)
@@ -198,8 +217,8 @@ async def registry_rollback_form(request: Request, name: str) -> Response:
     from sealtune.registry import rollback
 
     stage = (await _console(request).form(request)).get("stage", "")
-    return await _page_change(request, "rollback", f"{name}@{stage}", rollback, name,
-                              stage=stage)
+    return await _page_change(request, _stage_action("rollback", stage), f"{name}@{stage}",
+                              rollback, name, stage=stage)
 
 
 @router.post("/registry/{name}/versions/{n}/revoke", include_in_schema=False)

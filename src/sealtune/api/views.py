@@ -11,8 +11,11 @@ examples), key material and passphrases leaving through the API or the
 console; the allow-lists are tested by planting unique values and searching
 every response. What it does not: names that users chose (dataset, model and
 pipeline names, input file names, actor names) are shown as given; the
-audit log shows whatever the stages put in ledger details, which carry ids
-and digests by design (see ``docs/formats/ledger-v1.md``).
+audit log shows whatever the stages put in ledger entries, which carry ids,
+names and digests by design (see ``docs/formats/ledger-v1.md``), not host
+paths (a test crawls a real run for its directories). The run timeline also
+hides a host path that an older ledger holds; the audit log and its export
+are the ledger verbatim (their bytes are what its proofs cover).
 """
 
 from __future__ import annotations
@@ -319,6 +322,19 @@ def _timeline_event(e: Entry) -> dict[str, Any]:
     stage = d.get("stage") or (e.resource.split("/")[-1] if e.action.startswith("pipeline.")
                                else None)
     kind = e.action.split(".", 1)[0]
-    return {"seq": e.seq, "time": e.time, "action": e.action, "resource": e.resource,
+    return {"seq": e.seq, "time": e.time, "action": e.action, "resource": _resource(e),
             "outcome": e.outcome, "actor": e.actor, "stage": stage, "kind": kind,
             "figures": _numbers(d)}
+
+
+def _resource(e: Entry) -> str:
+    """The entry's resource as shown: never a host path (an unpinned base by its digest).
+
+    Ledgers written before ``base.unpinned`` named the base by digest hold its
+    directory; any other absolute path is shown by its last component.
+    """
+    if e.action == "base.unpinned":
+        return f"unpinned base {e.details.get('digest', '(digest not recorded)')}"
+    if e.resource.startswith("/"):
+        return "…/" + e.resource.rstrip("/").rsplit("/", 1)[-1]
+    return e.resource

@@ -201,7 +201,8 @@ def resolve_base(ws: Workspace, ref: str | Path, *, warn: bool = True) -> BaseMo
     if warn:
         warnings.warn(UNPINNED_WARNING.format(path=path), UserWarning, stacklevel=2)
     digest = digest_tree(path)
-    ws.audit("base.unpinned", str(path), details={"digest": digest})
+    # by digest, not host path: the audit log is served and exported (the console)
+    ws.audit("base.unpinned", f"base/{digest}", details={"digest": digest, "pinned": False})
     return BaseModel(path, None, digest, False)
 
 

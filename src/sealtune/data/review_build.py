@@ -24,6 +24,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from sealtune.data import bom, store
@@ -133,7 +134,7 @@ def _bom(r: Rebuild, manifest: Mapping[str, Any], findings: Mapping[str, Any],
     props: dict[str, object] = {
         "policy:redaction-digest": facts["redaction_digest"],
         "policy:screening-digest": facts["screening_digest"],
-        "policy:digest": facts["digest"], "policy:source": facts["source"],
+        "policy:digest": facts["digest"], "policy:source": PurePath(facts["source"]).name,
         **{f"pii:{t}": n for t, n in sorted(findings["pii"].get("entities", {}).items())},
         **{f"count:{k}": n for k, n in sorted(counts.items())},
         "review:revision": r.revision, "review:by": r.actor}

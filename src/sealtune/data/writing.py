@@ -134,7 +134,7 @@ def _bom(b: _Build, created: datetime, outputs: Sequence[SealedFile]) -> str:
     props: dict[str, object] = {
         "policy:redaction-digest": facts["redaction_digest"],
         "policy:screening-digest": facts["screening_digest"],
-        "policy:digest": facts["digest"], "policy:source": facts["source"],
+        "policy:digest": facts["digest"], "policy:source": Path(facts["source"]).name,
         **{f"pii:{t}": n for t, n in sorted(b.pii.entities.items())},
         **{f"count:{k}": n for k, n in sorted(b.counts.items())}}
     return bom.build_bom(name=b.name, created=created, input_file=src, outputs=outs,

@@ -11,7 +11,9 @@ What this protects against: an operator revoking or promoting to prod by
 mistake, a consumer changing anything. What it does not: the actor's name is
 ``$SEALTUNE_ACTOR`` or the login name, and whoever holds the keyring
 passphrase can sign a snapshot with any grants; roles separate duties among
-honest users, they do not stop a keyring holder.
+honest users, they do not stop a keyring holder. A server acting for an
+authenticated caller (the console) sets the actor to that caller's API key id
+with :func:`sealtune.workspace.acting_as`, so its grant is the one checked.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ if TYPE_CHECKING:
     from sealtune.workspace import Workspace
 
 ROLES = ("admin", "operator", "auditor", "consumer")
-#: action -> the roles allowed to do it (promote to prod and grants: admin only).
+#: action -> the roles allowed to do it (promote or roll back prod, grants: admin only).
 PERMISSIONS: dict[str, tuple[str, ...]] = {
     "register": ("admin", "operator"),
     "promote": ("admin", "operator"),
     "promote:prod": ("admin",),
     "rollback": ("admin", "operator"),
+    "rollback:prod": ("admin",),
     "revoke": ("admin", "operator"),
     "refresh": ("admin", "operator"),
     "grant": ("admin",),
@@ -67,6 +70,11 @@ def authorize(ws: Workspace, action: str, resource: str,
                               f"{role}", hint=f"ask an admin: allowed roles are "
                                               f"{', '.join(PERMISSIONS[action])}")
     return role
+
+
+def stage_action(action: str, stage: str) -> str:
+    """The :data:`PERMISSIONS` key of ``action`` (promote, rollback) at ``stage``."""
+    return f"{action}:prod" if stage == "prod" else action
 
 
 def check_role(role: str) -> str:

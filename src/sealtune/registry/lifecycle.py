@@ -21,7 +21,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from sealtune.errors import UsageError
-from sealtune.registry.access import authorize, check_role
+from sealtune.registry.access import authorize, check_role, stage_action
 from sealtune.registry.state import STAGES, Ref, Registry
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def promote(ws: Workspace, text: str, *, stage: str, unsafe_skip_gate: bool = Fa
     try:
         snap = reg.snapshot()
         ref = reg.resolve(text, snap)
-        authorize(ws, "promote:prod" if stage == "prod" else "promote", str(ref), snap.state)
+        authorize(ws, stage_action("promote", stage), str(ref), snap.state)
         model = snap.state["models"][ref.name]
         if str(ref.version) in model["revoked"]:
             raise UsageError(f"{ref} is revoked and cannot be promoted",
@@ -103,7 +103,7 @@ def rollback(ws: Workspace, name: str, *, stage: str) -> Ref:
     try:
         snap = reg.snapshot()
         current = reg.resolve(f"{name}@{stage}", snap)
-        authorize(ws, "rollback", f"{name}@{stage}", snap.state)
+        authorize(ws, stage_action("rollback", stage), f"{name}@{stage}", snap.state)
         target = _previous(snap.state["models"][name], stage, current.version)
         if target is None:
             raise UsageError(f"{name}@{stage} has no earlier version to roll back to",

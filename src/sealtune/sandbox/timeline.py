@@ -3,7 +3,8 @@
 :class:`Timeline` turns what a sandbox reports into ledger entries, the
 same way for training, the data step and the release gate: ``sandbox.created`` (the pid, the
 measurement of what runs and the isolation flags, :func:`isolation_flags`,
-taken from the very argv the sandbox runs with), ``sandbox.data_decrypted``
+taken from the very argv the sandbox runs with; hidden paths by their names
+only, as the ledger is served and exported), ``sandbox.data_decrypted``
 and ``sandbox.outputs_sealed`` (the entry's milestones, numbers only),
 ``sandbox.destroyed`` (the teardown result) and, when the sandbox left
 files it should not have, ``sandbox.unexpected_outputs``. Each carries the
@@ -53,7 +54,7 @@ def isolation_flags(spec: SandboxSpec) -> dict[str, Any]:
     return {"isolation": [a for a in argv if a.startswith("--unshare") or a in _ISOLATION],
             "cap_drop": "ALL", "network": "loopback only", "tmpfs_bytes": spec.tmpfs_size,
             "limits": spec.limits.as_args(), "inputs": sorted(spec.inputs),
-            "hidden": [str(h) for h in spec.hidden], "env": sorted(spec.environment()),
+            "hidden": sorted(h.name for h in spec.hidden), "env": sorted(spec.environment()),
             "seccomp": {"arch": native_arch(), "program": seccomp.digest(native_arch()),
                         "denied": len(seccomp.DENIED)}}
 

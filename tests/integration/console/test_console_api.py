@@ -8,6 +8,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -112,8 +113,8 @@ def test_session_cookie_csrf_and_logout(app: FastAPI, ws: Workspace,
     assert 'id="sign-checkpoint"' in page.text
     # no token, a wrong token, a cross-site origin: refused
     assert client.post("/audit/checkpoint").status_code == 403
-    assert client.post("/audit/checkpoint", data={"csrf_token": token[:-1] + "A"}
-                       ).status_code == 403
+    wrong = token[:-1] + ("B" if token.endswith("A") else "A")
+    assert client.post("/audit/checkpoint", data={"csrf_token": wrong}).status_code == 403
     assert client.post("/audit/checkpoint", data={"csrf_token": token},
                        headers={"Origin": "https://evil.example"}).status_code == 403
     assert client.post("/api/v1/audit/checkpoint").status_code == 403  # session, no token
@@ -278,10 +279,8 @@ def _variants(value: str) -> set[str]:
     return {value, json.dumps(value)[1:-1], value.encode("utf-8").hex()}
 
 
-def test_nothing_sensitive_leaves(app: FastAPI, ws: Workspace,
-                                  example_run: RunWorkspace) -> None:
-    """Every API response and every page, for every role, searched for planted values."""
-    client = _client(app)
+def _crawl(client: TestClient, example_run: RunWorkspace) -> list[Any]:
+    """Every API response and every page of the run, as an admin (pages after a login)."""
     h = _bearer(example_run.keys["admin"])
     datasets = client.get("/api/v1/datasets", headers=h).json()
     jobs = client.get("/api/v1/jobs", headers=h).json()
@@ -290,22 +289,51 @@ def test_nothing_sensitive_leaves(app: FastAPI, ws: Workspace,
            "/api/v1/runs", "/api/v1/runs/support-bot/timeline", "/api/v1/audit/checkpoint",
            "/api/v1/audit/entries?limit=1000", "/api/v1/audit/export?format=jsonl",
            "/api/v1/audit/export?format=csv", "/api/v1/audit/proofs/inclusion/5",
-           "/api/v1/openapi.json",
+           "/api/v1/openapi.json", "/api/v1/gates", "/api/v1/registry/models",
            *[f"/api/v1/datasets/{d['name']}" for d in datasets],
            *[f"/api/v1/datasets/{d['name']}/bom" for d in datasets],
            *[f"/api/v1/jobs/{j['id']}" for j in jobs],
            *[f"/api/v1/models/{m['name']}" for m in models]]
     pages = ["/", "/runs", "/runs/support-bot", "/datasets", "/jobs", "/models", "/keys",
-             "/audit", "/audit/verify?seq=5", "/attestation",
+             "/audit", "/audit/verify?seq=5", "/attestation", "/gates", "/registry",
              *[f"/datasets/{d['name']}" for d in datasets], *[f"/jobs/{j['id']}" for j in jobs]]
     bodies = [client.get(p, headers=h) for p in api]
     _login(client, example_run.keys["admin"])
     bodies += [client.get(p) for p in pages]
     assert all(r.status_code == 200 for r in bodies), [(r.url, r.status_code) for r in bodies
                                                         if r.status_code != 200]
+    return bodies
+
+
+def test_nothing_sensitive_leaves(app: FastAPI, ws: Workspace,
+                                  example_run: RunWorkspace) -> None:
+    """Every API response and every page, for every role, searched for planted values."""
+    bodies = _crawl(_client(app), example_run)
     secrets_ = [*example_run.planted, example_run.passphrase, *example_run.keys.values()]
     wanted = {v for s in secrets_ for v in _variants(s)}
     text = "\n".join(r.text for r in bodies)
     assert len(text) > 50_000  # the crawl read real content
     assert [w for w in wanted if w in text] == []
     assert "PERSON" in text and "PHONE" in text  # types and counts are shown
+
+
+def test_no_host_path_leaves(app: FastAPI, ws: Workspace, example_run: RunWorkspace) -> None:
+    """No page or JSON response shows the workspace's or the run's temp dir's host path; the
+    run's unregistered base shows as an "unpinned base" and its digest."""
+    bodies = _crawl(_client(app), example_run)
+    root = example_run.home.parent  # holds the workspace, the example dir and TMPDIR
+    paths = {str(p) for p in (example_run.home, root, root / "tmp", example_run.example)}
+    paths |= {os.path.realpath(p) for p in paths}
+    leaks = [(str(r.url), p) for r in bodies for p in paths if p in r.text]
+    assert leaks == []
+    (unpinned,) = ws.ledger.entries(action="base.unpinned")  # the run's base is a directory
+    digest = unpinned.details["digest"]
+    assert unpinned.resource == f"base/{digest}" and digest.startswith("sha256:")
+    client = _client(app)
+    timeline = client.get("/api/v1/runs/support-bot/timeline",
+                          headers=_bearer(example_run.keys["auditor"])).json()
+    (event,) = [e for e in timeline["events"] if e["action"] == "base.unpinned"]
+    assert event["resource"] == f"unpinned base {digest}"
+    _login(client, example_run.keys["auditor"])
+    page = client.get("/runs/support-bot").text
+    assert f"unpinned base {digest}" in page

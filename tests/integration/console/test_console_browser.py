@@ -231,6 +231,8 @@ def test_operator_promotes_after_a_passing_gate_rolls_back_and_revokes(
     # an operator is offered dev and staging, never prod (admin only)
     assert page.locator("#v-bot-3 select[name=stage] option").all_inner_texts() == [
         "dev", "staging"]
+    assert page.locator("#model-bot ~ form select[name=stage] option").all_inner_texts() == [
+        "dev", "staging"]  # rolling back prod is admin only too
     # promote without a passing gate report: refused, nothing changed
     page.select_option("#v-bot-3 select[name=stage]", "staging")
     page.click("#v-bot-3 button.promote")
@@ -240,7 +242,8 @@ def test_operator_promotes_after_a_passing_gate_rolls_back_and_revokes(
     assert _stages(page, 3) == "-"
     # the release gate passes for the version's exact digest ('sealtune assess' on the model
     # the versions were registered from, as a user does on the command line)
-    (model,) = [p.name for p in (run.home / "models").iterdir()]
+    (model,) = [p.name for p in (run.home / "models").iterdir()
+                if not p.name.startswith(".")]  # not the builds' .lock
     gate = subprocess.run([sys.executable, "-m", "sealtune", "assess", model, "--policy",
                            str(lenient_gate_policy), "--out", str(tmp_path / "gate")],
                           env=run.env, capture_output=True, text=True, timeout=300,

@@ -3,7 +3,9 @@ registered as ``bot@v1..v3`` (``dev`` promoted to v1 then v2). Each test works o
 
 Reads for every role; promote refused without a passing gate report (409, ``gate:``, nothing
 changed); rollback; revoke; roles refused by the registry's own table (a consumer, an
-operator promoting to prod), each a ``console.denied`` event; CSRF refused for sessions.
+operator promoting to or rolling back prod), each a ``console.denied`` event; CSRF refused for
+sessions; the page offers each role only its stages; the registry authorises and records the
+caller's API key id (not the console process's actor).
 """
 
 from __future__ import annotations
@@ -168,25 +170,99 @@ def test_csrf_refused_for_sessions(app: FastAPI, ws: Workspace,
     assert r.status_code == 409 and "gate: bot@v3" in r.text
 
 
-def test_the_registrys_grants_bind_the_console_process(
-        app: FastAPI, ws: Workspace, keys: dict[str, dict[str, str]],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """An admin key cannot do through the console what the console's own actor may not."""
-    from sealtune.registry import grant
+def _options(html: str, action: str) -> list[list[str]]:
+    """The stage options of each form whose action ends with ``action``."""
+    found = []
+    for form in html.split("<form")[1:]:
+        head, _, rest = form.partition(">")
+        if head.split('action="', 1)[1].split('"', 1)[0].endswith(action):
+            found.append([o.split('"', 1)[0] for o in rest.split("</form>")[0]
+                          .split('<option value="')[1:]])
+    return found
+
+
+def test_the_page_offers_each_role_only_the_stages_it_may_act_on(
+        app: FastAPI, ws: Workspace, registry_run: RunWorkspace,
+        keys: dict[str, dict[str, str]]) -> None:
+    offered = {}
+    for role in ("admin", "operator"):
+        client = _client(app)
+        assert client.post("/login", data={"api_key": registry_run.keys[role]},
+                           follow_redirects=False).status_code == 303
+        html = client.get("/registry").text
+        offered[role] = (_options(html, "/promote"), _options(html, "/rollback"))
+    assert offered["admin"] == ([["dev", "staging", "prod"]] * 3, [["dev", "staging", "prod"]])
+    assert offered["operator"] == ([["dev", "staging"]] * 3, [["dev", "staging"]])
+    # the API refuses an operator's rollback of prod anyway (the registry's table), recorded
+    before, denied = _state(ws), len(_denials(app, ws))
+    r = _client(app).post(f"{API}/bot/rollback", json={"stage": "prod"},
+                          headers=keys["operator"])
+    assert r.status_code == 403 and r.json()["error"]["code"] == "registry_role"
+    assert "rollback of bot@prod" in r.json()["error"]["message"]
+    assert _state(ws) == before
+    assert [(d["reason"], d["route"]) for d in _denials(app, ws)[denied:]] == [
+        ("registry_role", "POST /api/v1/registry/models/{name}/rollback")]
+
+
+def test_the_registry_itself_refuses_an_operators_rollback_of_prod(
+        ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    from sealtune.errors import PolicyViolation
+    from sealtune.registry import grant, promote, rollback
 
     monkeypatch.setenv("SEALTUNE_ACTOR", "alice")
-    grant(ws, "bob", "operator")  # the first grant: alice stays admin, anyone else consumer
-    monkeypatch.setenv("SEALTUNE_ACTOR", "carol")
-    before = _state(ws)
-    r = _client(app).post(f"{API}/bot/versions/3/revoke", json={"reason": "test"},
-                          headers=keys["admin"])
-    assert r.status_code == 403 and r.json()["error"]["code"] == "registry_policy"
-    assert "consumer" in r.json()["error"]["message"]
-    assert _state(ws) == before
-    assert [e.actor for e in ws.ledger.entries(action="registry.denied")] == ["carol"]
-    assert [d["reason"] for d in _denials(app, ws)
-            if d["route"].startswith("POST /api/v1/registry/")] == ["registry_policy"]
-    monkeypatch.setenv("SEALTUNE_ACTOR", "bob")  # an operator by grant: allowed
-    r = _client(app).post(f"{API}/bot/versions/3/revoke", json={"reason": "test"},
-                          headers=keys["admin"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        promote(ws, "bot@v1", stage="prod", unsafe_skip_gate=True)
+        promote(ws, "bot@v2", stage="prod", unsafe_skip_gate=True)
+    grant(ws, "olga", "operator")
+    monkeypatch.setenv("SEALTUNE_ACTOR", "olga")
+    with pytest.raises(PolicyViolation, match="rollback:prod of bot@prod"):
+        rollback(ws, "bot", stage="prod")
+    assert show_model(ws, "bot")["stages"]["prod"] == 2
+    assert rollback(ws, "bot", stage="dev").version == 1  # dev stays an operator's
+    monkeypatch.setenv("SEALTUNE_ACTOR", "alice")
+    assert rollback(ws, "bot", stage="prod").version == 1
+    assert [(e.actor, e.details["action"]) for e in ws.ledger.entries(
+        action="registry.denied")] == [("olga", "rollback:prod")]
+
+
+def test_registry_changes_are_authorised_and_recorded_as_the_callers_key(
+        app: FastAPI, ws: Workspace, keys: dict[str, dict[str, str]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two keys of different roles: the registry checks each key id's own grant (not the
+    console process's actor) and its ledger events name the key that acted."""
+    from sealtune.registry import grant
+
+    client = _client(app)
+    ids = {role: client.get("/api/v1/me", headers=keys[role]).json()["key_id"]
+           for role in ("admin", "operator")}
+    monkeypatch.setenv("SEALTUNE_ACTOR", "console-host")  # the console process's actor
+    grant(ws, ids["operator"], "operator")  # the first grant: console-host stays admin
+    grant(ws, ids["admin"], "admin")
+    r = client.post(f"{API}/bot/rollback", json={"stage": "dev"}, headers=keys["operator"])
+    assert r.status_code == 200 and r.json() == {"ref": "bot@v1"}
+    r = client.post(f"{API}/bot/versions/3/revoke", json={"reason": "test"},
+                    headers=keys["admin"])
     assert r.status_code == 200 and r.json() == {"ref": "bot@v3"}
+    assert [e.actor for e in ws.ledger.entries(action="registry.rollback")] == [ids["operator"]]
+    assert [e.actor for e in ws.ledger.entries(action="registry.revoke")] == [ids["admin"]]
+    assert {v["ref"]: v["revoked"] for v in list_models(ws)}["bot@v3"]["by"] == ids["admin"]
+    # the key's grant binds it, whatever the process actor may do: an admin key whose
+    # registry grant is consumer is refused by the registry (registry.denied names the key)
+    grant(ws, ids["admin"], "consumer")
+    before = _state(ws)
+    r = client.post(f"{API}/bot/versions/2/revoke", json={"reason": "test"},
+                    headers=keys["admin"])
+    assert r.status_code == 403 and r.json()["error"]["code"] == "registry_policy"
+    assert "role consumer" in r.json()["error"]["message"]
+    assert _state(ws) == before
+    assert [e.actor for e in ws.ledger.entries(action="registry.denied")] == [ids["admin"]]
+    app.state.console.audit.flush()
+    done = [(e.actor, e.details["action"]) for e in ws.ledger.entries(
+        action="console.registry")]
+    assert done == [(ids["operator"], "rollback"), (ids["admin"], "revoke")]
+    assert "console-host" not in {e.actor for e in ws.ledger.entries()
+                                  if e.action.startswith("registry.")
+                                  and e.action != "registry.grant"}

@@ -267,7 +267,7 @@ class SealedWriter:
                           self._plaintext, self.lines, self.target.file_id, entries,
                           None if self._plain_sha is None else self._plain_sha.hexdigest())
         if self._keys is not None:
-            self._keys.audit("file.seal", str(self.path), details={
+            self._keys.audit("file.seal", self.path.name, details={
                 "file_id": info.file_id, "plaintext_size": info.plaintext_size,
                 "sealed_size": info.size, "keys": list(info.keys)})
         return info
