@@ -150,7 +150,7 @@ async def create_file(request: Request) -> JSONResponse:
     console, ft = _state(request)
     ws = console.ws
     file_id = f"file-{secrets.token_hex(12)}"
-    root = ws.root / UPLOADS
+    root = ws.area(UPLOADS)
     root.mkdir(mode=0o700, exist_ok=True)
     sealed = root / f"{file_id}.jsonl.sealed"
     fields = await _stream_upload(request, ws, sealed)

@@ -249,7 +249,7 @@ def check_request(ws: Workspace, src: Path, *, name: str, shred_original: bool) 
         UsageError: the name is bad or taken, or the input is not a usable file.
     """
     _check_input(src, shred_original=shred_original)
-    if (ws.root / store.DATASETS / store.check_name(name)).exists():
+    if (ws.area(store.DATASETS) / store.check_name(name)).exists():
         raise UsageError(f"dataset {name!r} already exists", hint="choose another name")
 
 
@@ -281,7 +281,7 @@ def publish(ws: Workspace, src: Path, name: str, written: Written, *, policy: Po
             "bytes": size, "sha256": input_sha,
             "method": "one random overwrite, fsync, unlink",
             "limits": "no guarantee on copy-on-write file systems, SSDs, snapshots, backups"})
-    return IngestResult(name, ws.root / store.DATASETS / name, manifest, written.findings,
+    return IngestResult(name, ws.area(store.DATASETS) / name, manifest, written.findings,
                         written.quarantined, shred_original)
 
 
@@ -334,7 +334,7 @@ def ingest(ws: Workspace, path: str | os.PathLike[str], *, name: str,
     try:
         written = _run(ws, src, name, policy, passes, keys, {
             "dataset_keys": dataset_keys, "provenance": provenance})
-        ws.publish(store.DATASETS, name, ws.root / store.DATASETS / name)  # remote storage
+        ws.publish(store.DATASETS, name, ws.area(store.DATASETS) / name)  # remote storage
     except BaseException as exc:
         ws.audit("data.ingest", f"dataset/{name}", outcome="failure",
                  details={"error": type(exc).__name__})

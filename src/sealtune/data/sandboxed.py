@@ -145,7 +145,7 @@ def ingest_dataset(ws: Workspace, path: str | os.PathLike[str], *, name: str,
         written, measurement = _run(ws, src, job, dataset_keys or DatasetKeys.generate(),
                                     DataRun(ws, name=name, progress=progress, bwrap=bwrap,
                                             tmpfs_size=tmpfs_size, timeout=timeout))
-        ws.publish(store.DATASETS, name, ws.root / store.DATASETS / name)  # remote storage
+        ws.publish(store.DATASETS, name, ws.area(store.DATASETS) / name)  # remote storage
     except BaseException as exc:
         ws.audit("data.ingest", f"dataset/{name}", outcome="failure",
                  details={"error": type(exc).__name__, "sandboxed": True})
@@ -245,6 +245,6 @@ def data_spec(ws: Workspace, *, out: Path, src: Path, job_file: Path, bwrap: str
     """
     return SandboxSpec(output_dir=out, inputs={RAW: src.resolve(), JOB: job_file},
                        hidden=(ws.keyfile_path, ws.ledger_path, ws.config_path,
-                               ws.root / "models"),
+                               ws.area("models")),
                        env={"OMP_NUM_THREADS": "1"}, tmpfs_size=tmpfs_size, bwrap=bwrap,
                        outputs=OUTPUTS, stage="data")

@@ -254,7 +254,7 @@ class TrainAdapter:
         dataset = str(data.summary["dataset"])
         rel = f"datasets/{dataset}/data.jsonl.sealed"
         recorded = data.outputs[rel]
-        path = ws.root / rel
+        path = ws.area("datasets") / dataset / "data.jsonl.sealed"
         if not path.is_file() or artifact_digest(path, recorded) != recorded:
             raise IntegrityError(f"step train: its input {rel} changed after the data step "
                                  "recorded it", hint="restore the dataset, or rerun with "

@@ -40,7 +40,7 @@ SUFFIX = ".cancel"
 
 
 def _marker(ws: Workspace, job_id: str) -> Path:
-    return ws.root / JOBS / f"{job_id}{SUFFIX}"
+    return ws.area(JOBS) / f"{job_id}{SUFFIX}"
 
 
 def request_cancel(ws: Workspace, ref: str) -> dict[str, Any]:
