@@ -39,7 +39,7 @@ from sealtune.keys.file_header import describe_file
 from sealtune.keys.sealing import SealingTarget
 from sealtune.sandbox.process import SandboxEvent
 from sealtune.sandbox.spec import SandboxSpec
-from sealtune.sandbox.timeline import Timeline, run_recorded
+from sealtune.sandbox.timeline import Timeline, exit_status, run_recorded
 
 if TYPE_CHECKING:
     from sealtune.workspace import Workspace
@@ -131,7 +131,8 @@ class DataRun:
         if self.errors or "outputs_sealed" not in self.fields:
             raise SealtuneError(
                 f"{src}: ingest failed inside the data sandbox: "
-                + (", ".join(self.errors) or "it exited without sealing its outputs"),
+                + (", ".join(self.errors) or "it exited without sealing its outputs "
+                   f"({exit_status(self.teardown.get('exit_code'))})"),
                 hint=_DEBUG_HINT)
         if self.teardown.get("outputs_removed"):
             raise IntegrityError(

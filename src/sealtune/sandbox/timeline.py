@@ -23,6 +23,7 @@ fails leaves the ledger short of the event (it raises to the caller).
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -31,7 +32,7 @@ from sealtune.sandbox.process import Sandbox, SandboxEvent, native_arch
 from sealtune.sandbox.spec import SandboxSpec, build_argv
 from sealtune.sandbox.teardown import Teardown
 
-__all__ = ["MILESTONES", "Recorder", "Timeline", "isolation_flags", "run_recorded"]
+__all__ = ["MILESTONES", "Recorder", "Timeline", "exit_status", "isolation_flags", "run_recorded"]
 
 #: The milestones every stage's entry reports, and the ledger action each becomes.
 MILESTONES: Mapping[str, str] = {"data_decrypted": "sandbox.data_decrypted",
@@ -118,6 +119,18 @@ class Timeline:
         details = {"tmpfs_files_wiped": wiped, "unsandboxed": True}
         self._record("sandbox.destroyed", self._marked(details))
         return details
+
+
+def exit_status(code: object) -> str:
+    """A sandboxed process's exit status in words (a negative code is the killing signal)."""
+    if not isinstance(code, int):
+        return "exit status unknown"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
 
 
 def run_recorded(timeline: Timeline, entry: str, args: Sequence[str], *,

@@ -78,3 +78,12 @@ def test_the_isolation_flags_are_read_off_the_argv(tmp_path: Path) -> None:
             "--disable-userns"} <= set(flags["isolation"])
     assert flags["seccomp"]["program"] == seccomp.digest(os.uname().machine)
     assert "OMP_NUM_THREADS" in flags["env"] and flags["network"] == "loopback only"
+
+
+def test_exit_status_in_words() -> None:
+    from sealtune.sandbox.timeline import exit_status
+
+    assert exit_status(-9) == "killed by SIGKILL"
+    assert exit_status(3) == "exit status 3"
+    assert exit_status(None) == "exit status unknown"
+    assert exit_status(-99) == "killed by signal 99"

@@ -53,7 +53,7 @@ from sealtune.keys.versions import CommitGuard, lease
 from sealtune.sandbox.measurement import measure
 from sealtune.sandbox.process import SandboxEvent
 from sealtune.sandbox.spec import SandboxCancelled, SandboxSpec
-from sealtune.sandbox.timeline import Timeline, run_recorded
+from sealtune.sandbox.timeline import Timeline, exit_status, run_recorded
 from sealtune.train.jobs.canaries import prepare_canaries
 from sealtune.train.jobs.cancel import clear_request, discard_outputs
 from sealtune.train.jobs.keys import dataset_key, output_target, resumed_target
@@ -173,7 +173,8 @@ class JobRun:
         if self.errors or "outputs_sealed" not in self.fields:
             raise TrainingError(
                 "training failed inside the sandbox: "
-                + (", ".join(self.errors) or "it exited without sealing its outputs"),
+                + (", ".join(self.errors) or "it exited without sealing its outputs "
+                   f"({exit_status(teardown.get('exit_code'))})"),
                 hint="rerun to resume from the last sealed checkpoint; set "
                      "SEALTUNE_DEBUG=1 and use --no-sandbox on non-sensitive data to debug")
         if teardown.get("outputs_removed"):
