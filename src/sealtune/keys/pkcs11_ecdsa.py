@@ -19,13 +19,13 @@ Protects against: theft of the signing key from the host's disk or the
 workspace (it never leaves the token). Does not protect against: a host that
 has the PIN signing whatever it likes while it has the token; a token without
 ECDSA on P-256 (:meth:`Pkcs11EcdsaKey.supported` says so; the caller
-decides). Sessions and their lock are the ``pkcs11`` keyring's.
+decides). The token handling is :class:`sealtune.keys.pkcs11_pair.TokenKeyPair`'s.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import ClassVar
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from sealtune.config import Pkcs11Config
 from sealtune.errors import KeyringError, UsageError
-from sealtune.keys.pkcs11 import Pkcs11Keyring
+from sealtune.keys.pkcs11_pair import TokenKeyPair
 
 #: secp256r1's object identifier, as CKA_EC_PARAMS names it.
 P256_OID = "1.2.840.10045.3.1.7"
@@ -48,7 +48,7 @@ def _point(raw: bytes) -> bytes:
     raise KeyringError("the token returned an EC public key in an unknown encoding")
 
 
-class Pkcs11EcdsaKey:
+class Pkcs11EcdsaKey(TokenKeyPair):
     """An EC P-256 key pair for one purpose on the workspace's PKCS#11 token.
 
     Args:
@@ -57,66 +57,27 @@ class Pkcs11EcdsaKey:
         purpose: what the key is for (e.g. ``registry``); part of the label.
     """
 
+    KIND: ClassVar[str] = "ecdsa-p256"
+    NAME: ClassVar[str] = "EC P-256"
+    KEY_TYPE: ClassVar[str] = "EC"
+    GENERATE: ClassVar[str] = "EC_KEY_PAIR_GEN"
+    SIGN: ClassVar[str] = "ECDSA"
+    CURVE_OID: ClassVar[str] = P256_OID
+    PRIVATE_EXTRA: ClassVar[tuple[str, ...]] = ("DECRYPT", "DERIVE")
+
     def __init__(self, config: Pkcs11Config, *, workspace_id: str, purpose: str) -> None:
-        self._ring = Pkcs11Keyring(config, workspace_id=workspace_id)
-        self._label = f"sealtune/{workspace_id}/{purpose}/ecdsa-p256"
-        self._token_label = config.token_label
+        super().__init__(config, workspace_id=workspace_id, purpose=purpose)
         self._public: ec.EllipticCurvePublicKey | None = None
 
-    @property
-    def label(self) -> str:
-        """The label of both objects on the token."""
-        return self._label
-
-    def supported(self) -> bool:
-        """Whether the token offers EC key generation and CKM_ECDSA."""
-        from pkcs11 import Mechanism
-
-        with self._ring._session() as s:
-            mechanisms = set(s.token.slot.get_mechanisms())
-        return {Mechanism.EC_KEY_PAIR_GEN, Mechanism.ECDSA} <= mechanisms
-
-    def _find(self, session: Any, cls: Any) -> Any | None:
-        from pkcs11 import Attribute, KeyType
-
-        found = list(session.get_objects({Attribute.CLASS: cls, Attribute.LABEL: self._label,
-                                          Attribute.KEY_TYPE: KeyType.EC}))
-        if len(found) > 1:
-            raise KeyringError(f"token {self._token_label!r} holds several objects labelled "
-                               f"{self._label!r}", hint="remove the extra ones")
-        return found[0] if found else None
-
-    def _generate(self, session: Any) -> Any:
-        from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag
-        from pkcs11.util.ec import encode_named_curve_parameters
-
-        params = session.create_domain_parameters(
-            KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(P256_OID)},
-            local=True)
-        public, _private = params.generate_keypair(
-            mechanism=Mechanism.EC_KEY_PAIR_GEN, store=True, label=self._label,
-            id=hashlib.sha256(self._label.encode()).digest()[:16],
-            capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
-            public_template={Attribute.TOKEN: True, Attribute.VERIFY: True,
-                             Attribute.MODIFIABLE: False},
-            private_template={Attribute.TOKEN: True, Attribute.PRIVATE: True,
-                              Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
-                              Attribute.SIGN: True, Attribute.DECRYPT: False,
-                              Attribute.DERIVE: False, Attribute.MODIFIABLE: False})
-        return public
-
-    def find(self) -> ec.EllipticCurvePublicKey | None:
-        """The public key if the pair exists on the token, else None."""
-        from pkcs11 import Attribute, ObjectClass
-
-        with self._ring._session() as s:
-            public = self._find(s, ObjectClass.PUBLIC_KEY)
-            point = None if public is None else bytes(public[Attribute.EC_POINT])
-        if point is None:
-            return None
+    def _decode(self, point: bytes) -> ec.EllipticCurvePublicKey:
         self._public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(),
                                                                    _point(point))
         return self._public
+
+    def find(self) -> ec.EllipticCurvePublicKey | None:
+        """The public key if the pair exists on the token, else None."""
+        point, _ = self._point(create=False)
+        return None if point is None else self._decode(point)
 
     def ensure(self) -> tuple[ec.EllipticCurvePublicKey, bool]:
         """Return the public key, generating the pair on the token if absent.
@@ -124,17 +85,9 @@ class Pkcs11EcdsaKey:
         Returns:
             The public key, and whether it was generated now.
         """
-        from pkcs11 import Attribute, ObjectClass
-
-        with self._ring._session(rw=True) as s:
-            public = self._find(s, ObjectClass.PUBLIC_KEY)
-            created = public is None
-            if public is None:
-                public = self._generate(s)
-            point = bytes(public[Attribute.EC_POINT])
-        self._public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(),
-                                                                   _point(point))
-        return self._public, created
+        point, created = self._point(create=True)
+        assert point is not None
+        return self._decode(point), created
 
     def public_key(self) -> ec.EllipticCurvePublicKey:
         """The public key (``cryptography``'s private-key API).
@@ -155,18 +108,11 @@ class Pkcs11EcdsaKey:
             UsageError: an algorithm other than ECDSA with SHA-256.
             KeyringError: the key pair is missing or the token refused.
         """
-        from pkcs11 import Mechanism, ObjectClass
-
         algorithm = getattr(signature_algorithm, "algorithm", None)
         if not (isinstance(signature_algorithm, ec.ECDSA)
                 and isinstance(algorithm, hashes.SHA256)):
             raise UsageError("the token's EC P-256 key signs ECDSA with SHA-256 only")
-        digest = hashlib.sha256(data).digest()
-        with self._ring._session() as s:
-            private = self._find(s, ObjectClass.PRIVATE_KEY)
-            if private is None:
-                raise KeyringError(f"no EC key {self._label!r} on token {self._token_label!r}")
-            raw = bytes(private.sign(digest, mechanism=Mechanism.ECDSA))
+        raw = self._sign(hashlib.sha256(data).digest())
         if len(raw) != 64:
             raise KeyringError("the token returned an ECDSA signature of an unexpected size")
         return encode_dss_signature(int.from_bytes(raw[:32], "big"),
