@@ -339,9 +339,9 @@ class Sandbox:
         if self._pidfd is None:
             return self.child_pid is None or not namespace_members(self.namespaces)
         try:
-            ready = selectors.DefaultSelector()
-            ready.register(self._pidfd, selectors.EVENT_READ)
-            return bool(ready.select(timeout))
+            with selectors.DefaultSelector() as ready:  # closed: one epoll fd per sandbox
+                ready.register(self._pidfd, selectors.EVENT_READ)
+                return bool(ready.select(timeout))
         finally:
             os.close(self._pidfd)
             self._pidfd = None
