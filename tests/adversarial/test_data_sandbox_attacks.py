@@ -31,8 +31,30 @@ def _write(path: Path, n: int, marker: str) -> None:
                 {"role": "assistant", "content": f"answer {i} for {marker}"}]}) + "\n")
 
 
+def _descends_from_us(pid: int) -> bool:
+    """Whether ``pid`` is a descendant of this test process.
+
+    pytest-xdist runs other tests beside this one, and their data sandboxes run
+    the same worker module: killing by command line alone SIGKILLed them too.
+    """
+    me = os.getpid()
+    for _ in range(64):  # bounded: a parent chain is short
+        try:
+            status = Path(f"/proc/{pid}/status").read_text("utf-8")
+        except OSError:
+            return False
+        ppid = next((int(line.split()[1]) for line in status.splitlines()
+                     if line.startswith("PPid:")), 0)
+        if ppid == me:
+            return True
+        if ppid <= 1:
+            return False
+        pid = ppid
+    return False
+
+
 def _worker_pids() -> list[int]:
-    """Host pids of data workers (the launcher's python, not bubblewrap)."""
+    """Host pids of this test's data workers (the launcher's python, not bubblewrap)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -41,7 +63,8 @@ def _worker_pids() -> list[int]:
             argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"sealtune.data.worker" in argv and b"python" in Path(argv[0].decode()).name.encode():
+        if (b"sealtune.data.worker" in argv and b"python" in Path(argv[0].decode()).name.encode()
+                and _descends_from_us(int(entry))):
             found.append(int(entry))
     return found
 

@@ -99,11 +99,7 @@ def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ctx:
 
 def _dataset(c: Ctx) -> str:
     if c.dataset is None:
-        # The dataset is only the input of the output writers under test. In-process and
-        # late in a full xdist run, its sandboxed ingest was SIGKILLed (exit 137) twice on
-        # 2026-12-07 (never alone or with this file; the cause is not yet found). The
-        # sandboxed ingest itself is tested in test_data_sandbox*.py.
-        assert main(["data", "ingest", str(c.plain), "--name", "ds", "--no-sandbox"]) == 0
+        assert main(["data", "ingest", str(c.plain), "--name", "ds"]) == 0
         c.dataset = "ds"
     return c.dataset
 
