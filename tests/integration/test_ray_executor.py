@@ -3,6 +3,9 @@
 Ray 2.60 binds every interface whatever it is told, so a private local Ray is
 refused unless its network namespace has only loopback; the equivalence test
 runs in one (``bwrap --unshare-net``), as the refusal's hint tells users to.
+In the data sandbox (the default) a private Ray starts inside it, whose
+network is loopback only: a sealed input ingested there on Ray must give
+what the sandboxed local executor gives.
 A Ray start takes about 7 s idle, much more on a loaded machine. The
 100k-record comparison is bench/ingest_ray.py's; here 2,000 records keep CI
 short. The executor's batch path (hash-keyed precomputed detection) is also
@@ -157,13 +160,61 @@ def test_an_unknown_executor_is_refused(workspace: Workspace, tmp_path: Path) ->
     assert not (workspace.root / "datasets" / "x").exists()
 
 
-def test_the_ray_executor_needs_the_sandbox_turned_off_explicitly(workspace: Workspace,
-                                                                  tmp_path: Path) -> None:
+def sandboxed_equivalence(root: Path) -> None:
+    """A sealed input ingested in the data sandbox, locally and on a Ray started inside it."""
+    from sealtune.data import ingest_dataset
+    from sealtune.keys import seal_file
+
+    ws = Workspace.init(root / "ws", passphrase="ray sandbox passphrase 1",
+                        kdf=KdfParams.unsafe_fast(), default_key="k1")
+    try:
+        plain, sealed = root / "raw.jsonl", root / "raw.jsonl.sealed"
+        _raw(plain, 1500)
+        seal_file(plain, sealed, keys=ws.keys, key_names=["k1"])
+        plain.unlink()  # only the sealed copy: opened inside the sandbox, on Ray too
+        policy = parse_policy({"version": 1, "screening": {"exact_duplicate": "quarantine"}})
+        secret = DatasetKeys.generate().secret
+        ingest_dataset(ws, sealed, name="local", policy=policy, dataset_keys=DatasetKeys(secret))
+        ingest_dataset(ws, sealed, name="ray", policy=policy, executor="ray",
+                       dataset_keys=DatasetKeys(secret))
+        local, on_ray = _facts(ws, "local"), _facts(ws, "ray")
+        assert local["counts"]["entities"] > 1500 and local["counts"]["quarantined"] > 0
+        assert on_ray == local
+        entries = [e for e in ws.ledger.entries() if e.resource == "dataset/ray"]
+        [done] = [e for e in entries if e.action == "data.ingest"]
+        assert done.details["executor"] == "ray" and done.details["sandboxed"] is True
+        [destroyed] = [e for e in entries if e.action == "sandbox.destroyed"]
+        assert destroyed.details["processes_left"] == 0  # Ray's processes died with it
+        for name in NAMES:
+            assert not any(name.encode() in line for line in on_ray["records"]["data"])
+    finally:
+        ws.close()
+
+
+def test_ray_runs_inside_the_data_sandbox_with_the_same_outputs(tmp_path: Path) -> None:
+    """No namespace of our own here: the data sandbox's network is loopback only."""
+    code = ("import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+            "import test_ray_executor as t; t.sandboxed_equivalence(Path(sys.argv[2])); "
+            "print('EQUAL')")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent),
+                           str(tmp_path)], capture_output=True, text=True, timeout=900,
+                          check=False, env=env)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("EQUAL"), proc.stderr[-3000:]
+
+
+def test_a_ray_cluster_is_reached_only_without_the_sandbox(
+        workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from sealtune.data import ingest_dataset
 
     raw = tmp_path / "raw.jsonl"
     _raw(raw, 3)
-    with pytest.raises(UsageError, match="outside the data sandbox") as caught:
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    with pytest.raises(UsageError, match="RAY_ADDRESS") as caught:
         ingest_dataset(workspace, raw, name="x", executor="ray")
     assert "--no-sandbox" in (caught.value.hint or "")
+    monkeypatch.delenv("RAY_ADDRESS")
+    with pytest.raises(UsageError, match="local executor"):
+        ingest_dataset(workspace, raw, name="x", executor="ray", workers=2)
     assert not (workspace.root / "datasets" / "x").exists()
+    assert [e for e in workspace.ledger.entries() if e.resource == "dataset/x"] == []

@@ -201,9 +201,10 @@ def ingest_cmd(
         "--no-sandbox", help="UNSAFE: ingest in this process, without the data sandbox "
         "(recorded).")] = False,
     executor: Annotated[str, typer.Option(
-        "--executor", help="local, or ray: PII detection on Ray Data ($RAY_ADDRESS, else a "
-        "private local Ray, refused if reachable beyond loopback); Ray workers see record "
-        "text in clear, outside the sandbox, so ray needs --no-sandbox.")] = "local",
+        "--executor", help="local, or ray: PII detection on Ray Data. In the sandbox a "
+        "private local Ray runs inside it (loopback-only network); with --no-sandbox, the "
+        "cluster in $RAY_ADDRESS, else a private local Ray refused if reachable beyond "
+        "loopback. Ray workers see record text in clear.")] = "local",
     workers: Annotated[int, typer.Option(
         "--workers", help="PII detection on N local processes (inside the sandbox); the "
         "same outputs as one.")] = 1,

@@ -25,7 +25,10 @@ every interface unless told otherwise, and field notes say some of its
 servers do even when told: the integration test inspects every listening
 socket of the Ray processes and fails on anything beyond loopback; where
 it fails, run the ingest in a network namespace that has only loopback
-(the preprocessing sandbox) or firewall Ray's ports.
+or firewall Ray's ports. In the data sandbox (the default) the private Ray
+runs inside the sandbox, whose network namespace has only loopback
+(:func:`sealtune.data.sandboxed.check_sandboxed_executor`); a cluster is
+reached only with the sandbox off.
 
 What this protects against: nothing new; it is a speed option. What it
 exposes: Ray workers receive record text in clear (the texts, never keys,
@@ -33,8 +36,8 @@ sealed files or the dataset secret), and it crosses the cluster's network
 and object stores. A cluster must be trusted as much as this host: run it
 on a private network with Ray's TLS settings (``RAY_USE_TLS=1`` and its
 certificates) and token authentication, and keep spilling off or on
-encrypted volumes. The preprocessing sandbox confines this process only,
-not remote Ray workers (see docs/threat-model.md).
+encrypted volumes. The preprocessing sandbox confines this process and a
+private Ray started inside it, not remote Ray workers (see docs/threat-model.md).
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from sealtune.data.detections import kept_texts
-from sealtune.data.formats import read_records
+from sealtune.data.formats import Opener, read_records
 from sealtune.data.pii import Analyzer, Entity
 from sealtune.errors import SealtuneError, UsageError
 from sealtune.keys.sealing import SealedSource, is_sealed
@@ -102,9 +105,10 @@ class PrecomputedAnalyzer:
 
 
 def _texts(path: Path, *, format: str | None, text_field: str | None,
-           keep_fields: frozenset[str], keys: KeyService | None) -> Iterator[str]:
-    opener = SealedSource(path, keys=keys).open if keys is not None and is_sealed(path) \
-        else None
+           keep_fields: frozenset[str], keys: KeyService | None,
+           opener: Opener | None = None) -> Iterator[str]:
+    if opener is None and keys is not None and is_sealed(path):
+        opener = SealedSource(path, keys=keys).open
     # Malformed lines are the stage's business (its own passes report or skip them).
     with read_records(path, format=format, text_field=text_field, on_error="skip",
                       opener=opener) as stream:
@@ -178,13 +182,15 @@ def in_process(part: list[tuple[bytes, str]], policy: Policy) -> Iterator[tuple[
 
 def detect_in_batches(path: Path, policy: Policy, *, run: ChunkRunner, format: str | None = None,
                       text_field: str | None = None, keys: KeyService | None = None,
-                      chunk: int = CHUNK) -> PrecomputedAnalyzer:
+                      opener: Opener | None = None, chunk: int = CHUNK) -> PrecomputedAnalyzer:
     """Detect PII in every distinct text of ``path`` through ``run``; return the replaying analyzer.
 
     For Ray, call inside :func:`ray_session` with ``run=_on_ray`` (what :func:`precompute` does).
+    A sealed ``path`` is opened with ``opener`` (the data sandbox's, from the data key it
+    was handed) or else with ``keys``.
     """
     texts = _texts(path, format=format, text_field=text_field,
-                   keep_fields=frozenset(policy.keep_fields), keys=keys)
+                   keep_fields=frozenset(policy.keep_fields), keys=keys, opener=opener)
     found: dict[bytes, list[Entity]] = {}
     for part in chunks(texts, chunk):
         for key, encoded in run(part, policy):
@@ -240,7 +246,8 @@ def ray_session(*, address: str | None = None, num_cpus: int | None = None) -> I
                 "--executor ray: a private local Ray would listen beyond loopback "
                 f"({len(exposed)} socket(s), e.g. port {exposed[0][1]}): Ray binds every "
                 "interface whatever it is told, and its workers receive record text",
-                hint="run the ingest in a network namespace with only loopback (e.g. "
+                hint="keep the data sandbox on (Ray then runs inside it), run the ingest in "
+                     "a network namespace with only loopback (e.g. "
                      "'bwrap --dev-bind / / --unshare-net sealtune data ingest ...'), or set "
                      "RAY_ADDRESS to a cluster you secure (Ray TLS), or use --executor local")
     try:
@@ -341,11 +348,12 @@ def check_executor(name: str) -> str:
 
 def precompute(executor: str | ChunkRunner, path: Path, policy: Policy, *,
                format: str | None, text_field: str | None,
-               keys: KeyService | None) -> Analyzer | None:
+               keys: KeyService | None, opener: Opener | None = None) -> Analyzer | None:
     """``local``: None; ``ray``: the analyzer answering from detection run on Ray Data.
 
     A :data:`ChunkRunner` runs the batches itself (``in_process``: the ``ray``
-    path without a cluster, for tests).
+    path without a cluster, for tests). ``opener`` opens a sealed input (inside
+    the data sandbox, which holds its data key but no key service).
 
     Raises:
         UsageError: an unknown executor, or Ray is not installed.
@@ -357,11 +365,11 @@ def precompute(executor: str | ChunkRunner, path: Path, policy: Policy, *,
                                                      "executor": executor_name(executor)})
     if callable(executor):
         found = detect_in_batches(path, policy, run=executor, format=format,
-                                  text_field=text_field, keys=keys)
+                                  text_field=text_field, keys=keys, opener=opener)
     else:
         with ray_session():
             found = detect_in_batches(path, policy, run=_on_ray, format=format,
-                                      text_field=text_field, keys=keys)
+                                      text_field=text_field, keys=keys, opener=opener)
     return cast("Analyzer", found)  # duck-typed: analyze() and the rest delegated
 
 

@@ -41,6 +41,7 @@ checked for shape by their readers; a failure inside is reported by class
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -53,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 from sealtune.data import store
 from sealtune.data.builds import remove_stale_builds, start_build
 from sealtune.data.detections import warn_unsafe
+from sealtune.data.executors import check_executor
 from sealtune.data.ingest import (
     IngestResult,
     check_request,
@@ -76,7 +78,8 @@ from sealtune.sandbox.spec import SandboxSpec
 if TYPE_CHECKING:
     from sealtune.workspace import Workspace
 
-__all__ = ["OUTPUTS", "UNSAFE_WARNING", "data_spec", "ingest_dataset"]
+__all__ = ["OUTPUTS", "UNSAFE_WARNING", "check_sandboxed_executor", "data_spec",
+           "ingest_dataset"]
 
 UNSAFE_WARNING = ("ingesting WITHOUT the sandbox (--no-sandbox): the raw input's plaintext "
                   "will exist in this process, next to the keyring; recorded in the audit "
@@ -108,22 +111,21 @@ def ingest_dataset(ws: Workspace, path: str | os.PathLike[str], *, name: str,
         tmpfs_size: bytes of the sandbox's private tmpfs.
         timeout: seconds after which the sandbox is destroyed and the ingest fails.
         executor: ``local``, or ``ray`` (PII detection on Ray Data,
-            :mod:`sealtune.data.executors`): Ray's workers see record text outside any
-            sandbox, so ``ray`` needs ``sandbox=False`` (``--no-sandbox``), said so.
+            :mod:`sealtune.data.executors`). In the sandbox, ``ray`` starts a private
+            local Ray inside it (its network is loopback only); a cluster
+            (``RAY_ADDRESS``) is reached only with ``sandbox=False``.
         workers: PII detection on this many processes (inside the sandbox when it is on;
             same outputs: :mod:`sealtune.data.parallel`).
 
     Raises:
         SandboxUnavailableError: the sandbox cannot be created (and ``sandbox`` is True).
         UsageError, DataFormatError, ConfigError: as :func:`~sealtune.data.ingest.ingest`;
-            UsageError also for ``executor="ray"`` with the sandbox on.
+            UsageError also for ``executor="ray"`` with the sandbox on and ``RAY_ADDRESS``
+            set, or without Ray installed.
         IntegrityError: the sandbox handed back files that are not what it was told to seal.
     """
-    if executor != "local" and sandbox:
-        raise UsageError(
-            f"--executor {executor} runs PII detection on Ray workers, outside the data "
-            "sandbox (they see record text in clear)",
-            hint="add --no-sandbox to accept that (recorded), or use --executor local")
+    if sandbox:
+        check_sandboxed_executor(executor)
     if not sandbox:
         warnings.warn(UNSAFE_WARNING, UserWarning, stacklevel=2)
         ws.audit("data.unsafe_no_sandbox", f"dataset/{name}", details={})
@@ -133,13 +135,14 @@ def ingest_dataset(ws: Workspace, path: str | os.PathLike[str], *, name: str,
                       executor=executor, workers=workers)
     src = Path(path)
     check_request(ws, src, name=name, shred_original=shred_original)
-    check_workers(workers)
+    check_workers(workers, executor=executor)
     policy, on_error = resolve_policy(policy, on_error)
     warn_unsafe(policy, stacklevel=3)
     keys = [ws.config.default_key] if key_names is None else list(key_names)
     job = {"name": name, "policy": policy.to_dict(), "policy_source": policy.source,
            "format": format, "text_field": text_field, "on_error": on_error,
            "key_names": keys, "input_name": src.name, "workers": workers,
+           "executor": executor,
            "provenance": None if provenance is None else dict(provenance)}
     try:
         written, measurement = _run(ws, src, job, dataset_keys or DatasetKeys.generate(),
@@ -152,7 +155,31 @@ def ingest_dataset(ws: Workspace, path: str | os.PathLike[str], *, name: str,
         raise
     return publish(ws, src, name, written, policy=policy, shred_original=shred_original,
                    details={"sandboxed": True, "measurement": measurement["digest"],
-                            **({"workers": workers} if workers > 1 else {})})
+                            **({"workers": workers} if workers > 1 else {}),
+                            **({"executor": executor} if executor != "local" else {})})
+
+
+def check_sandboxed_executor(executor: str) -> str:
+    """``executor`` if it can run inside the data sandbox.
+
+    ``ray`` can: a private local Ray starts inside the sandbox, whose network
+    namespace has only loopback, so none of Ray's servers (which bind every
+    interface) is reachable from outside, and its processes die with the
+    sandbox. A cluster cannot be reached from there.
+
+    Raises:
+        UsageError: an unknown executor; ``ray`` with ``RAY_ADDRESS`` set, or not installed.
+    """
+    check_executor(executor)
+    if executor == "ray":
+        if os.environ.get("RAY_ADDRESS"):
+            raise UsageError(
+                "--executor ray in the data sandbox runs a private local Ray: the sandbox "
+                "has no network, so the cluster in RAY_ADDRESS cannot be used from it",
+                hint="unset RAY_ADDRESS, or add --no-sandbox to use that cluster (recorded)")
+        if importlib.util.find_spec("ray") is None:
+            raise UsageError("--executor ray needs Ray Data", hint="pip install 'sealtune[ray]'")
+    return executor
 
 
 def _keys(ws: Workspace, src: Path, job: Mapping[str, Any], dataset_keys: DatasetKeys,

@@ -42,16 +42,21 @@ from typing import TYPE_CHECKING, Any
 
 from sealtune.data import store
 from sealtune.data.detections import open_passes
+from sealtune.data.executors import precompute
 from sealtune.data.formats import DataFormatError
 from sealtune.data.parallel import close_analyzer
 from sealtune.data.policy import parse_policy
 from sealtune.data.redact import DatasetKeys
 from sealtune.data.writing import screen_input, write_dataset
 from sealtune.errors import ConfigError
-from sealtune.keys.sealing import SealingTarget
+from sealtune.keys.sealing import SealedSource, SealingTarget, is_sealed
 from sealtune.outputs import write_atomic
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from sealtune.data.pii import Analyzer
+    from sealtune.data.policy import Policy
     from sealtune.sandbox.launcher import ChildContext
 
 #: The input names the parent binds, and the extra output it reads back.
@@ -95,6 +100,20 @@ def _job(ctx: ChildContext) -> dict[str, Any]:
     return job
 
 
+def _precomputed(ctx: ChildContext, job: dict[str, Any], policy: Policy, raw: Path,
+                 ) -> Analyzer | None:
+    """``--executor ray``: detection on a private local Ray started here, in the sandbox."""
+    executor = str(job.get("executor") or "local")
+    if executor == "local":
+        return None
+    data_key = ctx.keys.get(RAW)
+    opener = SealedSource(raw, data_key=data_key).open \
+        if data_key is not None and is_sealed(raw) else None
+    _progress(ctx)(f"detecting on {executor}", 0, None)
+    return precompute(executor, raw, policy, format=job.get("format"),
+                      text_field=job.get("text_field"), keys=None, opener=opener)
+
+
 def main(ctx: ChildContext, argv: list[str]) -> None:
     """Entry point inside the sandbox (see the module docstring for the protocol)."""
     job = _job(ctx)
@@ -103,10 +122,11 @@ def main(ctx: ChildContext, argv: list[str]) -> None:
     raw = ctx.indir / RAW
     passes = None
     try:
+        analyzer = _precomputed(ctx, job, policy, raw)
         passes = open_passes(raw, policy, format=job.get("format"),
                              text_field=job.get("text_field"), on_error=str(job["on_error"]),
                              progress=_progress(ctx), data_key=ctx.keys.get(RAW),
-                             workers=int(job.get("workers", 1)))
+                             workers=int(job.get("workers", 1)), analyzer=analyzer)
         ctx.events.event("data_decrypted", sealed_input=RAW in ctx.keys)
         screened = screen_input(raw, passes, policy=policy, input_name=str(job["input_name"]))
         written = write_dataset(
