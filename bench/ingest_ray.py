@@ -13,7 +13,14 @@ on an idle 2-CPU VM, is inside the ``ray`` figure).
 A separate file from bench/ingest.py so that the speed work there and this
 comparison do not collide; it imports its corpus generator.
 
-Usage: ``python bench/ingest_ray.py [--records 100000]``; writes
+With ``--sandbox`` both runs are ``sealtune data ingest``'s default: inside
+the data sandbox, where the ``ray`` run starts its private Ray (whose
+network is loopback only). Without it both run in this process, and the
+private Ray is refused unless this process's network namespace has only
+loopback: run it as ``bwrap --dev-bind / / --unshare-net python
+bench/ingest_ray.py``.
+
+Usage: ``python bench/ingest_ray.py [--records 100000] [--sandbox]``; writes
 ``bench/results/ingest_ray.json``; exits 1 if the outputs differ.
 """
 
@@ -65,10 +72,19 @@ def facts(ws: Workspace, name: str) -> dict[str, Any]:
             "findings": findings, "bom_props": bom["metadata"]["component"]["properties"]}
 
 
+def _sandboxed(ws: Workspace, raw: Path, **options: Any) -> Any:
+    from sealtune.data.sandboxed import ingest_dataset
+
+    return ingest_dataset(ws, raw, tmpfs_size=4 << 30, **options)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--sandbox", action="store_true",
+                        help="both runs in the data sandbox (Ray started inside it)")
     args = parser.parse_args()
+    run = _sandboxed if args.sandbox else ingest
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
         work = Path(tmp)
         raw = work / "raw.jsonl"
@@ -80,14 +96,15 @@ def main() -> None:
         try:
             for executor in ("local", "ray"):
                 start = time.perf_counter()
-                ingest(ws, raw, name=executor, executor=executor,
-                       dataset_keys=DatasetKeys(secret))
+                run(ws, raw, name=executor, executor=executor,
+                    dataset_keys=DatasetKeys(secret))
                 seconds[executor] = round(time.perf_counter() - start, 2)
             same = facts(ws, "local") == facts(ws, "ray")
             counts = show_dataset(ws, "local").counts
         finally:
             ws.close()
-    result = {"records": args.records, "identical_outputs": same, "seconds": seconds,
+    result = {"records": args.records, "sandboxed": args.sandbox,
+              "identical_outputs": same, "seconds": seconds,
               "ratio_ray_to_local": round(seconds["ray"] / seconds["local"], 2),
               "counts": counts, "cpus": os.cpu_count(), "machine": platform.machine(),
               "python": platform.python_version()}

@@ -329,10 +329,30 @@ def _init(ray: Any, address: str | None, tmp: str | None, num_cpus: int | None) 
         ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
                  dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1", _temp_dir=tmp,
                  configure_logging=False, log_to_driver=False,
+                 object_store_memory=_object_store_bytes(tmp),
                  _system_config={"automatic_object_spilling_enabled": False,
                                  # the agents start slowly on a loaded host (the default,
                                  # 30 s, fails a 2-core CI machine at load 10)
                                  "agent_register_timeout_ms": 180_000})
+
+
+#: Ray refuses an object store under 75 MiB.
+_RAY_MIN_STORE = 80 << 20
+
+
+def _object_store_bytes(tmp: str | None) -> int:
+    """A private Ray's object store: 40 % of the smaller of ``/dev/shm`` and its temp dir.
+
+    Ray sizes it at 30 % of the host's memory and, when ``/dev/shm`` is smaller
+    than that (as the data sandbox's tmpfs is), places it in the temp directory
+    without capping it: a file larger than that tmpfs would fault (SIGBUS) once
+    filled. Streaming detection keeps only a few batches there.
+    """
+    shm = "/dev/shm"  # noqa: S108 (measured, not written to)
+    sizes = [shutil.disk_usage(d).total for d in (shm, tmp or tempfile.gettempdir())
+             if os.path.isdir(d)]
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(_RAY_MIN_STORE, min([int(0.3 * memory), *(int(0.4 * x) for x in sizes)]))
 
 
 def check_executor(name: str) -> str:
