@@ -24,7 +24,6 @@ and the ingest's before/after identity check, not here.
 
 from __future__ import annotations
 
-import json
 import struct
 import warnings
 from collections.abc import Callable, Collection, Iterator
@@ -32,11 +31,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from sealtune.data.findings import PiiStats
+from sealtune.data.parallel_redaction import record_line, redact_on_processes
 from sealtune.data.passes import Progress, RecordPasses
 from sealtune.data.pii import Analyzer, Entity
 from sealtune.data.policy import UNSAFE_NO_DATASET_WIDE, Policy
 from sealtune.data.records import Record
-from sealtune.data.redact import DatasetValues, RedactionOutcome, Redactor
+from sealtune.data.redact import DatasetValues, Redactor
 from sealtune.errors import UsageError
 from sealtune.keys.sealing import SealedSource, is_sealed
 
@@ -69,6 +69,8 @@ class Detections:
         self.analyzer = analyzer
         self.keep_fields = frozenset(keep_fields)
         self.values = DatasetValues() if dataset_wide else None
+        #: Processes for the redaction pass (``--workers``; :mod:`.parallel_redaction`).
+        self.workers = 1
         self._packed: list[bytes] = []
         self._types: list[str] = []
         self._type_ids: dict[str, int] = {}
@@ -112,14 +114,20 @@ class Detections:
 
 def redaction_pass(source: RecordPasses, found: Detections, redactor: Redactor, pii: PiiStats, *,
                    phase: str, wanted: Callable[[Record], bool] = lambda _: True,
-                   ) -> Iterator[tuple[Record, RedactionOutcome, bytes | None]]:
-    """The last pass: each wanted record, redacted, as its sealed-dataset JSON line.
+                   ) -> Iterator[tuple[Record, bytes | None]]:
+    """The last pass: each wanted record (as read) and its redacted sealed-dataset JSON line.
 
     Records are redacted with their first-pass entities and the dataset-wide
     values, and counted in ``pii``; the line is None for a record the policy
     drops. A record that fails is skipped and counted, or stops the run
-    (:meth:`RecordPasses.fail`).
+    (:meth:`RecordPasses.fail`). With ``found.workers > 1`` records are
+    redacted on that many processes, in the same order, with the same results
+    (:mod:`sealtune.data.parallel_redaction`).
     """
+    if found.workers > 1:
+        yield from redact_on_processes(source, found, redactor, pii, phase=phase,
+                                       wanted=wanted, workers=found.workers)
+        return
     for index, record in enumerate(source.records(phase)):
         if not wanted(record):
             continue
@@ -127,13 +135,12 @@ def redaction_pass(source: RecordPasses, found: Detections, redactor: Redactor, 
             by_message, by_extra = found.entities(index, record)
             outcome = redactor.redact_record(record, by_message, entities_by_extra=by_extra,
                                              dataset=found.values)
-            line = None if outcome.record is None else \
-                (json.dumps(outcome.record.to_json(), ensure_ascii=False) + "\n").encode()
+            line = record_line(outcome)
         except Exception as exc:  # a data problem of this record: see RecordPasses.fail
             source.fail(record, "redaction", exc)
             continue
         pii.count(record, by_message, by_extra, outcome)
-        yield record, outcome, line
+        yield record, line
 
 
 def open_passes(path: Path, policy: Policy, *, format: str | None, text_field: str | None,
@@ -179,6 +186,7 @@ def open_passes(path: Path, policy: Policy, *, format: str | None, text_field: s
     found = Detections(analyzer, keep_fields=policy.keep_fields,
                        dataset_wide=not policy.unsafe_no_dataset_wide_redaction)
     source.on_first = found.add
+    found.workers = workers
     return source, found
 
 

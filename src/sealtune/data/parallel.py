@@ -14,8 +14,9 @@ this process. Each worker builds the policy's own analyzer, so the entities
 are the ones this process would find: the sealed records, manifest counts,
 BOM and findings are those of one worker
 (tests/integration/test_ingest_workers.py checks them after decryption).
-Only detection is spread: screening, redaction and sealing stay in this
-process, so the speed-up is bounded by detection's share of the run.
+Detection is spread here; the redaction pass is spread too, by
+:mod:`sealtune.data.parallel_redaction`. Screening and sealing stay in this
+process, so the speed-up is bounded by their share of the run.
 
 Workers are started with ``spawn``: a fresh interpreter that inherits none
 of this process's memory (unwrapped keys, the dataset secret) and receives

@@ -104,7 +104,7 @@ def _write_records(b: _Build, decisions: Mapping[str, str],
         return True
 
     try:
-        for record, _, line in redaction_pass(b.source, b.found, redactor, b.pii,
+        for record, line in redaction_pass(b.source, b.found, redactor, b.pii,
                                               phase="redacting and sealing", wanted=wanted):
             action = decisions.get(record.id)
             if line is None:

@@ -149,7 +149,7 @@ def test_records_failing_detection_or_redaction_are_skipped_in_every_pass(
     assert [r.id for r in source.records("first")] == ["r0", "r2", "r3", "r4"]
     assert [r.id for r in source.records("second")] == ["r0", "r2", "r3", "r4"]
     redactor = _FailsOn(default_policy(), keys=DatasetKeys.generate())
-    out = [(r.id, line) for r, _, line in redaction_pass(source, found, redactor, PiiStats(),
+    out = [(r.id, line) for r, line in redaction_pass(source, found, redactor, PiiStats(),
                                                           phase="last")]
     assert [rid for rid, _ in out] == ["r0", "r2", "r4"]
     assert b"word" not in out[0][1] and b"[WORD]" not in out[0][1]  # pseudonymised
