@@ -206,8 +206,8 @@ def ingest_cmd(
         "cluster in $RAY_ADDRESS, else a private local Ray refused if reachable beyond "
         "loopback. Ray workers see record text in clear.")] = "local",
     workers: Annotated[int, typer.Option(
-        "--workers", help="PII detection on N local processes (inside the sandbox); the "
-        "same outputs as one.")] = 1,
+        "--workers", help="PII detection and redaction on N local processes each (inside the "
+        "sandbox); the same outputs as one.")] = 1,
     home: HomeOpt = None,
 ) -> None:
     """Redact, minimise, screen and seal IN as dataset NAME, with findings and an ML-BOM.
