@@ -144,7 +144,7 @@ class NearDuplicates:
     def observe(self, pass_no: int, batch: SampleBatch) -> None:
         """Pass 0: document frequencies. Pass 1: cluster. Pass 2: representatives' examples."""
         if pass_no == 0:
-            hashes, _ = _text.unique_shingles(_record_texts(batch), SHINGLE)
+            hashes, _ = _text.unique_shingles(_record_texts(batch), SHINGLE, tag_digits=True)
             self._df += np.bincount(hashes & _DF_MASK, minlength=_DF_SLOTS).astype(np.uint32)
             self._n += len(batch.samples)
         elif pass_no == 1:
@@ -167,11 +167,11 @@ class NearDuplicates:
         df = self._df[hashes & _DF_MASK].astype(np.float32)
         total = np.float32(self._n + _PSEUDO)
         idf = np.log(total / (df + np.float32(_PSEUDO)))
-        return np.where(df <= 1, _FLOOR, np.maximum(idf * idf, _FLOOR))
+        return np.where((df <= 1) | _text.has_digit(hashes), _FLOOR, np.maximum(idf * idf, _FLOOR))
 
     def _cluster(self, batch: SampleBatch) -> None:
         texts = _record_texts(batch)
-        hashes, offsets = _text.unique_shingles(texts, SHINGLE)
+        hashes, offsets = _text.unique_shingles(texts, SHINGLE, tag_digits=True)
         sigs = _text.weighted_signatures(hashes, offsets, self._weights(hashes), num_perm=_PERM)
         keys = _band_keys(sigs)
         own = self._own_fraction(hashes, offsets)
@@ -268,9 +268,13 @@ _DIGITS = re.compile(r"\d+")
 
 
 def _numbers(sample: Sample) -> int:
-    """A digest of the record's numbers (digit runs, sorted): records that differ in one differ."""
-    runs = _DIGITS.findall(sample.prompt + " " + sample.response)
-    return _text.digest64(" ".join(sorted(runs))) if runs else 0
+    """A digest of the record's digits in text order: records that differ in a number differ.
+
+    What lies between digits is ignored, so that ``1,299``, ``1 299`` and ``1299`` (a
+    number formatted or split by an edit) agree.
+    """
+    digits = "".join(_DIGITS.findall(sample.prompt + " " + sample.response))
+    return _text.digest64(digits) if digits else 0
 
 
 def _user_text(sample: Sample) -> str:
