@@ -91,6 +91,7 @@ _FLOOR = np.float32(0.01)  # the least weight: every 3-gram counts a little
 #: before it cannot be a near copy (see ``_own_fraction``).
 _DEBRIS_SLACK = 0.1
 _BAND_IDS = np.arange(_BANDS, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+_NUMBERS_MIX = np.uint64(0xC2B2AE3D27D4EB4F)
 
 
 class ExactDuplicates:
@@ -173,24 +174,25 @@ class NearDuplicates:
         texts = _record_texts(batch)
         hashes, offsets = _text.unique_shingles(texts, SHINGLE, tag_digits=True)
         sigs = _text.weighted_signatures(hashes, offsets, self._weights(hashes), num_perm=_PERM)
-        keys = _band_keys(sigs)
+        numbers = np.fromiter((_numbers(s) for s in batch.samples), dtype=np.uint64,
+                              count=len(batch.samples))
+        keys = _band_keys(sigs, numbers)
         own = self._own_fraction(hashes, offsets)
         for row, s in enumerate(batch.samples):
             digest = _text.digest64(s.prompt + "\x1f" + s.response)
             if digest in self._seen:  # an exact copy: reported by exact_duplicate
                 continue
             self._seen.add(digest)
-            numbers = _numbers(s)
             rep, sim = -1, 0.0
             if own[row] <= 1.0 - self._threshold + _DEBRIS_SLACK:
-                rep, sim = self._best_rep(sigs[row], keys[row].tolist(), numbers)
+                rep, sim = self._best_rep(sigs[row], keys[row].tolist(), int(numbers[row]))
             if rep >= 0:
                 self._joined[s.index] = (rep, sim)
                 continue
             stored = len(self._rep_index)
             self._reps.extend(sigs[row:row + 1])
             self._rep_index.append(s.index)
-            self._rep_numbers.append(numbers)
+            self._rep_numbers.append(int(numbers[row]))
             for band, key in zip(self._bands, keys[row].tolist(), strict=True):
                 held = band.get(key)
                 if held is None:
@@ -281,11 +283,16 @@ def _user_text(sample: Sample) -> str:
     return "\n".join(m.content for m in sample.record.messages if m.role == "user")
 
 
-def _band_keys(sigs: _text.U32) -> npt.NDArray[np.uint64]:
-    """``len(sigs) x _BANDS`` 64-bit keys, one per band of ``_ROWS`` slots (wrapping arithmetic)."""
+def _band_keys(sigs: _text.U32, numbers: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """``len(sigs) x _BANDS`` 64-bit keys, one per band of ``_ROWS`` slots (wrapping arithmetic).
+
+    The record's number digest is mixed in: only records with the same numbers can be
+    near copies, so records of one template with other numbers never become candidates.
+    """
     bands = sigs.reshape(len(sigs), _BANDS, _ROWS).astype(np.uint64)
     with np.errstate(over="ignore"):
         keys: npt.NDArray[np.uint64] = (bands * _MIX).sum(axis=2, dtype=np.uint64) + _BAND_IDS
+        keys += numbers[:, None] * _NUMBERS_MIX
     return keys
 
 
