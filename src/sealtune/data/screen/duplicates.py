@@ -4,7 +4,7 @@ Catches: records repeated verbatim or after normalisation (NFKC, casefold,
 whitespace collapsed: full-width vs half-width, case and spacing do not hide
 a copy), and near copies: records whose character 3-grams (whitespace and
 punctuation ignored, so unspaced Chinese works too), weighted by rarity,
-agree at least ``threshold`` (default 0.8) and whose numbers are the same.
+agree at least ``threshold`` (default 0.8) and whose digits are the same.
 Duplicates are how a poisoner amplifies a few examples, and they inflate
 memorisation of whatever they contain.
 
@@ -22,8 +22,20 @@ similarity calls them copies (it dropped 52-88 % of such sets). So:
 * **own text**: a record most of whose 3-grams occur in no other record
   (more than ``1 - threshold`` + 0.1 of them) is no one's copy, however rare
   what it shares: two records that share only a customer's name are not copies;
-* **numbers must agree**: records whose digit runs differ (an amount, a card's
-  last four digits, ``E20`` vs ``E3``) are different records, however alike;
+* **numbers must agree**: records whose digits differ (an amount, a card's
+  last four digits, ``E20`` vs ``E3``) are different records, however alike.
+  The digits are compared in text order with whatever lies between them
+  ignored, so ``1,299``, ``1 299`` and ``1299`` agree (a re-export that
+  formats a number, or an edit that splits one, does not hide a copy); the
+  price is that numbers whose digits only shift between them (dates
+  ``1/12`` and ``11/2``) agree too, and are then told apart by the text
+  alone. Records with other digits never become candidates (the number
+  digest is mixed into the band keys);
+* **numbers are not likeness**: a 3-gram holding a digit weighs as little
+  as the most common one. Numbers are compared exactly above; counted again
+  as rare 3-grams, a shared error code (``E8`` in a few dozen records)
+  outweighed the product, and chats of one template that differ only in
+  the product were dropped as copies (2.1 % of 20,000 templated chats);
 * **no chaining**: each record is compared with cluster representatives
   only (found through 16 LSH bands of 8 slots) and joins the most similar
   one at or above the threshold, else starts a cluster. Every member is
@@ -36,15 +48,21 @@ representative), so ``drop`` keeps exactly one per cluster; the first is never
 reported. A near-duplicate finding carries ``example_masked``: the shape of
 the representative's user turn, every letter and digit starred.
 
-Measured (bench/poison.py, tests): on clean templated support chats where
-the product, amount or number differs, 0.7 % of records are dropped (88 %
-before); planted copies with two small edits are found at 89-93 % by pair
-(the rest mostly had a digit edited: another number, another record).
+Measured (bench/poison.py's near-duplicate part, tests): on clean templated
+support chats where the product, amount or number differs, 0.3 % of 5,000
+and 1.0-1.1 % of 20,000 records are dropped (88 % before rarity weights,
+0.7 % and 2.1-2.3 % before numbers stopped counting as likeness); what is
+still dropped are English chats whose product differs while their error code
+is the same: the product's 3-grams (``router``: ``rou``, ``ute``) are
+common English. Planted copies with two small edits are found at 92-95 %
+by pair over 8 seeds (the rest mostly had a digit deleted: another number,
+another record).
 
 Does not catch: paraphrases (same meaning, different words; an embedding
 check is the tool for that), copies below the threshold (heavy edits, or a
-short shared answer under a long distinct prompt), a copy whose numbers were
-changed, or duplication spread across separate screening runs. MinHash is
+short shared answer under a long distinct prompt), a copy whose digits were
+changed (one deleted or replaced), or duplication spread across separate
+screening runs. MinHash is
 an estimate: pairs near the threshold may fall either side.
 
 Memory per record: an 8-byte hash plus its set slot (~100 B) for exact
@@ -266,7 +284,7 @@ def _record_texts(batch: SampleBatch) -> list[str]:
     return [_text.shingle_text(s.prompt + " " + s.response) for s in batch.samples]
 
 
-_DIGITS = re.compile(r"\d+")
+_DIGITS = re.compile(r"\d+")  # every Unicode digit; the 3-gram tags see ASCII ones (NFKC'd)
 
 
 def _numbers(sample: Sample) -> int:
