@@ -145,12 +145,15 @@ def _fmix32(h: U64) -> U64:
     return h ^ (h >> np.uint64(16))
 
 
-def shingle_hashes(texts: Sequence[str], n: int) -> tuple[U32, npt.NDArray[np.int64]]:
+def shingle_hashes(texts: Sequence[str], n: int, *,
+                   tag_digits: bool = False) -> tuple[U32, npt.NDArray[np.int64]]:
     """32-bit hashes of the character ``n``-grams of each text, concatenated.
 
     Returns ``(hashes, offsets)``: text ``i`` owns ``hashes[offsets[i]:offsets[i+1]]``.
     A text shorter than ``n`` characters gives one shingle (itself, or a
     fixed value when empty), so every text owns at least one hash.
+    ``tag_digits``: the lowest bit of a hash says whether its ``n``-gram
+    holds an ASCII digit (see :func:`has_digit`).
     """
     lens = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
     joined = "".join(texts)
@@ -164,15 +167,15 @@ def shingle_hashes(texts: Sequence[str], n: int) -> tuple[U32, npt.NDArray[np.in
     owner = np.searchsorted(starts, pos, side="right") - 1
     valid = pos + n <= starts[owner + 1]
     h, owner = h[valid], owner[valid]
+    if tag_digits:
+        h = _tag(h, _digit_windows(cps, n)[valid])
     counts = np.bincount(owner, minlength=len(texts))
     short = np.flatnonzero(counts == 0)
     if short.size:  # texts shorter than n: one shingle of the whole text (0 if empty)
-        extra = np.zeros(short.size, dtype=np.uint64)
-        for k, i in enumerate(short.tolist()):
-            acc = 0
-            for c in cps[starts[i]:starts[i + 1]].tolist():
-                acc = (acc * int(_P) + c) & 0xFFFFFFFFFFFFFFFF
-            extra[k] = acc
+        runs = [cps[starts[i]:starts[i + 1]] for i in short.tolist()]
+        extra = np.array([_poly(r.tolist()) for r in runs], dtype=np.uint64)
+        if tag_digits:
+            extra = _tag(extra, np.array([_digit_windows(r, 1).any() for r in runs], dtype=bool))
         h = np.concatenate((h, extra))
         owner = np.concatenate((owner, short))
         order = np.argsort(owner, kind="stable")
@@ -180,6 +183,38 @@ def shingle_hashes(texts: Sequence[str], n: int) -> tuple[U32, npt.NDArray[np.in
         counts = np.bincount(owner, minlength=len(texts))
     folded = ((h ^ (h >> np.uint64(32))) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     return folded, np.concatenate(([0], np.cumsum(counts)))
+
+
+def _poly(run: list[int]) -> int:
+    """The polynomial hash of a whole (short) run of code points."""
+    acc = 0
+    for c in run:
+        acc = (acc * int(_P) + c) & 0xFFFFFFFFFFFFFFFF
+    return acc
+
+
+def _digit_windows(cps: U64, n: int) -> npt.NDArray[np.bool_]:
+    """Per ``n``-gram start position, whether the ``n``-gram holds an ASCII digit."""
+    digit = (cps >= 48) & (cps <= 57)
+    out = np.zeros(max(cps.size - n + 1, 0), dtype=bool)
+    for j in range(n):
+        out |= digit[j:cps.size - n + 1 + j]
+    return out
+
+
+#: Bits 0 and 32 of a 64-bit n-gram hash: the fold to 32 bits XORs them into bit 0.
+_TAG_BITS = np.uint64(1 | 1 << 32)
+
+
+def _tag(h: U64, flag: npt.NDArray[np.bool_]) -> U64:
+    """``h`` with bit 32 cleared and bit 0 set to ``flag``: the 32-bit fold's bit 0 is ``flag``."""
+    tagged: U64 = (h & ~_TAG_BITS) | flag.astype(np.uint64)
+    return tagged
+
+
+def has_digit(hashes: U32) -> npt.NDArray[np.bool_]:
+    """For hashes made with ``tag_digits``: whether each ``n``-gram holds an ASCII digit."""
+    return (hashes & np.uint32(1)).astype(bool)
 
 
 def signatures(texts: Sequence[str], *, num_perm: int, n: int, width: int | None = None) -> U32:
@@ -215,13 +250,14 @@ def signatures(texts: Sequence[str], *, num_perm: int, n: int, width: int | None
     return out
 
 
-def unique_shingles(texts: Sequence[str], n: int) -> tuple[U32, npt.NDArray[np.int64]]:
+def unique_shingles(texts: Sequence[str], n: int, *,
+                    tag_digits: bool = False) -> tuple[U32, npt.NDArray[np.int64]]:
     """:func:`shingle_hashes` with each text's repeated shingles removed (a set per text).
 
     Returns ``(hashes, offsets)`` as :func:`shingle_hashes` does; within a
     text the hashes come out sorted.
     """
-    hashes, offsets = shingle_hashes(texts, n)
+    hashes, offsets = shingle_hashes(texts, n, tag_digits=tag_digits)
     owner = np.repeat(np.arange(len(texts), dtype=np.uint64), np.diff(offsets))
     keyed = np.sort((owner << np.uint64(32)) | hashes.astype(np.uint64))
     if keyed.size:  # np.unique's hash-based path is ~10x slower than sort and compare

@@ -4,7 +4,7 @@ Catches: records repeated verbatim or after normalisation (NFKC, casefold,
 whitespace collapsed: full-width vs half-width, case and spacing do not hide
 a copy), and near copies: records whose character 3-grams (whitespace and
 punctuation ignored, so unspaced Chinese works too), weighted by rarity,
-agree at least ``threshold`` (default 0.8) and whose numbers are the same.
+agree at least ``threshold`` (default 0.8) and whose digits are the same.
 Duplicates are how a poisoner amplifies a few examples, and they inflate
 memorisation of whatever they contain.
 
@@ -22,8 +22,20 @@ similarity calls them copies (it dropped 52-88 % of such sets). So:
 * **own text**: a record most of whose 3-grams occur in no other record
   (more than ``1 - threshold`` + 0.1 of them) is no one's copy, however rare
   what it shares: two records that share only a customer's name are not copies;
-* **numbers must agree**: records whose digit runs differ (an amount, a card's
-  last four digits, ``E20`` vs ``E3``) are different records, however alike;
+* **numbers must agree**: records whose digits differ (an amount, a card's
+  last four digits, ``E20`` vs ``E3``) are different records, however alike.
+  The digits are compared in text order with whatever lies between them
+  ignored, so ``1,299``, ``1 299`` and ``1299`` agree (a re-export that
+  formats a number, or an edit that splits one, does not hide a copy); the
+  price is that numbers whose digits only shift between them (dates
+  ``1/12`` and ``11/2``) agree too, and are then told apart by the text
+  alone. Records with other digits never become candidates (the number
+  digest is mixed into the band keys);
+* **numbers are not likeness**: a 3-gram holding a digit weighs as little
+  as the most common one. Numbers are compared exactly above; counted again
+  as rare 3-grams, a shared error code (``E8`` in a few dozen records)
+  outweighed the product, and chats of one template that differ only in
+  the product were dropped as copies (2.1 % of 20,000 templated chats);
 * **no chaining**: each record is compared with cluster representatives
   only (found through 16 LSH bands of 8 slots) and joins the most similar
   one at or above the threshold, else starts a cluster. Every member is
@@ -36,15 +48,21 @@ representative), so ``drop`` keeps exactly one per cluster; the first is never
 reported. A near-duplicate finding carries ``example_masked``: the shape of
 the representative's user turn, every letter and digit starred.
 
-Measured (bench/poison.py, tests): on clean templated support chats where
-the product, amount or number differs, 0.7 % of records are dropped (88 %
-before); planted copies with two small edits are found at 89-93 % by pair
-(the rest mostly had a digit edited: another number, another record).
+Measured (bench/poison.py's near-duplicate part, tests): on clean templated
+support chats where the product, amount or number differs, 0.3 % of 5,000
+and 1.0-1.1 % of 20,000 records are dropped (88 % before rarity weights,
+0.7 % and 2.1-2.3 % before numbers stopped counting as likeness); what is
+still dropped are English chats whose product differs while their error code
+is the same: the product's 3-grams (``router``: ``rou``, ``ute``) are
+common English. Planted copies with two small edits are found at 92-95 %
+by pair over 8 seeds (the rest mostly had a digit deleted: another number,
+another record).
 
 Does not catch: paraphrases (same meaning, different words; an embedding
 check is the tool for that), copies below the threshold (heavy edits, or a
-short shared answer under a long distinct prompt), a copy whose numbers were
-changed, or duplication spread across separate screening runs. MinHash is
+short shared answer under a long distinct prompt), a copy whose digits were
+changed (one deleted or replaced), or duplication spread across separate
+screening runs. MinHash is
 an estimate: pairs near the threshold may fall either side.
 
 Memory per record: an 8-byte hash plus its set slot (~100 B) for exact
@@ -91,6 +109,7 @@ _FLOOR = np.float32(0.01)  # the least weight: every 3-gram counts a little
 #: before it cannot be a near copy (see ``_own_fraction``).
 _DEBRIS_SLACK = 0.1
 _BAND_IDS = np.arange(_BANDS, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+_NUMBERS_MIX = np.uint64(0xC2B2AE3D27D4EB4F)
 
 
 class ExactDuplicates:
@@ -144,7 +163,7 @@ class NearDuplicates:
     def observe(self, pass_no: int, batch: SampleBatch) -> None:
         """Pass 0: document frequencies. Pass 1: cluster. Pass 2: representatives' examples."""
         if pass_no == 0:
-            hashes, _ = _text.unique_shingles(_record_texts(batch), SHINGLE)
+            hashes, _ = _text.unique_shingles(_record_texts(batch), SHINGLE, tag_digits=True)
             self._df += np.bincount(hashes & _DF_MASK, minlength=_DF_SLOTS).astype(np.uint32)
             self._n += len(batch.samples)
         elif pass_no == 1:
@@ -167,30 +186,31 @@ class NearDuplicates:
         df = self._df[hashes & _DF_MASK].astype(np.float32)
         total = np.float32(self._n + _PSEUDO)
         idf = np.log(total / (df + np.float32(_PSEUDO)))
-        return np.where(df <= 1, _FLOOR, np.maximum(idf * idf, _FLOOR))
+        return np.where((df <= 1) | _text.has_digit(hashes), _FLOOR, np.maximum(idf * idf, _FLOOR))
 
     def _cluster(self, batch: SampleBatch) -> None:
         texts = _record_texts(batch)
-        hashes, offsets = _text.unique_shingles(texts, SHINGLE)
+        hashes, offsets = _text.unique_shingles(texts, SHINGLE, tag_digits=True)
         sigs = _text.weighted_signatures(hashes, offsets, self._weights(hashes), num_perm=_PERM)
-        keys = _band_keys(sigs)
+        numbers = np.fromiter((_numbers(s) for s in batch.samples), dtype=np.uint64,
+                              count=len(batch.samples))
+        keys = _band_keys(sigs, numbers)
         own = self._own_fraction(hashes, offsets)
         for row, s in enumerate(batch.samples):
             digest = _text.digest64(s.prompt + "\x1f" + s.response)
             if digest in self._seen:  # an exact copy: reported by exact_duplicate
                 continue
             self._seen.add(digest)
-            numbers = _numbers(s)
             rep, sim = -1, 0.0
             if own[row] <= 1.0 - self._threshold + _DEBRIS_SLACK:
-                rep, sim = self._best_rep(sigs[row], keys[row].tolist(), numbers)
+                rep, sim = self._best_rep(sigs[row], keys[row].tolist(), int(numbers[row]))
             if rep >= 0:
                 self._joined[s.index] = (rep, sim)
                 continue
             stored = len(self._rep_index)
             self._reps.extend(sigs[row:row + 1])
             self._rep_index.append(s.index)
-            self._rep_numbers.append(numbers)
+            self._rep_numbers.append(int(numbers[row]))
             for band, key in zip(self._bands, keys[row].tolist(), strict=True):
                 held = band.get(key)
                 if held is None:
@@ -264,24 +284,33 @@ def _record_texts(batch: SampleBatch) -> list[str]:
     return [_text.shingle_text(s.prompt + " " + s.response) for s in batch.samples]
 
 
-_DIGITS = re.compile(r"\d+")
+_DIGITS = re.compile(r"\d+")  # every Unicode digit; the 3-gram tags see ASCII ones (NFKC'd)
 
 
 def _numbers(sample: Sample) -> int:
-    """A digest of the record's numbers (digit runs, sorted): records that differ in one differ."""
-    runs = _DIGITS.findall(sample.prompt + " " + sample.response)
-    return _text.digest64(" ".join(sorted(runs))) if runs else 0
+    """A digest of the record's digits in text order: records that differ in a number differ.
+
+    What lies between digits is ignored, so that ``1,299``, ``1 299`` and ``1299`` (a
+    number formatted or split by an edit) agree.
+    """
+    digits = "".join(_DIGITS.findall(sample.prompt + " " + sample.response))
+    return _text.digest64(digits) if digits else 0
 
 
 def _user_text(sample: Sample) -> str:
     return "\n".join(m.content for m in sample.record.messages if m.role == "user")
 
 
-def _band_keys(sigs: _text.U32) -> npt.NDArray[np.uint64]:
-    """``len(sigs) x _BANDS`` 64-bit keys, one per band of ``_ROWS`` slots (wrapping arithmetic)."""
+def _band_keys(sigs: _text.U32, numbers: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """``len(sigs) x _BANDS`` 64-bit keys, one per band of ``_ROWS`` slots (wrapping arithmetic).
+
+    The record's number digest is mixed in: only records with the same numbers can be
+    near copies, so records of one template with other numbers never become candidates.
+    """
     bands = sigs.reshape(len(sigs), _BANDS, _ROWS).astype(np.uint64)
     with np.errstate(over="ignore"):
         keys: npt.NDArray[np.uint64] = (bands * _MIX).sum(axis=2, dtype=np.uint64) + _BAND_IDS
+        keys += numbers[:, None] * _NUMBERS_MIX
     return keys
 
 

@@ -78,3 +78,54 @@ def test_distinct_records_are_not_duplicates() -> None:
     records = [rec(str(i), f"问题{i}：订单{i * 7919}的发票怎么开，第{i}次咨询", f"回答{i * 31}")
                for i in range(50)]
     assert by_check(records) == {}
+
+
+_SYSTEM = ("You are the support assistant of Northwind. Answer politely and briefly and never "
+           "ask for a password.")
+_PRODUCTS = ["router", "air purifier", "rice cooker", "shaver", "kettle", "humidifier",
+             "e-reader", "robot vacuum", "water filter", "coffee maker", "dash cam", "toaster",
+             "projector", "smart watch", "hair dryer", "desk lamp", "power bank", "scale",
+             "air fryer", "dishwasher", "stick vacuum", "kids watch", "earbuds", "blender",
+             "game controller"]
+
+
+def templated(product: str, code: int, rid: str) -> Record:
+    return Record(rid, 1, [
+        Message("system", _SYSTEM),
+        Message("user", f"My {product} shows error E{code}. What should I do?"),
+        Message("assistant", f"Error E{code} on the {product} usually means a sensor fault; "
+                             f"unplug it, restart it, and if it still shows E{code}, bring "
+                             f"the receipt to a service point.")])
+
+
+def test_two_edit_copy_among_template_mates_is_still_found() -> None:
+    """400 records of one template (product x error code, 4 products per code) and a copy of
+    one with two small edits: only the copy is reported, naming its source."""
+    records = [templated(_PRODUCTS[i % 25], i // 4, f"t{i}") for i in range(400)]
+    src = records[123]
+    prompt = src.messages[1].content
+    copy = Record("copy", 1, [src.messages[0], Message("user", "  " + prompt[:9] + prompt[10:]),
+                              src.messages[2]])
+    near = by_check([*records, copy]).get("near_duplicate", {})
+    assert set(near) == {"copy"} and near["copy"][0] == "t123"
+
+
+def test_chats_differing_only_in_an_amount_are_kept() -> None:
+    records = [rec(str(a), f"My card ending 4821 was charged {a} dollars and it was not me",
+                   f"I have logged a dispute for {a} dollars on the card ending 4821; the "
+                   "amount is on hold while we investigate.") for a in (129, 1299, 12, 1290)]
+    assert by_check(records) == {}
+
+
+def test_a_number_formatted_or_split_by_an_edit_is_the_same_number() -> None:
+    """``1,299``, ``1 299`` and ``1299`` have the same digits: a copy that formats (or an
+    edit that splits) a number is still a copy (order of the digits counts)."""
+    prompt = "I was charged {} dollars twice for order 88172634, please refund one"
+    answer = "The duplicate charge of {} dollars on order 88172634 will be refunded in 5 days."
+    records = [rec("orig", prompt.format("1299"), answer.format("1299")),
+               rec("comma", prompt.format("1,299") + "!", answer.format("1,299")),
+               rec("split", prompt.format("12 99"), answer.format("1299") + " "),
+               rec("other", prompt.format("9912"), answer.format("9912"))]
+    near = by_check(records).get("near_duplicate", {})
+    assert set(near) == {"comma", "split"}
+    assert all(related[0] == "orig" for related in near.values())

@@ -43,6 +43,19 @@ def test_unique_shingles_are_each_texts_set_of_grams() -> None:
         assert hashes[offsets[i]:offsets[i + 1]].tolist() == sorted(set(_grams(text, 3)))
 
 
+def test_tag_digits_marks_exactly_the_grams_with_a_digit() -> None:
+    """Bit 0 of a tagged hash says whether its 3-gram holds a digit; the other 31 bits are
+    the untagged hash's."""
+    tagged, offsets = _text.shingle_hashes(TEXTS, 3, tag_digits=True)
+    plain, same = _text.shingle_hashes(TEXTS, 3)
+    assert np.array_equal(offsets, same)
+    assert np.array_equal(tagged >> 1, plain >> 1)
+    for i, text in enumerate(TEXTS):
+        windows = [text[j:j + 3] for j in range(len(text) - 2)] or [text]
+        expected = [any(c.isdigit() for c in w) for w in windows]
+        assert _text.has_digit(tagged[offsets[i]:offsets[i + 1]]).tolist() == expected
+
+
 def test_signatures_are_the_minimum_of_each_permutation() -> None:
     a, b = _text.permutations(64)
     sigs = _text.signatures(TEXTS, num_perm=64, n=3)

@@ -118,5 +118,18 @@ def test_default_policy_keeps_clean_templated_support_data(templated_factory) ->
     records = templated_factory(5000, seed=1)
     report = screen(records, config=default_policy().screen_config())
     removed = {f.record_id for f in report.findings if f.action in ("drop", "quarantine")}
-    assert len(removed) <= 0.02 * len(records)  # measured 0.72 % (all near_duplicate)
+    # measured 0.28 % (all near_duplicate; 0.72 % before numbers stopped counting as likeness)
+    assert len(removed) <= 0.005 * len(records)
     assert not report.triggers  # was 15 records quarantined for "饭煲什么" before the echo rule
+
+
+def test_default_policy_keeps_clean_templated_support_data_at_20k(templated_factory) -> None:
+    """The same at 20,000 records, where more template-mates share an error code: a shared
+    rare number made chats that differ in the product look alike (2.1 % dropped before)."""
+    from sealtune.data.policy import default_policy
+
+    records = templated_factory(20_000, seed=1)
+    report = screen(records, config=default_policy().screen_config())
+    removed = {f.record_id for f in report.findings if f.action in ("drop", "quarantine")}
+    assert len(removed) <= 0.015 * len(records)  # measured 1.10 % (seeds 2, 3: 1.11, 1.01 %)
+    assert not report.triggers
