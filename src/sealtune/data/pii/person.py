@@ -259,7 +259,8 @@ def _cut_before(text: str, dot: int) -> int:
 def _zh_shapes(text: str) -> list[Entity]:
     spans = [*_person_zh.compound_names(text, _name_after),
              *_person_zh.listed_names(text, _whole_name),
-             *_person_zh.signature_names(text, _whole_name)]
+             *_person_zh.signature_names(text, _whole_name),
+             *_person_zh.subject_names(text, _name_before)]
     if "·" in text or "•" in text or "・" in text or "‧" in text:
         spans += _person_zh.dotted_names(text, _STOP, _cut_before)
     return [Entity("PERSON", s, e, score, NAME) for s, e, score in spans]
