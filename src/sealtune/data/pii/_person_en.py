@@ -288,19 +288,23 @@ def _chunk_name(text: str, start: int, end: int) -> Span | None:
     if len(words) == 2 and _is_pinyin_name(fold(text[first:words[0][1]]),
                                            fold(text[words[1][0]:last])):
         return (first, last, 0.65)
-    if len(words) <= 3 and min(marks) >= 0 and first == start and \
-            _HANDLED_BY.search(text, max(0, first - 20), first):
+    if len(words) <= 3 and min(marks) >= 0 and first == start and (
+            _RUN_BEFORE.search(text, max(0, first - 20), first) or _RUN_AFTER.match(text, last)):
         return (first, last, 0.6)  # "Approved by Wren Oyelaran": no list knows either word
     return None
 
 
-# A verb of handling or talking with its preposition, which takes a person:
-# a run of two or three capitalised words right after it is a name.
-_HANDLED_BY = re.compile(
-    r"(?:[Aa]pproved|[Ss]igned|[Rr]eviewed|[Ff]orwarded|[Aa]ssigned|[Ee]scalated|[Hh]anded|"
+# Words that take a person: a run of two or three capitalised words right
+# after (a verb of handling or talking with its preposition, a greeting, a
+# name question) or right before them (lives at, said) is a name.
+_RUN_BEFORE = re.compile(
+    r"(?:(?:[Aa]pproved|[Ss]igned|[Rr]eviewed|[Ff]orwarded|[Aa]ssigned|[Ee]scalated|[Hh]anded|"
     r"[Rr]eferred|[Tt]ransferred|[Ss]poke|[Ss]poken|[Tt]alked|[Cc]hecked|[Vv]erified|"
-    r"[Aa]uthori[sz]ed|[Ss]ubmitted|[Rr]eported) (?:by|to|with|over to) $"
+    r"[Aa]uthori[sz]ed|[Ss]ubmitted|[Rr]eported) (?:by|to|with|over to)"
+    r"|says|said|named|called|call me|[Hh]i|[Hh]ello|[Dd]ear|heard|met|married|[Tt]hanks?"
+    r"|asked|told|shouted at|speak to|talk to|name\?|name is) $"
 )
+_RUN_AFTER = re.compile(r" (?:lives (?:at|on|in)|said|says|shouted|was born|had given|speak)\b")
 
 
 _INITIAL = re.compile(rf" {_latin.UPPER}\.?(?= )")
@@ -475,7 +479,27 @@ def _lower_after_cues(text: str) -> list[Span]:
 _LOWER_CUE_SET = frozenset(LOWER_CUES)
 
 
+# Speaker labels of a script or chat log: a word alone before a colon at the
+# start of a line ("Nicole: Remember me?").
+_SPEAKER = re.compile(rf"\n>?[ ]?({NAME_WORD}|[a-z]{{2,15}}):[ \"“]")
+
+
+def _speakers(text: str) -> list[Span]:
+    """Every speaker label, if there are two or more, one is a known given name and
+    none is a word that is no name ("Customer:", "Phone:")."""
+    if text.count(":") < 2 or "\n" not in text:
+        return []
+    labels = [m.span(1) for m in _SPEAKER.finditer("\n" + text)]
+    if len(labels) < 2:
+        return []
+    marks = [_evidence(text[a - 1:b - 1].capitalize()) for a, b in labels]
+    if min(marks) < 0 or max(marks) < 2 or \
+            any(text[a - 1:b - 1].capitalize() in _NOT_NAMES for a, b in labels):
+        return []
+    return [(a - 1, b - 1, 0.6) for a, b in labels]
+
+
 def latin_names(text: str) -> list[Span]:
-    """Names in Latin script: after a title or a cue, and known-given-name pairs."""
+    """Names in Latin script: after a title or a cue, known-given-name pairs, speakers."""
     return _after_titles(text) + _after_cues(text) + _pairs(text) + _lists(text) + \
-        _lower_after_cues(text)
+        _lower_after_cues(text) + _speakers(text)
