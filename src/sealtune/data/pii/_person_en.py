@@ -239,10 +239,12 @@ _PLACE_PREFIXES = frozenset(["São", "Santa", "San", "Santo", "Río", "Rio", "Ba
 # An inflected English word ("Awarded", "Building", "Only") is no given name.
 _INFLECTED = re.compile(r"(?:ed|ing)$")
 # What before a lone surname says it is a person ("says Becker", "by Kónya").
-_CUE_BEFORE = re.compile(r"(?:says|said|by|named|called|tell|told|ask|asked|with|to|me,|name\?) $")
+_CUE_BEFORE = re.compile(
+    r"(?:says|said|by|named|called|tell|told|ask|asked|with|to|me,|name\?|starring) $")
 _CUE_AFTER = re.compile(r" (?:lives|said|says|spent|had|was born|will be|began|is from)")
 # Cues strong enough for a capitalised word no list knows ("says Bergqvist.").
-_STRONG_BEFORE = re.compile(r"(?:says|said|named|called|call me|Hi|Hello|Dear) $")
+_STRONG_BEFORE = re.compile(
+    r"(?:says|said|named|called|call me|calls me|named him|named her|starring|Hi|Hello|Dear) $")
 _STRONG_AFTER = re.compile(r" (?:lives (?:at|on|in)|said|says|spent a|had given|was born|began)")
 
 
@@ -253,10 +255,10 @@ def _one_word(text: str, first: int, last: int) -> Span | None:
         return (first, last, 0.6)
     if mark < 0 or not (text[first - 1:first] == " " or text.startswith(" ", last)):
         return None  # no cue can touch it
-    if mark == 1 and (_CUE_BEFORE.search(text, max(0, first - 8), first) or
+    if mark == 1 and (_CUE_BEFORE.search(text, max(0, first - 12), first) or
                       _CUE_AFTER.match(text, last)):
         return (first, last, 0.6)
-    if mark == 0 and (_STRONG_BEFORE.search(text, max(0, first - 8), first) or
+    if mark == 0 and (_STRONG_BEFORE.search(text, max(0, first - 12), first) or
                       _STRONG_AFTER.match(text, last)):
         return (first, last, 0.55)
     return None
@@ -320,7 +322,8 @@ _MULTI = re.compile(rf"{NAME_WORD}(?:(?: {_latin.UPPER}\.?)? {NAME_WORD}){{1,3}}
 _GIVEN_ALONE = re.compile(rf"(?:{_GIVEN_TRIE})(?!{_latin.LOWER}|['’]?{_latin.UPPER})")
 #: Cue words found by the keyword scan: the name follows them ...
 NAME_AFTER = frozenset(["says", "said", "named", "called", "call me", "hi", "hello", "dear", "by",
-                        "tell", "told", "ask", "asked", "with", "to", "me,", "name?"])
+                        "tell", "told", "ask", "asked", "with", "to", "me,", "name?",
+                        "calls me", "named him", "named her", "starring"])
 #: ... or comes right before them.
 NAME_BEFORE = frozenset(["lives", "said", "says", "spent", "had", "was born", "will be", "began",
                          "is from"])
@@ -366,6 +369,9 @@ def _cue_words(text: str) -> list[Span]:
     return found
 
 
+_LOWER_PREFIX = re.compile(r"(?<![^\W\d_])[a-z]{2,6}-$")  # "ex-", "non-", "anti-"
+
+
 def _pairs(text: str) -> list[Span]:
     """Capitalised words that a given name, surname, initial or cue marks as a name."""
     found: list[Span] = []
@@ -374,7 +380,10 @@ def _pairs(text: str) -> list[Span]:
         if (m.start() and text[m.start() - 1] in LETTERS) or continues_word(text, m.end()):
             continue
         runs.append(m.span())
-        span = _chunk_name(text, m.start(), m.end())
+        start = m.start()
+        if text[start - 1:start] == "-" and _LOWER_PREFIX.search(text, max(0, start - 8), start):
+            start = text.index(" ", start) + 1  # "ex-Zombie Lundberg": the prefix's word is no name
+        span = _chunk_name(text, start, m.end())
         if span is not None:
             found.append(span)
     at = 0
@@ -410,9 +419,21 @@ def _capitalised_list(text: str, start: int, end: int, last: re.Match[str]) -> l
     # "at Jones, Mitchell and Williams", "the Davis, Reynolds and Williamson
     # Orchestra": a firm or a band named after people, not the people.
     if _FIRM_BEFORE.search(text, max(0, items.start() - 5), items.start()) or \
-            _FIRM_AFTER.match(text, last.end()) or min(marks) < 0 or max(marks) < 1:
+            _FIRM_AFTER.match(text, last.end()) or min(marks) < 0 or max(marks) < 1 or \
+            _whole_line(text, items.start(), last.end()):
         return []
     return [(a, b, 0.6) for a, b in words]
+
+
+_LINE_LEAD = frozenset(" \t>")
+
+
+def _whole_line(text: str, start: int, end: int) -> bool:
+    """True if ``text[start:end]`` is its line's whole content: a list of surnames
+    standing alone on a line of a signature block is a firm ("Barnett, Melton and Garcia")."""
+    head = text.rfind("\n", 0, start) + 1
+    return all(c in _LINE_LEAD for c in text[head:start]) and \
+        text[end:].lstrip(" \t")[:1] in ("\n", "")
 
 
 def _lower_list(text: str, start: int, end: int) -> list[Span]:
@@ -499,7 +520,24 @@ def _speakers(text: str) -> list[Span]:
     return [(a - 1, b - 1, 0.6) for a, b in labels]
 
 
+# A name called at the start of a line, before a request or question
+# ("Warrane, can I please speak to your boss?").
+_VOCATIVE = re.compile(
+    rf"\n({NAME_WORD}), (?:can|could|would|will|please|do you|are you|did you|have you)\b")
+
+
+def _vocatives(text: str) -> list[Span]:
+    if ", " not in text:
+        return []
+    found: list[Span] = []
+    for m in _VOCATIVE.finditer("\n" + text):
+        word = m.group(1)
+        if word not in _NOT_NAMES and _evidence(word) >= 0:
+            found.append((m.start(1) - 1, m.end(1) - 1, 0.55))
+    return found
+
+
 def latin_names(text: str) -> list[Span]:
     """Names in Latin script: after a title or a cue, known-given-name pairs, speakers."""
     return _after_titles(text) + _after_cues(text) + _pairs(text) + _lists(text) + \
-        _lower_after_cues(text) + _speakers(text)
+        _lower_after_cues(text) + _speakers(text) + _vocatives(text)

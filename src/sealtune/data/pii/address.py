@@ -143,7 +143,10 @@ _TOKEN = (
     r"|[\u0386-\u03ab\u0410-\u042f][\u0386-\u03ce\u0400-\u04ff]{1,30}+"  # Greek, Cyrillic
     r"|\([A-Z][a-z]{1,20}\))(?![:@]|-\d)"
 )
-_GENERIC = re.compile(rf"{_TOKEN}(?:(?:,? ?\n[ >]*(?:, ?)?|, ?| ){_TOKEN}){{1,16}}")
+# After the first token, "nan" too: the empty field (state, postcode) of an
+# address exported from a table by pandas, which writes a missing value so.
+_GENERIC = re.compile(
+    rf"{_TOKEN}(?:(?:,? ?\n[ >]*(?:, ?)?|, ?| )(?:{_TOKEN}|nan(?![^\W\d_]))){{1,16}}")
 # A line that starts with a number and goes on is no address line (a phone
 # line, "655 437 108 office"); a postcode alone on its line is.
 _NUMBER_LINE = re.compile(r"\n[ >,]*\d+[A-Za-z]?\.?[ ,]+\S")
@@ -151,7 +154,7 @@ _NUMBER_LINE = re.compile(r"\n[ >,]*\d+[A-Za-z]?\.?[ ,]+\S")
 _ORDINAL_STREET = re.compile(
     r"(?:\b(?:u|utca|út|útja|tér|krt|körút|rkp|köz|sor|fasor|kapu)\.? \d{1,5}\.)$")
 _LINE_START = re.compile(rf"\n[ >]*(\d{{1,6}} {UPPER})")  # a literal first: a fast scan
-_TRAILING = re.compile(r"(?:[ ,\n>]+(?:and|e|de|do|da|the|[A-Z]))+$")
+_TRAILING = re.compile(r"(?:[ ,\n>]+(?:and|e|de|do|da|[Tt]he|[A-Z]))+$")
 _DIGIT = re.compile(r"\d")
 _LINE_BODY = re.compile(r"\n[ >\n]*")
 _NUMBERS = re.compile(r"\d+")
@@ -215,6 +218,32 @@ def _western(text: str) -> list[Entity]:
             span = _generic(text, m.start(1) - 1, line=True)
             if span:
                 found.append(Entity("ADDRESS", *span, 0.8, NAME))
+    return found
+
+
+# An apartment or suite number marks an address without a cue or street type
+# ("Serenade Opus 420 Gairbekov Rapids\n Apt. 576\n Voormezele"): the street
+# line is the stretch of address tokens right before it (on its line, or on
+# the line above when the unit starts a line); it must hold a number.
+_UNIT = re.compile(r"(?:Apt|Suite|Unit|Ste)\.? #?\d{1,5}\b")
+_STREET_BEFORE = re.compile(rf"(?<![^\s>])(?:{_TOKEN} ){{0,7}}{_TOKEN},?$")
+
+
+def _after_units(text: str) -> list[Entity]:
+    found: list[Entity] = []
+    for m in _UNIT.finditer(text):
+        end = m.start()
+        while end and text[end - 1] in " \t>":
+            end -= 1
+        if end and text[end - 1] == "\n":
+            end -= 1  # the unit starts its line: the street is the line above
+        limit = max(text.rfind("\n", 0, end) + 1, end - 80)
+        street = _STREET_BEFORE.search(text, limit, end) if end else None
+        if street is None or not _DIGIT.search(text, street.start(), end):
+            continue
+        span = _generic(text, street.start(), line=False)
+        if span and span[1] >= m.end():
+            found.append(Entity("ADDRESS", *span, 0.75, NAME))
     return found
 
 
@@ -294,7 +323,8 @@ def street_span(text: str, m: re.Match[str]) -> tuple[int, int]:
 _NUMBER_BEFORE = re.compile(r"\d{1,6} $")
 _AND_WORD = re.compile(r" and ")
 _NEXT_PART = re.compile(r",|[ \t]*\n| (?:Apt|Apartment|Suite|Ste|Unit|Flat)\b"
-                        r"| [A-Z][^\W\d_]{0,30}(?: [A-Z][^\W\d_]{0,30}){0,3}[ \t]*\n")
+                        r"| [A-Z][^\W\d_]{0,30}(?: [A-Z][^\W\d_]{0,30}){0,3}"
+                        r"[ \t]*(?:\n|[?!;])")
 
 
 def _rest_of_address(text: str, start: int, street_end: int) -> int:
@@ -306,7 +336,10 @@ def _rest_of_address(text: str, start: int, street_end: int) -> int:
     if span is None or span[1] <= street_end:
         return street_end
     joined = _AND_WORD.search(text, street_end, span[1])
-    return joined.start() if joined else span[1]
+    end = joined.start() if joined else span[1]
+    while text[end - 1] in ", ":
+        end -= 1  # "..., RS 24893, and USNV Botolen": the comma goes with the "and"
+    return end
 
 
 # US military mail: a unit line (PSC 1234, Box 5678 / Unit 1234 Box 5678 / a
@@ -340,6 +373,8 @@ class AddressRecognizer:
 
     def analyze(self, text: str) -> list[Entity]:
         found = _english(text) + _western(text) + _military(text)
+        if "Apt" in text or "Suite" in text or "Unit" in text or "Ste" in text:
+            found.extend(_after_units(text))
         if not text.isascii():
             found.extend(_chinese(text))
         return found

@@ -86,3 +86,28 @@ def test_billing_name_stays_a_person() -> None:
 def test_street_then_a_name_is_not_one_address() -> None:
     assert found("Call 10 Pro Dr Smith today") != ["10 Pro Dr Smith"]
     assert found("We meet at 5 Main St at 3 pm") == ["5 Main St"]
+
+
+@pytest.mark.parametrize(("text", "address"), [
+    # no cue, no street type: the apartment or suite number marks the address
+    ("Please update the billing address with Serenade Opus 420 Gairbekov Rapids\n Apt. 576\n"
+     " Voormezele\n Belgium 92060 for this card", "Serenade Opus 420 Gairbekov Rapids\n Apt. 576\n"
+     " Voormezele\n Belgium 92060"),
+    ("Can you please validate the following? 51709 Spinatsch 94 Apt. 615 Moosleerau Switzerland",
+     "51709 Spinatsch 94 Apt. 615 Moosleerau Switzerland"),
+])
+def test_unit_number_marks_an_address(text: str, address: str) -> None:
+    assert found(text) == [address]
+
+
+def test_unit_without_a_numbered_street_before_it_is_no_address() -> None:
+    assert found("Our Team Suite 2 is booked") == []
+    assert found("Meet in Suite 200 after lunch") == []
+
+
+def test_pandas_missing_value_inside_an_address() -> None:
+    text = "I now live in 633 Strada Provinciale 65 22 Suite 455\nGossau\n, nan\n 65662"
+    assert found(text) == ["633 Strada Provinciale 65 22 Suite 455\nGossau\n, nan\n 65662"]
+    # never as the first token, nor as part of a longer word
+    assert found("lives at nan 12") == []
+    assert found("lives at 12 Nanaimo Road nano") == ["12 Nanaimo Road"]

@@ -234,3 +234,21 @@ def test_labelled_phone_fields(text: str, phones: list[str]) -> None:
 ])
 def test_labelled_phone_fields_need_a_phone_label_and_shape(text: str) -> None:
     assert found(text, "PHONE") == []
+
+
+@pytest.mark.parametrize(("text", "names"), [
+    ("Warrane, can I please speak to your boss?", ["Warrane"]),          # called at line start
+    ("directed by Maciej Borkowski and starring Borkowski", ["Maciej Borkowski", "Borkowski"]),
+    ("My name is Ján M. Novák but everyone calls me Ján", ["Ján M. Novák", "Ján"]),
+])
+def test_names_called_or_credited(text: str, names: list[str]) -> None:
+    assert found(text, "PERSON") == names
+
+
+def test_firms_and_prefixed_words_are_no_names() -> None:
+    # a surname list alone on a signature line is a firm
+    text = ">Esat Jeknić\n>Marshall, Hernandez and Simpson\n>Esat Jeknić"
+    assert found(text, "PERSON") == ["Esat Jeknić", "Esat Jeknić"]
+    # "ex-Zombie": the prefixed word is no part of a name
+    assert "Zombie Lundberg" not in found("This song by ex-Zombie Lundberg is great", "PERSON")
+    assert found("Sorry, can I call back?", "PERSON") == []
