@@ -502,7 +502,9 @@ _LOWER_CUE_SET = frozenset(LOWER_CUES)
 
 # Speaker labels of a script or chat log: a word alone before a colon at the
 # start of a line ("Nicole: Remember me?").
-_SPEAKER = re.compile(rf"\n>?[ ]?({NAME_WORD}|[a-z]{{2,15}}):[ \"“]")
+# (The first line by .match, the others from their "\n": a literal, a fast scan.)
+_SPEAKER_LINE = rf">?[ ]?({NAME_WORD}|[a-z]{{2,15}}):[ \"“]"
+_SPEAKER_FIRST, _SPEAKER = re.compile(_SPEAKER_LINE), re.compile("\n" + _SPEAKER_LINE)
 
 
 def _speakers(text: str) -> list[Span]:
@@ -510,30 +512,34 @@ def _speakers(text: str) -> list[Span]:
     none is a word that is no name ("Customer:", "Phone:")."""
     if text.count(":") < 2 or "\n" not in text:
         return []
-    labels = [m.span(1) for m in _SPEAKER.finditer("\n" + text)]
-    if len(labels) < 2:
-        return []
-    marks = [_evidence(text[a - 1:b - 1].capitalize()) for a, b in labels]
-    if min(marks) < 0 or max(marks) < 2 or \
-            any(text[a - 1:b - 1].capitalize() in _NOT_NAMES for a, b in labels):
-        return []
-    return [(a - 1, b - 1, 0.6) for a, b in labels]
+    first = _SPEAKER_FIRST.match(text)
+    labels, known = [], False
+    for m in (first, *_SPEAKER.finditer(text)) if first else _SPEAKER.finditer(text):
+        word = m.group(1).capitalize()
+        mark = _evidence(word)
+        if mark < 0 or word in _NOT_NAMES:
+            return []  # "Customer:", "Phone:": a log or a form, not a script
+        labels.append(m.span(1))
+        known = known or mark == 2
+    return [(a, b, 0.6) for a, b in labels] if len(labels) >= 2 and known else []
 
 
 # A name called at the start of a line, before a request or question
 # ("Warrane, can I please speak to your boss?").
-_VOCATIVE = re.compile(
-    rf"\n({NAME_WORD}), (?:can|could|would|will|please|do you|are you|did you|have you)\b")
+_VOCATIVE_LINE = (rf"({NAME_WORD}), "
+                  r"(?:can|could|would|will|please|do you|are you|did you|have you)\b")
+_VOCATIVE_FIRST, _VOCATIVE = re.compile(_VOCATIVE_LINE), re.compile("\n" + _VOCATIVE_LINE)
 
 
 def _vocatives(text: str) -> list[Span]:
     if ", " not in text:
         return []
     found: list[Span] = []
-    for m in _VOCATIVE.finditer("\n" + text):
+    first = _VOCATIVE_FIRST.match(text)
+    for m in (first, *_VOCATIVE.finditer(text)) if first else _VOCATIVE.finditer(text):
         word = m.group(1)
         if word not in _NOT_NAMES and _evidence(word) >= 0:
-            found.append((m.start(1) - 1, m.end(1) - 1, 0.55))
+            found.append((*m.span(1), 0.55))
     return found
 
 

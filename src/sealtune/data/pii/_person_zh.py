@@ -143,6 +143,8 @@ def subject_names(text: str, name_before: Callable[[str, int], int]) -> list[Spa
     out: list[Span] = []
     for m in _PREDICATE.finditer(text):
         end = m.start()
+        if not end or not "\u4e00" <= text[end - 1] <= "\u9fff":
+            continue  # no Han character before: no name
         start = name_before(text, end)
         if start == end:
             continue

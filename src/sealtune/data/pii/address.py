@@ -372,7 +372,9 @@ class AddressRecognizer:
     entity_types = frozenset({"ADDRESS"})
 
     def analyze(self, text: str) -> list[Entity]:
-        found = _english(text) + _western(text) + _military(text)
+        found = _english(text) + _western(text)
+        if "PO A" in text or "po a" in text:  # APO/FPO/DPO and AA/AE/AP: spares the scan
+            found.extend(_military(text))
         if "Apt" in text or "Suite" in text or "Unit" in text or "Ste" in text:
             found.extend(_after_units(text))
         if not text.isascii():

@@ -25,7 +25,8 @@ package) says the number is valid:
   ``Fax: ``, ``Phone:`` with the number on the next line) or on a line that
   holds only the number and ``office``/``fax``/``mobile``/``cell``: any
   phone-shaped number of 7 to 15 digits (the label says what it is, so
-  libphonenumber's ranges are not asked).
+  libphonenumber's ranges are not asked), except Chinese numbers, which
+  the rules above decide by their exact ranges.
 
 Does not catch: local landline numbers without an area code (``6552 9988``:
 too easily an amount or an order number) and without a label, national
@@ -295,16 +296,21 @@ def _national(text: str, run: Run) -> list[tuple[int, int, float]]:
 # are not asked: a field may hold a number they do not list).
 PHONE_LABELS = ("phone:", "mobile:", "tel:", "fax:", "desk:", "cell:", "telephone:")
 PHONE_SUFFIXES = (" office", " fax", " mobile", " cell")
-register_keywords((*PHONE_LABELS, *PHONE_SUFFIXES))
+register_keywords(PHONE_LABELS)  # (the suffixes start with a space: str.find, not the scan)
 _FIELD = re.compile(r"\+?\(?\d[\d .\-()]{5,22}\d(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?")
 _LABEL_GAP = re.compile(r"[ \t]*\n?[ \t>]*")
 _LINE_HEAD = re.compile(r"[ \t>]*")
+_LABEL_SET = frozenset(PHONE_LABELS)
 
 
 def _field_ok(text: str, start: int, end: int) -> bool:
     body = _EXTENSION.sub("", text[start:end])
-    digits = sum(c.isdigit() for c in body)
-    return 7 <= digits <= 15 and body.count("(") == body.count(")") and \
+    digits = "".join(c for c in body if c.isdigit())
+    dialled = body.lstrip("(").startswith("+") or digits.startswith("00")
+    if digits.removeprefix("00").startswith("86") if dialled else \
+            (len(digits) == 11 and digits[0] == "1"):
+        return False  # CN numbers are decided by the runs above (their ranges are exact)
+    return 7 <= len(digits) <= 15 and body.count("(") == body.count(")") and \
         not (end < len(text) and text[end].isalnum()) and \
         not (_DATE.search(body) or _DOTTED_DATE.search(body) or _IP_LIKE.fullmatch(body) or
              _SSN_LIKE.fullmatch(body))
@@ -313,21 +319,22 @@ def _field_ok(text: str, start: int, end: int) -> bool:
 def _labelled(text: str) -> list[tuple[int, int, float]]:
     found: list[tuple[int, int, float]] = []
     hits = keyword_hits(text)
-    for label in PHONE_LABELS:
-        for at in hits.get(label, ()):
+    for label in _LABEL_SET.intersection(hits):
+        for at in hits[label]:
             gap = _LABEL_GAP.match(text, at + len(label))
             m = _FIELD.match(text, gap.end() if gap else at + len(label))
             if m and _field_ok(text, *m.span()):
                 found.append((*m.span(), 0.65))
-    for suffix in PHONE_SUFFIXES:
-        for at in hits.get(suffix, ()):
+    for suffix in PHONE_SUFFIXES if "\n" in text else ():  # a line of its own
+        at = text.find(suffix)
+        while at != -1:
             after = at + len(suffix)
-            if after < len(text) and text[after] not in " \t\r\n":
-                continue
-            head = _LINE_HEAD.match(text, text.rfind("\n", 0, at) + 1)
-            start = head.end() if head else at
-            if _FIELD.fullmatch(text, start, at) and _field_ok(text, start, at):
-                found.append((start, at, 0.65))
+            if after == len(text) or text[after] in " \t\r\n":
+                head = _LINE_HEAD.match(text, text.rfind("\n", 0, at) + 1)
+                start = head.end() if head else at
+                if _FIELD.fullmatch(text, start, at) and _field_ok(text, start, at):
+                    found.append((start, at, 0.65))
+            at = text.find(suffix, after)
     return found
 
 
@@ -344,8 +351,7 @@ class PhoneRecognizer:
                 candidates = _candidates(text, run)
                 found.extend(candidates or _national(text, run))
         found.extend(_written(text))
-        if ":" in text or "\n" in text:
-            found.extend(_labelled(text))
+        found.extend(_labelled(text))
         if not found:
             return []
         return [Entity("PHONE", s, e, sc, NAME) for s, e, sc in pick_non_overlapping(found)]
