@@ -291,7 +291,8 @@ def _chunk_name(text: str, start: int, end: int) -> Span | None:
                                            fold(text[words[1][0]:last])):
         return (first, last, 0.65)
     if len(words) <= 3 and min(marks) >= 0 and first == start and (
-            _RUN_BEFORE.search(text, max(0, first - 20), first) or _RUN_AFTER.match(text, last)):
+            _RUN_AFTER.match(text, last) or (text[first - 1:first] == " " and
+                                              _RUN_BEFORE.search(text, max(0, first - 20), first))):
         return (first, last, 0.6)  # "Approved by Wren Oyelaran": no list knows either word
     return None
 

@@ -130,7 +130,7 @@ def signature_names(text: str, whole_name: Callable[[str], bool]) -> list[Span]:
 SUBJECT_PREDICATES = ("又打来", "打来电话", "来电", "致电", "没有回复", "没回复", "未回复",
                       "已经签收", "签收了", "已签收", "已经回复", "回复说", "说", "表示",
                       "反映", "投诉")
-_PREDICATE = re.compile("|".join(sorted(SUBJECT_PREDICATES, key=len, reverse=True)))
+# (person.py finds them in its one scan for cues and titles: no scan of their own.)
 #: What may stand right before a clause-initial name: punctuation, space, a
 #: speaker label's colon, or a time or sequence word.
 _CLAUSE_START = frozenset("，。！？；：,.!?;: \n\t")
@@ -138,17 +138,13 @@ _TIME_WORDS = ("昨天", "今天", "前天", "刚才", "后来", "然后", "随�
                "晚上", "早上", "刚刚")
 
 
-def subject_names(text: str, name_before: Callable[[str, int], int]) -> list[Span]:
-    """A name at the start of a clause, right before a predicate that takes a person."""
-    out: list[Span] = []
-    for m in _PREDICATE.finditer(text):
-        end = m.start()
-        if not end or not "\u4e00" <= text[end - 1] <= "\u9fff":
-            continue  # no Han character before: no name
-        start = name_before(text, end)
-        if start == end:
-            continue
-        if start == 0 or text[start - 1] in _CLAUSE_START or \
-                text.endswith(_TIME_WORDS, 0, start):
-            out.append((start, end, 0.7))
-    return out
+def subject_before(text: str, end: int, name_before: Callable[[str, int], int]) -> Span | None:
+    """The name at the start of a clause that ends at ``end``, where a predicate that
+    takes a person starts (:data:`SUBJECT_PREDICATES`, found by the caller's scan)."""
+    if not end or not "\u4e00" <= text[end - 1] <= "\u9fff":
+        return None  # no Han character before: no name
+    start = name_before(text, end)
+    if start < end and (start == 0 or text[start - 1] in _CLAUSE_START or
+                        text.endswith(_TIME_WORDS, 0, start)):
+        return (start, end, 0.7)
+    return None

@@ -225,7 +225,9 @@ def _western(text: str) -> list[Entity]:
 # ("Serenade Opus 420 Gairbekov Rapids\n Apt. 576\n Voormezele"): the street
 # line is the stretch of address tokens right before it (on its line, or on
 # the line above when the unit starts a line); it must hold a number.
-_UNIT = re.compile(r"(?:Apt|Suite|Unit|Ste)\.? #?\d{1,5}\b")
+_UNIT = re.compile(r"(?:Apt|Suite|Unit)\.? #?\d{1,5}\b")
+_UNIT_WORDS = frozenset(["apt", "suite", "unit"])
+register_keywords((*_UNIT_WORDS, "po a"))
 _STREET_BEFORE = re.compile(rf"(?<![^\s>])(?:{_TOKEN} ){{0,7}}{_TOKEN},?$")
 
 
@@ -314,7 +316,8 @@ def street_span(text: str, m: re.Match[str]) -> tuple[int, int]:
     a unit and the parts after it."""
     tail = _TAIL.match(text, m.end())
     start, end = m.start(), tail.end() if tail else m.end()
-    number = _NUMBER_BEFORE.search(text, max(0, start - 8), start)
+    number = _NUMBER_BEFORE.search(text, max(0, start - 8), start) \
+        if text[start - 2:start - 1].isdigit() else None
     if number and (not number.start() or not text[number.start() - 1].isalnum()):
         start = number.start()  # "1987 74 Diakou Street": a building and a door number
     return start, max(end, _rest_of_address(text, start, m.end()))
@@ -373,9 +376,10 @@ class AddressRecognizer:
 
     def analyze(self, text: str) -> list[Entity]:
         found = _english(text) + _western(text)
-        if "PO A" in text or "po a" in text:  # APO/FPO/DPO and AA/AE/AP: spares the scan
+        hits = keyword_hits(text)  # shared, cached: spares the scans below most texts
+        if "po a" in hits:  # APO/FPO/DPO and AA/AE/AP
             found.extend(_military(text))
-        if "Apt" in text or "Suite" in text or "Unit" in text or "Ste" in text:
+        if not _UNIT_WORDS.isdisjoint(hits):
             found.extend(_after_units(text))
         if not text.isascii():
             found.extend(_chinese(text))

@@ -295,12 +295,15 @@ def _national(text: str, run: Run) -> list[tuple[int, int, float]]:
 # any phone-shaped number of 7 to 15 digits is taken (libphonenumber's ranges
 # are not asked: a field may hold a number they do not list).
 PHONE_LABELS = ("phone:", "mobile:", "tel:", "fax:", "desk:", "cell:", "telephone:")
-PHONE_SUFFIXES = (" office", " fax", " mobile", " cell")
-register_keywords(PHONE_LABELS)  # (the suffixes start with a space: str.find, not the scan)
+PHONE_SUFFIXES = ("office", "fax", "mobile", "cell")
+# (Registered without the space before them: a keyword that starts with a
+# space would be tried at every space of every text by the shared scan.)
+register_keywords((*PHONE_LABELS, *PHONE_SUFFIXES))
 _FIELD = re.compile(r"\+?\(?\d[\d .\-()]{5,22}\d(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?")
 _LABEL_GAP = re.compile(r"[ \t]*\n?[ \t>]*")
 _LINE_HEAD = re.compile(r"[ \t>]*")
-_LABEL_SET = frozenset(PHONE_LABELS)
+_LABEL_SET, _SUFFIX_SET = frozenset(PHONE_LABELS), frozenset(PHONE_SUFFIXES)
+_FIELD_WORDS = _LABEL_SET | _SUFFIX_SET
 
 
 def _field_ok(text: str, start: int, end: int) -> bool:
@@ -316,25 +319,22 @@ def _field_ok(text: str, start: int, end: int) -> bool:
              _SSN_LIKE.fullmatch(body))
 
 
-def _labelled(text: str) -> list[tuple[int, int, float]]:
+def _labelled(text: str, hits: dict[str, list[int]]) -> list[tuple[int, int, float]]:
     found: list[tuple[int, int, float]] = []
-    hits = keyword_hits(text)
     for label in _LABEL_SET.intersection(hits):
         for at in hits[label]:
             gap = _LABEL_GAP.match(text, at + len(label))
             m = _FIELD.match(text, gap.end() if gap else at + len(label))
             if m and _field_ok(text, *m.span()):
                 found.append((*m.span(), 0.65))
-    for suffix in PHONE_SUFFIXES if "\n" in text else ():  # a line of its own
-        at = text.find(suffix)
-        while at != -1:
+    for suffix in _SUFFIX_SET.intersection(hits) if "\n" in text else ():  # own line
+        for at in hits[suffix]:
             after = at + len(suffix)
-            if after == len(text) or text[after] in " \t\r\n":
+            if at and text[at - 1] == " " and (after == len(text) or text[after] in " \t\r\n"):
                 head = _LINE_HEAD.match(text, text.rfind("\n", 0, at) + 1)
                 start = head.end() if head else at
-                if _FIELD.fullmatch(text, start, at) and _field_ok(text, start, at):
-                    found.append((start, at, 0.65))
-            at = text.find(suffix, after)
+                if _FIELD.fullmatch(text, start, at - 1) and _field_ok(text, start, at - 1):
+                    found.append((start, at - 1, 0.65))
     return found
 
 
@@ -351,7 +351,9 @@ class PhoneRecognizer:
                 candidates = _candidates(text, run)
                 found.extend(candidates or _national(text, run))
         found.extend(_written(text))
-        found.extend(_labelled(text))
+        hits = keyword_hits(text)  # shared, cached
+        if not _FIELD_WORDS.isdisjoint(hits):
+            found.extend(_labelled(text, hits))
         if not found:
             return []
         return [Entity("PHONE", s, e, sc, NAME) for s, e, sc in pick_non_overlapping(found)]
