@@ -17,9 +17,19 @@ Fifth Ave``) with an optional unit (``Apt 4B``, ``Suite 200``); German
 (``Hauptstraße 5``) and French (``12 rue de Rivoli``). After an address cue
 (``lives at``, ``address:``, ``ship to`` ...) or at the start of a line
 that begins with a house number and holds another number (a signature
-block), any Western form: a stretch of numbers, capitalised and upper-case
-words (Greek and Cyrillic too), name particles and units, up to the first
-other word or punctuation.
+block), or before an apartment or suite number (``... Rapids\n Apt. 576``),
+any Western form: a stretch of numbers, capitalised and upper-case words
+(Greek and Cyrillic too), name particles, listed lower-case street types
+(``kapu``, ``út``), units and pandas' ``nan`` for an empty field, up to the
+first other word or punctuation; a street line found by its type is
+extended the same way (and over a building number before it). The stretch
+stops at a label line (``Mobile:``), a line that starts with a number and
+goes on (a phone line), a sentence's end (not after ``ul.`` or ``Apt.``; a
+Hungarian house number keeps its dot: ``Király u. 15.``), and skips a first
+line with no number after a cue (the name in ``Billing address: Sara
+Schwarz\n 28245 ...``). US military mail: a ``PSC``/``Unit``/``CMR`` box or a
+ship (``USNS Bergman``), then ``APO``/``FPO``/``DPO``, ``AA``/``AE``/``AP`` and the
+ZIP code.
 
 Honest limits: addresses with no door number (``北京市海淀区中关村``), rural
 addresses (``XX村3组``), Western addresses with no street type, cue or line
