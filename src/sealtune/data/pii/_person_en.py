@@ -239,10 +239,12 @@ _PLACE_PREFIXES = frozenset(["São", "Santa", "San", "Santo", "Río", "Rio", "Ba
 # An inflected English word ("Awarded", "Building", "Only") is no given name.
 _INFLECTED = re.compile(r"(?:ed|ing)$")
 # What before a lone surname says it is a person ("says Becker", "by Kónya").
-_CUE_BEFORE = re.compile(r"(?:says|said|by|named|called|tell|told|ask|asked|with|to|me,|name\?) $")
+_CUE_BEFORE = re.compile(
+    r"(?:says|said|by|named|called|tell|told|ask|asked|with|to|me,|name\?|starring) $")
 _CUE_AFTER = re.compile(r" (?:lives|said|says|spent|had|was born|will be|began|is from)")
 # Cues strong enough for a capitalised word no list knows ("says Bergqvist.").
-_STRONG_BEFORE = re.compile(r"(?:says|said|named|called|call me|Hi|Hello|Dear) $")
+_STRONG_BEFORE = re.compile(
+    r"(?:says|said|named|called|call me|calls me|named him|named her|starring|Hi|Hello|Dear) $")
 _STRONG_AFTER = re.compile(r" (?:lives (?:at|on|in)|said|says|spent a|had given|was born|began)")
 
 
@@ -253,10 +255,10 @@ def _one_word(text: str, first: int, last: int) -> Span | None:
         return (first, last, 0.6)
     if mark < 0 or not (text[first - 1:first] == " " or text.startswith(" ", last)):
         return None  # no cue can touch it
-    if mark == 1 and (_CUE_BEFORE.search(text, max(0, first - 8), first) or
+    if mark == 1 and (_CUE_BEFORE.search(text, max(0, first - 12), first) or
                       _CUE_AFTER.match(text, last)):
         return (first, last, 0.6)
-    if mark == 0 and (_STRONG_BEFORE.search(text, max(0, first - 8), first) or
+    if mark == 0 and (_STRONG_BEFORE.search(text, max(0, first - 12), first) or
                       _STRONG_AFTER.match(text, last)):
         return (first, last, 0.55)
     return None
@@ -288,7 +290,24 @@ def _chunk_name(text: str, start: int, end: int) -> Span | None:
     if len(words) == 2 and _is_pinyin_name(fold(text[first:words[0][1]]),
                                            fold(text[words[1][0]:last])):
         return (first, last, 0.65)
+    if len(words) <= 3 and min(marks) >= 0 and first == start and (
+            _RUN_AFTER.match(text, last) or (text[first - 1:first] == " " and
+                                              _RUN_BEFORE.search(text, max(0, first - 20), first))):
+        return (first, last, 0.6)  # "Approved by Wren Oyelaran": no list knows either word
     return None
+
+
+# Words that take a person: a run of two or three capitalised words right
+# after (a verb of handling or talking with its preposition, a greeting, a
+# name question) or right before them (lives at, said) is a name.
+_RUN_BEFORE = re.compile(
+    r"(?:(?:[Aa]pproved|[Ss]igned|[Rr]eviewed|[Ff]orwarded|[Aa]ssigned|[Ee]scalated|[Hh]anded|"
+    r"[Rr]eferred|[Tt]ransferred|[Ss]poke|[Ss]poken|[Tt]alked|[Cc]hecked|[Vv]erified|"
+    r"[Aa]uthori[sz]ed|[Ss]ubmitted|[Rr]eported) (?:by|to|with|over to)"
+    r"|says|said|named|called|call me|[Hh]i|[Hh]ello|[Dd]ear|heard|met|married|[Tt]hanks?"
+    r"|asked|told|shouted at|speak to|talk to|name\?|name is) $"
+)
+_RUN_AFTER = re.compile(r" (?:lives (?:at|on|in)|said|says|shouted|was born|had given|speak)\b")
 
 
 _INITIAL = re.compile(rf" {_latin.UPPER}\.?(?= )")
@@ -304,7 +323,8 @@ _MULTI = re.compile(rf"{NAME_WORD}(?:(?: {_latin.UPPER}\.?)? {NAME_WORD}){{1,3}}
 _GIVEN_ALONE = re.compile(rf"(?:{_GIVEN_TRIE})(?!{_latin.LOWER}|['’]?{_latin.UPPER})")
 #: Cue words found by the keyword scan: the name follows them ...
 NAME_AFTER = frozenset(["says", "said", "named", "called", "call me", "hi", "hello", "dear", "by",
-                        "tell", "told", "ask", "asked", "with", "to", "me,", "name?"])
+                        "tell", "told", "ask", "asked", "with", "to", "me,", "name?",
+                        "calls me", "named him", "named her", "starring"])
 #: ... or comes right before them.
 NAME_BEFORE = frozenset(["lives", "said", "says", "spent", "had", "was born", "will be", "began",
                          "is from"])
@@ -350,6 +370,9 @@ def _cue_words(text: str) -> list[Span]:
     return found
 
 
+_LOWER_PREFIX = re.compile(r"(?<![^\W\d_])[a-z]{2,6}-$")  # "ex-", "non-", "anti-"
+
+
 def _pairs(text: str) -> list[Span]:
     """Capitalised words that a given name, surname, initial or cue marks as a name."""
     found: list[Span] = []
@@ -358,7 +381,10 @@ def _pairs(text: str) -> list[Span]:
         if (m.start() and text[m.start() - 1] in LETTERS) or continues_word(text, m.end()):
             continue
         runs.append(m.span())
-        span = _chunk_name(text, m.start(), m.end())
+        start = m.start()
+        if text[start - 1:start] == "-" and _LOWER_PREFIX.search(text, max(0, start - 8), start):
+            start = text.index(" ", start) + 1  # "ex-Zombie Lundberg": the prefix's word is no name
+        span = _chunk_name(text, start, m.end())
         if span is not None:
             found.append(span)
     at = 0
@@ -394,9 +420,21 @@ def _capitalised_list(text: str, start: int, end: int, last: re.Match[str]) -> l
     # "at Jones, Mitchell and Williams", "the Davis, Reynolds and Williamson
     # Orchestra": a firm or a band named after people, not the people.
     if _FIRM_BEFORE.search(text, max(0, items.start() - 5), items.start()) or \
-            _FIRM_AFTER.match(text, last.end()) or min(marks) < 0 or max(marks) < 1:
+            _FIRM_AFTER.match(text, last.end()) or min(marks) < 0 or max(marks) < 1 or \
+            _whole_line(text, items.start(), last.end()):
         return []
     return [(a, b, 0.6) for a, b in words]
+
+
+_LINE_LEAD = frozenset(" \t>")
+
+
+def _whole_line(text: str, start: int, end: int) -> bool:
+    """True if ``text[start:end]`` is its line's whole content: a list of surnames
+    standing alone on a line of a signature block is a firm ("Barnett, Melton and Garcia")."""
+    head = text.rfind("\n", 0, start) + 1
+    return all(c in _LINE_LEAD for c in text[head:start]) and \
+        text[end:].lstrip(" \t")[:1] in ("\n", "")
 
 
 def _lower_list(text: str, start: int, end: int) -> list[Span]:
@@ -463,7 +501,50 @@ def _lower_after_cues(text: str) -> list[Span]:
 _LOWER_CUE_SET = frozenset(LOWER_CUES)
 
 
+# Speaker labels of a script or chat log: a word alone before a colon at the
+# start of a line ("Nicole: Remember me?").
+# (The first line by .match, the others from their "\n": a literal, a fast scan.)
+_SPEAKER_LINE = rf">?[ ]?({NAME_WORD}|[a-z]{{2,15}}):[ \"“]"
+_SPEAKER_FIRST, _SPEAKER = re.compile(_SPEAKER_LINE), re.compile("\n" + _SPEAKER_LINE)
+
+
+def _speakers(text: str) -> list[Span]:
+    """Every speaker label, if there are two or more, one is a known given name and
+    none is a word that is no name ("Customer:", "Phone:")."""
+    if text.count(":") < 2 or "\n" not in text:
+        return []
+    first = _SPEAKER_FIRST.match(text)
+    labels, known = [], False
+    for m in (first, *_SPEAKER.finditer(text)) if first else _SPEAKER.finditer(text):
+        word = m.group(1).capitalize()
+        mark = _evidence(word)
+        if mark < 0 or word in _NOT_NAMES:
+            return []  # "Customer:", "Phone:": a log or a form, not a script
+        labels.append(m.span(1))
+        known = known or mark == 2
+    return [(a, b, 0.6) for a, b in labels] if len(labels) >= 2 and known else []
+
+
+# A name called at the start of a line, before a request or question
+# ("Warrane, can I please speak to your boss?").
+_VOCATIVE_LINE = (rf"({NAME_WORD}), "
+                  r"(?:can|could|would|will|please|do you|are you|did you|have you)\b")
+_VOCATIVE_FIRST, _VOCATIVE = re.compile(_VOCATIVE_LINE), re.compile("\n" + _VOCATIVE_LINE)
+
+
+def _vocatives(text: str) -> list[Span]:
+    if ", " not in text:
+        return []
+    found: list[Span] = []
+    first = _VOCATIVE_FIRST.match(text)
+    for m in (first, *_VOCATIVE.finditer(text)) if first else _VOCATIVE.finditer(text):
+        word = m.group(1)
+        if word not in _NOT_NAMES and _evidence(word) >= 0:
+            found.append((*m.span(1), 0.55))
+    return found
+
+
 def latin_names(text: str) -> list[Span]:
-    """Names in Latin script: after a title or a cue, and known-given-name pairs."""
+    """Names in Latin script: after a title or a cue, known-given-name pairs, speakers."""
     return _after_titles(text) + _after_cues(text) + _pairs(text) + _lists(text) + \
-        _lower_after_cues(text)
+        _lower_after_cues(text) + _speakers(text) + _vocatives(text)

@@ -11,11 +11,15 @@ not a cue word, says "a name is here":
 * name lists after a people label and a colon ("参会人员：王芳、李强、赵磊"):
   every item must be a whole name, or none is taken;
 * signature lines: a line that is only a name, after a sign-off line
-  (谢谢 / 此致敬礼 / Best regards).
+  (谢谢 / 此致敬礼 / Best regards);
+* a name as the subject of a clause: at the clause start (after
+  punctuation, a line break, a speaker label or a time word such as 昨天 or
+  后来) and right before a predicate that takes a person (又打来, 没有回复,
+  已经签收, 来电, 说): "后来黄远洋没有回复。", "客服：左诺福已经签收了".
 
 Protects against: names slipping through because no cue precedes them.
-Does not catch: a single-surname name with no cue, title, list or
-signature around it ("张伟明天到"); it may take an ordinary phrase that
+Does not catch: a single-surname name with no cue, title, list,
+signature or listed predicate around it ("张伟明天到"); it may take an ordinary phrase that
 starts with a distinctive compound surname (司马光 is a name, 司马昭之心 is
 read as one too).
 """
@@ -118,3 +122,29 @@ def signature_names(text: str, whole_name: Callable[[str], bool]) -> list[Span]:
         if _SIGN_OFF.search(text, text.rfind("\n", 0, end) + 1, end) and whole_name(m.group(1)):
             out.append((m.start(1), m.end(1), 0.8))
     return out
+
+
+# Predicates that take a person as subject; a name right before one, at the
+# start of a clause, is reported ("后来黄远洋没有回复"). Literals only: one
+# flat alternation, scanned fast.
+SUBJECT_PREDICATES = ("又打来", "打来电话", "来电", "致电", "没有回复", "没回复", "未回复",
+                      "已经签收", "签收了", "已签收", "已经回复", "回复说", "说", "表示",
+                      "反映", "投诉")
+# (person.py finds them in its one scan for cues and titles: no scan of their own.)
+#: What may stand right before a clause-initial name: punctuation, space, a
+#: speaker label's colon, or a time or sequence word.
+_CLAUSE_START = frozenset("，。！？；：,.!?;: \n\t")
+_TIME_WORDS = ("昨天", "今天", "前天", "刚才", "后来", "然后", "随后", "之后", "上午", "下午",
+               "晚上", "早上", "刚刚")
+
+
+def subject_before(text: str, end: int, name_before: Callable[[str, int], int]) -> Span | None:
+    """The name at the start of a clause that ends at ``end``, where a predicate that
+    takes a person starts (:data:`SUBJECT_PREDICATES`, found by the caller's scan)."""
+    if not end or not "\u4e00" <= text[end - 1] <= "\u9fff":
+        return None  # no Han character before: no name
+    start = name_before(text, end)
+    if start < end and (start == 0 or text[start - 1] in _CLAUSE_START or
+                        text.endswith(_TIME_WORDS, 0, start)):
+        return (start, end, 0.7)
+    return None

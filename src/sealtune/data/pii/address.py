@@ -17,9 +17,19 @@ Fifth Ave``) with an optional unit (``Apt 4B``, ``Suite 200``); German
 (``Hauptstraße 5``) and French (``12 rue de Rivoli``). After an address cue
 (``lives at``, ``address:``, ``ship to`` ...) or at the start of a line
 that begins with a house number and holds another number (a signature
-block), any Western form: a stretch of numbers, capitalised and upper-case
-words (Greek and Cyrillic too), name particles and units, up to the first
-other word or punctuation.
+block), or before an apartment or suite number (``... Rapids\n Apt. 576``),
+any Western form: a stretch of numbers, capitalised and upper-case words
+(Greek and Cyrillic too), name particles, listed lower-case street types
+(``kapu``, ``út``), units and pandas' ``nan`` for an empty field, up to the
+first other word or punctuation; a street line found by its type is
+extended the same way (and over a building number before it). The stretch
+stops at a label line (``Mobile:``), a line that starts with a number and
+goes on (a phone line), a sentence's end (not after ``ul.`` or ``Apt.``; a
+Hungarian house number keeps its dot: ``Király u. 15.``), and skips a first
+line with no number after a cue (the name in ``Billing address: Sara
+Schwarz\n 28245 ...``). US military mail: a ``PSC``/``Unit``/``CMR`` box or a
+ship (``USNS Bergman``), then ``APO``/``FPO``/``DPO``, ``AA``/``AE``/``AP`` and the
+ZIP code.
 
 Honest limits: addresses with no door number (``北京市海淀区中关村``), rural
 addresses (``XX村3组``), Western addresses with no street type, cue or line
@@ -127,20 +137,42 @@ ADDRESS_CUES = ("address:", "address is", "lives at", "live at", "lives on", "li
                 "lives in", "live in", "located in")
 register_keywords(ADDRESS_CUES)
 _ADDRESS_CUE_SET = frozenset(ADDRESS_CUES)
+# A house number may carry the dot of an ordinal ("Király u. 15.", Hungarian);
+# a listed lower-case street type goes before a number ("Csabai kapu 39",
+# "Rákóczi út 13."); a token followed by a colon is a label ("Mobile:") and
+# one followed by a hyphen and a digit is a phone number: both end the address.
 _TOKEN = (
-    rf"(?:\d{{1,6}}[A-Za-z]?|(?:[dl]')?{UPPER}[{UPPER[1:-1]}{LOWER[1:-1]}'.\-]{{0,30}}"
+    rf"(?:\d{{1,6}}+(?:[A-Za-z]|\.(?=[ \n]|$))?"
+    rf"|(?:[dl]')?{UPPER}[{UPPER[1:-1]}{LOWER[1:-1]}'.\-]{{0,30}}+"
     r"|(?:de|do|da|dos|das|del|di|van|der|den|ten|la|le|du|des|and|e|am|an|im|ul\.|u\.|z"
     r"|utca|str|gate|vei|veien|vej|gata|gatan|katu|tie|straat|terrasse|rua|avenida|calle|via"
     r"|rue|avenue|plads|allé)(?= )"
-    r"|[\u0386-\u03ab\u0410-\u042f][\u0386-\u03ce\u0400-\u04ff]{1,30}"  # Greek, Cyrillic
-    r"|\([A-Z][a-z]{1,20}\))"
+    r"|(?:kapu|út|útja|tér|köz|sor|fasor|körút|rkp\.|krt\.|põik|tänav|tee|iela|trg|ulica"
+    r"|ulice|náměstí|třída|gade|vænget|stræti|vegur|vägen|väg|gränd|weg|straße|strasse|gasse"
+    r"|platz|laan|plein|kade|gracht|dreef)(?= \d)"
+    r"|[\u0386-\u03ab\u0410-\u042f][\u0386-\u03ce\u0400-\u04ff]{1,30}+"  # Greek, Cyrillic
+    r"|\([A-Z][a-z]{1,20}\))(?![:@]|-\d)"
 )
-_GENERIC = re.compile(rf"{_TOKEN}(?:(?:,? ?\n[ >]*(?:, ?)?|, ?| ){_TOKEN}){{1,16}}")
+# After the first token, "nan" too: the empty field (state, postcode) of an
+# address exported from a table by pandas, which writes a missing value so.
+_GENERIC = re.compile(
+    rf"{_TOKEN}(?:(?:,? ?\n[ >]*(?:, ?)?|, ?| )(?:{_TOKEN}|nan(?![^\W\d_]))){{1,16}}")
+# A line that starts with a number and goes on is no address line (a phone
+# line, "655 437 108 office"); a postcode alone on its line is.
+_NUMBER_LINE = re.compile(r"\n[ >,]*\d+[A-Za-z]?\.?[ ,]+\S")
+# Hungarian street types: the house number after them keeps its dot.
+_ORDINAL_STREET = re.compile(
+    r"(?:\b(?:u|utca|út|útja|tér|krt|körút|rkp|köz|sor|fasor|kapu)\.? \d{1,5}\.)$")
 _LINE_START = re.compile(rf"\n[ >]*(\d{{1,6}} {UPPER})")  # a literal first: a fast scan
-_TRAILING = re.compile(r"(?:[ ,\n>]+(?:and|e|de|do|da|the|[A-Z]))+$")
+_TRAILING = re.compile(r"(?:[ ,\n>]+(?:and|e|de|do|da|[Tt]he|[A-Z]))+$")
 _DIGIT = re.compile(r"\d")
+_LINE_BODY = re.compile(r"\n[ >\n]*")
 _NUMBERS = re.compile(r"\d+")
-_SENTENCE_END = re.compile(r"[a-z]{2}\.(?=\s+[^\d\s])")
+_SENTENCE_END = re.compile(r"[a-z]{2}\.(?=\s)|\d\.(?=\s+[^\d\s])")
+# Street and unit abbreviations: their dot ends no sentence ("ul. Miła 57").
+# (Only those that stand before a name or number: "Elm Ave. Could" ends one.)
+_ABBREVIATIONS = frozenset(["apt", "ul", "str", "avda", "av", "rkp", "krt", "ste", "al", "os",
+                            "nr"])
 
 
 def _generic(text: str, start: int, *, line: bool) -> tuple[int, int] | None:
@@ -151,10 +183,17 @@ def _generic(text: str, start: int, *, line: bool) -> tuple[int, int] | None:
     trail = _TRAILING.search(text, start, end)
     if trail:
         end = trail.start()
-    stop = _SENTENCE_END.search(text, start, end)
-    if stop:  # "478 Oak Road. Can I": the sentence ends (not "Apt. 258", "St. John")
-        end = stop.end() - 1
-    if text[end - 1] == "." and end - start > 4:
+    for stop in _SENTENCE_END.finditer(text, start, end):
+        word = text[text.rfind(" ", start, stop.end()) + 1:stop.end() - 1].lower()
+        if word.isdigit() and _ORDINAL_STREET.search(text, start, stop.end()):
+            continue  # "Rákóczi út 66. Apt. 268": the house number's own dot
+        if word not in _ABBREVIATIONS:  # "478 Oak Road. Can I": the sentence ends
+            end = stop.end() - 1
+            break
+    other = _NUMBER_LINE.search(text, start + 1, end + 2)
+    if other and other.start() < end:
+        end = other.start()
+    if text[end - 1] == "." and end - start > 4 and not _ORDINAL_STREET.search(text, start, end):
         end -= 1  # "Sweden." ends a sentence (a final "St." gives up a dot, not data)
     body = text[start:end]
     numbers = len(_NUMBERS.findall(body))
@@ -175,6 +214,11 @@ def _western(text: str) -> list[Entity]:
             while after < len(text) and text[after] in " \n":
                 after += 1
             span = _generic(text, after, line=False)
+            if span and "\n" in text[span[0]:span[1]] and \
+                    not _DIGIT.search(text, span[0], text.index("\n", span[0])):
+                # "Billing address: Sara Schwarz\n 28245 ...": the name line is no address
+                body = _LINE_BODY.match(text, text.index("\n", span[0]))
+                span = _generic(text, body.end(), line=False) if body else None
             if span:
                 # "the corner of A and B" is the address, its article included
                 first = at - 4 if cue == "corner of" and text[at - 4:at] == "the " else span[0]
@@ -184,6 +228,34 @@ def _western(text: str) -> list[Entity]:
             span = _generic(text, m.start(1) - 1, line=True)
             if span:
                 found.append(Entity("ADDRESS", *span, 0.8, NAME))
+    return found
+
+
+# An apartment or suite number marks an address without a cue or street type
+# ("Serenade Opus 420 Gairbekov Rapids\n Apt. 576\n Voormezele"): the street
+# line is the stretch of address tokens right before it (on its line, or on
+# the line above when the unit starts a line); it must hold a number.
+_UNIT = re.compile(r"(?:Apt|Suite|Unit)\.? #?\d{1,5}\b")
+_UNIT_WORDS = frozenset(["apt", "suite", "unit"])
+register_keywords((*_UNIT_WORDS, "po a"))
+_STREET_BEFORE = re.compile(rf"(?<![^\s>])(?:{_TOKEN} ){{0,7}}{_TOKEN},?$")
+
+
+def _after_units(text: str) -> list[Entity]:
+    found: list[Entity] = []
+    for m in _UNIT.finditer(text):
+        end = m.start()
+        while end and text[end - 1] in " \t>":
+            end -= 1
+        if end and text[end - 1] == "\n":
+            end -= 1  # the unit starts its line: the street is the line above
+        limit = max(text.rfind("\n", 0, end) + 1, end - 80)
+        street = _STREET_BEFORE.search(text, limit, end) if end else None
+        if street is None or not _DIGIT.search(text, street.start(), end):
+            continue
+        span = _generic(text, street.start(), line=False)
+        if span and span[1] >= m.end():
+            found.append(Entity("ADDRESS", *span, 0.75, NAME))
     return found
 
 
@@ -245,9 +317,64 @@ def _english(text: str) -> list[Entity]:
             if m.start() and (text[m.start() - 1] in _ASCII_ALNUM or
                               text[m.start() - 1] in LETTERS):
                 continue
-            tail = _TAIL.match(text, m.end())
-            end = tail.end() if tail else m.end()
-            found.append(Entity("ADDRESS", m.start(), end, 0.8, NAME))
+            found.append(Entity("ADDRESS", *street_span(text, m), 0.8, NAME))
+    return found
+
+
+def street_span(text: str, m: re.Match[str]) -> tuple[int, int]:
+    """The whole address around a street line ``m``: a building number before it,
+    a unit and the parts after it."""
+    tail = _TAIL.match(text, m.end())
+    start, end = m.start(), tail.end() if tail else m.end()
+    number = _NUMBER_BEFORE.search(text, max(0, start - 8), start) \
+        if text[start - 2:start - 1].isdigit() else None
+    if number and (not number.start() or not text[number.start() - 1].isalnum()):
+        start = number.start()  # "1987 74 Diakou Street": a building and a door number
+    return start, max(end, _rest_of_address(text, start, m.end()))
+
+
+_NUMBER_BEFORE = re.compile(r"\d{1,6} $")
+_AND_WORD = re.compile(r" and ")
+_NEXT_PART = re.compile(r",|[ \t]*\n| (?:Apt|Apartment|Suite|Ste|Unit|Flat)\b"
+                        r"| [A-Z][^\W\d_]{0,30}(?: [A-Z][^\W\d_]{0,30}){0,3}"
+                        r"[ \t]*(?:\n|[?!;])")
+
+
+def _rest_of_address(text: str, start: int, street_end: int) -> int:
+    """End of the lines after a street line that the generic form reads as its rest
+    (units, city, upper-case city, region, postcode, country), up to an " and "."""
+    if not _NEXT_PART.match(text, street_end):
+        return street_end  # "10 Pro Dr Smith": a comma, a unit or a line break starts a part
+    span = _generic(text, start, line=False)
+    if span is None or span[1] <= street_end:
+        return street_end
+    joined = _AND_WORD.search(text, street_end, span[1])
+    end = joined.start() if joined else span[1]
+    while text[end - 1] in ", ":
+        end -= 1  # "..., RS 24893, and USNV Botolen": the comma goes with the "and"
+    return end
+
+
+# US military mail: a unit line (PSC 1234, Box 5678 / Unit 1234 Box 5678 / a
+# ship: USNS Bergman), then APO, FPO or DPO, AA/AE/AP and the ZIP code, on the
+# next line or after a comma. Found from the second part (it starts with a
+# letter class: a fast scan), the unit line looked for right before it.
+_MILITARY_POST = re.compile(r"[AFDafd][Pp][Oo] [Aa][AEPaep] \d{5}(?:-\d{4})?(?!\d)")
+_MILITARY_UNIT = re.compile(
+    r"(?i:(?:PSC|CMR|Unit) \d{1,5},? Box \d{1,5}"
+    r"|(?:USNS|USNV|USS|USCGC) [^\W\d_][\w'’.-]{0,30}(?: [^\W\d_][\w'’.-]{0,30}){0,2})"
+    r"(?:,? ?\n[ >]*|, ?| )$"
+)
+
+
+def _military(text: str) -> list[Entity]:
+    found: list[Entity] = []
+    for m in _MILITARY_POST.finditer(text):
+        if m.start() and text[m.start() - 1].isalnum():
+            continue
+        unit = _MILITARY_UNIT.search(text, max(0, m.start() - 80), m.start())
+        if unit and (not unit.start() or not text[unit.start() - 1].isalnum()):
+            found.append(Entity("ADDRESS", unit.start(), m.end(), 0.85, NAME))
     return found
 
 
@@ -259,6 +386,11 @@ class AddressRecognizer:
 
     def analyze(self, text: str) -> list[Entity]:
         found = _english(text) + _western(text)
+        hits = keyword_hits(text)  # shared, cached: spares the scans below most texts
+        if "po a" in hits:  # APO/FPO/DPO and AA/AE/AP
+            found.extend(_military(text))
+        if not _UNIT_WORDS.isdisjoint(hits):
+            found.extend(_after_units(text))
         if not text.isascii():
             found.extend(_chinese(text))
         return found

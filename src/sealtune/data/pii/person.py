@@ -127,8 +127,9 @@ ZH_TITLES = frozenset(
     ]
 )
 _ZH_POSSESSIVE = "的(?:手机|电话|身份证|地址|邮箱|银行卡|护照|账号|卡号|住址)"
+_PREDICATES = frozenset(_person_zh.SUBJECT_PREDICATES)  # a clause's subject precedes them
 _ZH_ANCHOR = re.compile(
-    "|".join([*sorted(ZH_CUES | ZH_TITLES, key=len, reverse=True), _ZH_POSSESSIVE])
+    "|".join([*sorted(ZH_CUES | ZH_TITLES | _PREDICATES, key=len, reverse=True), _ZH_POSSESSIVE])
 )
 _CUE_TAIL = re.compile(r"[是叫为]?[：:\s]{0,2}")
 def _given_ok(text: str, start: int, end: int) -> bool:
@@ -184,6 +185,11 @@ def _name_before(text: str, end: int) -> int:
 def _zh(text: str) -> list[Entity]:
     found: list[Entity] = []
     for m in _ZH_ANCHOR.finditer(text):
+        if m.group() in _PREDICATES:
+            subject = _person_zh.subject_before(text, m.start(), _name_before)
+            if subject:
+                found.append(Entity("PERSON", *subject, NAME))
+            continue
         if m.group() in ZH_CUES:
             tail = _CUE_TAIL.match(text, m.end())
             start = tail.end() if tail else m.end()

@@ -20,13 +20,20 @@ package) says the number is valid:
   in any region when a phone word is near (``Mobile: 0490 39 07 81``) or in
   a major European one when dotted or bracketed; without one, only where
   that is the national habit (Spain, the Nordics, Poland ...) and a phone
-  word is near.
+  word is near;
+* labelled phone fields (:func:`_labelled`): after a label (``Mobile: ``,
+  ``Fax: ``, ``Phone:`` with the number on the next line) or on a line that
+  holds only the number and ``office``/``fax``/``mobile``/``cell``: any
+  phone-shaped number of 7 to 15 digits (the label says what it is, so
+  libphonenumber's ranges are not asked), except Chinese numbers, which
+  the rules above decide by their exact ranges.
 
 Does not catch: local landline numbers without an area code (``6552 9988``:
-too easily an amount or an order number), national numbers of other
-countries with no phone word near and no dots or brackets, numbers with
-slashes, numbers in words, and 400/800 service numbers (businesses, not
-people). A phone word on the line before (``Phone:\n...``) is not near.
+too easily an amount or an order number) and without a label, national
+numbers of other countries with no phone word near and no dots or
+brackets, numbers with slashes, numbers in words, and 400/800 service
+numbers (businesses, not people). A phone word on the line before
+(``Phone:\n...``) is not near, except as a field label (above).
 libphonenumber's CN mobile ranges depend on the first five digits,
 so their validity is memoised by prefix; other numbers get libphonenumber's
 answer from its patterns compiled into one regex per region and length
@@ -42,7 +49,14 @@ import phonenumbers
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneNumber
 
 from sealtune.data.pii._phone_valid import is_fixed_line, is_valid
-from sealtune.data.pii._text import Run, has_context, number_runs, pick_non_overlapping
+from sealtune.data.pii._text import (
+    Run,
+    has_context,
+    keyword_hits,
+    number_runs,
+    pick_non_overlapping,
+    register_keywords,
+)
 from sealtune.data.pii.base import Entity, register_recognizer
 
 NAME = "phone"
@@ -275,6 +289,55 @@ def _national(text: str, run: Run) -> list[tuple[int, int, float]]:
     return [(start, run.end, 0.7)] if _national_ok(run.digits, anywhere=True) else []
 
 
+# A labelled phone field: a phone label before the number ("Mobile: ",
+# "Phone:" and the number on the next line) or after it, the line holding
+# only the two ("416 60 039 office"). The label says what the number is, so
+# any phone-shaped number of 7 to 15 digits is taken (libphonenumber's ranges
+# are not asked: a field may hold a number they do not list).
+PHONE_LABELS = ("phone:", "mobile:", "tel:", "fax:", "desk:", "cell:", "telephone:")
+PHONE_SUFFIXES = ("office", "fax", "mobile", "cell")
+# (Registered without the space before them: a keyword that starts with a
+# space would be tried at every space of every text by the shared scan.)
+register_keywords((*PHONE_LABELS, *PHONE_SUFFIXES))
+_FIELD = re.compile(r"\+?\(?\d[\d .\-()]{5,22}\d(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?")
+_LABEL_GAP = re.compile(r"[ \t]*\n?[ \t>]*")
+_LINE_HEAD = re.compile(r"[ \t>]*")
+_LABEL_SET, _SUFFIX_SET = frozenset(PHONE_LABELS), frozenset(PHONE_SUFFIXES)
+_FIELD_WORDS = _LABEL_SET | _SUFFIX_SET
+
+
+def _field_ok(text: str, start: int, end: int) -> bool:
+    body = _EXTENSION.sub("", text[start:end])
+    digits = "".join(c for c in body if c.isdigit())
+    dialled = body.lstrip("(").startswith("+") or digits.startswith("00")
+    if digits.removeprefix("00").startswith("86") if dialled else \
+            (len(digits) == 11 and digits[0] == "1"):
+        return False  # CN numbers are decided by the runs above (their ranges are exact)
+    return 7 <= len(digits) <= 15 and body.count("(") == body.count(")") and \
+        not (end < len(text) and text[end].isalnum()) and \
+        not (_DATE.search(body) or _DOTTED_DATE.search(body) or _IP_LIKE.fullmatch(body) or
+             _SSN_LIKE.fullmatch(body))
+
+
+def _labelled(text: str, hits: dict[str, list[int]]) -> list[tuple[int, int, float]]:
+    found: list[tuple[int, int, float]] = []
+    for label in _LABEL_SET.intersection(hits):
+        for at in hits[label]:
+            gap = _LABEL_GAP.match(text, at + len(label))
+            m = _FIELD.match(text, gap.end() if gap else at + len(label))
+            if m and _field_ok(text, *m.span()):
+                found.append((*m.span(), 0.65))
+    for suffix in _SUFFIX_SET.intersection(hits) if "\n" in text else ():  # own line
+        for at in hits[suffix]:
+            after = at + len(suffix)
+            if at and text[at - 1] == " " and (after == len(text) or text[after] in " \t\r\n"):
+                head = _LINE_HEAD.match(text, text.rfind("\n", 0, at) + 1)
+                start = head.end() if head else at
+                if _FIELD.fullmatch(text, start, at - 1) and _field_ok(text, start, at - 1):
+                    found.append((start, at - 1, 0.65))
+    return found
+
+
 class PhoneRecognizer:
     """Recognizer for ``PHONE`` (see the module docstring)."""
 
@@ -288,6 +351,9 @@ class PhoneRecognizer:
                 candidates = _candidates(text, run)
                 found.extend(candidates or _national(text, run))
         found.extend(_written(text))
+        hits = keyword_hits(text)  # shared, cached
+        if not _FIELD_WORDS.isdisjoint(hits):
+            found.extend(_labelled(text, hits))
         if not found:
             return []
         return [Entity("PHONE", s, e, sc, NAME) for s, e, sc in pick_non_overlapping(found)]

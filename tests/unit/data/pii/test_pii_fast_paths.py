@@ -146,8 +146,7 @@ def test_english_addresses_as_an_unguarded_scan_finds_them(text: str) -> None:
         for m in street.finditer(text):
             if not (m.start() and (text[m.start() - 1] in _ALNUM or
                                    text[m.start() - 1] in address.LETTERS)):
-                tail = address._TAIL.match(text, m.end())
-                expected.append((m.start(), tail.end() if tail else m.end()))
+                expected.append(address.street_span(text, m))
     assert [(e.start, e.end) for e in address._english(text)] == expected
 
 

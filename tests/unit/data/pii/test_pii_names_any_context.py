@@ -59,3 +59,38 @@ def test_twelve_digit_maestro_in_card_context() -> None:
     assert found(f"my debit card {other}", "BANK_CARD") == []
     bad = card[:-1] + str((int(card[-1]) + 1) % 10)
     assert found(f"my debit card {bad}", "BANK_CARD") == []
+
+
+@pytest.mark.parametrize(("text", "names"), [
+    ("后来黄远洋没有回复。", ["黄远洋"]),           # a clause-initial subject, after a time word
+    ("客服：左诺福已经签收了。", ["左诺福"]),         # after a speaker label
+    ("昨天段娜又打来一次。", ["段娜"]),               # two characters: the time word stays out
+    ("联系人：曹思辉说请尽快处理", ["曹思辉"]),        # after a field label, before 说
+    ("麻烦核实一下。严桐艳来电咨询", ["严桐艳"]),
+])
+def test_clause_subject_before_a_person_predicate(text: str, names: list[str]) -> None:
+    assert found(text) == names
+
+
+@pytest.mark.parametrize("text", [
+    "我们已经签收了。",        # a pronoun, no surname
+    "快递已经签收了。",        # an everyday noun
+    "包裹没有回复",            # 包裹 is a common word that starts with a surname
+    "这个问题申请人没有回复",  # not at a clause start
+])
+def test_clause_subject_needs_a_name_at_the_clause_start(text: str) -> None:
+    assert found(text) == []
+
+
+@pytest.mark.parametrize(("text", "names"), [
+    ("Approved by Wren Oyelaran.", ["Wren Oyelaran"]),  # no list knows either word
+    ("Spoke with Ezra Whitfield, then closed it.", ["Ezra Whitfield"]),
+    ("Forwarded to Siobhan Lindqvist.", ["Siobhan Lindqvist"]),
+])
+def test_unknown_names_after_a_handling_verb(text: str, names: list[str]) -> None:
+    assert found(text) == names
+
+
+def test_handling_verb_without_a_person_finds_none() -> None:
+    assert found("Forwarded to the team.") == []
+    assert found("Approved by Customer Service.") == []

@@ -193,3 +193,62 @@ def test_cn_cues_without_names(text: str) -> None:
 def test_held_out_false_positive_classes(text: str, etype: str) -> None:
     spans = found(text, etype)
     assert spans in ([], ["478 Oak Road"])
+
+
+@pytest.mark.parametrize(("text", "names"), [
+    ("Tomomi Nishiyama lives at 86036 Rua do Arenque 1634", ["Tomomi Nishiyama"]),  # cue after
+    ("What's your name? Shintarou Hamaguchi", ["Shintarou Hamaguchi"]),          # name question
+    ("have you heard Isaac Heath speak yet?", ["Isaac Heath"]),
+])
+def test_unknown_name_runs_next_to_a_person_cue(text: str, names: list[str]) -> None:
+    assert found(text, "PERSON") == names
+
+
+def test_name_runs_without_a_cue_stay_unreported() -> None:
+    assert found("Have you been to a Homero Portillo concert before?", "PERSON") == []
+    # "with" takes firms as often as people: not a cue for an unknown run
+    assert found("Follow up with Google Cloud", "PERSON") == []
+
+
+def test_speaker_labels_of_a_script() -> None:
+    text = "Ubul: What a wife.\nNicole: Remember me?\nJohn: You saved my life!"
+    assert found(text, "PERSON") == ["Ubul", "Nicole", "John"]
+    # A chat log's role labels are no names, and one label alone is no script.
+    assert found("Customer: where is it?\nAgent: on its way.", "PERSON") == []
+    assert found("Note: call back\nsoon", "PERSON") == []
+
+
+@pytest.mark.parametrize(("text", "phones"), [
+    ("Personal Info:\nPhone:\n60-56-85-91\n\nE-mail:\nx@example.com", ["60-56-85-91"]),
+    ("Desk: +41 (0)96 471 07 95\nFax: 9498777106", ["+41 (0)96 471 07 95", "9498777106"]),
+    ("Paxata\n416 60 039 office\n+1-984-182-0190 mobile", ["416 60 039", "+1-984-182-0190"]),
+])
+def test_labelled_phone_fields(text: str, phones: list[str]) -> None:
+    assert found(text, "PHONE") == phones
+
+
+@pytest.mark.parametrize("text", [
+    "Order: 6552 9988 shipped\nthanks",          # a label that is no phone label
+    "Fax: 2024-09-13\nDesk: 10.0.0.1",          # a date, an IP address
+    "Room 12 office\n42 fax machines",           # too few digits, a word after the suffix
+])
+def test_labelled_phone_fields_need_a_phone_label_and_shape(text: str) -> None:
+    assert found(text, "PHONE") == []
+
+
+@pytest.mark.parametrize(("text", "names"), [
+    ("Warrane, can I please speak to your boss?", ["Warrane"]),          # called at line start
+    ("directed by Maciej Borkowski and starring Borkowski", ["Maciej Borkowski", "Borkowski"]),
+    ("My name is Ján M. Novák but everyone calls me Ján", ["Ján M. Novák", "Ján"]),
+])
+def test_names_called_or_credited(text: str, names: list[str]) -> None:
+    assert found(text, "PERSON") == names
+
+
+def test_firms_and_prefixed_words_are_no_names() -> None:
+    # a surname list alone on a signature line is a firm
+    text = ">Esat Jeknić\n>Marshall, Hernandez and Simpson\n>Esat Jeknić"
+    assert found(text, "PERSON") == ["Esat Jeknić", "Esat Jeknić"]
+    # "ex-Zombie": the prefixed word is no part of a name
+    assert "Zombie Lundberg" not in found("This song by ex-Zombie Lundberg is great", "PERSON")
+    assert found("Sorry, can I call back?", "PERSON") == []
