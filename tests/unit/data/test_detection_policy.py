@@ -20,10 +20,10 @@ from sealtune.data.store import read_dataset
 from sealtune.errors import ConfigError
 from sealtune.workspace import Workspace
 
-# Neither has a cue, a title or a given name from the list: the pattern tier
-# finds no name here (asserted below), the NER tier finds both.
-# Names with no cue, title, known given name or surname evidence: only the NER tier finds them.
-NER_ONLY = ("Forwarded to Bartholomew Quince yesterday.", "昨天胡梅华已经签收了，谢谢。")
+# Names with no cue, title, known given name or surname evidence, and not the subject of
+# a person's verb: the pattern tier finds none here (asserted below), the NER tier both.
+# (It now finds "Forwarded to Bartholomew Quince" and "昨天胡梅华已经签收了", the former cases.)
+NER_ONLY = ("I think Bartholomew Quince liked the blue one.", "包裹昨天给胡梅华送过去了。")
 
 
 def write_raw(path: Path) -> Path:
