@@ -106,9 +106,34 @@ class PiiStats:
         for text, entities in pairs:
             for e in entities:
                 seen = self.examples.setdefault(e.type, [])
+                if len(seen) >= MAX_EXAMPLES:
+                    continue
                 shown = mask(text[e.start:e.end])
-                if len(seen) < MAX_EXAMPLES and shown not in seen:
+                if shown not in seen:
                     seen.append(shown)
+
+    def merge(self, later: PiiStats) -> None:
+        """Add the counts of records counted after this one's (e.g. by a worker).
+
+        Each type's examples are the first :data:`MAX_EXAMPLES` distinct ones of
+        both in order, as if one object had counted every record: ``later``'s
+        first distinct examples hold every one a single count would have added.
+        """
+        self.entities.update(later.entities)
+        self.actions.update(later.actions)
+        for etype, actions in later.by_type.items():
+            self.by_type.setdefault(etype, Counter()).update(actions)
+        self.records_with_pii += later.records_with_pii
+        self.dropped += later.dropped
+        self.drop_reasons.update(later.drop_reasons)
+        self.fields_removed.update(later.fields_removed)
+        for scope, counts in later.spread.items():
+            self.spread.setdefault(scope, Counter()).update(counts)
+        for etype, shown in later.examples.items():
+            seen = self.examples.setdefault(etype, [])
+            for example in shown:
+                if len(seen) < MAX_EXAMPLES and example not in seen:
+                    seen.append(example)
 
     def to_json(self) -> dict[str, Any]:
         return {"entities": dict(sorted(self.entities.items())),

@@ -7,8 +7,9 @@ with ``N > 1`` the last pass (:func:`~sealtune.data.detections.redaction_pass`)
 reads the records in this process, in input order, and sends each wanted one
 with its entities, in batches, to a pool of ``N`` processes that redact it
 and build its JSON line; the results are taken back in the same order, at
-most ``N * 4`` batches ahead, and counted, written and sealed here exactly as
-with one worker. The sealed records, manifest counts, BOM and findings are
+most ``N * 4`` batches ahead, and written and sealed here exactly as
+with one worker (each batch's PII counts come back with it and are merged in
+order). The sealed records, manifest counts, BOM and findings are
 those of ``--workers 1`` (tests/integration/test_ingest_workers.py compares
 them after decryption).
 
@@ -29,23 +30,23 @@ from __future__ import annotations
 import json
 import multiprocessing
 import pickle
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
 
-from sealtune.data.redact import DatasetKeys, RedactionOutcome, Redactor
+from sealtune.data.findings import PiiStats
+from sealtune.data.redact import DatasetKeys, Redactor
 from sealtune.errors import SealtuneError, UsageError
 
 if TYPE_CHECKING:
     from sealtune.data.detections import Detections
-    from sealtune.data.findings import PiiStats
     from sealtune.data.passes import RecordPasses
     from sealtune.data.pii import Entity
     from sealtune.data.policy import Policy
     from sealtune.data.records import Record
-    from sealtune.data.redact import DatasetValues
+    from sealtune.data.redact import DatasetValues, RedactionOutcome
 
 __all__ = ["redact_on_processes"]
 
@@ -55,11 +56,8 @@ _BATCH = 128
 _AHEAD = 4
 
 Job = tuple["Record", list[list["Entity"]], dict[str, list["Entity"]]]
-#: What comes back of one record, in builtins (cheap to unpickle): its JSON line (None:
-#: dropped), the outcome's counts, drop reason, minimised fields and spread, or the error.
-Summary = tuple[tuple[tuple[tuple[str, str], int], ...], "str | None", tuple[str, ...],
-                tuple[tuple[tuple[str, str], int], ...]]
-Result = tuple["bytes | None", "Summary | None", "BaseException | None"]
+#: What comes back of one record: its JSON line (None: dropped by the policy), or the error.
+Result = tuple["bytes | None", "BaseException | None"]
 _STATE: list[tuple[Redactor, DatasetValues | None]] = []  # in a worker: built once
 
 
@@ -74,19 +72,22 @@ def record_line(outcome: RedactionOutcome) -> bytes | None:
     return (json.dumps(outcome.record.to_json(), ensure_ascii=False) + "\n").encode()
 
 
-def _redact(batch: list[Job]) -> list[Result]:
+def _redact(batch: list[Job]) -> tuple[list[Result], PiiStats]:
+    """Redact a batch; count it as the stage would (the counts merge in order)."""
     redactor, values = _STATE[0]
+    stats = PiiStats()
     out: list[Result] = []
     for record, by_message, by_extra in batch:
         try:
             outcome = redactor.redact_record(record, by_message, entities_by_extra=by_extra,
                                              dataset=values)
-            out.append((record_line(outcome), (tuple(outcome.counts.items()),
-                                               outcome.drop_reason, outcome.minimised,
-                                               tuple(outcome.spread.items())), None))
+            line = record_line(outcome)
         except Exception as exc:  # the stage decides (skip the line, or stop): as with one
-            out.append((None, None, _portable(exc)))
-    return out
+            out.append((None, _portable(exc)))
+            continue
+        stats.count(record, by_message, by_extra, outcome)
+        out.append((line, None))
+    return out, stats
 
 
 def _portable(exc: Exception) -> BaseException:
@@ -116,7 +117,7 @@ def redact_on_processes(source: RecordPasses, found: Detections, redactor: Redac
                                mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start,
                                initargs=(redactor.policy, secret, found.values))
-    pending: deque[tuple[list[Job], Future[list[Result]]]] = deque()
+    pending: deque[tuple[list[Job], Future[tuple[list[Result], PiiStats]]]] = deque()
     try:
         batch: list[Job] = []
         for index, record in enumerate(source.records(phase)):
@@ -146,29 +147,24 @@ def _died() -> SealtuneError:
                          hint="rerun with fewer --workers, or --workers 1")
 
 
-def _submit(pool: ProcessPoolExecutor, batch: list[Job]) -> Future[list[Result]]:
+def _submit(pool: ProcessPoolExecutor, batch: list[Job]) -> Future[tuple[list[Result], PiiStats]]:
     try:
         return pool.submit(_redact, batch)
     except BrokenProcessPool:
         raise _died() from None
 
 
-def _results(item: tuple[list[Job], Future[list[Result]]], source: RecordPasses,
-             pii: PiiStats) -> Iterator[tuple[Record, bytes | None]]:
+def _results(item: tuple[list[Job], Future[tuple[list[Result], PiiStats]]],
+             source: RecordPasses, pii: PiiStats) -> Iterator[tuple[Record, bytes | None]]:
     jobs, future = item
     try:
-        results = future.result()
+        results, stats = future.result()
     except BrokenProcessPool:
         raise _died() from None
-    for (record, by_message, by_extra), (line, summary, exc) in zip(jobs, results, strict=True):
-        if exc is not None or summary is None:
+    for (record, _, _), (line, exc) in zip(jobs, results, strict=True):
+        if exc is not None:
             source.fail(record, "redaction", exc if isinstance(exc, Exception)
                         else SealtuneError("redaction failed in a worker"))
             continue
-        counts, reason, minimised, spread = summary
-        # What the counting reads of an outcome; whether it was dropped is whether it has a
-        # line (the redacted record itself stays in the worker: only its line comes back).
-        outcome = RedactionOutcome(None if line is None else record, Counter(dict(counts)),
-                                   reason, minimised, Counter(dict(spread)))
-        pii.count(record, by_message, by_extra, outcome)
         yield record, line
+    pii.merge(stats)  # the records counted there, as one count here would have
