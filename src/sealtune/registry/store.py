@@ -37,7 +37,7 @@ import hashlib
 import os
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from sealtune.errors import IntegrityError, SealtuneError
@@ -121,18 +121,9 @@ class RegistryStore:
         from sealtune.keys.content import content_digest
 
         digest = f"{SEALED}:{content_digest(tmp)}"
-        final = self.blob_path(digest)
-        try:
-            os.chmod(tmp, 0o600)  # writable by the owner: a key rotation re-wraps it in place
-            os.link(tmp, final)
-        except FileExistsError:
-            if content_digest(final) != digest.partition(":")[2]:
-                raise IntegrityError(f"registry blob {final} does not match its name",
-                                     hint="restore the registry from a trusted copy") from None
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-        self._sync_dir(self.sealed_dir)
+        # Writable by the owner: a key rotation re-wraps it in place.
+        self._link(tmp, digest, mode=0o600,
+                   matches=lambda final: content_digest(final) == digest.partition(":")[2])
         return digest
 
     def put_blob(self, data: bytes) -> str:
@@ -151,19 +142,29 @@ class RegistryStore:
         ``link(2)`` refuses an existing name: a stored blob is never replaced.
         An existing blob of the same name is checked to hold the same bytes.
         """
+        self._link(tmp, digest, mode=0o400,
+                   matches=lambda final: digest_bytes(final.read_bytes()) == digest)
+        return digest
+
+    def _link(self, tmp: Path, digest: str, *, mode: int,
+              matches: Callable[[Path], bool]) -> None:
+        """Link ``tmp`` in as blob ``digest`` (never replacing one), remove it, sync the dir.
+
+        Raises:
+            IntegrityError: a stored blob of that name fails ``matches``.
+        """
         final = self.blob_path(digest)
         try:
-            os.chmod(tmp, 0o400)
+            os.chmod(tmp, mode)
             os.link(tmp, final)
         except FileExistsError:
-            if digest_bytes(final.read_bytes()) != digest:
+            if not matches(final):
                 raise IntegrityError(f"registry blob {final} does not match its name",
                                      hint="restore the registry from a trusted copy") from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-        self._sync_dir(self.blob_dir)
-        return digest
+        self._sync_dir(final.parent)
 
     def _sync_dir(self, directory: Path) -> None:
         fd = os.open(directory, os.O_RDONLY)
