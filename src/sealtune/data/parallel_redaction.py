@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from sealtune.data.findings import PiiStats
 from sealtune.data.redact import DatasetKeys, Redactor
-from sealtune.errors import SealtuneError, UsageError
+from sealtune.errors import SealtuneError
 
 if TYPE_CHECKING:
     from sealtune.data.detections import Detections
@@ -58,6 +58,8 @@ _AHEAD = 4
 Job = tuple["Record", list[list["Entity"]], dict[str, list["Entity"]]]
 #: What comes back of one record: its JSON line (None: dropped by the policy), or the error.
 Result = tuple["bytes | None", "BaseException | None"]
+#: A batch's results, and its PII counts (merged in order: :meth:`PiiStats.merge`).
+Done = tuple[list[Result], PiiStats]
 _STATE: list[tuple[Redactor, DatasetValues | None]] = []  # in a worker: built once
 
 
@@ -72,7 +74,7 @@ def record_line(outcome: RedactionOutcome) -> bytes | None:
     return (json.dumps(outcome.record.to_json(), ensure_ascii=False) + "\n").encode()
 
 
-def _redact(batch: list[Job]) -> tuple[list[Result], PiiStats]:
+def _redact(batch: list[Job]) -> Done:
     """Redact a batch; count it as the stage would (the counts merge in order)."""
     redactor, values = _STATE[0]
     stats = PiiStats()
@@ -107,17 +109,14 @@ def redact_on_processes(source: RecordPasses, found: Detections, redactor: Redac
     """:func:`~sealtune.data.detections.redaction_pass` with redaction on ``workers`` processes.
 
     Raises:
-        UsageError: the redactor has no policy to give the workers.
         SealtuneError: a worker process died (out of memory, killed).
     """
-    if redactor.policy is None:
-        raise UsageError("parallel redaction needs a redactor built from a policy")
     secret = b"" if redactor.keys is None else redactor.keys.secret
     pool = ProcessPoolExecutor(max_workers=workers,
                                mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start,
                                initargs=(redactor.policy, secret, found.values))
-    pending: deque[tuple[list[Job], Future[tuple[list[Result], PiiStats]]]] = deque()
+    pending: deque[tuple[list[Job], Future[Done]]] = deque()
     try:
         batch: list[Job] = []
         for index, record in enumerate(source.records(phase)):
@@ -147,14 +146,14 @@ def _died() -> SealtuneError:
                          hint="rerun with fewer --workers, or --workers 1")
 
 
-def _submit(pool: ProcessPoolExecutor, batch: list[Job]) -> Future[tuple[list[Result], PiiStats]]:
+def _submit(pool: ProcessPoolExecutor, batch: list[Job]) -> Future[Done]:
     try:
         return pool.submit(_redact, batch)
     except BrokenProcessPool:
         raise _died() from None
 
 
-def _results(item: tuple[list[Job], Future[tuple[list[Result], PiiStats]]],
+def _results(item: tuple[list[Job], Future[Done]],
              source: RecordPasses, pii: PiiStats) -> Iterator[tuple[Record, bytes | None]]:
     jobs, future = item
     try:

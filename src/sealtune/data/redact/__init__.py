@@ -157,7 +157,7 @@ class Redactor:
             raise UsageError(f"the policy uses {sorted(set(needs))}, which need the dataset keys",
                              hint="pass keys=DatasetKeys.generate() and seal keys.secret")
         self.keys = keys
-        self.policy: Policy | None = policy  # what parallel redaction rebuilds it from
+        self.policy = policy  # what parallel redaction rebuilds it from
         self.keep_fields = frozenset(policy.keep_fields)
 
     def operator_for(self, entity_type: str) -> Operator:
