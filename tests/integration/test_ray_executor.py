@@ -20,6 +20,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,7 @@ def sandboxed_equivalence(root: Path) -> None:
 
     ws = Workspace.init(root / "ws", passphrase="ray sandbox passphrase 1",
                         kdf=KdfParams.unsafe_fast(), default_key="k1")
+    host_ray_dirs = set(Path(tempfile.gettempdir()).glob("sealtune-ray-*"))
     try:
         plain, sealed = root / "raw.jsonl", root / "raw.jsonl.sealed"
         _raw(plain, 1500)
@@ -187,6 +189,10 @@ def sandboxed_equivalence(root: Path) -> None:
         assert destroyed.details["processes_left"] == 0  # Ray's processes died with it
         for name in NAMES:
             assert not any(name.encode() in line for line in on_ray["records"]["data"])
+        written = [p for p in root.rglob("*") if p.is_file()]  # the plaintext input is gone
+        for name in NAMES:  # nothing Ray or the ingest left on this host holds a name
+            assert not [p for p in written if name.encode() in p.read_bytes()], name
+        assert set(Path(tempfile.gettempdir()).glob("sealtune-ray-*")) == host_ray_dirs
     finally:
         ws.close()
 
