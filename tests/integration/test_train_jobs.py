@@ -26,6 +26,7 @@ import sealtune.train.jobs.run as job_run
 from sealtune.cli import main as cli_main
 from sealtune.data.records import Message, Record
 from sealtune.data.store import sha256_file
+from sealtune.errors import UsageError
 from sealtune.keys.files import seal_file
 from sealtune.sandbox import SandboxUnavailableError, probe, seccomp
 from sealtune.serve.engines import Message as ChatMessage
@@ -33,6 +34,7 @@ from sealtune.serve.engines import Sampling, make_engine
 from sealtune.serve.model import resolve_base, resolve_model
 from sealtune.train.config import TrainConfig
 from sealtune.train.jobs import list_jobs, run_job, show_job
+from sealtune.train.jobs.run import TrainingError
 from sealtune.train.tiny import make_tiny
 from sealtune.workspace import Workspace
 
@@ -178,6 +180,21 @@ def test_training_without_the_sandbox_warns_and_is_recorded(
     assert "train.unsafe_no_sandbox" in actions
     assert actions.index("train.unsafe_no_sandbox") < actions.index("train.finished")
     assert show_job(workspace, result.job_id)["sandboxed"] is False
+
+
+def test_a_failure_without_the_sandbox_names_only_its_class_unless_debugging(
+        workspace: Workspace, base: Path, marker: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The failure hint says SEALTUNE_DEBUG=1 with --no-sandbox shows the error: it does."""
+    _dataset(workspace, "support", marker, n=8)
+    tight = _config(max_steps=2, max_length=8)  # every assistant token lost to truncation
+    with pytest.warns(UserWarning), pytest.raises(TrainingError) as plain:
+        run_job(workspace, dataset="support", base=base, out_name="a", sandbox=False,
+                threads=1, config=tight)
+    assert str(plain.value).endswith("UsageError") and "SEALTUNE_DEBUG" in (plain.value.hint or "")
+    monkeypatch.setenv("SEALTUNE_DEBUG", "1")
+    with pytest.warns(UserWarning), pytest.raises(UsageError, match="max_length"):
+        run_job(workspace, dataset="support", base=base, out_name="b", sandbox=False,
+                threads=1, config=tight)
 
 
 def test_training_refuses_when_the_sandbox_cannot_be_created(
