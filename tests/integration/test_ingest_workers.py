@@ -192,6 +192,18 @@ def test_the_cli_ingests_with_workers(corpus: Path, tmp_path: Path) -> None:
     assert bad.returncode == 2 and "--workers" in bad.stderr
     shown = json.loads(run("data", "show", "two", "--json").stdout)
     assert all(shown["intact"].values()) and shown["manifest"]["counts"]["records_out"] > 1000
+    # The seam: the dataset the workers built is rotated, retired and trained on as any.
+    from sealtune.train.tiny import make_tiny
+
+    rotated = run("keys", "rotate", "platform", "--retire-old")
+    assert rotated.returncode == 0, rotated.stderr[-2000:]
+    shown = json.loads(run("data", "show", "two", "--json").stdout)
+    assert all(shown["intact"].values())
+    base = make_tiny(tmp_path / "base", seed=0)
+    trained = run("train", "--dataset", "two", "--base", str(base), "--out-name", "m",
+                  "--epochs", "1", "--max-steps", "2", "--batch-size", "4", "--max-length", "160",
+                  "--threads", "1")
+    assert trained.returncode == 0, trained.stderr[-2000:]
 
 
 def test_results_kept_are_bounded_and_a_dropped_one_is_found_again(
