@@ -25,7 +25,7 @@ LIFECYCLE = ["sandbox.created", "sandbox.data_decrypted", "sandbox.outputs_seale
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
     done = subprocess.run([*SEALTUNE, *args], env=env, capture_output=True, timeout=600,
                           check=False)
-    assert done.returncode == 0, (args, done.stderr[-2000:])
+    assert done.returncode == 0, f"{args[:3]}: {done.stderr.decode(errors='replace')[-2000:]}"
     return done
 
 
