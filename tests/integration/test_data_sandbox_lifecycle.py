@@ -61,7 +61,7 @@ def test_init_ingest_sealed_raw_in_the_sandbox_then_train(tmp_path: Path) -> Non
                         "--name", "support"))
     printed.append(_run(env, "train", "--dataset", "support", "--base", str(base),
                         "--out-name", "m1", "--max-steps", "2", "--batch-size", "4",
-                        "--max-length", "48", "--threads", "1"))
+                        "--max-length", "96", "--threads", "1"))
     log = _run(env, "audit", "log", "--json").stdout
     events = [json.loads(line) for line in log.splitlines() if line.strip()]
     by_stage: dict[str, list[str]] = {}
