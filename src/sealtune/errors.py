@@ -18,15 +18,21 @@ class SealtuneError(Exception):
     Args:
         message: what went wrong, naming the file, field or key (never data).
         hint: what the user can do about it.
+        code: a short token (``[a-z0-9_]``) naming a condition whose text carries no
+            data, e.g. ``max_length_cuts_every_answer``. A sandbox reports only an
+            error's class and this code to its parent (never the message), so the
+            parent can still say what went wrong and how to fix it.
     """
 
     exit_code: int = 1
     prefix: str = "error"
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None,
+                 code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.code = code
 
     def diagnostics(self) -> str:
         """Return the one- or two-line text the CLI shows for this error."""
@@ -129,10 +135,10 @@ class MalformedJSON(SealtuneError):
     """
 
     prefix = "input"
+    code: str
 
     def __init__(self, message: str, *, code: str, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.code = code
+        super().__init__(message, hint=hint, code=code)
 
 
 class DiskFullError(SealtuneError):

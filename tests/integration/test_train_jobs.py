@@ -7,6 +7,7 @@ the CLI runs as a subprocess and is killed with SIGKILL.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -186,15 +187,34 @@ def test_a_failure_without_the_sandbox_names_only_its_class_unless_debugging(
         workspace: Workspace, base: Path, marker: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The failure hint says SEALTUNE_DEBUG=1 with --no-sandbox shows the error: it does."""
     _dataset(workspace, "support", marker, n=8)
-    tight = _config(max_steps=2, max_length=8)  # every assistant token lost to truncation
+    none_left = _config(max_steps=2, val_size=8)  # the split leaves nothing to train on
     with pytest.warns(UserWarning), pytest.raises(TrainingError) as plain:
         run_job(workspace, dataset="support", base=base, out_name="a", sandbox=False,
-                threads=1, config=tight)
+                threads=1, config=none_left)
     assert str(plain.value).endswith("UsageError") and "SEALTUNE_DEBUG" in (plain.value.hint or "")
     monkeypatch.setenv("SEALTUNE_DEBUG", "1")
-    with pytest.warns(UserWarning), pytest.raises(UsageError, match="max_length"):
+    with pytest.warns(UserWarning), pytest.raises(UsageError, match="val_size"):
         run_job(workspace, dataset="support", base=base, out_name="b", sandbox=False,
+                threads=1, config=none_left)
+
+
+@pytest.mark.parametrize("sandbox", [True, False])
+def test_a_failure_known_by_code_says_what_went_wrong_and_the_fix(
+        workspace: Workspace, base: Path, marker: str, sandbox: bool) -> None:
+    """Every answer cut by --max-length: the worker's error code (never its text) crosses
+    the sandbox, and the parent says the condition and its fix."""
+    _dataset(workspace, "support", marker, n=8)
+    tight = _config(max_steps=2, max_length=8)  # every assistant token lost to truncation
+    with contextlib.ExitStack() as stack:
+        if not sandbox:
+            stack.enter_context(pytest.warns(UserWarning))
+        failed = stack.enter_context(pytest.raises(TrainingError))
+        run_job(workspace, dataset="support", base=base, out_name="cut", sandbox=sandbox,
                 threads=1, config=tight)
+    assert "UsageError: every training example lost its answer to truncation at max_length" \
+        in str(failed.value)
+    assert "raise --max-length" in (failed.value.hint or "")
+    assert marker not in str(failed.value) + (failed.value.hint or "")
 
 
 def test_training_refuses_when_the_sandbox_cannot_be_created(

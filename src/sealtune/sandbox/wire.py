@@ -39,6 +39,7 @@ MAX_SECRETS = 100_000
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 KEY_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_.,:/+=-]{0,128}$")
+CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # an error's data-free condition code
 EVENT_TYPES = frozenset({"progress", "event", "error"})
 #: An entry: ``package.module`` (its ``main``) or ``package.module:function``.
 ENTRY_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*)?$", re.ASCII)
@@ -159,9 +160,18 @@ class EventWriter:
         self.send("progress", "progress", step=step, total=total, loss=loss)
 
     def error(self, exc: BaseException) -> None:
-        """Report an exception by class name only (never its message)."""
+        """Report an exception by class name and its ``code`` token only (never its message).
+
+        A sealtune error may carry a ``code`` naming a data-free condition (see
+        :class:`sealtune.errors.SealtuneError`); the parent maps the codes it knows to
+        their message and fix.
+        """
         kind = type(exc).__name__
-        self.send("error", "error", kind=kind if TOKEN_RE.fullmatch(kind) else "Exception")
+        code = getattr(exc, "code", None)
+        fields: dict[str, Scalar] = {"kind": kind if TOKEN_RE.fullmatch(kind) else "Exception"}
+        if isinstance(code, str) and CODE_RE.fullmatch(code):
+            fields["code"] = code
+        self.send("error", "error", **fields)
 
 
 def environ_names_digest(names: set[str] | list[str]) -> str:

@@ -30,6 +30,9 @@ from typing import Any
 from sealtune.data.records import Record
 from sealtune.errors import ConfigError, UsageError
 
+#: The error code of :meth:`EncodedData.with_loss_only`'s failure (see ``SealtuneError.code``).
+CUT_EVERY_ANSWER = "max_length_cuts_every_answer"
+
 IGNORE_INDEX = -100
 
 
@@ -72,7 +75,8 @@ class EncodedData:
         if not kept:
             raise UsageError(f"all {len(self.examples)} examples lost every assistant token "
                              f"to truncation at max_length",
-                             hint="raise --max-length (or shorten the system and user turns)")
+                             hint="raise --max-length (or shorten the system and user turns)",
+                             code=CUT_EVERY_ANSWER)
         dropped = len(self.examples) - len(kept)
         return replace(self, examples=kept, without_loss=0,
                        dropped_no_assistant_tokens=self.dropped_no_assistant_tokens + dropped)

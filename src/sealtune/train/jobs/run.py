@@ -23,7 +23,8 @@ process over the same event protocol, with a warning and a
 What this protects against: plaintext outputs installed as a model (each file
 must carry the sealed-file magic), a model installed from a sandbox that wrote
 files it should not have, a failure inside reported with sample text
-(errors travel by exception class only), a no-sandbox run that goes unrecorded.
+(errors travel by exception class and a data-free condition code only, see
+:data:`KNOWN_CODES`), a no-sandbox run that goes unrecorded.
 What it does not: this is OS isolation, not a TEE (see
 :mod:`sealtune.sandbox`); the keys sit in this process's memory while the
 job runs; ``--no-sandbox`` offers no isolation at all (plaintext reaches this
@@ -54,6 +55,7 @@ from sealtune.sandbox.measurement import measure
 from sealtune.sandbox.process import SandboxEvent
 from sealtune.sandbox.spec import SandboxCancelled, SandboxSpec
 from sealtune.sandbox.timeline import Timeline, exit_status, run_recorded
+from sealtune.train.data import CUT_EVERY_ANSWER
 from sealtune.train.jobs.canaries import prepare_canaries
 from sealtune.train.jobs.cancel import clear_request, discard_outputs
 from sealtune.train.jobs.keys import dataset_key, output_target, resumed_target
@@ -71,6 +73,12 @@ UNSAFE_WARNING = ("training WITHOUT the sandbox (--no-sandbox): plaintext data a
 #: The worker's own milestone beyond the sandbox's (sealtune.sandbox.timeline.MILESTONES).
 MILESTONES = {"training_finished": "train.finished"}
 ProgressFn = Callable[[SandboxEvent], None]
+#: What this process may say of a worker error it knows by code (errors leave the sandbox
+#: by class and code only): the condition and its fix, neither carrying data.
+KNOWN_CODES = {
+    CUT_EVERY_ANSWER: ("every training example lost its answer to truncation at max_length",
+                       "raise --max-length (or shorten the system and user turns)"),
+}
 #: The entry module the sandbox runs.
 WORKER = "sealtune.train.worker"
 #: The code a job measures: the whole sealtune package (jobs -> train -> sealtune).
@@ -123,6 +131,7 @@ class JobRun:
         self.pending: list[WrappedKey] = []  # what the sandbox will seal under (leased)
         self.fields: dict[str, dict[str, Any]] = {}
         self.errors: list[str] = []
+        self.codes: list[str] = []  # the errors' data-free condition codes
         self.timeline: Timeline | None = None  # made once the run is measured
 
     def execute(self) -> JobResult:
@@ -170,6 +179,11 @@ class JobRun:
             raise DiskFullError(self.spec.output_dir, hint=(
                 "the job's sealed checkpoints and outputs are written there: free space "
                 "on that file system and rerun to resume from the last sealed checkpoint"))
+        known = [KNOWN_CODES[c] for c in self.codes if c in KNOWN_CODES]
+        if known:  # a condition the worker named by code: say it and its fix
+            raise TrainingError(
+                f"training failed inside the sandbox: {', '.join(self.errors)}: {known[0][0]}",
+                hint=known[0][1])
         if self.errors or "outputs_sealed" not in self.fields:
             raise TrainingError(
                 "training failed inside the sandbox: "
@@ -218,6 +232,8 @@ class JobRun:
             return
         if ev.type == "error":
             self.errors.append(str(ev.fields.get("kind")))
+            if isinstance(ev.fields.get("code"), str):
+                self.codes.append(str(ev.fields["code"]))
             return
         if ev.type == "event" and ev.name == "epoch_finished":
             record_epoch(self.job.rec, ev.fields)
@@ -256,6 +272,8 @@ class JobRun:
             if os.environ.get("SEALTUNE_DEBUG") == "1":  # unless debugging (the hint's way)
                 raise
             self.errors.append(type(exc).__name__)
+            if isinstance(getattr(exc, "code", None), str):
+                self.codes.append(exc.code)  # type: ignore[attr-defined]
         finally:
             wiped = wipe_tree(work / "tmp")
             shutil.rmtree(work, ignore_errors=True)
