@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +19,37 @@ from sealtune.workspace import Workspace
 # Tests never inherit a developer's workspace or passphrase.
 for _var in ("SEALTUNE_HOME", "SEALTUNE_PASSPHRASE", "SEALTUNE_ACTOR"):
     os.environ.pop(_var, None)
+
+
+#: The ``sealtune`` command, run as a subprocess the way a user runs it.
+SEALTUNE = [sys.executable, "-m", "sealtune"]
+
+
+def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a ``sealtune`` subprocess: this process's less every
+    ``SEALTUNE_`` variable, with a home, a unique passphrase (the test-only fast KDF) and
+    a temp dir of its own under ``tmp_path``; ``extra`` adds or overrides variables."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALTUNE_")}
+    env.update({"SEALTUNE_HOME": str(tmp_path / "home"),
+                "SEALTUNE_PASSPHRASE": "cli-" + secrets.token_hex(8),
+                "SEALTUNE_UNSAFE_FAST_KDF": "1", "TMPDIR": str(tmp), "COLUMNS": "200", **extra})
+    return env
+
+
+def run(env: dict[str, str], *args: str, timeout: float = 300,
+        ) -> subprocess.CompletedProcess[str]:
+    """``sealtune ARGS`` in ``env``; its exit status is the caller's to check."""
+    return subprocess.run([*SEALTUNE, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def ok(env: dict[str, str], *args: str) -> str:
+    """``sealtune ARGS`` in ``env``, which must succeed; its standard output."""
+    res = run(env, *args)
+    assert res.returncode == 0, (args, res.stdout[-2000:], res.stderr[-2000:])
+    return res.stdout
 
 
 @pytest.fixture

@@ -16,17 +16,17 @@ either (redaction, not only encryption).
 from __future__ import annotations
 
 import json
-import os
 import random
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 
 from sealtune.data.store import read_dataset
 from sealtune.workspace import Workspace
 
-SEALTUNE = [sys.executable, "-m", "sealtune"]
+from ..conftest import cli_env
+from ..conftest import run as cli_run
+
 COMPOUND = ["欧阳", "司马", "慕容", "皇甫", "诸葛"]
 GIVEN = "震霆蔚岚秋笛云舒晓峰静怡珂瑶"
 EN_FIRST = ["Quentin", "Ottoline", "Zebulon", "Philippa", "Barnaby", "Winifred"]
@@ -107,20 +107,15 @@ def scan_tree(root: Path, wanted: set[bytes]) -> tuple[int, list[str]]:
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run([*SEALTUNE, *args], env=env, capture_output=True, text=True,
-                         timeout=300, check=False)
+    res = cli_run(env, *args)
     assert res.returncode == 0, (args, res.stdout[-2000:], res.stderr[-2000:])
     return res
 
 
 def test_no_planted_value_anywhere_after_ingest(tmp_path: Path) -> None:
     home, tmp, incoming = tmp_path / "home", tmp_path / "tmp", tmp_path / "incoming"
-    tmp.mkdir()
     incoming.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALTUNE_")}
-    env.update({"SEALTUNE_HOME": str(home), "SEALTUNE_PASSPHRASE": "np-" + secrets.token_hex(8),
-                "SEALTUNE_UNSAFE_FAST_KDF": "1", "TMPDIR": str(tmp), "TMP": str(tmp),
-                "TEMP": str(tmp), "COLUMNS": "200"})
+    env = cli_env(tmp_path, TMP=str(tmp), TEMP=str(tmp))
     raw = incoming / "raw.jsonl"
     values = plant(raw, random.Random(secrets.randbits(32)))
     wanted = needles(values)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-SEALTUNE = [sys.executable, "-m", "sealtune"]
+from ..conftest import cli_env, ok, run
+
 ROWS = [
     ("你好，我是欧阳震霆，手机13912345678，退款什么时候到账？", "退款将在3个工作日内到账。"),
     ("Hi, this is Quentin Rasmussen, email q.rasmussen@example.org. Where is my order?",
@@ -23,24 +20,8 @@ ROWS = [
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SEALTUNE_")}
-    base.update({"SEALTUNE_HOME": str(tmp_path / "home"),
-                 "SEALTUNE_PASSPHRASE": "data-cli-" + secrets.token_hex(8),
-                 "SEALTUNE_UNSAFE_FAST_KDF": "1", "TMPDIR": str(tmp_path / "tmp"),
-                 "COLUMNS": "200"})
-    (tmp_path / "tmp").mkdir()
-    return base
+    return cli_env(tmp_path)
 
-
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SEALTUNE, *args], env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
-
-
-def ok(env: dict[str, str], *args: str) -> str:
-    res = run(env, *args)
-    assert res.returncode == 0, (args, res.stdout, res.stderr)
-    return res.stdout
 
 
 @pytest.fixture

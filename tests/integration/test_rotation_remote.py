@@ -13,8 +13,6 @@ completes it and the retirement prunes the orphaned blobs.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -23,29 +21,17 @@ from pathlib import Path
 
 import pytest
 
-SEALTUNE = [sys.executable, "-m", "sealtune"]
+from ..conftest import cli_env, ok, run
+
 TRAIN = ["--epochs", "1", "--max-steps", "2", "--batch-size", "4", "--max-length", "32",
          "--threads", "1"]
 
 
 @pytest.fixture
 def env(tmp_path: Path, s3_env: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SEALTUNE_")}
-    base.update({"SEALTUNE_HOME": str(tmp_path / "home"),
-                 "SEALTUNE_PASSPHRASE": "remote-" + secrets.token_hex(8),
-                 "SEALTUNE_UNSAFE_FAST_KDF": "1", "COLUMNS": "400"})
-    return base
+    """After the S3 server's variables are set (they are copied)."""
+    return cli_env(tmp_path, COLUMNS="400")
 
-
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SEALTUNE, *args], env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
-
-
-def ok(env: dict[str, str], *args: str) -> str:
-    res = run(env, *args)
-    assert res.returncode == 0, (args, res.stdout, res.stderr)
-    return res.stdout
 
 
 def _raw(path: Path) -> Path:

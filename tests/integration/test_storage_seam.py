@@ -11,38 +11,23 @@ from __future__ import annotations
 import http.client
 import http.server
 import json
-import os
 import secrets
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-SEALTUNE = [sys.executable, "-m", "sealtune"]
+from ..conftest import cli_env, ok, run
+
 PLANTED = "Quentin Rasmussen-" + secrets.token_hex(4)
 
 
 @pytest.fixture
 def env(tmp_path: Path, s3_env: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SEALTUNE_")}
-    base.update({"SEALTUNE_HOME": str(tmp_path / "home"),
-                 "SEALTUNE_PASSPHRASE": "seam-" + secrets.token_hex(8),
-                 "SEALTUNE_UNSAFE_FAST_KDF": "1", "COLUMNS": "200"})
-    return base
+    """After the S3 server's variables are set (they are copied)."""
+    return cli_env(tmp_path)
 
-
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SEALTUNE, *args], env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
-
-
-def ok(env: dict[str, str], *args: str) -> str:
-    res = run(env, *args)
-    assert res.returncode == 0, (args, res.stdout, res.stderr)
-    return res.stdout
 
 
 @pytest.fixture
