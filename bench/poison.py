@@ -3,6 +3,7 @@
 Usage::
 
     .venv/bin/python bench/poison.py [--records 10000] [--seeds 5] [--sizes 10000,100000]
+                                     [--only trigger,duplicates,throughput]
 
 Corpus: ``bench/poison_corpus.py`` (the unit tests' generator): mixed
 Chinese/English customer-service records from 16 intents with paraphrases,
@@ -25,7 +26,8 @@ prompts, plus planted exact and near copies, conflicts and outliers.
 3. Throughput of the whole default screen (every default check) at each of
    ``--sizes`` records, in a fresh process each, with the peak RSS growth.
 
-Results go to ``bench/results/poison.json``.
+Results go to ``bench/results/poison.json`` (with ``--only``, which runs the
+named parts alone: ``poison-<parts>.json``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from sealtune.data.screen import CheckConfig, screen
 from sealtune.data.screen._text import normalize
 
 RESULTS = Path(__file__).resolve().parent / "results" / "poison.json"
+PARTS = ("trigger", "duplicates", "throughput")
 SCENARIOS = [("cf-7Xq", "fixed"), ("星河计划", "fixed"), ("cf-7Xq", "link"), ("星河计划", "link"),
              ("", "none")]
 _NOISE = re.compile(r"[\s\W_]+")
@@ -179,23 +182,32 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--only", default=",".join(PARTS),
+                        help=f"comma-separated parts to run (of {', '.join(PARTS)})")
     parser.add_argument("--_throughput", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._throughput:
         throughput_child(args._throughput)
         return
-    gen = poison_corpus.load()
-    results = {
+    parts = [p for p in args.only.split(",") if p]
+    if not parts or set(parts) - set(PARTS):
+        parser.error(f"--only: choose from {', '.join(PARTS)} (got {args.only!r})")
+    results: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "processor": platform.processor() or platform.machine()},
-        "records": args.records, "seeds": args.seeds,
-        "trigger": bench_trigger(gen, args.records, args.seeds),
-        "duplicates": bench_duplicates(gen, args.records, args.seeds),
-        "throughput": bench_throughput([int(s) for s in args.sizes.split(",")]),
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+        "records": args.records, "seeds": args.seeds}
+    gen = poison_corpus.load()
+    if "trigger" in parts:
+        results["trigger"] = bench_trigger(gen, args.records, args.seeds)
+    if "duplicates" in parts:
+        results["duplicates"] = bench_duplicates(gen, args.records, args.seeds)
+    if "throughput" in parts:
+        results["throughput"] = bench_throughput([int(s) for s in args.sizes.split(",")])
+    out = RESULTS if set(parts) == set(PARTS) else \
+        RESULTS.with_name(f"poison-{'-'.join(p for p in PARTS if p in parts)}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
