@@ -11,7 +11,8 @@ hash pre-mixed with the MurmurHash3 32-bit finalizer, then ``a*h + b mod
 hashfunc=int).update_batch(shingle_hashes)``; the test suite checks this. It
 is computed here for a whole batch of texts in a few numpy operations,
 because per-record ``update_batch`` calls cost more than the screening
-itself.
+itself. datasketch itself is not imported: it pulls in scipy, about a
+second of start-up in every process that screens (each data worker too).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
-from datasketch import MinHash  # type: ignore[import-untyped]
 
 U32 = npt.NDArray[np.uint32]
 U64 = npt.NDArray[np.uint64]
@@ -130,9 +130,16 @@ def _word_ngrams(words: list[str], max_word: int, out: set[str]) -> None:
 
 @lru_cache(maxsize=8)
 def permutations(num_perm: int, seed: int = MINHASH_SEED) -> tuple[U32, U32]:
-    """datasketch's affine32 permutation parameters ``(a, b)`` (uint32; products wrap mod 2**32)."""
-    perms = MinHash(num_perm=num_perm, seed=seed).permutations
-    return perms[0].astype(np.uint32), perms[1].astype(np.uint32)
+    """datasketch's affine32 permutation parameters ``(a, b)`` (uint32; products wrap mod 2**32).
+
+    Drawn as datasketch 2 draws them, from numpy's legacy ``RandomState(seed)``:
+    ``a`` odd (a bijection mod 2**32), ``b`` any; the tests compare them with
+    ``datasketch.MinHash(num_perm, seed).permutations``.
+    """
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
 
 
 def _fmix32(h: U64) -> U64:

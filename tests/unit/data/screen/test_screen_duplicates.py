@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
+import pytest
 from datasketch import MinHash
 
 from sealtune.data.records import Message, Record
@@ -31,6 +35,24 @@ def test_signatures_match_datasketch_minhash() -> None:
         ref = MinHash(num_perm=128, seed=_text.MINHASH_SEED, hashfunc=int)
         ref.update_batch([int(h) for h in hashes[offsets[i]:offsets[i + 1]]])
         assert np.array_equal(ref.hashvalues, sigs[i])
+
+
+@pytest.mark.parametrize(("num_perm", "seed"), [(128, 1), (32, 1), (7, 99)])
+def test_permutations_are_datasketch_s_own(num_perm: int, seed: int) -> None:
+    a, b = _text.permutations(num_perm, seed)
+    ref = MinHash(num_perm=num_perm, seed=seed).permutations
+    assert a.dtype == b.dtype == np.uint32
+    assert np.array_equal(a, ref[0]) and np.array_equal(b, ref[1])
+
+
+def test_screening_starts_without_datasketch_or_scipy() -> None:
+    """Every screening process (each data worker too) would pay about a second for them."""
+    code = ("import sys, sealtune.data.screen as s, sealtune.data.parallel, "
+            "sealtune.data.parallel_redaction; s.screen([]); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('scipy', 'datasketch')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert done.stdout.strip() == "[]"
 
 
 def test_exact_duplicates_after_normalisation_keep_the_first() -> None:
