@@ -147,6 +147,28 @@ def test_workers_are_for_the_local_executor(workspace: Workspace, tmp_path: Path
     assert not (workspace.root / "datasets" / "x").exists()
 
 
+def _children() -> list[str]:
+    """Command lines of this process's running children, multiprocessing's resource
+    tracker aside (it lives as long as this process, whatever started it)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and \
+                "resource_tracker" not in cmdline:
+            out.append(cmdline)
+    return out
+
+
+def test_an_ingest_leaves_no_worker_or_fork_server_running(workspace: Workspace,
+                                                           corpus: Path) -> None:
+    ingest(workspace, corpus, name="w2", workers=2)
+    assert _children() == []
+
+
 def test_a_failing_ingest_stops_its_workers(workspace: Workspace, corpus: Path,
                                             tmp_path: Path) -> None:
     raw = tmp_path / "bad.jsonl"
@@ -156,6 +178,7 @@ def test_a_failing_ingest_stops_its_workers(workspace: Workspace, corpus: Path,
         ingest(workspace, raw, name="bad", on_error="fail", workers=2)
     assert caught.value.line == 6
     assert multiprocessing.active_children() == []  # the pool was shut down, not left running
+    assert _children() == []  # and the fork server the workers came from
     assert not (workspace.root / "datasets" / "bad").exists()
 
 

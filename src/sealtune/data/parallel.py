@@ -18,8 +18,8 @@ Detection is spread here; the redaction pass is spread too, by
 :mod:`sealtune.data.parallel_redaction`. Screening and sealing stay in this
 process, so the speed-up is bounded by their share of the run.
 
-Workers are started with ``spawn``: a fresh interpreter that inherits none
-of this process's memory (unwrapped keys, the dataset secret) and receives
+Workers are forked from a fresh interpreter (:mod:`.procs`) that inherits none
+of this process's memory (unwrapped keys, the dataset secret) and receive
 only record text over a pipe; inside the data sandbox they run in the same
 sandbox. What this protects against: nothing new, it is a speed option.
 What it does not change: the texts the workers see are the ones this
@@ -29,7 +29,6 @@ process sees, on the same host, under the same user.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import queue
 import threading
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sealtune.data import procs
 from sealtune.data.detections import kept_texts
 from sealtune.data.executors import CHUNK, PrecomputedAnalyzer, chunks, text_key
 from sealtune.data.formats import Opener, read_records
@@ -107,7 +107,7 @@ def detect_on_processes(path: Path, policy: Policy, *, workers: int, format: str
     texts = _texts(path, format=format, text_field=text_field,
                    keep_fields=frozenset(policy.keep_fields), opener=opener)
     pool = ProcessPoolExecutor(max_workers=check_workers(workers),
-                               mp_context=multiprocessing.get_context("spawn"),
+                               mp_context=procs.context(),
                                initializer=_start, initargs=(policy,))
     return Streamed(policy.analyzer(), pool, texts, chunk=chunk, ahead=min(8 * workers, _AHEAD))
 
@@ -193,6 +193,8 @@ class Streamed(PrecomputedAnalyzer):
 
 
 def close_analyzer(analyzer: object) -> None:
-    """Close ``analyzer`` if it is a :class:`Streamed` one (its workers stop)."""
+    """Close ``analyzer`` if it is a :class:`Streamed` one (its workers stop), and stop the
+    fork server the workers came from (:mod:`.procs`): an ingest's last step."""
     if isinstance(analyzer, Streamed):
         analyzer.close()
+    procs.stop()

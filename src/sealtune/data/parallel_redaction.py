@@ -13,10 +13,11 @@ order). The sealed records, manifest counts, BOM and findings are
 those of ``--workers 1`` (tests/integration/test_ingest_workers.py compares
 them after decryption).
 
-Each worker is a fresh interpreter (``spawn``: none of this process's memory)
-that receives, at start, the policy, the dataset-wide dictionary and the
-dataset's redaction secret (the 32 bytes behind pseudonyms and tokens: what
-the redaction it does needs), then records over a pipe. It never receives
+Each worker is forked from a fresh interpreter (:mod:`.procs`: none of this
+process's memory) and receives, at start, from this process, the policy,
+the dataset-wide dictionary and the dataset's redaction secret (the 32
+bytes behind pseudonyms and tokens: what the redaction it does needs), then
+records over a pipe. It never receives
 the keyring, a key-encryption key or a sealing key, and writes nothing.
 
 What this protects against: nothing new, it is a speed option. What it
@@ -28,7 +29,6 @@ when it is on), where the records it protects already are.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import pickle
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -36,6 +36,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
 
+from sealtune.data import procs
 from sealtune.data.findings import PiiStats
 from sealtune.data.redact import DatasetKeys, Redactor
 from sealtune.errors import SealtuneError
@@ -113,7 +114,7 @@ def redact_on_processes(source: RecordPasses, found: Detections, redactor: Redac
     """
     secret = b"" if redactor.keys is None else redactor.keys.secret
     pool = ProcessPoolExecutor(max_workers=workers,
-                               mp_context=multiprocessing.get_context("spawn"),
+                               mp_context=procs.context(),
                                initializer=_start,
                                initargs=(redactor.policy, secret, found.values))
     pending: deque[tuple[list[Job], Future[Done]]] = deque()
