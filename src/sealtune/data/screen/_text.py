@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from itertools import pairwise
 
@@ -44,7 +44,26 @@ _P = np.uint64(0x100000001B3)  # FNV-64 prime: the polynomial base of the n-gram
 
 def normalize(text: str) -> str:
     """NFKC, casefold, whitespace collapsed to single spaces and stripped."""
-    return _WS.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    # str.split() splits at runs of exactly the characters ``\s`` matches (and drops
+    # the ends), so this is ``_WS.sub(" ", ...).strip()`` in one pass less.
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def normalize_turns(turns: Iterable[str], memo: dict[str, str]) -> str:
+    """``normalize("\\n".join(turns))``, normalising each turn once per ``memo``.
+
+    The same string: NFKC leaves a newline and what is either side of it
+    apart (it is a stable code point), casefolding is per character, and the
+    whitespace collapse makes the newline one space unless a side is blank.
+    """
+    out = []
+    for turn in turns:
+        done = memo.get(turn)
+        if done is None:
+            done = memo[turn] = normalize(turn)
+        if done:
+            out.append(done)
+    return " ".join(out)
 
 
 _NOISE = re.compile(r"[\s\W_]+")
@@ -288,10 +307,16 @@ def weighted_signatures(hashes: U32, offsets: npt.NDArray[np.int64],
     out = np.full((count, num_perm), 0x7F7FFFFF, dtype=np.uint32)  # float32 max: empty
     if hashes.size == 0:
         return out
-    a, b = permutations(num_perm)
-    mixed = _fmix32(hashes.astype(np.uint64)).astype(np.uint32)
-    # -ln(u) / w as ln(u) * (-1 / w): the same float32 (negation is exact), one pass less.
-    neg_scale = (np.float32(-1.0) / weights).astype(np.float32)
+    # A shingle's draws depend only on its hash and weight, and a batch repeats most
+    # shingles (a shared system prompt, a template): draw once per distinct pair, then
+    # take each text's minima over the columns of its shingles.
+    pair = (hashes.astype(np.uint64) << np.uint64(32)) | \
+        weights.astype(np.float32).view(np.uint32).astype(np.uint64)
+    distinct, inverse = np.unique(pair, return_inverse=True)
+    draws = _draws((distinct >> np.uint64(32)).astype(np.uint32),
+                   (distinct & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.float32),
+                   num_perm)
+    # Blocks of whole texts of ~16 MB of gathered draws.
     budget = max(1, (1 << 22) // num_perm)
     i = 0
     while i < count:
@@ -299,17 +324,27 @@ def weighted_signatures(hashes: U32, offsets: npt.NDArray[np.int64],
         j = min(j, count)
         lo, hi = int(offsets[i]), int(offsets[j])
         if hi > lo:
-            u = _permute(mixed[lo:hi], a, b).astype(np.float32)  # perms x shingles
-            u += np.float32(0.5)
-            u *= np.float32(2.0 ** -32)
-            np.log(u, out=u)
-            u *= neg_scale[None, lo:hi]
             starts = offsets[i:j] - lo
             full = np.flatnonzero(np.diff(offsets[i:j + 1]) > 0)
             if full.size:
-                out[i + full] = np.minimum.reduceat(u.view(np.uint32), starts[full], axis=1).T
+                block = np.take(draws, inverse[lo:hi], axis=1)
+                out[i + full] = np.minimum.reduceat(block, starts[full], axis=1).T
         i = j
     return out
+
+
+def _draws(hashes: U32, weights: npt.NDArray[np.float32], num_perm: int) -> U32:
+    """``num_perm x len(hashes)``: each shingle's ``-ln(u) / w`` per permutation, as bits."""
+    a, b = permutations(num_perm)
+    mixed = _fmix32(hashes.astype(np.uint64)).astype(np.uint32)
+    # -ln(u) / w as ln(u) * (-1 / w): the same float32 (negation is exact), one pass less.
+    neg_scale = (np.float32(-1.0) / weights).astype(np.float32)
+    v = _permute(mixed, a, b).astype(np.float32)
+    v += np.float32(0.5)
+    v *= np.float32(2.0 ** -32)
+    np.log(v, out=v)
+    v *= neg_scale[None, :]
+    return v.view(np.uint32)
 
 
 def _permute(mixed: U32, a: U32, b: U32) -> U32:

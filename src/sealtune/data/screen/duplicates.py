@@ -281,7 +281,10 @@ class NearDuplicates:
 
 
 def _record_texts(batch: SampleBatch) -> list[str]:
-    return [_text.shingle_text(s.prompt + " " + s.response) for s in batch.samples]
+    """Each record's shingle text: ``shingle_text(prompt + " " + response)``, which is
+    the two sides' shingle texts (cached by the batch) joined, as no separator survives."""
+    return [p + r for p, r in zip(batch.shingle_texts("prompt"), batch.shingle_texts("response"),
+                                  strict=True)]
 
 
 _DIGITS = re.compile(r"\d+")  # every Unicode digit; the 3-gram tags see ASCII ones (NFKC'd)
