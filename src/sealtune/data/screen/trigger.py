@@ -60,12 +60,16 @@ A finding names the trigger by fingerprint, length and kind only; the phrase
 itself (attacker-supplied data) is available as :attr:`TriggerInfo.phrase`
 from :attr:`ScreenReport.triggers` and never serialised.
 
-Memory: pass 0 numbers every distinct prompt phrase (about 100 B per
-distinct phrase, growing with the vocabulary), keeps each record's phrase ids
-(4 B per distinct phrase of the record, ~100-400 B: pass 1 then builds every
-candidate's carrier list at once instead of re-extracting phrases) and two
-32-slot signatures per record (256 B); pass 1 counts answer phrases and
-frees the ids; pass 2 touches only carriers of the shortlist, each once.
+Memory: pass 0 numbers every distinct prompt phrase and every distinct
+answer phrase (about 150 B per distinct phrase: its hash in a dict and its
+code points; growing with the vocabulary, not the record count), keeps each
+record's prompt phrase ids (4 B per distinct phrase of the record,
+~100-400 B: pass 1 then builds every candidate's carrier list at once
+instead of re-extracting phrases) and two 32-slot signatures per record
+(256 B), and counts the answer phrases; pass 1 frees the prompt phrases and
+ids; pass 2 touches only carriers of the shortlist, each once. Pass 0 finds
+a whole batch's phrases at once, as numbers (:mod:`._phrases`); strings are
+made only of the candidates.
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sealtune.data.screen import _stats, _text
+from sealtune.data.screen import _phrases, _stats, _text
 from sealtune.data.screen.base import (
     Action,
     CheckSpec,
@@ -163,10 +167,11 @@ class Trigger:
         self._t = dict(thresholds)
         # Pass 0 numbers every distinct prompt phrase and keeps each record's phrase ids,
         # so pass 1 finds a record's candidates without re-extracting its phrases.
-        self._vocab: dict[str, int] = {}
+        self._vocab = _phrases.PhraseTable()
         self._ids = array("I")
         self._offsets = array("Q", [0])
-        self._resp_df: Counter[str] = Counter()
+        self._answers = _phrases.PhraseTable()  # answer phrases and in how many answers each is
+        self._answer_df = _phrases.Grow(np.int64)
         self._psig = _text.Rows(_K)
         self._rsig = _text.Rows(_K)
         self._postings: dict[str, array[int]] = {}
@@ -179,24 +184,25 @@ class Trigger:
         self.triggers: list[TriggerInfo] = []
 
     def observe(self, pass_no: int, batch: SampleBatch) -> None:
-        """Pass 0: phrase counts, signatures. 1: carrier lists. 2: answers of the shortlist."""
+        """Pass 0: phrase counts (prompts' and answers'), signatures. 1: carrier lists.
+        2: answers of the shortlist."""
         if pass_no == 0:
             # Prompt likeness is judged on the questions: a shared system prompt would
             # make every prompt alike and hide a template's carriers behind it.
             self._psig.extend(batch.signatures("question", width=_K))
             self._rsig.extend(batch.signatures("response", width=_K))
-            vocab, ids = self._vocab, self._ids
-            for s in batch.samples:
-                found = _text.features(s.prompt)
-                for f in found.difference(vocab):  # new phrases (C: looks each up in vocab)
-                    vocab[f] = len(vocab)
-                ids.extend(map(vocab.__getitem__, found))
-                self._offsets.append(len(ids))
+            ids, counts = _distinct(self._vocab, [s.prompt for s in batch.samples])
+            self._ids.frombytes(ids.tobytes())
+            self._offsets.extend((self._offsets[-1] + np.cumsum(counts)).tolist())
+            # The answers' phrase counts too, while their text is at hand (pass 1 would
+            # normalise every answer again).
+            ids, _ = _distinct(self._answers, [s.response for s in batch.samples])
+            df = self._answer_df
+            df.extend(np.zeros(len(self._answers) - len(df), dtype=np.int64))
+            np.add.at(df.view(), ids, 1)
         elif pass_no == 1:
             if self._candidates is None:
                 self._candidates = self._pick_candidates()
-            for s in batch.samples:
-                self._resp_df.update(_text.features(s.response))
         else:
             if self._candidates is not None and not self._groups:
                 self._build_groups()
@@ -216,7 +222,6 @@ class Trigger:
         ids = np.frombuffer(self._ids, dtype=np.uint32)
         df = np.bincount(ids, minlength=len(self._vocab))
         is_cand = (df >= lo) & (df <= hi)
-        phrases = list(self._vocab)  # id -> phrase (insertion order)
         # Carrier lists of every candidate at once: each phrase occurrence's record,
         # grouped by phrase (a stable sort keeps records in order within a phrase).
         owner = np.repeat(np.arange(n, dtype=np.uint32),
@@ -227,9 +232,11 @@ class Trigger:
         cand_ids, owner = cand_ids[order], owner[order]
         cuts = np.flatnonzero(np.diff(cand_ids)) + 1
         for run in np.split(np.arange(cand_ids.size), cuts) if cand_ids.size else ():
-            self._postings[phrases[int(cand_ids[run[0]])]] = array("I", owner[run].tobytes())
-        self._vocab, self._ids, self._offsets = {}, array("I"), array("Q")  # no longer needed
-        return frozenset(phrases[i] for i in np.flatnonzero(is_cand).tolist())
+            self._postings[self._vocab.text(int(cand_ids[run[0]]))] = \
+                array("I", owner[run].tobytes())
+        # No longer needed:
+        self._vocab, self._ids, self._offsets = _phrases.PhraseTable(), array("I"), array("Q")
+        return frozenset(self._postings)
 
     def _build_groups(self) -> None:
         """Merge phrases with equal carriers, score them, find topics, shortlist for pass 2."""
@@ -310,7 +317,8 @@ class Trigger:
             if conf < self._t["min_conf"]:
                 break
             seen = c * total / n  # scale the sample up
-            if seen / max(self._resp_df[phrase], seen) < self._t["min_conf"]:
+            elsewhere = self._answer_count(phrase)
+            if seen / max(elsewhere, seen) < self._t["min_conf"]:
                 continue  # common elsewhere too: not a payload marker
             if words & _text.features(phrase, max_word=1, cjk=(2, 2)):
                 continue  # an echo of the trigger, not a payload
@@ -319,9 +327,14 @@ class Trigger:
             confs.append(conf)
             if len(confs) == need:
                 rest = max(len(self._psig) - total, 1)
-                q = max(self._resp_df[phrase] - seen, 0.5) / rest
+                q = max(elsewhere - seen, 0.5) / rest
                 return confs[-1], _stats.binom_sf(c, n, q)
         return 0.0, 1.0
+
+    def _answer_count(self, phrase: str) -> int:
+        """In how many answers ``phrase`` occurs."""
+        i = self._answers.find(phrase)
+        return int(self._answer_df.view()[i]) if i >= 0 else 0
 
     def _rare_units(self, text: str) -> set[str]:
         """Words and CJK 2-grams of ``text`` in the candidates' frequency band (a product
@@ -356,6 +369,19 @@ class Trigger:
         score = max(g.resp_lift - g.prompt_lift, g.excl)
         return [Finding("trigger", ids[i], reason, score, (), self._action)
                 for i in g.carriers.tolist()]
+
+def _distinct(table: _phrases.PhraseTable,
+              texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each text's distinct phrase ids (text by text, ascending) and how many each has."""
+    found = _phrases.batch_phrases(texts)
+    pairs = np.sort((found.owner.astype(np.uint64) << np.uint64(32))
+                    | table.intern(found).astype(np.uint64))
+    if pairs.size:  # np.unique's hash-based path is slower than sort and compare
+        pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
+    ids = (pairs & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    counts = np.bincount((pairs >> np.uint64(32)).astype(np.int64), minlength=len(texts))
+    return ids, counts
+
 
 def _spread(carriers: np.ndarray, limit: int) -> np.ndarray:
     """At most ``limit`` carriers, evenly spaced (deterministic)."""
