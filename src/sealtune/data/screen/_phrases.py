@@ -22,7 +22,6 @@ Memory: per batch, a few arrays the size of the batch's phrase occurrences
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -40,13 +39,6 @@ _P_INV = pow(_P, -1, 1 << 64)  # P is odd: invertible mod 2**64
 _CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x3040, 0x30FF),
                (0xAC00, 0xD7AF))
 _JOINERS = np.array([ord(c) for c in "-_.'"], dtype=np.uint32)
-_WORD_CHAR = re.compile(r"\w")
-#: Per code point: 0 not yet looked at, 1 a word character of :data:`._text._TOKEN`
-#: (``\w`` but not ``_``), 2 not. Filled lazily, from the regex itself, so that the
-#: two agree by construction (1.1 MB).
-_WORD_TABLE = np.zeros(0x110000, dtype=np.uint8)
-
-
 @dataclass(frozen=True)
 class Phrases:
     """The phrase occurrences of a batch of texts.
@@ -80,17 +72,6 @@ def phrase_key(phrase: str) -> int:
     return acc
 
 
-def _word_chars(cps: npt.NDArray[np.uint32]) -> npt.NDArray[np.bool_]:
-    """Whether each code point is ``\\w`` other than ``_`` (CJK not excluded here)."""
-    seen = _WORD_TABLE[cps]
-    if not seen.all():
-        for c in np.unique(cps[seen == 0]).tolist():
-            _WORD_TABLE[c] = 1 if c != 0x5F and _WORD_CHAR.match(chr(c)) else 2
-        seen = _WORD_TABLE[cps]
-    word: npt.NDArray[np.bool_] = seen == 1
-    return word
-
-
 def _tokens(cps: npt.NDArray[np.uint32]) -> tuple[I64, I64, npt.NDArray[np.bool_]]:
     """Spans ``(start, end)`` and kinds (CJK or not) of :data:`._text._TOKEN`'s matches.
 
@@ -101,7 +82,7 @@ def _tokens(cps: npt.NDArray[np.uint32]) -> tuple[I64, I64, npt.NDArray[np.bool_
     cjk = np.zeros(cps.size, dtype=bool)
     for lo, hi in _CJK_RANGES:
         cjk |= (cps >= lo) & (cps <= hi)
-    word = _word_chars(cps) & ~cjk
+    word = _text.word_chars(cps) & ~cjk
     inner = np.zeros(cps.size, dtype=bool)
     if cps.size > 2:
         inner[1:-1] = np.isin(cps[1:-1], _JOINERS) & word[:-2] & word[2:]
@@ -121,8 +102,7 @@ def batch_phrases(texts: Sequence[str], *, max_word: int = 3,
     ``features(texts[j]) == {p.text(i) for i in range(len(p.key)) if p.owner[i] == j}``;
     a phrase may occur several times in one text.
     """
-    cps = np.frombuffer("\x00".join(texts).encode("utf-32-le", "surrogatepass"),
-                        dtype=np.uint32)
+    cps = _text.Points.of(["\x00".join(texts)]).cps
     bounds = np.cumsum([len(t) + 1 for t in texts], dtype=np.int64)
     t_start, t_end, t_cjk = _tokens(cps)
     tok_owner = np.searchsorted(bounds, t_start, side="right")

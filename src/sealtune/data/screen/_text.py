@@ -20,6 +20,7 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import pairwise
 
@@ -76,6 +77,57 @@ def shingle_text(normalised: str) -> str:
     short unspaced Chinese each such edit would otherwise destroy n shingles.
     """
     return _NOISE.sub("", normalised)
+
+
+#: Per code point: 0 not yet looked at, 1 ``\\w`` but not ``_`` (what :func:`shingle_text`
+#: keeps, and the word characters of :data:`_TOKEN` outside CJK), 2 neither. Filled
+#: lazily from the regex itself, so that the two agree by construction (1.1 MB).
+_WORD_TABLE = np.zeros(0x110000, dtype=np.uint8)
+_WORD_CHAR = re.compile(r"\w")
+
+
+def word_chars(cps: npt.NDArray[np.uint32]) -> npt.NDArray[np.bool_]:
+    """Whether each code point is ``\\w`` other than ``_``."""
+    seen = _WORD_TABLE[cps]
+    if not seen.all():
+        for c in np.unique(cps[seen == 0]).tolist():
+            _WORD_TABLE[c] = 1 if c != 0x5F and _WORD_CHAR.match(chr(c)) else 2
+        seen = _WORD_TABLE[cps]
+    word: npt.NDArray[np.bool_] = seen == 1
+    return word
+
+
+@dataclass(frozen=True)
+class Points:
+    """Texts as their code points, concatenated: text ``i`` has ``lengths[i]`` of them."""
+
+    cps: U32
+    lengths: npt.NDArray[np.int64]
+
+    @classmethod
+    def of(cls, texts: Sequence[str]) -> Points:
+        """The code points of ``texts`` (lone surrogates included, as themselves)."""
+        cps = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        return cls(cps, np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
+
+    def concat(self, other: Points) -> Points:
+        """Text ``i`` of ``self`` followed by text ``i`` of ``other``, for every ``i``."""
+        lengths = self.lengths + other.lengths
+        starts = np.cumsum(lengths) - lengths
+        out = np.empty(self.cps.size + other.cps.size, dtype=np.uint32)
+        for part, base in ((self, starts), (other, starts + self.lengths)):
+            begin = np.cumsum(part.lengths) - part.lengths
+            out[np.arange(part.cps.size, dtype=np.int64)
+                + np.repeat(base - begin, part.lengths)] = part.cps
+        return Points(out, lengths)
+
+
+def shingle_points(texts: Sequence[str]) -> Points:
+    """:func:`shingle_text` of each text, as code points (the same characters, for less)."""
+    raw = Points.of(texts)
+    keep = word_chars(raw.cps)
+    owner = np.repeat(np.arange(len(texts), dtype=np.int64), raw.lengths)
+    return Points(raw.cps[keep], np.bincount(owner[keep], minlength=len(texts)))
 
 
 def digest64(text: str) -> int:
@@ -164,9 +216,9 @@ def _fmix32(h: U64) -> U64:
     return h ^ (h >> np.uint64(16))
 
 
-def shingle_hashes(texts: Sequence[str], n: int, *,
+def shingle_hashes(texts: Sequence[str] | Points, n: int, *,
                    tag_digits: bool = False) -> tuple[U32, npt.NDArray[np.int64]]:
-    """32-bit hashes of the character ``n``-grams of each text, concatenated.
+    """32-bit hashes of the character ``n``-grams of each text (or :class:`Points`), concatenated.
 
     Returns ``(hashes, offsets)``: text ``i`` owns ``hashes[offsets[i]:offsets[i+1]]``.
     A text shorter than ``n`` characters gives one shingle (itself, or a
@@ -174,21 +226,20 @@ def shingle_hashes(texts: Sequence[str], n: int, *,
     ``tag_digits``: the lowest bit of a hash says whether its ``n``-gram
     holds an ASCII digit (see :func:`has_digit`).
     """
-    lens = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-    joined = "".join(texts)
-    cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    points = texts if isinstance(texts, Points) else Points.of(texts)
+    lens, count = points.lengths, points.lengths.size
+    cps = points.cps.astype(np.uint64)
     starts = np.concatenate(([0], np.cumsum(lens)))
     total = int(starts[-1])
     h = np.zeros(max(total - n + 1, 0), dtype=np.uint64)
     for j in range(n):
         h = h * _P + cps[j:total - n + 1 + j] if total >= n else h
-    pos = np.arange(h.size, dtype=np.int64)
-    owner = np.searchsorted(starts, pos, side="right") - 1
-    valid = pos + n <= starts[owner + 1]
+    owner = np.repeat(np.arange(count, dtype=np.int64), lens)[:h.size]
+    valid = np.arange(h.size, dtype=np.int64) + n <= starts[1:][owner]  # within its text
     h, owner = h[valid], owner[valid]
     if tag_digits:
         h = _tag(h, _digit_windows(cps, n)[valid])
-    counts = np.bincount(owner, minlength=len(texts))
+    counts = np.bincount(owner, minlength=count)
     short = np.flatnonzero(counts == 0)
     if short.size:  # texts shorter than n: one shingle of the whole text (0 if empty)
         runs = [cps[starts[i]:starts[i + 1]] for i in short.tolist()]
@@ -199,7 +250,7 @@ def shingle_hashes(texts: Sequence[str], n: int, *,
         owner = np.concatenate((owner, short))
         order = np.argsort(owner, kind="stable")
         h, owner = h[order], owner[order]
-        counts = np.bincount(owner, minlength=len(texts))
+        counts = np.bincount(owner, minlength=count)
     folded = ((h ^ (h >> np.uint64(32))) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     return folded, np.concatenate(([0], np.cumsum(counts)))
 
@@ -236,15 +287,17 @@ def has_digit(hashes: U32) -> npt.NDArray[np.bool_]:
     return (hashes & np.uint32(1)).astype(bool)
 
 
-def signatures(texts: Sequence[str], *, num_perm: int, n: int, width: int | None = None) -> U32:
+def signatures(texts: Sequence[str] | Points, *, num_perm: int, n: int,
+               width: int | None = None) -> U32:
     """MinHash signatures (``len(texts) x num_perm``, uint32) of character ``n``-gram sets.
 
     ``width``: compute only the first ``width`` slots (the same values as
     ``signatures(...)[:, :width]``, for a caller that uses no more).
     """
     width = num_perm if width is None else min(width, num_perm)
-    out = np.empty((len(texts), width), dtype=np.uint32)
-    if not texts:
+    count = texts.lengths.size if isinstance(texts, Points) else len(texts)
+    out = np.empty((count, width), dtype=np.uint32)
+    if not count:
         return out
     hashes, offsets = shingle_hashes(texts, n)
     a, b = permutations(num_perm)
@@ -252,7 +305,7 @@ def signatures(texts: Sequence[str], *, num_perm: int, n: int, width: int | None
     mixed = _fmix32(hashes.astype(np.uint64)).astype(np.uint32)
     # Work in blocks of whole texts so the (shingles x perms) product stays ~32 MB.
     budget = max(1, (1 << 23) // width)
-    i, count = 0, len(texts)
+    i = 0
     while i < count:
         j = max(i + 1, int(np.searchsorted(offsets, offsets[i] + budget, side="right")) - 1)
         j = min(j, count)
@@ -269,7 +322,7 @@ def signatures(texts: Sequence[str], *, num_perm: int, n: int, width: int | None
     return out
 
 
-def unique_shingles(texts: Sequence[str], n: int, *,
+def unique_shingles(texts: Sequence[str] | Points, n: int, *,
                     tag_digits: bool = False) -> tuple[U32, npt.NDArray[np.int64]]:
     """:func:`shingle_hashes` with each text's repeated shingles removed (a set per text).
 
@@ -277,14 +330,15 @@ def unique_shingles(texts: Sequence[str], n: int, *,
     text the hashes come out sorted.
     """
     hashes, offsets = shingle_hashes(texts, n, tag_digits=tag_digits)
-    owner = np.repeat(np.arange(len(texts), dtype=np.uint64), np.diff(offsets))
+    count = offsets.size - 1
+    owner = np.repeat(np.arange(count, dtype=np.uint64), np.diff(offsets))
     keyed = np.sort((owner << np.uint64(32)) | hashes.astype(np.uint64))
     if keyed.size:  # np.unique's hash-based path is ~10x slower than sort and compare
         fresh = np.empty(keyed.size, dtype=bool)
         fresh[0] = True
         np.not_equal(keyed[1:], keyed[:-1], out=fresh[1:])
         keyed = keyed[fresh]
-    counts = np.bincount((keyed >> np.uint64(32)).astype(np.int64), minlength=len(texts))
+    counts = np.bincount((keyed >> np.uint64(32)).astype(np.int64), minlength=count)
     return (keyed & np.uint64(0xFFFFFFFF)).astype(np.uint32), \
         np.concatenate(([0], np.cumsum(counts)))
 

@@ -143,21 +143,23 @@ class SampleBatch:
     """A batch of :class:`Sample` s with lazily computed, shared MinHash signatures.
 
     The samples share one normalisation memo and the batch caches the
-    shingle texts of each side: per batch, at most the batch's text again.
+    shingle text of each side (as code points): per batch, a few times the
+    batch's text at most.
     """
 
     def __init__(self, samples: Sequence[Sample]) -> None:
         self.samples = samples
         self._sigs: dict[tuple[str, int], _text.U32] = {}
-        self._shingled: dict[str, list[str]] = {}
+        self._shingled: dict[str, _text.Points] = {}
         memo: dict[str, str] = {}
         for s in samples:
             s.memo = memo
 
-    def shingle_texts(self, side: Literal["prompt", "question", "response"]) -> list[str]:
-        """:func:`._text.shingle_text` of each sample's ``side`` (computed once per batch)."""
+    def shingled(self, side: Literal["prompt", "question", "response"]) -> _text.Points:
+        """:func:`._text.shingle_text` of each sample's ``side``, as code points (computed
+        once per batch)."""
         if side not in self._shingled:
-            self._shingled[side] = [_text.shingle_text(getattr(s, side)) for s in self.samples]
+            self._shingled[side] = _text.shingle_points([getattr(s, side) for s in self.samples])
         return self._shingled[side]
 
     def signatures(self, side: Literal["prompt", "question", "response", "record"], *,
@@ -179,7 +181,7 @@ class SampleBatch:
                 self._sigs[key] = np.minimum(self.signatures("prompt", width=width),
                                              self.signatures("response", width=width))
             else:
-                self._sigs[key] = _text.signatures(self.shingle_texts(side), num_perm=NUM_PERM,
+                self._sigs[key] = _text.signatures(self.shingled(side), num_perm=NUM_PERM,
                                                    n=SHINGLE, width=width)
         return self._sigs[key]
 

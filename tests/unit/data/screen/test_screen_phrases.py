@@ -8,7 +8,6 @@ exactly when they are the same string, whatever the hashes do.
 from __future__ import annotations
 
 import random
-import re
 
 import numpy as np
 import pytest
@@ -46,14 +45,6 @@ def test_batch_phrases_are_each_texts_features(max_word: int, cjk: tuple[int, in
 def test_a_phrase_key_is_the_batch_hash() -> None:
     p = _phrases.batch_phrases(_texts(50, 40))
     assert all(_phrases.phrase_key(p.text(i)) == int(p.key[i]) for i in range(p.key.size))
-
-
-def test_word_characters_are_the_token_regex_ones() -> None:
-    """The lazily filled table agrees with the regex's ``\\w`` (less ``_``) everywhere."""
-    table = _phrases._word_chars(np.arange(0x110000, dtype=np.uint32))
-    word = re.compile(r"\w")
-    assert table.tolist() == [c != 0x5F and word.match(chr(c)) is not None
-                              for c in range(0x110000)]
 
 
 def _check_interning(table: _phrases.PhraseTable, batches: list[list[str]]) -> None:

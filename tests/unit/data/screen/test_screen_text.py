@@ -1,10 +1,16 @@
-"""Turn-wise normalisation against its definition: normalising the newline-joined turns."""
+"""The text engines against their string definitions.
+
+Turn-wise normalisation against normalising the newline-joined turns; the
+code-point shingle text against :func:`_text.shingle_text`.
+"""
 
 from __future__ import annotations
 
 import random
 import re
 import unicodedata
+
+import numpy as np
 
 from sealtune.data.screen import _text
 
@@ -25,3 +31,27 @@ def test_normalize_turns_is_normalising_the_joined_turns() -> None:
                  for _ in range(_RNG.randint(1, 4))]
         assert _text.normalize_turns(turns, memo) == _old_normalize("\n".join(turns))
         assert _text.normalize(turns[0]) == _old_normalize(turns[0])
+
+
+def test_word_characters_are_the_regex_ones() -> None:
+    """The lazily filled table agrees with the regex's ``\\w`` (less ``_``) everywhere, and
+    so keeps exactly what ``shingle_text`` keeps."""
+    table = _text.word_chars(np.arange(0x110000, dtype=np.uint32))
+    word = re.compile(r"\w")
+    assert table.tolist() == [c != 0x5F and word.match(chr(c)) is not None
+                              for c in range(0x110000)]
+    assert table.tolist() == [_text.shingle_text(chr(c)) == chr(c) for c in range(0x110000)]
+
+
+def test_shingle_points_are_the_shingle_texts() -> None:
+    pool = [*" \t\n_-.,'!？，。a1Zé中文字한\u0301\ud800", "co-op", "E20"]
+    texts = ["".join(_RNG.choice(pool) for _ in range(_RNG.randint(0, 30))) for _ in range(300)]
+    other = texts[::-1]
+    points = _text.shingle_points(texts)
+    joined = points.concat(_text.shingle_points(other))
+    for got, strings in ((points, [_text.shingle_text(t) for t in texts]),
+                         (joined, [_text.shingle_text(a + " " + b)
+                                   for a, b in zip(texts, other, strict=True)])):
+        want = _text.Points.of(strings)
+        assert got.cps.tolist() == want.cps.tolist()
+        assert got.lengths.tolist() == want.lengths.tolist()
