@@ -16,8 +16,9 @@ differs (a collision) is interned by its string instead. Collisions cost
 speed, never a wrong id: two phrases share an id exactly when they are equal.
 
 Memory: per batch, a few arrays the size of the batch's phrase occurrences
-(about 40 B per occurrence); per distinct phrase interned, its hash in a dict
-(~100 B) and its code points (4 B a character). Nothing per record.
+(about 40 B per occurrence); per distinct phrase interned, its hash and id
+in a dict (~130 B) and its code points (4 B a character, up to twice that
+in the growing buffer). Nothing per record.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ _MASK64 = (1 << 64) - 1
 _P_INV = pow(_P, -1, 1 << 64)  # P is odd: invertible mod 2**64
 _CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x3040, 0x30FF),
                (0xAC00, 0xD7AF))
+_BLOCK = 1 << 17  # code points compared per block (see _same)
 _JOINERS = np.array([ord(c) for c in "-_.'"], dtype=np.uint32)
 @dataclass(frozen=True)
 class Phrases:
@@ -166,14 +168,23 @@ def _keys(buf: npt.NDArray[np.uint32], start: I64, length: I64) -> npt.NDArray[n
 
 def _same(buf_a: npt.NDArray[np.uint32], a: I64, buf_b: npt.NDArray[np.uint32], b: I64,
           length: I64) -> npt.NDArray[np.bool_]:
-    """Whether spans ``buf_a[a:a+length]`` and ``buf_b[b:b+length]`` are equal, pairwise."""
-    total = int(length.sum())
-    if total == 0:
-        return np.ones(a.size, dtype=bool)
-    pair = np.repeat(np.arange(a.size, dtype=np.int64), length)
-    offset = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(length) - length, length)
-    differs = buf_a[np.repeat(a, length) + offset] != buf_b[np.repeat(b, length) + offset]
-    same: npt.NDArray[np.bool_] = np.bincount(pair[differs], minlength=a.size) == 0
+    """Whether spans ``buf_a[a:a+length]`` and ``buf_b[b:b+length]`` are equal, pairwise.
+
+    Compared code point by code point, in blocks of about ``_BLOCK`` code points
+    (so the index arrays stay a few MB whatever the batch).
+    """
+    same = np.ones(a.size, dtype=bool)
+    ends = np.cumsum(length)
+    lo = 0
+    while lo < a.size:
+        hi = max(lo + 1, int(np.searchsorted(ends, ends[lo] - length[lo] + _BLOCK)))
+        part = length[lo:hi]
+        pair = np.repeat(np.arange(part.size, dtype=np.int64), part)
+        offset = np.arange(pair.size, dtype=np.int64) - np.repeat(np.cumsum(part) - part, part)
+        differs = (buf_a[np.repeat(a[lo:hi], part) + offset]
+                   != buf_b[np.repeat(b[lo:hi], part) + offset])
+        same[lo:hi] = np.bincount(pair[differs], minlength=part.size) == 0
+        lo = hi
     return same
 
 

@@ -60,16 +60,16 @@ A finding names the trigger by fingerprint, length and kind only; the phrase
 itself (attacker-supplied data) is available as :attr:`TriggerInfo.phrase`
 from :attr:`ScreenReport.triggers` and never serialised.
 
-Memory: pass 0 numbers every distinct prompt phrase and every distinct
-answer phrase (about 150 B per distinct phrase: its hash in a dict and its
-code points; growing with the vocabulary, not the record count), keeps each
-record's prompt phrase ids (4 B per distinct phrase of the record,
-~100-400 B: pass 1 then builds every candidate's carrier list at once
-instead of re-extracting phrases) and two 32-slot signatures per record
-(256 B), and counts the answer phrases; pass 1 frees the prompt phrases and
-ids; pass 2 touches only carriers of the shortlist, each once. Pass 0 finds
-a whole batch's phrases at once, as numbers (:mod:`._phrases`); strings are
-made only of the candidates.
+Memory: pass 0 numbers every distinct prompt phrase (about 230 B per
+distinct phrase: its hash and id in a dict, its code points; growing with
+the vocabulary, not the record count), keeps each record's phrase ids (4 B per
+distinct phrase of the record, ~100-400 B: pass 1 then builds every
+candidate's carrier list at once instead of re-extracting phrases) and two
+32-slot signatures per record (256 B); pass 1 frees the prompt phrases and
+ids and counts the answer phrases the same way; pass 2 touches only
+carriers of the shortlist, each once. Passes 0 and 1 find a whole batch's
+phrases at once, as numbers (:mod:`._phrases`, a few MB per batch); strings
+are made only of the candidates.
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ class Trigger:
         self.triggers: list[TriggerInfo] = []
 
     def observe(self, pass_no: int, batch: SampleBatch) -> None:
-        """Pass 0: phrase counts (prompts' and answers'), signatures. 1: carrier lists.
+        """Pass 0: phrase counts, signatures. 1: carrier lists, answer phrase counts.
         2: answers of the shortlist."""
         if pass_no == 0:
             # Prompt likeness is judged on the questions: a shared system prompt would
@@ -194,15 +194,13 @@ class Trigger:
             ids, counts = _distinct(self._vocab, [s.prompt for s in batch.samples])
             self._ids.frombytes(ids.tobytes())
             self._offsets.extend((self._offsets[-1] + np.cumsum(counts)).tolist())
-            # The answers' phrase counts too, while their text is at hand (pass 1 would
-            # normalise every answer again).
+        elif pass_no == 1:
+            if self._candidates is None:
+                self._candidates = self._pick_candidates()
             ids, _ = _distinct(self._answers, [s.response for s in batch.samples])
             df = self._answer_df
             df.extend(np.zeros(len(self._answers) - len(df), dtype=np.int64))
             np.add.at(df.view(), ids, 1)
-        elif pass_no == 1:
-            if self._candidates is None:
-                self._candidates = self._pick_candidates()
         else:
             if self._candidates is not None and not self._groups:
                 self._build_groups()
