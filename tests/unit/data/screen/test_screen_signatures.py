@@ -119,3 +119,17 @@ def _text_spread(carriers: np.ndarray) -> np.ndarray:
     from sealtune.data.screen.trigger import _SAMPLE, _spread
 
     return _spread(carriers, _SAMPLE)
+
+
+def test_both_coherences_from_one_sort_are_each_coherence() -> None:
+    from sealtune.data.screen.trigger import _coherence, _coherences
+
+    rng = np.random.default_rng(10)
+    for values in (2, 5, 1 << 32):
+        for width in (32, 24):
+            rsig = rng.integers(0, values, (300, width), dtype=np.uint64).astype(np.uint32)
+            psig = rng.integers(0, values, (300, width), dtype=np.uint64).astype(np.uint32)
+            for m in (0, 1, 2, 3, 17, 64, 200):
+                carriers = np.sort(rng.choice(300, m, replace=False))
+                assert _coherences(rsig, psig, carriers) == (_coherence(rsig, carriers),
+                                                             _coherence(psig, carriers))
