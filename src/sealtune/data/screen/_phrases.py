@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sealtune.data.screen import _text
+from sealtune.data.screen import _points, _text
 
 I64 = npt.NDArray[np.int64]
 _P = int(_text._P)
@@ -84,7 +84,7 @@ def _tokens(cps: npt.NDArray[np.uint32]) -> tuple[I64, I64, npt.NDArray[np.bool_
     cjk = np.zeros(cps.size, dtype=bool)
     for lo, hi in _CJK_RANGES:
         cjk |= (cps >= lo) & (cps <= hi)
-    word = _text.word_chars(cps) & ~cjk
+    word = _points.word_chars(cps) & ~cjk
     inner = np.zeros(cps.size, dtype=bool)
     if cps.size > 2:
         inner[1:-1] = np.isin(cps[1:-1], _JOINERS) & word[:-2] & word[2:]
@@ -104,7 +104,7 @@ def batch_phrases(texts: Sequence[str], *, max_word: int = 3,
     ``features(texts[j]) == {p.text(i) for i in range(len(p.key)) if p.owner[i] == j}``;
     a phrase may occur several times in one text.
     """
-    cps = _text.Points.of(["\x00".join(texts)]).cps
+    cps = _points.Points.of(["\x00".join(texts)]).cps
     bounds = np.cumsum([len(t) + 1 for t in texts], dtype=np.int64)
     t_start, t_end, t_cjk = _tokens(cps)
     tok_owner = np.searchsorted(bounds, t_start, side="right")
@@ -142,6 +142,19 @@ def batch_phrases(texts: Sequence[str], *, max_word: int = 3,
     order = np.argsort(owner, kind="stable")
     owner, start, length = owner[order], start[order], length[order]
     return Phrases(buf, owner, start, length, _keys(buf, start, length))
+
+
+def distinct_ids(table: PhraseTable, texts: list[str]) -> tuple[npt.NDArray[np.uint32], I64]:
+    """Each text's distinct phrase ids, interned in ``table`` (text by text, ascending),
+    and how many each text has."""
+    found = batch_phrases(texts)
+    pairs = np.sort((found.owner.astype(np.uint64) << np.uint64(32))
+                    | table.intern(found).astype(np.uint64))
+    if pairs.size:  # np.unique's hash-based path is slower than sort and compare
+        pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
+    ids = (pairs & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    counts = np.bincount((pairs >> np.uint64(32)).astype(np.int64), minlength=len(texts))
+    return ids, counts
 
 
 def _keys(buf: npt.NDArray[np.uint32], start: I64, length: I64) -> npt.NDArray[np.uint64]:

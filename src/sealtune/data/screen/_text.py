@@ -20,13 +20,14 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
 from datasketch import MinHash  # type: ignore[import-untyped]
+
+from sealtune.data.screen._points import Points
 
 U32 = npt.NDArray[np.uint32]
 U64 = npt.NDArray[np.uint64]
@@ -77,57 +78,6 @@ def shingle_text(normalised: str) -> str:
     short unspaced Chinese each such edit would otherwise destroy n shingles.
     """
     return _NOISE.sub("", normalised)
-
-
-#: Per code point: 0 not yet looked at, 1 ``\\w`` but not ``_`` (what :func:`shingle_text`
-#: keeps, and the word characters of :data:`_TOKEN` outside CJK), 2 neither. Filled
-#: lazily from the regex itself, so that the two agree by construction (1.1 MB).
-_WORD_TABLE = np.zeros(0x110000, dtype=np.uint8)
-_WORD_CHAR = re.compile(r"\w")
-
-
-def word_chars(cps: npt.NDArray[np.uint32]) -> npt.NDArray[np.bool_]:
-    """Whether each code point is ``\\w`` other than ``_``."""
-    seen = _WORD_TABLE[cps]
-    if not seen.all():
-        for c in np.unique(cps[seen == 0]).tolist():
-            _WORD_TABLE[c] = 1 if c != 0x5F and _WORD_CHAR.match(chr(c)) else 2
-        seen = _WORD_TABLE[cps]
-    word: npt.NDArray[np.bool_] = seen == 1
-    return word
-
-
-@dataclass(frozen=True)
-class Points:
-    """Texts as their code points, concatenated: text ``i`` has ``lengths[i]`` of them."""
-
-    cps: U32
-    lengths: npt.NDArray[np.int64]
-
-    @classmethod
-    def of(cls, texts: Sequence[str]) -> Points:
-        """The code points of ``texts`` (lone surrogates included, as themselves)."""
-        cps = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        return cls(cps, np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
-
-    def concat(self, other: Points) -> Points:
-        """Text ``i`` of ``self`` followed by text ``i`` of ``other``, for every ``i``."""
-        lengths = self.lengths + other.lengths
-        starts = np.cumsum(lengths) - lengths
-        out = np.empty(self.cps.size + other.cps.size, dtype=np.uint32)
-        for part, base in ((self, starts), (other, starts + self.lengths)):
-            begin = np.cumsum(part.lengths) - part.lengths
-            out[np.arange(part.cps.size, dtype=np.int64)
-                + np.repeat(base - begin, part.lengths)] = part.cps
-        return Points(out, lengths)
-
-
-def shingle_points(texts: Sequence[str]) -> Points:
-    """:func:`shingle_text` of each text, as code points (the same characters, for less)."""
-    raw = Points.of(texts)
-    keep = word_chars(raw.cps)
-    owner = np.repeat(np.arange(len(texts), dtype=np.int64), raw.lengths)
-    return Points(raw.cps[keep], np.bincount(owner[keep], minlength=len(texts)))
 
 
 def digest64(text: str) -> int:

@@ -23,7 +23,7 @@ from typing import Literal, Protocol, get_args, runtime_checkable
 import numpy as np
 
 from sealtune.data.records import Record
-from sealtune.data.screen import _text
+from sealtune.data.screen import _points, _text
 from sealtune.errors import ConfigError
 
 Action = Literal["flag", "drop", "quarantine"]
@@ -150,16 +150,16 @@ class SampleBatch:
     def __init__(self, samples: Sequence[Sample]) -> None:
         self.samples = samples
         self._sigs: dict[tuple[str, int], _text.U32] = {}
-        self._shingled: dict[str, _text.Points] = {}
+        self._shingled: dict[str, _points.Points] = {}
         memo: dict[str, str] = {}
         for s in samples:
             s.memo = memo
 
-    def shingled(self, side: Literal["prompt", "question", "response"]) -> _text.Points:
+    def shingled(self, side: Literal["prompt", "question", "response"]) -> _points.Points:
         """:func:`._text.shingle_text` of each sample's ``side``, as code points (computed
         once per batch)."""
         if side not in self._shingled:
-            self._shingled[side] = _text.shingle_points([getattr(s, side) for s in self.samples])
+            self._shingled[side] = _points.shingle_points([getattr(s, side) for s in self.samples])
         return self._shingled[side]
 
     def signatures(self, side: Literal["prompt", "question", "response", "record"], *,

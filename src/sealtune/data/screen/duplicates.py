@@ -82,7 +82,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from sealtune.data.screen import _text
+from sealtune.data.screen import _points, _text
 from sealtune.data.screen.base import (
     SHINGLE,
     Action,
@@ -281,7 +281,7 @@ class NearDuplicates:
         return out
 
 
-def _record_points(batch: SampleBatch) -> _text.Points:
+def _record_points(batch: SampleBatch) -> _points.Points:
     """Each record's shingle text, ``shingle_text(prompt + " " + response)``, as code points:
     the two sides' (cached by the batch) joined, as no separator survives."""
     return batch.shingled("prompt").concat(batch.shingled("response"))

@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from sealtune.data.screen import _text
+from sealtune.data.screen import _points, _text
 from sealtune.data.screen.base import Action, CheckSpec, Finding, SampleBatch, register_check
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -89,7 +89,7 @@ _TABLE = _class_table()
 
 def class_counts(texts: Sequence[str]) -> npt.NDArray[np.int64]:
     """``len(texts) x len(_CLASSES)``: how many characters of each class each text has."""
-    cps = _text.Points.of(texts)
+    cps = _points.Points.of(texts)
     classes = _TABLE[np.minimum(cps.cps, 0xFFFF)] * (cps.cps < 0x10000)
     owner = np.repeat(np.arange(len(texts), dtype=np.int64), cps.lengths)
     width = len(_CLASSES) + 1

@@ -191,13 +191,13 @@ class Trigger:
             # make every prompt alike and hide a template's carriers behind it.
             self._psig.extend(batch.signatures("question", width=_K))
             self._rsig.extend(batch.signatures("response", width=_K))
-            ids, counts = _distinct(self._vocab, [s.prompt for s in batch.samples])
+            ids, counts = _phrases.distinct_ids(self._vocab, [s.prompt for s in batch.samples])
             self._ids.frombytes(ids.tobytes())
             self._offsets.extend((self._offsets[-1] + np.cumsum(counts)).tolist())
         elif pass_no == 1:
             if self._candidates is None:
                 self._candidates = self._pick_candidates()
-            ids, _ = _distinct(self._answers, [s.response for s in batch.samples])
+            ids, _ = _phrases.distinct_ids(self._answers, [s.response for s in batch.samples])
             df = self._answer_df
             df.extend(np.zeros(len(self._answers) - len(df), dtype=np.int64))
             np.add.at(df.view(), ids, 1)
@@ -368,19 +368,6 @@ class Trigger:
         score = max(g.resp_lift - g.prompt_lift, g.excl)
         return [Finding("trigger", ids[i], reason, score, (), self._action)
                 for i in g.carriers.tolist()]
-
-def _distinct(table: _phrases.PhraseTable,
-              texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Each text's distinct phrase ids (text by text, ascending) and how many each has."""
-    found = _phrases.batch_phrases(texts)
-    pairs = np.sort((found.owner.astype(np.uint64) << np.uint64(32))
-                    | table.intern(found).astype(np.uint64))
-    if pairs.size:  # np.unique's hash-based path is slower than sort and compare
-        pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
-    ids = (pairs & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-    counts = np.bincount((pairs >> np.uint64(32)).astype(np.int64), minlength=len(texts))
-    return ids, counts
-
 
 def _spread(carriers: np.ndarray, limit: int) -> np.ndarray:
     """At most ``limit`` carriers, evenly spaced (deterministic)."""

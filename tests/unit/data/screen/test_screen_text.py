@@ -12,7 +12,7 @@ import unicodedata
 
 import numpy as np
 
-from sealtune.data.screen import _text
+from sealtune.data.screen import _points, _text
 
 _RNG = random.Random(12)
 
@@ -36,7 +36,7 @@ def test_normalize_turns_is_normalising_the_joined_turns() -> None:
 def test_word_characters_are_the_regex_ones() -> None:
     """The lazily filled table agrees with the regex's ``\\w`` (less ``_``) everywhere, and
     so keeps exactly what ``shingle_text`` keeps."""
-    table = _text.word_chars(np.arange(0x110000, dtype=np.uint32))
+    table = _points.word_chars(np.arange(0x110000, dtype=np.uint32))
     word = re.compile(r"\w")
     assert table.tolist() == [c != 0x5F and word.match(chr(c)) is not None
                               for c in range(0x110000)]
@@ -47,11 +47,11 @@ def test_shingle_points_are_the_shingle_texts() -> None:
     pool = [*" \t\n_-.,'!？，。a1Zé中文字한\u0301\ud800", "co-op", "E20"]
     texts = ["".join(_RNG.choice(pool) for _ in range(_RNG.randint(0, 30))) for _ in range(300)]
     other = texts[::-1]
-    points = _text.shingle_points(texts)
-    joined = points.concat(_text.shingle_points(other))
+    points = _points.shingle_points(texts)
+    joined = points.concat(_points.shingle_points(other))
     for got, strings in ((points, [_text.shingle_text(t) for t in texts]),
                          (joined, [_text.shingle_text(a + " " + b)
                                    for a, b in zip(texts, other, strict=True)])):
-        want = _text.Points.of(strings)
+        want = _points.Points.of(strings)
         assert got.cps.tolist() == want.cps.tolist()
         assert got.lengths.tolist() == want.lengths.tolist()
