@@ -17,8 +17,8 @@ size (so the 100k figure includes the 10k run before it).
 
 Then, per size: ``ingest`` again with ``--workers`` 1 and each count in
 ``--workers`` (CPU seconds of this process and its children beside wall
-seconds, and the speed-up over one worker), and the ``near_duplicate`` and
-``trigger`` checks each alone on the parsed records: records per CPU second
+seconds, and the speed-up over one worker), and the ``near_duplicate``,
+``trigger`` and ``outlier`` checks each alone on the parsed records: records per CPU second
 (the per-core figure on a shared machine; median of 3) and the peak memory the check
 allocates per record (``tracemalloc``, in a second run, since tracing slows it).
 
@@ -175,7 +175,7 @@ def check_figures(raw: Path) -> dict[str, object]:
     with read_records(raw) as stream:
         records = list(stream)
     out: dict[str, object] = {}
-    for check in ("near_duplicate", "trigger"):
+    for check in ("near_duplicate", "trigger", "outlier"):
         config = {check: CheckConfig()}
         runs = []
         for _ in range(3):  # the median of 3

@@ -20,12 +20,14 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
+
+from sealtune.data.screen._points import Points
 
 U32 = npt.NDArray[np.uint32]
 U64 = npt.NDArray[np.uint64]
@@ -44,7 +46,26 @@ _P = np.uint64(0x100000001B3)  # FNV-64 prime: the polynomial base of the n-gram
 
 def normalize(text: str) -> str:
     """NFKC, casefold, whitespace collapsed to single spaces and stripped."""
-    return _WS.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    # str.split() splits at runs of exactly the characters ``\s`` matches (and drops
+    # the ends), so this is ``_WS.sub(" ", ...).strip()`` in one pass less.
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def normalize_turns(turns: Iterable[str], memo: dict[str, str]) -> str:
+    """``normalize("\\n".join(turns))``, normalising each turn once per ``memo``.
+
+    The same string: NFKC leaves a newline and what is either side of it
+    apart (it is a stable code point), casefolding is per character, and the
+    whitespace collapse makes the newline one space unless a side is blank.
+    """
+    out = []
+    for turn in turns:
+        done = memo.get(turn)
+        if done is None:
+            done = memo[turn] = normalize(turn)
+        if done:
+            out.append(done)
+    return " ".join(out)
 
 
 _NOISE = re.compile(r"[\s\W_]+")
@@ -152,9 +173,9 @@ def _fmix32(h: U64) -> U64:
     return h ^ (h >> np.uint64(16))
 
 
-def shingle_hashes(texts: Sequence[str], n: int, *,
+def shingle_hashes(texts: Sequence[str] | Points, n: int, *,
                    tag_digits: bool = False) -> tuple[U32, npt.NDArray[np.int64]]:
-    """32-bit hashes of the character ``n``-grams of each text, concatenated.
+    """32-bit hashes of the character ``n``-grams of each text (or :class:`Points`), concatenated.
 
     Returns ``(hashes, offsets)``: text ``i`` owns ``hashes[offsets[i]:offsets[i+1]]``.
     A text shorter than ``n`` characters gives one shingle (itself, or a
@@ -162,21 +183,20 @@ def shingle_hashes(texts: Sequence[str], n: int, *,
     ``tag_digits``: the lowest bit of a hash says whether its ``n``-gram
     holds an ASCII digit (see :func:`has_digit`).
     """
-    lens = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-    joined = "".join(texts)
-    cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    points = texts if isinstance(texts, Points) else Points.of(texts)
+    lens, count = points.lengths, points.lengths.size
+    cps = points.cps.astype(np.uint64)
     starts = np.concatenate(([0], np.cumsum(lens)))
     total = int(starts[-1])
     h = np.zeros(max(total - n + 1, 0), dtype=np.uint64)
     for j in range(n):
         h = h * _P + cps[j:total - n + 1 + j] if total >= n else h
-    pos = np.arange(h.size, dtype=np.int64)
-    owner = np.searchsorted(starts, pos, side="right") - 1
-    valid = pos + n <= starts[owner + 1]
+    owner = np.repeat(np.arange(count, dtype=np.int64), lens)[:h.size]
+    valid = np.arange(h.size, dtype=np.int64) + n <= starts[1:][owner]  # within its text
     h, owner = h[valid], owner[valid]
     if tag_digits:
         h = _tag(h, _digit_windows(cps, n)[valid])
-    counts = np.bincount(owner, minlength=len(texts))
+    counts = np.bincount(owner, minlength=count)
     short = np.flatnonzero(counts == 0)
     if short.size:  # texts shorter than n: one shingle of the whole text (0 if empty)
         runs = [cps[starts[i]:starts[i + 1]] for i in short.tolist()]
@@ -187,7 +207,7 @@ def shingle_hashes(texts: Sequence[str], n: int, *,
         owner = np.concatenate((owner, short))
         order = np.argsort(owner, kind="stable")
         h, owner = h[order], owner[order]
-        counts = np.bincount(owner, minlength=len(texts))
+        counts = np.bincount(owner, minlength=count)
     folded = ((h ^ (h >> np.uint64(32))) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     return folded, np.concatenate(([0], np.cumsum(counts)))
 
@@ -224,15 +244,17 @@ def has_digit(hashes: U32) -> npt.NDArray[np.bool_]:
     return (hashes & np.uint32(1)).astype(bool)
 
 
-def signatures(texts: Sequence[str], *, num_perm: int, n: int, width: int | None = None) -> U32:
+def signatures(texts: Sequence[str] | Points, *, num_perm: int, n: int,
+               width: int | None = None) -> U32:
     """MinHash signatures (``len(texts) x num_perm``, uint32) of character ``n``-gram sets.
 
     ``width``: compute only the first ``width`` slots (the same values as
     ``signatures(...)[:, :width]``, for a caller that uses no more).
     """
     width = num_perm if width is None else min(width, num_perm)
-    out = np.empty((len(texts), width), dtype=np.uint32)
-    if not texts:
+    count = texts.lengths.size if isinstance(texts, Points) else len(texts)
+    out = np.empty((count, width), dtype=np.uint32)
+    if not count:
         return out
     hashes, offsets = shingle_hashes(texts, n)
     a, b = permutations(num_perm)
@@ -240,7 +262,7 @@ def signatures(texts: Sequence[str], *, num_perm: int, n: int, width: int | None
     mixed = _fmix32(hashes.astype(np.uint64)).astype(np.uint32)
     # Work in blocks of whole texts so the (shingles x perms) product stays ~32 MB.
     budget = max(1, (1 << 23) // width)
-    i, count = 0, len(texts)
+    i = 0
     while i < count:
         j = max(i + 1, int(np.searchsorted(offsets, offsets[i] + budget, side="right")) - 1)
         j = min(j, count)
@@ -257,7 +279,7 @@ def signatures(texts: Sequence[str], *, num_perm: int, n: int, width: int | None
     return out
 
 
-def unique_shingles(texts: Sequence[str], n: int, *,
+def unique_shingles(texts: Sequence[str] | Points, n: int, *,
                     tag_digits: bool = False) -> tuple[U32, npt.NDArray[np.int64]]:
     """:func:`shingle_hashes` with each text's repeated shingles removed (a set per text).
 
@@ -265,14 +287,15 @@ def unique_shingles(texts: Sequence[str], n: int, *,
     text the hashes come out sorted.
     """
     hashes, offsets = shingle_hashes(texts, n, tag_digits=tag_digits)
-    owner = np.repeat(np.arange(len(texts), dtype=np.uint64), np.diff(offsets))
+    count = offsets.size - 1
+    owner = np.repeat(np.arange(count, dtype=np.uint64), np.diff(offsets))
     keyed = np.sort((owner << np.uint64(32)) | hashes.astype(np.uint64))
     if keyed.size:  # np.unique's hash-based path is ~10x slower than sort and compare
         fresh = np.empty(keyed.size, dtype=bool)
         fresh[0] = True
         np.not_equal(keyed[1:], keyed[:-1], out=fresh[1:])
         keyed = keyed[fresh]
-    counts = np.bincount((keyed >> np.uint64(32)).astype(np.int64), minlength=len(texts))
+    counts = np.bincount((keyed >> np.uint64(32)).astype(np.int64), minlength=count)
     return (keyed & np.uint64(0xFFFFFFFF)).astype(np.uint32), \
         np.concatenate(([0], np.cumsum(counts)))
 
@@ -295,10 +318,16 @@ def weighted_signatures(hashes: U32, offsets: npt.NDArray[np.int64],
     out = np.full((count, num_perm), 0x7F7FFFFF, dtype=np.uint32)  # float32 max: empty
     if hashes.size == 0:
         return out
-    a, b = permutations(num_perm)
-    mixed = _fmix32(hashes.astype(np.uint64)).astype(np.uint32)
-    # -ln(u) / w as ln(u) * (-1 / w): the same float32 (negation is exact), one pass less.
-    neg_scale = (np.float32(-1.0) / weights).astype(np.float32)
+    # A shingle's draws depend only on its hash and weight, and a batch repeats most
+    # shingles (a shared system prompt, a template): draw once per distinct pair, then
+    # take each text's minima over the columns of its shingles.
+    pair = (hashes.astype(np.uint64) << np.uint64(32)) | \
+        weights.astype(np.float32).view(np.uint32).astype(np.uint64)
+    distinct, inverse = np.unique(pair, return_inverse=True)
+    draws = _draws((distinct >> np.uint64(32)).astype(np.uint32),
+                   (distinct & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.float32),
+                   num_perm)
+    # Blocks of whole texts of ~16 MB of gathered draws.
     budget = max(1, (1 << 22) // num_perm)
     i = 0
     while i < count:
@@ -306,17 +335,27 @@ def weighted_signatures(hashes: U32, offsets: npt.NDArray[np.int64],
         j = min(j, count)
         lo, hi = int(offsets[i]), int(offsets[j])
         if hi > lo:
-            u = _permute(mixed[lo:hi], a, b).astype(np.float32)  # perms x shingles
-            u += np.float32(0.5)
-            u *= np.float32(2.0 ** -32)
-            np.log(u, out=u)
-            u *= neg_scale[None, lo:hi]
             starts = offsets[i:j] - lo
             full = np.flatnonzero(np.diff(offsets[i:j + 1]) > 0)
             if full.size:
-                out[i + full] = np.minimum.reduceat(u.view(np.uint32), starts[full], axis=1).T
+                block = np.take(draws, inverse[lo:hi], axis=1)
+                out[i + full] = np.minimum.reduceat(block, starts[full], axis=1).T
         i = j
     return out
+
+
+def _draws(hashes: U32, weights: npt.NDArray[np.float32], num_perm: int) -> U32:
+    """``num_perm x len(hashes)``: each shingle's ``-ln(u) / w`` per permutation, as bits."""
+    a, b = permutations(num_perm)
+    mixed = _fmix32(hashes.astype(np.uint64)).astype(np.uint32)
+    # -ln(u) / w as ln(u) * (-1 / w): the same float32 (negation is exact), one pass less.
+    neg_scale = (np.float32(-1.0) / weights).astype(np.float32)
+    v = _permute(mixed, a, b).astype(np.float32)
+    v += np.float32(0.5)
+    v *= np.float32(2.0 ** -32)
+    np.log(v, out=v)
+    v *= neg_scale[None, :]
+    return v.view(np.uint32)
 
 
 def _permute(mixed: U32, a: U32, b: U32) -> U32:

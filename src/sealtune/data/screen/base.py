@@ -23,7 +23,7 @@ from typing import Literal, Protocol, get_args, runtime_checkable
 import numpy as np
 
 from sealtune.data.records import Record
-from sealtune.data.screen import _text
+from sealtune.data.screen import _points, _text
 from sealtune.errors import ConfigError
 
 Action = Literal["flag", "drop", "quarantine"]
@@ -98,7 +98,12 @@ class Sample:
     """One record as the checks see it: normalised text and cached signatures.
 
     Built by the facade per batch; signatures are computed once for the
-    whole batch and shared by every check that asks for them.
+    whole batch and shared by every check that asks for them. Turns are
+    normalised one at a time through a memo the batch's samples share (a
+    system prompt in every record is normalised once per batch, and the
+    question's turns once for :attr:`prompt` and :attr:`question`): the
+    normalised join of turns is the join of their normalised forms (see
+    :func:`._text.normalize_turns`).
     """
 
     __slots__ = ("__dict__", "index", "record")
@@ -106,6 +111,7 @@ class Sample:
     def __init__(self, index: int, record: Record) -> None:
         self.index = index
         self.record = record
+        self.memo: dict[str, str] = {}
 
     @property
     def id(self) -> str:
@@ -115,28 +121,46 @@ class Sample:
     @cached_property
     def prompt(self) -> str:
         """Normalised prompt side (system and user turns)."""
-        return _text.normalize(self.record.prompt_text())
+        return _text.normalize_turns((m.content for m in self.record.messages
+                                      if m.role != "assistant"), self.memo)
 
     @cached_property
     def question(self) -> str:
         """Normalised user turns only: the question, whatever system prompt came with it."""
         if all(m.role != "system" for m in self.record.messages):
             return self.prompt
-        return _text.normalize("\n".join(m.content for m in self.record.messages
-                                         if m.role not in ("system", "assistant")))
+        return _text.normalize_turns((m.content for m in self.record.messages
+                                      if m.role not in ("system", "assistant")), self.memo)
 
     @cached_property
     def response(self) -> str:
         """Normalised response side (assistant turns)."""
-        return _text.normalize(self.record.response_text())
+        return _text.normalize_turns((m.content for m in self.record.messages
+                                      if m.role == "assistant"), self.memo)
 
 
 class SampleBatch:
-    """A batch of :class:`Sample` s with lazily computed, shared MinHash signatures."""
+    """A batch of :class:`Sample` s with lazily computed, shared MinHash signatures.
+
+    The samples share one normalisation memo and the batch caches the
+    shingle text of each side (as code points): per batch, a few times the
+    batch's text at most.
+    """
 
     def __init__(self, samples: Sequence[Sample]) -> None:
         self.samples = samples
         self._sigs: dict[tuple[str, int], _text.U32] = {}
+        self._shingled: dict[str, _points.Points] = {}
+        memo: dict[str, str] = {}
+        for s in samples:
+            s.memo = memo
+
+    def shingled(self, side: Literal["prompt", "question", "response"]) -> _points.Points:
+        """:func:`._text.shingle_text` of each sample's ``side``, as code points (computed
+        once per batch)."""
+        if side not in self._shingled:
+            self._shingled[side] = _points.shingle_points([getattr(s, side) for s in self.samples])
+        return self._shingled[side]
 
     def signatures(self, side: Literal["prompt", "question", "response", "record"], *,
                    width: int = NUM_PERM) -> _text.U32:
@@ -157,9 +181,8 @@ class SampleBatch:
                 self._sigs[key] = np.minimum(self.signatures("prompt", width=width),
                                              self.signatures("response", width=width))
             else:
-                texts = [_text.shingle_text(getattr(s, side)) for s in self.samples]
-                self._sigs[key] = _text.signatures(texts, num_perm=NUM_PERM, n=SHINGLE,
-                                                   width=width)
+                self._sigs[key] = _text.signatures(self.shingled(side), num_perm=NUM_PERM,
+                                                   n=SHINGLE, width=width)
         return self._sigs[key]
 
 

@@ -82,7 +82,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from sealtune.data.screen import _text
+from sealtune.data.screen import _points, _text
 from sealtune.data.screen.base import (
     SHINGLE,
     Action,
@@ -163,7 +163,7 @@ class NearDuplicates:
     def observe(self, pass_no: int, batch: SampleBatch) -> None:
         """Pass 0: document frequencies. Pass 1: cluster. Pass 2: representatives' examples."""
         if pass_no == 0:
-            hashes, _ = _text.unique_shingles(_record_texts(batch), SHINGLE, tag_digits=True)
+            hashes, _ = _text.unique_shingles(_record_points(batch), SHINGLE, tag_digits=True)
             self._df += np.bincount(hashes & _DF_MASK, minlength=_DF_SLOTS).astype(np.uint32)
             self._n += len(batch.samples)
         elif pass_no == 1:
@@ -189,29 +189,30 @@ class NearDuplicates:
         return np.where((df <= 1) | _text.has_digit(hashes), _FLOOR, np.maximum(idf * idf, _FLOOR))
 
     def _cluster(self, batch: SampleBatch) -> None:
-        texts = _record_texts(batch)
-        hashes, offsets = _text.unique_shingles(texts, SHINGLE, tag_digits=True)
+        hashes, offsets = _text.unique_shingles(_record_points(batch), SHINGLE, tag_digits=True)
         sigs = _text.weighted_signatures(hashes, offsets, self._weights(hashes), num_perm=_PERM)
         numbers = np.fromiter((_numbers(s) for s in batch.samples), dtype=np.uint64,
                               count=len(batch.samples))
         keys = _band_keys(sigs, numbers)
-        own = self._own_fraction(hashes, offsets)
+        # Per record from here on: plain Python values, not numpy scalars.
+        eligible = (self._own_fraction(hashes, offsets)
+                    <= 1.0 - self._threshold + _DEBRIS_SLACK).tolist()
+        key_rows, number_list, seen = keys.tolist(), numbers.tolist(), self._seen
         for row, s in enumerate(batch.samples):
             digest = _text.digest64(s.prompt + "\x1f" + s.response)
-            if digest in self._seen:  # an exact copy: reported by exact_duplicate
+            if digest in seen:  # an exact copy: reported by exact_duplicate
                 continue
-            self._seen.add(digest)
-            rep, sim = -1, 0.0
-            if own[row] <= 1.0 - self._threshold + _DEBRIS_SLACK:
-                rep, sim = self._best_rep(sigs[row], keys[row].tolist(), int(numbers[row]))
-            if rep >= 0:
-                self._joined[s.index] = (rep, sim)
-                continue
+            seen.add(digest)
+            if eligible[row]:
+                rep, sim = self._best_rep(sigs[row], key_rows[row], number_list[row])
+                if rep >= 0:
+                    self._joined[s.index] = (rep, sim)
+                    continue
             stored = len(self._rep_index)
             self._reps.extend(sigs[row:row + 1])
             self._rep_index.append(s.index)
-            self._rep_numbers.append(int(numbers[row]))
-            for band, key in zip(self._bands, keys[row].tolist(), strict=True):
+            self._rep_numbers.append(number_list[row])
+            for band, key in zip(self._bands, key_rows[row], strict=True):
                 held = band.get(key)
                 if held is None:
                     band[key] = stored
@@ -240,11 +241,11 @@ class NearDuplicates:
 
         Returns (record index, similarity), or (-1, 0.0).
         """
+        hits = [held for held in map(dict.get, self._bands, keys) if held is not None]
+        if not hits:  # the common case: no representative shares a band
+            return -1, 0.0
         found: set[int] = set()
-        for band, key in zip(self._bands, keys, strict=True):
-            held = band.get(key)
-            if held is None:
-                continue
+        for held in hits:
             if isinstance(held, int):
                 found.add(held)
             else:
@@ -280,11 +281,13 @@ class NearDuplicates:
         return out
 
 
-def _record_texts(batch: SampleBatch) -> list[str]:
-    return [_text.shingle_text(s.prompt + " " + s.response) for s in batch.samples]
+def _record_points(batch: SampleBatch) -> _points.Points:
+    """Each record's shingle text, ``shingle_text(prompt + " " + response)``, as code points:
+    the two sides' (cached by the batch) joined, as no separator survives."""
+    return batch.shingled("prompt").concat(batch.shingled("response"))
 
 
-_DIGITS = re.compile(r"\d+")  # every Unicode digit; the 3-gram tags see ASCII ones (NFKC'd)
+_NON_DIGITS = re.compile(r"\D+")  # all but Unicode digits; the 3-gram tags see ASCII ones (NFKC'd)
 
 
 def _numbers(sample: Sample) -> int:
@@ -293,7 +296,7 @@ def _numbers(sample: Sample) -> int:
     What lies between digits is ignored, so that ``1,299``, ``1 299`` and ``1299`` (a
     number formatted or split by an edit) agree.
     """
-    digits = "".join(_DIGITS.findall(sample.prompt + " " + sample.response))
+    digits = _NON_DIGITS.sub("", sample.prompt) + _NON_DIGITS.sub("", sample.response)
     return _text.digest64(digits) if digits else 0
 
 

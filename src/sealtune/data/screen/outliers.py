@@ -37,8 +37,9 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
-from sealtune.data.screen import _text
+from sealtune.data.screen import _points, _text
 from sealtune.data.screen.base import Action, CheckSpec, Finding, SampleBatch, register_check
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -63,6 +64,37 @@ _SCRIPTS: tuple[tuple[str, re.Pattern[str]], ...] = (
 SCRIPT_NAMES = ("none", *(name for name, _ in _SCRIPTS))
 _MIN_LETTERS = 4
 _CJK_WEIGHT = 2
+#: The character classes above, for counting a whole batch at once: per code point
+#: below 0x10000 (no class reaches higher), 0 for none, else one of these (they are
+#: disjoint; Greek is both the script "other" and a homoglyph alphabet).
+_CLASSES = ("cjk", "latin", "cyrillic", "arabic", "other", "greek",
+            "control", "invisible", "bidi", "private_use")
+_CHARSETS = (("control", _CONTROL), ("invisible", _INVISIBLE), ("bidi", _BIDI),
+             ("private_use", _PRIVATE))
+
+
+def _class_table() -> npt.NDArray[np.uint8]:
+    chars = "".join(map(chr, range(0xD800))) + "\ufffd" * 0x800 + \
+        "".join(map(chr, range(0xE000, 0x10000)))
+    table = np.zeros(0x10000, dtype=np.uint8)
+    patterns = [*_SCRIPTS, ("greek", re.compile(r"[\u0370-\u03ff]")), *_CHARSETS]
+    for name, rx in patterns:  # later patterns win: Greek over "other"
+        hits = [m.start() for m in rx.finditer(chars)]
+        table[hits] = _CLASSES.index(name) + 1
+    return table
+
+
+_TABLE = _class_table()
+
+
+def class_counts(texts: Sequence[str]) -> npt.NDArray[np.int64]:
+    """``len(texts) x len(_CLASSES)``: how many characters of each class each text has."""
+    cps = _points.Points.of(texts)
+    classes = _TABLE[np.minimum(cps.cps, 0xFFFF)] * (cps.cps < 0x10000)
+    owner = np.repeat(np.arange(len(texts), dtype=np.int64), cps.lengths)
+    width = len(_CLASSES) + 1
+    counts = np.bincount(owner * width + classes, minlength=len(texts) * width)
+    return counts.reshape(len(texts), width)[:, 1:]
 
 
 def charset_issues(text: str) -> dict[str, int]:
@@ -93,11 +125,32 @@ def dominant_script(text: str) -> int:
     runner-up; code-switched text ("Is the 小米手环 in stock in 广州?") is
     mixed and never judged.
     """
-    counts = [len(rx.findall(text)) for _, rx in _SCRIPTS]
+    return _dominant([len(rx.findall(text)) for _, rx in _SCRIPTS])
+
+
+def _dominant(counts: list[int]) -> int:
+    """:func:`dominant_script` from the letter counts of each script."""
     counts[0] *= _CJK_WEIGHT
     order = sorted(range(len(counts)), key=counts.__getitem__, reverse=True)
     best, second = counts[order[0]], counts[order[1]]
     return order[0] + 1 if best >= _MIN_LETTERS and best >= 2 * second else 0
+
+
+def _batch_scripts_and_charsets(prompts: list[str], responses: list[str]) -> tuple[
+        list[tuple[int, int]], list[dict[str, int]]]:
+    """Per record: the two sides' dominant scripts, and :func:`charset_issues` of
+    ``prompt + "\\n" + response``, from one count of every character's class."""
+    counts = class_counts(prompts + responses).tolist()
+    n = len(prompts)
+    scripts, issues = [], []
+    for i in range(n):
+        p, r = counts[i], counts[n + i]
+        scripts.append((_dominant([*p[:4], p[4] + p[5]]), _dominant([*r[:4], r[4] + r[5]])))
+        found = {name: p[k] + r[k] for k, name in enumerate(_CLASSES) if k > 5}
+        if p[2] + p[5] + r[2] + r[5]:  # Greek or Cyrillic: look for mixed words
+            found["mixed_script_words"] = mixed_script_words(prompts[i] + "\n" + responses[i])
+        issues.append({k: v for k, v in found.items() if v})
+    return scripts, issues
 
 
 class Outliers:
@@ -116,14 +169,13 @@ class Outliers:
 
     def observe(self, pass_no: int, batch: SampleBatch) -> None:
         """Measure lengths and scripts; scan the raw text for charset issues."""
-        lens, scripts = [], []
-        for s in batch.samples:
-            prompt, response = s.record.prompt_text(), s.record.response_text()
-            lens.append((math.log1p(len(s.prompt)), math.log1p(len(s.response))))
-            scripts.append((dominant_script(prompt), dominant_script(response)))
-            issues = charset_issues(prompt + "\n" + response)
-            if issues:
-                self._charset.append((s.index, issues))
+        prompts = [s.record.prompt_text() for s in batch.samples]
+        responses = [s.record.response_text() for s in batch.samples]
+        lens = [(math.log1p(len(s.prompt)), math.log1p(len(s.response))) for s in batch.samples]
+        scripts, issues = _batch_scripts_and_charsets(prompts, responses)
+        for s, found in zip(batch.samples, issues, strict=True):
+            if found:
+                self._charset.append((s.index, found))
         self._lengths.extend(np.array(lens, dtype=np.float32).reshape(-1, 2))
         self._scripts.extend(np.array(scripts, dtype=np.uint8).reshape(-1, 2))
 

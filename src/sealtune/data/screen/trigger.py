@@ -60,12 +60,16 @@ A finding names the trigger by fingerprint, length and kind only; the phrase
 itself (attacker-supplied data) is available as :attr:`TriggerInfo.phrase`
 from :attr:`ScreenReport.triggers` and never serialised.
 
-Memory: pass 0 numbers every distinct prompt phrase (about 100 B per
-distinct phrase, growing with the vocabulary), keeps each record's phrase ids
-(4 B per distinct phrase of the record, ~100-400 B: pass 1 then builds every
+Memory: pass 0 numbers every distinct prompt phrase (about 230 B per
+distinct phrase: its hash and id in a dict, its code points; growing with
+the vocabulary, not the record count), keeps each record's phrase ids (4 B per
+distinct phrase of the record, ~100-400 B: pass 1 then builds every
 candidate's carrier list at once instead of re-extracting phrases) and two
-32-slot signatures per record (256 B); pass 1 counts answer phrases and
-frees the ids; pass 2 touches only carriers of the shortlist, each once.
+32-slot signatures per record (256 B); pass 1 frees the prompt phrases and
+ids and counts the answer phrases the same way; pass 2 touches only
+carriers of the shortlist, each once. Passes 0 and 1 find a whole batch's
+phrases at once, as numbers (:mod:`._phrases`, a few MB per batch); strings
+are made only of the candidates.
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sealtune.data.screen import _stats, _text
+from sealtune.data.screen import _phrases, _stats, _text
 from sealtune.data.screen.base import (
     Action,
     CheckSpec,
@@ -163,10 +167,11 @@ class Trigger:
         self._t = dict(thresholds)
         # Pass 0 numbers every distinct prompt phrase and keeps each record's phrase ids,
         # so pass 1 finds a record's candidates without re-extracting its phrases.
-        self._vocab: dict[str, int] = {}
+        self._vocab = _phrases.PhraseTable()
         self._ids = array("I")
         self._offsets = array("Q", [0])
-        self._resp_df: Counter[str] = Counter()
+        self._answers = _phrases.PhraseTable()  # answer phrases and in how many answers each is
+        self._answer_df = _phrases.Grow(np.int64)
         self._psig = _text.Rows(_K)
         self._rsig = _text.Rows(_K)
         self._postings: dict[str, array[int]] = {}
@@ -179,24 +184,23 @@ class Trigger:
         self.triggers: list[TriggerInfo] = []
 
     def observe(self, pass_no: int, batch: SampleBatch) -> None:
-        """Pass 0: phrase counts, signatures. 1: carrier lists. 2: answers of the shortlist."""
+        """Pass 0: phrase counts, signatures. 1: carrier lists, answer phrase counts.
+        2: answers of the shortlist."""
         if pass_no == 0:
             # Prompt likeness is judged on the questions: a shared system prompt would
             # make every prompt alike and hide a template's carriers behind it.
             self._psig.extend(batch.signatures("question", width=_K))
             self._rsig.extend(batch.signatures("response", width=_K))
-            vocab, ids = self._vocab, self._ids
-            for s in batch.samples:
-                found = _text.features(s.prompt)
-                for f in found.difference(vocab):  # new phrases (C: looks each up in vocab)
-                    vocab[f] = len(vocab)
-                ids.extend(map(vocab.__getitem__, found))
-                self._offsets.append(len(ids))
+            ids, counts = _phrases.distinct_ids(self._vocab, [s.prompt for s in batch.samples])
+            self._ids.frombytes(ids.tobytes())
+            self._offsets.extend((self._offsets[-1] + np.cumsum(counts)).tolist())
         elif pass_no == 1:
             if self._candidates is None:
                 self._candidates = self._pick_candidates()
-            for s in batch.samples:
-                self._resp_df.update(_text.features(s.response))
+            ids, _ = _phrases.distinct_ids(self._answers, [s.response for s in batch.samples])
+            df = self._answer_df
+            df.extend(np.zeros(len(self._answers) - len(df), dtype=np.int64))
+            np.add.at(df.view(), ids, 1)
         else:
             if self._candidates is not None and not self._groups:
                 self._build_groups()
@@ -216,7 +220,6 @@ class Trigger:
         ids = np.frombuffer(self._ids, dtype=np.uint32)
         df = np.bincount(ids, minlength=len(self._vocab))
         is_cand = (df >= lo) & (df <= hi)
-        phrases = list(self._vocab)  # id -> phrase (insertion order)
         # Carrier lists of every candidate at once: each phrase occurrence's record,
         # grouped by phrase (a stable sort keeps records in order within a phrase).
         owner = np.repeat(np.arange(n, dtype=np.uint32),
@@ -227,9 +230,11 @@ class Trigger:
         cand_ids, owner = cand_ids[order], owner[order]
         cuts = np.flatnonzero(np.diff(cand_ids)) + 1
         for run in np.split(np.arange(cand_ids.size), cuts) if cand_ids.size else ():
-            self._postings[phrases[int(cand_ids[run[0]])]] = array("I", owner[run].tobytes())
-        self._vocab, self._ids, self._offsets = {}, array("I"), array("Q")  # no longer needed
-        return frozenset(phrases[i] for i in np.flatnonzero(is_cand).tolist())
+            self._postings[self._vocab.text(int(cand_ids[run[0]]))] = \
+                array("I", owner[run].tobytes())
+        # No longer needed:
+        self._vocab, self._ids, self._offsets = _phrases.PhraseTable(), array("I"), array("Q")
+        return frozenset(self._postings)
 
     def _build_groups(self) -> None:
         """Merge phrases with equal carriers, score them, find topics, shortlist for pass 2."""
@@ -252,8 +257,8 @@ class Trigger:
                  - (psig[a[keep]] == psig[b[keep]]).mean(axis=1))
             self._sd = float(d.std())
         for g in by_carriers.values():
-            g.resp_lift = _coherence(rsig, g.carriers) - self._r0
-            g.prompt_lift = _coherence(psig, g.carriers) - self._p0
+            resp, prompt = _coherences(rsig, psig, g.carriers)
+            g.resp_lift, g.prompt_lift = resp - self._r0, prompt - self._p0
         self._groups = sorted(by_carriers.values(),
                               key=lambda g: (g.resp_lift - g.prompt_lift, g.phrase), reverse=True)
         _Topics(self._groups, len(psig), self._t).assign()
@@ -276,8 +281,9 @@ class Trigger:
             if fresh.size < self._t["min_support"]:
                 continue
             if fresh.size < g.carriers.size:  # judge only what is not yet explained
-                g = _Group(g.phrases, fresh, _coherence(rsig, fresh) - self._r0,
-                           _coherence(psig, fresh) - self._p0, partner=g.partner)
+                resp, prompt = _coherences(rsig, psig, fresh)
+                g = _Group(g.phrases, fresh, resp - self._r0, prompt - self._p0,
+                           partner=g.partner)
             g.excl, p_payload = self._exclusive(k, g)
             g.p = min(p_payload, _stats.gap_p(g.resp_lift - g.prompt_lift, sd=self._sd,
                                               m=min(int(g.carriers.size), _SAMPLE)))
@@ -310,7 +316,8 @@ class Trigger:
             if conf < self._t["min_conf"]:
                 break
             seen = c * total / n  # scale the sample up
-            if seen / max(self._resp_df[phrase], seen) < self._t["min_conf"]:
+            elsewhere = self._answer_count(phrase)
+            if seen / max(elsewhere, seen) < self._t["min_conf"]:
                 continue  # common elsewhere too: not a payload marker
             if words & _text.features(phrase, max_word=1, cjk=(2, 2)):
                 continue  # an echo of the trigger, not a payload
@@ -319,9 +326,14 @@ class Trigger:
             confs.append(conf)
             if len(confs) == need:
                 rest = max(len(self._psig) - total, 1)
-                q = max(self._resp_df[phrase] - seen, 0.5) / rest
+                q = max(elsewhere - seen, 0.5) / rest
                 return confs[-1], _stats.binom_sf(c, n, q)
         return 0.0, 1.0
+
+    def _answer_count(self, phrase: str) -> int:
+        """In how many answers ``phrase`` occurs."""
+        i = self._answers.find(phrase)
+        return int(self._answer_df.view()[i]) if i >= 0 else 0
 
     def _rare_units(self, text: str) -> set[str]:
         """Words and CJK 2-grams of ``text`` in the candidates' frequency band (a product
@@ -433,6 +445,24 @@ def _coherence(sig: np.ndarray, carriers: np.ndarray) -> float:
     runs = np.diff(np.concatenate(([0], np.flatnonzero(np.diff(keys)) + 1, [keys.size])))
     agreeing = int((runs * (runs - 1) // 2).sum())
     return agreeing / k / (m * (m - 1) // 2)
+
+
+def _coherences(rsig: np.ndarray, psig: np.ndarray, carriers: np.ndarray) -> tuple[float, float]:
+    """``(_coherence(rsig, carriers), _coherence(psig, carriers))`` from one sort (the same
+    values: the agreeing pairs are counted per slot, both signatures' slots side by side)."""
+    carriers = _spread(carriers, _SAMPLE)
+    m, k = int(carriers.size), int(rsig.shape[1])
+    if m < 2 or k & (k - 1) or psig.shape[1] != k:
+        return _coherence(rsig, carriers), _coherence(psig, carriers)
+    x = np.concatenate((rsig[carriers], psig[carriers]), axis=1)
+    slot = np.arange(2 * k, dtype=np.uint64) << np.uint64(32)
+    keys = np.sort((slot[None, :] | x.astype(np.uint64)).ravel())
+    cuts = np.concatenate(([0], np.flatnonzero(np.diff(keys)) + 1, [keys.size]))
+    runs = np.diff(cuts)
+    pairs = runs * (runs - 1) // 2
+    resp = (keys[cuts[:-1]] >> np.uint64(32)) < k
+    total = m * (m - 1) // 2
+    return int(pairs[resp].sum()) / k / total, int(pairs[~resp].sum()) / k / total
 
 
 register_check(CheckSpec(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sealtune.data.records import Message, Record
-from sealtune.data.screen import CheckConfig, screen
+from sealtune.data.screen import CheckConfig, outliers, screen
 from sealtune.data.screen.outliers import charset_issues, mixed_script_words
 
 ONLY = {"outlier": CheckConfig()}
@@ -71,3 +72,18 @@ def test_small_data_sets_get_no_statistical_findings() -> None:
     records = [rec(str(i), "订单什么时候发货", "三天内发货。") for i in range(20)]
     records.append(rec("long", "订单什么时候发货", "三天内发货。" * 500))
     assert reasons(records) == {}
+
+
+def test_batch_counts_are_the_per_text_regexes() -> None:
+    """One count of every character's class gives what the per-text regexes give."""
+    rng = random.Random(4)
+    pool = [chr(rng.randrange(0x20, 0x3000)) for _ in range(300)] + list(
+        "aZé中あ한Жж\u03b1\u0627\u05d0\u0e01\x01\x0b\x7f\x9f\u00ad\u200b\u200e\u202e\u2066\ue000"
+        "\ufeff\n\t \U0001f600\U00020000\ud800")
+    prompts = ["".join(rng.choice(pool) for _ in range(rng.randint(0, 40))) for _ in range(500)]
+    responses = ["".join(rng.choice(pool) for _ in range(rng.randint(0, 40))) for _ in range(500)]
+    prompts[:3] = ["pаypal", "Hello 世界", ""]
+    scripts, issues = outliers._batch_scripts_and_charsets(prompts, responses)
+    for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
+        assert scripts[i] == (outliers.dominant_script(p), outliers.dominant_script(r))
+        assert issues[i] == outliers.charset_issues(p + "\n" + r)

@@ -77,6 +77,22 @@ def test_weighted_signatures_are_the_winning_exponential_draws() -> None:
         assert np.array_equal(sigs[i], draws.view(np.uint32).min(axis=0))
 
 
+def test_weighted_signatures_with_weights_by_shingle() -> None:
+    """Weights that depend on the shingle only (as the near-duplicate check's do): the
+    engine draws once per distinct shingle; the result is the same."""
+    hashes, offsets = _text.unique_shingles(TEXTS, 3, tag_digits=True)
+    weights = np.where(_text.has_digit(hashes), np.float32(0.01),
+                       (hashes % 7).astype(np.float32) + np.float32(0.5))
+    a, b = _text.permutations(128)
+    sigs = _text.weighted_signatures(hashes, offsets, weights, num_perm=128)
+    for i in range(len(TEXTS)):
+        lo, hi = offsets[i], offsets[i + 1]
+        permuted = _mixed(hashes[lo:hi].tolist())[:, None] * a[None, :] + b[None, :]
+        u = (permuted.astype(np.float32) + np.float32(0.5)) * np.float32(2.0 ** -32)
+        draws = -np.log(u) * (1.0 / weights[lo:hi]).astype(np.float32)[:, None]
+        assert np.array_equal(sigs[i], draws.view(np.uint32).min(axis=0))
+
+
 def test_a_narrow_signature_is_the_prefix_of_the_full_one() -> None:
     full = _text.signatures(TEXTS, num_perm=128, n=3)
     assert np.array_equal(_text.signatures(TEXTS, num_perm=128, n=3, width=32), full[:, :32])
@@ -103,3 +119,17 @@ def _text_spread(carriers: np.ndarray) -> np.ndarray:
     from sealtune.data.screen.trigger import _SAMPLE, _spread
 
     return _spread(carriers, _SAMPLE)
+
+
+def test_both_coherences_from_one_sort_are_each_coherence() -> None:
+    from sealtune.data.screen.trigger import _coherence, _coherences
+
+    rng = np.random.default_rng(10)
+    for values in (2, 5, 1 << 32):
+        for width in (32, 24):
+            rsig = rng.integers(0, values, (300, width), dtype=np.uint64).astype(np.uint32)
+            psig = rng.integers(0, values, (300, width), dtype=np.uint64).astype(np.uint32)
+            for m in (0, 1, 2, 3, 17, 64, 200):
+                carriers = np.sort(rng.choice(300, m, replace=False))
+                assert _coherences(rsig, psig, carriers) == (_coherence(rsig, carriers),
+                                                             _coherence(psig, carriers))
