@@ -34,8 +34,8 @@ and is never serialised by :meth:`ScreenReport.to_json`.
 Memory: the checks keep bounded state per record, never record text.
 Measured (bench/poison.py) with every default check on: about 6 KB per
 record at 100,000 records (peak RSS growth 600 MB), most of it the
-datasketch LSH index (16 band buckets per record as Python dict and set
-entries) and the signatures, plus the trigger check's phrase counts, which
+near-duplicate check's LSH index (16 band entries per cluster
+representative, Python dicts) and signatures, plus the trigger check's phrase counts, which
 grow with the vocabulary rather than the record count. About 1M records fit
 in 8 GB; beyond that shard the data (near duplicates across shards are then
 not seen). Checks that need a second pass

@@ -311,7 +311,10 @@ class Trigger:
         n = min(total, _SAMPLE_TEXT)  # answers counted in pass 2
         words = _text.features(g.phrase, max_word=1, cjk=(2, 2))
         confs: list[float] = []
-        for phrase, c in counts.most_common():
+        # Most common first, ties by phrase: ``most_common`` would order ties as the answer
+        # sets iterated, which follows the per-process string-hash seed, and tied phrases
+        # can differ in how common they are elsewhere (so in the p-value).
+        for phrase, c in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
             conf = c / n
             if conf < self._t["min_conf"]:
                 break
