@@ -12,6 +12,7 @@ first digit, a passport's leading letter (the document type).
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import ipaddress
 import unicodedata
@@ -82,17 +83,28 @@ def canonical(entity_type: str, value: str) -> str:
     if entity_type in ("CN_ID", "BANK_CARD", "PASSPORT"):
         return "".join(c for c in nfkc(value).upper() if c.isalnum())
     if entity_type == "PHONE":
-        try:
-            num = phonenumbers.parse(nfkc(value), "CN")
-            return f"+{num.country_code}{num.national_number}"
-        except phonenumbers.NumberParseException:
-            return _digits_of(value)
+        num = _parse_phone(nfkc(value))
+        return _digits_of(value) if num is None else f"+{num.country_code}{num.national_number}"
     if entity_type == "IP_ADDRESS":
         try:
             return ipaddress.ip_address(nfkc(value).strip("[]")).compressed
         except ValueError:
             pass
     return " ".join(nfkc(value).split()).casefold()
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_phone(text: str) -> phonenumbers.PhoneNumber | None:
+    """``text`` parsed as a phone number (China by default), or None if it is not one.
+
+    Cached (a few entries): :func:`canonical` and :func:`phone` parse the same value one
+    after the other, and parsing is the costliest step of a phone surrogate. Callers
+    only read the number, never change it.
+    """
+    try:
+        return phonenumbers.parse(text, "CN")
+    except phonenumbers.NumberParseException:
+        return None
 
 
 def _widen(original: str, new: str) -> str:
@@ -148,11 +160,24 @@ def cn_id(value: str, draw: Draw) -> str:
             born = datetime.date(1985, 1, 1) + datetime.timedelta(days=draw.below(20 * 365))
             body = draw.choice(_CN_REGIONS) + born.strftime("%Y%m%d") + draw.digits(3)
             new = body + ric.calc_check_digit(body + "0")  # it skips the last character
-            if new != digits and ric.is_valid(new):
+            if new != digits and _placed(body[:6], born.year):
                 break
     else:
         return generic(value, draw)
     return reshape(value, new, lambda c: _is_digit(c) or c in "Xx")
+
+
+@functools.lru_cache(maxsize=1024)
+def _placed(region: str, year: int) -> bool:
+    """``ric.is_valid`` of a number that :func:`cn_id` draws in ``region``, born in ``year``.
+
+    Such a number has 18 digits, a real date and its check digit by construction, so
+    python-stdnum's verdict on it turns on its birth place alone: whether the region
+    code existed in the birth year (a table lookup that costs more than the rest of a
+    surrogate; at most 23 regions x 20 years are ever asked).
+    """
+    return ric.is_valid(f"{region}{year:04d}0101000" + ric.calc_check_digit(
+        f"{region}{year:04d}01010000"))
 
 
 def bank_card(value: str, draw: Draw) -> str:
@@ -180,9 +205,8 @@ def _national(num: phonenumbers.PhoneNumber, national: str, draw: Draw) -> str:
 
 def phone(value: str, draw: Draw) -> str:
     """A valid number of the same type and format: country code (and area code) kept."""
-    try:
-        num = phonenumbers.parse(nfkc(value), "CN")
-    except phonenumbers.NumberParseException:
+    num = _parse_phone(nfkc(value))
+    if num is None:
         return generic(value, draw)
     digits = _digits_of(value)
     national = str(num.national_number)
