@@ -97,13 +97,14 @@ def canonical(entity_type: str, value: str) -> str:
     return " ".join(nfkc(value).split()).casefold()
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=1)
 def _parse_phone(text: str) -> phonenumbers.PhoneNumber | None:
     """``text`` parsed as a phone number (China by default), or None if it is not one.
 
-    Cached (a few entries): :func:`canonical` and :func:`phone` parse the same value one
-    after the other, and parsing is the costliest step of a phone surrogate. Callers
-    only read the number, never change it.
+    Cached for the last value only: :func:`canonical` and :func:`phone` parse the same
+    value one after the other, and parsing is the costliest step of a phone surrogate;
+    one entry is all that needs, and it keeps no more than one number in memory after
+    a redaction. Callers only read the number, never change it.
     """
     try:
         return phonenumbers.parse(text, "CN")
