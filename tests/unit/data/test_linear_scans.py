@@ -24,6 +24,7 @@ import pytest
 
 from sealtune.data.pii import RECOGNIZERS, Analyzer
 from sealtune.data.records import Message, Record
+from sealtune.data.redact.spread import Matcher
 from sealtune.data.screen import CHECKS, CheckConfig, screen
 from sealtune.data.screen.outliers import charset_issues, dominant_script
 
@@ -130,3 +131,18 @@ def test_a_200_kb_field_goes_through_detection_and_screening_in_seconds() -> Non
     assert any(f.record_id == "r0" and "mixed_script_words" in f.reason
                for f in report.findings)
     assert elapsed < 10.0, f"{elapsed:.1f}s for a 200 KB field"
+
+
+def test_dataset_wide_value_matching_is_linear() -> None:
+    """Few distinct head words are located with str.find (each at most a few scans), many
+    with one scan of every word; CJK heads and values longer than the text's words too."""
+    matcher = Matcher()
+    for i in range(300):
+        matcher.add(f"w{i} x{i}", "PERSON")
+        matcher.add(f"王建{i}", "PERSON")
+        matcher.add(f"a{i}", "ID")
+    many = " ".join(f"w{i}" for i in range(40)) + " "
+    units = {**CLASSES, **ADVERSARIAL, "one head": "w1 x1 ", "one head unmatched": "w1 y ",
+             "many heads": many, "head as substring": "w1 w1w1w1w1a1 ", "short head": "a1 a",
+             "cjk heads": "王建1王建", "cjk and words": "王建国 w7 x7 a5"}
+    assert_linear(matcher.find, units)

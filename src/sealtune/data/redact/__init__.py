@@ -182,8 +182,14 @@ class Redactor:
         reason: str | None = None
         cursor = 0
         for group in _clusters(entities, len(text), where):
-            start, end = group[0].start, max(e.end for e in group)
-            op = self._group_operator(group)
+            if len(group) == 1:  # the usual case: no overlap to settle
+                winner = group[0]
+                start, end, op = winner.start, winner.end, self.operator_for(winner.type)
+            else:
+                start, end = group[0].start, max(e.end for e in group)
+                op = self._group_operator(group)
+                winner = min(group, key=lambda e: (e.type != "SECRET", -e.score,
+                                                   e.start - e.end, e.start))
             for e in group:
                 counts[(e.type, op.name)] += 1
             if _STRENGTH[op.effect] > _STRENGTH[effect]:
@@ -191,8 +197,6 @@ class Redactor:
                 culprit = next(e.type for e in group if self.operator_for(e.type) is op)
                 reason = f"{where}: {culprit} (operator {op.name})"
             if op.effect == "replace":
-                winner = min(group, key=lambda e: (e.type != "SECRET", -e.score,
-                                                   e.start - e.end, e.start))
                 value = text[start:end]
                 pieces += [text[cursor:start], self._apply(op, value, winner.type, memo)]
                 cursor = end
@@ -254,15 +258,21 @@ class Redactor:
         messages: list[Message] = []
         for i, (message, entities) in enumerate(zip(record.messages, everywhere[:n],
                                                     strict=True)):
-            result = self._field(message.content, entities, f"messages[{i}]", memo)
-            counts += result.counts
+            if not entities:  # most turns: nothing to replace, nothing to count
+                messages.append(Message(message.role, message.content))
+                continue
+            result = self.redact_text(message.content, entities, where=f"messages[{i}]",
+                                      memo=memo)
+            counts.update(result.counts)  # all positive: what += would keep
             if result.effect == "drop_record":
                 return RedactionOutcome(None, counts, result.reason, spread=spread_counts)
             messages.append(Message(message.role,
                                     "" if result.effect == "drop_field" else result.text))
         for key, entities in zip(text_keys, everywhere[n:], strict=True):
-            result = self._field(extra[key], entities, f"extra.{key}", memo)
-            counts += result.counts
+            if not entities:
+                continue
+            result = self.redact_text(extra[key], entities, where=f"extra.{key}", memo=memo)
+            counts.update(result.counts)
             if result.effect == "drop_record":
                 return RedactionOutcome(None, counts, result.reason, minimised, spread_counts)
             if result.effect == "drop_field":
@@ -272,12 +282,6 @@ class Redactor:
         new = Record(id=record.id, line=record.line, messages=messages, extra=extra,
                      source_format=record.source_format)
         return RedactionOutcome(new, counts, None, minimised, spread_counts)
-
-    def _field(self, text: str, entities: Sequence[Entity], where: str,
-               memo: dict[tuple[str, str, str], str]) -> TextRedaction:
-        if not entities:
-            return TextRedaction(text, "replace", Counter())
-        return self.redact_text(text, entities, where=where, memo=memo)
 
     def redact(self, record: Record, detector: Detector, *,
                dataset: DatasetValues | None = None) -> RedactionOutcome:

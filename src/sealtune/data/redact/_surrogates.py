@@ -12,8 +12,10 @@ first digit, a passport's leading letter (the document type).
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import ipaddress
+import struct
 import unicodedata
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -64,8 +66,11 @@ class Draw:
         return seq[self.below(len(seq))]
 
     def digits(self, n: int) -> str:
-        """``n`` decimal digits."""
-        return "".join(_DIGITS[self.below(10)] for _ in range(n))
+        """``n`` decimal digits (what ``n`` calls of ``below(10)`` give, in one read)."""
+        if n <= 0:
+            return ""
+        words = struct.unpack(f">{n}Q", self._take(8 * n))
+        return "".join([_DIGITS[w % 10] for w in words])
 
 
 def nfkc(text: str) -> str:
@@ -82,17 +87,29 @@ def canonical(entity_type: str, value: str) -> str:
     if entity_type in ("CN_ID", "BANK_CARD", "PASSPORT"):
         return "".join(c for c in nfkc(value).upper() if c.isalnum())
     if entity_type == "PHONE":
-        try:
-            num = phonenumbers.parse(nfkc(value), "CN")
-            return f"+{num.country_code}{num.national_number}"
-        except phonenumbers.NumberParseException:
-            return _digits_of(value)
+        num = _parse_phone(nfkc(value))
+        return _digits_of(value) if num is None else f"+{num.country_code}{num.national_number}"
     if entity_type == "IP_ADDRESS":
         try:
             return ipaddress.ip_address(nfkc(value).strip("[]")).compressed
         except ValueError:
             pass
     return " ".join(nfkc(value).split()).casefold()
+
+
+@functools.lru_cache(maxsize=1)
+def _parse_phone(text: str) -> phonenumbers.PhoneNumber | None:
+    """``text`` parsed as a phone number (China by default), or None if it is not one.
+
+    Cached for the last value only: :func:`canonical` and :func:`phone` parse the same
+    value one after the other, and parsing is the costliest step of a phone surrogate;
+    one entry is all that needs, and it keeps no more than one number in memory after
+    a redaction. Callers only read the number, never change it.
+    """
+    try:
+        return phonenumbers.parse(text, "CN")
+    except phonenumbers.NumberParseException:
+        return None
 
 
 def _widen(original: str, new: str) -> str:
@@ -104,8 +121,10 @@ def _widen(original: str, new: str) -> str:
 
 def reshape(template: str, chars: str, is_slot: Callable[[str], bool]) -> str:
     """``template`` with its slot characters replaced, in order, by ``chars``."""
-    out: list[str] = []
     it = iter(chars)
+    if template.isascii():  # NFKC and full width change no ASCII character
+        return "".join([next(it, "0") if is_slot(c) else c for c in template])
+    out: list[str] = []
     for c in template:
         if is_slot(nfkc(c)):
             out.append(_widen(c, next(it, "0")))
@@ -148,11 +167,24 @@ def cn_id(value: str, draw: Draw) -> str:
             born = datetime.date(1985, 1, 1) + datetime.timedelta(days=draw.below(20 * 365))
             body = draw.choice(_CN_REGIONS) + born.strftime("%Y%m%d") + draw.digits(3)
             new = body + ric.calc_check_digit(body + "0")  # it skips the last character
-            if new != digits and ric.is_valid(new):
+            if new != digits and _placed(body[:6], born.year):
                 break
     else:
         return generic(value, draw)
     return reshape(value, new, lambda c: _is_digit(c) or c in "Xx")
+
+
+@functools.lru_cache(maxsize=1024)
+def _placed(region: str, year: int) -> bool:
+    """``ric.is_valid`` of a number that :func:`cn_id` draws in ``region``, born in ``year``.
+
+    Such a number has 18 digits, a real date and its check digit by construction, so
+    python-stdnum's verdict on it turns on its birth place alone: whether the region
+    code existed in the birth year (a table lookup that costs more than the rest of a
+    surrogate; at most 23 regions x 20 years are ever asked).
+    """
+    return ric.is_valid(f"{region}{year:04d}0101000" + ric.calc_check_digit(
+        f"{region}{year:04d}01010000"))
 
 
 def bank_card(value: str, draw: Draw) -> str:
@@ -180,9 +212,8 @@ def _national(num: phonenumbers.PhoneNumber, national: str, draw: Draw) -> str:
 
 def phone(value: str, draw: Draw) -> str:
     """A valid number of the same type and format: country code (and area code) kept."""
-    try:
-        num = phonenumbers.parse(nfkc(value), "CN")
-    except phonenumbers.NumberParseException:
+    num = _parse_phone(nfkc(value))
+    if num is None:
         return generic(value, draw)
     digits = _digits_of(value)
     national = str(num.national_number)

@@ -58,9 +58,12 @@ class Pseudonym:
     effect: ClassVar[Effect] = "replace"
     needs_keys: ClassVar[bool] = True
     discloses: ClassVar[bool] = True
-    # Surrogate generation (phone validation) costs far more than the HMAC:
-    # cache per (seed, type, value) so repeated values in a dataset are cheap.
-    _cache: dict[tuple[bytes, str, str], str] = field(
+    # Surrogate generation (phone validation) costs far more than the HMAC, and the
+    # canonical form (a phone parse) and the HMAC cost more than a lookup: cache per
+    # (keys, type, value), so a value repeated in a dataset costs one dict lookup. The
+    # keys object is part of the key (by identity; it is held, so its id is not reused):
+    # other keys give other surrogates.
+    _cache: dict[tuple[DatasetKeys, str, str], str] = field(
         default_factory=dict, init=False, repr=False, compare=False)
 
     def options(self) -> dict[str, Any]:
@@ -71,12 +74,12 @@ class Pseudonym:
             raise UsageError("the pseudonym operator needs the dataset keys")
         if entity_type == "SECRET":
             raise UsageError("secrets are never pseudonymised")
-        seed = keys.pseudonym_seed(entity_type, canonical(entity_type, value))
-        key = (seed, entity_type, value)
+        key = (keys, entity_type, value)
         found = self._cache.get(key)
         if found is None:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
+            seed = keys.pseudonym_seed(entity_type, canonical(entity_type, value))
             found = self._cache[key] = surrogate(entity_type, value, seed)
         return found
 

@@ -26,9 +26,11 @@ Latin letter or digit only matches on a word boundary (``Ann`` is not found
 in ``Annual``; ``6222…`` not inside a longer number), while Chinese,
 Japanese and Korean characters have no word boundaries and match anywhere.
 Values are tried longest first, so ``王建国`` wins over ``王建``. The cost is
-linear in the text: one regular-expression scan for candidate starts (a
-whole Latin word, or a character that begins some value) and a hash lookup
-per candidate and value length.
+linear in the text: the candidate starts are the whole Latin words that begin
+some value (found by a set intersection of the text's words, then located with
+``str.find``; past a few such words, one regular-expression scan over every
+word instead) and the characters that begin some value (one scan), and each
+candidate costs a hash lookup per value length.
 
 What this protects against: a detected value surviving elsewhere in the
 record or the dataset, in the same spelling (any case, full-width or not).
@@ -45,7 +47,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from sealtune.data.pii.base import Entity
 from sealtune.data.pii.normalize import Normalized, normalize_with_starts
@@ -63,9 +65,14 @@ _CJK_CHAR = re.compile(f"[{_CJK}]")
 _WORD = f"[^\\W_{_CJK}]+"
 _WORD_AT = re.compile(_WORD)
 _WORD_CHAR = re.compile(f"[^\\W_{_CJK}]")
+# Two word characters in a row: no word boundary between them.
+_WORD_PAIR = re.compile(f"[^\\W_{_CJK}]{{2}}")
 # Up to this many (values x characters), one str.find per value beats compiling a
 # pattern (a record's own values: usually a handful); beyond, the scan stays linear.
 _SMALL = 1 << 18
+# Up to this many distinct words of a text that begin a value, each is looked for with
+# str.find (a text's words are mostly ordinary ones); beyond, one scan over every word.
+_FEW_HEADS = 8
 
 
 def _fold(text: str) -> str:
@@ -124,7 +131,8 @@ class Matcher:
         self._lengths: dict[str, list[int]] = {}  # head -> value lengths, longest first
         self._chars: set[str] = set()  # heads that are one character (no word boundary)
         self._words: set[str] = set()  # heads that are a whole Latin word
-        self._pattern: re.Pattern[str] | None = None
+        self._pattern: re.Pattern[str] | None = None  # every word, and the one-character heads
+        self._char_pattern: re.Pattern[str] | None = None  # the one-character heads
 
     def __len__(self) -> int:
         return len(self.types)
@@ -144,56 +152,81 @@ class Matcher:
         if len(key) not in lengths:
             lengths.append(len(key))
             lengths.sort(reverse=True)
-        self._pattern = None
+        self._pattern = self._char_pattern = None
 
-    def find(self, view: str) -> Iterator[tuple[int, int, str]]:
+    def find(self, view: str) -> list[tuple[int, int, str]]:
         """``(start, end, type)`` of every value in ``view`` (a text as :func:`_view` gives it)."""
         if not self.types:
-            return
+            return []
         if self._pattern is None and len(self.types) * len(view) <= _SMALL:
-            yield from self._find_small(view)
-            return
-        if self._chars.isdisjoint(view) and self._words.isdisjoint(_WORD_AT.findall(view)):
-            return  # no value can start anywhere: two scans in C, no Python loop
-        if self._pattern is None:
-            chars = "".join(re.escape(c) for c in sorted(self._chars))
-            self._pattern = re.compile(f"{_WORD}|[{chars}]" if chars else _WORD)
+            return self._find_small(view)
+        heads = self._words.intersection(_WORD_AT.findall(view))
+        has_chars = not self._chars.isdisjoint(view)
+        if not heads and not has_chars:
+            return []  # no value can start anywhere: scans in C, no Python loop
+        hits: list[tuple[int, int, str]] = []
+        types, size = self.types, len(view)
         until = 0
-        for m in self._pattern.finditer(view):
-            start = m.start()
+        for start, head in self._candidates(view, heads, has_chars=has_chars):
             if start < until:
                 continue
-            hit = self._longest(view, start, self._lengths.get(m.group(), ()))
-            if hit:
-                until = start + hit
-                yield start, until, self.types[view[start:until]]
+            for length in self._lengths[head]:  # longest first
+                end = start + length
+                if end <= size and view[start:end] in types and self._ends_well(view, end):
+                    hits.append((start, end, types[view[start:end]]))
+                    until = end
+                    break
+        return hits
 
-    def _longest(self, view: str, start: int, lengths: Sequence[int]) -> int:
-        for length in lengths:
-            end = start + length
-            if end <= len(view) and view[start:end] in self.types and self._ends_well(view, end):
-                return length
-        return 0
+    def _candidates(self, view: str, heads: set[str], *, has_chars: bool
+                    ) -> list[tuple[int, str]]:
+        """Where a value may start in ``view``, in text order, with the head found there.
+
+        ``heads`` are the words of ``view`` that begin a value: a whole word (a maximal
+        run of word characters) is one; ``has_chars`` whether a one-character head occurs.
+        """
+        if self._pattern is None or self._char_pattern is None:
+            chars = "".join(re.escape(c) for c in sorted(self._chars))
+            self._pattern = re.compile(f"{_WORD}|[{chars}]" if chars else _WORD)
+            self._char_pattern = re.compile(f"[{chars}]" if chars else "(?!)")
+        if len(heads) > _FEW_HEADS:  # one scan over every word: linear whatever the heads
+            return [(m.start(), m.group()) for m in self._pattern.finditer(view)
+                    if m.group() in self._lengths]
+        found = [(m.start(), m.group()) for m in self._char_pattern.finditer(view)] \
+            if has_chars else []
+        for head in heads:  # at most _FEW_HEADS scans in C; Python only at each occurrence
+            pos = view.find(head)
+            while pos >= 0:
+                if (pos == 0 or not _WORD_CHAR.match(view, pos - 1)) \
+                        and not _WORD_CHAR.match(view, pos + len(head)):
+                    found.append((pos, head))
+                pos = view.find(head, pos + 1)
+        if len(heads) + has_chars > 1:
+            found.sort()  # distinct positions: a head word and a head character never share one
+        return found
 
     @staticmethod
     def _ends_well(view: str, end: int) -> bool:
-        return end >= len(view) or not (_is_word_char(view[end - 1]) and _is_word_char(view[end]))
+        """No word boundary is cut at ``end`` (``end`` is past at least one character)."""
+        return _WORD_PAIR.match(view, end - 1) is None
 
-    def _find_small(self, view: str) -> Iterator[tuple[int, int, str]]:
+    def _find_small(self, view: str) -> list[tuple[int, int, str]]:
         hits: list[tuple[int, int]] = []
         for key in self.types:
             bounded = _is_word_char(key[0])
             pos = view.find(key)
             while pos >= 0:
-                starts_well = pos == 0 or not (bounded and _is_word_char(view[pos - 1]))
+                starts_well = pos == 0 or not bounded or _WORD_PAIR.match(view, pos - 1) is None
                 if starts_well and self._ends_well(view, pos + len(key)):
                     hits.append((pos, -len(key)))
                 pos = view.find(key, pos + 1)
+        out: list[tuple[int, int, str]] = []
         until = 0
         for start, negative in sorted(hits):
             if start >= until:
                 until = start - negative
-                yield start, until, self.types[view[start:until]]
+                out.append((start, until, self.types[view[start:until]]))
+        return out
 
 
 class DatasetValues:
@@ -260,14 +293,18 @@ def spread(texts: Sequence[str], found: Sequence[Sequence[Entity]], *,
 def _occurrences(text: str, detected: Sequence[Entity],
                  scopes: Sequence[tuple[str, Matcher]]) -> list[Entity]:
     """The occurrences the matchers find that no detected entity already covers."""
-    if not any(len(m) for _, m in scopes):
-        return []
-    view, starts = _view(text)
-    norm = Normalized(view, len(text), starts)
+    view = ""
     hits: list[tuple[int, int, int, str]] = []
     for rank, (_, matcher) in enumerate(scopes):
-        for start, end, etype in matcher.find(view):
-            hits.append((*norm.to_original(start, end), rank, etype))
+        if not matcher:
+            continue  # an empty matcher: the text need not even be normalised
+        if not view:
+            view, starts = _view(text)
+            to_original = Normalized(view, len(text), starts).to_original
+        hits += [(*to_original(start, end), rank, etype)
+                 for start, end, etype in matcher.find(view)]
+    if not hits:
+        return []
     hits.sort(key=lambda h: (h[0], h[0] - h[1], h[2]))
     covered = sorted((e.start, e.end) for e in detected)
     added: list[Entity] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 from typing import Any
 
@@ -22,6 +23,8 @@ from sealtune.data.redact.spread import (
 from sealtune.data.redact.token import TOKEN_PATTERN
 
 KEYS = DatasetKeys(bytes(range(32)))
+# The module (the package's name ``spread`` is the function).
+spread_module = importlib.import_module("sealtune.data.redact.spread")
 
 
 def policy(redaction: dict[str, Any]) -> Policy:
@@ -179,3 +182,26 @@ def test_matcher_agrees_with_the_slow_reference(keys: list[str], view: str) -> N
     assert list(m.find("." * (1 << 18))) == []  # a large input: the one-scan pattern
     assert [(s, e) for s, e, _ in m.find(view)] == expected
     assert [(s, e) for s, e, _ in m.find(view * 3)] == _reference(keys, view * 3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(ALPHABET, min_size=1, max_size=5), min_size=1, max_size=40),
+       st.text(ALPHABET, max_size=80))
+def test_both_ways_of_locating_head_words_agree_with_the_reference(keys: list[str],
+                                                                   view: str) -> None:
+    """Few head words in a text are located with str.find, many with one scan of every word."""
+    keys = sorted({k for k in keys if k.strip() == k and "  " not in k})
+    if not keys:
+        return
+    m = Matcher()
+    for key in keys:
+        m.add(key, "X")
+    assert m.find("." * (1 << 18)) == []  # the large-input path from here on
+    expected = _reference(keys, view * 3)
+    saved = spread_module._FEW_HEADS
+    try:
+        for few in (0, 1, 1000):
+            spread_module._FEW_HEADS = few
+            assert [(s, e) for s, e, _ in m.find(view * 3)] == expected, few
+    finally:
+        spread_module._FEW_HEADS = saved
