@@ -54,6 +54,10 @@ __all__ = [
 
 _BUILTIN_MODULES = (address, bank_card, cn_id, email, ip, passport, person, phone, secrets)
 _POLICY_KEYS = {"types", "recognizers", "ner", "min_score"}
+# Remembered answers (see Analyzer.analyze): at most this many texts of at
+# most this many characters, about 2 MB at worst.
+_MEMO_TEXTS = 256
+_MEMO_CHARS = 2048
 
 
 def _load_ner() -> None:
@@ -89,6 +93,7 @@ class Analyzer:
         self.min_score = min_score
         self._active = tuple(r for r in self.recognizers if r.entity_types & self.types)
         self._filtered = self.types != self.known_types
+        self._memo: dict[str, tuple[Entity, ...]] = {}
 
     def _check_types(self, types: Iterable[str] | None) -> frozenset[str]:
         if types is None:
@@ -139,17 +144,33 @@ class Analyzer:
             raise ConfigError(f"{source}: pii.types: {exc.message}", hint=exc.hint) from None
 
     def analyze(self, text: str, *, types: Iterable[str] | None = None) -> list[Entity]:
-        """Entities in ``text`` with offsets into ``text`` itself, sorted by start."""
-        if types is None:
-            wanted, active = self.types, self._active
-        else:
+        """Entities in ``text`` with offsets into ``text`` itself, sorted by start.
+
+        The answers for the last few hundred short texts are remembered: a
+        chat data set repeats its system prompt in every record.
+        """
+        if types is not None:
             wanted = self._check_types(types)
-            active = tuple(r for r in self._active if r.entity_types & wanted)
+            return self._analyze(text, wanted, tuple(r for r in self._active
+                                                     if r.entity_types & wanted), filtered=True)
+        if len(text) > _MEMO_CHARS:
+            return self._analyze(text, self.types, self._active, filtered=self._filtered)
+        hit = self._memo.get(text)
+        if hit is None:
+            hit = self._memo[text] = tuple(self._analyze(text, self.types, self._active,
+                                                         filtered=self._filtered))
+            if len(self._memo) > _MEMO_TEXTS:
+                self._memo.clear()  # a new generation: bounded, and no lock needed
+                self._memo[text] = hit
+        return list(hit)
+
+    def _analyze(self, text: str, wanted: frozenset[str], active: tuple[Recognizer, ...], *,
+                 filtered: bool) -> list[Entity]:
         seen, starts = normalize_with_starts(text)
         found: list[Entity] = []
         for recognizer in active:
             found += recognizer.analyze(seen)
-        if self.min_score > 0 or types is not None or self._filtered:
+        if self.min_score > 0 or filtered:
             found = [e for e in found if e.type in wanted and e.score >= self.min_score]
         if starts is not None:
             norm = Normalized(seen, len(text), starts)

@@ -24,6 +24,7 @@ Not covered: Greek, Cyrillic and other scripts, all-capital names
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 _BLOCKS = ((0x41, 0x5A), (0x61, 0x7A), (0xC0, 0x24F), (0x1E00, 0x1EFF))
@@ -63,6 +64,8 @@ UPPER_CHARS, LOWER_CHARS = _collect()
 LETTERS = frozenset(UPPER_CHARS + LOWER_CHARS)
 UPPER = _char_class(UPPER_CHARS)
 LOWER = _char_class(LOWER_CHARS)
+#: Finds a Latin letter or mark (one of :data:`LETTERS`).
+ANY_LETTER = re.compile(_char_class(UPPER_CHARS + LOWER_CHARS))
 # Possessive (``{1,24}+``): what may follow a run of lower-case letters is
 # never one, so giving letters back can never make a match; without it re
 # backtracks letter by letter at every capitalised word that is no name.

@@ -207,6 +207,8 @@ def resolve_overlaps(entities: list[Entity]) -> list[Entity]:
     only the best, so a redactor never sees two claims on one character.
     Empty spans (a plug-in's mistake) are dropped: they cover nothing.
     """
+    if len(entities) < 2:
+        return [e for e in entities if e.start < e.end]
     ordered = sorted(entities, key=_BY_POSITION)
     if not all(map(lt, map(_START, ordered), map(_END, ordered))):
         ordered = [e for e in ordered if e.start < e.end]

@@ -223,7 +223,7 @@ def _western(text: str) -> list[Entity]:
                 # "the corner of A and B" is the address, its article included
                 first = at - 4 if cue == "corner of" and text[at - 4:at] == "the " else span[0]
                 found.append(Entity("ADDRESS", first, span[1], 0.8, NAME))
-    if "\n" in text and _DIGIT.search(text):
+    if "\n" in text:  # (the recognizer saw a digit)
         for m in _LINE_START.finditer("\n" + text):  # the first line starts one too
             span = _generic(text, m.start(1) - 1, line=True)
             if span:
@@ -385,6 +385,8 @@ class AddressRecognizer:
     entity_types = frozenset({"ADDRESS"})
 
     def analyze(self, text: str) -> list[Entity]:
+        if _DIGIT.search(text) is None:
+            return []  # every form above holds a number (and re's \d is str.isdecimal)
         found = _english(text) + _western(text)
         hits = keyword_hits(text)  # shared, cached: spares the scans below most texts
         if "po a" in hits:  # APO/FPO/DPO and AA/AE/AP

@@ -56,6 +56,7 @@ COMPOUND_SURNAMES = (
     "太叔", "仲孙", "东郭", "拓跋", "司空", "亓官", "巫马", "公良", "宰父", "颛孙", "漆雕",
     "壤驷", "谷梁", "段干", "公西", "乐正", "羊舌", "梁丘", "完颜", "纳兰",
 )
+_COMPOUND_SET = frozenset(COMPOUND_SURNAMES)
 # Words that start with a compound surname but are not names (上官网: "visit
 # the official site"); a compound surname is otherwise always a name start.
 _COMPOUND_WORDS = ("上官网", "东方红", "东方人", "东方明珠", "东方航空", "东方财富", "西门子",
@@ -150,7 +151,7 @@ def _name_after(text: str, start: int) -> int:
     """End of a Chinese name starting at ``start`` (``start`` if there is none)."""
     if text[start:start + 2] in _COMMON_WORDS:
         return start
-    if text[start:start + 2] in COMPOUND_SURNAMES:
+    if text[start:start + 2] in _COMPOUND_SET:
         if text.startswith(_COMPOUND_WORDS, start):
             return start
         cut = start + 2
@@ -167,7 +168,7 @@ def _name_after(text: str, start: int) -> int:
 def _name_before(text: str, end: int) -> int:
     """Start of a Chinese name ending at ``end`` (``end`` if there is none)."""
     for size in (4, 3):
-        if text[end - size:end - size + 2] in COMPOUND_SURNAMES and \
+        if text[end - size:end - size + 2] in _COMPOUND_SET and \
                 _given_ok(text, end - size + 2, end):
             return end - size
     # Most Chinese names have three characters: prefer them, unless the
@@ -237,7 +238,7 @@ def _zh_in_latin(text: str) -> list[Entity]:
     for m in _HAN_AFTER_SPACE.finditer(text):
         start, end = m.span(1)
         if m.group(1) in _NOT_A_PERSON or text[end - 1] in _PLACE_END or \
-                _word_before(text, m.start()) not in _EN_LEADS or _name_after(text, start) != end:
+                _name_after(text, start) != end or _word_before(text, m.start()) not in _EN_LEADS:
             continue
         found.append(Entity("PERSON", start, end, 0.7, NAME))
     return found

@@ -177,6 +177,7 @@ _DOT_DIGIT = re.compile(r"\.\d{2,5}\.\d\d")
 _EXT_GATE = re.compile(r"[x#] ?\d")
 _EXTENSION = re.compile(r"[ ]?(?:x|ext\.?|#|extension)[ ]?\d{1,5}$")
 _GROUPS = re.compile(r"\d+")
+_DIGIT = re.compile(r"\d")
 _SSN_LIKE = re.compile(r"\d{3}-\d{2}-\d{4}")  # a US social security number's shape
 _IP_LIKE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _DOTTED_DATE = re.compile(r"(?:19|20)\d\d\.\d\d?\.\d\d?(?!\d)|\d\d?\.\d\d?\.(?:19|20)\d\d")
@@ -345,6 +346,8 @@ class PhoneRecognizer:
     entity_types = frozenset({"PHONE"})
 
     def analyze(self, text: str) -> list[Entity]:
+        if _DIGIT.search(text) is None:
+            return []  # each rule starts from a digit
         found: list[tuple[int, int, float]] = []
         for run in number_runs(text):
             if len(run.digits) <= 40:
