@@ -167,6 +167,13 @@ def _reference(keys: list[str], view: str) -> list[tuple[int, int]]:
 ALPHABET = "ab 王建国1-"
 
 
+def _matcher(keys: list[str]) -> Matcher:
+    m = Matcher()
+    for key in keys:
+        m.add(key, "X")
+    return m
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.text(ALPHABET, min_size=1, max_size=5), min_size=1, max_size=40),
        st.text(ALPHABET, max_size=80))
@@ -174,9 +181,7 @@ def test_matcher_agrees_with_the_slow_reference(keys: list[str], view: str) -> N
     keys = sorted({k for k in keys if k.strip() == k and "  " not in k})
     if not keys:
         return
-    m = Matcher()
-    for key in keys:
-        m.add(key, "X")
+    m = _matcher(keys)
     expected = _reference(keys, view)
     assert [(s, e) for s, e, _ in m.find(view)] == expected  # one str.find per value
     assert list(m.find("." * (1 << 18))) == []  # a large input: the one-scan pattern
@@ -193,9 +198,7 @@ def test_both_ways_of_locating_head_words_agree_with_the_reference(keys: list[st
     keys = sorted({k for k in keys if k.strip() == k and "  " not in k})
     if not keys:
         return
-    m = Matcher()
-    for key in keys:
-        m.add(key, "X")
+    m = _matcher(keys)
     assert m.find("." * (1 << 18)) == []  # the large-input path from here on
     expected = _reference(keys, view * 3)
     saved = spread_module._FEW_HEADS

@@ -64,17 +64,23 @@ def test_signatures_are_the_minimum_of_each_permutation() -> None:
         assert np.array_equal(sigs[i], permuted.min(axis=0))
 
 
-def test_weighted_signatures_are_the_winning_exponential_draws() -> None:
-    hashes, offsets = _text.unique_shingles(TEXTS, 3)
-    weights = np.random.default_rng(3).uniform(0.01, 40.0, hashes.size).astype(np.float32)
-    a, b = _text.permutations(128)
-    sigs = _text.weighted_signatures(hashes, offsets, weights, num_perm=128)
-    for i in range(len(TEXTS)):
+def _assert_winning_draws(sigs: np.ndarray, hashes: np.ndarray, offsets: np.ndarray,
+                          weights: np.ndarray) -> None:
+    """Each slot holds the least ``-ln(u) / w`` over the text's shingles (the reference)."""
+    a, b = _text.permutations(sigs.shape[1])
+    for i in range(len(offsets) - 1):
         lo, hi = offsets[i], offsets[i + 1]
         permuted = _mixed(hashes[lo:hi].tolist())[:, None] * a[None, :] + b[None, :]
         u = (permuted.astype(np.float32) + np.float32(0.5)) * np.float32(2.0 ** -32)
         draws = -np.log(u) * (1.0 / weights[lo:hi]).astype(np.float32)[:, None]
         assert np.array_equal(sigs[i], draws.view(np.uint32).min(axis=0))
+
+
+def test_weighted_signatures_are_the_winning_exponential_draws() -> None:
+    hashes, offsets = _text.unique_shingles(TEXTS, 3)
+    weights = np.random.default_rng(3).uniform(0.01, 40.0, hashes.size).astype(np.float32)
+    sigs = _text.weighted_signatures(hashes, offsets, weights, num_perm=128)
+    _assert_winning_draws(sigs, hashes, offsets, weights)
 
 
 def test_weighted_signatures_with_weights_by_shingle() -> None:
@@ -83,14 +89,8 @@ def test_weighted_signatures_with_weights_by_shingle() -> None:
     hashes, offsets = _text.unique_shingles(TEXTS, 3, tag_digits=True)
     weights = np.where(_text.has_digit(hashes), np.float32(0.01),
                        (hashes % 7).astype(np.float32) + np.float32(0.5))
-    a, b = _text.permutations(128)
     sigs = _text.weighted_signatures(hashes, offsets, weights, num_perm=128)
-    for i in range(len(TEXTS)):
-        lo, hi = offsets[i], offsets[i + 1]
-        permuted = _mixed(hashes[lo:hi].tolist())[:, None] * a[None, :] + b[None, :]
-        u = (permuted.astype(np.float32) + np.float32(0.5)) * np.float32(2.0 ** -32)
-        draws = -np.log(u) * (1.0 / weights[lo:hi]).astype(np.float32)[:, None]
-        assert np.array_equal(sigs[i], draws.view(np.uint32).min(axis=0))
+    _assert_winning_draws(sigs, hashes, offsets, weights)
 
 
 def test_a_narrow_signature_is_the_prefix_of_the_full_one() -> None:
