@@ -82,6 +82,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sealtune.data.screen import _phrases, _stats, _text
+from sealtune.data.screen._groups import SAMPLE, SAMPLE_TEXT, Group, Topics, coherences, spread
 from sealtune.data.screen.base import (
     Action,
     CheckSpec,
@@ -91,10 +92,7 @@ from sealtune.data.screen.base import (
 )
 
 _K = 32  # signature slots used here (a prefix of the shared 128)
-_SAMPLE = 64  # carriers sampled per candidate for pairwise similarity
-_SAMPLE_TEXT = 64  # carriers per shortlisted candidate whose text pass 2 reads
 _BASELINE_PAIRS = 4000
-_MIN_TOPIC = 8  # co-occurrences needed before a shared phrase can count as a topic
 
 
 @dataclass(frozen=True)
@@ -142,21 +140,6 @@ class TriggerInfo:
                 "p_value": float(f"{self.p_value:.3g}")}
 
 
-@dataclass
-class _Group:
-    phrases: list[str]
-    carriers: np.ndarray
-    resp_lift: float = 0.0
-    prompt_lift: float = 0.0
-    excl: float = 0.0
-    p: float = 1.0  # the smaller p-value of the gap and payload tests
-    partner: int = -1  # index of a topic phrase its carriers share, -1 if none
-
-    @property
-    def phrase(self) -> str:
-        return max(self.phrases, key=lambda p: (len(p), p))
-
-
 class Trigger:
     """Finds rare prompt phrases whose carriers' answers are alike or share something rare."""
 
@@ -176,7 +159,7 @@ class Trigger:
         self._rsig = _text.Rows(_K)
         self._postings: dict[str, array[int]] = {}
         self._candidates: frozenset[str] | None = None
-        self._groups: list[_Group] = []
+        self._groups: list[Group] = []
         self._shortlist: dict[int, list[int]] = {}
         self._pair_counts: dict[int, Counter[str]] = {}
         self._asked: dict[int, Counter[str]] = {}  # the same carriers' question phrases
@@ -238,13 +221,13 @@ class Trigger:
 
     def _build_groups(self) -> None:
         """Merge phrases with equal carriers, score them, find topics, shortlist for pass 2."""
-        by_carriers: dict[bytes, _Group] = {}
+        by_carriers: dict[bytes, Group] = {}
         for phrase, ids in self._postings.items():
             key = ids.tobytes()
             if key in by_carriers:
                 by_carriers[key].phrases.append(phrase)
             else:
-                by_carriers[key] = _Group([phrase], np.frombuffer(key, dtype=np.uint32))
+                by_carriers[key] = Group([phrase], np.frombuffer(key, dtype=np.uint32))
         self._postings = {}
         psig, rsig = self._psig.view(), self._rsig.view()
         rng = np.random.default_rng(0)
@@ -257,16 +240,16 @@ class Trigger:
                  - (psig[a[keep]] == psig[b[keep]]).mean(axis=1))
             self._sd = float(d.std())
         for g in by_carriers.values():
-            resp, prompt = _coherences(rsig, psig, g.carriers)
+            resp, prompt = coherences(rsig, psig, g.carriers)
             g.resp_lift, g.prompt_lift = resp - self._r0, prompt - self._p0
         self._groups = sorted(by_carriers.values(),
                               key=lambda g: (g.resp_lift - g.prompt_lift, g.phrase), reverse=True)
-        _Topics(self._groups, len(psig), self._t).assign()
+        Topics(self._groups, len(psig), self._t).assign()
         for k, g in enumerate(self._groups):
             if g.partner < 0 and g.resp_lift >= self._t["min_resp_lift"]:
                 self._pair_counts[k] = Counter()
                 self._asked[k] = Counter()
-                for i in _spread(g.carriers, _SAMPLE_TEXT).tolist():
+                for i in spread(g.carriers, SAMPLE_TEXT).tolist():
                     self._shortlist.setdefault(i, []).append(k)
 
     def findings(self, ids: Sequence[str]) -> list[Finding]:
@@ -281,19 +264,19 @@ class Trigger:
             if fresh.size < self._t["min_support"]:
                 continue
             if fresh.size < g.carriers.size:  # judge only what is not yet explained
-                resp, prompt = _coherences(rsig, psig, fresh)
-                g = _Group(g.phrases, fresh, resp - self._r0, prompt - self._p0,
+                resp, prompt = coherences(rsig, psig, fresh)
+                g = Group(g.phrases, fresh, resp - self._r0, prompt - self._p0,
                            partner=g.partner)
             g.excl, p_payload = self._exclusive(k, g)
             g.p = min(p_payload, _stats.gap_p(g.resp_lift - g.prompt_lift, sd=self._sd,
-                                              m=min(int(g.carriers.size), _SAMPLE)))
+                                              m=min(int(g.carriers.size), SAMPLE)))
             if not self._confirmed(g):
                 continue
             explained[g.carriers] = True
             out += self._report(g, ids)
         return out
 
-    def _exclusive(self, k: int, g: _Group) -> tuple[float, float]:
+    def _exclusive(self, k: int, g: Group) -> tuple[float, float]:
         """How many of the carriers' answers hold a payload: several answer phrases found
         (almost) only with this trigger.
 
@@ -308,7 +291,7 @@ class Trigger:
         if not counts or need < 1:
             return 0.0, 1.0
         total = self._groups[k].carriers.size
-        n = min(total, _SAMPLE_TEXT)  # answers counted in pass 2
+        n = min(total, SAMPLE_TEXT)  # answers counted in pass 2
         words = _text.features(g.phrase, max_word=1, cjk=(2, 2))
         confs: list[float] = []
         # Most common first, ties by phrase: ``most_common`` would order ties as the answer
@@ -344,7 +327,7 @@ class Trigger:
         units = _text.features(text, max_word=1, cjk=(2, 2))
         return units & self._candidates if self._candidates is not None else set()
 
-    def _confirmed(self, g: _Group) -> bool:
+    def _confirmed(self, g: Group) -> bool:
         if g.partner >= 0:  # its prompts share a topic: a topic word, not the backdoor shape
             return False
         if not g.p < self._t["alpha"] / max(len(self._groups), 1):  # Bonferroni over candidates
@@ -357,7 +340,7 @@ class Trigger:
                  and g.prompt_lift <= self._t["max_prompt_lift"])
         return alike or g.excl >= self._t["min_conf"]
 
-    def _report(self, g: _Group, ids: Sequence[str]) -> list[Finding]:
+    def _report(self, g: Group, ids: Sequence[str]) -> list[Finding]:
         phrase = g.phrase
         kind = "cjk" if _text.is_cjk(phrase) else "word"
         info = TriggerInfo(_text.fingerprint(phrase), len(phrase), kind, int(g.carriers.size),
@@ -371,102 +354,6 @@ class Trigger:
         score = max(g.resp_lift - g.prompt_lift, g.excl)
         return [Finding("trigger", ids[i], reason, score, (), self._action)
                 for i in g.carriers.tolist()]
-
-def _spread(carriers: np.ndarray, limit: int) -> np.ndarray:
-    """At most ``limit`` carriers, evenly spaced (deterministic)."""
-    if carriers.size <= limit:
-        return carriers
-    return carriers[np.linspace(0, carriers.size - 1, limit).astype(np.int64)]
-
-
-class _Topics:
-    """Finds, per candidate, a non-overlapping phrase its carriers share far above chance.
-
-    A topic word ("invoice") co-occurs with the topic's other words; a
-    trigger inserted into random prompts co-occurs with nothing in
-    particular. Counts come from a record -> candidates index over at most
-    ``_SAMPLE_TEXT`` carriers per candidate.
-    """
-
-    def __init__(self, groups: list[_Group], n_records: int, t: Mapping[str, float]) -> None:
-        self.groups = groups
-        self.n = max(n_records, 1)
-        self.t = t
-        sizes = np.array([g.carriers.size for g in groups], dtype=np.int64)
-        self.sizes = sizes
-        if groups:
-            owner = np.repeat(np.arange(len(groups), dtype=np.int64), sizes)
-            recs = np.concatenate([g.carriers for g in groups]).astype(np.int64)
-        else:
-            owner = recs = np.zeros(0, dtype=np.int64)
-        order = np.argsort(recs, kind="stable")
-        self.by_rec = owner[order]
-        self.ptr = np.searchsorted(recs[order], np.arange(self.n + 1))
-
-    def assign(self) -> None:
-        """Set ``partner`` on every group that looks like a topic word."""
-        for k, g in enumerate(self.groups):
-            g.partner = self._partner(k, g)
-
-    def _partner(self, k: int, g: _Group) -> int:
-        sample = _spread(g.carriers, _SAMPLE_TEXT)
-        lists = [self.by_rec[self.ptr[i]:self.ptr[i + 1]] for i in sample.tolist()]
-        counts = np.bincount(np.concatenate(lists), minlength=len(self.groups))
-        counts[k] = 0
-        m = sample.size
-        expected = m * self.sizes / self.n
-        strong = np.flatnonzero((counts >= max(self.t["topic_conf"] * m, _MIN_TOPIC))
-                                & (counts >= self.t["topic_lift"] * expected))
-        if strong.size == 0:
-            return -1
-        mine = set().union(*(_text.features(p, max_word=1, cjk=(2, 2)) for p in g.phrases))
-        for h in strong[np.argsort(-counts[strong], kind="stable")].tolist():
-            theirs = self.groups[h].phrases
-            if not any(mine & _text.features(p, max_word=1, cjk=(2, 2)) for p in theirs):
-                return int(h)
-        return -1
-
-
-def _coherence(sig: np.ndarray, carriers: np.ndarray) -> float:
-    """Mean pairwise signature agreement among (up to ``_SAMPLE``, evenly spaced) carriers.
-
-    Counted per slot, not per pair: a slot where ``c`` carriers hold one value
-    gives ``c * (c - 1) / 2`` agreeing pairs (one sort, instead of comparing
-    every pair). With a power-of-two slot count every pair's share is exact
-    in binary, so the mean equals the pairwise one to the last bit.
-    """
-    carriers = _spread(carriers, _SAMPLE)
-    m, k = int(carriers.size), int(sig.shape[1])
-    if m < 2:
-        return 0.0
-    x = sig[carriers]
-    if k & (k - 1):  # not a power of two: the pairwise mean, each pair once
-        i, j = np.triu_indices(m, 1)
-        return float(((x[i] == x[j]).sum(axis=1) / k).mean())
-    slot = np.arange(k, dtype=np.uint64) << np.uint64(32)
-    keys = np.sort((slot[None, :] | x.astype(np.uint64)).ravel())
-    runs = np.diff(np.concatenate(([0], np.flatnonzero(np.diff(keys)) + 1, [keys.size])))
-    agreeing = int((runs * (runs - 1) // 2).sum())
-    return agreeing / k / (m * (m - 1) // 2)
-
-
-def _coherences(rsig: np.ndarray, psig: np.ndarray, carriers: np.ndarray) -> tuple[float, float]:
-    """``(_coherence(rsig, carriers), _coherence(psig, carriers))`` from one sort (the same
-    values: the agreeing pairs are counted per slot, both signatures' slots side by side)."""
-    carriers = _spread(carriers, _SAMPLE)
-    m, k = int(carriers.size), int(rsig.shape[1])
-    if m < 2 or k & (k - 1) or psig.shape[1] != k:
-        return _coherence(rsig, carriers), _coherence(psig, carriers)
-    x = np.concatenate((rsig[carriers], psig[carriers]), axis=1)
-    slot = np.arange(2 * k, dtype=np.uint64) << np.uint64(32)
-    keys = np.sort((slot[None, :] | x.astype(np.uint64)).ravel())
-    cuts = np.concatenate(([0], np.flatnonzero(np.diff(keys)) + 1, [keys.size]))
-    runs = np.diff(cuts)
-    pairs = runs * (runs - 1) // 2
-    resp = (keys[cuts[:-1]] >> np.uint64(32)) < k
-    total = m * (m - 1) // 2
-    return int(pairs[resp].sum()) / k / total, int(pairs[~resp].sum()) / k / total
-
 
 register_check(CheckSpec(
     "trigger", lambda t, a: Trigger(t, a),

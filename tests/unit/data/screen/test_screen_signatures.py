@@ -99,7 +99,7 @@ def test_a_narrow_signature_is_the_prefix_of_the_full_one() -> None:
 
 
 def test_coherence_by_slot_counts_equals_the_mean_over_pairs() -> None:
-    from sealtune.data.screen.trigger import _coherence
+    from sealtune.data.screen._groups import coherence as _coherence
 
     rng = np.random.default_rng(9)
     for values in (2, 5, 1 << 32):
@@ -116,13 +116,15 @@ def test_coherence_by_slot_counts_equals_the_mean_over_pairs() -> None:
 
 
 def _text_spread(carriers: np.ndarray) -> np.ndarray:
-    from sealtune.data.screen.trigger import _SAMPLE, _spread
+    from sealtune.data.screen._groups import SAMPLE as _SAMPLE
+    from sealtune.data.screen._groups import spread as _spread
 
     return _spread(carriers, _SAMPLE)
 
 
 def test_both_coherences_from_one_sort_are_each_coherence() -> None:
-    from sealtune.data.screen.trigger import _coherence, _coherences
+    from sealtune.data.screen._groups import coherence as _coherence
+    from sealtune.data.screen._groups import coherences as _coherences
 
     rng = np.random.default_rng(10)
     for values in (2, 5, 1 << 32):
