@@ -147,10 +147,11 @@ def test_workers_are_for_the_local_executor(workspace: Workspace, tmp_path: Path
     assert not (workspace.root / "datasets" / "x").exists()
 
 
-def _children() -> list[str]:
-    """Command lines of this process's running children, multiprocessing's resource
-    tracker aside (it lives as long as this process, whatever started it)."""
-    out = []
+def _children() -> dict[int, str]:
+    """This process's running children (pid -> command line), multiprocessing's resource
+    tracker aside (it lives as long as this process, whatever started it). Other tests'
+    session servers are children too: compare with the children before."""
+    out = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
@@ -159,14 +160,19 @@ def _children() -> list[str]:
             continue  # exited meanwhile
         if int(fields[1]) == os.getpid() and fields[0] != "Z" and \
                 "resource_tracker" not in cmdline:
-            out.append(cmdline)
+            out[int(stat.parent.name)] = cmdline
     return out
+
+
+def _new_children(before: dict[int, str]) -> list[str]:
+    return [cmdline for pid, cmdline in _children().items() if pid not in before]
 
 
 def test_an_ingest_leaves_no_worker_or_fork_server_running(workspace: Workspace,
                                                            corpus: Path) -> None:
+    before = _children()
     ingest(workspace, corpus, name="w2", workers=2)
-    assert _children() == []
+    assert _new_children(before) == []
 
 
 def test_a_failing_ingest_stops_its_workers(workspace: Workspace, corpus: Path,
@@ -174,11 +180,12 @@ def test_a_failing_ingest_stops_its_workers(workspace: Workspace, corpus: Path,
     raw = tmp_path / "bad.jsonl"
     lines = corpus.read_text("utf-8").splitlines(keepends=True)
     raw.write_text("".join([*lines[:5], "{not json\n", *lines[5:]]), "utf-8")
+    before = _children()
     with pytest.raises(DataFormatError) as caught:
         ingest(workspace, raw, name="bad", on_error="fail", workers=2)
     assert caught.value.line == 6
     assert multiprocessing.active_children() == []  # the pool was shut down, not left running
-    assert _children() == []  # and the fork server the workers came from
+    assert _new_children(before) == []  # and the fork server the workers came from
     assert not (workspace.root / "datasets" / "bad").exists()
 
 
